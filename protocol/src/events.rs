@@ -1,0 +1,172 @@
+//! Federation events: what changed, carried as CloudEvents 1.0 structured JSON
+//! on `fed.events.<entity>.<change>`.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::subjects::EVENTS_PREFIX;
+
+/// CloudEvents spec version we emit.
+pub const SPEC_VERSION: &str = "1.0";
+/// Default `source` attribute.
+pub const DEFAULT_SOURCE: &str = "urn:federation:catalog";
+
+/// Every kind of change the control plane announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventKind {
+    ProjectRegistered,
+    ProjectUpdated,
+    ProjectDeleted,
+    ProjectStatusChanged,
+    SpokeRegistered,
+    SpokeApproved,
+    SpokeSuspended,
+    SpokeReinstated,
+    SpokeRevoked,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 9] = [
+        EventKind::ProjectRegistered,
+        EventKind::ProjectUpdated,
+        EventKind::ProjectDeleted,
+        EventKind::ProjectStatusChanged,
+        EventKind::SpokeRegistered,
+        EventKind::SpokeApproved,
+        EventKind::SpokeSuspended,
+        EventKind::SpokeReinstated,
+        EventKind::SpokeRevoked,
+    ];
+
+    /// `<entity>.<change>`: the tail shared by the CloudEvents type and the subject.
+    fn tail(self) -> &'static str {
+        match self {
+            EventKind::ProjectRegistered => "project.registered",
+            EventKind::ProjectUpdated => "project.updated",
+            EventKind::ProjectDeleted => "project.deleted",
+            EventKind::ProjectStatusChanged => "project.status",
+            EventKind::SpokeRegistered => "spoke.registered",
+            EventKind::SpokeApproved => "spoke.approved",
+            EventKind::SpokeSuspended => "spoke.suspended",
+            EventKind::SpokeReinstated => "spoke.reinstated",
+            EventKind::SpokeRevoked => "spoke.revoked",
+        }
+    }
+
+    /// The CloudEvents `type`, e.g. `federation.spoke.approved`.
+    pub fn type_name(self) -> String {
+        format!("federation.{}", self.tail())
+    }
+
+    /// The NATS subject, e.g. `fed.events.spoke.approved`.
+    pub fn subject(self) -> String {
+        format!("{EVENTS_PREFIX}.{}", self.tail())
+    }
+
+    /// The kind named by a CloudEvents `type`.
+    pub fn from_type_name(name: &str) -> Option<Self> {
+        let tail = name.strip_prefix("federation.")?;
+        Self::ALL.into_iter().find(|k| k.tail() == tail)
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.tail())
+    }
+}
+
+/// A CloudEvents 1.0 event in structured JSON mode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CloudEvent<T = serde_json::Value> {
+    pub specversion: String,
+    pub id: String,
+    pub source: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub time: DateTime<Utc>,
+    /// What the event is about: a project slug or a spoke id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    pub datacontenttype: String,
+    pub data: T,
+}
+
+impl<T> CloudEvent<T> {
+    pub fn new(
+        kind: EventKind,
+        id: impl Into<String>,
+        source: impl Into<String>,
+        time: DateTime<Utc>,
+        subject: Option<String>,
+        data: T,
+    ) -> Self {
+        CloudEvent {
+            specversion: SPEC_VERSION.to_owned(),
+            id: id.into(),
+            source: source.into(),
+            event_type: kind.type_name(),
+            time,
+            subject,
+            datacontenttype: "application/json".to_owned(),
+            data,
+        }
+    }
+
+    /// The kind, when the type is one of ours.
+    pub fn kind(&self) -> Option<EventKind> {
+        EventKind::from_type_name(&self.event_type)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_and_subject_share_the_tail() {
+        assert_eq!(
+            EventKind::SpokeApproved.type_name(),
+            "federation.spoke.approved"
+        );
+        assert_eq!(
+            EventKind::SpokeApproved.subject(),
+            "fed.events.spoke.approved"
+        );
+        assert_eq!(
+            EventKind::ProjectStatusChanged.subject(),
+            "fed.events.project.status"
+        );
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::from_type_name(&k.type_name()), Some(k));
+            assert!(k.subject().starts_with("fed.events."));
+        }
+        assert_eq!(EventKind::from_type_name("federation.nope"), None);
+    }
+
+    #[test]
+    fn envelope_is_cloudevents_structured_json() {
+        let time = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        let ev = CloudEvent::new(
+            EventKind::ProjectRegistered,
+            "0190f0a4-0000-7000-8000-000000000000",
+            DEFAULT_SOURCE,
+            time,
+            Some("alpha".into()),
+            serde_json::json!({"slug": "alpha"}),
+        );
+        let v = serde_json::to_value(&ev).unwrap();
+        assert_eq!(v["specversion"], "1.0");
+        assert_eq!(v["type"], "federation.project.registered");
+        assert_eq!(v["time"], "2026-01-01T00:00:00Z");
+        assert_eq!(v["subject"], "alpha");
+        assert_eq!(v["datacontenttype"], "application/json");
+        assert_eq!(v["data"]["slug"], "alpha");
+        let back: CloudEvent = serde_json::from_value(v).unwrap();
+        assert_eq!(back.kind(), Some(EventKind::ProjectRegistered));
+    }
+}

@@ -1,0 +1,93 @@
+//! Liveness, dependency health and readiness.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::app::AppState;
+use crate::health::{self, DbHealth, ReadyReport};
+
+pub const TAG: &str = "health";
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Liveness {
+    #[schema(example = "healthy")]
+    pub status: &'static str,
+    pub timestamp: DateTime<Utc>,
+    pub version: &'static str,
+}
+
+/// Liveness: answers as long as the process serves HTTP; checks nothing else.
+#[utoipa::path(get, path = "/health", tag = TAG,
+    responses((status = 200, description = "Alive", body = Liveness)))]
+pub async fn health() -> Json<Liveness> {
+    Json(Liveness {
+        status: "healthy",
+        timestamp: Utc::now(),
+        version: env!("CARGO_PKG_VERSION"),
+    })
+}
+
+/// Database connectivity.
+#[utoipa::path(get, path = "/health/db", tag = TAG,
+    responses(
+        (status = 200, description = "Connected", body = DbHealth),
+        (status = 503, description = "Disconnected", body = DbHealth),
+    ))]
+pub async fn health_db(State(state): State<AppState>) -> (StatusCode, Json<DbHealth>) {
+    let db = health::check_database(&state.db, Duration::from_secs(2)).await;
+    let code = if db.error.is_none() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(db))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NatsHealth {
+    /// `connected`, `disconnected` or `not_configured`.
+    #[schema(example = "connected")]
+    pub status: &'static str,
+    /// Server URL(s) with any credentials removed.
+    pub url: Option<String>,
+}
+
+/// NATS connectivity.
+#[utoipa::path(get, path = "/health/nats", tag = TAG,
+    responses(
+        (status = 200, description = "Connected, or NATS not configured", body = NatsHealth),
+        (status = 503, description = "Disconnected", body = NatsHealth),
+    ))]
+pub async fn health_nats(State(state): State<AppState>) -> (StatusCode, Json<NatsHealth>) {
+    let _ = &state;
+    (
+        StatusCode::OK,
+        Json(NatsHealth {
+            status: "not_configured",
+            url: None,
+        }),
+    )
+}
+
+/// Readiness: 200 once the database is reachable and migrated; 503 with the
+/// reasons otherwise.
+#[utoipa::path(get, path = "/ready", tag = TAG,
+    responses(
+        (status = 200, description = "Ready", body = ReadyReport),
+        (status = 503, description = "Not ready, with reasons", body = ReadyReport),
+    ))]
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<ReadyReport>) {
+    let report = health::readiness(&state.readiness, &state.db, Vec::new(), Vec::new()).await;
+    let code = if report.reasons.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(report))
+}

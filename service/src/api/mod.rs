@@ -1,0 +1,207 @@
+//! The HTTP API: a flat route table, layers applied in one place.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod observability;
+pub mod projects;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::app::AppState;
+use error::{ApiError, Problem};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Federation control plane",
+        description = "Project catalog, spoke registry and federation health. \
+                       Routes under /api need an X-API-Key header unless marked otherwise. \
+                       Errors are application/problem+json (RFC 9457).",
+        license(name = "Apache-2.0"),
+    ),
+    modifiers(&SecurityAddon),
+    components(schemas(Problem, crate::catalog::FieldError)),
+    tags(
+        (name = "catalog", description = "Projects (hubs) and their liveness"),
+        (name = "health", description = "Liveness, readiness, dependencies"),
+        (name = "observability", description = "Metrics and this document"),
+    )
+)]
+pub struct ApiDoc;
+
+struct SecurityAddon;
+
+impl Modify for SecurityAddon {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-API-Key",
+                "An admin or agent key; several may be valid at once for rotation",
+            ))),
+        );
+    }
+}
+
+/// Routes that need an API key, and the OpenAPI paths they document.
+fn protected(state: &AppState) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(projects::list_projects, projects::register_project))
+        .routes(routes!(
+            projects::get_project,
+            projects::replace_project,
+            projects::delete_project
+        ))
+        .route_layer(from_fn_with_state(
+            state.keys.clone(),
+            auth::require_api_key,
+        ))
+}
+
+/// Routes anyone may call.
+fn public() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health::health))
+        .routes(routes!(health::health_db))
+        .routes(routes!(health::health_nats))
+        .routes(routes!(health::ready))
+        .routes(routes!(observability::metrics))
+}
+
+/// The OpenAPI document, exactly as served.
+pub fn openapi(state: &AppState) -> utoipa::openapi::OpenApi {
+    build(state).1
+}
+
+fn build(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(protected(state))
+        .merge(public())
+        .split_for_parts();
+    // The document describes itself too.
+    doc.paths.paths.insert(
+        "/openapi.json".into(),
+        utoipa::openapi::PathItem::new(
+            utoipa::openapi::HttpMethod::Get,
+            utoipa::openapi::path::OperationBuilder::new()
+                .tag("observability")
+                .summary(Some("This OpenAPI document"))
+                .response(
+                    "200",
+                    utoipa::openapi::Response::new("OpenAPI 3.1 document"),
+                ),
+        ),
+    );
+    (router, doc)
+}
+
+pub fn router(state: AppState) -> Router {
+    let (router, doc) = build(&state);
+    let doc = Arc::new(doc);
+    let settings = &state.settings.server;
+    let timeout = settings.request_timeout;
+    let body_limit = settings.body_limit_bytes;
+
+    router
+        .route("/openapi.json", get(move || serve_openapi(doc.clone())))
+        .fallback(not_found)
+        // Layers, innermost first. `Router::layer` wraps each route after
+        // matching, so the metrics layer sees the matched route template.
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(from_fn(problem_for_bare_errors))
+        .layer(from_fn_with_state(
+            state.metrics.clone(),
+            observability::track_http,
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("a request handler panicked");
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "an internal error occurred; it has been logged",
+            )
+            .into_response()
+        }))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(observability::make_span)
+                .on_response(observability::on_response),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn serve_openapi(doc: Arc<utoipa::openapi::OpenApi>) -> impl IntoResponse {
+    axum::Json(doc.as_ref().clone())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route".into())
+}
+
+/// Layers and axum itself answer some errors with an empty or plain-text
+/// body (405, 408, 413...). Give every error response a problem document.
+async fn problem_for_bare_errors(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let res = next.run(req).await;
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.contains("json"));
+    if is_json {
+        return res;
+    }
+    let detail = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "this route does not support that method".to_owned(),
+        StatusCode::REQUEST_TIMEOUT => "the request took too long and was abandoned".to_owned(),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            "the request body is larger than the server accepts".to_owned()
+        }
+        other => other.canonical_reason().unwrap_or("error").to_owned(),
+    };
+    let (mut parts, _) = res.into_parts();
+    let mut fresh = Problem::new(status, detail).into_response();
+    // Keep headers such as Allow, replacing the body's type and length.
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(error::PROBLEM_JSON),
+    );
+    std::mem::swap(fresh.headers_mut(), &mut parts.headers);
+    fresh
+}
+
+/// How long the `/ready` and `/health/*` dependency checks may wait.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);

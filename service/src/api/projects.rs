@@ -1,0 +1,192 @@
+//! `/api/fed/projects`: the catalog, as the original service served it.
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::auth::{Caller, Role};
+use super::error::{ApiError, ApiResult, Problem};
+use super::extract::{Json, Query};
+use crate::app::AppState;
+use crate::catalog::{Project, ProjectInput, ProjectStatus, ProjectUpdate};
+use crate::store::projects::{self, ProjectFilter, Upserted};
+
+pub const TAG: &str = "catalog";
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only projects in this status.
+    pub status: Option<ProjectStatus>,
+    /// Only projects carrying this tag.
+    pub tag: Option<String>,
+}
+
+/// List projects, ordered by slug (a bare JSON array, as the original).
+#[utoipa::path(
+    get, path = "/api/fed/projects", tag = TAG,
+    params(ListParams),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The matching projects", body = [Project]),
+        (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad filter", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_projects(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Query(params): Query<ListParams>,
+) -> ApiResult<axum::Json<Vec<Project>>> {
+    let filter = ProjectFilter {
+        status: params.status,
+        tag: params.tag,
+    };
+    let list = projects::list(&state.db, &filter).await?;
+    state.metrics.catalog.lookup.inc();
+    Ok(axum::Json(list))
+}
+
+/// Register a project, or update it if the slug exists (201 / 200).
+#[utoipa::path(
+    post, path = "/api/fed/projects", tag = TAG,
+    request_body = ProjectInput,
+    security(("api_key" = [])),
+    responses(
+        (status = 201, description = "Registered", body = Project, headers(("Location" = String, description = "URL of the project"))),
+        (status = 200, description = "Updated, or already so", body = Project),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, each listed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn register_project(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(input): Json<ProjectInput>,
+) -> ApiResult<Response> {
+    caller.require(Role::Agent)?;
+    let spec = input.into_spec().map_err(ApiError::validation)?;
+    let outcome = projects::upsert(&state.db, &spec).await?;
+    state.metrics.catalog.register.inc();
+    Ok(match outcome {
+        Upserted::Created(p) => {
+            tracing::info!(slug = %p.slug, key = %caller.fingerprint, "project registered");
+            let location = format!("/api/fed/projects/{}", p.slug);
+            (
+                StatusCode::CREATED,
+                [(header::LOCATION, location)],
+                axum::Json(p),
+            )
+                .into_response()
+        }
+        Upserted::Updated(p) => {
+            tracing::info!(slug = %p.slug, key = %caller.fingerprint, "project updated");
+            axum::Json(p).into_response()
+        }
+        Upserted::Unchanged(p) => axum::Json(p).into_response(),
+    })
+}
+
+/// One project.
+#[utoipa::path(
+    get, path = "/api/fed/projects/{slug}", tag = TAG,
+    params(("slug" = String, Path, description = "Project slug")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The project", body = Project),
+        (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_project(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(slug): Path<String>,
+) -> ApiResult<axum::Json<Project>> {
+    let project = projects::get(&state.db, &slug)
+        .await?
+        .ok_or_else(|| not_found(&slug))?;
+    state.metrics.catalog.lookup.inc();
+    Ok(axum::Json(project))
+}
+
+/// Replace a project's attributes. The project must exist.
+#[utoipa::path(
+    put, path = "/api/fed/projects/{slug}", tag = TAG,
+    params(("slug" = String, Path, description = "Project slug")),
+    request_body = ProjectUpdate,
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Updated, or already so", body = Project),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, each listed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn replace_project(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(slug): Path<String>,
+    Json(update): Json<ProjectUpdate>,
+) -> ApiResult<axum::Json<Project>> {
+    caller.require(Role::Agent)?;
+    let spec = update
+        .for_slug(&slug)
+        .and_then(ProjectInput::into_spec)
+        .map_err(ApiError::validation)?;
+    let outcome = projects::update(&state.db, &spec)
+        .await?
+        .ok_or_else(|| not_found(&slug))?;
+    state.metrics.catalog.register.inc();
+    if let Upserted::Updated(p) = &outcome {
+        tracing::info!(slug = %p.slug, key = %caller.fingerprint, "project updated");
+    }
+    Ok(axum::Json(outcome.into_project()))
+}
+
+/// Delete a project (admin keys only).
+#[utoipa::path(
+    delete, path = "/api/fed/projects/{slug}", tag = TAG,
+    params(("slug" = String, Path, description = "Project slug")),
+    security(("api_key" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Unknown API key, or not an admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete_project(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(slug): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require(Role::Admin)?;
+    let deleted = projects::delete(&state.db, &slug)
+        .await?
+        .ok_or_else(|| not_found(&slug))?;
+    tracing::info!(slug = %deleted.slug, key = %caller.fingerprint, "project deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn not_found(slug: &str) -> ApiError {
+    ApiError::NotFound(format!("no project with slug {slug:?}"))
+}

@@ -1,0 +1,212 @@
+//! Wires the service together: state, HTTP server, start-up and background
+//! tasks, and the one shutdown path they all share.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::FromRef;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::auth::ApiKeys;
+use crate::catalog::ProjectSpec;
+use crate::config::Settings;
+use crate::health::Readiness;
+use crate::metrics::Metrics;
+use crate::store;
+
+/// Shared by every handler and task.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub db: PgPool,
+    pub metrics: Arc<Metrics>,
+    pub keys: Arc<ApiKeys>,
+    pub readiness: Arc<Readiness>,
+}
+
+impl FromRef<AppState> for Arc<ApiKeys> {
+    fn from_ref(s: &AppState) -> Self {
+        s.keys.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Metrics> {
+    fn from_ref(s: &AppState) -> Self {
+        s.metrics.clone()
+    }
+}
+
+/// A built, not yet running service.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    seeds: Vec<ProjectSpec>,
+    shutdown: CancellationToken,
+}
+
+impl Application {
+    /// Binds the listener (port 0 picks a free one) and prepares the state.
+    /// Connects to nothing yet: that happens in [`Self::run_until_stopped`],
+    /// while `/health` and `/ready` already answer.
+    pub async fn build(settings: Settings, seeds: Vec<ProjectSpec>) -> anyhow::Result<Self> {
+        let options = store::connect_options(&settings.database).context("database.url")?;
+        let db = store::lazy_pool(&settings.database, options);
+        Self::build_with_pool(settings, seeds, db).await
+    }
+
+    /// As [`Self::build`], with a pool made by the caller (tests).
+    pub async fn build_with_pool(
+        settings: Settings,
+        seeds: Vec<ProjectSpec>,
+        db: PgPool,
+    ) -> anyhow::Result<Self> {
+        let addr = SocketAddr::new(settings.server.host, settings.server.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let metrics = Metrics::new();
+        let state = AppState {
+            keys: ApiKeys::new(&settings.auth),
+            settings: Arc::new(settings),
+            db,
+            metrics: Arc::new(metrics),
+            readiness: Arc::new(Readiness::default()),
+        };
+        Ok(Application {
+            listener,
+            state,
+            seeds,
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Cancelling this token stops the service gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then drains in-flight
+    /// requests (bounded by `server.shutdown_grace`). Fails if start-up
+    /// cannot reach the database in time.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Application {
+            listener,
+            state,
+            seeds,
+            shutdown,
+        } = self;
+        let grace = state.settings.server.shutdown_grace;
+        let addr = listener.local_addr()?;
+        let router = crate::api::router(state.clone());
+        let server_stop = shutdown.clone();
+        let mut server = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(server_stop.cancelled_owned())
+                .await
+        });
+        tracing::info!(%addr, "listening");
+
+        let startup = start(&state, &seeds, &shutdown);
+        tokio::select! {
+            result = startup => {
+                if let Err(e) = result {
+                    shutdown.cancel();
+                    let _ = tokio::time::timeout(grace, &mut server).await;
+                    return Err(e);
+                }
+            }
+            result = &mut server => {
+                shutdown.cancel();
+                return result.context("HTTP server task")?.context("HTTP server");
+            }
+        }
+
+        tracing::info!("service ready");
+        shutdown.cancelled().await;
+        tracing::info!(
+            grace_s = grace.as_secs_f64(),
+            "shutting down: draining in-flight requests"
+        );
+        match tokio::time::timeout(grace, &mut server).await {
+            Ok(joined) => joined.context("HTTP server task")?.context("HTTP server")?,
+            Err(_) => {
+                tracing::warn!(
+                    "in-flight requests did not finish within the grace period; closing them"
+                );
+                server.abort();
+            }
+        }
+        state.db.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Start-up: reach the database (retrying), migrate, seed.
+async fn start(
+    state: &AppState,
+    seeds: &[ProjectSpec],
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let db_settings = &state.settings.database;
+    state.readiness.set_phase("waiting for the database");
+    store::wait_until_reachable(&state.db, db_settings.startup_timeout, shutdown).await?;
+    if db_settings.migrate_on_start {
+        state.readiness.set_phase("applying migrations");
+        store::migrate(&state.db)
+            .await
+            .context("applying migrations")?;
+    }
+    if !seeds.is_empty() {
+        state.readiness.set_phase("seeding projects");
+        let (created, updated, unchanged) = store::projects::seed(&state.db, seeds)
+            .await
+            .context("seeding projects")?;
+        state
+            .metrics
+            .catalog
+            .register
+            .inc_by((created + updated) as u64);
+        tracing::info!(created, updated, unchanged, "projects seeded");
+    }
+    state.readiness.mark_database_ready();
+    Ok(())
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+pub async fn cancel_on_signal(token: CancellationToken) {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received"),
+        _ = term => tracing::info!("SIGTERM received"),
+        _ = token.cancelled() => return,
+    }
+    token.cancel();
+}

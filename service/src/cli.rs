@@ -1,0 +1,180 @@
+//! The `federation` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
+
+use crate::app::Application;
+use crate::catalog::ProjectSpec;
+use crate::config::{self, Settings, Sources};
+use crate::{store, telemetry};
+
+/// Exit status for invalid configuration (same as a usage error).
+pub const EXIT_CONFIG: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "federation",
+    version,
+    about = "Federation control plane: project catalog, hub liveness and federation events",
+    long_about = "Federation control plane: keeps the project catalog and hub liveness in \
+PostgreSQL, ingests hub heartbeats from NATS, serves the API-key-protected REST catalog \
+and Prometheus metrics.\n\n\
+Settings come from built-in defaults, then the YAML file (--config), then environment \
+variables FEDERATION__SECTION__KEY (e.g. FEDERATION__SERVER__PORT=8001). The original \
+service's variables also work: DATABASE_URL, NATS_URL, FEDERATION_API_KEYS, \
+HEARTBEAT_STALE_THRESHOLD_SECONDS, HEARTBEAT_STALE_CHECK_INTERVAL_SECONDS, \
+FEDERATION_PORT, LOG_LEVEL.\n\n\
+Exit status: 0 success, 1 runtime failure, 2 invalid configuration or usage."
+)]
+pub struct Cli {
+    /// Settings file (YAML). Without it, config/federation.yaml is read if present.
+    #[arg(
+        long,
+        short,
+        global = true,
+        value_name = "PATH",
+        env = "FEDERATION_CONFIG"
+    )]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service: HTTP API and metrics, migrations and seeding at start.
+    ///
+    /// Starts listening at once (/health answers, /ready says why it is not
+    /// ready), then connects to PostgreSQL, retrying with backoff for up to
+    /// database.startup_timeout, applies pending migrations and seeds the
+    /// catalog from catalog.projects_file. SIGTERM or SIGINT drain in-flight
+    /// requests and exit 0.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Validate the settings and the projects file, print a summary, and exit.
+    ///
+    /// Lists every problem at once, each with its path and origin; exits 2
+    /// if there is any. Connects to nothing.
+    CheckConfig,
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> ExitCode {
+    let sources = Sources::from_cli(cli.config.as_deref());
+    let (settings, seeds) = match load(&sources) {
+        Ok(loaded) => loaded,
+        Err(report) => {
+            eprint!("{report}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let result = match cli.command {
+        Command::CheckConfig => {
+            print!("{}", summary(&settings, &seeds));
+            return ExitCode::SUCCESS;
+        }
+        Command::Migrate => {
+            telemetry::init(&settings.log, std::io::stderr);
+            migrate(&settings).await
+        }
+        Command::Serve => {
+            telemetry::init(&settings.log, std::io::stdout);
+            serve(settings, seeds).await
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "fatal");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Settings and seed projects, or the text listing every problem.
+pub fn load(sources: &Sources) -> Result<(Settings, Vec<ProjectSpec>), String> {
+    let settings = Settings::load(sources).map_err(|e| e.to_string())?;
+    let seeds = match &settings.catalog.projects_file {
+        Some(path) => config::seed::load(path).map_err(|e| e.to_string())?,
+        None => Vec::new(),
+    };
+    Ok((settings, seeds))
+}
+
+async fn serve(settings: Settings, seeds: Vec<ProjectSpec>) -> anyhow::Result<()> {
+    let app = Application::build(settings, seeds).await?;
+    tokio::spawn(crate::app::cancel_on_signal(app.shutdown_token()));
+    app.run_until_stopped().await
+}
+
+async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let options = store::connect_options(&settings.database).context("database.url")?;
+    let pool = store::lazy_pool(&settings.database, options);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(crate::app::cancel_on_signal(cancel.clone()));
+    store::wait_until_reachable(&pool, settings.database.startup_timeout, &cancel).await?;
+    let before = store::pending_migrations(&pool).await?;
+    store::migrate(&pool).await.context("applying migrations")?;
+    println!("applied {before} migration(s); schema is up to date");
+    pool.close().await;
+    Ok(())
+}
+
+/// What check-config prints: the effective settings, secrets as fingerprints.
+fn summary(s: &Settings, seeds: &[ProjectSpec]) -> String {
+    let fps = |keys: &[secrecy::SecretString]| {
+        keys.iter()
+            .map(|k| crate::api::auth::fingerprint(k.expose_secret()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out = String::from("configuration OK\n");
+    out += &format!("  listen:           {}:{}\n", s.server.host, s.server.port);
+    out += &format!(
+        "  database:         {}\n",
+        config::redact_urls(s.database.url.expose_secret())
+    );
+    if s.nats.enabled {
+        out += &format!(
+            "  nats:             {} (queue group {})\n",
+            s.nats.display_url(),
+            s.nats.queue_group
+        );
+    } else {
+        out += "  nats:             disabled\n";
+    }
+    out += &format!(
+        "  admin keys:       {} [{}]\n",
+        s.auth.admin_keys.len(),
+        fps(&s.auth.admin_keys)
+    );
+    out += &format!(
+        "  agent keys:       {} [{}]\n",
+        s.auth.agent_keys.len(),
+        fps(&s.auth.agent_keys)
+    );
+    out += &format!(
+        "  heartbeat:        degraded after {}, offline after {}, check every {}\n",
+        humantime::format_duration(s.heartbeat.degraded_after),
+        humantime::format_duration(s.heartbeat.stale_threshold),
+        humantime::format_duration(s.heartbeat.check_interval),
+    );
+    match &s.catalog.projects_file {
+        Some(p) => {
+            out += &format!(
+                "  projects file:    {} ({} projects)\n",
+                p.display(),
+                seeds.len()
+            )
+        }
+        None => out += "  projects file:    none\n",
+    }
+    out
+}

@@ -1,0 +1,269 @@
+#![allow(clippy::result_large_err)] // figment::Jail closures return figment::Error
+
+//! Layering and validation of settings, against the real providers.
+
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Jail;
+use secrecy::ExposeSecret;
+
+use super::*;
+
+const ADMIN: &str = "admin-key-0123456789abcdef";
+const AGENT: &str = "agent-key-0123456789abcdef";
+
+fn load_in(jail: &mut Jail, file: Option<&str>) -> Result<Settings, ConfigErrors> {
+    let _ = jail;
+    Settings::load(&Sources::from_cli(file.map(Path::new)))
+}
+
+fn paths(e: &ConfigErrors) -> Vec<String> {
+    e.0.iter().map(|e| e.path.clone()).collect()
+}
+
+#[test]
+fn defaults_need_only_an_admin_key() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.set_env("FEDERATION__AUTH__ADMIN_KEYS", ADMIN);
+        let s = load_in(jail, None).unwrap();
+        assert_eq!(s.server.port, 8001);
+        assert_eq!(s.heartbeat.stale_threshold, Duration::from_secs(90));
+        assert_eq!(s.heartbeat.check_interval, Duration::from_secs(60));
+        assert_eq!(s.heartbeat.flush_interval, Duration::from_millis(100));
+        assert_eq!(s.heartbeat.max_payload_bytes, 4096);
+        assert_eq!(s.auth.admin_keys.len(), 1);
+        assert!(s.catalog.projects_file.is_none());
+        Ok(())
+    });
+}
+
+#[test]
+fn without_any_admin_key_start_up_is_refused() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        let e = load_in(jail, None).unwrap_err();
+        assert_eq!(paths(&e), ["auth.admin_keys"]);
+        Ok(())
+    });
+}
+
+#[test]
+fn file_then_legacy_env_then_our_env() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.create_file(
+            "f.yaml",
+            "server:\n  port: 9000\n  host: 127.0.0.1\nheartbeat:\n  stale_threshold: 2m\n  degraded_after: 30s\nlog:\n  level: debug\n",
+        )?;
+        // The file alone.
+        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+        let s = load_in(jail, Some("f.yaml")).unwrap();
+        assert_eq!(s.server.port, 9000);
+        assert_eq!(s.heartbeat.stale_threshold, Duration::from_secs(120));
+        assert_eq!(s.log.level, "debug");
+
+        // The original's variables override the file.
+        jail.set_env("FEDERATION_PORT", "9100");
+        jail.set_env("HEARTBEAT_STALE_THRESHOLD_SECONDS", "150");
+        jail.set_env("HEARTBEAT_STALE_CHECK_INTERVAL_SECONDS", "15");
+        jail.set_env("LOG_LEVEL", "WARNING");
+        jail.set_env("DATABASE_URL", "postgres://u:p@db:5432/fed");
+        jail.set_env("NATS_URL", "nats://nats:4222");
+        let s = load_in(jail, Some("f.yaml")).unwrap();
+        assert_eq!(s.server.port, 9100);
+        assert_eq!(s.heartbeat.stale_threshold, Duration::from_secs(150));
+        assert_eq!(s.heartbeat.check_interval, Duration::from_secs(15));
+        assert_eq!(s.log.level, "warn");
+        assert_eq!(s.database.url.expose_secret(), "postgres://u:p@db:5432/fed");
+        assert_eq!(s.nats.display_url(), "nats://nats:4222");
+
+        // Ours override both.
+        jail.set_env("FEDERATION__SERVER__PORT", "9200");
+        jail.set_env("FEDERATION__HEARTBEAT__STALE_THRESHOLD", "3m");
+        let s = load_in(jail, Some("f.yaml")).unwrap();
+        assert_eq!(s.server.port, 9200);
+        assert_eq!(s.heartbeat.stale_threshold, Duration::from_secs(180));
+        Ok(())
+    });
+}
+
+#[test]
+fn api_keys_as_json_array_or_comma_list() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.set_env("FEDERATION_API_KEYS", format!(r#"["{ADMIN}","{ADMIN}-2"]"#));
+        jail.set_env("FEDERATION_AGENT_API_KEYS", format!("{AGENT}, {AGENT}-2"));
+        let s = load_in(jail, None).unwrap();
+        let admin: Vec<_> = s
+            .auth
+            .admin_keys
+            .iter()
+            .map(|k| k.expose_secret().to_owned())
+            .collect();
+        let agent: Vec<_> = s
+            .auth
+            .agent_keys
+            .iter()
+            .map(|k| k.expose_secret().to_owned())
+            .collect();
+        assert_eq!(admin, [ADMIN.to_owned(), format!("{ADMIN}-2")]);
+        assert_eq!(agent, [AGENT.to_owned(), format!("{AGENT}-2")]);
+
+        jail.set_env("FEDERATION__AUTH__ADMIN_KEYS", format!(r#"["{ADMIN}-3"]"#));
+        let s = load_in(jail, None).unwrap();
+        assert_eq!(s.auth.admin_keys[0].expose_secret(), format!("{ADMIN}-3"));
+        Ok(())
+    });
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_path_and_origin() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.create_file(
+            "bad.yaml",
+            "server:\n  port: lots\ndatabase:\n  max_connections: 0\n  url: mysql://x\nheartbeat:\n  stale_threshold: 30s\n  degraded_after: 45s\n  max_batch: 0\nnats:\n  url: http://nats\n  token: t\n  user: u\n  password: p\nlog:\n  level: 'info,,=='\nauth:\n  admin_keys: [short]\n  agent_keys: [short]\ncatalog:\n  projects_file: nowhere.yaml\n",
+        )?;
+        jail.set_env("FEDERATION__HEARTBEAT__FLUSH_INTERVAL", "forever");
+        let e = load_in(jail, Some("bad.yaml")).unwrap_err();
+        // Type errors stop their own section only.
+        let p = paths(&e);
+        assert!(p.contains(&"server.port".to_owned()), "{e}");
+        assert!(p.contains(&"heartbeat.flush_interval".to_owned()), "{e}");
+        let port = e.0.iter().find(|x| x.path == "server.port").unwrap();
+        assert!(
+            port.origin.as_deref().unwrap().contains("bad.yaml"),
+            "{port}"
+        );
+        let flush =
+            e.0.iter()
+                .find(|x| x.path == "heartbeat.flush_interval")
+                .unwrap();
+        assert!(
+            flush
+                .origin
+                .as_deref()
+                .unwrap()
+                .contains("FEDERATION__HEARTBEAT__FLUSH_INTERVAL"),
+            "{flush}"
+        );
+
+        // Fix the type errors: every semantic rule is then reported together.
+        jail.create_file(
+            "bad.yaml",
+            "database:\n  max_connections: 0\n  url: mysql://x\nheartbeat:\n  stale_threshold: 30s\n  degraded_after: 45s\n  max_batch: 0\nnats:\n  url: http://nats\n  token: t\n  user: u\n  password: p\nlog:\n  level: 'info,,=='\nauth:\n  admin_keys: [short]\n  agent_keys: [short]\ncatalog:\n  projects_file: nowhere.yaml\n",
+        )?;
+        jail.set_env("FEDERATION__HEARTBEAT__FLUSH_INTERVAL", "100ms");
+        let e = load_in(jail, Some("bad.yaml")).unwrap_err();
+        let mut p = paths(&e);
+        p.sort();
+        assert_eq!(
+            p,
+            [
+                "auth.admin_keys[0]",
+                "auth.agent_keys[0]",
+                "auth.agent_keys[0]",
+                "catalog.projects_file",
+                "database.max_connections",
+                "database.url",
+                "heartbeat.degraded_after",
+                "heartbeat.max_batch",
+                "log.level",
+                "nats",
+                "nats.url",
+            ],
+            "{e}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn unknown_keys_and_sections_are_errors() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+        jail.create_file("f.yaml", "server:\n  prot: 1\nservre:\n  port: 1\n")?;
+        let e = load_in(jail, Some("f.yaml")).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("servre: unknown section"), "{text}");
+        assert!(text.contains("prot"), "{text}");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_named_config_file_must_exist_but_the_default_may_not() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+        assert!(load_in(jail, None).is_ok());
+        let e = load_in(jail, Some("missing.yaml")).unwrap_err();
+        assert!(e.to_string().contains("missing.yaml"), "{e}");
+        Ok(())
+    });
+}
+
+#[test]
+fn broken_yaml_is_located() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+        jail.create_file("f.yaml", "server:\n  port: [1,\n")?;
+        let e = load_in(jail, Some("f.yaml")).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("f.yaml"), "{text}");
+        assert!(text.contains("line"), "{text}");
+        Ok(())
+    });
+}
+
+#[test]
+fn secrets_never_appear_in_errors() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.set_env("FEDERATION_API_KEYS", r#"["hunter2-hunter2-hunter2""#);
+        jail.set_env("DATABASE_URL", "postgres://user:s3cr3t-pass@[bad");
+        jail.set_env("NATS_URL", "nats://user:n4ts-pass@[bad");
+        let e = load_in(jail, None).unwrap_err();
+        let text = format!("{e} {e:?}");
+        for secret in ["hunter2", "s3cr3t-pass", "n4ts-pass"] {
+            assert!(!text.contains(secret), "{secret} leaked in {text}");
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn credentials_are_stripped_from_displayed_urls() {
+    assert_eq!(
+        redact_urls("nats://u:p@a:4222, nats://tok@b:4222"),
+        "nats://a:4222,nats://b:4222"
+    );
+    assert_eq!(redact_urls("postgres://u:p@db/fed"), "postgres://db/fed");
+    assert_eq!(redact_urls("nats://a:4222"), "nats://a:4222");
+}
+
+#[test]
+fn the_example_file_in_the_repository_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/federation.yaml");
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+        let s = Settings::load(&Sources {
+            file: Some(path.clone()),
+            file_required: true,
+        });
+        // The example names config/projects.yaml relative to the repository root.
+        match s {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let only_missing_seed = e.0.iter().all(|x| x.path == "catalog.projects_file");
+                assert!(only_missing_seed, "{e}");
+                Ok(())
+            }
+        }
+    });
+}

@@ -1,0 +1,16 @@
+//! The federation catalog service.
+//!
+//! `app` wires the concerns together; each other module owns one concern
+//! and its SQL: `config`, `store`, `catalog`, `events`, `api`, `metrics`,
+//! `health`.
+
+pub mod api;
+pub mod app;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod events;
+pub mod health;
+pub mod metrics;
+pub mod store;
+pub mod telemetry;

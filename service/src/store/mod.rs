@@ -1,0 +1,116 @@
+//! PostgreSQL: the pool, migrations, and one module of queries per table
+//! group.
+
+pub mod projects;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::DatabaseSettings;
+
+/// The schema, embedded at build time from `migrations/`.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+/// Connection options from settings; tests retarget `database` to their own.
+pub fn connect_options(settings: &DatabaseSettings) -> Result<PgConnectOptions, sqlx::Error> {
+    Ok(PgConnectOptions::from_str(settings.url.expose_secret())?
+        .application_name("federation")
+        .log_slow_statements(log::LevelFilter::Warn, Duration::from_millis(500))
+        .log_statements(log::LevelFilter::Trace))
+}
+
+/// A pool that connects on first use, so the HTTP side can start (and say
+/// "not ready") before the database answers.
+pub fn lazy_pool(settings: &DatabaseSettings, options: PgConnectOptions) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(settings.acquire_timeout)
+        .idle_timeout(Some(Duration::from_secs(300)))
+        .connect_lazy_with(options)
+}
+
+/// Waits until the database answers, retrying with exponential backoff and
+/// logging each failed attempt, for at most `timeout`.
+pub async fn wait_until_reachable(
+    pool: &PgPool,
+    timeout: Duration,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut delay = Duration::from_millis(100);
+    let mut attempt = 1u32;
+    // Probe with single connections rather than the pool: the pool retries
+    // internally until its acquire timeout, which would hide each attempt.
+    let options = pool.connect_options();
+    loop {
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let attempt_result =
+            match tokio::time::timeout(remaining.max(Duration::from_millis(100)), probe(&options))
+                .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(sqlx::Error::PoolTimedOut),
+            };
+        match attempt_result {
+            Ok(()) => {
+                tracing::info!(attempt, "database reachable");
+                return Ok(());
+            }
+            Err(e) => {
+                let now = tokio::time::Instant::now();
+                if now >= deadline {
+                    anyhow::bail!(
+                        "database unreachable after {attempt} attempts over {}: {e}",
+                        humantime::format_duration(timeout)
+                    );
+                }
+                let wait = delay.min(deadline - now);
+                tracing::warn!(attempt, error = %e, retry_in_ms = wait.as_millis() as u64, "database not reachable yet");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = cancel.cancelled() => anyhow::bail!("shutdown requested while waiting for the database"),
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+                attempt += 1;
+            }
+        }
+    }
+}
+
+async fn probe(options: &PgConnectOptions) -> Result<(), sqlx::Error> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect_with(options).await?;
+    sqlx::query("SELECT 1").execute(&mut conn).await?;
+    let _ = conn.close().await;
+    Ok(())
+}
+
+/// Applies pending migrations (serialised across replicas by sqlx's lock).
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}
+
+/// How many embedded migrations the database has not applied.
+pub async fn pending_migrations(pool: &PgPool) -> Result<usize, sqlx::Error> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL")
+            .fetch_one(pool)
+            .await?;
+    if !exists {
+        return Ok(MIGRATOR.iter().count());
+    }
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await?;
+    Ok(MIGRATOR
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .count())
+}

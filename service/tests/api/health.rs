@@ -1,0 +1,126 @@
+use std::time::Duration;
+
+use serde_json::Value;
+use service::app::Application;
+use testkit::TestDb;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn liveness_needs_nothing_and_says_healthy() {
+    let app = spawn_app().await;
+    let res = app.get("/health", None).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["status"], "healthy");
+    assert!(body["timestamp"].is_string());
+}
+
+#[tokio::test]
+async fn database_health_reports_connected() {
+    let app = spawn_app().await;
+    let res = app.get("/health/db", None).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["status"], "connected");
+    assert!(body["latency_ms"].as_f64().unwrap() >= 0.0);
+}
+
+#[tokio::test]
+async fn ready_is_503_until_the_database_exists_then_200() {
+    init_test_log();
+    // The database does not exist yet: start-up keeps retrying.
+    let db = TestDb::reserve();
+    let settings = settings_from_yaml(&settings_yaml(&db.url, ""));
+    let app = Application::build(settings, Vec::new()).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let token = app.shutdown_token();
+    let handle = tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::new();
+
+    // Liveness answers at once; readiness says why not.
+    let res = client.get(format!("{base}/health")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let res = client.get(format!("{base}/ready")).send().await.unwrap();
+    assert_eq!(res.status(), 503);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["status"], "not_ready");
+    let reasons = body["reasons"].as_array().unwrap();
+    assert!(!reasons.is_empty());
+    assert!(
+        reasons[0].as_str().unwrap().starts_with("startup:"),
+        "{body}"
+    );
+    let res = client
+        .get(format!("{base}/health/db"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+
+    // The database appears: start-up connects, migrates, and the service is ready.
+    db.materialize().await;
+    testkit::eventually(Duration::from_secs(30), "/ready to turn 200", || {
+        let (client, url) = (client.clone(), format!("{base}/ready"));
+        async move { (client.get(&url).send().await.ok()?.status() == 200).then_some(()) }
+    })
+    .await;
+    let body: Value = client
+        .get(format!("{base}/ready"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["reasons"], serde_json::json!([]));
+
+    token.cancel();
+    handle.await.unwrap().unwrap();
+    drop(db);
+}
+
+#[tokio::test]
+async fn ready_reports_pending_migrations() {
+    let app = spawn_app().await;
+    // Pretend a migration was never applied.
+    sqlx::query(
+        "DELETE FROM _sqlx_migrations WHERE version = (SELECT max(version) FROM _sqlx_migrations)",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let res = app.get("/ready", None).await;
+    assert_eq!(res.status(), 503);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["reasons"][0], "migrations: 1 pending", "{body}");
+}
+
+#[tokio::test]
+async fn start_up_gives_up_after_its_timeout_with_a_clear_error() {
+    init_test_log();
+    let port = testkit::free_port();
+    let url = format!("postgres://postgres:hunter2-secret@127.0.0.1:{port}/nothing");
+    let settings = settings_from_yaml(
+        &settings_yaml(&url, "").replace("startup_timeout: 30s", "startup_timeout: 1s"),
+    );
+    let app = Application::build(settings, Vec::new()).await.unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(20), app.run_until_stopped())
+        .await
+        .expect("start-up must give up")
+        .unwrap_err();
+    let text = format!("{err:#}");
+    assert!(text.contains("database unreachable"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+}
+
+#[tokio::test]
+async fn no_credentials_in_health_answers() {
+    let app = spawn_app().await;
+    for path in ["/health", "/health/db", "/health/nats", "/ready"] {
+        let text = app.get(path, None).await.text().await.unwrap();
+        assert!(!text.contains("postgres://"), "{path}: {text}");
+        assert!(!text.contains(ADMIN_KEY), "{path}: {text}");
+    }
+}

@@ -1,0 +1,177 @@
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::Format;
+use figment::Figment;
+use serde_json::Value;
+use serde_saphyr::figment::Yaml;
+use service::app::Application;
+use service::catalog::ProjectSpec;
+use service::config::Settings;
+use sqlx::PgPool;
+use testkit::TestDb;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const ADMIN_KEY: &str = "admin-key-for-tests-0123456789";
+pub const ADMIN_KEY_2: &str = "admin-key-rotated-in-9876543210";
+pub const AGENT_KEY: &str = "agent-key-for-tests-0123456789";
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub pool: PgPool,
+    pub db: TestDb,
+    pub shutdown: CancellationToken,
+    pub handle: JoinHandle<anyhow::Result<()>>,
+}
+
+/// Settings YAML for a test, with the database URL filled in.
+pub fn settings_yaml(db_url: &str, extra: &str) -> String {
+    format!(
+        "server:\n  host: 127.0.0.1\n  port: 0\n  shutdown_grace: 2s\n\
+         database:\n  url: \"{db_url}\"\n  startup_timeout: 30s\n  max_connections: 5\n\
+         nats:\n  enabled: false\n\
+         auth:\n  admin_keys: [\"{ADMIN_KEY}\", \"{ADMIN_KEY_2}\"]\n  agent_keys: [\"{AGENT_KEY}\"]\n{extra}"
+    )
+}
+
+/// Loads settings through the real figment path, from YAML text only.
+pub fn settings_from_yaml(yaml: &str) -> Settings {
+    Settings::from_figment(&Figment::from(Yaml::string(yaml))).unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub fn init_test_log() {
+    if std::env::var("TEST_LOG").is_ok() {
+        service::telemetry::init(&Default::default(), std::io::stdout);
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with("", Vec::new()).await
+}
+
+pub async fn spawn_app_with(extra_yaml: &str, seeds: Vec<ProjectSpec>) -> TestApp {
+    let db = TestDb::create().await;
+    spawn_on(db, extra_yaml, seeds).await
+}
+
+/// Starts the service on `db` and waits until it is ready.
+pub async fn spawn_on(db: TestDb, extra_yaml: &str, seeds: Vec<ProjectSpec>) -> TestApp {
+    init_test_log();
+    let settings = settings_from_yaml(&settings_yaml(&db.url, extra_yaml));
+    let app = Application::build(settings, seeds).await.expect("build");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let shutdown = app.shutdown_token();
+    let handle = tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::new();
+    let ready_url = format!("{base}/ready");
+    testkit::eventually(Duration::from_secs(30), "the service to be ready", || {
+        let (client, url) = (client.clone(), ready_url.clone());
+        async move {
+            let r = client.get(&url).send().await.ok()?;
+            (r.status() == 200).then_some(())
+        }
+    })
+    .await;
+    let pool = PgPool::connect(&db.url).await.expect("test pool");
+    TestApp {
+        base,
+        client,
+        pool,
+        db,
+        shutdown,
+        handle,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str, key: Option<&str>) -> reqwest::Response {
+        let mut req = self.client.get(self.url(path));
+        if let Some(k) = key {
+            req = req.header("X-API-Key", k);
+        }
+        req.send().await.expect("request")
+    }
+
+    pub async fn post_json(
+        &self,
+        path: &str,
+        key: Option<&str>,
+        body: &Value,
+    ) -> reqwest::Response {
+        let mut req = self.client.post(self.url(path)).json(body);
+        if let Some(k) = key {
+            req = req.header("X-API-Key", k);
+        }
+        req.send().await.expect("request")
+    }
+
+    pub async fn put_json(&self, path: &str, key: Option<&str>, body: &Value) -> reqwest::Response {
+        let mut req = self.client.put(self.url(path)).json(body);
+        if let Some(k) = key {
+            req = req.header("X-API-Key", k);
+        }
+        req.send().await.expect("request")
+    }
+
+    pub async fn delete(&self, path: &str, key: Option<&str>) -> reqwest::Response {
+        let mut req = self.client.delete(self.url(path));
+        if let Some(k) = key {
+            req = req.header("X-API-Key", k);
+        }
+        req.send().await.expect("request")
+    }
+
+    /// Stops the service and waits for it to exit.
+    pub async fn stop(self) -> (TestDb, anyhow::Result<()>) {
+        self.shutdown.cancel();
+        let result = self.handle.await.expect("service task");
+        self.pool.close().await;
+        (self.db, result)
+    }
+
+    pub async fn outbox_types(&self) -> Vec<String> {
+        sqlx::query_scalar("SELECT event_type FROM outbox ORDER BY seq")
+            .fetch_all(&self.pool)
+            .await
+            .expect("outbox")
+    }
+}
+
+pub fn project(slug: &str) -> Value {
+    serde_json::json!({
+        "project_slug": slug,
+        "name": format!("Project {slug}"),
+        "hub_url": format!("http://{slug}.example:9001"),
+        "mesh_namespace": format!("hub.{slug}"),
+        "tags": ["test"],
+        "allow_fanout": [],
+    })
+}
+
+/// Asserts an RFC 9457 problem document with `status`, and returns it.
+pub async fn assert_problem(res: reqwest::Response, status: u16) -> Value {
+    assert_eq!(res.status().as_u16(), status, "status");
+    let ct = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(ct, "application/problem+json", "content type");
+    let body: Value = res.json().await.expect("problem body");
+    assert_eq!(body["status"], status, "{body}");
+    assert!(body["title"].is_string(), "{body}");
+    assert!(body["type"].is_string(), "{body}");
+    assert!(body["detail"].is_string(), "{body}");
+    body
+}
+
+pub fn repo_path(rel: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+}

@@ -1,0 +1,13 @@
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+//! Integration tests of the HTTP API against a real PostgreSQL. One binary;
+//! each test gets its own database and port.
+
+mod auth;
+mod health;
+mod helpers;
+mod metrics;
+mod openapi;
+mod process;
+mod projects;
+mod seeding;

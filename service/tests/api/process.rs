@@ -1,0 +1,296 @@
+//! The `federation` binary as an operator runs it: exit codes, signals,
+//! what it prints and what it logs.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use testkit::TestDb;
+
+use crate::helpers::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_federation");
+
+/// A command with a clean environment: only what the test sets.
+fn federation(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .current_dir(std::env::temp_dir());
+    cmd
+}
+
+fn output(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().expect("run federation");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_explains_each_command() {
+    let (code, out, _) = output(&mut federation(&["--help"]));
+    assert_eq!(code, 0);
+    for word in [
+        "serve",
+        "migrate",
+        "check-config",
+        "--config",
+        "FEDERATION_API_KEYS",
+        "FEDERATION__",
+    ] {
+        assert!(out.contains(word), "--help lacks {word}:\n{out}");
+    }
+    let (code, out, _) = output(&mut federation(&["serve", "--help"]));
+    assert_eq!(code, 0);
+    assert!(out.contains("SIGTERM"), "{out}");
+}
+
+#[test]
+fn check_config_accepts_a_valid_setup_and_prints_no_secret() {
+    let (code, out, err) = output(
+        federation(&["check-config"])
+            .env("FEDERATION_API_KEYS", format!("[\"{ADMIN_KEY}\"]"))
+            .env("DATABASE_URL", "postgres://fed:db-secret-pw@db:5432/fed")
+            .env("NATS_URL", "nats://natsuser:nats-secret-pw@nats:4222"),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("configuration OK"), "{out}");
+    assert!(out.contains("postgres://db:5432/fed"), "{out}");
+    assert!(out.contains("nats://nats:4222"), "{out}");
+    assert!(
+        out.contains(&service::api::auth::fingerprint(ADMIN_KEY)),
+        "{out}"
+    );
+    for secret in [ADMIN_KEY, "db-secret-pw", "nats-secret-pw", "natsuser"] {
+        assert!(
+            !out.contains(secret) && !err.contains(secret),
+            "{secret} printed"
+        );
+    }
+}
+
+#[test]
+fn check_config_lists_every_error_and_exits_2() {
+    let (code, out, err) = output(
+        federation(&["check-config"])
+            .env("FEDERATION_PORT", "eighty")
+            .env("HEARTBEAT_STALE_THRESHOLD_SECONDS", "10")
+            .env("FEDERATION__HEARTBEAT__DEGRADED_AFTER", "20s")
+            .env("FEDERATION__DATABASE__MAX_CONNECTIONS", "0")
+            .env("LOG_LEVEL", "info,,=="),
+    );
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.is_empty());
+    assert!(err.contains("server.port"), "{err}");
+    assert!(err.contains("`FEDERATION_PORT`"), "{err}");
+    // The port error stops only its own section: the rest is still checked.
+    for path in [
+        "database.max_connections",
+        "auth.admin_keys",
+        "heartbeat.degraded_after",
+        "log.level",
+    ] {
+        assert!(err.contains(path), "{path} not reported:\n{err}");
+    }
+}
+
+#[test]
+fn check_config_locates_errors_in_the_projects_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("projects.yaml");
+    std::fs::write(
+        &file,
+        "projects:\n  - project_slug: a\n    name: A\n    hub_url: http://a\n  - project_slug: a\n    name: B\n    hub_url: nope\n",
+    )
+    .unwrap();
+    let (code, _, err) = output(
+        federation(&["check-config"])
+            .env("FEDERATION_API_KEYS", ADMIN_KEY)
+            .env("FEDERATION__CATALOG__PROJECTS_FILE", &file),
+    );
+    assert_eq!(code, 2, "{err}");
+    let name = file.display().to_string();
+    assert!(
+        err.contains(&format!(
+            "{name}:5:19: projects[1].project_slug: duplicate slug"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{name}:7:14: projects[1].hub_url:")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_config_file_named_on_the_command_line_is_an_error() {
+    let (code, _, err) = output(
+        federation(&["--config", "/nonexistent/federation.yaml", "check-config"])
+            .env("FEDERATION_API_KEYS", ADMIN_KEY),
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent/federation.yaml"), "{err}");
+}
+
+#[tokio::test]
+async fn migrate_applies_then_finds_nothing_to_do() {
+    let db = TestDb::create().await;
+    for expected in ["applied 2 migration(s)", "applied 0 migration(s)"] {
+        let (code, out, err) = output(
+            federation(&["migrate"])
+                .env("FEDERATION_API_KEYS", ADMIN_KEY)
+                .env("DATABASE_URL", &db.url)
+                .env("FEDERATION__NATS__ENABLED", "false"),
+        );
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            out.contains(expected) || out.contains("schema is up to date"),
+            "{out}"
+        );
+    }
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(&sqlx::PgPool::connect(&db.url).await.unwrap())
+        .await
+        .unwrap();
+    assert!(n >= 2);
+}
+
+#[test]
+fn serve_exits_1_when_the_database_never_answers() {
+    let port = testkit::free_port();
+    let (code, _, err) = output(
+        federation(&["serve"])
+            .env("FEDERATION_API_KEYS", ADMIN_KEY)
+            .env(
+                "DATABASE_URL",
+                format!("postgres://u:pw-never-shown@127.0.0.1:{port}/x"),
+            )
+            .env("FEDERATION__DATABASE__STARTUP_TIMEOUT", "1s")
+            .env("FEDERATION__NATS__ENABLED", "false")
+            .env("FEDERATION_PORT", "0")
+            .env("LOG_LEVEL", "info"),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("database unreachable"), "{err}");
+    assert!(!err.contains("pw-never-shown"), "{err}");
+}
+
+async fn wait_ready(port: u16) {
+    let client = reqwest::Client::new();
+    testkit::eventually(Duration::from_secs(30), "the service to be ready", || {
+        let (client, url) = (client.clone(), format!("http://127.0.0.1:{port}/ready"));
+        async move { (client.get(&url).send().await.ok()?.status() == 200).then_some(()) }
+    })
+    .await;
+}
+
+fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn serve_logs_no_key_material_and_stops_cleanly_on_sigterm() {
+    let db = TestDb::create().await;
+    let port = testkit::free_port();
+    let child = federation(&["serve"])
+        .env("FEDERATION_API_KEYS", ADMIN_KEY)
+        .env("FEDERATION_AGENT_API_KEYS", AGENT_KEY)
+        .env("DATABASE_URL", &db.url)
+        .env("FEDERATION__NATS__ENABLED", "false")
+        .env("FEDERATION_PORT", port.to_string())
+        .env("FEDERATION__SERVER__HOST", "127.0.0.1")
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_ready(port).await;
+
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/api/fed/projects");
+    let wrong = "wrong-key-that-must-not-be-logged";
+    for key in [ADMIN_KEY, AGENT_KEY, wrong] {
+        client
+            .get(&url)
+            .header("X-API-Key", key)
+            .send()
+            .await
+            .unwrap();
+        client
+            .post(&url)
+            .header("X-API-Key", key)
+            .json(&project("alpha"))
+            .send()
+            .await
+            .unwrap();
+    }
+    client
+        .delete(format!("{url}/alpha"))
+        .header("X-API-Key", AGENT_KEY)
+        .send()
+        .await
+        .unwrap();
+
+    signal(child.id(), "-TERM");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let logs =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    for key in [ADMIN_KEY, AGENT_KEY, wrong] {
+        assert!(!logs.contains(key), "a key appears in the logs");
+    }
+    assert!(
+        logs.contains(&service::api::auth::fingerprint(wrong)),
+        "the rejected key's fingerprint is logged"
+    );
+    assert!(logs.contains("SIGTERM received"), "{logs}");
+    assert!(logs.contains("stopped"), "{logs}");
+    // JSON lines when not on a terminal.
+    let first = logs.lines().next().unwrap();
+    assert!(
+        serde_json::from_str::<serde_json::Value>(first).is_ok(),
+        "{first}"
+    );
+}
+
+#[tokio::test]
+async fn serve_stops_cleanly_on_sigint() {
+    let db = TestDb::create().await;
+    let port = testkit::free_port();
+    let child = federation(&["serve"])
+        .env("FEDERATION_API_KEYS", ADMIN_KEY)
+        .env("DATABASE_URL", &db.url)
+        .env("FEDERATION__NATS__ENABLED", "false")
+        .env("FEDERATION_PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_ready(port).await;
+    signal(child.id(), "-INT");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,397 @@
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn register_creates_then_updates_then_is_idempotent() {
+    let app = spawn_app().await;
+    let res = app
+        .post_json("/api/fed/projects", Some(ADMIN_KEY), &project("alpha"))
+        .await;
+    assert_eq!(res.status(), 201);
+    assert_eq!(res.headers()["location"], "/api/fed/projects/alpha");
+    let created: Value = res.json().await.unwrap();
+    assert_eq!(created["slug"], "alpha");
+    assert_eq!(created["mesh_namespace"], "hub.alpha");
+    assert_eq!(created["status"], "offline");
+    assert_eq!(created["tags"], json!(["test"]));
+    assert!(created["last_heartbeat_at"].is_null());
+
+    // Same body: 200, nothing changed, no event.
+    let res = app
+        .post_json("/api/fed/projects", Some(ADMIN_KEY), &project("alpha"))
+        .await;
+    assert_eq!(res.status(), 200);
+    let same: Value = res.json().await.unwrap();
+    assert_eq!(same["updated_at"], created["updated_at"]);
+
+    // Changed body: 200, updated.
+    let mut body = project("alpha");
+    body["hub_url"] = "https://alpha.example".into();
+    let res = app
+        .post_json("/api/fed/projects", Some(ADMIN_KEY), &body)
+        .await;
+    assert_eq!(res.status(), 200);
+    let updated: Value = res.json().await.unwrap();
+    assert_eq!(updated["hub_url"], "https://alpha.example");
+    assert_eq!(updated["id"], created["id"]);
+
+    assert_eq!(
+        app.outbox_types().await,
+        [
+            "federation.project.registered",
+            "federation.project.updated"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_original_minimal_body_is_accepted() {
+    let app = spawn_app().await;
+    // As in the original service's README.
+    let body = json!({
+        "project_slug": "newproject",
+        "name": "New Project",
+        "hub_url": "http://localhost:9003",
+        "mesh_namespace": "hub.newproject"
+    });
+    let res = app
+        .post_json("/api/fed/projects", Some(ADMIN_KEY), &body)
+        .await;
+    assert_eq!(res.status(), 201);
+    // And `slug` for `project_slug`, with the namespace derived.
+    let body = json!({"slug": "other", "name": "Other", "hub_url": "http://localhost:9004"});
+    let res = app
+        .post_json("/api/fed/projects", Some(ADMIN_KEY), &body)
+        .await;
+    assert_eq!(res.status(), 201);
+    let p: Value = res.json().await.unwrap();
+    assert_eq!(p["mesh_namespace"], "hub.other");
+}
+
+#[tokio::test]
+async fn invalid_fields_are_all_listed_and_nothing_is_written() {
+    let app = spawn_app().await;
+    let body = json!({
+        "project_slug": "Bad_Slug",
+        "name": "",
+        "hub_url": "ftp://nope",
+        "tags": [""],
+        "allow_fanout": ["nope"],
+    });
+    let res = app
+        .post_json("/api/fed/projects", Some(ADMIN_KEY), &body)
+        .await;
+    let problem = assert_problem(res, 422).await;
+    let fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        ["allow_fanout", "hub_url", "name", "project_slug", "tags"],
+        "{problem}"
+    );
+    for e in problem["errors"].as_array().unwrap() {
+        assert!(!e["message"].as_str().unwrap().is_empty());
+    }
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM projects")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 0);
+    assert!(app.outbox_types().await.is_empty());
+}
+
+#[tokio::test]
+async fn namespace_must_match_the_slug() {
+    let app = spawn_app().await;
+    let mut body = project("alpha");
+    body["mesh_namespace"] = "hub.beta".into();
+    let problem = assert_problem(
+        app.post_json("/api/fed/projects", Some(ADMIN_KEY), &body)
+            .await,
+        422,
+    )
+    .await;
+    assert_eq!(problem["errors"][0]["field"], "mesh_namespace");
+    assert_eq!(problem["errors"][0]["message"], "must be \"hub.alpha\"");
+}
+
+#[tokio::test]
+async fn malformed_bodies_get_problem_documents() {
+    let app = spawn_app().await;
+    let url = app.url("/api/fed/projects");
+    // Not JSON.
+    let res = app
+        .client
+        .post(&url)
+        .header("X-API-Key", ADMIN_KEY)
+        .header("content-type", "application/json")
+        .body("{nope")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 400).await;
+    // Wrong content type.
+    let res = app
+        .client
+        .post(&url)
+        .header("X-API-Key", ADMIN_KEY)
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 415).await;
+    // Missing field, wrong type, unknown field: 422 naming the field.
+    for (body, field) in [
+        (json!({"project_slug": "a", "hub_url": "http://a"}), "name"),
+        (
+            json!({"project_slug": "a", "name": 5, "hub_url": "http://a"}),
+            "name",
+        ),
+        (
+            json!({"project_slug": "a", "name": "A", "hub_url": "http://a", "colour": "red"}),
+            "colour",
+        ),
+    ] {
+        let problem = assert_problem(
+            app.post_json("/api/fed/projects", Some(ADMIN_KEY), &body)
+                .await,
+            422,
+        )
+        .await;
+        assert_eq!(problem["errors"][0]["field"], field, "{problem}");
+    }
+    // Too large (the limit is 1 MiB).
+    let mut body = project("alpha");
+    body["name"] = "x".repeat(2 << 20).into();
+    assert_problem(
+        app.post_json("/api/fed/projects", Some(ADMIN_KEY), &body)
+            .await,
+        413,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn get_list_and_filters() {
+    let app = spawn_app().await;
+    for (slug, tags) in [
+        ("alpha", vec!["prod"]),
+        ("beta", vec!["prod", "eu"]),
+        ("gamma", vec!["staging"]),
+    ] {
+        let mut body = project(slug);
+        body["tags"] = json!(tags);
+        assert_eq!(
+            app.post_json("/api/fed/projects", Some(ADMIN_KEY), &body)
+                .await
+                .status(),
+            201
+        );
+    }
+    sqlx::query(
+        "UPDATE projects SET status = 'online', last_heartbeat_at = now() WHERE slug = 'beta'",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+
+    let slugs = |v: Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["slug"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all: Value = app
+        .get("/api/fed/projects", Some(ADMIN_KEY))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(slugs(all), ["alpha", "beta", "gamma"]);
+    let prod: Value = app
+        .get("/api/fed/projects?tag=prod", Some(ADMIN_KEY))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(slugs(prod), ["alpha", "beta"]);
+    let online: Value = app
+        .get("/api/fed/projects?status=online", Some(ADMIN_KEY))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(slugs(online), ["beta"]);
+    let both: Value = app
+        .get("/api/fed/projects?status=offline&tag=prod", Some(ADMIN_KEY))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(slugs(both), ["alpha"]);
+    let none: Value = app
+        .get("/api/fed/projects?tag=nothing", Some(ADMIN_KEY))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(none, json!([]));
+
+    let problem = assert_problem(
+        app.get("/api/fed/projects?status=sleeping", Some(ADMIN_KEY))
+            .await,
+        422,
+    )
+    .await;
+    assert_eq!(problem["errors"][0]["field"], "status", "{problem}");
+    let problem = assert_problem(
+        app.get("/api/fed/projects?stauts=online", Some(ADMIN_KEY))
+            .await,
+        422,
+    )
+    .await;
+    assert_eq!(problem["errors"][0]["field"], "stauts", "{problem}");
+
+    let one: Value = app
+        .get("/api/fed/projects/beta", Some(ADMIN_KEY))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["slug"], "beta");
+    assert_eq!(one["status"], "online");
+    assert!(one["last_heartbeat_at"].is_string());
+    assert_problem(
+        app.get("/api/fed/projects/nope", Some(ADMIN_KEY)).await,
+        404,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn put_replaces_an_existing_project_only() {
+    let app = spawn_app().await;
+    let body = json!({"name": "Alpha", "hub_url": "http://alpha", "tags": ["x"]});
+    assert_problem(
+        app.put_json("/api/fed/projects/alpha", Some(ADMIN_KEY), &body)
+            .await,
+        404,
+    )
+    .await;
+
+    app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project("alpha"))
+        .await;
+    let res = app
+        .put_json("/api/fed/projects/alpha", Some(ADMIN_KEY), &body)
+        .await;
+    assert_eq!(res.status(), 200);
+    let p: Value = res.json().await.unwrap();
+    assert_eq!(p["name"], "Alpha");
+    assert_eq!(p["tags"], json!(["x"]));
+    assert_eq!(p["allow_fanout"], json!([]));
+
+    let other = json!({"project_slug": "beta", "name": "B", "hub_url": "http://b"});
+    let problem = assert_problem(
+        app.put_json("/api/fed/projects/alpha", Some(ADMIN_KEY), &other)
+            .await,
+        422,
+    )
+    .await;
+    assert_eq!(problem["errors"][0]["field"], "project_slug");
+    let bad = json!({"name": "B", "hub_url": "nope"});
+    let problem = assert_problem(
+        app.put_json("/api/fed/projects/alpha", Some(ADMIN_KEY), &bad)
+            .await,
+        422,
+    )
+    .await;
+    assert_eq!(problem["errors"][0]["field"], "hub_url");
+}
+
+#[tokio::test]
+async fn delete_removes_and_emits_an_event() {
+    let app = spawn_app().await;
+    app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project("alpha"))
+        .await;
+    assert_eq!(
+        app.delete("/api/fed/projects/alpha", Some(ADMIN_KEY))
+            .await
+            .status(),
+        204
+    );
+    assert_problem(
+        app.get("/api/fed/projects/alpha", Some(ADMIN_KEY)).await,
+        404,
+    )
+    .await;
+    assert_problem(
+        app.delete("/api/fed/projects/alpha", Some(ADMIN_KEY)).await,
+        404,
+    )
+    .await;
+    assert_eq!(
+        app.outbox_types().await,
+        [
+            "federation.project.registered",
+            "federation.project.deleted"
+        ]
+    );
+    let data: Value = sqlx::query_scalar(
+        "SELECT data FROM outbox WHERE event_type = 'federation.project.deleted'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(data["slug"], "alpha");
+}
+
+#[tokio::test]
+async fn concurrent_registrations_of_one_slug_create_it_once() {
+    let app = spawn_app().await;
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (client, url) = (app.client.clone(), app.url("/api/fed/projects"));
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .header("X-API-Key", ADMIN_KEY)
+                .json(&project("alpha"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut codes = Vec::new();
+    for t in tasks {
+        codes.push(t.await.unwrap());
+    }
+    assert_eq!(codes.iter().filter(|c| **c == 201).count(), 1, "{codes:?}");
+    assert!(codes.iter().all(|c| *c == 201 || *c == 200), "{codes:?}");
+    assert_eq!(app.outbox_types().await, ["federation.project.registered"]);
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_json_problems() {
+    let app = spawn_app().await;
+    let body = assert_problem(app.get("/nope", None).await, 404).await;
+    assert_eq!(body["detail"], "no such route");
+    let res = app
+        .client
+        .patch(app.url("/api/fed/projects/alpha"))
+        .header("X-API-Key", ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    let allow = res.headers().get("allow").cloned();
+    assert_problem(res, 405).await;
+    assert!(allow.is_some(), "405 keeps its Allow header");
+}

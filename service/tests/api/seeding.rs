@@ -1,0 +1,77 @@
+use serde_json::Value;
+use service::config::seed;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn the_example_projects_file_seeds_the_catalog_idempotently() {
+    let specs = seed::load(&repo_path("config/projects.yaml")).unwrap();
+    assert_eq!(specs.len(), 2);
+    let app = spawn_app_with("", specs.clone()).await;
+    let list: Value = app
+        .get("/api/fed/projects", Some(ADMIN_KEY))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let slugs: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["slug"].as_str().unwrap())
+        .collect();
+    assert_eq!(slugs, ["commandcenter", "projecta"]);
+    let before: Vec<(String, chrono::DateTime<chrono::Utc>)> =
+        sqlx::query_as("SELECT slug, updated_at FROM projects ORDER BY slug")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(app.outbox_types().await.len(), 2);
+
+    // Restart on the same database with the same file: nothing changes.
+    let (db, result) = app.stop().await;
+    result.unwrap();
+    let app = spawn_on(db, "", specs.clone()).await;
+    let after: Vec<(String, chrono::DateTime<chrono::Utc>)> =
+        sqlx::query_as("SELECT slug, updated_at FROM projects ORDER BY slug")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(before, after);
+    assert_eq!(
+        app.outbox_types().await.len(),
+        2,
+        "re-seeding emitted events"
+    );
+
+    // A changed file updates only what changed; projects added by the API stay.
+    app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project("extra"))
+        .await;
+    let (db, result) = app.stop().await;
+    result.unwrap();
+    let mut changed = specs;
+    changed[1].name = "Renamed".into();
+    let app = spawn_on(db, "", changed).await;
+    let p: Value = app
+        .get("/api/fed/projects/projecta", Some(ADMIN_KEY))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(p["name"], "Renamed");
+    assert_eq!(
+        app.get("/api/fed/projects/extra", Some(ADMIN_KEY))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.outbox_types().await,
+        [
+            "federation.project.registered",
+            "federation.project.registered",
+            "federation.project.registered",
+            "federation.project.updated"
+        ]
+    );
+}
