@@ -15,6 +15,7 @@ use crate::catalog::ProjectSpec;
 use crate::config::Settings;
 use crate::health::Readiness;
 use crate::metrics::Metrics;
+use crate::nats::NatsConnection;
 use crate::store;
 
 /// Shared by every handler and task.
@@ -25,6 +26,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub keys: Arc<ApiKeys>,
     pub readiness: Arc<Readiness>,
+    /// `None` when `nats.enabled` is false.
+    pub nats: Option<Arc<NatsConnection>>,
 }
 
 impl FromRef<AppState> for Arc<ApiKeys> {
@@ -68,12 +71,20 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let metrics = Metrics::new();
+        let nats = if settings.nats.enabled {
+            Some(Arc::new(
+                NatsConnection::connect(&settings.nats, metrics.nats.clone()).await?,
+            ))
+        } else {
+            None
+        };
         let state = AppState {
             keys: ApiKeys::new(&settings.auth),
             settings: Arc::new(settings),
             db,
             metrics: Arc::new(metrics),
             readiness: Arc::new(Readiness::default()),
+            nats,
         };
         Ok(Application {
             listener,
@@ -146,6 +157,9 @@ impl Application {
                 );
                 server.abort();
             }
+        }
+        if let Some(nats) = &state.nats {
+            nats.close().await;
         }
         state.db.close().await;
         tracing::info!("stopped");

@@ -12,5 +12,6 @@ pub mod config;
 pub mod events;
 pub mod health;
 pub mod metrics;
+pub mod nats;
 pub mod store;
 pub mod telemetry;

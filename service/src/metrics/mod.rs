@@ -29,6 +29,7 @@ pub struct Metrics {
     registry: Registry,
     pub http: HttpMetrics,
     pub catalog: CatalogMetrics,
+    pub nats: crate::nats::NatsMetrics,
 }
 
 impl Metrics {
@@ -41,10 +42,12 @@ impl Metrics {
         registry.register("build", "Build of the running service", build);
         let http = HttpMetrics::register(&mut registry);
         let catalog = CatalogMetrics::register(&mut registry);
+        let nats = crate::nats::NatsMetrics::register(&mut registry);
         Metrics {
             registry,
             http,
             catalog,
+            nats,
         }
     }
 

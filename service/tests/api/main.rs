@@ -7,6 +7,7 @@ mod auth;
 mod health;
 mod helpers;
 mod metrics;
+mod nats;
 mod openapi;
 mod process;
 mod projects;

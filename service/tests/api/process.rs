@@ -294,3 +294,38 @@ async fn serve_stops_cleanly_on_sigint() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn nats_credentials_stay_out_of_trace_logs() {
+    let nats =
+        testkit::NatsServer::start_with_args(&["--user", "hub", "--pass", "tr4ce-s3cret"]).await;
+    let db = TestDb::create().await;
+    let port = testkit::free_port();
+    let child = federation(&["serve"])
+        .env("FEDERATION_API_KEYS", ADMIN_KEY)
+        .env("DATABASE_URL", &db.url)
+        .env(
+            "NATS_URL",
+            format!("nats://hub:tr4ce-s3cret@127.0.0.1:{}", nats.port()),
+        )
+        .env("FEDERATION_PORT", port.to_string())
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_ready(port).await;
+    signal(child.id(), "-TERM");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let logs =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(logs.contains("connected to NATS"), "never connected");
+    assert!(
+        !logs.contains("tr4ce-s3cret"),
+        "the NATS password appears in the logs"
+    );
+}
