@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod events;
 pub mod health;
+pub mod leader;
 pub mod metrics;
 pub mod nats;
 pub mod store;

@@ -6,6 +6,7 @@
 mod auth;
 mod health;
 mod helpers;
+mod leader;
 mod metrics;
 mod nats;
 mod openapi;
