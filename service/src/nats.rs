@@ -4,7 +4,9 @@
 //! service can see heartbeats right now and since when.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use async_nats::{Client, ConnectOptions, Event};
 use prometheus_client::metrics::counter::Counter;
@@ -58,7 +60,9 @@ impl NatsMetrics {
 #[derive(Debug, Default)]
 struct LinkState {
     /// When the current connection was established; `None` while disconnected.
-    connected_since: Option<Instant>,
+    connected_since: Option<DateTime<Utc>>,
+    /// When the client last dropped messages (slow consumer).
+    last_loss: Option<DateTime<Utc>>,
     ever_connected: bool,
 }
 
@@ -113,13 +117,18 @@ impl NatsConnection {
     }
 
     /// When the current connection came up; `None` while disconnected.
-    pub fn connected_since(&self) -> Option<Instant> {
+    pub fn connected_since(&self) -> Option<DateTime<Utc>> {
         if !self.is_connected() {
             return None;
         }
         let observed = self.state.lock().ok().and_then(|s| s.connected_since);
         // The client may report connected before our callback ran.
-        Some(observed.unwrap_or_else(Instant::now))
+        Some(observed.unwrap_or_else(Utc::now))
+    }
+
+    /// When the client last dropped incoming messages, if ever.
+    pub fn last_loss(&self) -> Option<DateTime<Utc>> {
+        self.state.lock().ok().and_then(|s| s.last_loss)
     }
 
     /// Flushes what was published, then closes (on shutdown).
@@ -135,7 +144,7 @@ fn on_event(event: &Event, state: &Mutex<LinkState>, metrics: &NatsMetrics, url:
         Event::Connected => {
             let reconnect = match state.lock() {
                 Ok(mut s) => {
-                    s.connected_since = Some(Instant::now());
+                    s.connected_since = Some(Utc::now());
                     std::mem::replace(&mut s.ever_connected, true)
                 }
                 Err(_) => false,

@@ -138,7 +138,11 @@ fn a_missing_config_file_named_on_the_command_line_is_an_error() {
 #[tokio::test]
 async fn migrate_applies_then_finds_nothing_to_do() {
     let db = TestDb::create().await;
-    for expected in ["applied 2 migration(s)", "applied 0 migration(s)"] {
+    let total = std::fs::read_dir(repo_path("migrations")).unwrap().count();
+    for expected in [
+        format!("applied {total} migration(s)"),
+        "applied 0 migration(s)".to_owned(),
+    ] {
         let (code, out, err) = output(
             federation(&["migrate"])
                 .env("FEDERATION_API_KEYS", ADMIN_KEY)
@@ -146,10 +150,7 @@ async fn migrate_applies_then_finds_nothing_to_do() {
                 .env("FEDERATION__NATS__ENABLED", "false"),
         );
         assert_eq!(code, 0, "{err}");
-        assert!(
-            out.contains(expected) || out.contains("schema is up to date"),
-            "{out}"
-        );
+        assert!(out.contains(&expected), "{out}");
     }
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
         .fetch_one(&sqlx::PgPool::connect(&db.url).await.unwrap())
