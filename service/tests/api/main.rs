@@ -5,6 +5,7 @@
 
 mod auth;
 mod health;
+mod heartbeats;
 mod helpers;
 mod leader;
 mod metrics;
@@ -13,3 +14,4 @@ mod openapi;
 mod process;
 mod projects;
 mod seeding;
+mod sweeper;
