@@ -5,10 +5,12 @@
 //! fails its tests (scripts/test installs them); nothing is skipped.
 
 mod alertmanager;
+mod backup;
 mod compose;
 mod dashboards;
 mod dockerfile;
 mod prometheus;
 mod promql;
 mod rules;
+mod running;
 mod support;

@@ -10,123 +10,13 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use figment::providers::Format;
-use figment::Figment;
 use serde_json::{json, Value};
-use serde_saphyr::figment::Yaml;
-use service::app::Application;
-use service::config::Settings;
-use testkit::{eventually, TestDb};
+use testkit::eventually;
 use tokio::process::{Child, Command};
-use tokio_util::sync::CancellationToken;
 
 use crate::promql::{all_expressions, exported_names, missing_names, ALERTS};
+use crate::running::RunningService;
 use crate::support::*;
-
-const ADMIN_KEY: &str = "monitoring-admin-key-0123456789";
-const AGENT_KEY: &str = "monitoring-agent-key-0123456789";
-
-/// The service, running in this process on its own database.
-struct RunningService {
-    base: String,
-    shutdown: CancellationToken,
-    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
-    _db: TestDb,
-}
-
-impl RunningService {
-    async fn start() -> RunningService {
-        let db = TestDb::create().await;
-        let yaml = format!(
-            "server:\n  host: 127.0.0.1\n  port: 0\n  shutdown_grace: 2s\n\
-             database:\n  url: \"{}\"\n  startup_timeout: 30s\n  max_connections: 5\n\
-             nats:\n  enabled: false\n\
-             auth:\n  admin_keys: [\"{ADMIN_KEY}\"]\n  agent_keys: [\"{AGENT_KEY}\"]\n",
-            db.url
-        );
-        let settings = Settings::from_figment(&Figment::from(Yaml::string(&yaml)))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let app = Application::build(settings, Vec::new())
-            .await
-            .expect("build the service");
-        let base = format!("http://127.0.0.1:{}", app.port());
-        let shutdown = app.shutdown_token();
-        let handle = tokio::spawn(app.run_until_stopped());
-        let client = reqwest::Client::new();
-        let ready = format!("{base}/ready");
-        eventually(Duration::from_secs(30), "the service to be ready", || {
-            let (client, url) = (client.clone(), ready.clone());
-            async move { (client.get(&url).send().await.ok()?.status() == 200).then_some(()) }
-        })
-        .await;
-        RunningService {
-            base,
-            shutdown,
-            handle,
-            _db: db,
-        }
-    }
-
-    /// Registrations, lookups, a miss, a refused key and an unmatched route,
-    /// so the HTTP and catalog series have samples.
-    async fn demo_traffic(&self) {
-        let client = reqwest::Client::new();
-        for slug in ["alpha", "beta"] {
-            let body = json!({
-                "project_slug": slug,
-                "name": format!("Project {slug}"),
-                "hub_url": format!("http://{slug}.example:9001"),
-                "mesh_namespace": format!("hub.{slug}"),
-                "tags": ["demo"],
-                "allow_fanout": [],
-            });
-            let res = client
-                .post(format!("{}/api/fed/projects", self.base))
-                .header("X-API-Key", AGENT_KEY)
-                .json(&body)
-                .send()
-                .await
-                .expect("register");
-            assert!(
-                res.status().is_success(),
-                "register {slug}: {}",
-                res.status()
-            );
-        }
-        for (path, key, status) in [
-            ("/api/fed/projects", Some(ADMIN_KEY), 200),
-            ("/api/fed/projects/alpha", Some(ADMIN_KEY), 200),
-            ("/api/fed/projects/nope", Some(ADMIN_KEY), 404),
-            ("/api/fed/projects", None, 401),
-            ("/no/such/route", None, 404),
-            ("/health", None, 200),
-        ] {
-            let mut req = client.get(format!("{}{path}", self.base));
-            if let Some(k) = key {
-                req = req.header("X-API-Key", k);
-            }
-            let res = req.send().await.expect("request");
-            assert_eq!(res.status().as_u16(), status, "GET {path}");
-        }
-    }
-
-    async fn exposition(&self) -> String {
-        let res = reqwest::get(format!("{}/metrics", self.base))
-            .await
-            .expect("scrape");
-        assert_eq!(res.status(), 200);
-        res.text().await.expect("exposition")
-    }
-
-    fn target(&self) -> String {
-        self.base.trim_start_matches("http://").to_owned()
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        let _ = self.handle.await;
-    }
-}
 
 /// A real Prometheus on a free port of 127.0.0.1, killed when dropped.
 struct Prometheus {
@@ -258,7 +148,7 @@ fn test_config(target: &str) -> Value {
 }
 
 async fn running_stack() -> (RunningService, Prometheus) {
-    let service = RunningService::start().await;
+    let service = RunningService::start(testkit::TestDb::create().await).await;
     service.demo_traffic().await;
     let prometheus = Prometheus::start(&service.target()).await;
     prometheus.wait_for_scrape().await;
@@ -346,17 +236,22 @@ async fn prometheus_loads_the_alert_rules_and_evaluates_each_without_error() {
             })
         })
         .collect();
-    // Wait until every rule has been evaluated at least once.
+    // Wait until every rule has been evaluated on scraped data: after the
+    // first successful scrape (running_stack waited for it).
+    let scraped_at = chrono::Utc::now();
     let prom = &prometheus;
     let loaded = eventually(
         Duration::from_secs(30),
-        "every rule to be evaluated",
+        "every rule to be evaluated after the first scrape",
         || async move {
             let body = prom.api("/api/v1/rules", &[]).await;
             let mut seen = Vec::new();
             for g in list_of(&body["data"], "groups") {
                 for r in list_of(g, "rules") {
-                    if str_of(r, "health") == "unknown" {
+                    let evaluated =
+                        chrono::DateTime::parse_from_rfc3339(str_of(r, "lastEvaluation"))
+                            .is_ok_and(|t| t > scraped_at);
+                    if !evaluated {
                         return None;
                     }
                     seen.push((
