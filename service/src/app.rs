@@ -14,8 +14,12 @@ use crate::api::auth::ApiKeys;
 use crate::catalog::ProjectSpec;
 use crate::config::Settings;
 use crate::health::Readiness;
+use crate::ingest::{Ingest, Sight};
+use crate::leader::{self, Election};
 use crate::metrics::Metrics;
+use crate::nats::NatsConnection;
 use crate::store;
+use crate::sweeper::StaleSweeper;
 
 /// Shared by every handler and task.
 #[derive(Clone)]
@@ -25,6 +29,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub keys: Arc<ApiKeys>,
     pub readiness: Arc<Readiness>,
+    /// `None` when `nats.enabled` is false.
+    pub nats: Option<Arc<NatsConnection>>,
+    /// Whether heartbeats can be seen, and since when.
+    pub sight: Arc<Sight>,
 }
 
 impl FromRef<AppState> for Arc<ApiKeys> {
@@ -68,12 +76,21 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let metrics = Metrics::new();
+        let nats = if settings.nats.enabled {
+            Some(Arc::new(
+                NatsConnection::connect(&settings.nats, metrics.nats.clone()).await?,
+            ))
+        } else {
+            None
+        };
         let state = AppState {
             keys: ApiKeys::new(&settings.auth),
             settings: Arc::new(settings),
             db,
             metrics: Arc::new(metrics),
             readiness: Arc::new(Readiness::default()),
+            sight: Arc::new(Sight::new(nats.clone())),
+            nats,
         };
         Ok(Application {
             listener,
@@ -132,6 +149,14 @@ impl Application {
             }
         }
 
+        let workers = match start_workers(&state, &shutdown).await {
+            Ok(w) => w,
+            Err(e) => {
+                shutdown.cancel();
+                let _ = tokio::time::timeout(grace, &mut server).await;
+                return Err(e);
+            }
+        };
         tracing::info!("service ready");
         shutdown.cancelled().await;
         tracing::info!(
@@ -146,6 +171,10 @@ impl Application {
                 );
                 server.abort();
             }
+        }
+        workers.finish().await;
+        if let Some(nats) = &state.nats {
+            nats.close().await;
         }
         state.db.close().await;
         tracing::info!("stopped");
@@ -182,6 +211,66 @@ async fn start(
     }
     state.readiness.mark_database_ready();
     Ok(())
+}
+
+/// Background work that runs once the database is ready.
+struct Workers {
+    ingest: Option<Ingest>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Workers {
+    /// After shutdown fired: ingestion writes what it holds, then the rest
+    /// stops.
+    async fn finish(self) {
+        if let Some(ingest) = self.ingest {
+            ingest.finish().await;
+        }
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+async fn start_workers(state: &AppState, shutdown: &CancellationToken) -> anyhow::Result<Workers> {
+    let mut workers = Workers {
+        ingest: None,
+        tasks: Vec::new(),
+    };
+    let Some(nats) = &state.nats else {
+        tracing::info!("NATS disabled: no heartbeat ingestion, no stale sweeping");
+        return Ok(workers);
+    };
+    let settings = &state.settings;
+    workers.ingest = Some(
+        Ingest::start(
+            nats.client().clone(),
+            &settings.nats,
+            &settings.heartbeat,
+            state.db.clone(),
+            state.metrics.clone(),
+            state.sight.clone(),
+            shutdown.clone(),
+        )
+        .await?,
+    );
+    let (election, campaign) = Election::spawn(
+        "sweeper",
+        leader::keys::SWEEPER,
+        store::connect_options(&settings.database)?,
+        std::time::Duration::from_secs(1),
+        state.metrics.sweeper.leader.clone(),
+        shutdown.clone(),
+    );
+    let sweeper = StaleSweeper::new(state.db.clone(), &settings.heartbeat);
+    workers.tasks.push(tokio::spawn(sweeper.run(
+        election,
+        state.sight.clone(),
+        state.metrics.clone(),
+        shutdown.clone(),
+    )));
+    workers.tasks.push(campaign);
+    Ok(workers)
 }
 
 /// Cancels `token` on SIGINT or SIGTERM.

@@ -180,6 +180,18 @@ impl NatsServer {
         Self::start_with_args(&[]).await
     }
 
+    /// On a given port (one a client already tries to reach).
+    pub async fn start_on_port(port: u16) -> NatsServer {
+        let mut server = NatsServer {
+            child: None,
+            port,
+            store: tempfile::tempdir().expect("temp dir"),
+            extra_args: Vec::new(),
+        };
+        server.spawn().await;
+        server
+    }
+
     /// With extra command-line arguments (e.g. `--config FILE`).
     pub async fn start_with_args(args: &[&str]) -> NatsServer {
         let mut server = NatsServer {

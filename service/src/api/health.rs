@@ -65,14 +65,33 @@ pub struct NatsHealth {
         (status = 503, description = "Disconnected", body = NatsHealth),
     ))]
 pub async fn health_nats(State(state): State<AppState>) -> (StatusCode, Json<NatsHealth>) {
-    let _ = &state;
-    (
-        StatusCode::OK,
-        Json(NatsHealth {
-            status: "not_configured",
-            url: None,
-        }),
-    )
+    match &state.nats {
+        None => (
+            StatusCode::OK,
+            Json(NatsHealth {
+                status: "not_configured",
+                url: None,
+            }),
+        ),
+        Some(nats) => {
+            let connected = nats.is_connected();
+            (
+                if connected {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                },
+                Json(NatsHealth {
+                    status: if connected {
+                        "connected"
+                    } else {
+                        "disconnected"
+                    },
+                    url: Some(nats.display_url().to_owned()),
+                }),
+            )
+        }
+    }
 }
 
 /// Readiness: 200 once the database is reachable and migrated; 503 with the
@@ -83,7 +102,22 @@ pub async fn health_nats(State(state): State<AppState>) -> (StatusCode, Json<Nat
         (status = 503, description = "Not ready, with reasons", body = ReadyReport),
     ))]
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<ReadyReport>) {
-    let report = health::readiness(&state.readiness, &state.db, Vec::new(), Vec::new()).await;
+    let mut reasons = Vec::new();
+    if let Some(nats) = &state.nats {
+        if !nats.is_connected() {
+            reasons.push(format!("nats: not connected to {}", nats.display_url()));
+        }
+    }
+    let mut warnings = Vec::new();
+    if state.nats.is_some() {
+        if let Some(w) = state
+            .sight
+            .self_preservation(Utc::now(), state.settings.heartbeat.stale_threshold)
+        {
+            warnings.push(format!("self-preservation: {w}"));
+        }
+    }
+    let report = health::readiness(&state.readiness, &state.db, reasons, warnings).await;
     let code = if report.reasons.is_empty() {
         StatusCode::OK
     } else {

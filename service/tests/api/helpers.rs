@@ -27,11 +27,17 @@ pub struct TestApp {
 }
 
 /// Settings YAML for a test, with the database URL filled in.
+/// NATS is off unless `extra` has a `nats:` section.
 pub fn settings_yaml(db_url: &str, extra: &str) -> String {
+    let nats = if extra.contains("nats:") {
+        ""
+    } else {
+        "nats:\n  enabled: false\n"
+    };
     format!(
         "server:\n  host: 127.0.0.1\n  port: 0\n  shutdown_grace: 2s\n\
          database:\n  url: \"{db_url}\"\n  startup_timeout: 30s\n  max_connections: 5\n\
-         nats:\n  enabled: false\n\
+         {nats}\
          auth:\n  admin_keys: [\"{ADMIN_KEY}\", \"{ADMIN_KEY_2}\"]\n  agent_keys: [\"{AGENT_KEY}\"]\n{extra}"
     )
 }

@@ -5,9 +5,13 @@
 
 mod auth;
 mod health;
+mod heartbeats;
 mod helpers;
+mod leader;
 mod metrics;
+mod nats;
 mod openapi;
 mod process;
 mod projects;
 mod seeding;
+mod sweeper;

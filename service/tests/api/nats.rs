@@ -1,0 +1,172 @@
+//! The NATS link as health, readiness and metrics report it, against a real
+//! nats-server that the test starts, stops and restarts.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use testkit::NatsServer;
+
+use crate::helpers::*;
+
+async fn nats_status(app: &TestApp) -> (u16, Value) {
+    let res = app.get("/health/nats", None).await;
+    (res.status().as_u16(), res.json().await.unwrap())
+}
+
+async fn wait_nats(app: &TestApp, want: &'static str) {
+    testkit::eventually(Duration::from_secs(20), want, || async {
+        let (_, body) = nats_status(app).await;
+        (body["status"] == want).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn health_follows_the_connection_through_an_outage() {
+    let mut nats = NatsServer::start().await;
+    let app = spawn_app_with(&format!("nats:\n  url: \"{}\"\n", nats.url()), Vec::new()).await;
+    wait_nats(&app, "connected").await;
+    let (code, body) = nats_status(&app).await;
+    assert_eq!(code, 200);
+    assert_eq!(body["url"], nats.url());
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(metrics.contains("nats_connection_status 1"), "{metrics}");
+
+    nats.kill().await;
+    wait_nats(&app, "disconnected").await;
+    let (code, _) = nats_status(&app).await;
+    assert_eq!(code, 503);
+    let res = app.get("/ready", None).await;
+    assert_eq!(res.status(), 503);
+    let ready: Value = res.json().await.unwrap();
+    assert!(
+        ready["reasons"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("nats: not connected"),
+        "{ready}"
+    );
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(metrics.contains("nats_connection_status 0"), "{metrics}");
+
+    nats.restart().await;
+    wait_nats(&app, "connected").await;
+    assert_eq!(app.get("/ready", None).await.status(), 200);
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(metrics.contains("nats_reconnects_total 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_broker_down_at_start_up_is_waited_for() {
+    let port = testkit::free_port();
+    let db = testkit::TestDb::create().await;
+    let settings = settings_from_yaml(&settings_yaml(
+        &db.url,
+        &format!("nats:\n  url: nats://127.0.0.1:{port}\n"),
+    ));
+    let app = service::app::Application::build(settings, Vec::new())
+        .await
+        .unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let token = app.shutdown_token();
+    let handle = tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::new();
+    let ready = |client: reqwest::Client, base: String| async move {
+        client
+            .get(format!("{base}/ready"))
+            .send()
+            .await
+            .ok()
+            .map(|r| r.status().as_u16())
+    };
+    // Database fine, NATS absent: not ready, saying why.
+    testkit::eventually(Duration::from_secs(20), "not ready because of NATS", || {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let body: Value = client
+                .get(format!("{base}/ready"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let reasons = body["reasons"].as_array()?.clone();
+            (reasons.len() == 1 && reasons[0].as_str()?.starts_with("nats:")).then_some(())
+        }
+    })
+    .await;
+    let nats = testkit::NatsServer::start_on_port(port).await;
+    testkit::eventually(Duration::from_secs(20), "ready once NATS appears", || {
+        let (client, base) = (client.clone(), base.clone());
+        async move { (ready(client, base).await? == 200).then_some(()) }
+    })
+    .await;
+    token.cancel();
+    handle.await.unwrap().unwrap();
+    drop(nats);
+}
+
+#[tokio::test]
+async fn user_password_auth_works_and_credentials_never_show() {
+    let nats = NatsServer::start_with_args(&["--user", "hub", "--pass", "n4ts-s3cret"]).await;
+    let url = format!("nats://hub:n4ts-s3cret@127.0.0.1:{}", nats.port());
+    let app = spawn_app_with(&format!("nats:\n  url: \"{url}\"\n"), Vec::new()).await;
+    wait_nats(&app, "connected").await;
+    let (_, body) = nats_status(&app).await;
+    assert_eq!(body["url"], nats.url());
+    for path in ["/health/nats", "/ready", "/metrics"] {
+        let text = app.get(path, None).await.text().await.unwrap();
+        assert!(!text.contains("n4ts-s3cret"), "{path} leaks the password");
+    }
+
+    // The same with user and password as separate settings.
+    let app2 = spawn_app_with(
+        &format!(
+            "nats:\n  url: \"{}\"\n  user: hub\n  password: n4ts-s3cret\n",
+            nats.url()
+        ),
+        Vec::new(),
+    )
+    .await;
+    wait_nats(&app2, "connected").await;
+}
+
+#[tokio::test]
+async fn token_auth_works_and_a_wrong_token_stays_disconnected() {
+    let nats = NatsServer::start_with_args(&["--auth", "t0ken-t0ken"]).await;
+    let good = spawn_app_with(
+        &format!("nats:\n  url: \"{}\"\n  token: t0ken-t0ken\n", nats.url()),
+        Vec::new(),
+    )
+    .await;
+    wait_nats(&good, "connected").await;
+
+    let db = testkit::TestDb::create().await;
+    let settings = settings_from_yaml(&settings_yaml(
+        &db.url,
+        &format!("nats:\n  url: \"{}\"\n  token: wrong-token\n", nats.url()),
+    ));
+    let app = service::app::Application::build(settings, Vec::new())
+        .await
+        .unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let token = app.shutdown_token();
+    let handle = tokio::spawn(app.run_until_stopped());
+    // Give the client several reconnect attempts; it must never report connected.
+    let client = reqwest::Client::new();
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let body: Value = client
+            .get(format!("{base}/health/nats"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body["status"], "disconnected");
+    }
+    token.cancel();
+    handle.await.unwrap().unwrap();
+}
