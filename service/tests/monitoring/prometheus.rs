@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use testkit::eventually;
+use testkit::{eventually, NatsServer, TestDb};
 use tokio::process::{Child, Command};
 
 use crate::promql::{all_expressions, exported_names, missing_names, ALERTS};
@@ -147,17 +147,21 @@ fn test_config(target: &str) -> Value {
     })
 }
 
-async fn running_stack() -> (RunningService, Prometheus) {
-    let service = RunningService::start(testkit::TestDb::create().await).await;
+/// The service with NATS, demo API and heartbeat traffic, scraped by a real
+/// Prometheus that has scraped it at least once.
+async fn running_stack() -> (RunningService, Prometheus, NatsServer) {
+    let nats = NatsServer::start().await;
+    let service = RunningService::start_with(TestDb::create().await, Some(&nats)).await;
     service.demo_traffic().await;
+    service.heartbeat_traffic(&nats).await;
     let prometheus = Prometheus::start(&service.target()).await;
     prometheus.wait_for_scrape().await;
-    (service, prometheus)
+    (service, prometheus, nats)
 }
 
 #[tokio::test]
 async fn every_dashboard_and_alert_expression_is_valid_promql() {
-    let (service, prometheus) = running_stack().await;
+    let (service, prometheus, _nats) = running_stack().await;
     let expressions = all_expressions();
     assert!(
         expressions.len() > 40,
@@ -192,7 +196,7 @@ async fn every_dashboard_and_alert_expression_is_valid_promql() {
 
 #[tokio::test]
 async fn every_metric_the_dashboards_and_alerts_use_is_exported_by_the_service() {
-    let (service, prometheus) = running_stack().await;
+    let (service, prometheus, _nats) = running_stack().await;
     let exposition = service.exposition().await;
     let exported = exported_names(&exposition);
     let scraped = prometheus.names().await;
@@ -222,7 +226,7 @@ async fn every_metric_the_dashboards_and_alerts_use_is_exported_by_the_service()
 
 #[tokio::test]
 async fn prometheus_loads_the_alert_rules_and_evaluates_each_without_error() {
-    let (service, prometheus) = running_stack().await;
+    let (service, prometheus, _nats) = running_stack().await;
     let rules = read_yaml(ALERTS);
     let expected: BTreeSet<(String, String)> = list_of(&rules, "groups")
         .iter()

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use serde_saphyr::figment::Yaml;
 use service::app::Application;
 use service::config::Settings;
-use testkit::{eventually, TestDb};
+use testkit::{eventually, NatsServer, TestDb};
 use tokio_util::sync::CancellationToken;
 
 const ADMIN_KEY: &str = "monitoring-admin-key-0123456789";
@@ -24,12 +24,22 @@ pub struct RunningService {
 }
 
 impl RunningService {
-    /// Starts the service on `db` (migrating it) and waits until it is ready.
+    /// Starts the service on `db` (migrating it), without NATS, and waits
+    /// until it is ready.
     pub async fn start(db: TestDb) -> RunningService {
+        Self::start_with(db, None).await
+    }
+
+    /// As [`Self::start`], ingesting heartbeats from `nats` when given.
+    pub async fn start_with(db: TestDb, nats: Option<&NatsServer>) -> RunningService {
+        let nats = match nats {
+            Some(n) => format!("nats:\n  enabled: true\n  url: \"{}\"\n", n.url()),
+            None => "nats:\n  enabled: false\n".to_owned(),
+        };
         let yaml = format!(
             "server:\n  host: 127.0.0.1\n  port: 0\n  shutdown_grace: 2s\n\
              database:\n  url: \"{}\"\n  startup_timeout: 30s\n  max_connections: 5\n\
-             nats:\n  enabled: false\n\
+             {nats}\
              auth:\n  admin_keys: [\"{ADMIN_KEY}\"]\n  agent_keys: [\"{AGENT_KEY}\"]\n",
             db.url
         );
@@ -99,6 +109,57 @@ impl RunningService {
         }
     }
 
+    /// Heartbeats through `nats`: alpha and beta (registered by
+    /// [`Self::demo_traffic`]) go online, and one for an unknown project and
+    /// one that is not JSON are rejected. Returns once the service has
+    /// counted them all.
+    pub async fn heartbeat_traffic(&self, nats: &NatsServer) {
+        let client = async_nats::connect(nats.url())
+            .await
+            .expect("connect to NATS");
+        // The service subscribes after start-up: publish until it has heard.
+        eventually(
+            Duration::from_secs(20),
+            "the heartbeats to be counted",
+            || {
+                let client = client.clone();
+                async move {
+                    for slug in ["alpha", "beta", "ghost"] {
+                        let beat = json!({
+                            "project_slug": slug,
+                            "mesh_namespace": format!("hub.{slug}"),
+                            "hub_url": format!("http://{slug}.example:9001"),
+                            "status": "online",
+                            "timestamp": "2026-01-01T00:00:00Z",
+                        });
+                        let subject = format!("hub.presence.{slug}");
+                        client
+                            .publish(subject, beat.to_string().into())
+                            .await
+                            .ok()?;
+                    }
+                    client
+                        .publish("hub.presence.alpha", "not json".into())
+                        .await
+                        .ok()?;
+                    client.flush().await.ok()?;
+                    let text = self.exposition().await;
+                    let counted = [
+                        "heartbeat_total",
+                        "heartbeat_rejected_total{reason=\"unknown_project\"}",
+                        "heartbeat_rejected_total{reason=\"not_json\"}",
+                    ];
+                    let all_counted = counted
+                        .iter()
+                        .all(|c| sample(&text, c).is_some_and(|v| v > 0.0));
+                    let online = sample(&text, "catalog_projects_by_status{status=\"online\"}");
+                    (all_counted && online == Some(2.0)).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+
     pub async fn exposition(&self) -> String {
         let res = reqwest::get(format!("{}/metrics", self.base))
             .await
@@ -146,4 +207,12 @@ impl RunningService {
         let _ = self.handle.await;
         self.db
     }
+}
+
+/// The value of the sample `series` (name and labels exactly as exposed).
+pub fn sample(exposition: &str, series: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        value.split_whitespace().next()?.parse().ok()
+    })
 }
