@@ -17,22 +17,26 @@ fn pg_tool(name: &str) -> std::path::PathBuf {
     tool(name, &var)
 }
 
+/// As docs/operations.md does it: the dump on standard output.
 fn dump(db: &TestDb, file: &Path) {
+    let out = std::fs::File::create(file).expect("dump file");
     run_ok(
         Command::new(pg_tool("pg_dump"))
             .args(["--format=custom", "--no-owner"])
             .arg(format!("--dbname={}", db.url))
-            .arg(format!("--file={}", file.display())),
+            .stdout(out),
     );
 }
 
+/// As docs/operations.md does it: the dump on standard input.
 fn restore(db: &TestDb, file: &Path, clean: bool) {
+    let input = std::fs::File::open(file).expect("dump file");
     let mut cmd = Command::new(pg_tool("pg_restore"));
     cmd.arg("--no-owner").arg("--exit-on-error");
     if clean {
         cmd.args(["--clean", "--if-exists"]);
     }
-    run_ok(cmd.arg(format!("--dbname={}", db.url)).arg(file));
+    run_ok(cmd.arg(format!("--dbname={}", db.url)).stdin(input));
 }
 
 #[tokio::test]

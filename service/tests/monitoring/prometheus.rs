@@ -29,8 +29,9 @@ struct Prometheus {
 /// On a failed test, Prometheus' own log says why.
 impl Drop for Prometheus {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- prometheus log (last lines) ---\n{}", self.log_tail());
+        let log = self.log_tail();
+        if std::thread::panicking() && !log.trim().is_empty() {
+            eprintln!("--- prometheus log (last lines) ---\n{log}");
         }
     }
 }
