@@ -84,6 +84,7 @@ fn package_of(tool: &str) -> &'static str {
         "prometheus" | "promtool" => "prometheus",
         "amtool" => "prometheus-alertmanager",
         "docker-compose" => "docker-compose",
+        "pg_dump" | "pg_restore" => "postgresql-client",
         _ => "?",
     }
 }
