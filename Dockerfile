@@ -15,6 +15,7 @@ WORKDIR /src
 # sqlx embeds migrations/ into the binary at compile time.
 COPY Cargo.toml Cargo.lock ./
 COPY protocol protocol
+COPY common common
 COPY service service
 COPY hub-agent hub-agent
 COPY testkit testkit
