@@ -64,13 +64,8 @@ pub fn tool(name: &str, env_var: &str) -> PathBuf {
         );
         return p;
     }
-    if let Some(paths) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&paths) {
-            let candidate = dir.join(name);
-            if candidate.is_file() {
-                return candidate;
-            }
-        }
+    if let Some(p) = on_path(name) {
+        return p;
     }
     panic!(
         "{name} is not installed. Run the tests through scripts/test, which installs it \
@@ -79,10 +74,17 @@ pub fn tool(name: &str, env_var: &str) -> PathBuf {
     );
 }
 
+fn on_path(name: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
 fn package_of(tool: &str) -> &'static str {
     match tool {
         "prometheus" | "promtool" => "prometheus",
-        "amtool" => "prometheus-alertmanager",
+        "amtool" | "prometheus-alertmanager" | "alertmanager" => "prometheus-alertmanager",
         "docker-compose" => "docker-compose",
         "pg_dump" | "pg_restore" => "postgresql-client",
         _ => "?",
@@ -95,6 +97,16 @@ pub fn promtool() -> PathBuf {
 
 pub fn amtool() -> PathBuf {
     tool("amtool", "AMTOOL_BIN")
+}
+
+/// Debian names the server `prometheus-alertmanager`, upstream `alertmanager`.
+pub fn alertmanager() -> PathBuf {
+    if std::env::var_os("ALERTMANAGER_BIN").is_none() {
+        if let Some(p) = on_path("prometheus-alertmanager") {
+            return p;
+        }
+    }
+    tool("alertmanager", "ALERTMANAGER_BIN")
 }
 
 pub fn prometheus() -> PathBuf {
