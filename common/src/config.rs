@@ -124,8 +124,9 @@ pub fn check_root(fig: &Figment, sections: &[&str]) -> Vec<ConfigError> {
     errors
 }
 
-/// Extracts one section, recording its errors instead of stopping; a
-/// section that fails is replaced by its defaults and named in `failed`.
+/// Extracts one section (`""`: the top-level keys), recording its errors
+/// instead of stopping; a section that fails is replaced by its defaults and
+/// named in `failed`.
 pub fn section<T: DeserializeOwned + Default>(
     fig: &Figment,
     name: &'static str,
@@ -133,7 +134,12 @@ pub fn section<T: DeserializeOwned + Default>(
     errors: &mut Vec<ConfigError>,
     failed: &mut Vec<&'static str>,
 ) -> T {
-    match fig.focus(name).extract::<T>() {
+    let extracted = if name.is_empty() {
+        fig.extract::<T>()
+    } else {
+        fig.focus(name).extract::<T>()
+    };
+    match extracted {
         Ok(v) => v,
         Err(e) => {
             collect_figment(errors, name, env_prefix, e);
