@@ -531,3 +531,64 @@ fn the_env_example_holds_no_working_secret() {
         describe(&out)
     );
 }
+
+/// The service and the agents, run for real with the environment the stack
+/// gives them (container paths mapped to the files mounted there), accept
+/// their settings: no misspelt variable, no value they cannot parse.
+#[test]
+fn the_service_and_the_agents_accept_the_environment_the_stack_gives_them() {
+    let stack = resolved(&[]);
+    let federation = Path::new(env!("CARGO_BIN_EXE_federation"));
+    let hub_agent = federation.with_file_name("hub-agent");
+    assert!(
+        hub_agent.is_file(),
+        "{} is not built: run scripts/test (which builds the whole workspace first)",
+        hub_agent.display()
+    );
+    let image_dir = tempfile::tempdir().expect("temp dir");
+    for (name, binary, args, cwd) in [
+        ("federation", federation, vec!["check-config"], repo_root()),
+        (
+            "agent-commandcenter",
+            hub_agent.as_path(),
+            vec!["--check-config"],
+            image_dir.path().to_owned(),
+        ),
+        (
+            "agent-projecta",
+            hub_agent.as_path(),
+            vec!["--check-config"],
+            image_dir.path().to_owned(),
+        ),
+    ] {
+        let svc = service(&stack, name);
+        let mounts = volumes(svc);
+        let mut cmd = Command::new(binary);
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .current_dir(&cwd)
+            .args(&args);
+        for (key, value) in svc["environment"].as_object().expect("environment") {
+            let value = value.as_str().unwrap_or_default();
+            let host = mounts
+                .iter()
+                .find(|(_, target)| target == value)
+                .map(|(source, _)| source.as_str());
+            cmd.env(key, host.unwrap_or(value));
+        }
+        let out = run(&mut cmd);
+        assert!(
+            out.status.success(),
+            "{name} refuses its compose environment\n{}",
+            describe(&out)
+        );
+        if name.starts_with("agent-") {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let slug = env_of(svc, "HUB_AGENT__SLUG");
+            assert!(
+                text.contains(&format!("hub.presence.{slug}")),
+                "{name}: {text}"
+            );
+        }
+    }
+}
