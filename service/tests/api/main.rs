@@ -13,5 +13,6 @@ mod nats;
 mod openapi;
 mod process;
 mod projects;
+mod replicas;
 mod seeding;
 mod sweeper;

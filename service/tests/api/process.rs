@@ -11,7 +11,7 @@ use crate::helpers::*;
 const BIN: &str = env!("CARGO_BIN_EXE_federation");
 
 /// A command with a clean environment: only what the test sets.
-fn federation(args: &[&str]) -> Command {
+pub fn federation(args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args(args)
         .env_clear()
@@ -179,7 +179,7 @@ fn serve_exits_1_when_the_database_never_answers() {
     assert!(!err.contains("pw-never-shown"), "{err}");
 }
 
-async fn wait_ready(port: u16) {
+pub async fn wait_ready(port: u16) {
     let client = reqwest::Client::new();
     testkit::eventually(Duration::from_secs(30), "the service to be ready", || {
         let (client, url) = (client.clone(), format!("http://127.0.0.1:{port}/ready"));
@@ -188,7 +188,7 @@ async fn wait_ready(port: u16) {
     .await;
 }
 
-fn signal(pid: u32, sig: &str) {
+pub fn signal(pid: u32, sig: &str) {
     let status = Command::new("kill")
         .args([sig, &pid.to_string()])
         .status()
