@@ -105,6 +105,14 @@ impl Service {
     }
 }
 
+/// A failed run must not leave the service behind.
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// p50, p99, max of a set of durations (sorted in place).
 pub fn percentiles(samples: &mut [Duration]) -> (Duration, Duration, Duration) {
     if samples.is_empty() {
