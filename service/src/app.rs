@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::auth::ApiKeys;
+use crate::api::list_cache::ListCache;
 use crate::catalog::ProjectSpec;
 use crate::config::Settings;
 use crate::health::Readiness;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub nats: Option<Arc<NatsConnection>>,
     /// Whether heartbeats can be seen, and since when.
     pub sight: Arc<Sight>,
+    /// The serialised project list, kept for `catalog.list_cache_ttl`.
+    pub list_cache: Arc<ListCache>,
 }
 
 impl FromRef<AppState> for Arc<ApiKeys> {
@@ -84,6 +87,7 @@ impl Application {
             None
         };
         let state = AppState {
+            list_cache: ListCache::new(settings.catalog.list_cache_ttl),
             keys: ApiKeys::new(&settings.auth),
             settings: Arc::new(settings),
             db,

@@ -1,5 +1,6 @@
 //! `/api/fed/projects`: the catalog, as the original service served it.
 
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -42,14 +43,24 @@ pub async fn list_projects(
     State(state): State<AppState>,
     _caller: Caller,
     Query(params): Query<ListParams>,
-) -> ApiResult<axum::Json<Vec<Project>>> {
+) -> ApiResult<Response> {
+    let key = (params.status.map(ProjectStatus::as_str), params.tag.clone());
     let filter = ProjectFilter {
         status: params.status,
         tag: params.tag,
     };
-    let list = projects::list(&state.db, &filter).await?;
+    let db = state.db.clone();
+    let body = state
+        .list_cache
+        .get(key, move || async move {
+            let list = projects::list(&db, &filter).await?;
+            serde_json::to_vec(&list)
+                .map(Bytes::from)
+                .map_err(|e| ApiError::Internal(e.into()))
+        })
+        .await?;
     state.metrics.catalog.lookup.inc();
-    Ok(axum::Json(list))
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// Register a project, or update it if the slug exists (201 / 200).
@@ -78,6 +89,9 @@ pub async fn register_project(
     let spec = input.into_spec().map_err(ApiError::validation)?;
     let outcome = projects::upsert(&state.db, &spec).await?;
     state.metrics.catalog.register.inc();
+    if !matches!(outcome, Upserted::Unchanged(_)) {
+        state.list_cache.invalidate();
+    }
     Ok(match outcome {
         Upserted::Created(p) => {
             tracing::info!(slug = %p.slug, key = %caller.fingerprint, "project registered");
@@ -155,6 +169,9 @@ pub async fn replace_project(
         .await?
         .ok_or_else(|| not_found(&slug))?;
     state.metrics.catalog.register.inc();
+    if !matches!(outcome, Upserted::Unchanged(_)) {
+        state.list_cache.invalidate();
+    }
     if let Upserted::Updated(p) = &outcome {
         tracing::info!(slug = %p.slug, key = %caller.fingerprint, "project updated");
     }
@@ -183,6 +200,7 @@ pub async fn delete_project(
     let deleted = projects::delete(&state.db, &slug)
         .await?
         .ok_or_else(|| not_found(&slug))?;
+    state.list_cache.invalidate();
     tracing::info!(slug = %deleted.slug, key = %caller.fingerprint, "project deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -154,11 +154,24 @@ impl Default for HeartbeatSettings {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CatalogSettings {
     /// YAML file of projects to seed the catalog with at start (optional).
     pub projects_file: Option<PathBuf>,
+    /// How old a served project list may be (0: always read the database).
+    /// Writes through this replica are visible at once regardless.
+    #[serde(deserialize_with = "de::duration")]
+    pub list_cache_ttl: Duration,
+}
+
+impl Default for CatalogSettings {
+    fn default() -> Self {
+        CatalogSettings {
+            projects_file: None,
+            list_cache_ttl: Duration::from_secs(1),
+        }
+    }
 }
 
 /// The layered provider chain.
@@ -337,6 +350,9 @@ impl Settings {
 
         if let Err(e) = crate::telemetry::env_filter(&self.log.level) {
             push("log.level", e);
+        }
+        if self.catalog.list_cache_ttl > Duration::from_secs(60) {
+            push("catalog.list_cache_ttl", "must be at most 60s".into());
         }
         if let Some(p) = &self.catalog.projects_file {
             if !p.is_file() {

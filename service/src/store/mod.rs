@@ -32,6 +32,10 @@ pub fn lazy_pool(settings: &DatabaseSettings, options: PgConnectOptions) -> PgPo
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)
         .idle_timeout(Some(Duration::from_secs(300)))
+        .max_lifetime(Some(Duration::from_secs(1800)))
+        // No ping before every query: it doubled the round trips of a read.
+        // A connection that died is reported by its query (503) and dropped.
+        .test_before_acquire(false)
         .connect_lazy_with(options)
 }
 

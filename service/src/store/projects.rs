@@ -7,9 +7,14 @@ use sqlx::{PgConnection, PgPool};
 use crate::catalog::{Project, ProjectSpec, ProjectStatus};
 use crate::events::outbox;
 
-const COLUMNS: &str = "id, slug, name, hub_url, mesh_namespace, tags, allow_fanout, status, \
-                       status_changed_at, last_heartbeat_at, hub_timestamp, agent_id, agent_version, \
-                       heartbeat_seq, heartbeat_interval_s, created_at, updated_at";
+/// The columns of [`Project`], as a literal so every query is a `&'static str`.
+macro_rules! columns {
+    () => {
+        "id, slug, name, hub_url, mesh_namespace, tags, allow_fanout, status, \
+         status_changed_at, last_heartbeat_at, hub_timestamp, agent_id, agent_version, \
+         heartbeat_seq, heartbeat_interval_s, created_at, updated_at"
+    };
+}
 
 /// What a register-or-update did.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,8 +86,10 @@ async fn upsert_in(
     create: bool,
 ) -> Result<Option<Upserted>, sqlx::Error> {
     // Lock the row (if any) so concurrent writers of one slug serialise.
-    let existing: Option<Project> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM projects WHERE slug = $1 FOR UPDATE"
+    let existing: Option<Project> = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM projects WHERE slug = $1 FOR UPDATE"
     ))
     .bind(&spec.slug)
     .fetch_optional(&mut *conn)
@@ -90,11 +97,9 @@ async fn upsert_in(
     match existing {
         Some(p) if same_attributes(&p, spec) => Ok(Some(Upserted::Unchanged(p))),
         Some(_) => {
-            let p: Project = sqlx::query_as(&format!(
-                "UPDATE projects SET name = COALESCE($2, name), hub_url = $3, mesh_namespace = $4, \
+            let p: Project = sqlx::query_as(concat!("UPDATE projects SET name = COALESCE($2, name), hub_url = $3, mesh_namespace = $4, \
                  tags = COALESCE($5, tags), allow_fanout = COALESCE($6, allow_fanout), \
-                 updated_at = now() WHERE slug = $1 RETURNING {COLUMNS}"
-            ))
+                 updated_at = now() WHERE slug = $1 RETURNING ", columns!()))
             .bind(&spec.slug)
             .bind(&spec.name)
             .bind(&spec.hub_url)
@@ -110,9 +115,10 @@ async fn upsert_in(
         None => {
             // ON CONFLICT: a concurrent insert of the same slug wins; we then
             // treat ours as an update of theirs.
-            let inserted: Option<Project> = sqlx::query_as(&format!(
+            let inserted: Option<Project> = sqlx::query_as(concat!(
                 "INSERT INTO projects (slug, name, hub_url, mesh_namespace, tags, allow_fanout) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (slug) DO NOTHING RETURNING {COLUMNS}"
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (slug) DO NOTHING RETURNING ",
+                columns!()
             ))
             .bind(&spec.slug)
             .bind(spec.name.as_deref().unwrap_or(&spec.slug))
@@ -146,16 +152,22 @@ fn same_attributes(p: &Project, spec: &ProjectSpec) -> bool {
 }
 
 pub async fn get(pool: &PgPool, slug: &str) -> Result<Option<Project>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM projects WHERE slug = $1"))
-        .bind(slug)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM projects WHERE slug = $1"
+    ))
+    .bind(slug)
+    .fetch_optional(pool)
+    .await
 }
 
 /// Projects matching the filter, ordered by slug.
 pub async fn list(pool: &PgPool, filter: &ProjectFilter) -> Result<Vec<Project>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM projects \
+    sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM projects \
          WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR tags @> ARRAY[$2::text]) \
          ORDER BY slug"
     ))
@@ -168,8 +180,9 @@ pub async fn list(pool: &PgPool, filter: &ProjectFilter) -> Result<Vec<Project>,
 /// Deletes a project; returns it as it was, or `None` if absent.
 pub async fn delete(pool: &PgPool, slug: &str) -> Result<Option<Project>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let deleted: Option<Project> = sqlx::query_as(&format!(
-        "DELETE FROM projects WHERE slug = $1 RETURNING {COLUMNS}"
+    let deleted: Option<Project> = sqlx::query_as(concat!(
+        "DELETE FROM projects WHERE slug = $1 RETURNING ",
+        columns!()
     ))
     .bind(slug)
     .fetch_optional(&mut *tx)

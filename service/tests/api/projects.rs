@@ -451,3 +451,73 @@ async fn re_registration_keeps_what_it_does_not_mention() {
     assert_eq!(p["tags"], json!([]));
     assert_eq!(p["allow_fanout"], json!([]));
 }
+
+#[tokio::test]
+async fn the_list_is_cached_for_a_bounded_time_but_local_writes_show_at_once() {
+    let app = spawn_app_with("catalog:\n  list_cache_ttl: 60s\n", Vec::new()).await;
+    app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project("alpha"))
+        .await;
+    let statuses = |v: Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["status"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let first: Value = app
+        .get("/api/fed/projects", Some(ADMIN_KEY))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(statuses(first), ["offline"]);
+    // A change the API did not make (as heartbeats do) waits for the TTL...
+    sqlx::query("UPDATE projects SET status = 'online' WHERE slug = 'alpha'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let cached: Value = app
+        .get("/api/fed/projects", Some(ADMIN_KEY))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(statuses(cached), ["offline"]);
+    // ...while the single project is always read fresh,
+    let one: Value = app
+        .get("/api/fed/projects/alpha", Some(ADMIN_KEY))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["status"], "online");
+    // and a write through the API invalidates the list at once.
+    app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project("beta"))
+        .await;
+    let fresh: Value = app
+        .get("/api/fed/projects", Some(ADMIN_KEY))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(statuses(fresh), ["online", "offline"]);
+}
+
+#[tokio::test]
+async fn a_zero_ttl_always_reads_the_database() {
+    let app = spawn_app_with("catalog:\n  list_cache_ttl: 0s\n", Vec::new()).await;
+    app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project("alpha"))
+        .await;
+    app.get("/api/fed/projects", Some(ADMIN_KEY)).await;
+    sqlx::query("UPDATE projects SET status = 'online' WHERE slug = 'alpha'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let list: Value = app
+        .get("/api/fed/projects", Some(ADMIN_KEY))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list[0]["status"], "online");
+}
