@@ -267,7 +267,8 @@ impl SpokeSpec {
     }
 }
 
-const URL_RULE: &str = "must be an http(s) URL with a host, no credentials, at most 2048 characters";
+const URL_RULE: &str =
+    "must be an http(s) URL with a host, no credentials, at most 2048 characters";
 
 impl SpokeRegistration {
     /// Checks every rule and reports every broken one. `hub_code` is the
@@ -602,7 +603,9 @@ mod tests {
     #[test]
     fn the_code_list_is_sorted_unique_and_complete() {
         assert!(ISO_3166_ALPHA3.windows(2).all(|w| w[0] < w[1]));
-        for code in ["FRA", "DEU", "GBR", "NLD", "USA", "ABW", "ZWE", "ALA", "SSD"] {
+        for code in [
+            "FRA", "DEU", "GBR", "NLD", "USA", "ABW", "ZWE", "ALA", "SSD",
+        ] {
             assert!(is_assigned_alpha3(code), "{code}");
         }
         for code in ["XKX", "AAA", "ZZZ", "EUR", "fra", "FR", "UK1", "SUN", "YUG"] {
@@ -672,10 +675,7 @@ mod tests {
     #[test]
     fn fingerprints_in_both_spellings() {
         let hex = "0".repeat(63) + "A";
-        assert_eq!(
-            normalize_fingerprint(&hex).unwrap(),
-            "0".repeat(63) + "a"
-        );
+        assert_eq!(normalize_fingerprint(&hex).unwrap(), "0".repeat(63) + "a");
         for bad in ["", "00", &"g".repeat(64), &"0".repeat(65), "AB:CD"] {
             assert_eq!(normalize_fingerprint(bad), None, "{bad}");
         }
@@ -709,7 +709,12 @@ mod tests {
         let id = new_spoke_id("FRA");
         assert!(id.starts_with("spoke-fra-"), "{id}");
         assert!(is_spoke_id(&id), "{id}");
-        for bad in ["spoke-fra-ee18ad4", "spoke-FRA-ee18ad42", "spoke-fra-ee18ad4g", "x"] {
+        for bad in [
+            "spoke-fra-ee18ad4",
+            "spoke-FRA-ee18ad42",
+            "spoke-fra-ee18ad4g",
+            "x",
+        ] {
             assert!(!is_spoke_id(bad), "{bad}");
         }
     }

@@ -13,8 +13,8 @@ use super::extract::{Json, Query};
 use crate::app::AppState;
 use crate::catalog::FieldError;
 use crate::federation::{
-    is_spoke_id, FederationLink, LinkStatus, Spoke, SpokeAction, SpokeEventData,
-    SpokeRegistration, SpokeStatus, Transition, TransitionRequest,
+    is_spoke_id, FederationLink, LinkStatus, Spoke, SpokeAction, SpokeEventData, SpokeRegistration,
+    SpokeStatus, Transition, TransitionRequest,
 };
 use crate::store::links::{self, LinkFilter};
 use crate::store::spokes::{self, Registered, TransitionOutcome};

@@ -33,11 +33,8 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             Ok(Err(e)) => tracing::debug!(error = %e, "cannot count projects for /metrics"),
             Err(_) => tracing::debug!("counting projects for /metrics timed out"),
         }
-        match tokio::time::timeout(
-            super::CHECK_TIMEOUT,
-            crate::events::log::pending(&state.db),
-        )
-        .await
+        match tokio::time::timeout(super::CHECK_TIMEOUT, crate::events::log::pending(&state.db))
+            .await
         {
             Ok(Ok((pending, oldest_s))) => {
                 state.metrics.events.outbox_pending.set(pending);

@@ -413,10 +413,7 @@ impl Backoff {
 
     fn reset(&mut self) {
         if self.failures > 0 {
-            tracing::info!(
-                failures = self.failures,
-                "outbox relay publishing again"
-            );
+            tracing::info!(failures = self.failures, "outbox relay publishing again");
         }
         self.current = self.base;
         self.failures = 0;

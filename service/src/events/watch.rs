@@ -101,7 +101,9 @@ impl EventFeed {
                 Ok(rows) => {
                     for row in &rows {
                         // No receivers is fine: nobody is watching.
-                        let _ = self.tx.send(Arc::new(FeedEvent::from_row(row, &self.source)));
+                        let _ = self
+                            .tx
+                            .send(Arc::new(FeedEvent::from_row(row, &self.source)));
                         cursor = row.cursor();
                     }
                     if rows.len() as i64 == PAGE {
@@ -226,7 +228,10 @@ impl EventFeed {
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::debug!(missed, "watch client lagged; catching up from the database");
+                        tracing::debug!(
+                            missed,
+                            "watch client lagged; catching up from the database"
+                        );
                         break;
                     }
                     Err(broadcast::error::RecvError::Closed) => return,

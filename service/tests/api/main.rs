@@ -4,6 +4,7 @@
 //! each test gets its own database and port.
 
 mod auth;
+mod fedkit;
 mod health;
 mod helpers;
 mod leader;
@@ -12,4 +13,7 @@ mod nats;
 mod openapi;
 mod process;
 mod projects;
+mod relay;
 mod seeding;
+mod spokes;
+mod watch;
