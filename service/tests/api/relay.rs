@@ -300,3 +300,34 @@ async fn a_service_killed_mid_burst_loses_nothing_and_duplicates_nothing() {
     second.kill().unwrap();
     second.wait().unwrap();
 }
+
+/// docs/events.md shows one valid example per event type, with the data
+/// shape the service really emits for spokes.
+#[test]
+fn docs_events_md_has_a_valid_example_per_type() {
+    let text = std::fs::read_to_string(repo_path("docs/events.md")).unwrap();
+    let mut seen = Vec::new();
+    for block in text.split("```json").skip(1) {
+        let json = block.split("```").next().unwrap();
+        let event: protocol::CloudEvent = serde_json::from_str(json)
+            .unwrap_or_else(|e| panic!("example does not parse: {e}\n{json}"));
+        let kind = event
+            .kind()
+            .unwrap_or_else(|| panic!("unknown type {}", event.event_type));
+        assert_eq!(event.specversion, "1.0");
+        uuid::Uuid::parse_str(&event.id).unwrap();
+        if event.event_type.starts_with("federation.spoke.") {
+            let data: service::federation::SpokeEventData =
+                serde_json::from_value(event.data.clone()).unwrap();
+            assert_eq!(event.subject.as_deref(), Some(data.spoke.id.as_str()));
+            assert_eq!(data.transition.to_status, data.spoke.status);
+        } else {
+            assert_eq!(event.subject.as_deref(), event.data["slug"].as_str());
+        }
+        seen.push(kind);
+    }
+    let mut all = protocol::EventKind::ALL.to_vec();
+    assert_eq!(seen.len(), all.len(), "one example per type");
+    all.retain(|k| !seen.contains(k));
+    assert!(all.is_empty(), "no example for {all:?}");
+}
