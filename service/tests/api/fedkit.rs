@@ -183,6 +183,16 @@ impl SseClient {
         }
     }
 
+    /// Reads until the server ends the stream; `false` if it is still open
+    /// after `timeout`.
+    pub async fn ends_within(&mut self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, async {
+            while let Ok(Some(_)) = self.res.chunk().await {}
+        })
+        .await
+        .is_ok()
+    }
+
     /// The next event's id and CloudEvent, or a panic after `timeout`.
     pub async fn next(&mut self, timeout: Duration) -> (String, Value) {
         tokio::time::timeout(timeout, self.next_inner())

@@ -159,3 +159,15 @@ async fn many_watchers_each_get_every_event_in_the_same_order() {
         assert_eq!(got, ids);
     }
 }
+
+#[tokio::test]
+async fn open_watch_streams_end_when_the_service_stops() {
+    let app = spawn_app().await;
+    let mut sse = SseClient::connect(&app, None).await;
+    register(&app, "FRA").await;
+    sse.next(WAIT).await;
+    app.shutdown.cancel();
+    assert!(sse.ends_within(WAIT).await, "the stream stayed open");
+    let (_, result) = app.stop().await;
+    result.unwrap();
+}
