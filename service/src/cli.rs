@@ -66,7 +66,7 @@ pub enum Command {
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> ExitCode {
-    let sources = Sources::from_cli(cli.config.as_deref());
+    let sources = config::sources(cli.config.as_deref());
     let (settings, seeds) = match load(&sources) {
         Ok(loaded) => loaded,
         Err(report) => {

@@ -6,6 +6,7 @@
 mod auth;
 mod fedkit;
 mod health;
+mod heartbeats;
 mod helpers;
 mod leader;
 mod metrics;
@@ -14,6 +15,8 @@ mod openapi;
 mod process;
 mod projects;
 mod relay;
+mod replicas;
 mod seeding;
 mod spokes;
+mod sweeper;
 mod watch;
