@@ -32,9 +32,14 @@ async fn fill(pool: &PgPool, n: usize, per_tx: usize) {
     while done < n {
         let mut tx = pool.begin().await.unwrap();
         for _ in 0..per_tx.min(n - done) {
-            outbox::enqueue(&mut tx, EventKind::SpokeApproved, Some("spoke-fra-ee18ad42"), &data)
-                .await
-                .unwrap();
+            outbox::enqueue(
+                &mut tx,
+                EventKind::SpokeApproved,
+                Some("spoke-fra-ee18ad42"),
+                &data,
+            )
+            .await
+            .unwrap();
             done += 1;
         }
         tx.commit().await.unwrap();
@@ -150,10 +155,15 @@ async fn fan_out(clients: usize, samples: usize, burst: usize) -> (f64, f64, f64
     let mut latencies = Vec::with_capacity(samples);
     for _ in 0..samples {
         let mut tx = pool.begin().await.unwrap();
-        let id = outbox::enqueue(&mut tx, EventKind::ProjectUpdated, Some("x"), &serde_json::json!({}))
-            .await
-            .unwrap()
-            .to_string();
+        let id = outbox::enqueue(
+            &mut tx,
+            EventKind::ProjectUpdated,
+            Some("x"),
+            &serde_json::json!({}),
+        )
+        .await
+        .unwrap()
+        .to_string();
         tx.commit().await.unwrap();
         let t0 = Instant::now();
         let all = sses.iter_mut().map(|s| async {
@@ -174,9 +184,14 @@ async fn fan_out(clients: usize, samples: usize, burst: usize) -> (f64, f64, f64
             while left > 0 {
                 let mut tx = pool.begin().await.unwrap();
                 for _ in 0..10.min(left) {
-                    outbox::enqueue(&mut tx, EventKind::ProjectUpdated, Some("x"), &serde_json::json!({}))
-                        .await
-                        .unwrap();
+                    outbox::enqueue(
+                        &mut tx,
+                        EventKind::ProjectUpdated,
+                        Some("x"),
+                        &serde_json::json!({}),
+                    )
+                    .await
+                    .unwrap();
                     left -= 1;
                 }
                 tx.commit().await.unwrap();

@@ -421,9 +421,13 @@ impl Settings {
         if ev.retention < Duration::from_secs(60) {
             push("events.retention", "must be at least 1m".into());
         }
-        if ev.poll_interval < Duration::from_millis(10) || ev.poll_interval > Duration::from_secs(60)
+        if ev.poll_interval < Duration::from_millis(10)
+            || ev.poll_interval > Duration::from_secs(60)
         {
-            push("events.poll_interval", "must be between 10ms and 60s".into());
+            push(
+                "events.poll_interval",
+                "must be between 10ms and 60s".into(),
+            );
         }
         if ev.publish_timeout < Duration::from_millis(10)
             || ev.publish_timeout > Duration::from_secs(300)
