@@ -14,6 +14,8 @@ use crate::api::auth::ApiKeys;
 use crate::api::list_cache::ListCache;
 use crate::catalog::ProjectSpec;
 use crate::config::Settings;
+use crate::events::relay::OutboxRelay;
+use crate::events::watch::EventFeed;
 use crate::health::Readiness;
 use crate::ingest::{Ingest, Sight};
 use crate::leader::{self, Election};
@@ -36,6 +38,8 @@ pub struct AppState {
     pub sight: Arc<Sight>,
     /// The serialised project list, kept for `catalog.list_cache_ttl`.
     pub list_cache: Arc<ListCache>,
+    /// Follows the outbox for `/api/fed/watch` clients.
+    pub events: Arc<EventFeed>,
 }
 
 impl FromRef<AppState> for Arc<ApiKeys> {
@@ -86,6 +90,13 @@ impl Application {
         } else {
             None
         };
+        let shutdown = CancellationToken::new();
+        let events = EventFeed::new(
+            db.clone(),
+            &settings.events,
+            metrics.events.clone(),
+            shutdown.clone(),
+        );
         let state = AppState {
             list_cache: ListCache::new(settings.catalog.list_cache_ttl),
             keys: ApiKeys::new(&settings.auth),
@@ -95,12 +106,13 @@ impl Application {
             readiness: Arc::new(Readiness::default()),
             sight: Arc::new(Sight::new(nats.clone())),
             nats,
+            events,
         };
         Ok(Application {
             listener,
             state,
             seeds,
-            shutdown: CancellationToken::new(),
+            shutdown,
         })
     }
 
@@ -161,6 +173,7 @@ impl Application {
                 return Err(e);
             }
         };
+        let event_tasks = spawn_event_tasks(&state, &shutdown);
         tracing::info!("service ready");
         shutdown.cancelled().await;
         tracing::info!(
@@ -177,6 +190,9 @@ impl Application {
             }
         }
         workers.finish().await;
+        for task in event_tasks {
+            let _ = tokio::time::timeout(grace, task).await;
+        }
         if let Some(nats) = &state.nats {
             nats.close().await;
         }
@@ -184,6 +200,34 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The watch feed's tail, and (with NATS) the outbox relay under its
+/// leader election. They stop on `shutdown`.
+fn spawn_event_tasks(
+    state: &AppState,
+    shutdown: &CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = vec![tokio::spawn(state.events.clone().run_tail())];
+    if let Some(nats) = &state.nats {
+        let (election, campaign) = Election::spawn(
+            "relay",
+            leader::keys::RELAY,
+            (*state.db.connect_options()).clone(),
+            state.settings.events.poll_interval,
+            state.metrics.events.relay_leader.clone(),
+            shutdown.clone(),
+        );
+        let relay = OutboxRelay::new(
+            state.db.clone(),
+            nats.client().clone(),
+            state.settings.events.clone(),
+            state.metrics.events.clone(),
+        );
+        tasks.push(campaign);
+        tasks.push(tokio::spawn(relay.run(election, shutdown.clone())));
+    }
+    tasks
 }
 
 /// Start-up: reach the database (retrying), migrate, seed.

@@ -166,6 +166,13 @@ fn summary(s: &Settings, seeds: &[ProjectSpec]) -> String {
         humantime::format_duration(s.heartbeat.stale_threshold),
         humantime::format_duration(s.heartbeat.check_interval),
     );
+    out += &format!(
+        "  events:           stream {}, duplicate window {}, retention {}; hub code {}\n",
+        s.events.stream,
+        humantime::format_duration(s.events.duplicate_window),
+        humantime::format_duration(s.events.retention),
+        s.federation.hub_code,
+    );
     match &s.catalog.projects_file {
         Some(p) => {
             out += &format!(

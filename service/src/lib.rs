@@ -1,8 +1,8 @@
 //! The federation catalog service.
 //!
 //! `app` wires the concerns together; each other module owns one concern
-//! and its SQL: `config`, `store`, `catalog`, `events`, `api`, `metrics`,
-//! `health`.
+//! and its SQL: `config`, `store`, `catalog`, `federation` (the spoke
+//! registry's rules), `events`, `api`, `metrics`, `health`.
 
 pub mod api;
 pub mod app;
@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod events;
+pub mod federation;
 pub mod health;
 pub mod ingest;
 pub mod leader;

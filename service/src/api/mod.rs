@@ -3,10 +3,13 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod federation;
 pub mod health;
+pub mod idps;
 pub mod list_cache;
 pub mod observability;
 pub mod projects;
+pub mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +49,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
     components(schemas(Problem, crate::catalog::FieldError)),
     tags(
         (name = "catalog", description = "Projects (hubs) and their liveness"),
+        (name = "federation", description = "Spoke registry, lifecycle, federation links, public IdPs and the event watch stream"),
         (name = "health", description = "Liveness, readiness, dependencies"),
         (name = "observability", description = "Metrics and this document"),
     )
@@ -76,6 +80,16 @@ fn protected(state: &AppState) -> OpenApiRouter<AppState> {
             projects::replace_project,
             projects::delete_project
         ))
+        .routes(routes!(federation::register_spoke))
+        .routes(routes!(federation::list_spokes))
+        .routes(routes!(federation::get_spoke))
+        .routes(routes!(federation::spoke_history))
+        .routes(routes!(federation::approve_spoke))
+        .routes(routes!(federation::suspend_spoke))
+        .routes(routes!(federation::reinstate_spoke))
+        .routes(routes!(federation::revoke_spoke))
+        .routes(routes!(federation::list_links))
+        .routes(routes!(watch::watch))
         .route_layer(from_fn_with_state(
             state.keys.clone(),
             auth::require_api_key,
@@ -90,6 +104,7 @@ fn public() -> OpenApiRouter<AppState> {
         .routes(routes!(health::health_nats))
         .routes(routes!(health::ready))
         .routes(routes!(observability::metrics))
+        .routes(routes!(idps::public_idps))
 }
 
 /// The OpenAPI document, exactly as served.

@@ -33,6 +33,20 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             Ok(Err(e)) => tracing::debug!(error = %e, "cannot count projects for /metrics"),
             Err(_) => tracing::debug!("counting projects for /metrics timed out"),
         }
+        match tokio::time::timeout(super::CHECK_TIMEOUT, crate::events::log::pending(&state.db))
+            .await
+        {
+            Ok(Ok((pending, oldest_s))) => {
+                state.metrics.events.outbox_pending.set(pending);
+                state
+                    .metrics
+                    .events
+                    .outbox_oldest_pending_seconds
+                    .set(oldest_s);
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "cannot count pending events for /metrics"),
+            Err(_) => tracing::debug!("counting pending events for /metrics timed out"),
+        }
     }
     let preserving = state.nats.is_some()
         && state

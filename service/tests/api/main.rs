@@ -4,6 +4,7 @@
 //! each test gets its own database and port.
 
 mod auth;
+mod fedkit;
 mod health;
 mod heartbeats;
 mod helpers;
@@ -13,6 +14,9 @@ mod nats;
 mod openapi;
 mod process;
 mod projects;
+mod relay;
 mod replicas;
 mod seeding;
+mod spokes;
 mod sweeper;
+mod watch;
