@@ -28,6 +28,9 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     /// `None` when `nats.enabled` is false.
     pub nats: Option<Arc<NatsConnection>>,
+    /// Federation sync: reconcile, drift, status (the worker runs only when
+    /// `sync.enabled`).
+    pub sync: Arc<crate::sync::SyncEngine>,
 }
 
 impl FromRef<AppState> for Arc<ApiKeys> {
@@ -78,7 +81,12 @@ impl Application {
         } else {
             None
         };
+        let sync = Arc::new(
+            crate::sync::SyncEngine::new(db.clone(), settings.sync.clone(), metrics.sync.clone())
+                .context("setting up the Keycloak client")?,
+        );
         let state = AppState {
+            sync,
             keys: ApiKeys::new(&settings.auth),
             settings: Arc::new(settings),
             db,
@@ -144,6 +152,7 @@ impl Application {
         }
 
         tracing::info!("service ready");
+        let sync_worker = spawn_sync_worker(&state, &shutdown);
         shutdown.cancelled().await;
         tracing::info!(
             grace_s = grace.as_secs_f64(),
@@ -156,6 +165,13 @@ impl Application {
                     "in-flight requests did not finish within the grace period; closing them"
                 );
                 server.abort();
+            }
+        }
+        if let Some(worker) = sync_worker {
+            // A run in flight is abandoned at its next await; its events
+            // are redelivered to the next leader.
+            if tokio::time::timeout(grace, worker).await.is_err() {
+                tracing::warn!("the sync worker did not stop within the grace period");
             }
         }
         if let Some(nats) = &state.nats {
@@ -197,6 +213,34 @@ async fn start(
     state.readiness.mark_database_ready();
     Ok(())
 }
+
+/// Starts the federation sync worker when `sync.enabled`: it campaigns for
+/// the SYNC lead and runs only while it holds it.
+pub fn spawn_sync_worker(
+    state: &AppState,
+    shutdown: &CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if !state.settings.sync.enabled {
+        return None;
+    }
+    let connect = state.db.connect_options().as_ref().clone();
+    let (election, _) = crate::leader::Election::spawn(
+        "sync",
+        crate::leader::keys::SYNC,
+        connect,
+        SYNC_ELECTION_CHECK,
+        prometheus_client::metrics::gauge::Gauge::default(),
+        shutdown.clone(),
+    );
+    let worker = crate::sync::worker::SyncWorker::new(
+        state.sync.clone(),
+        state.nats.as_ref().map(|n| n.client().clone()),
+    );
+    Some(tokio::spawn(worker.run(Some(election), shutdown.clone())))
+}
+
+/// How often the sync election retries the lock and checks its session.
+const SYNC_ELECTION_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Cancels `token` on SIGINT or SIGTERM.
 pub async fn cancel_on_signal(token: CancellationToken) {

@@ -2,7 +2,7 @@
 //!
 //! `app` wires the concerns together; each other module owns one concern
 //! and its SQL: `config`, `store`, `catalog`, `events`, `api`, `metrics`,
-//! `health`.
+//! `health`, `sync`.
 
 pub mod api;
 pub mod app;
@@ -15,4 +15,5 @@ pub mod leader;
 pub mod metrics;
 pub mod nats;
 pub mod store;
+pub mod sync;
 pub mod telemetry;

@@ -11,6 +11,11 @@
 mod de;
 pub mod legacy_env;
 pub mod seed;
+pub mod sync;
+
+pub use sync::{
+    BreakerSettings, KeycloakSettings, RetrySettings, SyncSettings, TfvarsFormat, TfvarsSettings,
+};
 
 use std::fmt;
 use std::net::IpAddr;
@@ -41,6 +46,7 @@ pub struct Settings {
     pub heartbeat: HeartbeatSettings,
     pub catalog: CatalogSettings,
     pub log: LogSettings,
+    pub sync: SyncSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Validate)]
@@ -345,7 +351,7 @@ impl Settings {
             collect_figment(&mut errors, "", e);
             return Err(ConfigErrors(errors));
         }
-        const SECTIONS: [&str; 7] = [
+        const SECTIONS: [&str; 8] = [
             "server",
             "database",
             "nats",
@@ -353,6 +359,7 @@ impl Settings {
             "heartbeat",
             "catalog",
             "log",
+            "sync",
         ];
         if let Ok(root) = fig.extract::<figment::value::Dict>() {
             for key in root.keys().filter(|k| !SECTIONS.contains(&k.as_str())) {
@@ -375,6 +382,7 @@ impl Settings {
             heartbeat: section(fig, "heartbeat", &mut errors, &mut failed),
             catalog: section(fig, "catalog", &mut errors, &mut failed),
             log: section(fig, "log", &mut errors, &mut failed),
+            sync: section(fig, "sync", &mut errors, &mut failed),
         };
         let mut rules = Vec::new();
         settings.check(&mut rules);
@@ -558,6 +566,7 @@ impl Settings {
                 );
             }
         }
+        self.sync.check(errors);
     }
 }
 

@@ -30,6 +30,7 @@ pub struct Metrics {
     pub http: HttpMetrics,
     pub catalog: CatalogMetrics,
     pub nats: crate::nats::NatsMetrics,
+    pub sync: crate::sync::metrics::SyncMetrics,
 }
 
 impl Metrics {
@@ -43,11 +44,13 @@ impl Metrics {
         let http = HttpMetrics::register(&mut registry);
         let catalog = CatalogMetrics::register(&mut registry);
         let nats = crate::nats::NatsMetrics::register(&mut registry);
+        let sync = crate::sync::metrics::SyncMetrics::register(&mut registry);
         Metrics {
             registry,
             http,
             catalog,
             nats,
+            sync,
         }
     }
 
