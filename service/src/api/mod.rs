@@ -6,6 +6,7 @@ pub mod extract;
 pub mod health;
 pub mod observability;
 pub mod projects;
+pub mod sync;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +44,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
     components(schemas(Problem, crate::catalog::FieldError)),
     tags(
         (name = "catalog", description = "Projects (hubs) and their liveness"),
+        (name = "federation", description = "Spoke registry, links, sync and drift"),
         (name = "health", description = "Liveness, readiness, dependencies"),
         (name = "observability", description = "Metrics and this document"),
     )
@@ -73,6 +75,8 @@ fn protected(state: &AppState) -> OpenApiRouter<AppState> {
             projects::replace_project,
             projects::delete_project
         ))
+        .routes(routes!(sync::get_drift, sync::fix_drift))
+        .routes(routes!(sync::sync_status))
         .route_layer(from_fn_with_state(
             state.keys.clone(),
             auth::require_api_key,

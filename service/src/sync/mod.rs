@@ -14,6 +14,7 @@
 
 pub mod backoff;
 pub mod breaker;
+pub mod cli;
 pub mod drift;
 pub mod idp;
 pub mod keycloak;
