@@ -13,7 +13,10 @@ use tokio_util::sync::CancellationToken;
 use crate::api::auth::ApiKeys;
 use crate::catalog::ProjectSpec;
 use crate::config::Settings;
+use crate::events::relay::OutboxRelay;
+use crate::events::watch::EventFeed;
 use crate::health::Readiness;
+use crate::leader::{self, Election};
 use crate::metrics::Metrics;
 use crate::nats::NatsConnection;
 use crate::store;
@@ -31,6 +34,8 @@ pub struct AppState {
     /// Federation sync: reconcile, drift, status (the worker runs only when
     /// `sync.enabled`).
     pub sync: Arc<crate::sync::SyncEngine>,
+    /// Follows the outbox for `/api/fed/watch` clients.
+    pub events: Arc<EventFeed>,
 }
 
 impl FromRef<AppState> for Arc<ApiKeys> {
@@ -85,6 +90,13 @@ impl Application {
             crate::sync::SyncEngine::new(db.clone(), settings.sync.clone(), metrics.sync.clone())
                 .context("setting up the Keycloak client")?,
         );
+        let shutdown = CancellationToken::new();
+        let events = EventFeed::new(
+            db.clone(),
+            &settings.events,
+            metrics.events.clone(),
+            shutdown.clone(),
+        );
         let state = AppState {
             sync,
             keys: ApiKeys::new(&settings.auth),
@@ -93,12 +105,13 @@ impl Application {
             metrics: Arc::new(metrics),
             readiness: Arc::new(Readiness::default()),
             nats,
+            events,
         };
         Ok(Application {
             listener,
             state,
             seeds,
-            shutdown: CancellationToken::new(),
+            shutdown,
         })
     }
 
@@ -151,6 +164,7 @@ impl Application {
             }
         }
 
+        let tasks = spawn_event_tasks(&state, &shutdown);
         tracing::info!("service ready");
         let sync_worker = spawn_sync_worker(&state, &shutdown);
         shutdown.cancelled().await;
@@ -174,6 +188,9 @@ impl Application {
                 tracing::warn!("the sync worker did not stop within the grace period");
             }
         }
+        for task in tasks {
+            let _ = tokio::time::timeout(grace, task).await;
+        }
         if let Some(nats) = &state.nats {
             nats.close().await;
         }
@@ -181,6 +198,34 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The watch feed's tail, and (with NATS) the outbox relay under its
+/// leader election. They stop on `shutdown`.
+fn spawn_event_tasks(
+    state: &AppState,
+    shutdown: &CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = vec![tokio::spawn(state.events.clone().run_tail())];
+    if let Some(nats) = &state.nats {
+        let (election, campaign) = Election::spawn(
+            "relay",
+            leader::keys::RELAY,
+            (*state.db.connect_options()).clone(),
+            state.settings.events.poll_interval,
+            state.metrics.events.relay_leader.clone(),
+            shutdown.clone(),
+        );
+        let relay = OutboxRelay::new(
+            state.db.clone(),
+            nats.client().clone(),
+            state.settings.events.clone(),
+            state.metrics.events.clone(),
+        );
+        tasks.push(campaign);
+        tasks.push(tokio::spawn(relay.run(election, shutdown.clone())));
+    }
+    tasks
 }
 
 /// Start-up: reach the database (retrying), migrate, seed.

@@ -1,8 +1,9 @@
 //! The federation catalog service.
 //!
 //! `app` wires the concerns together; each other module owns one concern
-//! and its SQL: `config`, `store`, `catalog`, `events`, `api`, `metrics`,
-//! `health`, `sync`.
+//! and its SQL: `config`, `store`, `catalog`, `federation` (the spoke
+//! registry's rules), `events`, `api`, `metrics`, `health`, `sync` (tfvars,
+//! Keycloak, links, drift).
 
 pub mod api;
 pub mod app;
@@ -10,6 +11,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod events;
+pub mod federation;
 pub mod health;
 pub mod leader;
 pub mod metrics;

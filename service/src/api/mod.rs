@@ -3,10 +3,13 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod federation;
 pub mod health;
+pub mod idps;
 pub mod observability;
 pub mod projects;
 pub mod sync;
+pub mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,7 +47,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
     components(schemas(Problem, crate::catalog::FieldError)),
     tags(
         (name = "catalog", description = "Projects (hubs) and their liveness"),
-        (name = "federation", description = "Spoke registry, links, sync and drift"),
+        (name = "federation", description = "Spoke registry, lifecycle, federation links, public IdPs, the event watch stream, sync and drift"),
         (name = "health", description = "Liveness, readiness, dependencies"),
         (name = "observability", description = "Metrics and this document"),
     )
@@ -77,6 +80,16 @@ fn protected(state: &AppState) -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(sync::get_drift, sync::fix_drift))
         .routes(routes!(sync::sync_status))
+        .routes(routes!(federation::register_spoke))
+        .routes(routes!(federation::list_spokes))
+        .routes(routes!(federation::get_spoke))
+        .routes(routes!(federation::spoke_history))
+        .routes(routes!(federation::approve_spoke))
+        .routes(routes!(federation::suspend_spoke))
+        .routes(routes!(federation::reinstate_spoke))
+        .routes(routes!(federation::revoke_spoke))
+        .routes(routes!(federation::list_links))
+        .routes(routes!(watch::watch))
         .route_layer(from_fn_with_state(
             state.keys.clone(),
             auth::require_api_key,
@@ -91,6 +104,7 @@ fn public() -> OpenApiRouter<AppState> {
         .routes(routes!(health::health_nats))
         .routes(routes!(health::ready))
         .routes(routes!(observability::metrics))
+        .routes(routes!(idps::public_idps))
 }
 
 /// The OpenAPI document, exactly as served.

@@ -40,6 +40,20 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             Ok(Err(e)) => tracing::debug!(error = %e, "cannot read circuit breakers for /metrics"),
             Err(_) => tracing::debug!("reading circuit breakers for /metrics timed out"),
         }
+        match tokio::time::timeout(super::CHECK_TIMEOUT, crate::events::log::pending(&state.db))
+            .await
+        {
+            Ok(Ok((pending, oldest_s))) => {
+                state.metrics.events.outbox_pending.set(pending);
+                state
+                    .metrics
+                    .events
+                    .outbox_oldest_pending_seconds
+                    .set(oldest_s);
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "cannot count pending events for /metrics"),
+            Err(_) => tracing::debug!("counting pending events for /metrics timed out"),
+        }
     }
     (
         [(header::CONTENT_TYPE, CONTENT_TYPE)],

@@ -47,6 +47,8 @@ pub struct Settings {
     pub catalog: CatalogSettings,
     pub log: LogSettings,
     pub sync: SyncSettings,
+    pub events: EventSettings,
+    pub federation: FederationSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Validate)]
@@ -228,6 +230,66 @@ pub struct CatalogSettings {
     pub projects_file: Option<PathBuf>,
 }
 
+/// The outbox relay to JetStream and the watch stream.
+#[derive(Debug, Clone, Deserialize, Validate)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventSettings {
+    /// JetStream stream the relay publishes to (created if missing, with
+    /// subjects `fed.events.>`).
+    pub stream: String,
+    /// JetStream de-duplication window of the stream it creates: a
+    /// re-publish of the same event id within it is dropped by the server.
+    #[serde(deserialize_with = "de::duration")]
+    pub duplicate_window: Duration,
+    /// Published events stay in the outbox this long (watch-stream resume
+    /// by Last-Event-ID reaches back this far), then are pruned.
+    #[serde(deserialize_with = "de::duration")]
+    pub retention: Duration,
+    /// Most events the relay publishes per database transaction.
+    #[validate(range(min = 1, max = 10000))]
+    pub batch_size: usize,
+    /// Longest the relay and watch feeds wait before looking again when no
+    /// notification came; also the relay's leader-election check interval.
+    #[serde(deserialize_with = "de::duration")]
+    pub poll_interval: Duration,
+    /// Longest the relay waits for JetStream to acknowledge one event.
+    #[serde(deserialize_with = "de::duration")]
+    pub publish_timeout: Duration,
+    /// CloudEvents `source` attribute of every event.
+    pub source: String,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        EventSettings {
+            stream: protocol::subjects::EVENTS_STREAM.into(),
+            duplicate_window: Duration::from_secs(600),
+            retention: Duration::from_secs(7 * 24 * 3600),
+            batch_size: 100,
+            poll_interval: Duration::from_secs(1),
+            publish_timeout: Duration::from_secs(5),
+            source: protocol::events::DEFAULT_SOURCE.into(),
+        }
+    }
+}
+
+/// The identity federation this control plane serves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FederationSettings {
+    /// The hub's own ISO 3166-1 alpha-3 code: one end of every federation
+    /// link, and a code no spoke may register with.
+    pub hub_code: String,
+}
+
+impl Default for FederationSettings {
+    fn default() -> Self {
+        FederationSettings {
+            hub_code: "USA".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogSettings {
@@ -351,7 +413,7 @@ impl Settings {
             collect_figment(&mut errors, "", e);
             return Err(ConfigErrors(errors));
         }
-        const SECTIONS: [&str; 8] = [
+        const SECTIONS: [&str; 10] = [
             "server",
             "database",
             "nats",
@@ -360,6 +422,8 @@ impl Settings {
             "catalog",
             "log",
             "sync",
+            "events",
+            "federation",
         ];
         if let Ok(root) = fig.extract::<figment::value::Dict>() {
             for key in root.keys().filter(|k| !SECTIONS.contains(&k.as_str())) {
@@ -383,6 +447,8 @@ impl Settings {
             catalog: section(fig, "catalog", &mut errors, &mut failed),
             log: section(fig, "log", &mut errors, &mut failed),
             sync: section(fig, "sync", &mut errors, &mut failed),
+            events: section(fig, "events", &mut errors, &mut failed),
+            federation: section(fig, "federation", &mut errors, &mut failed),
         };
         let mut rules = Vec::new();
         settings.check(&mut rules);
@@ -411,6 +477,7 @@ impl Settings {
             ("database", self.database.validate()),
             ("nats", self.nats.validate()),
             ("heartbeat", self.heartbeat.validate()),
+            ("events", self.events.validate()),
         ] {
             if let Err(e) = result {
                 for (path, message) in flatten_validation(name, &e) {
@@ -552,6 +619,54 @@ impl Settings {
             push(
                 "heartbeat.flush_interval",
                 "must be between 1ms and 10s".into(),
+            );
+        }
+
+        let ev = &self.events;
+        let stream_ok = !ev.stream.is_empty()
+            && ev.stream.len() <= 255
+            && ev
+                .stream
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !stream_ok {
+            push(
+                "events.stream",
+                "must be 1 to 255 letters, digits, '_' or '-'".into(),
+            );
+        }
+        if ev.duplicate_window < Duration::from_secs(1) {
+            push("events.duplicate_window", "must be at least 1s".into());
+        }
+        if ev.retention < Duration::from_secs(60) {
+            push("events.retention", "must be at least 1m".into());
+        }
+        if ev.poll_interval < Duration::from_millis(10)
+            || ev.poll_interval > Duration::from_secs(60)
+        {
+            push(
+                "events.poll_interval",
+                "must be between 10ms and 60s".into(),
+            );
+        }
+        if ev.publish_timeout < Duration::from_millis(10)
+            || ev.publish_timeout > Duration::from_secs(300)
+        {
+            push(
+                "events.publish_timeout",
+                "must be between 10ms and 5m".into(),
+            );
+        }
+        if ev.source.trim().is_empty() || ev.source.chars().any(char::is_whitespace) {
+            push(
+                "events.source",
+                "must be a non-empty URI reference without spaces".into(),
+            );
+        }
+        if !crate::federation::is_assigned_alpha3(&self.federation.hub_code) {
+            push(
+                "federation.hub_code",
+                "must be an upper-case, assigned ISO 3166-1 alpha-3 code such as USA".into(),
             );
         }
 

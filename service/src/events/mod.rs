@@ -1,4 +1,9 @@
 //! Federation events: the transactional outbox every state change writes
-//! to, in the same transaction as the change.
+//! to, in the same transaction as the change; the outbox read as an ordered
+//! log; the relay that publishes it to JetStream; and the watch feed that
+//! streams it to Server-Sent-Events clients.
 
+pub mod log;
 pub mod outbox;
+pub mod relay;
+pub mod watch;

@@ -31,6 +31,7 @@ pub struct Metrics {
     pub catalog: CatalogMetrics,
     pub nats: crate::nats::NatsMetrics,
     pub sync: crate::sync::metrics::SyncMetrics,
+    pub events: EventMetrics,
 }
 
 impl Metrics {
@@ -45,12 +46,14 @@ impl Metrics {
         let catalog = CatalogMetrics::register(&mut registry);
         let nats = crate::nats::NatsMetrics::register(&mut registry);
         let sync = crate::sync::metrics::SyncMetrics::register(&mut registry);
+        let events = EventMetrics::register(&mut registry);
         Metrics {
             registry,
             http,
             catalog,
             nats,
             sync,
+            events,
         }
     }
 
@@ -186,6 +189,77 @@ impl CatalogMetrics {
                 .get_or_create(&StatusLabels { status: s.into() })
                 .set(n);
         }
+    }
+}
+
+/// The outbox, its relay to JetStream and the watch stream.
+#[derive(Clone)]
+pub struct EventMetrics {
+    /// Set from the database at each scrape.
+    pub outbox_pending: Gauge,
+    /// Set from the database at each scrape.
+    pub outbox_oldest_pending_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub publish: Counter,
+    pub publish_duplicates: Counter,
+    pub publish_failures: Counter,
+    pub pruned: Counter,
+    pub relay_leader: Gauge,
+    pub watch_clients: Gauge,
+}
+
+impl EventMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let m = EventMetrics {
+            outbox_pending: Gauge::default(),
+            outbox_oldest_pending_seconds: Gauge::default(),
+            publish: Counter::default(),
+            publish_duplicates: Counter::default(),
+            publish_failures: Counter::default(),
+            pruned: Counter::default(),
+            relay_leader: Gauge::default(),
+            watch_clients: Gauge::default(),
+        };
+        registry.register(
+            "outbox_pending",
+            "Events committed to the outbox and not yet acknowledged by JetStream",
+            m.outbox_pending.clone(),
+        );
+        registry.register(
+            "outbox_oldest_pending_seconds",
+            "Age of the oldest event not yet acknowledged by JetStream (0 when none)",
+            m.outbox_oldest_pending_seconds.clone(),
+        );
+        registry.register(
+            "nats_publish",
+            "Events published to JetStream and acknowledged (duplicates included)",
+            m.publish.clone(),
+        );
+        registry.register(
+            "nats_publish_duplicates",
+            "Publishes JetStream acknowledged as duplicates of an event it already had (re-publish after a crash)",
+            m.publish_duplicates.clone(),
+        );
+        registry.register(
+            "nats_publish_failures",
+            "Publishes that failed or were not acknowledged in time; the event stays in the outbox",
+            m.publish_failures.clone(),
+        );
+        registry.register(
+            "outbox_pruned",
+            "Published events deleted from the outbox after the retention period",
+            m.pruned.clone(),
+        );
+        registry.register(
+            "relay_leader",
+            "1 while this replica is the elected outbox relay",
+            m.relay_leader.clone(),
+        );
+        registry.register(
+            "event_watch_clients",
+            "Clients following /api/fed/watch right now",
+            m.watch_clients.clone(),
+        );
+        m
     }
 }
 

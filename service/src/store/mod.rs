@@ -1,7 +1,9 @@
 //! PostgreSQL: the pool, migrations, and one module of queries per table
 //! group.
 
+pub mod links;
 pub mod projects;
+pub mod spokes;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -1,0 +1,319 @@
+//! `/api/federation`: spoke self-registration, the operator's lifecycle
+//! actions, the transition log and the federation links.
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::auth::{Caller, Role};
+use super::error::{ApiError, ApiResult, Problem};
+use super::extract::{Json, Query};
+use crate::app::AppState;
+use crate::catalog::FieldError;
+use crate::federation::{
+    is_spoke_id, FederationLink, LinkStatus, Spoke, SpokeAction, SpokeEventData, SpokeRegistration,
+    SpokeStatus, Transition, TransitionRequest,
+};
+use crate::store::links::{self, LinkFilter};
+use crate::store::spokes::{self, Registered, TransitionOutcome};
+
+pub const TAG: &str = "federation";
+
+/// Register a spoke (agent or admin key). It always lands as `pending`;
+/// registering again with the same attributes returns the same record.
+#[utoipa::path(
+    post, path = "/api/federation/register", tag = TAG,
+    request_body = SpokeRegistration,
+    security(("api_key" = [])),
+    responses(
+        (status = 201, description = "Registered, pending approval", body = Spoke, headers(("Location" = String, description = "URL of the spoke"))),
+        (status = 200, description = "Already registered with these attributes: the same record", body = Spoke),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A live spoke of this instance code is registered with other attributes; `current` holds it", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid or unknown fields, each listed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn register_spoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(input): Json<SpokeRegistration>,
+) -> ApiResult<Response> {
+    caller.require(Role::Agent)?;
+    let spec = input
+        .into_spec(&state.settings.federation.hub_code)
+        .map_err(ApiError::validation)?;
+    match spokes::register(&state.db, &spec, &caller.fingerprint).await? {
+        Registered::Created(s) => {
+            tracing::info!(spoke = %s.id, code = %s.instance_code, key = %caller.fingerprint, "spoke registered, pending approval");
+            let location = format!("/api/federation/spokes/{}", s.id);
+            Ok((
+                StatusCode::CREATED,
+                [(header::LOCATION, location)],
+                axum::Json(s),
+            )
+                .into_response())
+        }
+        Registered::Existing(s) => Ok(axum::Json(s).into_response()),
+        Registered::Conflict { existing, fields } => Err(ApiError::Conflict {
+            detail: format!(
+                "instance_code {} is already registered as {} ({}) with a different {}; \
+                 a spoke re-registers with the same attributes, or is revoked first",
+                existing.instance_code,
+                existing.id,
+                existing.status.as_str(),
+                fields.join(", ")
+            ),
+            current: serde_json::to_value(&existing).ok(),
+        }),
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SpokeListParams {
+    /// Only spokes in this status.
+    pub status: Option<SpokeStatus>,
+}
+
+/// List spokes, by instance code (a bare JSON array).
+#[utoipa::path(
+    get, path = "/api/federation/spokes", tag = TAG,
+    params(SpokeListParams),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The matching spokes", body = [Spoke]),
+        (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad filter", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_spokes(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Query(params): Query<SpokeListParams>,
+) -> ApiResult<axum::Json<Vec<Spoke>>> {
+    Ok(axum::Json(spokes::list(&state.db, params.status).await?))
+}
+
+/// One spoke.
+#[utoipa::path(
+    get, path = "/api/federation/spokes/{id}", tag = TAG,
+    params(("id" = String, Path, description = "Spoke id, e.g. spoke-fra-ee18ad42")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The spoke", body = Spoke),
+        (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such spoke", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_spoke(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Spoke>> {
+    if !is_spoke_id(&id) {
+        return Err(not_found(&id));
+    }
+    spokes::get(&state.db, &id)
+        .await?
+        .map(axum::Json)
+        .ok_or_else(|| not_found(&id))
+}
+
+/// A spoke's transition log, oldest first (registration included).
+#[utoipa::path(
+    get, path = "/api/federation/spokes/{id}/history", tag = TAG,
+    params(("id" = String, Path, description = "Spoke id")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Every state change of the spoke", body = [Transition]),
+        (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such spoke", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn spoke_history(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Vec<Transition>>> {
+    if !is_spoke_id(&id) {
+        return Err(not_found(&id));
+    }
+    spokes::history(&state.db, &id)
+        .await?
+        .map(axum::Json)
+        .ok_or_else(|| not_found(&id))
+}
+
+async fn act(
+    state: AppState,
+    caller: Caller,
+    id: String,
+    action: SpokeAction,
+    request: TransitionRequest,
+) -> ApiResult<axum::Json<SpokeEventData>> {
+    caller.require(Role::Admin)?;
+    let spec = request
+        .into_spec(action, &caller.fingerprint)
+        .map_err(ApiError::validation)?;
+    if !is_spoke_id(&id) {
+        return Err(not_found(&id));
+    }
+    let hub = &state.settings.federation.hub_code;
+    match spokes::transition(&state.db, &id, &spec, hub).await? {
+        TransitionOutcome::Done(data) => {
+            tracing::info!(
+                spoke = %id,
+                action = action.as_str(),
+                to = data.spoke.status.as_str(),
+                actor = %spec.actor,
+                key = %caller.fingerprint,
+                "spoke transition"
+            );
+            Ok(axum::Json(*data))
+        }
+        TransitionOutcome::NotAllowed(current) => Err(ApiError::Conflict {
+            detail: format!(
+                "cannot {} spoke {id}: it is {}; allowed: {}",
+                action.as_str(),
+                current.status.as_str(),
+                allowed_from(current.status)
+            ),
+            current: serde_json::to_value(&current).ok(),
+        }),
+        TransitionOutcome::NotFound => Err(not_found(&id)),
+    }
+}
+
+fn allowed_from(status: SpokeStatus) -> String {
+    let actions: Vec<&str> = SpokeAction::ALL
+        .into_iter()
+        .filter(|a| a.apply(status).is_some())
+        .map(SpokeAction::as_str)
+        .collect();
+    if actions.is_empty() {
+        "nothing (revoked is final; the spoke may register again)".into()
+    } else {
+        actions.join(", ")
+    }
+}
+
+macro_rules! action_route {
+    ($fn:ident, $action:expr, $path:literal, $summary:literal, $from:literal) => {
+        #[doc = $summary]
+        #[utoipa::path(
+            post, path = $path, tag = TAG,
+            params(("id" = String, Path, description = "Spoke id")),
+            request_body = TransitionRequest,
+            security(("api_key" = [])),
+            responses(
+                (status = 200, description = "Done: the spoke's new state and the transition", body = SpokeEventData),
+                (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+                (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
+                (status = 403, description = "Unknown API key, or not an admin key", body = Problem, content_type = "application/problem+json"),
+                (status = 404, description = "No such spoke", body = Problem, content_type = "application/problem+json"),
+                (status = 409, description = $from, body = Problem, content_type = "application/problem+json"),
+                (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+                (status = 422, description = "Missing or blank reason, or unknown fields", body = Problem, content_type = "application/problem+json"),
+                (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+            )
+        )]
+        pub async fn $fn(
+            State(state): State<AppState>,
+            caller: Caller,
+            Path(id): Path<String>,
+            Json(request): Json<TransitionRequest>,
+        ) -> ApiResult<axum::Json<SpokeEventData>> {
+            act(state, caller, id, $action, request).await
+        }
+    };
+}
+
+action_route!(
+    approve_spoke,
+    SpokeAction::Approve,
+    "/api/federation/spokes/{id}/approve",
+    "Approve a pending spoke (admin): creates its two federation links in CREATING.",
+    "The spoke is not pending; `current` holds it"
+);
+action_route!(
+    suspend_spoke,
+    SpokeAction::Suspend,
+    "/api/federation/spokes/{id}/suspend",
+    "Suspend an approved spoke (admin): its links become DISABLED.",
+    "The spoke is not approved; `current` holds it"
+);
+action_route!(
+    reinstate_spoke,
+    SpokeAction::Reinstate,
+    "/api/federation/spokes/{id}/reinstate",
+    "Reinstate a suspended spoke (admin): approved again, links back to CREATING.",
+    "The spoke is not suspended; `current` holds it"
+);
+action_route!(
+    revoke_spoke,
+    SpokeAction::Revoke,
+    "/api/federation/spokes/{id}/revoke",
+    "Revoke a spoke for good (admin): its links become DISABLED; it may register again as a new record.",
+    "The spoke is already revoked; `current` holds it"
+);
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LinkListParams {
+    /// Only this spoke's links.
+    pub spoke_id: Option<String>,
+    /// Only links in this status.
+    pub status: Option<LinkStatus>,
+}
+
+/// Federation links: status, retry count, last error, last verification.
+#[utoipa::path(
+    get, path = "/api/federation/links", tag = TAG,
+    params(LinkListParams),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The matching links, by spoke then direction", body = [FederationLink]),
+        (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad filter", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_links(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Query(params): Query<LinkListParams>,
+) -> ApiResult<axum::Json<Vec<FederationLink>>> {
+    if let Some(id) = &params.spoke_id {
+        if !is_spoke_id(id) {
+            return Err(ApiError::validation(vec![FieldError::new(
+                "spoke_id",
+                "must be a spoke id such as spoke-fra-ee18ad42",
+            )]));
+        }
+    }
+    let filter = LinkFilter {
+        spoke_id: params.spoke_id,
+        status: params.status,
+    };
+    Ok(axum::Json(links::list(&state.db, &filter).await?))
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("no spoke with id {id:?}"))
+}

@@ -1,0 +1,107 @@
+//! `GET /api/fed/watch`: federation events as Server-Sent Events, from now
+//! or after a given event id, so dashboards and CLIs follow changes without
+//! polling.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::auth::Caller;
+use super::error::{ApiError, ApiResult, Problem};
+use super::extract::Query;
+use crate::app::AppState;
+use crate::catalog::FieldError;
+
+pub const TAG: &str = "federation";
+
+/// How often an idle stream sends a comment, so proxies keep it open.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct WatchParams {
+    /// Resume after this event id (the `Last-Event-ID` header wins when both
+    /// are given). Without either, the stream starts from now.
+    pub last_event_id: Option<String>,
+}
+
+/// Follow federation events (Server-Sent Events). Each message's `id` is the
+/// event id and its `data` the CloudEvent (structured JSON), the same
+/// envelope JetStream carries, in the same order. Reconnect with
+/// `Last-Event-ID` to resume without a gap.
+#[utoipa::path(
+    get, path = "/api/fed/watch", tag = TAG,
+    params(
+        WatchParams,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id"),
+    ),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "An endless text/event-stream of `id: <event id>` / `data: <CloudEvent JSON>` messages", content_type = "text/event-stream", body = String),
+        (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The Last-Event-ID is not in the outbox (pruned after the retention period, or never issued): reconnect without it", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Last-Event-ID is not an event id", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable or not ready", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn watch(
+    State(state): State<AppState>,
+    _caller: Caller,
+    headers: HeaderMap,
+    Query(params): Query<WatchParams>,
+) -> ApiResult<Response> {
+    if !state.readiness.database_ready() {
+        return Err(ApiError::Unavailable(
+            "the service is starting; retry shortly".into(),
+        ));
+    }
+    let header = headers
+        .get("last-event-id")
+        .map(|v| v.to_str().map(str::trim).unwrap_or("\u{fffd}").to_owned());
+    let (field, resume) = match header {
+        Some(h) => ("Last-Event-ID", Some(h)),
+        None => ("last_event_id", params.last_event_id),
+    };
+    let feed = &state.events;
+    let start = match resume.filter(|r| !r.is_empty()) {
+        None => feed.head().await?,
+        Some(raw) => {
+            let id = uuid::Uuid::parse_str(&raw).map_err(|_| {
+                ApiError::validation(vec![FieldError::new(
+                    field,
+                    "must be an event id (a UUID) this stream sent",
+                )])
+            })?;
+            match feed.position_of(id).await? {
+                Some(cursor) => cursor,
+                None => {
+                    return Ok(Problem::new(
+                        StatusCode::GONE,
+                        format!(
+                            "event {id} is not in the outbox (pruned after events.retention, or never issued); \
+                             reconnect without Last-Event-ID to follow from now"
+                        ),
+                    )
+                    .into_response())
+                }
+            }
+        }
+    };
+    let rx = feed.follow(start);
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        let ev = rx.recv().await?;
+        let sse = Event::default().id(ev.id.clone()).data(ev.json.clone());
+        Some((Ok::<_, Infallible>(sse), rx))
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .into_response())
+}

@@ -1,0 +1,247 @@
+//! Queries on `spokes` and `spoke_transitions`. Every change writes its
+//! transition row, its link changes and its outbox event in one transaction.
+
+use protocol::EventKind;
+use sqlx::{PgConnection, PgExecutor, PgPool};
+
+use super::links;
+use crate::events::outbox;
+use crate::federation::{
+    new_spoke_id, PublicIdp, Spoke, SpokeEventData, SpokeSpec, SpokeStatus, Transition,
+    TransitionSpec,
+};
+
+const COLUMNS: &str = "id, instance_code, name, base_url, idp_public_url, idp_internal_url, \
+                       contact, cert_fingerprint, status, status_reason, created_at, updated_at, \
+                       status_changed_at";
+
+const TRANSITION_COLUMNS: &str =
+    "id, spoke_id, from_status, to_status, reason, actor, key_fingerprint, at";
+
+/// The reason recorded for a registration.
+pub const REGISTERED_REASON: &str = "registered";
+
+/// What a registration did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Registered {
+    /// A new pending spoke.
+    Created(Spoke),
+    /// The same registration again: the live record, unchanged, no event.
+    Existing(Spoke),
+    /// A live spoke of that code was registered with other attributes.
+    Conflict {
+        existing: Spoke,
+        fields: Vec<&'static str>,
+    },
+}
+
+/// Registers a spoke as `pending`, or returns the live record of its code.
+pub async fn register(
+    pool: &PgPool,
+    spec: &SpokeSpec,
+    key_fingerprint: &str,
+) -> Result<Registered, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    // A concurrent registration of the same code (or, vanishingly rarely, an
+    // id collision) makes the insert do nothing; then look again.
+    for _ in 0..5 {
+        let live: Option<Spoke> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM spokes WHERE instance_code = $1 AND status <> 'revoked' FOR UPDATE"
+        ))
+        .bind(&spec.instance_code)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(existing) = live {
+            tx.rollback().await?;
+            return Ok(if spec.matches(&existing) {
+                Registered::Existing(existing)
+            } else {
+                let fields = spec.differences(&existing);
+                Registered::Conflict { existing, fields }
+            });
+        }
+        let inserted: Option<Spoke> = sqlx::query_as(&format!(
+            "INSERT INTO spokes (id, instance_code, name, base_url, idp_public_url, idp_internal_url, \
+             contact, cert_fingerprint) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT DO NOTHING RETURNING {COLUMNS}"
+        ))
+        .bind(new_spoke_id(&spec.instance_code))
+        .bind(&spec.instance_code)
+        .bind(&spec.name)
+        .bind(&spec.base_url)
+        .bind(&spec.idp_public_url)
+        .bind(&spec.idp_internal_url)
+        .bind(&spec.contact)
+        .bind(&spec.cert_fingerprint)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(spoke) = inserted {
+            let transition = insert_transition(
+                &mut tx,
+                &spoke.id,
+                None,
+                SpokeStatus::Pending,
+                REGISTERED_REASON,
+                key_fingerprint,
+                key_fingerprint,
+            )
+            .await?;
+            let data = SpokeEventData {
+                spoke: spoke.clone(),
+                transition,
+            };
+            outbox::enqueue(&mut tx, EventKind::SpokeRegistered, Some(&spoke.id), &data).await?;
+            tx.commit().await?;
+            return Ok(Registered::Created(spoke));
+        }
+    }
+    Err(sqlx::Error::Protocol(
+        "spoke registration kept conflicting; giving up".into(),
+    ))
+}
+
+/// What a transition request did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TransitionOutcome {
+    Done(Box<SpokeEventData>),
+    /// The lifecycle does not allow it from the spoke's current state.
+    NotAllowed(Spoke),
+    NotFound,
+}
+
+/// Applies a lifecycle action: the spoke's status, its transition row, its
+/// links and its event, in one transaction; or nothing at all.
+pub async fn transition(
+    pool: &PgPool,
+    id: &str,
+    spec: &TransitionSpec,
+    hub_code: &str,
+) -> Result<TransitionOutcome, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let outcome = transition_in(&mut tx, id, spec, hub_code).await?;
+    if matches!(outcome, TransitionOutcome::Done(_)) {
+        tx.commit().await?;
+    } else {
+        tx.rollback().await?;
+    }
+    Ok(outcome)
+}
+
+/// [`transition`] inside the caller's transaction.
+pub async fn transition_in(
+    conn: &mut PgConnection,
+    id: &str,
+    spec: &TransitionSpec,
+    hub_code: &str,
+) -> Result<TransitionOutcome, sqlx::Error> {
+    // The row lock serialises concurrent transitions of one spoke: the
+    // second sees the first's result and is refused if it no longer applies.
+    let current: Option<Spoke> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM spokes WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(current) = current else {
+        return Ok(TransitionOutcome::NotFound);
+    };
+    let Some(to) = spec.action.apply(current.status) else {
+        return Ok(TransitionOutcome::NotAllowed(current));
+    };
+    let spoke: Spoke = sqlx::query_as(&format!(
+        "UPDATE spokes SET status = $2, status_reason = $3, status_changed_at = now(), \
+         updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(to)
+    .bind(&spec.reason)
+    .fetch_one(&mut *conn)
+    .await?;
+    let transition = insert_transition(
+        conn,
+        id,
+        Some(current.status),
+        to,
+        &spec.reason,
+        &spec.actor,
+        &spec.key_fingerprint,
+    )
+    .await?;
+    links::apply(conn, &spoke, spec.action.link_effect(), hub_code).await?;
+    let data = SpokeEventData { spoke, transition };
+    outbox::enqueue(conn, spec.action.event(), Some(id), &data).await?;
+    Ok(TransitionOutcome::Done(Box::new(data)))
+}
+
+async fn insert_transition(
+    conn: &mut PgConnection,
+    spoke_id: &str,
+    from: Option<SpokeStatus>,
+    to: SpokeStatus,
+    reason: &str,
+    actor: &str,
+    key_fingerprint: &str,
+) -> Result<Transition, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "INSERT INTO spoke_transitions (spoke_id, from_status, to_status, reason, actor, key_fingerprint) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {TRANSITION_COLUMNS}"
+    ))
+    .bind(spoke_id)
+    .bind(from)
+    .bind(to)
+    .bind(reason)
+    .bind(actor)
+    .bind(key_fingerprint)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn get<'e>(db: impl PgExecutor<'e>, id: &str) -> Result<Option<Spoke>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM spokes WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// Spokes, optionally only those in `status`, by instance code then age.
+/// The sync worker renders the registry from `list(.., Some(Approved))`.
+pub async fn list<'e>(
+    db: impl PgExecutor<'e>,
+    status: Option<SpokeStatus>,
+) -> Result<Vec<Spoke>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM spokes WHERE ($1::text IS NULL OR status = $1) \
+         ORDER BY instance_code, created_at, id"
+    ))
+    .bind(status.map(SpokeStatus::as_str))
+    .fetch_all(db)
+    .await
+}
+
+/// A spoke's transition log, oldest first; `None` if there is no such spoke.
+pub async fn history(pool: &PgPool, id: &str) -> Result<Option<Vec<Transition>>, sqlx::Error> {
+    if get(pool, id).await?.is_none() {
+        return Ok(None);
+    }
+    let rows = sqlx::query_as(&format!(
+        "SELECT {TRANSITION_COLUMNS} FROM spoke_transitions WHERE spoke_id = $1 ORDER BY id"
+    ))
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    Ok(Some(rows))
+}
+
+/// The IdPs a login page should offer: approved spokes whose hub (the
+/// catalog project `lower(instance_code)`) is known and not offline.
+pub async fn public_idps<'e>(db: impl PgExecutor<'e>) -> Result<Vec<PublicIdp>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT lower(s.instance_code) || '-idp' AS alias, s.instance_code, s.name AS display_name, \
+         s.idp_public_url AS idp_url, s.base_url, s.id AS spoke_id, p.status AS hub_status \
+         FROM spokes s JOIN projects p ON p.slug = lower(s.instance_code) \
+         WHERE s.status = 'approved' AND p.status <> 'offline' \
+         ORDER BY s.instance_code",
+    )
+    .fetch_all(db)
+    .await
+}
