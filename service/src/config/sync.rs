@@ -117,6 +117,10 @@ pub struct KeycloakSettings {
     pub request_timeout: Duration,
     /// Client id the hub is registered with at each spoke's IdP.
     pub spoke_client_id: String,
+    /// Appended to a spoke's IdP URLs to get its OIDC issuer, `{code}` being
+    /// the lower-case instance code: empty when spokes register their issuer
+    /// itself, `/realms/{code}` when they register their Keycloak's base URL.
+    pub spoke_issuer_path: String,
     /// `firstBrokerLoginFlowAlias` of the created IdPs.
     pub first_broker_login_flow: String,
 }
@@ -133,6 +137,7 @@ impl Default for KeycloakSettings {
             password: None,
             request_timeout: Duration::from_secs(10),
             spoke_client_id: "federation-hub".into(),
+            spoke_issuer_path: String::new(),
             first_broker_login_flow: "first broker login".into(),
         }
     }
@@ -283,6 +288,18 @@ impl SyncSettings {
                     "username and password go together",
                 );
             }
+            let p = &k.spoke_issuer_path;
+            if !p.is_empty()
+                && (!p.starts_with('/')
+                    || p.ends_with('/')
+                    || p.contains("//")
+                    || p.contains(['?', '#', ' ']))
+            {
+                push(
+                    "sync.keycloak.spoke_issuer_path",
+                    "must be empty or a path such as /realms/{code} (leading /, no trailing /, no query)",
+                );
+            }
             if k.request_timeout.is_zero() {
                 push("sync.keycloak.request_timeout", "must be greater than zero");
             }
@@ -312,5 +329,70 @@ impl SyncSettings {
     /// The secret reference name of a spoke (lower-case code).
     pub fn secret_ref(&self, code_lower: &str) -> String {
         self.secret_ref_format.replace("{code}", code_lower)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(s: &SyncSettings) -> Vec<String> {
+        let mut e = Vec::new();
+        s.check(&mut e);
+        e.into_iter().map(|e| e.path).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_keycloak_is_off() {
+        let s = SyncSettings::default();
+        assert!(errors(&s).is_empty(), "{:?}", errors(&s));
+        assert!(s.keycloak.base_url.is_none());
+        assert_eq!(s.secret_ref("fra"), "fra-idp-client-secret");
+    }
+
+    #[test]
+    fn keycloak_needs_exactly_one_login() {
+        let mut s = SyncSettings::default();
+        s.keycloak.base_url = Some("http://kc:8080".parse().unwrap());
+        assert_eq!(errors(&s), ["sync.keycloak"]);
+        s.keycloak.client_secret = Some(SecretString::from("x"));
+        assert!(errors(&s).is_empty());
+        s.keycloak.username = Some("admin".into());
+        assert_eq!(errors(&s), ["sync.keycloak", "sync.keycloak.password"]);
+        s.keycloak.client_secret = None;
+        s.keycloak.password = Some(SecretString::from("pw"));
+        assert!(errors(&s).is_empty());
+        s.keycloak.base_url = Some("http://user:pw@kc:8080".parse().unwrap());
+        assert_eq!(errors(&s), ["sync.keycloak.base_url"]);
+    }
+
+    #[test]
+    fn every_bad_value_is_named() {
+        let mut s = SyncSettings::default();
+        s.consumer = "has space".into();
+        s.resync_interval = Duration::ZERO;
+        s.secret_ref_format = "no-code".into();
+        s.tfvars.post_command = vec![" ".into()];
+        s.breaker.failure_threshold = 0;
+        s.retry.max_attempts = 0;
+        s.retry.base_delay = Duration::from_secs(60);
+        s.keycloak.base_url = Some("http://kc".parse().unwrap());
+        s.keycloak.client_secret = Some(SecretString::from("x"));
+        s.keycloak.spoke_issuer_path = "realms/{code}/".into();
+        let mut got = errors(&s);
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                "sync.breaker.failure_threshold",
+                "sync.consumer",
+                "sync.keycloak.spoke_issuer_path",
+                "sync.resync_interval",
+                "sync.retry.base_delay",
+                "sync.retry.max_attempts",
+                "sync.secret_ref_format",
+                "sync.tfvars.post_command",
+            ]
+        );
     }
 }

@@ -28,11 +28,13 @@ pub fn is_managed(idp: &IdentityProvider) -> bool {
 /// back-channel ones from the internal URL when there is one.
 pub fn desired(spoke: &Spoke, settings: &SyncSettings) -> IdentityProvider {
     let code = spoke.code_lower();
-    let public = spoke.idp_public_url.trim_end_matches('/').to_owned();
+    let suffix = settings.keycloak.spoke_issuer_path.replace("{code}", &code);
+    let issuer_of = |url: &str| format!("{}{suffix}", url.trim_end_matches('/'));
+    let public = issuer_of(&spoke.idp_public_url);
     let internal = spoke
         .idp_internal_url
         .as_deref()
-        .map(|u| u.trim_end_matches('/').to_owned())
+        .map(issuer_of)
         .unwrap_or_else(|| public.clone());
     let oidc = |base: &str, endpoint: &str| format!("{base}/protocol/openid-connect/{endpoint}");
     let kc = &settings.keycloak;
@@ -176,6 +178,20 @@ mod tests {
         assert_eq!(c["validateSignature"], "true");
         assert_eq!(c["clientSecret"], "${vault.fra-idp-client-secret}");
         assert!(is_managed(&idp));
+
+        let mut realms = SyncSettings::default();
+        realms.keycloak.spoke_issuer_path = "/realms/{code}".into();
+        let mut base = spoke("approved", Some("http://fra-kc:8080/"));
+        base.idp_public_url = "https://idp.fra.example:8453".into();
+        let idp = desired(&base, &realms);
+        assert_eq!(
+            idp.config["issuer"],
+            "https://idp.fra.example:8453/realms/fra"
+        );
+        assert_eq!(
+            idp.config["tokenUrl"],
+            "http://fra-kc:8080/realms/fra/protocol/openid-connect/token"
+        );
 
         let no_internal = desired(&spoke("suspended", None), &s);
         assert!(!no_internal.enabled);

@@ -262,6 +262,13 @@ impl KeycloakClient {
             .map_err(|e| unreachable(OP, &e))?;
         let status = res.status();
         let body = res.bytes().await.map_err(|e| unreachable(OP, &e))?;
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(KeycloakError::Status {
+                op: OP,
+                status: status.as_u16(),
+                detail: excerpt(&body),
+            });
+        }
         if !status.is_success() {
             // The token endpoint's error body is an OAuth error code and
             // description; it never echoes the credentials.

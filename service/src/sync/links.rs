@@ -6,6 +6,10 @@
 
 use sqlx::PgPool;
 
+use crate::federation::LinkDirection;
+use crate::store;
+use crate::store::links::LinkUpdate;
+
 /// Error codes written to `federation_links.last_error_code`.
 pub mod codes {
     /// Keycloak did not answer (connection, timeout, 5xx) after retries.
@@ -20,24 +24,13 @@ pub mod codes {
     pub const CIRCUIT_OPEN: &str = "CIRCUIT_OPEN";
 }
 
-/// Marks the links of these spokes ACTIVE. Links already ACTIVE only get
-/// their `last_verified_at` refreshed.
+/// Marks both links of these spokes ACTIVE (verified now), in one
+/// transaction, through the registry's link store.
 pub async fn mark_active(pool: &PgPool, spoke_ids: &[String]) -> Result<u64, sqlx::Error> {
-    if spoke_ids.is_empty() {
-        return Ok(0);
-    }
-    let done = sqlx::query(
-        "UPDATE federation_links SET status = 'ACTIVE', retry_count = 0, last_error_code = NULL, \
-         last_error = NULL, last_verified_at = now(), updated_at = now() \
-         WHERE spoke_id = ANY($1) AND status IN ('CREATING', 'ACTIVE', 'FAILED')",
-    )
-    .bind(spoke_ids)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
+    update(pool, spoke_ids, &LinkUpdate::Active).await
 }
 
-/// Marks the links of these spokes FAILED with `code` and `message`,
+/// Marks both links of these spokes FAILED with `code` and `message`,
 /// counting one more retry.
 pub async fn mark_failed(
     pool: &PgPool,
@@ -45,18 +38,33 @@ pub async fn mark_failed(
     code: &str,
     message: &str,
 ) -> Result<u64, sqlx::Error> {
+    let failed = LinkUpdate::Failed {
+        code: code.to_owned(),
+        message: message.to_owned(),
+    };
+    update(pool, spoke_ids, &failed).await
+}
+
+async fn update(
+    pool: &PgPool,
+    spoke_ids: &[String],
+    change: &LinkUpdate,
+) -> Result<u64, sqlx::Error> {
     if spoke_ids.is_empty() {
         return Ok(0);
     }
-    let done = sqlx::query(
-        "UPDATE federation_links SET status = 'FAILED', retry_count = retry_count + 1, \
-         last_error_code = $2, last_error = $3, updated_at = now() \
-         WHERE spoke_id = ANY($1) AND status IN ('CREATING', 'ACTIVE', 'FAILED')",
-    )
-    .bind(spoke_ids)
-    .bind(code)
-    .bind(message)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
+    let mut tx = pool.begin().await?;
+    let mut n = 0;
+    for id in spoke_ids {
+        for direction in LinkDirection::ALL {
+            if store::links::update_status(&mut *tx, id, direction, change)
+                .await?
+                .is_some()
+            {
+                n += 1;
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(n)
 }

@@ -557,8 +557,8 @@ impl SyncEngine {
         }
     }
 
-    /// Looks at the three sides now. Keycloak is read without the breaker
-    /// (a read changes nothing), once, without retries.
+    /// Looks at the three sides now. Keycloak is read unless its breaker
+    /// is open (then it is reported as not checked).
     pub async fn observe(&self) -> Result<Observation, SyncError> {
         let registry = registry::load(&self.pool).await?;
         let tfvars = if self.settings.tfvars.enabled {
@@ -577,7 +577,22 @@ impl SyncEngine {
             None
         };
         let keycloak = match &self.keycloak {
-            Some(kc) => Some(kc.list().await.map_err(|e| e.to_string())),
+            Some(kc) => Some(match self.keycloak_breaker.status().await? {
+                // An open breaker means Keycloak is down: do not call it,
+                // and do not take the half-open trial meant for a run.
+                b if b.state == BreakerState::Open
+                    && b.retry_at.is_some_and(|t| t > Utc::now()) =>
+                {
+                    Err(format!(
+                        "circuit breaker open until {} (last error: {})",
+                        b.retry_at
+                            .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                            .unwrap_or_default(),
+                        b.last_error.unwrap_or_default()
+                    ))
+                }
+                _ => kc.list().await.map_err(|e| e.to_string()),
+            }),
             None => None,
         };
         Ok(Observation {

@@ -13,3 +13,7 @@ mod openapi;
 mod process;
 mod projects;
 mod seeding;
+mod sync;
+mod sync_process;
+mod sync_worker;
+mod synckit;
