@@ -274,13 +274,23 @@ pub fn spawn_sync_worker(
         crate::leader::keys::SYNC,
         connect,
         SYNC_ELECTION_CHECK,
-        prometheus_client::metrics::gauge::Gauge::default(),
+        state.metrics.sync.leader.clone(),
         shutdown.clone(),
     );
-    let worker = crate::sync::worker::SyncWorker::new(
-        state.sync.clone(),
-        state.nats.as_ref().map(|n| n.client().clone()),
-    );
+    let events = state
+        .nats
+        .as_ref()
+        .map(|n| crate::sync::worker::EventSource {
+            client: n.client().clone(),
+            stream: state.settings.events.stream.clone(),
+            relay: Arc::new(crate::events::relay::OutboxRelay::new(
+                state.db.clone(),
+                n.client().clone(),
+                state.settings.events.clone(),
+                state.metrics.events.clone(),
+            )),
+        });
+    let worker = crate::sync::worker::SyncWorker::new(state.sync.clone(), events);
     Some(tokio::spawn(worker.run(Some(election), shutdown.clone())))
 }
 

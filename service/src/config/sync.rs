@@ -368,10 +368,12 @@ mod tests {
 
     #[test]
     fn every_bad_value_is_named() {
-        let mut s = SyncSettings::default();
-        s.consumer = "has space".into();
-        s.resync_interval = Duration::ZERO;
-        s.secret_ref_format = "no-code".into();
+        let mut s = SyncSettings {
+            consumer: "has space".into(),
+            resync_interval: Duration::ZERO,
+            secret_ref_format: "no-code".into(),
+            ..SyncSettings::default()
+        };
         s.tfvars.post_command = vec![" ".into()];
         s.breaker.failure_threshold = 0;
         s.retry.max_attempts = 0;

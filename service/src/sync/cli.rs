@@ -55,7 +55,17 @@ pub async fn sync(settings: Settings, once: bool) -> anyhow::Result<bool> {
         engine.metrics().leader.clone(),
         cancel.clone(),
     );
-    let worker = super::worker::SyncWorker::new(engine, nats.as_ref().map(|n| n.client().clone()));
+    let events = nats.as_ref().map(|n| super::worker::EventSource {
+        client: n.client().clone(),
+        stream: settings.events.stream.clone(),
+        relay: Arc::new(crate::events::relay::OutboxRelay::new(
+            engine.pool().clone(),
+            n.client().clone(),
+            settings.events.clone(),
+            Metrics::new().events.clone(),
+        )),
+    });
+    let worker = super::worker::SyncWorker::new(engine, events);
     worker.run(Some(election), cancel).await;
     if let Some(n) = nats {
         n.close().await;

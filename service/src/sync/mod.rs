@@ -215,6 +215,10 @@ impl SyncEngine {
         })
     }
 
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     pub fn settings(&self) -> &SyncSettings {
         &self.settings
     }

@@ -19,17 +19,31 @@ use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
 use super::{RunReport, SyncEngine, Trigger};
+use crate::events::relay::OutboxRelay;
 use crate::leader::Election;
+
+/// Where the events come from.
+pub struct EventSource {
+    pub client: async_nats::Client,
+    /// The events stream (`events.stream`).
+    pub stream: String,
+    /// Creates the stream exactly as the relay would, if it is missing, so
+    /// the worker may start before the relay.
+    pub relay: Arc<OutboxRelay>,
+}
 
 pub struct SyncWorker {
     engine: Arc<SyncEngine>,
-    nats: Option<async_nats::Client>,
+    events: Option<Arc<EventSource>>,
 }
 
 impl SyncWorker {
-    /// `nats` is `None` when NATS is off: then only the periodic resync runs.
-    pub fn new(engine: Arc<SyncEngine>, nats: Option<async_nats::Client>) -> Self {
-        SyncWorker { engine, nats }
+    /// `events` is `None` when NATS is off: then only the periodic resync runs.
+    pub fn new(engine: Arc<SyncEngine>, events: Option<EventSource>) -> Self {
+        SyncWorker {
+            engine,
+            events: events.map(Arc::new),
+        }
     }
 
     /// Runs while this replica leads `election` (or always, without one),
@@ -69,9 +83,9 @@ impl SyncWorker {
     async fn lead(&self, stop: &CancellationToken) {
         let settings = self.engine.settings().clone();
         let (tx, mut rx) = mpsc::channel::<jetstream::Message>(1024);
-        let feeder = self.nats.clone().map(|client| {
+        let feeder = self.events.clone().map(|source| {
             tokio::spawn(feed(
-                client,
+                source,
                 settings.consumer.clone(),
                 settings.ack_wait,
                 tx,
@@ -198,7 +212,7 @@ async fn keep_alive(msgs: &[jetstream::Message]) {
 /// may start before the relay) and forwards its messages; on any failure,
 /// waits and binds again.
 async fn feed(
-    client: async_nats::Client,
+    source: Arc<EventSource>,
     consumer_name: String,
     ack_wait: Duration,
     tx: mpsc::Sender<jetstream::Message>,
@@ -211,7 +225,7 @@ async fn feed(
         max: Duration::from_secs(10),
     };
     loop {
-        match consume(&client, &consumer_name, ack_wait, &tx, &stop).await {
+        match consume(&source, &consumer_name, ack_wait, &tx, &stop).await {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(error = %e, "sync event consumer failed; binding again");
@@ -227,21 +241,22 @@ async fn feed(
 }
 
 async fn consume(
-    client: &async_nats::Client,
+    source: &EventSource,
     consumer_name: &str,
     ack_wait: Duration,
     tx: &mpsc::Sender<jetstream::Message>,
     stop: &CancellationToken,
 ) -> Result<(), String> {
-    let js = jetstream::new(client.clone());
-    let stream = js
-        .get_or_create_stream(jetstream::stream::Config {
-            name: protocol::subjects::EVENTS_STREAM.to_owned(),
-            subjects: vec![protocol::subjects::EVENTS_WILDCARD.to_owned()],
-            ..Default::default()
-        })
+    source
+        .relay
+        .ensure_stream()
         .await
-        .map_err(|e| format!("stream {}: {e}", protocol::subjects::EVENTS_STREAM))?;
+        .map_err(|e| e.to_string())?;
+    let js = jetstream::new(source.client.clone());
+    let stream = js
+        .get_stream(&source.stream)
+        .await
+        .map_err(|e| format!("stream {}: {e}", source.stream))?;
     let consumer: consumer::PullConsumer = stream
         .get_or_create_consumer(
             consumer_name,
