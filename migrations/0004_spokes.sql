@@ -74,11 +74,28 @@ CREATE INDEX federation_links_status_idx ON federation_links (status);
 -- `seq` alone is not a safe cursor: seq 11 can commit before seq 10. Each row
 -- records the id of the transaction that wrote it; readers deliver in
 -- (xid, seq) order and only rows whose transaction is older than every
--- transaction still running (xid < pg_snapshot_xmin of their snapshot). A
+-- transaction of this database still running (xid < outbox_horizon()). A
 -- row that is not yet readable can only ever appear after every row already
 -- read, so a (xid, seq) cursor never skips an event that commits late.
 -- See docs/decisions.md, "Event order".
 ALTER TABLE outbox ADD COLUMN xid xid8 NOT NULL DEFAULT pg_current_xact_id();
+
+-- The readable horizon, as of the calling statement's snapshot: every
+-- transaction with a smaller id has finished. Like pg_snapshot_xmin, but
+-- transactions that provably belong to another database of the cluster
+-- (CREATE DATABASE, other applications) do not hold it back, since they can
+-- never write to this outbox. An in-progress id that cannot be attributed
+-- (its session ended since, a prepared transaction, a subtransaction, or
+-- statistics hidden from this role) counts as ours: that only delays.
+CREATE FUNCTION outbox_horizon() RETURNS xid8 LANGUAGE sql STABLE AS $$
+    SELECT least(
+        pg_snapshot_xmax(pg_current_snapshot()),
+        (SELECT min(x) FROM pg_snapshot_xip(pg_current_snapshot()) AS x
+          WHERE NOT EXISTS (
+              SELECT 1 FROM pg_stat_activity a
+               WHERE a.backend_xid = x::xid
+                 AND a.datname IS DISTINCT FROM current_database())))
+$$;
 
 DROP INDEX outbox_unpublished_idx;
 CREATE INDEX outbox_unpublished_idx ON outbox (xid, seq) WHERE published_at IS NULL;

@@ -1,24 +1,83 @@
 //! `hub-agent`: the sidecar that publishes a hub's presence heartbeats.
 
+mod agent;
+mod config;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use tokio_util::sync::CancellationToken;
 
 /// Publishes this hub's presence heartbeat to NATS on hub.presence.<slug>.
+///
+/// Every interval (default 30 s, with jitter) it publishes a heartbeat with
+/// its agent id, an increasing sequence number, its interval and version;
+/// `degraded` when the optional local health probe fails. At start it can
+/// register (or update) its project in the catalog with an agent API key,
+/// retrying until the catalog answers. On SIGTERM or SIGINT it publishes an
+/// `offline` heartbeat, flushes, and exits 0 within 2 s.
+///
+/// Settings: defaults, then the YAML file (--config, default
+/// config/hub-agent.yaml if present), then the original hub's variables
+/// NATS_URL, FEDERATION_URL, FEDERATION_API_KEY, LOG_LEVEL, then
+/// HUB_AGENT__KEY / HUB_AGENT__SECTION__KEY (e.g. HUB_AGENT__SLUG=alpha,
+/// HUB_AGENT__NATS__URL=nats://nats:4222).
+///
+/// Exit status: 0 clean stop, 1 runtime failure, 2 invalid configuration.
 #[derive(Debug, Parser)]
 #[command(name = "hub-agent", version)]
 struct Cli {
     /// Settings file (YAML).
-    #[arg(long, short, value_name = "PATH")]
+    #[arg(long, short, value_name = "PATH", env = "HUB_AGENT_CONFIG")]
     config: Option<PathBuf>,
+    /// Validate the settings, print a summary and exit.
+    #[arg(long)]
+    check_config: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .init();
-    tracing::info!(config = ?cli.config, subject = protocol::subjects::HEARTBEAT_WILDCARD, "hub-agent skeleton: publishing arrives with the heartbeat pipeline");
-    ExitCode::SUCCESS
+    let settings = match config::AgentSettings::load(&config::sources(cli.config.as_deref())) {
+        Ok(s) => s,
+        Err(e) => {
+            eprint!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check_config {
+        println!(
+            "configuration OK\n  slug:     {}\n  subject:  {}\n  nats:     {}\n  interval: {:?} ± {}%\n  catalog:  {}",
+            settings.hub.slug,
+            protocol::subjects::heartbeat_subject(&settings.hub.slug),
+            settings.nats.display_url(),
+            settings.hub.interval,
+            (settings.hub.jitter * 100.0).round(),
+            settings.catalog.url.as_deref().unwrap_or("no registration"),
+        );
+        return ExitCode::SUCCESS;
+    }
+    common::telemetry::init(&settings.log, std::io::stderr);
+    // One thread is plenty for one heartbeat every few seconds.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(common::signal::cancel_on_signal(shutdown.clone()));
+        match agent::run(settings, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "fatal");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }

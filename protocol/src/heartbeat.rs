@@ -96,10 +96,13 @@ pub enum Rejection {
     BadStatus,
     /// No such project in the catalog (and auto-registration is off).
     UnknownProject,
+    /// The service had no room to hold it (more distinct hubs pending than
+    /// its bound): dropped, never silently.
+    Overflow,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 9] = [
+    pub const ALL: [Rejection; 10] = [
         Rejection::TooLarge,
         Rejection::NotJson,
         Rejection::WrongType,
@@ -109,6 +112,7 @@ impl Rejection {
         Rejection::BadUrl,
         Rejection::BadStatus,
         Rejection::UnknownProject,
+        Rejection::Overflow,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -122,6 +126,7 @@ impl Rejection {
             Rejection::BadUrl => "bad_url",
             Rejection::BadStatus => "bad_status",
             Rejection::UnknownProject => "unknown_project",
+            Rejection::Overflow => "overflow",
         }
     }
 }

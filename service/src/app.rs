@@ -16,10 +16,12 @@ use crate::config::Settings;
 use crate::events::relay::OutboxRelay;
 use crate::events::watch::EventFeed;
 use crate::health::Readiness;
+use crate::ingest::{Ingest, Sight};
 use crate::leader::{self, Election};
 use crate::metrics::Metrics;
 use crate::nats::NatsConnection;
 use crate::store;
+use crate::sweeper::StaleSweeper;
 
 /// Shared by every handler and task.
 #[derive(Clone)]
@@ -34,6 +36,8 @@ pub struct AppState {
     /// Federation sync: reconcile, drift, status (the worker runs only when
     /// `sync.enabled`).
     pub sync: Arc<crate::sync::SyncEngine>,
+    /// Whether heartbeats can be seen, and since when.
+    pub sight: Arc<Sight>,
     /// Follows the outbox for `/api/fed/watch` clients.
     pub events: Arc<EventFeed>,
 }
@@ -104,6 +108,7 @@ impl Application {
             db,
             metrics: Arc::new(metrics),
             readiness: Arc::new(Readiness::default()),
+            sight: Arc::new(Sight::new(nats.clone())),
             nats,
             events,
         };
@@ -164,7 +169,15 @@ impl Application {
             }
         }
 
-        let tasks = spawn_event_tasks(&state, &shutdown);
+        let workers = match start_workers(&state, &shutdown).await {
+            Ok(w) => w,
+            Err(e) => {
+                shutdown.cancel();
+                let _ = tokio::time::timeout(grace, &mut server).await;
+                return Err(e);
+            }
+        };
+        let event_tasks = spawn_event_tasks(&state, &shutdown);
         tracing::info!("service ready");
         let sync_worker = spawn_sync_worker(&state, &shutdown);
         shutdown.cancelled().await;
@@ -181,6 +194,7 @@ impl Application {
                 server.abort();
             }
         }
+        workers.finish().await;
         if let Some(worker) = sync_worker {
             // A run in flight is abandoned at its next await; its events
             // are redelivered to the next leader.
@@ -188,7 +202,7 @@ impl Application {
                 tracing::warn!("the sync worker did not stop within the grace period");
             }
         }
-        for task in tasks {
+        for task in event_tasks {
             let _ = tokio::time::timeout(grace, task).await;
         }
         if let Some(nats) = &state.nats {
@@ -297,29 +311,64 @@ pub fn spawn_sync_worker(
 /// How often the sync election retries the lock and checks its session.
 const SYNC_ELECTION_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Cancels `token` on SIGINT or SIGTERM.
-pub async fn cancel_on_signal(token: CancellationToken) {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => tracing::info!("SIGINT received"),
-        _ = term => tracing::info!("SIGTERM received"),
-        _ = token.cancelled() => return,
-    }
-    token.cancel();
+/// Background work that runs once the database is ready.
+struct Workers {
+    ingest: Option<Ingest>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
+
+impl Workers {
+    /// After shutdown fired: ingestion writes what it holds, then the rest
+    /// stops.
+    async fn finish(self) {
+        if let Some(ingest) = self.ingest {
+            ingest.finish().await;
+        }
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+async fn start_workers(state: &AppState, shutdown: &CancellationToken) -> anyhow::Result<Workers> {
+    let mut workers = Workers {
+        ingest: None,
+        tasks: Vec::new(),
+    };
+    let Some(nats) = &state.nats else {
+        tracing::info!("NATS disabled: no heartbeat ingestion, no stale sweeping");
+        return Ok(workers);
+    };
+    let settings = &state.settings;
+    workers.ingest = Some(
+        Ingest::start(
+            nats.client().clone(),
+            &settings.nats,
+            &settings.heartbeat,
+            state.db.clone(),
+            state.metrics.clone(),
+            state.sight.clone(),
+            shutdown.clone(),
+        )
+        .await?,
+    );
+    let (election, campaign) = Election::spawn(
+        "sweeper",
+        leader::keys::SWEEPER,
+        store::connect_options(&settings.database)?,
+        std::time::Duration::from_secs(1),
+        state.metrics.sweeper.leader.clone(),
+        shutdown.clone(),
+    );
+    let sweeper = StaleSweeper::new(state.db.clone(), &settings.heartbeat);
+    workers.tasks.push(tokio::spawn(sweeper.run(
+        election,
+        state.sight.clone(),
+        state.metrics.clone(),
+        shutdown.clone(),
+    )));
+    workers.tasks.push(campaign);
+    Ok(workers)
+}
+
+pub use common::signal::cancel_on_signal;

@@ -72,6 +72,14 @@ pub struct Project {
     pub status_changed_at: DateTime<Utc>,
     /// Service receive time of the latest heartbeat.
     pub last_heartbeat_at: Option<DateTime<Utc>>,
+    /// The hub's own clock in its latest heartbeat (diagnostic only).
+    pub hub_timestamp: Option<DateTime<Utc>>,
+    /// Agent that sent the latest heartbeat, its version, sequence number
+    /// and publishing interval.
+    pub agent_id: Option<String>,
+    pub agent_version: Option<String>,
+    pub heartbeat_seq: Option<i64>,
+    pub heartbeat_interval_s: Option<i32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

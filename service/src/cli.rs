@@ -101,7 +101,7 @@ pub struct DriftArgs {
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> ExitCode {
-    let sources = Sources::from_cli(cli.config.as_deref());
+    let sources = config::sources(cli.config.as_deref());
     let (settings, seeds) = match load(&sources) {
         Ok(loaded) => loaded,
         Err(report) => {
@@ -216,6 +216,13 @@ fn summary(s: &Settings, seeds: &[ProjectSpec]) -> String {
         humantime::format_duration(s.heartbeat.degraded_after),
         humantime::format_duration(s.heartbeat.stale_threshold),
         humantime::format_duration(s.heartbeat.check_interval),
+    );
+    out += &format!(
+        "  events:           stream {}, duplicate window {}, retention {}; hub code {}\n",
+        s.events.stream,
+        humantime::format_duration(s.events.duplicate_window),
+        humantime::format_duration(s.events.retention),
+        s.federation.hub_code,
     );
     match &s.catalog.projects_file {
         Some(p) => {

@@ -4,14 +4,13 @@
 //! service can see heartbeats right now and since when.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use async_nats::{Client, ConnectOptions, Event};
+use chrono::{DateTime, Utc};
+
+use async_nats::{Client, Event};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use rand::Rng;
-use secrecy::ExposeSecret;
 
 use crate::config::NatsSettings;
 
@@ -58,7 +57,9 @@ impl NatsMetrics {
 #[derive(Debug, Default)]
 struct LinkState {
     /// When the current connection was established; `None` while disconnected.
-    connected_since: Option<Instant>,
+    connected_since: Option<DateTime<Utc>>,
+    /// When the client last dropped messages (slow consumer).
+    last_loss: Option<DateTime<Utc>>,
     ever_connected: bool,
 }
 
@@ -75,10 +76,22 @@ impl NatsConnection {
     pub async fn connect(settings: &NatsSettings, metrics: NatsMetrics) -> Result<Self, NatsError> {
         let display_url = settings.display_url();
         let state = Arc::new(Mutex::new(LinkState::default()));
-        // Credentials in the URL are moved into the options: the client would
-        // otherwise carry them in every server address it logs.
-        let (addrs, url_auth) = split_credentials(settings.url.expose_secret());
-        let options = options(settings, url_auth).await?;
+        let (options, addrs) =
+            settings
+                .connect_options()
+                .await
+                .map_err(|source| NatsError::Credentials {
+                    path: settings
+                        .creds_file
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                    source,
+                })?;
+        // Never let the ingest subscription make the client drop messages
+        // while the flusher waits on the database: it is drained by a task
+        // that only parses and coalesces.
+        let options = options.subscription_capacity(1 << 18);
         let events_state = state.clone();
         let events_url = display_url.clone();
         let options = options.event_callback(move |event| {
@@ -113,13 +126,18 @@ impl NatsConnection {
     }
 
     /// When the current connection came up; `None` while disconnected.
-    pub fn connected_since(&self) -> Option<Instant> {
+    pub fn connected_since(&self) -> Option<DateTime<Utc>> {
         if !self.is_connected() {
             return None;
         }
         let observed = self.state.lock().ok().and_then(|s| s.connected_since);
         // The client may report connected before our callback ran.
-        Some(observed.unwrap_or_else(Instant::now))
+        Some(observed.unwrap_or_else(Utc::now))
+    }
+
+    /// When the client last dropped incoming messages, if ever.
+    pub fn last_loss(&self) -> Option<DateTime<Utc>> {
+        self.state.lock().ok().and_then(|s| s.last_loss)
     }
 
     /// Flushes what was published, then closes (on shutdown).
@@ -135,7 +153,7 @@ fn on_event(event: &Event, state: &Mutex<LinkState>, metrics: &NatsMetrics, url:
         Event::Connected => {
             let reconnect = match state.lock() {
                 Ok(mut s) => {
-                    s.connected_since = Some(Instant::now());
+                    s.connected_since = Some(Utc::now());
                     std::mem::replace(&mut s.ever_connected, true)
                 }
                 Err(_) => false,
@@ -162,128 +180,5 @@ fn on_event(event: &Event, state: &Mutex<LinkState>, metrics: &NatsMetrics, url:
         Event::ServerError(e) => tracing::warn!(url, error = %e, "NATS server error"),
         Event::ClientError(e) => tracing::warn!(url, error = %e, "NATS client error"),
         Event::Draining => tracing::debug!("NATS connection draining"),
-    }
-}
-
-/// Credentials found in server URLs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum UrlAuth {
-    None,
-    UserPassword(String, String),
-    Token(String),
-}
-
-/// The server addresses without user info, and the first credentials found.
-fn split_credentials(urls: &str) -> (Vec<String>, UrlAuth) {
-    let mut auth = UrlAuth::None;
-    let addrs = urls
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|raw| match url::Url::parse(raw) {
-            Ok(mut u) if !u.username().is_empty() => {
-                let user = percent_decode(u.username());
-                let found = match u.password() {
-                    Some(p) => UrlAuth::UserPassword(user, percent_decode(p)),
-                    None => UrlAuth::Token(user),
-                };
-                if auth == UrlAuth::None {
-                    auth = found;
-                }
-                let _ = u.set_username("");
-                let _ = u.set_password(None);
-                u.to_string().trim_end_matches('/').to_owned()
-            }
-            _ => raw.to_owned(),
-        })
-        .collect();
-    (addrs, auth)
-}
-
-fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
-}
-
-async fn options(settings: &NatsSettings, url_auth: UrlAuth) -> Result<ConnectOptions, NatsError> {
-    let mut options = match &settings.creds_file {
-        Some(path) => ConnectOptions::with_credentials_file(path)
-            .await
-            .map_err(|source| NatsError::Credentials {
-                path: path.display().to_string(),
-                source,
-            })?,
-        None => ConnectOptions::new(),
-    };
-    if let (Some(user), Some(password)) = (&settings.user, &settings.password) {
-        options = options.user_and_password(user.clone(), password.expose_secret().to_owned());
-    }
-    if let Some(token) = &settings.token {
-        options = options.token(token.expose_secret().to_owned());
-    }
-    if let Some(seed) = &settings.nkey_seed {
-        options = options.nkey(seed.expose_secret().to_owned());
-    }
-    let explicit = settings.creds_file.is_some()
-        || settings.user.is_some()
-        || settings.token.is_some()
-        || settings.nkey_seed.is_some();
-    if !explicit {
-        options = match url_auth {
-            UrlAuth::UserPassword(user, password) => options.user_and_password(user, password),
-            UrlAuth::Token(token) => options.token(token),
-            UrlAuth::None => options,
-        };
-    }
-    if let Some(ca) = &settings.tls.ca_file {
-        options = options.add_root_certificates(ca.clone());
-    }
-    if let (Some(cert), Some(key)) = (&settings.tls.cert_file, &settings.tls.key_file) {
-        options = options.add_client_certificate(cert.clone(), key.clone());
-    }
-    Ok(options
-        .require_tls(settings.tls.required)
-        .name(&settings.client_name)
-        .connection_timeout(settings.connect_timeout)
-        .retry_on_initial_connect()
-        .max_reconnects(None)
-        .reconnect_delay_callback(reconnect_delay)
-        // The ingest subscription must never make the client drop messages
-        // while the flusher waits on the database: it is drained by a task
-        // that only parses and coalesces.
-        .subscription_capacity(1 << 18))
-}
-
-/// 100 ms doubling to 5 s, with ±20 % jitter so replicas do not reconnect in step.
-fn reconnect_delay(attempts: usize) -> Duration {
-    let base = 100u64.saturating_mul(1u64 << attempts.min(6)).min(5000);
-    let jitter = rand::rng().random_range(0.8..1.2);
-    Duration::from_millis((base as f64 * jitter) as u64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn credentials_move_out_of_the_urls() {
-        let (addrs, auth) = split_credentials("nats://hub:p%40ss@a:4222, nats://b:4222");
-        assert_eq!(addrs, ["nats://a:4222", "nats://b:4222"]);
-        assert_eq!(auth, UrlAuth::UserPassword("hub".into(), "p@ss".into()));
-        let (addrs, auth) = split_credentials("tls://s3cr3t@a:4222");
-        assert_eq!(addrs, ["tls://a:4222"]);
-        assert_eq!(auth, UrlAuth::Token("s3cr3t".into()));
-        assert_eq!(split_credentials("nats://a:4222").1, UrlAuth::None);
-    }
-
-    #[test]
-    fn reconnect_delay_grows_and_is_capped() {
-        assert!(reconnect_delay(0) <= Duration::from_millis(120));
-        assert!(reconnect_delay(3) >= Duration::from_millis(640));
-        for attempt in [6, 10, 100, usize::MAX] {
-            assert!(reconnect_delay(attempt) <= Duration::from_millis(6000));
-        }
     }
 }

@@ -183,7 +183,7 @@ async fn act(
                 key = %caller.fingerprint,
                 "spoke transition"
             );
-            Ok(axum::Json(*data))
+            Ok(axum::Json(data))
         }
         TransitionOutcome::NotAllowed(current) => Err(ApiError::Conflict {
             detail: format!(

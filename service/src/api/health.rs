@@ -108,7 +108,16 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<ReadyRepo
             reasons.push(format!("nats: not connected to {}", nats.display_url()));
         }
     }
-    let report = health::readiness(&state.readiness, &state.db, reasons, Vec::new()).await;
+    let mut warnings = Vec::new();
+    if state.nats.is_some() {
+        if let Some(w) = state
+            .sight
+            .self_preservation(Utc::now(), state.settings.heartbeat.stale_threshold)
+        {
+            warnings.push(format!("self-preservation: {w}"));
+        }
+    }
+    let report = health::readiness(&state.readiness, &state.db, reasons, warnings).await;
     let code = if report.reasons.is_empty() {
         StatusCode::OK
     } else {

@@ -55,6 +55,16 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             Err(_) => tracing::debug!("counting pending events for /metrics timed out"),
         }
     }
+    let preserving = state.nats.is_some()
+        && state
+            .sight
+            .self_preservation(chrono::Utc::now(), state.settings.heartbeat.stale_threshold)
+            .is_some();
+    state
+        .metrics
+        .sweeper
+        .self_preservation
+        .set(i64::from(preserving));
     (
         [(header::CONTENT_TYPE, CONTENT_TYPE)],
         state.metrics.encode(),

@@ -8,7 +8,6 @@
 //! own, then every semantic rule is checked, and all errors are returned
 //! together, each with its path and where the value came from.
 
-mod de;
 pub mod legacy_env;
 pub mod seed;
 pub mod sync;
@@ -17,18 +16,20 @@ pub use sync::{
     BreakerSettings, KeycloakSettings, RetrySettings, SyncSettings, TfvarsFormat, TfvarsSettings,
 };
 
-use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use figment::providers::{Env, Format};
+use common::config::{check_root, flatten_validation, section, without_failed};
+use common::de;
 use figment::Figment;
 use secrecy::{ExposeSecret, SecretString};
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_saphyr::figment::Yaml;
 use validator::Validate;
+
+pub use common::config::{describe_validation, redact_urls, ConfigError, ConfigErrors, Sources};
+pub use common::nats::{NatsSettings, NatsTlsSettings};
+pub use common::telemetry::{LogFormat, LogSettings};
 
 /// Where `--config` points when not given.
 pub const DEFAULT_CONFIG_PATH: &str = "config/federation.yaml";
@@ -108,68 +109,6 @@ impl Default for DatabaseSettings {
             migrate_on_start: true,
         }
     }
-}
-
-#[derive(Debug, Clone, Deserialize, Validate)]
-#[serde(default, deny_unknown_fields)]
-pub struct NatsSettings {
-    /// Connect to NATS at all. Off: no ingestion, `/health/nats` says so.
-    pub enabled: bool,
-    /// Server URL(s), comma-separated; may carry credentials, so it is a secret.
-    pub url: SecretString,
-    /// Client name shown by the server's monitoring.
-    pub client_name: String,
-    pub user: Option<String>,
-    pub password: Option<SecretString>,
-    pub token: Option<SecretString>,
-    /// NKey seed (`SU...`).
-    pub nkey_seed: Option<SecretString>,
-    /// `.creds` file with a user JWT and NKey seed.
-    pub creds_file: Option<PathBuf>,
-    #[validate(nested)]
-    pub tls: NatsTlsSettings,
-    /// Queue group shared by the service replicas.
-    #[validate(length(min = 1, max = 128))]
-    pub queue_group: String,
-    #[serde(deserialize_with = "de::duration")]
-    pub connect_timeout: Duration,
-}
-
-impl Default for NatsSettings {
-    fn default() -> Self {
-        NatsSettings {
-            enabled: true,
-            url: SecretString::from("nats://127.0.0.1:4222"),
-            client_name: "federation-catalog".into(),
-            user: None,
-            password: None,
-            token: None,
-            nkey_seed: None,
-            creds_file: None,
-            tls: NatsTlsSettings::default(),
-            queue_group: protocol::subjects::DEFAULT_QUEUE_GROUP.into(),
-            connect_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-impl NatsSettings {
-    /// The server URL(s) with any credentials removed, for logs and responses.
-    pub fn display_url(&self) -> String {
-        redact_urls(self.url.expose_secret())
-    }
-}
-
-#[derive(Debug, Clone, Default, Deserialize, Validate)]
-#[serde(default, deny_unknown_fields)]
-pub struct NatsTlsSettings {
-    /// Require TLS even if the URL says `nats://`.
-    pub required: bool,
-    /// CA bundle to trust (PEM).
-    pub ca_file: Option<PathBuf>,
-    /// Client certificate (PEM), with `key_file`, for mutual TLS.
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -290,113 +229,18 @@ impl Default for FederationSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogSettings {
-    /// `error`, `warn`, `info`, `debug`, `trace`, or a full filter such as
-    /// `info,service::ingest=debug`. `RUST_LOG` overrides it.
-    pub level: String,
-    pub format: LogFormat,
-}
-
-impl Default for LogSettings {
-    fn default() -> Self {
-        LogSettings {
-            level: "info".into(),
-            format: LogFormat::Auto,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// JSON when stdout is not a terminal, text otherwise.
-    Auto,
-    Json,
-    Text,
-}
-
-/// One problem with the settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// Dotted path, e.g. `heartbeat.stale_threshold`.
-    pub path: String,
-    pub message: String,
-    /// Where the offending value came from, when known.
-    pub origin: Option<String>,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)?;
-        if let Some(origin) = &self.origin {
-            write!(f, " (from {origin})")?;
-        }
-        Ok(())
-    }
-}
-
-/// Every problem found, in a stable order.
-#[derive(Debug, Clone)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "invalid configuration ({} problem(s)):", self.0.len())?;
-        for e in &self.0 {
-            writeln!(f, "  - {e}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
-
-/// Where settings come from.
-#[derive(Debug, Clone)]
-pub struct Sources {
-    /// The YAML file; `None` for none.
-    pub file: Option<PathBuf>,
-    /// Whether a missing file is an error (it is when named explicitly).
-    pub file_required: bool,
-}
-
-impl Sources {
-    /// `--config PATH` when given (then it must exist), else the default path
-    /// if present.
-    pub fn from_cli(path: Option<&Path>) -> Self {
-        match path {
-            Some(p) => Sources {
-                file: Some(p.to_owned()),
-                file_required: true,
-            },
-            None => Sources {
-                file: Some(PathBuf::from(DEFAULT_CONFIG_PATH)),
-                file_required: false,
-            },
-        }
-    }
-
-    /// Only defaults and the environment.
-    pub fn none() -> Self {
-        Sources {
-            file: None,
-            file_required: false,
-        }
-    }
-}
-
 /// The layered provider chain.
 pub fn figment(sources: &Sources) -> Figment {
-    let mut fig = Figment::new();
-    if let Some(path) = &sources.file {
-        if sources.file_required || path.exists() {
-            fig = fig.merge(Yaml::file_exact(path));
-        }
-    }
-    fig.merge(legacy_env::LegacyEnv::from_process())
-        .merge(Env::prefixed(ENV_PREFIX).split("__"))
+    common::config::figment(
+        sources,
+        legacy_env::LegacyEnv::from_process(legacy_env::VARIABLES),
+        ENV_PREFIX,
+    )
+}
+
+/// Sources from `--config`, defaulting to [`DEFAULT_CONFIG_PATH`].
+pub fn sources(path: Option<&Path>) -> Sources {
+    Sources::from_cli(path, DEFAULT_CONFIG_PATH)
 }
 
 impl Settings {
@@ -407,12 +251,6 @@ impl Settings {
 
     /// Extracts every section, then checks every rule; all problems at once.
     pub fn from_figment(fig: &Figment) -> Result<Settings, ConfigErrors> {
-        let mut errors = Vec::new();
-        // A broken file (bad YAML) surfaces here, once, with its location.
-        if let Err(e) = fig.extract::<figment::value::Dict>() {
-            collect_figment(&mut errors, "", e);
-            return Err(ConfigErrors(errors));
-        }
         const SECTIONS: [&str; 10] = [
             "server",
             "database",
@@ -425,37 +263,31 @@ impl Settings {
             "events",
             "federation",
         ];
-        if let Ok(root) = fig.extract::<figment::value::Dict>() {
-            for key in root.keys().filter(|k| !SECTIONS.contains(&k.as_str())) {
-                errors.push(ConfigError {
-                    path: key.clone(),
-                    message: format!("unknown section, expected one of: {}", SECTIONS.join(", ")),
-                    origin: fig.find_metadata(key).map(|m| m.name.to_string()),
-                });
-            }
+        let mut errors = check_root(fig, &SECTIONS);
+        // A broken file stops here; unknown sections do not.
+        if errors.iter().any(|e| e.path == "(root)") {
+            return Err(ConfigErrors(errors));
         }
         // A section that fails to parse is replaced by its defaults so the
         // others are still checked; rules about the failed section itself
         // are then skipped, its parse errors already say what is wrong.
         let mut failed: Vec<&str> = Vec::new();
+        let p = ENV_PREFIX;
         let settings = Settings {
-            server: section(fig, "server", &mut errors, &mut failed),
-            database: section(fig, "database", &mut errors, &mut failed),
-            nats: section(fig, "nats", &mut errors, &mut failed),
-            auth: section(fig, "auth", &mut errors, &mut failed),
-            heartbeat: section(fig, "heartbeat", &mut errors, &mut failed),
-            catalog: section(fig, "catalog", &mut errors, &mut failed),
-            log: section(fig, "log", &mut errors, &mut failed),
-            sync: section(fig, "sync", &mut errors, &mut failed),
-            events: section(fig, "events", &mut errors, &mut failed),
-            federation: section(fig, "federation", &mut errors, &mut failed),
+            server: section(fig, "server", p, &mut errors, &mut failed),
+            database: section(fig, "database", p, &mut errors, &mut failed),
+            nats: section(fig, "nats", p, &mut errors, &mut failed),
+            auth: section(fig, "auth", p, &mut errors, &mut failed),
+            heartbeat: section(fig, "heartbeat", p, &mut errors, &mut failed),
+            catalog: section(fig, "catalog", p, &mut errors, &mut failed),
+            log: section(fig, "log", p, &mut errors, &mut failed),
+            sync: section(fig, "sync", p, &mut errors, &mut failed),
+            events: section(fig, "events", p, &mut errors, &mut failed),
+            federation: section(fig, "federation", p, &mut errors, &mut failed),
         };
         let mut rules = Vec::new();
         settings.check(&mut rules);
-        errors.extend(rules.into_iter().filter(|e| {
-            let section = e.path.split(['.', '[']).next().unwrap_or_default();
-            !failed.contains(&section)
-        }));
+        errors.extend(without_failed(rules, &failed));
         if errors.is_empty() {
             Ok(settings)
         } else {
@@ -475,7 +307,6 @@ impl Settings {
         for (name, result) in [
             ("server", self.server.validate()),
             ("database", self.database.validate()),
-            ("nats", self.nats.validate()),
             ("heartbeat", self.heartbeat.validate()),
             ("events", self.events.validate()),
         ] {
@@ -508,51 +339,8 @@ impl Settings {
             );
         }
         if self.nats.enabled {
-            for part in self.nats.url.expose_secret().split(',') {
-                match url::Url::parse(part.trim()) {
-                    Ok(u) if matches!(u.scheme(), "nats" | "tls" | "ws" | "wss") => {}
-                    Ok(u) => push(
-                        "nats.url",
-                        format!("scheme {:?} is not one of nats, tls, ws, wss", u.scheme()),
-                    ),
-                    Err(e) => push(
-                        "nats.url",
-                        format!("not a valid URL ({e}); value not shown"),
-                    ),
-                }
-            }
-            let methods = [
-                self.nats.user.is_some() || self.nats.password.is_some(),
-                self.nats.token.is_some(),
-                self.nats.nkey_seed.is_some(),
-                self.nats.creds_file.is_some(),
-            ];
-            if methods.iter().filter(|m| **m).count() > 1 {
-                push(
-                    "nats",
-                    "choose one authentication method: user/password, token, nkey_seed or creds_file".into(),
-                );
-            }
-            if self.nats.user.is_some() != self.nats.password.is_some() {
-                push("nats.password", "user and password go together".into());
-            }
-            for (path, file) in [
-                ("nats.creds_file", &self.nats.creds_file),
-                ("nats.tls.ca_file", &self.nats.tls.ca_file),
-                ("nats.tls.cert_file", &self.nats.tls.cert_file),
-                ("nats.tls.key_file", &self.nats.tls.key_file),
-            ] {
-                if let Some(f) = file {
-                    if !f.is_file() {
-                        push(path, format!("file {} does not exist", f.display()));
-                    }
-                }
-            }
-            if self.nats.tls.cert_file.is_some() != self.nats.tls.key_file.is_some() {
-                push(
-                    "nats.tls.key_file",
-                    "cert_file and key_file go together".into(),
-                );
+            for (path, message) in self.nats.problems() {
+                push(&format!("nats{path}"), message);
             }
         }
 
@@ -683,124 +471,6 @@ impl Settings {
         }
         self.sync.check(errors);
     }
-}
-
-/// Extracts one section, recording its errors instead of stopping; a
-/// section that fails is replaced by its defaults and named in `failed`.
-fn section<T: DeserializeOwned + Default>(
-    fig: &Figment,
-    name: &'static str,
-    errors: &mut Vec<ConfigError>,
-    failed: &mut Vec<&'static str>,
-) -> T {
-    match fig.focus(name).extract::<T>() {
-        Ok(v) => v,
-        Err(e) => {
-            collect_figment(errors, name, e);
-            failed.push(name);
-            T::default()
-        }
-    }
-}
-
-fn collect_figment(errors: &mut Vec<ConfigError>, section: &str, e: figment::Error) {
-    for err in e {
-        let mut path: Vec<&str> = Vec::new();
-        if !section.is_empty() {
-            path.push(section);
-        }
-        path.extend(err.path.iter().map(String::as_str));
-        let origin = err.metadata.as_ref().map(|m| {
-            let keys: Vec<&str> = path.clone();
-            match &m.source {
-                Some(figment::Source::File(f)) => format!("{} {}", m.name, f.display()),
-                // figment's own interpolation forgets the prefix and the `__`.
-                _ if m.name.contains(ENV_PREFIX) && !keys.is_empty() => {
-                    format!(
-                        "environment variable `{ENV_PREFIX}{}`",
-                        keys.join("__").to_uppercase()
-                    )
-                }
-                _ if !keys.is_empty() => m.interpolate(&figment::Profile::Default, &keys),
-                _ => m.name.to_string(),
-            }
-        });
-        errors.push(ConfigError {
-            path: if path.is_empty() {
-                "(root)".into()
-            } else {
-                path.join(".")
-            },
-            message: err.kind.to_string(),
-            origin,
-        });
-    }
-}
-
-fn flatten_validation(prefix: &str, e: &validator::ValidationErrors) -> Vec<(String, String)> {
-    use validator::ValidationErrorsKind as K;
-    let mut out = Vec::new();
-    for (field, kind) in e.errors() {
-        let path = format!("{prefix}.{field}");
-        match kind {
-            K::Field(errs) => {
-                for err in errs {
-                    out.push((path.clone(), describe_validation(err)));
-                }
-            }
-            K::Struct(inner) => out.extend(flatten_validation(&path, inner)),
-            K::List(items) => {
-                for (i, inner) in items {
-                    out.extend(flatten_validation(&format!("{path}[{i}]"), inner));
-                }
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// A readable message for a validator error.
-pub fn describe_validation(err: &validator::ValidationError) -> String {
-    if let Some(m) = &err.message {
-        return m.to_string();
-    }
-    let p = |k: &str| err.params.get(k).map(|v| v.to_string());
-    match err.code.as_ref() {
-        "range" => match (p("min"), p("max")) {
-            (Some(min), Some(max)) => format!("must be between {min} and {max}"),
-            (Some(min), None) => format!("must be at least {min}"),
-            (None, Some(max)) => format!("must be at most {max}"),
-            _ => "out of range".into(),
-        },
-        "length" => match (p("min"), p("max")) {
-            (Some(min), Some(max)) => format!("length must be between {min} and {max}"),
-            (Some(min), None) => format!("length must be at least {min}"),
-            (None, Some(max)) => format!("length must be at most {max}"),
-            _ => "bad length".into(),
-        },
-        code => format!("failed rule {code}"),
-    }
-}
-
-/// Removes user info from each URL in a comma-separated list.
-pub fn redact_urls(urls: &str) -> String {
-    urls.split(',')
-        .map(|u| {
-            let u = u.trim();
-            match url::Url::parse(u) {
-                Ok(mut parsed) => {
-                    if !parsed.username().is_empty() || parsed.password().is_some() {
-                        let _ = parsed.set_username("");
-                        let _ = parsed.set_password(None);
-                    }
-                    parsed.to_string().trim_end_matches('/').to_owned()
-                }
-                Err(_) => "<unparseable url>".to_owned(),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ const AGENT: &str = "agent-key-0123456789abcdef";
 
 fn load_in(jail: &mut Jail, file: Option<&str>) -> Result<Settings, ConfigErrors> {
     let _ = jail;
-    Settings::load(&Sources::from_cli(file.map(Path::new)))
+    Settings::load(&sources(file.map(Path::new)))
 }
 
 fn paths(e: &ConfigErrors) -> Vec<String> {
@@ -237,16 +237,6 @@ fn secrets_never_appear_in_errors() {
 }
 
 #[test]
-fn credentials_are_stripped_from_displayed_urls() {
-    assert_eq!(
-        redact_urls("nats://u:p@a:4222, nats://tok@b:4222"),
-        "nats://a:4222,nats://b:4222"
-    );
-    assert_eq!(redact_urls("postgres://u:p@db/fed"), "postgres://db/fed");
-    assert_eq!(redact_urls("nats://a:4222"), "nats://a:4222");
-}
-
-#[test]
 fn the_example_file_in_the_repository_is_valid() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/federation.yaml");
     Jail::expect_with(|jail| {
@@ -265,5 +255,45 @@ fn the_example_file_in_the_repository_is_valid() {
                 Ok(())
             }
         }
+    });
+}
+
+#[test]
+fn events_and_federation_settings_are_checked() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+        let s = load_in(jail, None).unwrap();
+        assert_eq!(s.events.stream, "FEDERATION_EVENTS");
+        assert_eq!(s.events.duplicate_window, Duration::from_secs(600));
+        assert_eq!(s.events.batch_size, 100);
+        assert_eq!(s.federation.hub_code, "USA");
+        jail.set_env("FEDERATION__EVENTS__POLL_INTERVAL", "250ms");
+        jail.set_env("FEDERATION__FEDERATION__HUB_CODE", "FRA");
+        let s = load_in(jail, None).unwrap();
+        assert_eq!(s.events.poll_interval, Duration::from_millis(250));
+        assert_eq!(s.federation.hub_code, "FRA");
+        jail.create_file(
+            "f.yaml",
+            "events:\n  stream: fed.events\n  duplicate_window: 0s\n  retention: 10s\n  batch_size: 0\n  poll_interval: 1ms\n  publish_timeout: 0s\n  source: \"a b\"\nfederation:\n  hub_code: XKX\n",
+        )?;
+        jail.set_env("FEDERATION__FEDERATION__HUB_CODE", "XKX");
+        let e = load_in(jail, Some("f.yaml")).unwrap_err();
+        let mut got = paths(&e);
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                "events.batch_size",
+                "events.duplicate_window",
+                "events.poll_interval",
+                "events.publish_timeout",
+                "events.retention",
+                "events.source",
+                "events.stream",
+                "federation.hub_code",
+            ]
+        );
+        Ok(())
     });
 }

@@ -3,8 +3,8 @@
 //!
 //! Order is `(xid, seq)`: the id of the transaction that wrote the row, then
 //! the row's sequence number. Readers only see rows whose transaction is
-//! older than every transaction still running (`xid < pg_snapshot_xmin` of
-//! the reading statement's snapshot). Every row that becomes readable later
+//! older than every transaction of this database still running (`xid <
+//! outbox_horizon()`, as of the reading statement's snapshot). Every row that becomes readable later
 //! belongs to a transaction with `xid >= that horizon`, so it sorts after
 //! everything already read: a `(xid, seq)` cursor never skips an event that
 //! committed late. See docs/decisions.md, "Event order".
@@ -27,8 +27,10 @@ impl Cursor {
     pub const START: Cursor = Cursor { xid: 0, seq: 0 };
 }
 
-/// Only rows of transactions that finished before anything still running.
-pub const READABLE: &str = "xid < pg_snapshot_xmin(pg_current_snapshot())";
+/// Only rows of transactions older than every transaction of this database
+/// still running (`outbox_horizon()`, see migrations/0004_spokes.sql),
+/// evaluated once per statement.
+pub const READABLE: &str = "xid < (SELECT outbox_horizon())";
 
 const COLUMNS: &str =
     "seq, id, event_type, subject, ce_subject, data, occurred_at, xid::text::bigint AS xid";
@@ -125,7 +127,7 @@ pub async fn position_of<'e>(
 /// become readable when it ends, which may send no notification).
 pub async fn held_back<'e>(db: impl PgExecutor<'e>) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM outbox WHERE xid >= pg_snapshot_xmin(pg_current_snapshot()))",
+        "SELECT EXISTS (SELECT 1 FROM outbox WHERE xid >= (SELECT outbox_horizon()))",
     )
     .fetch_one(db)
     .await

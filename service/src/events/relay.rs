@@ -420,7 +420,7 @@ impl Backoff {
     }
 
     fn warn(&mut self, e: &RelayError) {
-        if self.failures % 10 == 0 {
+        if self.failures.is_multiple_of(10) {
             tracing::warn!(error = %e, failures = self.failures + 1, "outbox relay cannot publish; events wait in the outbox");
         }
         self.failures += 1;

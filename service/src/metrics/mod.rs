@@ -31,6 +31,8 @@ pub struct Metrics {
     pub catalog: CatalogMetrics,
     pub nats: crate::nats::NatsMetrics,
     pub sync: crate::sync::metrics::SyncMetrics,
+    pub ingest: crate::ingest::IngestMetrics,
+    pub sweeper: crate::sweeper::SweeperMetrics,
     pub events: EventMetrics,
 }
 
@@ -46,6 +48,8 @@ impl Metrics {
         let catalog = CatalogMetrics::register(&mut registry);
         let nats = crate::nats::NatsMetrics::register(&mut registry);
         let sync = crate::sync::metrics::SyncMetrics::register(&mut registry);
+        let ingest = crate::ingest::IngestMetrics::register(&mut registry);
+        let sweeper = crate::sweeper::SweeperMetrics::register(&mut registry);
         let events = EventMetrics::register(&mut registry);
         Metrics {
             registry,
@@ -53,6 +57,8 @@ impl Metrics {
             catalog,
             nats,
             sync,
+            ingest,
+            sweeper,
             events,
         }
     }
@@ -138,12 +144,21 @@ pub struct StatusLabels {
     pub status: StatusValue,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransitionLabels {
+    /// The new status.
+    pub to: String,
+    /// `heartbeat` (the hub said so or came back) or `sweeper` (silence).
+    pub cause: &'static str,
+}
+
 pub struct CatalogMetrics {
     /// Set from the database at each scrape, so it is exact whichever
     /// replica changed what.
     pub projects_by_status: Family<StatusLabels, Gauge>,
     pub register: Counter,
     pub lookup: Counter,
+    pub transitions: Family<TransitionLabels, Counter>,
 }
 
 impl CatalogMetrics {
@@ -172,10 +187,37 @@ impl CatalogMetrics {
             "Catalog reads (list or get) answered",
             lookup.clone(),
         );
+        let transitions = Family::<TransitionLabels, Counter>::default();
+        registry.register(
+            "project_status_transitions",
+            "Project status changes, by new status and cause",
+            transitions.clone(),
+        );
+        for to in ProjectStatus::ALL {
+            for cause in ["heartbeat", "sweeper"] {
+                let _ = transitions.get_or_create(&TransitionLabels {
+                    to: to.as_str().to_owned(),
+                    cause,
+                });
+            }
+        }
         CatalogMetrics {
             projects_by_status,
             register,
             lookup,
+            transitions,
+        }
+    }
+
+    /// Counts a status change; `to` is one of the three statuses.
+    pub fn transition(&self, to: &str, cause: &'static str) {
+        if ProjectStatus::ALL.iter().any(|s| s.as_str() == to) {
+            self.transitions
+                .get_or_create(&TransitionLabels {
+                    to: to.to_owned(),
+                    cause,
+                })
+                .inc();
         }
     }
 

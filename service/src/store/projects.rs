@@ -8,7 +8,8 @@ use crate::catalog::{Project, ProjectSpec, ProjectStatus};
 use crate::events::outbox;
 
 const COLUMNS: &str = "id, slug, name, hub_url, mesh_namespace, tags, allow_fanout, status, \
-                       status_changed_at, last_heartbeat_at, created_at, updated_at";
+                       status_changed_at, last_heartbeat_at, hub_timestamp, agent_id, agent_version, \
+                       heartbeat_seq, heartbeat_interval_s, created_at, updated_at";
 
 /// What a register-or-update did.
 #[derive(Debug, Clone, PartialEq)]

@@ -103,7 +103,7 @@ pub async fn register(
 /// What a transition request did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TransitionOutcome {
-    Done(Box<SpokeEventData>),
+    Done(SpokeEventData),
     /// The lifecycle does not allow it from the spoke's current state.
     NotAllowed(Spoke),
     NotFound,
@@ -170,7 +170,7 @@ pub async fn transition_in(
     links::apply(conn, &spoke, spec.action.link_effect(), hub_code).await?;
     let data = SpokeEventData { spoke, transition };
     outbox::enqueue(conn, spec.action.event(), Some(id), &data).await?;
-    Ok(TransitionOutcome::Done(Box::new(data)))
+    Ok(TransitionOutcome::Done(data))
 }
 
 async fn insert_transition(

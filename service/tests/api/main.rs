@@ -4,7 +4,9 @@
 //! each test gets its own database and port.
 
 mod auth;
+mod fedkit;
 mod health;
+mod heartbeats;
 mod helpers;
 mod leader;
 mod metrics;
@@ -12,8 +14,13 @@ mod nats;
 mod openapi;
 mod process;
 mod projects;
+mod relay;
+mod replicas;
 mod seeding;
+mod spokes;
+mod sweeper;
 mod sync;
 mod sync_process;
 mod sync_worker;
 mod synckit;
+mod watch;

@@ -11,7 +11,7 @@ use crate::helpers::*;
 const BIN: &str = env!("CARGO_BIN_EXE_federation");
 
 /// A command with a clean environment: only what the test sets.
-fn federation(args: &[&str]) -> Command {
+pub fn federation(args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args(args)
         .env_clear()
@@ -138,7 +138,11 @@ fn a_missing_config_file_named_on_the_command_line_is_an_error() {
 #[tokio::test]
 async fn migrate_applies_then_finds_nothing_to_do() {
     let db = TestDb::create().await;
-    for expected in ["applied 2 migration(s)", "applied 0 migration(s)"] {
+    let total = std::fs::read_dir(repo_path("migrations")).unwrap().count();
+    for expected in [
+        format!("applied {total} migration(s)"),
+        "applied 0 migration(s)".to_owned(),
+    ] {
         let (code, out, err) = output(
             federation(&["migrate"])
                 .env("FEDERATION_API_KEYS", ADMIN_KEY)
@@ -146,10 +150,7 @@ async fn migrate_applies_then_finds_nothing_to_do() {
                 .env("FEDERATION__NATS__ENABLED", "false"),
         );
         assert_eq!(code, 0, "{err}");
-        assert!(
-            out.contains(expected) || out.contains("schema is up to date"),
-            "{out}"
-        );
+        assert!(out.contains(&expected), "{out}");
     }
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
         .fetch_one(&sqlx::PgPool::connect(&db.url).await.unwrap())
@@ -178,7 +179,7 @@ fn serve_exits_1_when_the_database_never_answers() {
     assert!(!err.contains("pw-never-shown"), "{err}");
 }
 
-async fn wait_ready(port: u16) {
+pub async fn wait_ready(port: u16) {
     let client = reqwest::Client::new();
     testkit::eventually(Duration::from_secs(30), "the service to be ready", || {
         let (client, url) = (client.clone(), format!("http://127.0.0.1:{port}/ready"));
@@ -187,7 +188,7 @@ async fn wait_ready(port: u16) {
     .await;
 }
 
-fn signal(pid: u32, sig: &str) {
+pub fn signal(pid: u32, sig: &str) {
     let status = Command::new("kill")
         .args([sig, &pid.to_string()])
         .status()

@@ -1,0 +1,240 @@
+//! The agent's work: connect, register once, publish a heartbeat every
+//! interval, say `offline` on the way out.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::{Client, Event};
+use chrono::Utc;
+use protocol::{Heartbeat, HubStatus};
+use rand::Rng;
+use secrecy::ExposeSecret;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AgentSettings;
+
+/// The whole of SIGTERM handling must fit in 2 s.
+const GOODBYE_BUDGET: Duration = Duration::from_millis(1500);
+
+pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let hub = &settings.hub;
+    let agent_id = format!(
+        "{}-{}",
+        hub.slug,
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let subject = protocol::subjects::heartbeat_subject(&hub.slug);
+    let (options, addrs) = settings
+        .nats
+        .connect_options()
+        .await
+        .context("reading the NATS credentials file")?;
+    let url = settings.nats.display_url();
+    let client = options
+        .event_callback(move |event| {
+            let url = url.clone();
+            async move {
+                match event {
+                    Event::Connected => tracing::info!(url, "connected to NATS"),
+                    Event::Disconnected => {
+                        tracing::warn!(url, "NATS connection lost; reconnecting")
+                    }
+                    other => tracing::debug!(url, event = %other, "NATS event"),
+                }
+            }
+        })
+        .connect(addrs)
+        .await
+        .context("setting up the NATS connection")?;
+    let http = reqwest::Client::builder()
+        .timeout(settings.catalog.timeout.max(hub.health_timeout))
+        .build()
+        .context("building the HTTP client")?;
+    if settings.catalog.url.is_some() {
+        tokio::spawn(register(settings.clone(), http.clone(), shutdown.clone()));
+    }
+    tracing::info!(%subject, agent_id, interval_s = hub.interval.as_secs_f64(), "publishing heartbeats");
+
+    let mut seq: u64 = 0;
+    let mut last_status = None;
+    loop {
+        let status = match &hub.health_url {
+            Some(url) => probe(&http, url, hub.health_timeout).await,
+            None => HubStatus::Online,
+        };
+        if last_status != Some(status) {
+            tracing::info!(status = %status, "reporting");
+            last_status = Some(status);
+        }
+        seq += 1;
+        publish(
+            &client,
+            &subject,
+            &heartbeat(&settings, &agent_id, seq, status),
+        )
+        .await;
+        let wait = jittered(hub.interval, hub.jitter);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.cancelled() => break,
+        }
+    }
+
+    // Say goodbye so the catalog need not wait for the stale threshold.
+    seq += 1;
+    let goodbye = heartbeat(&settings, &agent_id, seq, HubStatus::Offline);
+    let sent = tokio::time::timeout(GOODBYE_BUDGET, async {
+        client
+            .publish(subject.clone(), goodbye.to_payload().into())
+            .await?;
+        client.flush().await?;
+        Ok::<(), anyhow::Error>(())
+    })
+    .await;
+    match sent {
+        Ok(Ok(())) => tracing::info!("offline heartbeat sent; stopping"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not send the offline heartbeat"),
+        Err(_) => {
+            tracing::warn!("NATS unreachable: offline heartbeat not confirmed; stopping anyway")
+        }
+    }
+    Ok(())
+}
+
+fn heartbeat(settings: &AgentSettings, agent_id: &str, seq: u64, status: HubStatus) -> Heartbeat {
+    let hub = &settings.hub;
+    Heartbeat {
+        project_slug: hub.slug.clone(),
+        mesh_namespace: protocol::mesh_namespace(&hub.slug),
+        hub_url: hub.hub_url.clone(),
+        status,
+        timestamp: Utc::now(),
+        agent_id: Some(agent_id.to_owned()),
+        seq: Some(seq),
+        interval_s: Some(hub.interval.as_secs().max(1) as u32),
+        version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+    }
+}
+
+async fn publish(client: &Client, subject: &str, hb: &Heartbeat) {
+    // While disconnected the client buffers; never let a full buffer stall us.
+    match tokio::time::timeout(
+        Duration::from_secs(2),
+        client.publish(subject.to_owned(), hb.to_payload().into()),
+    )
+    .await
+    {
+        Ok(Ok(())) => tracing::debug!(seq = hb.seq, "heartbeat published"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "heartbeat not published"),
+        Err(_) => tracing::warn!("heartbeat not published: NATS client busy"),
+    }
+}
+
+/// A failed, slow or non-2xx probe means `degraded`.
+async fn probe(http: &reqwest::Client, url: &str, timeout: Duration) -> HubStatus {
+    match http.get(url).timeout(timeout).send().await {
+        Ok(r) if r.status().is_success() => HubStatus::Online,
+        Ok(r) => {
+            tracing::debug!(status = r.status().as_u16(), "health probe failed");
+            HubStatus::Degraded
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "health probe failed");
+            HubStatus::Degraded
+        }
+    }
+}
+
+fn jittered(interval: Duration, jitter: f64) -> Duration {
+    if jitter <= 0.0 {
+        return interval;
+    }
+    let factor = rand::rng().random_range((1.0 - jitter)..=(1.0 + jitter));
+    interval.mul_f64(factor)
+}
+
+/// Registers (or updates) the project, retrying with backoff until the
+/// catalog accepts it. Registration is idempotent on the service side.
+async fn register(settings: AgentSettings, http: reqwest::Client, shutdown: CancellationToken) {
+    let (Some(base), Some(key)) = (&settings.catalog.url, &settings.catalog.api_key) else {
+        return;
+    };
+    let url = format!("{}/api/fed/projects", base.trim_end_matches('/'));
+    let hub = &settings.hub;
+    let body = serde_json::json!({
+        "project_slug": hub.slug,
+        "name": hub.name.clone().unwrap_or_else(|| hub.slug.clone()),
+        "hub_url": hub.hub_url,
+        "mesh_namespace": protocol::mesh_namespace(&hub.slug),
+        "tags": hub.tags,
+    });
+    let mut delay = Duration::from_secs(1);
+    for attempt in 1u32.. {
+        let result = http
+            .post(&url)
+            .header("X-API-Key", key.expose_secret())
+            .json(&body)
+            .send()
+            .await;
+        match result {
+            Ok(r) if r.status().is_success() => {
+                tracing::info!(
+                    status = r.status().as_u16(),
+                    attempt,
+                    "registered with the catalog"
+                );
+                return;
+            }
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let detail = r
+                    .json::<serde_json::Value>()
+                    .await
+                    .ok()
+                    .and_then(|v| v["detail"].as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                // A refusal will not fix itself quickly: retry slowly.
+                if r_is_client_error(status) {
+                    delay = Duration::from_secs(60);
+                }
+                tracing::warn!(
+                    status,
+                    detail,
+                    attempt,
+                    retry_in_s = delay.as_secs(),
+                    "catalog refused the registration"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, attempt, retry_in_s = delay.as_secs(), "catalog unreachable")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        delay = (delay * 2).min(Duration::from_secs(60));
+    }
+}
+
+fn r_is_client_error(status: u16) -> bool {
+    (400..500).contains(&status) && status != 408 && status != 429
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_bounds() {
+        let base = Duration::from_secs(30);
+        for _ in 0..1000 {
+            let d = jittered(base, 0.1);
+            assert!(
+                d >= Duration::from_secs(27) && d <= Duration::from_secs(33),
+                "{d:?}"
+            );
+        }
+        assert_eq!(jittered(base, 0.0), base);
+    }
+}

@@ -1,0 +1,258 @@
+//! Agent settings: defaults → YAML (`--config`) → the original hub's
+//! variables (`NATS_URL`, `FEDERATION_URL`, `FEDERATION_API_KEY`,
+//! `LOG_LEVEL`) → `HUB_AGENT__KEY` / `HUB_AGENT__SECTION__KEY`. Every
+//! problem is reported at once, like the service.
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::config::{
+    check_root, section, without_failed, ConfigError, ConfigErrors, LegacyEnv, LegacyKind, Sources,
+};
+use common::de;
+use common::nats::NatsSettings;
+use common::telemetry::LogSettings;
+use figment::Figment;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+pub const DEFAULT_CONFIG_PATH: &str = "config/hub-agent.yaml";
+pub const ENV_PREFIX: &str = "HUB_AGENT__";
+
+const LEGACY: &[(&str, &str, LegacyKind)] = &[
+    ("NATS_URL", "nats.url", LegacyKind::Text),
+    ("FEDERATION_URL", "catalog.url", LegacyKind::Text),
+    ("FEDERATION_API_KEY", "catalog.api_key", LegacyKind::Text),
+    ("LOG_LEVEL", "log.level", LegacyKind::LogLevel),
+];
+
+const KEYS: &[&str] = &[
+    "slug",
+    "name",
+    "hub_url",
+    "tags",
+    "interval",
+    "jitter",
+    "health_url",
+    "health_timeout",
+    "nats",
+    "catalog",
+    "log",
+];
+
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    pub hub: HubSettings,
+    pub nats: NatsSettings,
+    pub catalog: CatalogSettings,
+    pub log: LogSettings,
+}
+
+/// The top-level keys: who this hub is and how often it speaks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct HubSettings {
+    /// Project slug; heartbeats go to `hub.presence.<slug>`.
+    pub slug: String,
+    /// Display name for registration (default: the slug).
+    pub name: Option<String>,
+    /// The hub's URL, as the catalog should list it.
+    pub hub_url: String,
+    pub tags: Vec<String>,
+    #[serde(deserialize_with = "de::duration")]
+    pub interval: Duration,
+    /// Each wait is `interval × (1 ± jitter)`, so hubs do not beat in step.
+    pub jitter: f64,
+    /// Local health endpoint; a failed probe makes the agent report `degraded`.
+    pub health_url: Option<String>,
+    #[serde(deserialize_with = "de::duration")]
+    pub health_timeout: Duration,
+}
+
+impl Default for HubSettings {
+    fn default() -> Self {
+        HubSettings {
+            slug: String::new(),
+            name: None,
+            hub_url: String::new(),
+            tags: Vec::new(),
+            interval: Duration::from_secs(30),
+            jitter: 0.1,
+            health_url: None,
+            health_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Optional self-registration with the catalog.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatalogSettings {
+    /// The service's base URL, e.g. `http://federation:8001`. Unset: no registration.
+    pub url: Option<String>,
+    /// An agent (or admin) API key.
+    pub api_key: Option<SecretString>,
+    #[serde(deserialize_with = "de::duration")]
+    pub timeout: Duration,
+}
+
+impl Default for CatalogSettings {
+    fn default() -> Self {
+        CatalogSettings {
+            url: None,
+            api_key: None,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+pub fn sources(path: Option<&Path>) -> Sources {
+    Sources::from_cli(path, DEFAULT_CONFIG_PATH)
+}
+
+impl AgentSettings {
+    pub fn load(sources: &Sources) -> Result<AgentSettings, ConfigErrors> {
+        Self::from_figment(&common::config::figment(
+            sources,
+            LegacyEnv::from_process(LEGACY),
+            ENV_PREFIX,
+        ))
+    }
+
+    pub fn from_figment(fig: &Figment) -> Result<AgentSettings, ConfigErrors> {
+        let mut errors = check_root(fig, KEYS);
+        if errors.iter().any(|e| e.path == "(root)") {
+            return Err(ConfigErrors(errors));
+        }
+        let mut failed = Vec::new();
+        let mut settings = AgentSettings {
+            hub: section(fig, "", ENV_PREFIX, &mut errors, &mut failed),
+            nats: section(fig, "nats", ENV_PREFIX, &mut errors, &mut failed),
+            catalog: section(fig, "catalog", ENV_PREFIX, &mut errors, &mut failed),
+            log: section(fig, "log", ENV_PREFIX, &mut errors, &mut failed),
+        };
+        if !fig.contains("nats.client_name") {
+            settings.nats.client_name = format!("hub-agent-{}", settings.hub.slug);
+        }
+        let mut rules = Vec::new();
+        settings.check(&mut rules);
+        // The hub keys sit at the root: a root failure hides their rules.
+        let failed: Vec<&str> = failed.into_iter().filter(|f| !f.is_empty()).collect();
+        errors.extend(without_failed(rules, &failed));
+        if errors.is_empty() {
+            Ok(settings)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    fn check(&self, errors: &mut Vec<ConfigError>) {
+        let mut push = |path: &str, msg: String| errors.push(ConfigError::new(path, msg));
+        let hub = &self.hub;
+        if hub.slug.is_empty() {
+            push("slug", "is required".into());
+        } else if !protocol::is_valid_slug(&hub.slug) {
+            push("slug", protocol::NamingError::Slug.to_string());
+        }
+        if hub.hub_url.is_empty() {
+            push("hub_url", "is required".into());
+        } else if !protocol::heartbeat::is_valid_hub_url(&hub.hub_url) {
+            push(
+                "hub_url",
+                "must be an http(s) URL with a host and no credentials".into(),
+            );
+        }
+        if hub.interval < Duration::from_millis(100) || hub.interval > Duration::from_secs(3600) {
+            push("interval", "must be between 100ms and 1h".into());
+        }
+        if !(0.0..=0.5).contains(&hub.jitter) {
+            push("jitter", "must be between 0 and 0.5".into());
+        }
+        if let Some(u) = &hub.health_url {
+            if !u.starts_with("http://") && !u.starts_with("https://") {
+                push("health_url", "must be an http(s) URL".into());
+            }
+        }
+        if hub.health_timeout.is_zero() {
+            push("health_timeout", "must be greater than zero".into());
+        }
+        if !self.nats.enabled {
+            push(
+                "nats.enabled",
+                "the agent has nothing to do without NATS".into(),
+            );
+        }
+        for (path, message) in self.nats.problems() {
+            if path != ".queue_group" {
+                push(&format!("nats{path}"), message);
+            }
+        }
+        match (&self.catalog.url, &self.catalog.api_key) {
+            (Some(u), _) if !u.starts_with("http://") && !u.starts_with("https://") => {
+                push("catalog.url", "must be an http(s) URL".into())
+            }
+            (Some(_), None) => push(
+                "catalog.api_key",
+                "registration needs an agent API key".into(),
+            ),
+            _ => {}
+        }
+        if let Err(e) = common::telemetry::env_filter(&self.log.level) {
+            push("log.level", e);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::result_large_err)]
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn env_and_original_variables_configure_the_agent() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.set_env("HUB_AGENT__SLUG", "alpha");
+            jail.set_env("HUB_AGENT__HUB_URL", "http://alpha:9001");
+            jail.set_env("HUB_AGENT__INTERVAL", "5s");
+            jail.set_env("NATS_URL", "nats://n:4222");
+            jail.set_env("FEDERATION_URL", "http://fed:8001");
+            jail.set_env("FEDERATION_API_KEY", "agent-key-0123456789");
+            let s = AgentSettings::load(&Sources::none()).unwrap();
+            assert_eq!(s.hub.slug, "alpha");
+            assert_eq!(s.hub.interval, Duration::from_secs(5));
+            assert_eq!(s.nats.display_url(), "nats://n:4222");
+            assert_eq!(s.nats.client_name, "hub-agent-alpha");
+            assert_eq!(s.catalog.url.as_deref(), Some("http://fed:8001"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file(
+                "a.yaml",
+                "slug: Bad_Slug\nhub_url: ftp://x\njitter: 2\nhealth_url: nope\ncatalog:\n  url: http://fed\nsurprise: 1\n",
+            )?;
+            let e = AgentSettings::load(&sources(Some(Path::new("a.yaml")))).unwrap_err();
+            let mut paths: Vec<&str> = e.0.iter().map(|x| x.path.as_str()).collect();
+            paths.sort_unstable();
+            assert_eq!(
+                paths,
+                [
+                    "catalog.api_key",
+                    "health_url",
+                    "hub_url",
+                    "jitter",
+                    "slug",
+                    "surprise"
+                ],
+                "{e}"
+            );
+            Ok(())
+        });
+    }
+}

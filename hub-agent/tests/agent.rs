@@ -1,0 +1,305 @@
+//! The real `hub-agent` binary against a real nats-server and the catalog
+//! service (in-process) on a real PostgreSQL.
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use figment::providers::Format;
+use figment::Figment;
+use serde_json::Value;
+use serde_saphyr::figment::Yaml;
+use service::app::Application;
+use service::config::Settings;
+use sqlx::PgPool;
+use testkit::{eventually, NatsServer, TestDb};
+use tokio_util::sync::CancellationToken;
+
+const ADMIN: &str = "admin-key-for-agent-tests-0123";
+const AGENT: &str = "agent-key-for-agent-tests-0123";
+
+struct Catalog {
+    base: String,
+    pool: PgPool,
+    http: reqwest::Client,
+    stop: CancellationToken,
+    _db: TestDb,
+}
+
+async fn catalog(nats: &NatsServer, heartbeat: &str) -> Catalog {
+    let db = TestDb::create().await;
+    let yaml = format!(
+        "server:\n  host: 127.0.0.1\n  port: 0\ndatabase:\n  url: \"{}\"\nnats:\n  url: \"{}\"\n\
+         auth:\n  admin_keys: [\"{ADMIN}\"]\n  agent_keys: [\"{AGENT}\"]\nheartbeat:\n{heartbeat}",
+        db.url,
+        nats.url()
+    );
+    let settings = Settings::from_figment(&Figment::from(Yaml::string(&yaml))).unwrap();
+    let app = Application::build(settings, Vec::new()).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let stop = app.shutdown_token();
+    tokio::spawn(app.run_until_stopped());
+    let http = reqwest::Client::new();
+    eventually(Duration::from_secs(30), "the catalog to be ready", || {
+        let (http, url) = (http.clone(), format!("{base}/ready"));
+        async move { (http.get(url).send().await.ok()?.status() == 200).then_some(()) }
+    })
+    .await;
+    Catalog {
+        pool: PgPool::connect(&db.url).await.unwrap(),
+        base,
+        http,
+        stop,
+        _db: db,
+    }
+}
+
+impl Catalog {
+    async fn project(&self, slug: &str) -> Option<Value> {
+        let r = self
+            .http
+            .get(format!("{}/api/fed/projects/{slug}", self.base))
+            .header("X-API-Key", ADMIN)
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 200).then_some(r.json().await.ok()?)
+    }
+
+    async fn wait_status(&self, slug: &str, status: &str) -> Value {
+        eventually(
+            Duration::from_secs(20),
+            &format!("{slug} to be {status}"),
+            || async {
+                let p = self.project(slug).await?;
+                (p["status"] == status).then_some(p)
+            },
+        )
+        .await
+    }
+
+    async fn transitions(&self, slug: &str) -> Vec<(String, String, DateTime<Utc>)> {
+        sqlx::query_as(
+            "SELECT t.to_status, t.cause, t.at FROM project_transitions t JOIN projects p ON p.id = t.project_id \
+             WHERE p.slug = $1 ORDER BY t.id",
+        )
+        .bind(slug)
+        .fetch_all(&self.pool)
+        .await
+        .unwrap()
+    }
+}
+
+fn agent(nats: &NatsServer, slug: &str, extra: &[(&str, String)]) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hub-agent"));
+    cmd.env_clear()
+        .env("HUB_AGENT__SLUG", slug)
+        .env("HUB_AGENT__HUB_URL", format!("http://{slug}.example:9001"))
+        .env("HUB_AGENT__INTERVAL", "200ms")
+        .env("HUB_AGENT__NATS__URL", nats.url())
+        .env("HUB_AGENT__LOG__FORMAT", "text")
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+fn registering(c: &Catalog) -> Vec<(&'static str, String)> {
+    vec![
+        ("HUB_AGENT__CATALOG__URL", c.base.clone()),
+        ("HUB_AGENT__CATALOG__API_KEY", AGENT.to_owned()),
+    ]
+}
+
+fn signal(child: &Child, sig: &str) {
+    assert!(Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+}
+
+/// Waits for the process to exit (bounded, so a hang fails the test).
+async fn exit_code(child: Child) -> (Option<i32>, String) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::task::spawn_blocking(move || child.wait_with_output()),
+    )
+    .await
+    .expect("the agent did not exit")
+    .unwrap()
+    .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_agent_registers_its_hub_keeps_it_online_and_says_offline_on_sigterm() {
+    let nats = NatsServer::start().await;
+    let c = catalog(&nats, "  degraded_after: 5s\n  stale_threshold: 10s\n").await;
+    let child = agent(&nats, "alpha", &registering(&c));
+    let p = c.wait_status("alpha", "online").await;
+    assert_eq!(p["name"], "alpha");
+    assert_eq!(p["hub_url"], "http://alpha.example:9001");
+    assert_eq!(p["agent_version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(p["heartbeat_interval_s"], 1);
+    assert!(p["agent_id"].as_str().unwrap().starts_with("alpha-"));
+    // The sequence keeps increasing.
+    let first = p["heartbeat_seq"].as_i64().unwrap();
+    eventually(Duration::from_secs(10), "more heartbeats", || async {
+        (c.project("alpha").await?["heartbeat_seq"].as_i64()? > first + 2).then_some(())
+    })
+    .await;
+
+    signal(&child, "-TERM");
+    let (code, logs) = exit_code(child).await;
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(logs.contains("offline heartbeat sent"), "{logs}");
+    // Offline at once, said by the hub itself, not found by the sweeper.
+    c.wait_status("alpha", "offline").await;
+    let t = c.transitions("alpha").await;
+    assert_eq!(
+        t.last().map(|x| (x.0.as_str(), x.1.as_str())),
+        Some(("offline", "heartbeat")),
+        "{t:?}"
+    );
+    c.stop.cancel();
+}
+
+#[tokio::test]
+async fn a_killed_agent_goes_degraded_then_offline_at_the_deadlines() {
+    let nats = NatsServer::start().await;
+    let c = catalog(
+        &nats,
+        "  degraded_after: 1s\n  stale_threshold: 2s\n  check_interval: 10m\n",
+    )
+    .await;
+    let child = agent(&nats, "alpha", &registering(&c));
+    c.wait_status("alpha", "online").await;
+    // Let the service have a full threshold of sight first.
+    eventually(
+        Duration::from_secs(20),
+        "three seconds of heartbeats",
+        || async { (c.project("alpha").await?["heartbeat_seq"].as_i64()? >= 15).then_some(()) },
+    )
+    .await;
+    signal(&child, "-KILL");
+    let _ = exit_code(child).await;
+    c.wait_status("alpha", "degraded").await;
+    c.wait_status("alpha", "offline").await;
+    let last: DateTime<Utc> =
+        sqlx::query_scalar("SELECT last_heartbeat_at FROM projects WHERE slug = 'alpha'")
+            .fetch_one(&c.pool)
+            .await
+            .unwrap();
+    let swept: Vec<_> = c
+        .transitions("alpha")
+        .await
+        .into_iter()
+        .filter(|t| t.1 == "sweeper")
+        .collect();
+    assert_eq!(
+        swept.iter().map(|t| t.0.as_str()).collect::<Vec<_>>(),
+        ["degraded", "offline"]
+    );
+    for (t, deadline_s) in swept.iter().zip([1, 2]) {
+        let late = t.2 - last - chrono::Duration::seconds(deadline_s);
+        assert!(
+            late >= chrono::Duration::zero() && late < chrono::Duration::seconds(1),
+            "{} {late:?} late",
+            t.0
+        );
+    }
+    c.stop.cancel();
+}
+
+#[tokio::test]
+async fn a_failing_health_probe_reports_degraded() {
+    let nats = NatsServer::start().await;
+    let c = catalog(&nats, "").await;
+    let dead = format!("http://127.0.0.1:{}/health", testkit::free_port());
+    let mut sick = registering(&c);
+    sick.push(("HUB_AGENT__HEALTH_URL", dead));
+    let mut well = registering(&c);
+    well.push(("HUB_AGENT__HEALTH_URL", format!("{}/health", c.base)));
+    let a = agent(&nats, "sick", &sick);
+    let b = agent(&nats, "well", &well);
+    c.wait_status("sick", "degraded").await;
+    c.wait_status("well", "online").await;
+    for child in [a, b] {
+        signal(&child, "-TERM");
+        assert_eq!(exit_code(child).await.0, Some(0));
+    }
+    c.stop.cancel();
+}
+
+#[tokio::test]
+async fn the_agent_survives_a_nats_restart_and_resumes() {
+    let mut nats = NatsServer::start().await;
+    let c = catalog(&nats, "").await;
+    let mut child = agent(&nats, "alpha", &registering(&c));
+    let p = c.wait_status("alpha", "online").await;
+    let before = p["heartbeat_seq"].as_i64().unwrap();
+    nats.kill().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the agent died with NATS"
+    );
+    nats.restart().await;
+    eventually(
+        Duration::from_secs(20),
+        "heartbeats after the restart",
+        || async {
+            (c.project("alpha").await?["heartbeat_seq"].as_i64()? > before + 5).then_some(())
+        },
+    )
+    .await;
+    signal(&child, "-TERM");
+    assert_eq!(exit_code(child).await.0, Some(0));
+    c.stop.cancel();
+}
+
+#[tokio::test]
+async fn sigterm_with_nats_unreachable_still_exits_promptly() {
+    let mut nats = NatsServer::start().await;
+    let child = agent(&nats, "alpha", &[]);
+    // Give it a moment to connect, then take NATS away.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    nats.kill().await;
+    let started = std::time::Instant::now();
+    signal(&child, "-TERM");
+    let (code, logs) = exit_code(child).await;
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn invalid_settings_exit_2_listing_every_problem() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hub-agent"))
+        .env_clear()
+        .env("HUB_AGENT__SLUG", "Not_A_Slug")
+        .env("HUB_AGENT__INTERVAL", "0s")
+        .env("HUB_AGENT__CATALOG__URL", "http://x")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for path in ["slug", "hub_url", "interval", "catalog.api_key"] {
+        assert!(
+            err.contains(&format!("  - {path}:")),
+            "{path} missing:\n{err}"
+        );
+    }
+}

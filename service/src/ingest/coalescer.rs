@@ -1,0 +1,216 @@
+//! Accepted heartbeats wait here, one entry per hub (the latest wins), until
+//! the flusher takes them. Memory is bounded by the number of distinct hubs
+//! (and by `max_pending`), never by the message rate.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use protocol::Heartbeat;
+use tokio::sync::Notify;
+
+/// The latest heartbeat of one hub, and how many messages it stands for.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub heartbeat: Heartbeat,
+    /// The service's receive time: what liveness is judged by.
+    pub received_at: DateTime<Utc>,
+    /// Messages coalesced into this entry.
+    pub count: u64,
+}
+
+/// What became of an offered heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    /// First pending heartbeat of this hub.
+    Added,
+    /// Replaced (or, if older, absorbed by) the hub's pending one.
+    Coalesced,
+    /// The map is full of other hubs: dropped.
+    Dropped,
+}
+
+pub struct HeartbeatCoalescer {
+    pending: Mutex<HashMap<String, Pending>>,
+    max_pending: usize,
+    ready: Notify,
+}
+
+impl HeartbeatCoalescer {
+    pub fn new(max_pending: usize) -> Self {
+        HeartbeatCoalescer {
+            pending: Mutex::new(HashMap::new()),
+            max_pending,
+            ready: Notify::new(),
+        }
+    }
+
+    /// Keeps the newest heartbeat per hub and wakes the flusher.
+    pub fn offer(&self, heartbeat: Heartbeat, received_at: DateTime<Utc>) -> Offer {
+        let outcome = {
+            let Ok(mut map) = self.pending.lock() else {
+                return Offer::Dropped;
+            };
+            if let Some(p) = map.get_mut(&heartbeat.project_slug) {
+                if received_at >= p.received_at {
+                    p.heartbeat = heartbeat;
+                    p.received_at = received_at;
+                }
+                p.count += 1;
+                Offer::Coalesced
+            } else if map.len() >= self.max_pending {
+                Offer::Dropped
+            } else {
+                map.insert(
+                    heartbeat.project_slug.clone(),
+                    Pending {
+                        heartbeat,
+                        received_at,
+                        count: 1,
+                    },
+                );
+                Offer::Added
+            }
+        };
+        if outcome != Offer::Dropped {
+            self.ready.notify_one();
+        }
+        outcome
+    }
+
+    /// Takes up to `max` hubs' heartbeats.
+    pub fn take(&self, max: usize) -> Vec<Pending> {
+        let Ok(mut map) = self.pending.lock() else {
+            return Vec::new();
+        };
+        if map.len() <= max {
+            return std::mem::take(&mut *map).into_values().collect();
+        }
+        let keys: Vec<String> = map.keys().take(max).cloned().collect();
+        keys.iter().filter_map(|k| map.remove(k)).collect()
+    }
+
+    /// Returns a batch that could not be written, without overwriting newer
+    /// heartbeats that arrived meanwhile.
+    pub fn put_back(&self, batch: Vec<Pending>) {
+        let Ok(mut map) = self.pending.lock() else {
+            return;
+        };
+        for p in batch {
+            match map.get_mut(&p.heartbeat.project_slug) {
+                Some(newer) => {
+                    newer.count += p.count;
+                    if p.received_at > newer.received_at {
+                        newer.heartbeat = p.heartbeat;
+                        newer.received_at = p.received_at;
+                    }
+                }
+                None => {
+                    map.insert(p.heartbeat.project_slug.clone(), p);
+                }
+            }
+        }
+        drop(map);
+        self.ready.notify_one();
+    }
+
+    pub fn len(&self) -> usize {
+        self.pending.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Resolves when something was offered since the last take.
+    pub async fn ready(&self) {
+        self.ready.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::HubStatus;
+
+    fn hb(slug: &str, status: HubStatus) -> Heartbeat {
+        Heartbeat {
+            project_slug: slug.into(),
+            mesh_namespace: format!("hub.{slug}"),
+            hub_url: format!("http://{slug}"),
+            status,
+            timestamp: Utc::now(),
+            agent_id: None,
+            seq: None,
+            interval_s: None,
+            version: None,
+        }
+    }
+
+    fn at(ms: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(1_700_000_000_000 + ms).unwrap()
+    }
+
+    #[test]
+    fn the_latest_heartbeat_per_hub_wins_and_counts_add_up() {
+        let c = HeartbeatCoalescer::new(10);
+        assert_eq!(c.offer(hb("a", HubStatus::Online), at(1)), Offer::Added);
+        assert_eq!(
+            c.offer(hb("a", HubStatus::Degraded), at(2)),
+            Offer::Coalesced
+        );
+        // An older one (from a slower path) does not replace the newer.
+        assert_eq!(
+            c.offer(hb("a", HubStatus::Offline), at(0)),
+            Offer::Coalesced
+        );
+        assert_eq!(c.offer(hb("b", HubStatus::Online), at(1)), Offer::Added);
+        let mut batch = c.take(10);
+        batch.sort_by(|x, y| x.heartbeat.project_slug.cmp(&y.heartbeat.project_slug));
+        assert_eq!(batch.len(), 2);
+        assert_eq!(batch[0].heartbeat.status, HubStatus::Degraded);
+        assert_eq!(batch[0].received_at, at(2));
+        assert_eq!(batch[0].count, 3);
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn memory_is_bounded_by_distinct_hubs() {
+        let c = HeartbeatCoalescer::new(2);
+        for i in 0..1000 {
+            c.offer(hb("a", HubStatus::Online), at(i));
+            c.offer(hb("b", HubStatus::Online), at(i));
+        }
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.offer(hb("c", HubStatus::Online), at(0)), Offer::Dropped);
+        // Known hubs are still coalesced when full.
+        assert_eq!(
+            c.offer(hb("a", HubStatus::Online), at(5000)),
+            Offer::Coalesced
+        );
+    }
+
+    #[test]
+    fn take_respects_the_batch_bound() {
+        let c = HeartbeatCoalescer::new(100);
+        for i in 0..10 {
+            c.offer(hb(&format!("h{i}"), HubStatus::Online), at(i));
+        }
+        assert_eq!(c.take(4).len(), 4);
+        assert_eq!(c.len(), 6);
+        assert_eq!(c.take(100).len(), 6);
+    }
+
+    #[test]
+    fn a_failed_batch_goes_back_without_hiding_newer_heartbeats() {
+        let c = HeartbeatCoalescer::new(10);
+        c.offer(hb("a", HubStatus::Online), at(1));
+        let batch = c.take(10);
+        c.offer(hb("a", HubStatus::Degraded), at(2));
+        c.put_back(batch);
+        let back = c.take(10);
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].heartbeat.status, HubStatus::Degraded);
+        assert_eq!(back[0].count, 2);
+    }
+}

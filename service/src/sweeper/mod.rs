@@ -1,0 +1,243 @@
+//! The stale sweeper: marks silent hubs `degraded`, then `offline`.
+//!
+//! Deadline-driven: after each sweep it reads the earliest pending deadline
+//! from the liveness index and sleeps until then (never longer than
+//! `check_interval`), so a hub changes state within moments of its
+//! deadline whatever the check interval. One replica sweeps (advisory-lock
+//! election). Silence is judged only over time the service could see
+//! heartbeats (see [`crate::ingest::Sight`]): while blind it marks nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use protocol::EventKind;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::HeartbeatSettings;
+use crate::ingest::Sight;
+use crate::leader::Election;
+use crate::metrics::Metrics;
+
+#[derive(Clone)]
+pub struct SweeperMetrics {
+    /// Hubs marked offline for silence (the original's name).
+    pub stale: Counter,
+    pub leader: Gauge,
+    /// 1 while offline judgement is suspended because the service is blind.
+    pub self_preservation: Gauge,
+    pub runs: Counter,
+}
+
+impl SweeperMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let stale = Counter::default();
+        registry.register(
+            "stale_projects",
+            "Projects marked offline by the stale sweeper",
+            stale.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "sweeper_leader",
+            "1 while this replica is the one running the stale sweeper",
+            leader.clone(),
+        );
+        let self_preservation = Gauge::default();
+        registry.register(
+            "sweeper_self_preservation",
+            "1 while hubs are not marked offline because the service cannot see heartbeats (or regained sight less than one threshold ago)",
+            self_preservation.clone(),
+        );
+        let runs = Counter::default();
+        registry.register("sweeper_runs", "Sweeps run by this replica", runs.clone());
+        SweeperMetrics {
+            stale,
+            leader,
+            self_preservation,
+            runs,
+        }
+    }
+}
+
+/// What one sweep did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SweepOutcome {
+    pub degraded: Vec<String>,
+    pub offline: Vec<String>,
+    /// The earliest moment another hub may become due, if any.
+    pub next_deadline: Option<DateTime<Utc>>,
+}
+
+const SWEEP: &str = r#"
+WITH due AS (
+    SELECT id, status AS old_status,
+           CASE WHEN $3 AND last_heartbeat_at < $2 THEN 'offline' ELSE 'degraded' END AS new_status
+    FROM projects
+    WHERE status <> 'offline'
+      AND last_heartbeat_at < $1
+      AND (status = 'online' OR ($3 AND last_heartbeat_at < $2))
+    ORDER BY id
+    FOR UPDATE
+),
+upd AS (
+    UPDATE projects p SET status = d.new_status, status_changed_at = $4
+    FROM due d
+    WHERE p.id = d.id AND d.new_status <> d.old_status
+    RETURNING p.id, p.slug, d.old_status, d.new_status, p.last_heartbeat_at
+),
+history AS (
+    INSERT INTO project_transitions (project_id, from_status, to_status, cause, at)
+    SELECT id, old_status, new_status, 'sweeper', $4 FROM upd
+),
+events AS (
+    INSERT INTO outbox (id, event_type, subject, ce_subject, data)
+    SELECT gen_random_uuid(), $5, $6, slug,
+           jsonb_build_object('slug', slug, 'from', old_status, 'to', new_status, 'cause', 'sweeper',
+                              'at', $4::timestamptz, 'last_heartbeat_at', last_heartbeat_at)
+    FROM upd
+)
+SELECT slug, new_status FROM upd ORDER BY slug
+"#;
+
+const NEXT: &str = r#"
+SELECT (SELECT last_heartbeat_at FROM projects
+         WHERE status = 'online' AND last_heartbeat_at IS NOT NULL
+         ORDER BY last_heartbeat_at LIMIT 1),
+       (SELECT min(last_heartbeat_at) FROM projects WHERE status <> 'offline')
+"#;
+
+pub struct StaleSweeper {
+    pool: PgPool,
+    degraded_after: chrono::Duration,
+    stale_threshold: chrono::Duration,
+    check_interval: Duration,
+}
+
+impl StaleSweeper {
+    pub fn new(pool: PgPool, settings: &HeartbeatSettings) -> Self {
+        let d = |x: Duration| chrono::Duration::from_std(x).unwrap_or(chrono::Duration::MAX);
+        StaleSweeper {
+            pool,
+            degraded_after: d(settings.degraded_after),
+            stale_threshold: d(settings.stale_threshold),
+            check_interval: settings.check_interval,
+        }
+    }
+
+    /// One sweep as of `now`, judging silence only since `sight_since`
+    /// (`None`: blind, nothing is judged). Tests drive this directly.
+    pub async fn sweep_once(
+        &self,
+        now: DateTime<Utc>,
+        sight_since: Option<DateTime<Utc>>,
+    ) -> Result<SweepOutcome, sqlx::Error> {
+        let mut out = SweepOutcome::default();
+        let Some(since) = sight_since else {
+            return Ok(out);
+        };
+        let degraded_cutoff = now - self.degraded_after;
+        let offline_cutoff = now - self.stale_threshold;
+        let allow_degraded = since < degraded_cutoff;
+        let allow_offline = since < offline_cutoff;
+        if allow_degraded {
+            let rows: Vec<(String, String)> = sqlx::query_as(SWEEP)
+                .bind(degraded_cutoff)
+                .bind(offline_cutoff)
+                .bind(allow_offline)
+                .bind(now)
+                .bind(EventKind::ProjectStatusChanged.type_name())
+                .bind(EventKind::ProjectStatusChanged.subject())
+                .fetch_all(&self.pool)
+                .await?;
+            for (slug, status) in rows {
+                if status == "offline" {
+                    out.offline.push(slug);
+                } else {
+                    out.degraded.push(slug);
+                }
+            }
+        }
+        let (oldest_online, oldest_live): (Option<DateTime<Utc>>, Option<DateTime<Utc>>) =
+            sqlx::query_as(NEXT).fetch_one(&self.pool).await?;
+        let degraded_at = oldest_online.map(|t| t.max(since) + self.degraded_after);
+        let offline_at = oldest_live.map(|t| t.max(since) + self.stale_threshold);
+        out.next_deadline = [degraded_at, offline_at].into_iter().flatten().min();
+        Ok(out)
+    }
+
+    /// Sweeps while this replica leads, until `shutdown`.
+    pub async fn run(
+        self,
+        mut election: Election,
+        sight: Arc<Sight>,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) {
+        let mut preserving: Option<bool> = None;
+        loop {
+            tokio::select! {
+                leading = election.wait_until_leader() => if !leading { break },
+                _ = shutdown.cancelled() => break,
+            }
+            let now = Utc::now();
+            let reason = sight
+                .self_preservation(now, self.stale_threshold.to_std().unwrap_or(Duration::MAX));
+            if preserving != Some(reason.is_some()) {
+                match &reason {
+                    Some(r) => {
+                        tracing::warn!(reason = %r, "self-preservation on: silent hubs are not marked offline")
+                    }
+                    None if preserving.is_some() => {
+                        tracing::info!("self-preservation off: silent hubs are judged again")
+                    }
+                    None => {}
+                }
+                preserving = Some(reason.is_some());
+            }
+            let wait = match self.sweep_once(now, sight.since()).await {
+                Ok(out) => {
+                    metrics.sweeper.runs.inc();
+                    metrics.sweeper.stale.inc_by(out.offline.len() as u64);
+                    for slug in &out.degraded {
+                        metrics.catalog.transition("degraded", "sweeper");
+                        tracing::info!(slug = %slug, "hub degraded: heartbeat late");
+                    }
+                    for slug in &out.offline {
+                        metrics.catalog.transition("offline", "sweeper");
+                        tracing::warn!(slug = %slug, "hub offline: no heartbeat within the stale threshold");
+                    }
+                    self.next_wait(now, out.next_deadline, sight.since().is_none())
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "sweep failed; retrying");
+                    Duration::from_secs(1)
+                }
+            };
+            let mut watch = election.watch();
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = watch.wait_for(|leading| !*leading) => tracing::info!("no longer the sweeper leader"),
+                _ = shutdown.cancelled() => break,
+            }
+        }
+    }
+
+    /// Until the next deadline (plus a hair, so it has passed), never longer
+    /// than `check_interval`; a short poll while there is nothing to wait
+    /// for, so a deadline that appears meanwhile is not missed.
+    fn next_wait(&self, now: DateTime<Utc>, next: Option<DateTime<Utc>>, blind: bool) -> Duration {
+        let idle = self.check_interval.min(Duration::from_secs(1));
+        match next {
+            Some(at) if !blind => (at - now + chrono::Duration::milliseconds(20))
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(self.check_interval),
+            _ => idle,
+        }
+    }
+}

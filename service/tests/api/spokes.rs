@@ -1,0 +1,829 @@
+//! The spoke registry: registration, lifecycle, transition log, links,
+//! public IdPs, and the outbox written in the same transaction.
+
+use serde_json::{json, Value};
+use service::federation::{LinkDirection, LinkStatus};
+use service::store::links::{self, LinkUpdate};
+
+use crate::fedkit::*;
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_registration_lands_pending_and_registering_again_returns_it() {
+    let app = spawn_app().await;
+    let res = app
+        .post_json(
+            "/api/federation/register",
+            Some(AGENT_KEY),
+            &spoke_body("FRA"),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let spoke: Value = res.json().await.unwrap();
+    let id = spoke["id"].as_str().unwrap();
+    assert!(
+        id.len() == 18 && id.starts_with("spoke-fra-"),
+        "{id} is not spoke-fra-<8 hex>"
+    );
+    assert!(id[10..]
+        .chars()
+        .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    assert_eq!(location, format!("/api/federation/spokes/{id}"));
+    assert_eq!(spoke["status"], "pending");
+    assert_eq!(spoke["instance_code"], "FRA");
+    assert_eq!(spoke["cert_fingerprint"], "ab".repeat(32));
+
+    // Again, same attributes (with an admin key this time): the same record, nothing written.
+    let res = app
+        .post_json(
+            "/api/federation/register",
+            Some(ADMIN_KEY),
+            &spoke_body("FRA"),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let again: Value = res.json().await.unwrap();
+    assert_eq!(again, spoke);
+    assert_eq!(app.outbox_types().await, ["federation.spoke.registered"]);
+
+    let got: Value = app
+        .get(&location, Some(AGENT_KEY))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got, spoke);
+    let history: Value = app
+        .get(&format!("{location}/history"), Some(AGENT_KEY))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history.as_array().unwrap().len(), 1);
+    assert_eq!(history[0]["from_status"], Value::Null);
+    assert_eq!(history[0]["to_status"], "pending");
+    assert_eq!(
+        history[0]["actor"],
+        service::api::auth::fingerprint(AGENT_KEY)
+    );
+}
+
+#[tokio::test]
+async fn nothing_in_a_registration_can_approve_it_and_bad_input_writes_nothing() {
+    let app = spawn_app().await;
+    let with = |field: &str, value: Value| {
+        let mut b = spoke_body("FRA");
+        b[field] = value;
+        b
+    };
+    let without = |field: &str| {
+        let mut b = spoke_body("FRA");
+        b.as_object_mut().unwrap().remove(field);
+        b
+    };
+    let cases: Vec<(Value, &[&str], &str)> = vec![
+        (
+            with("status", json!("approved")),
+            &["status"],
+            "unknown field",
+        ),
+        (
+            with("id", json!("spoke-fra-00000000")),
+            &["id"],
+            "unknown field",
+        ),
+        (
+            with("instance_code", json!("fra")),
+            &["instance_code"],
+            "upper-case",
+        ),
+        (
+            with("instance_code", json!("FR")),
+            &["instance_code"],
+            "upper-case",
+        ),
+        (
+            with("instance_code", json!("XKX")),
+            &["instance_code"],
+            "not an assigned",
+        ),
+        (
+            with("instance_code", json!("USA")),
+            &["instance_code"],
+            "hub's own code",
+        ),
+        (
+            with("base_url", json!("ftp://fra")),
+            &["base_url"],
+            "http(s) URL",
+        ),
+        (
+            with("idp_public_url", json!("https://u:p@idp")),
+            &["idp_public_url"],
+            "no credentials",
+        ),
+        (
+            with("idp_internal_url", json!("not a url")),
+            &["idp_internal_url"],
+            "http(s) URL",
+        ),
+        (
+            with("cert_fingerprint", json!("abc")),
+            &["cert_fingerprint"],
+            "SHA-256",
+        ),
+        (with("name", json!("   ")), &["name"], "not blank"),
+        (with("name", json!(42)), &["name"], "invalid type"),
+        (
+            without("idp_public_url"),
+            &["idp_public_url"],
+            "missing field",
+        ),
+        (
+            json!({"instance_code": "fra", "name": "", "base_url": "x", "idp_public_url": "y"}),
+            &["base_url", "idp_public_url", "instance_code", "name"],
+            "",
+        ),
+    ];
+    for (body, fields, words) in cases {
+        let res = app
+            .post_json("/api/federation/register", Some(AGENT_KEY), &body)
+            .await;
+        let problem = assert_problem(res, 422).await;
+        let got: Vec<&str> = problem["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap())
+            .collect();
+        assert_eq!(got, fields, "{body}: {problem}");
+        assert!(
+            problem["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains(words),
+            "{body}: {problem}"
+        );
+    }
+    assert_eq!(count(&app, "spokes").await, 0);
+    assert_eq!(count(&app, "spoke_transitions").await, 0);
+    assert_eq!(count(&app, "outbox").await, 0);
+}
+
+#[tokio::test]
+async fn a_live_code_registered_with_other_attributes_is_a_conflict() {
+    let app = spawn_app().await;
+    let first = register(&app, "FRA").await;
+    let mut other = spoke_body("FRA");
+    other["base_url"] = json!("https://elsewhere.example");
+    let problem = assert_problem(
+        app.post_json("/api/federation/register", Some(AGENT_KEY), &other)
+            .await,
+        409,
+    )
+    .await;
+    assert_eq!(problem["current"]["id"], first["id"]);
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("instance_code FRA") && detail.contains("base_url"),
+        "{detail}"
+    );
+    assert_eq!(count(&app, "spokes").await, 1);
+    assert_eq!(count(&app, "outbox").await, 1);
+}
+
+#[tokio::test]
+async fn a_revoked_spoke_registers_again_as_a_fresh_pending_record() {
+    let app = spawn_app().await;
+    let old = spoke_in(&app, "DEU", "revoked").await;
+    let fresh = register(&app, "DEU").await;
+    assert_ne!(fresh["id"], old.as_str());
+    assert_eq!(fresh["status"], "pending");
+    // And that one is now the live record.
+    let res = app
+        .post_json(
+            "/api/federation/register",
+            Some(AGENT_KEY),
+            &spoke_body("DEU"),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["id"], fresh["id"]);
+    let all: Value = app
+        .get("/api/federation/spokes", Some(AGENT_KEY))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 2);
+    let revoked: Value = app
+        .get("/api/federation/spokes?status=revoked", Some(AGENT_KEY))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(revoked.as_array().unwrap().len(), 1);
+    assert_eq!(revoked[0]["id"], old.as_str());
+    let bad = app
+        .get("/api/federation/spokes?status=gone", Some(AGENT_KEY))
+        .await;
+    assert_problem(bad, 422).await;
+}
+
+/// Every (state, action) pair: allowed ones change the state, write one
+/// transition, one event and the link effect; forbidden ones are 409 with
+/// the current state and write nothing.
+#[tokio::test]
+async fn lifecycle_table_of_every_allowed_and_forbidden_transition() {
+    let app = spawn_app().await;
+    // (from, action, Some(to) if allowed, links after)
+    let table: [(&str, &str, Option<&str>, Option<&str>); 16] = [
+        ("pending", "approve", Some("approved"), Some("CREATING")),
+        ("pending", "suspend", None, None),
+        ("pending", "reinstate", None, None),
+        ("pending", "revoke", Some("revoked"), None),
+        ("approved", "approve", None, Some("CREATING")),
+        ("approved", "suspend", Some("suspended"), Some("DISABLED")),
+        ("approved", "reinstate", None, Some("CREATING")),
+        ("approved", "revoke", Some("revoked"), Some("DISABLED")),
+        ("suspended", "approve", None, Some("DISABLED")),
+        ("suspended", "suspend", None, Some("DISABLED")),
+        ("suspended", "reinstate", Some("approved"), Some("CREATING")),
+        ("suspended", "revoke", Some("revoked"), Some("DISABLED")),
+        ("revoked", "approve", None, None),
+        ("revoked", "suspend", None, None),
+        ("revoked", "reinstate", None, None),
+        ("revoked", "revoke", None, None),
+    ];
+    let codes = [
+        "FRA", "DEU", "GBR", "NLD", "BEL", "ITA", "ESP", "POL", "NOR", "DNK", "CAN", "PRT", "CZE",
+        "EST", "LVA", "LTU",
+    ];
+    for ((from, action, to, links_after), code) in table.into_iter().zip(codes) {
+        let id = spoke_in(&app, code, from).await;
+        let events_before = count(&app, "outbox").await;
+        let transitions_before = count(&app, "spoke_transitions").await;
+        let res = act(&app, &id, action).await;
+        let case = format!("{from} --{action}-->");
+        match to {
+            Some(to) => {
+                assert_eq!(res.status(), 200, "{case}");
+                let body: Value = res.json().await.unwrap();
+                assert_eq!(body["status"], to, "{case}");
+                assert_eq!(body["status_reason"], format!("test {action}"), "{case}");
+                assert_eq!(body["transition"]["from_status"], from, "{case}");
+                assert_eq!(body["transition"]["to_status"], to, "{case}");
+                assert_eq!(body["transition"]["actor"], "alice", "{case}");
+                assert_eq!(
+                    body["transition"]["key_fingerprint"],
+                    service::api::auth::fingerprint(ADMIN_KEY),
+                    "{case}"
+                );
+                assert_eq!(count(&app, "outbox").await, events_before + 1, "{case}");
+                assert_eq!(
+                    count(&app, "spoke_transitions").await,
+                    transitions_before + 1,
+                    "{case}"
+                );
+                let kind = match action {
+                    "approve" => "approved",
+                    "suspend" => "suspended",
+                    "reinstate" => "reinstated",
+                    _ => "revoked",
+                };
+                let last: (String, Option<String>) = sqlx::query_as(
+                    "SELECT event_type, ce_subject FROM outbox ORDER BY xid DESC, seq DESC LIMIT 1",
+                )
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+                assert_eq!(last.0, format!("federation.spoke.{kind}"), "{case}");
+                assert_eq!(last.1.as_deref(), Some(id.as_str()), "{case}");
+            }
+            None => {
+                let problem = assert_problem(res, 409).await;
+                assert_eq!(problem["current"]["status"], from, "{case}: {problem}");
+                assert_eq!(problem["current"]["id"], id.as_str(), "{case}");
+                assert!(
+                    problem["detail"]
+                        .as_str()
+                        .unwrap()
+                        .contains(&format!("it is {from}")),
+                    "{case}: {problem}"
+                );
+                assert_eq!(count(&app, "outbox").await, events_before, "{case}");
+                assert_eq!(
+                    count(&app, "spoke_transitions").await,
+                    transitions_before,
+                    "{case}"
+                );
+            }
+        }
+        let links: Value = app
+            .get(
+                &format!("/api/federation/links?spoke_id={id}"),
+                Some(AGENT_KEY),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let statuses: Vec<&str> = links
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["status"].as_str().unwrap())
+            .collect();
+        match links_after {
+            Some(s) => assert_eq!(statuses, [s, s], "{case} links"),
+            None => assert!(statuses.is_empty(), "{case} links: {statuses:?}"),
+        }
+        let spoke: Value = app
+            .get(&format!("/api/federation/spokes/{id}"), Some(AGENT_KEY))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(spoke["status"], to.unwrap_or(from), "{case}");
+    }
+}
+
+#[tokio::test]
+async fn approval_creates_both_directed_links_and_the_log_keeps_every_step() {
+    let app = spawn_app().await;
+    let id = spoke_in(&app, "FRA", "approved").await;
+    let links: Value = app
+        .get("/api/federation/links", Some(AGENT_KEY))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let pairs: Vec<(String, String, String)> = links
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            assert_eq!(l["spoke_id"], id.as_str());
+            assert_eq!(l["retry_count"], 0);
+            assert_eq!(l["last_error"], Value::Null);
+            assert_eq!(l["last_verified_at"], Value::Null);
+            (
+                l["direction"].as_str().unwrap().to_owned(),
+                l["source_code"].as_str().unwrap().to_owned(),
+                l["target_code"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            (
+                "HUB_TO_SPOKE".to_owned(),
+                "USA".to_owned(),
+                "FRA".to_owned()
+            ),
+            (
+                "SPOKE_TO_HUB".to_owned(),
+                "FRA".to_owned(),
+                "USA".to_owned()
+            ),
+        ]
+    );
+    act_ok(&app, &id, "suspend").await;
+    act_ok(&app, &id, "reinstate").await;
+    act_ok(&app, &id, "revoke").await;
+    let history: Value = app
+        .get(
+            &format!("/api/federation/spokes/{id}/history"),
+            Some(AGENT_KEY),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let steps: Vec<(Value, Value)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["from_status"].clone(), t["to_status"].clone()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            (Value::Null, json!("pending")),
+            (json!("pending"), json!("approved")),
+            (json!("approved"), json!("suspended")),
+            (json!("suspended"), json!("approved")),
+            (json!("approved"), json!("revoked")),
+        ]
+    );
+    assert_eq!(
+        app.outbox_types().await,
+        [
+            "federation.spoke.registered",
+            "federation.spoke.approved",
+            "federation.spoke.suspended",
+            "federation.spoke.reinstated",
+            "federation.spoke.revoked",
+        ]
+    );
+    let disabled: Value = app
+        .get("/api/federation/links?status=DISABLED", Some(AGENT_KEY))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(disabled.as_array().unwrap().len(), 2);
+    assert_problem(
+        app.get("/api/federation/links?spoke_id=FRA", Some(AGENT_KEY))
+            .await,
+        422,
+    )
+    .await;
+}
+
+/// Of many simultaneous identical transitions exactly one wins.
+#[tokio::test]
+async fn concurrent_transitions_on_one_spoke_serialize() {
+    let app = spawn_app().await;
+    for (action, start) in [("approve", "pending"), ("revoke", "suspended")] {
+        let code = if action == "approve" { "FRA" } else { "DEU" };
+        let id = spoke_in(&app, code, start).await;
+        let events_before = count(&app, "outbox").await;
+        let n = 40;
+        let requests = (0..n).map(|_| {
+            let (client, url) = (
+                app.client.clone(),
+                app.url(&format!("/api/federation/spokes/{id}/{action}")),
+            );
+            async move {
+                client
+                    .post(url)
+                    .header("X-API-Key", ADMIN_KEY)
+                    .json(&json!({"reason": "race"}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }
+        });
+        let statuses = futures::future::join_all(requests).await;
+        let ok = statuses.iter().filter(|s| **s == 200).count();
+        let conflict = statuses.iter().filter(|s| **s == 409).count();
+        assert_eq!((ok, conflict), (1, n - 1), "{action}: {statuses:?}");
+        assert_eq!(count(&app, "outbox").await, events_before + 1, "{action}");
+        let transitions: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM spoke_transitions WHERE spoke_id = $1 AND reason = 'race'",
+        )
+        .bind(&id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        assert_eq!(transitions, 1, "{action}");
+    }
+}
+
+/// The same race below the HTTP layer, with as many database sessions as
+/// contenders, so every one of them really is in flight at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_sessions_racing_to_approve_one_spoke_make_one_approval() {
+    use service::federation::{SpokeAction, TransitionRequest};
+    use service::store::spokes::{self, TransitionOutcome};
+    let app = spawn_app().await;
+    let id = register(&app, "FRA").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(50)
+        .min_connections(50)
+        .connect(&app.db.url)
+        .await
+        .unwrap();
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(50));
+    let racers = (0..50).map(|i| {
+        let (pool, id, barrier) = (pool.clone(), id.clone(), barrier.clone());
+        tokio::spawn(async move {
+            let spec = TransitionRequest {
+                reason: format!("racer {i}"),
+                operator: None,
+            }
+            .into_spec(SpokeAction::Approve, "sha256:test")
+            .unwrap();
+            barrier.wait().await;
+            spokes::transition(&pool, &id, &spec, "USA").await.unwrap()
+        })
+    });
+    let outcomes: Vec<TransitionOutcome> = futures::future::join_all(racers)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let done = outcomes
+        .iter()
+        .filter(|o| matches!(o, TransitionOutcome::Done(_)))
+        .count();
+    let refused = outcomes
+        .iter()
+        .filter(|o| matches!(o, TransitionOutcome::NotAllowed(s) if s.status == service::federation::SpokeStatus::Approved))
+        .count();
+    assert_eq!((done, refused), (1, 49));
+    assert_eq!(count(&app, "outbox").await, 2);
+    assert_eq!(count(&app, "spoke_transitions").await, 2);
+    assert_eq!(count(&app, "federation_links").await, 2);
+}
+
+#[tokio::test]
+async fn concurrent_registrations_of_one_code_make_one_spoke() {
+    let app = spawn_app().await;
+    let requests = (0..20).map(|_| {
+        let (client, url) = (app.client.clone(), app.url("/api/federation/register"));
+        async move {
+            let res = client
+                .post(url)
+                .header("X-API-Key", AGENT_KEY)
+                .json(&spoke_body("NLD"))
+                .send()
+                .await
+                .unwrap();
+            (
+                res.status().as_u16(),
+                res.json::<Value>().await.unwrap()["id"].clone(),
+            )
+        }
+    });
+    let results = futures::future::join_all(requests).await;
+    assert_eq!(
+        results.iter().filter(|r| r.0 == 201).count(),
+        1,
+        "{results:?}"
+    );
+    assert!(results.iter().all(|r| r.0 == 201 || r.0 == 200));
+    assert!(results.iter().all(|r| r.1 == results[0].1));
+    assert_eq!(count(&app, "spokes").await, 1);
+    assert_eq!(count(&app, "outbox").await, 1);
+}
+
+#[tokio::test]
+async fn transitions_need_an_admin_key_and_a_reason() {
+    let app = spawn_app().await;
+    let id = register(&app, "FRA").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/api/federation/spokes/{id}/approve");
+    let problem = assert_problem(
+        app.post_json(&path, Some(AGENT_KEY), &json!({"reason": "x"}))
+            .await,
+        403,
+    )
+    .await;
+    assert!(problem["detail"].as_str().unwrap().contains("admin"));
+    for (body, field) in [
+        (json!({}), "reason"),
+        (json!({"reason": "  "}), "reason"),
+        (json!({"reason": 1}), "reason"),
+        (json!({"reason": "ok", "status": "approved"}), "status"),
+        (json!({"reason": "ok", "operator": "a\u{7}b"}), "operator"),
+    ] {
+        let problem = assert_problem(app.post_json(&path, Some(ADMIN_KEY), &body).await, 422).await;
+        assert_eq!(problem["errors"][0]["field"], field, "{body}: {problem}");
+    }
+    for missing in ["spoke-fra-00000000", "nope"] {
+        assert_problem(
+            app.post_json(
+                &format!("/api/federation/spokes/{missing}/approve"),
+                Some(ADMIN_KEY),
+                &json!({"reason": "x"}),
+            )
+            .await,
+            404,
+        )
+        .await;
+        assert_problem(
+            app.get(
+                &format!("/api/federation/spokes/{missing}"),
+                Some(AGENT_KEY),
+            )
+            .await,
+            404,
+        )
+        .await;
+        assert_problem(
+            app.get(
+                &format!("/api/federation/spokes/{missing}/history"),
+                Some(AGENT_KEY),
+            )
+            .await,
+            404,
+        )
+        .await;
+    }
+    let spoke: Value = app
+        .get(&format!("/api/federation/spokes/{id}"), Some(AGENT_KEY))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(spoke["status"], "pending");
+    assert_eq!(count(&app, "outbox").await, 1);
+    assert_eq!(count(&app, "spoke_transitions").await, 1);
+}
+
+/// The event is the transaction's last write: if it fails, the state change
+/// before it is rolled back; if an earlier write fails, no event exists.
+#[tokio::test]
+async fn a_failed_transaction_emits_nothing_and_changes_nothing() {
+    let app = spawn_app().await;
+    let id = register(&app, "FRA").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    sqlx::query(
+        "CREATE FUNCTION fail_now() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'injected failure'; END; $$",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    for table in ["outbox", "federation_links", "spoke_transitions"] {
+        sqlx::query(&format!(
+            "CREATE TRIGGER fail_now BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION fail_now()"
+        ))
+        .execute(&app.pool)
+        .await
+        .unwrap();
+        let res = act(&app, &id, "approve").await;
+        assert_problem(res, 500).await;
+        let status: String = sqlx::query_scalar("SELECT status FROM spokes WHERE id = $1")
+            .bind(&id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        assert_eq!(status, "pending", "failure in {table}");
+        assert_eq!(count(&app, "outbox").await, 1, "failure in {table}");
+        assert_eq!(
+            count(&app, "spoke_transitions").await,
+            1,
+            "failure in {table}"
+        );
+        assert_eq!(
+            count(&app, "federation_links").await,
+            0,
+            "failure in {table}"
+        );
+        // A registration fails as a whole too.
+        let res = app
+            .post_json(
+                "/api/federation/register",
+                Some(AGENT_KEY),
+                &spoke_body("DEU"),
+            )
+            .await;
+        if table != "federation_links" {
+            assert_problem(res, 500).await;
+            assert_eq!(count(&app, "spokes").await, 1, "failure in {table}");
+        } else {
+            // Registration writes no link: it succeeds. Undo it for the next round.
+            assert_eq!(res.status(), 201);
+            sqlx::query("DELETE FROM outbox WHERE event_type = 'federation.spoke.registered' AND ce_subject LIKE 'spoke-deu-%'")
+                .execute(&app.pool)
+                .await
+                .unwrap();
+            sqlx::query("DELETE FROM spokes WHERE instance_code = 'DEU'")
+                .execute(&app.pool)
+                .await
+                .unwrap();
+        }
+        sqlx::query(&format!("DROP TRIGGER fail_now ON {table}"))
+            .execute(&app.pool)
+            .await
+            .unwrap();
+    }
+    // With the database healthy again the same request goes through.
+    act_ok(&app, &id, "approve").await;
+    assert_eq!(count(&app, "outbox").await, 2);
+    assert_eq!(count(&app, "federation_links").await, 2);
+}
+
+#[tokio::test]
+async fn public_idps_are_approved_spokes_whose_hub_is_live() {
+    let app = spawn_app().await;
+    // Approved, hub online: shown.
+    let fra = spoke_in(&app, "FRA", "approved").await;
+    // Approved, hub degraded: shown.
+    spoke_in(&app, "NLD", "approved").await;
+    // Approved, hub offline: hidden. Approved, no hub project: hidden.
+    spoke_in(&app, "DEU", "approved").await;
+    spoke_in(&app, "GBR", "approved").await;
+    // Live hubs, but pending / suspended spokes: hidden.
+    spoke_in(&app, "BEL", "pending").await;
+    spoke_in(&app, "ITA", "suspended").await;
+    for slug in ["fra", "nld", "deu", "bel", "ita"] {
+        let res = app
+            .post_json("/api/fed/projects", Some(ADMIN_KEY), &project(slug))
+            .await;
+        assert_eq!(res.status(), 201);
+    }
+    sqlx::query(
+        "UPDATE projects SET status = CASE slug WHEN 'nld' THEN 'degraded' WHEN 'deu' THEN 'offline' ELSE 'online' END",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let res = app.get("/api/idps/public", None).await;
+    assert_eq!(res.status(), 200);
+    let idps: Value = res.json().await.unwrap();
+    let codes: Vec<&str> = idps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["instance_code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["FRA", "NLD"]);
+    assert_eq!(idps[0]["alias"], "fra-idp");
+    assert_eq!(idps[0]["spoke_id"], fra.as_str());
+    assert_eq!(idps[0]["idp_url"], "https://idp.fra.example:8453");
+    assert_eq!(idps[0]["hub_status"], "online");
+    assert_eq!(idps[1]["hub_status"], "degraded");
+
+    // Suspending FRA hides it at once.
+    act_ok(&app, &fra, "suspend").await;
+    let idps: Value = app
+        .get("/api/idps/public", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(idps.as_array().unwrap().len(), 1);
+}
+
+/// The store functions the sync worker drives links with.
+#[tokio::test]
+async fn the_sync_worker_moves_links_and_cannot_revive_a_disabled_one() {
+    let app = spawn_app().await;
+    let id = spoke_in(&app, "FRA", "approved").await;
+    let failed = LinkUpdate::Failed {
+        code: "KC_UNREACHABLE".into(),
+        message: "connection refused".into(),
+    };
+    for expected in [1, 2] {
+        let link = links::update_status(&app.pool, &id, LinkDirection::HubToSpoke, &failed)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(link.status, LinkStatus::Failed);
+        assert_eq!(link.retry_count, expected);
+        assert_eq!(link.last_error_code.as_deref(), Some("KC_UNREACHABLE"));
+    }
+    let link = links::update_status(
+        &app.pool,
+        &id,
+        LinkDirection::HubToSpoke,
+        &LinkUpdate::Creating,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!((link.status, link.retry_count), (LinkStatus::Creating, 2));
+    let link = links::update_status(
+        &app.pool,
+        &id,
+        LinkDirection::HubToSpoke,
+        &LinkUpdate::Active,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(link.status, LinkStatus::Active);
+    assert_eq!(link.retry_count, 0);
+    assert_eq!(link.last_error, None);
+    assert_eq!(link.last_error_code, None);
+    assert!(link.last_verified_at.is_some());
+
+    let api: Value = app
+        .get("/api/federation/links?status=ACTIVE", Some(AGENT_KEY))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(api.as_array().unwrap().len(), 1);
+    assert_eq!(api[0]["direction"], "HUB_TO_SPOKE");
+
+    act_ok(&app, &id, "suspend").await;
+    for direction in LinkDirection::ALL {
+        let r = links::update_status(&app.pool, &id, direction, &LinkUpdate::Active)
+            .await
+            .unwrap();
+        assert!(r.is_none(), "a DISABLED link was revived");
+    }
+    let listed = links::list(&app.pool, &Default::default()).await.unwrap();
+    assert!(listed.iter().all(|l| l.status == LinkStatus::Disabled));
+    let approved =
+        service::store::spokes::list(&app.pool, Some(service::federation::SpokeStatus::Suspended))
+            .await
+            .unwrap();
+    assert_eq!(approved.len(), 1);
+}
