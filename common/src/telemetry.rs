@@ -68,7 +68,11 @@ where
             .with_writer(sink);
         let _ = registry.with(layer).try_init();
     } else {
-        let layer = tracing_subscriber::fmt::layer().with_writer(sink);
+        // Colours only for a person at a terminal, never into a log file.
+        let ansi = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+        let layer = tracing_subscriber::fmt::layer()
+            .with_ansi(ansi)
+            .with_writer(sink);
         let _ = registry.with(layer).try_init();
     }
 }

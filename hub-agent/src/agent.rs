@@ -161,13 +161,18 @@ async fn register(settings: AgentSettings, http: reqwest::Client, shutdown: Canc
     };
     let url = format!("{}/api/fed/projects", base.trim_end_matches('/'));
     let hub = &settings.hub;
-    let body = serde_json::json!({
+    // Only what this hub knows: the catalog keeps what an operator set.
+    let mut body = serde_json::json!({
         "project_slug": hub.slug,
-        "name": hub.name.clone().unwrap_or_else(|| hub.slug.clone()),
         "hub_url": hub.hub_url,
         "mesh_namespace": protocol::mesh_namespace(&hub.slug),
-        "tags": hub.tags,
     });
+    if let Some(name) = &hub.name {
+        body["name"] = name.clone().into();
+    }
+    if let Some(tags) = &hub.tags {
+        body["tags"] = tags.clone().into();
+    }
     let mut delay = Duration::from_secs(1);
     for attempt in 1u32.. {
         let result = http

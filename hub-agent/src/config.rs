@@ -54,11 +54,13 @@ pub struct AgentSettings {
 pub struct HubSettings {
     /// Project slug; heartbeats go to `hub.presence.<slug>`.
     pub slug: String,
-    /// Display name for registration (default: the slug).
+    /// Display name for registration. Unset: a new project is named after
+    /// its slug, an existing one keeps its name.
     pub name: Option<String>,
     /// The hub's URL, as the catalog should list it.
     pub hub_url: String,
-    pub tags: Vec<String>,
+    /// Tags for registration. Unset: an existing project keeps its tags.
+    pub tags: Option<Vec<String>>,
     #[serde(deserialize_with = "de::duration")]
     pub interval: Duration,
     /// Each wait is `interval × (1 ± jitter)`, so hubs do not beat in step.
@@ -75,7 +77,7 @@ impl Default for HubSettings {
             slug: String::new(),
             name: None,
             hub_url: String::new(),
-            tags: Vec::new(),
+            tags: None,
             interval: Duration::from_secs(30),
             jitter: 0.1,
             health_url: None,

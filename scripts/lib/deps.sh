@@ -149,3 +149,40 @@ ensure_nats_running() { # state-dir
 ensure_cargo() {
   have cargo || die "cargo is not installed. Install Rust from https://rustup.rs (rustup), then retry."
 }
+
+# --- Monitoring and deployment tools ----------------------------------------
+
+# The first executable among the arguments (names on the PATH or paths).
+first_executable() {
+  local p
+  for p in "$@"; do
+    if [ -z "$p" ]; then continue; fi
+    if [ -x "$p" ] && [ -f "$p" ]; then echo "$p"; return 0; fi
+    if have "$p"; then command -v "$p"; return 0; fi
+  done
+  return 1
+}
+
+# Sets and exports PROMETHEUS_BIN, PROMTOOL_BIN, ALERTMANAGER_BIN, AMTOOL_BIN
+# and DOCKER_COMPOSE_BIN, installing the OS packages prometheus,
+# prometheus-alertmanager and docker-compose when one is missing. The
+# monitoring tests run these tools for real and fail without them.
+ensure_monitoring_tools() {
+  local missing=()
+  first_executable "${PROMETHEUS_BIN:-}" prometheus >/dev/null &&
+    first_executable "${PROMTOOL_BIN:-}" promtool >/dev/null || missing+=(prometheus)
+  first_executable "${AMTOOL_BIN:-}" amtool >/dev/null &&
+    first_executable "${ALERTMANAGER_BIN:-}" prometheus-alertmanager alertmanager >/dev/null || missing+=(prometheus-alertmanager)
+  first_executable "${DOCKER_COMPOSE_BIN:-}" docker-compose >/dev/null || missing+=(docker-compose)
+  if [ ${#missing[@]} -gt 0 ]; then
+    apt_install "${missing[@]}" || die "missing ${missing[*]}, and cannot install from here (needs root and apt-get).
+  Install them:   sudo apt-get install ${missing[*]}
+  or point the tests at them: PROMETHEUS_BIN, PROMTOOL_BIN, ALERTMANAGER_BIN, AMTOOL_BIN, DOCKER_COMPOSE_BIN"
+  fi
+  PROMETHEUS_BIN=$(first_executable "${PROMETHEUS_BIN:-}" prometheus) || die "prometheus still not found after installing it"
+  PROMTOOL_BIN=$(first_executable "${PROMTOOL_BIN:-}" promtool) || die "promtool still not found after installing it"
+  ALERTMANAGER_BIN=$(first_executable "${ALERTMANAGER_BIN:-}" prometheus-alertmanager alertmanager) || die "alertmanager still not found after installing it"
+  AMTOOL_BIN=$(first_executable "${AMTOOL_BIN:-}" amtool) || die "amtool still not found after installing it"
+  DOCKER_COMPOSE_BIN=$(first_executable "${DOCKER_COMPOSE_BIN:-}" docker-compose) || die "docker-compose still not found after installing it"
+  export PROMETHEUS_BIN PROMTOOL_BIN ALERTMANAGER_BIN AMTOOL_BIN DOCKER_COMPOSE_BIN
+}

@@ -85,7 +85,9 @@ pub struct Project {
 }
 
 /// Register or update a project (`POST /api/fed/projects`). Same fields as
-/// the original service; `slug` is accepted for `project_slug`.
+/// the original service; `slug` is accepted for `project_slug`. On an
+/// update, omitted optional fields keep their stored values, so an agent
+/// re-registering at start never wipes what an operator set.
 #[derive(Debug, Clone, Deserialize, ToSchema, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectInput {
@@ -93,9 +95,11 @@ pub struct ProjectInput {
     #[validate(custom(function = "check_slug"))]
     #[schema(example = "alpha")]
     pub project_slug: String,
+    /// Display name; the slug when a new project omits it.
+    #[serde(default)]
     #[validate(custom(function = "check_name"))]
     #[schema(example = "Alpha hub")]
-    pub name: String,
+    pub name: Option<String>,
     #[validate(custom(function = "check_hub_url"))]
     #[schema(example = "http://alpha:9001")]
     pub hub_url: String,
@@ -103,13 +107,15 @@ pub struct ProjectInput {
     #[serde(default)]
     #[schema(example = "hub.alpha")]
     pub mesh_namespace: Option<String>,
+    /// Empty for a new project when omitted; kept on update.
     #[serde(default)]
     #[validate(custom(function = "check_tags"))]
-    pub tags: Vec<String>,
-    /// Mesh namespaces (`hub.<slug>`) this hub may fan out to.
+    pub tags: Option<Vec<String>>,
+    /// Mesh namespaces (`hub.<slug>`) this hub may fan out to. Empty for a
+    /// new project when omitted; kept on update.
     #[serde(default)]
     #[validate(custom(function = "check_fanout"))]
-    pub allow_fanout: Vec<String>,
+    pub allow_fanout: Option<Vec<String>>,
 }
 
 /// Replace a project's attributes (`PUT /api/fed/projects/{slug}`). The slug
@@ -143,24 +149,25 @@ impl ProjectUpdate {
         }
         Ok(ProjectInput {
             project_slug: slug.to_owned(),
-            name: self.name,
+            name: Some(self.name),
             hub_url: self.hub_url,
             mesh_namespace: self.mesh_namespace,
-            tags: self.tags,
-            allow_fanout: self.allow_fanout,
+            tags: Some(self.tags),
+            allow_fanout: Some(self.allow_fanout),
         })
     }
 }
 
-/// A validated project definition, ready to store.
+/// A validated project definition, ready to store. `None` fields are left
+/// as they are on an existing project (and take their defaults on a new one).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProjectSpec {
     pub slug: String,
-    pub name: String,
+    pub name: Option<String>,
     pub hub_url: String,
     pub mesh_namespace: String,
-    pub tags: Vec<String>,
-    pub allow_fanout: Vec<String>,
+    pub tags: Option<Vec<String>>,
+    pub allow_fanout: Option<Vec<String>>,
 }
 
 /// One field that broke a rule.
@@ -207,7 +214,7 @@ impl ProjectInput {
         }
         Ok(ProjectSpec {
             slug: self.project_slug,
-            name: self.name.trim().to_owned(),
+            name: self.name.map(|n| n.trim().to_owned()),
             hub_url: self.hub_url,
             mesh_namespace: namespace,
             tags: self.tags,
@@ -307,11 +314,11 @@ mod tests {
     fn input() -> ProjectInput {
         ProjectInput {
             project_slug: "alpha".into(),
-            name: "Alpha".into(),
+            name: Some("Alpha".into()),
             hub_url: "http://alpha:9001".into(),
             mesh_namespace: Some("hub.alpha".into()),
-            tags: vec!["prod".into()],
-            allow_fanout: vec!["hub.beta".into()],
+            tags: Some(vec!["prod".into()]),
+            allow_fanout: Some(vec!["hub.beta".into()]),
         }
     }
 
@@ -337,11 +344,11 @@ mod tests {
     fn every_broken_rule_is_reported_at_once() {
         let bad = ProjectInput {
             project_slug: "Alpha!".into(),
-            name: "  ".into(),
+            name: Some("  ".into()),
             hub_url: "ftp://x".into(),
             mesh_namespace: Some("hub.other".into()),
-            tags: vec!["".into()],
-            allow_fanout: vec!["beta".into()],
+            tags: Some(vec!["".into()]),
+            allow_fanout: Some(vec!["beta".into()]),
         };
         let fields: Vec<String> = bad
             .into_spec()

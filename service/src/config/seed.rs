@@ -146,19 +146,22 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<ProjectSpec>, SeedErrors> {
                 .as_ref()
                 .map(|s| s.value.clone())
                 .unwrap_or_default(),
-            name: p.name.as_ref().map(|s| s.value.clone()).unwrap_or_default(),
+            name: p.name.as_ref().map(|s| s.value.clone()),
             hub_url: p
                 .hub_url
                 .as_ref()
                 .map(|s| s.value.clone())
                 .unwrap_or_default(),
             mesh_namespace: p.mesh_namespace.as_ref().map(|s| s.value.clone()),
-            tags: p.tags.as_ref().map(|s| s.value.clone()).unwrap_or_default(),
-            allow_fanout: p
-                .allow_fanout
-                .as_ref()
-                .map(|s| s.value.clone())
-                .unwrap_or_default(),
+            // The file is the source of truth for what it lists: an omitted
+            // list means empty, not "keep".
+            tags: Some(p.tags.as_ref().map(|s| s.value.clone()).unwrap_or_default()),
+            allow_fanout: Some(
+                p.allow_fanout
+                    .as_ref()
+                    .map(|s| s.value.clone())
+                    .unwrap_or_default(),
+            ),
         };
         let (slug_line, slug_col) = pos(span_of("project_slug"));
         let duplicate = match seen.get(&input.project_slug) {
@@ -235,7 +238,10 @@ projects:
     fn the_original_example_file_is_accepted() {
         let specs = parse(Path::new("p.yaml"), GOOD).unwrap();
         assert_eq!(specs.len(), 2);
-        assert_eq!(specs[0].allow_fanout, ["hub.projecta", "hub.projectb"]);
+        assert_eq!(
+            specs[0].allow_fanout.as_deref().unwrap(),
+            ["hub.projecta", "hub.projectb"]
+        );
     }
 
     #[test]

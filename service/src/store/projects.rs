@@ -91,7 +91,8 @@ async fn upsert_in(
         Some(p) if same_attributes(&p, spec) => Ok(Some(Upserted::Unchanged(p))),
         Some(_) => {
             let p: Project = sqlx::query_as(&format!(
-                "UPDATE projects SET name = $2, hub_url = $3, mesh_namespace = $4, tags = $5, allow_fanout = $6, \
+                "UPDATE projects SET name = COALESCE($2, name), hub_url = $3, mesh_namespace = $4, \
+                 tags = COALESCE($5, tags), allow_fanout = COALESCE($6, allow_fanout), \
                  updated_at = now() WHERE slug = $1 RETURNING {COLUMNS}"
             ))
             .bind(&spec.slug)
@@ -114,11 +115,11 @@ async fn upsert_in(
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (slug) DO NOTHING RETURNING {COLUMNS}"
             ))
             .bind(&spec.slug)
-            .bind(&spec.name)
+            .bind(spec.name.as_deref().unwrap_or(&spec.slug))
             .bind(&spec.hub_url)
             .bind(&spec.mesh_namespace)
-            .bind(&spec.tags)
-            .bind(&spec.allow_fanout)
+            .bind(spec.tags.as_deref().unwrap_or_default())
+            .bind(spec.allow_fanout.as_deref().unwrap_or_default())
             .fetch_optional(&mut *conn)
             .await?;
             match inserted {
@@ -132,12 +133,16 @@ async fn upsert_in(
     }
 }
 
+/// Whether applying `spec` would change nothing (absent fields never do).
 fn same_attributes(p: &Project, spec: &ProjectSpec) -> bool {
-    p.name == spec.name
+    spec.name.as_ref().is_none_or(|n| *n == p.name)
         && p.hub_url == spec.hub_url
         && p.mesh_namespace == spec.mesh_namespace
-        && p.tags == spec.tags
-        && p.allow_fanout == spec.allow_fanout
+        && spec.tags.as_ref().is_none_or(|t| *t == p.tags)
+        && spec
+            .allow_fanout
+            .as_ref()
+            .is_none_or(|f| *f == p.allow_fanout)
 }
 
 pub async fn get(pool: &PgPool, slug: &str) -> Result<Option<Project>, sqlx::Error> {

@@ -148,7 +148,7 @@ async fn malformed_bodies_get_problem_documents() {
     assert_problem(res, 415).await;
     // Missing field, wrong type, unknown field: 422 naming the field.
     for (body, field) in [
-        (json!({"project_slug": "a", "hub_url": "http://a"}), "name"),
+        (json!({"project_slug": "a", "name": "A"}), "hub_url"),
         (
             json!({"project_slug": "a", "name": 5, "hub_url": "http://a"}),
             "name",
@@ -394,4 +394,60 @@ async fn unknown_routes_and_methods_answer_json_problems() {
     let allow = res.headers().get("allow").cloned();
     assert_problem(res, 405).await;
     assert!(allow.is_some(), "405 keeps its Allow header");
+}
+
+#[tokio::test]
+async fn re_registration_keeps_what_it_does_not_mention() {
+    let app = spawn_app().await;
+    let mut full = project("alpha");
+    full["name"] = "Alpha, as the operator named it".into();
+    full["tags"] = json!(["prod", "eu"]);
+    full["allow_fanout"] = json!(["hub.beta"]);
+    assert_eq!(
+        app.post_json("/api/fed/projects", Some(ADMIN_KEY), &full)
+            .await
+            .status(),
+        201
+    );
+
+    // An agent re-registers with only what it knows.
+    let minimal = json!({"project_slug": "alpha", "hub_url": "http://alpha.example:9001"});
+    let res = app
+        .post_json("/api/fed/projects", Some(AGENT_KEY), &minimal)
+        .await;
+    assert_eq!(res.status(), 200);
+    let p: Value = res.json().await.unwrap();
+    assert_eq!(p["name"], "Alpha, as the operator named it");
+    assert_eq!(p["tags"], json!(["prod", "eu"]));
+    assert_eq!(p["allow_fanout"], json!(["hub.beta"]));
+    assert_eq!(
+        app.outbox_types().await,
+        ["federation.project.registered"],
+        "nothing changed, nothing emitted"
+    );
+
+    // A new project registered that way gets the defaults.
+    let res = app
+        .post_json(
+            "/api/fed/projects",
+            Some(AGENT_KEY),
+            &json!({"project_slug": "beta", "hub_url": "http://b"}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let p: Value = res.json().await.unwrap();
+    assert_eq!(p["name"], "beta");
+    assert_eq!(p["tags"], json!([]));
+
+    // PUT replaces everything, lists included.
+    let res = app
+        .put_json(
+            "/api/fed/projects/alpha",
+            Some(ADMIN_KEY),
+            &json!({"name": "A", "hub_url": "http://a"}),
+        )
+        .await;
+    let p: Value = res.json().await.unwrap();
+    assert_eq!(p["tags"], json!([]));
+    assert_eq!(p["allow_fanout"], json!([]));
 }

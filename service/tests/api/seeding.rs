@@ -50,7 +50,7 @@ async fn the_example_projects_file_seeds_the_catalog_idempotently() {
     let (db, result) = app.stop().await;
     result.unwrap();
     let mut changed = specs;
-    changed[1].name = "Renamed".into();
+    changed[1].name = Some("Renamed".into());
     let app = spawn_on(db, "", changed).await;
     let p: Value = app
         .get("/api/fed/projects/projecta", Some(ADMIN_KEY))

@@ -1,0 +1,158 @@
+//! Shared by the monitoring tests: repository files, the external tools
+//! (found the way scripts/test exports them), and running them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// A path inside the repository.
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+}
+
+pub fn repo_root() -> PathBuf {
+    repo_path(".")
+        .canonicalize()
+        .expect("the repository root exists")
+}
+
+pub fn read(rel: &str) -> String {
+    std::fs::read_to_string(repo_path(rel)).unwrap_or_else(|e| panic!("cannot read {rel}: {e}"))
+}
+
+/// A YAML document as JSON values (maps, lists, strings, numbers).
+pub fn yaml(text: &str, what: &str) -> Value {
+    serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("{what} is not valid YAML: {e}"))
+}
+
+pub fn read_yaml(rel: &str) -> Value {
+    yaml(&read(rel), rel)
+}
+
+pub fn read_json(rel: &str) -> Value {
+    serde_json::from_str(&read(rel)).unwrap_or_else(|e| panic!("{rel} is not valid JSON: {e}"))
+}
+
+/// Files directly in a repository folder whose name ends with `suffix`,
+/// sorted, as repository-relative paths.
+pub fn files_in(dir: &str, suffix: &str) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(repo_path(dir))
+        .unwrap_or_else(|e| panic!("cannot list {dir}: {e}"))
+        .map(|e| {
+            e.expect("directory entry")
+                .file_name()
+                .into_string()
+                .expect("UTF-8 name")
+        })
+        .filter(|n| n.ends_with(suffix))
+        .map(|n| format!("{dir}/{n}"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// An external tool the monitoring tests run. scripts/test installs it and
+/// exports `env_var`; otherwise it is looked up on the PATH. A missing tool
+/// fails the test: it is never skipped.
+pub fn tool(name: &str, env_var: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(env_var).map(PathBuf::from) {
+        assert!(
+            p.is_file(),
+            "{env_var}={} does not exist; run scripts/test, which installs {name}",
+            p.display()
+        );
+        return p;
+    }
+    if let Some(p) = on_path(name) {
+        return p;
+    }
+    panic!(
+        "{name} is not installed. Run the tests through scripts/test, which installs it \
+         (apt-get install {}), or set {env_var} to its path.",
+        package_of(name)
+    );
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+fn package_of(tool: &str) -> &'static str {
+    match tool {
+        "prometheus" | "promtool" => "prometheus",
+        "amtool" | "prometheus-alertmanager" | "alertmanager" => "prometheus-alertmanager",
+        "docker-compose" => "docker-compose",
+        "pg_dump" | "pg_restore" => "postgresql-client",
+        _ => "?",
+    }
+}
+
+pub fn promtool() -> PathBuf {
+    tool("promtool", "PROMTOOL_BIN")
+}
+
+pub fn amtool() -> PathBuf {
+    tool("amtool", "AMTOOL_BIN")
+}
+
+/// Debian names the server `prometheus-alertmanager`, upstream `alertmanager`.
+pub fn alertmanager() -> PathBuf {
+    if std::env::var_os("ALERTMANAGER_BIN").is_none() {
+        if let Some(p) = on_path("prometheus-alertmanager") {
+            return p;
+        }
+    }
+    tool("alertmanager", "ALERTMANAGER_BIN")
+}
+
+pub fn prometheus() -> PathBuf {
+    tool("prometheus", "PROMETHEUS_BIN")
+}
+
+pub fn docker_compose() -> PathBuf {
+    tool("docker-compose", "DOCKER_COMPOSE_BIN")
+}
+
+/// Runs a command to completion, capturing its output.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// Standard output and error of a finished command, for failure messages.
+pub fn describe(output: &Output) -> String {
+    format!(
+        "exit: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Runs a command and fails the test unless it succeeds.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let output = run(cmd);
+    assert!(
+        output.status.success(),
+        "{cmd:?} failed\n{}",
+        describe(&output)
+    );
+    output
+}
+
+/// A string field of a JSON object, or "".
+pub fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// A list field of a JSON object, or an empty slice.
+pub fn list_of<'a>(v: &'a Value, key: &str) -> &'a [Value] {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
