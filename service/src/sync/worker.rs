@@ -146,6 +146,10 @@ impl SyncWorker {
                                     tracing::debug!(error = %e, "cannot ack an event");
                                 }
                             }
+                            // Keeps federation_drift_items current for alerting.
+                            if let Err(e) = self.engine.drift().await {
+                                tracing::debug!(error = %e, "cannot compute the drift after a run");
+                            }
                             if report.needs_retry() {
                                 failures = failures.saturating_add(1);
                                 let at = retry_at(&report, &retry, failures);
