@@ -277,7 +277,8 @@ fn events_and_federation_settings_are_checked() {
             "f.yaml",
             "events:\n  stream: fed.events\n  duplicate_window: 0s\n  retention: 10s\n  batch_size: 0\n  poll_interval: 1ms\n  publish_timeout: 0s\n  source: \"a b\"\nfederation:\n  hub_code: XKX\n",
         )?;
-        jail.set_env("FEDERATION__FEDERATION__HUB_CODE", "XKX");
+        jail.clear_env();
+        jail.set_env("FEDERATION_API_KEYS", ADMIN);
         let e = load_in(jail, Some("f.yaml")).unwrap_err();
         let mut got = paths(&e);
         got.sort();

@@ -284,6 +284,7 @@ impl OutboxRelay {
         let mut stream_ready = false;
         let mut backoff = Backoff::new(self.settings.poll_interval);
         let mut next_prune = tokio::time::Instant::now();
+        let mut held = log::HeldBackDelay::new(self.settings.poll_interval);
         while still_leading(&leadership) && !shutdown.is_cancelled() {
             if !stream_ready {
                 match self.ensure_stream().await {
@@ -300,6 +301,9 @@ impl OutboxRelay {
             let pause = match self.publish_batch().await {
                 Ok(step) => {
                     backoff.reset();
+                    if step.published > 0 {
+                        held.progressed();
+                    }
                     if step.duplicates > 0 {
                         tracing::info!(
                             duplicates = step.duplicates,
@@ -315,7 +319,7 @@ impl OutboxRelay {
                         // Committed events behind a running transaction become
                         // readable when it ends, without a notification.
                         match log::held_back(&self.db).await {
-                            Ok(true) => Some(Duration::from_millis(10)),
+                            Ok(true) => Some(held.next()),
                             _ => None,
                         }
                     }

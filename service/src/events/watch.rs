@@ -96,6 +96,7 @@ impl EventFeed {
             }
         };
         self.tailing.send_replace(true);
+        let mut held = log::HeldBackDelay::new(self.poll_interval);
         loop {
             let delay = match log::read_after(&self.db, cursor, PAGE).await {
                 Ok(rows) => {
@@ -106,11 +107,14 @@ impl EventFeed {
                             .send(Arc::new(FeedEvent::from_row(row, &self.source)));
                         cursor = row.cursor();
                     }
+                    if !rows.is_empty() {
+                        held.progressed();
+                    }
                     if rows.len() as i64 == PAGE {
                         continue;
                     }
                     match log::held_back(&self.db).await {
-                        Ok(true) => Duration::from_millis(10),
+                        Ok(true) => held.next(),
                         _ => self.poll_interval,
                     }
                 }
