@@ -55,7 +55,10 @@ fn time_render(n: usize, format: TfvarsFormat) -> (f64, usize) {
         let partners = tfvars::desired(&reg, &settings);
         bytes = tfvars::render(&partners, format).unwrap().len();
     }
-    (start.elapsed().as_secs_f64() * 1000.0 / rounds as f64, bytes)
+    (
+        start.elapsed().as_secs_f64() * 1000.0 / rounds as f64,
+        bytes,
+    )
 }
 
 async fn seed(pool: &PgPool, n: usize) {
@@ -90,7 +93,11 @@ async fn timed_run(engine: &SyncEngine) -> (f64, usize, usize, String) {
         start.elapsed().as_secs_f64() * 1000.0,
         r.tfvars.changes,
         r.keycloak.changes,
-        format!("{}/{}", r.tfvars.result.as_str(), r.keycloak.result.as_str()),
+        format!(
+            "{}/{}",
+            r.tfvars.result.as_str(),
+            r.keycloak.result.as_str()
+        ),
     )
 }
 
@@ -104,13 +111,19 @@ fn main() {
         .build()
         .unwrap();
 
-    println!("\n### tfvars rendering ({n} and {} approved spokes)\n", n * 10);
+    println!(
+        "\n### tfvars rendering ({n} and {} approved spokes)\n",
+        n * 10
+    );
     println!("| spokes | format | render (ms) | file size (KiB) |");
     println!("|---:|---|---:|---:|");
     for size in [n, n * 10] {
         for (name, format) in [("hcl", TfvarsFormat::Hcl), ("json", TfvarsFormat::Json)] {
             let (ms, bytes) = time_render(size, format);
-            println!("| {size} | {name} | {ms:.1} | {:.0} |", bytes as f64 / 1024.0);
+            println!(
+                "| {size} | {name} | {ms:.1} | {:.0} |",
+                bytes as f64 / 1024.0
+            );
         }
     }
 

@@ -111,6 +111,8 @@ impl SyncMetrics {
             breaker_state
                 .get_or_create(&TargetLabels { target: t.into() })
                 .set(0);
+            // Exported (empty) before the first run, so dashboards find it.
+            drop(duration.get_or_create(&TargetLabels { target: t.into() }));
         }
         for k in DriftKind::ALL {
             drift_items

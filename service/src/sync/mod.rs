@@ -133,11 +133,17 @@ pub struct TargetReport {
     pub retry_at: Option<DateTime<Utc>>,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
+    /// A failure that may pass by itself (unreachable, 5xx, I/O): the worker
+    /// retries with backoff. Others (a taken alias, a 4xx) wait for the next
+    /// event or resync.
+    #[serde(skip)]
+    pub transient: bool,
 }
 
 impl TargetReport {
     fn new(started_at: DateTime<Utc>) -> Self {
         TargetReport {
+            transient: false,
             result: RunResult::Success,
             changes: 0,
             actions: Vec::new(),
@@ -164,9 +170,12 @@ impl RunReport {
         self.tfvars.result == RunResult::Failure || self.keycloak.result == RunResult::Failure
     }
 
-    /// Something still to do: a failure, or a target refused by its breaker.
+    /// Worth running again soon: a transient failure, or a target refused
+    /// by its breaker.
     pub fn needs_retry(&self) -> bool {
-        self.failed() || self.tfvars.retry_at.is_some() || self.keycloak.retry_at.is_some()
+        [&self.tfvars, &self.keycloak]
+            .iter()
+            .any(|t| t.transient || t.retry_at.is_some())
     }
 }
 
@@ -361,6 +370,7 @@ impl SyncEngine {
         if let Err(e) = outcome {
             report.result = RunResult::Failure;
             report.error = Some(e);
+            report.transient = true;
         }
         self.settle(Target::Tfvars, &mut report, failed).await;
         report
@@ -454,6 +464,7 @@ impl SyncEngine {
             Err(e) => {
                 report.result = RunResult::Failure;
                 report.error = Some(e.to_string());
+                report.transient = e.is_transient();
                 self.links_failed(&approved_ids, link_code(&e), &e.to_string())
                     .await;
                 let target_down = e.is_target_failure();
@@ -494,6 +505,7 @@ impl SyncEngine {
                 }
                 (Err(e), _) => {
                     target_down |= e.is_target_failure();
+                    report.transient |= e.is_transient();
                     let msg = format!("{what}: {e}");
                     errors.push(msg.clone());
                     if let Some(s) = &action.spoke {

@@ -278,3 +278,47 @@ async fn one_replica_leads_the_sync_and_the_other_takes_over() {
     standby.task.await.unwrap().unwrap();
     pool.close().await;
 }
+
+#[tokio::test]
+async fn the_worker_retries_by_itself_until_keycloak_is_back() {
+    let nats = NatsServer::start().await;
+    let stub = KeycloakStub::start(Default::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tfvars = dir.path().join("hub.auto.tfvars");
+    let yaml = worker_yaml(&stub, &tfvars, &nats).replace(
+        "  enabled: true\n",
+        "  enabled: true\n  breaker:\n    failure_threshold: 2\n    open_duration: 1s\n",
+    );
+    stub.set_failing(true);
+    let app = spawn_app_with(&yaml, Vec::new()).await;
+    let fra = approved(&app, "FRA").await;
+    // The file does not wait for Keycloak.
+    eventually(QUICK, "the partner in the file", || async {
+        std::fs::read_to_string(&tfvars)
+            .ok()
+            .filter(|t| t.contains("  fra = {"))
+    })
+    .await;
+    eventually(QUICK, "the breaker to open", || async {
+        let m = metrics_text(&app).await;
+        m.contains("circuit_breaker_state{target=\"keycloak\"} 1")
+            .then_some(())
+    })
+    .await;
+    assert!(links_all(&app, &fra, "FAILED").await);
+
+    // No event, no resync due (1h): the worker's own retry brings it back.
+    stub.set_failing(false);
+    eventually(QUICK, "the links to go ACTIVE", || async {
+        links_all(&app, &fra, "ACTIVE").await.then_some(())
+    })
+    .await;
+    assert!(stub.idp(REALM, "fra-idp").is_some());
+    let retries: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sync_runs WHERE target = 'keycloak' AND trigger = 'retry'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(retries >= 1, "recovered by a retry run");
+}
