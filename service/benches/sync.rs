@@ -156,6 +156,17 @@ fn main() {
             .unwrap();
         let (ms, f, k, r) = timed_run(&engine).await;
         println!("| after suspending {}: disable their IdPs, rewrite the file | {ms:.0} | {f} | {k} | {r} |", n / 10);
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM spokes WHERE status = 'approved'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        let start = Instant::now();
+        let updated = service::sync::links::mark_active(&pool, &ids).await.unwrap();
+        println!(
+            "| of which: links of {} approved spokes marked ACTIVE ({updated} row updates) | {:.0} | | | |",
+            ids.len(),
+            start.elapsed().as_secs_f64() * 1000.0
+        );
         let idps = stub.idps("hub").len();
         println!("\n({idps} identity providers in the stub at the end.)");
         pool.close().await;
