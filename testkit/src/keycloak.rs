@@ -4,7 +4,8 @@
 //!
 //! - `POST /realms/{realm}/protocol/openid-connect/token`: form body,
 //!   `client_credentials` or `password` grant, tokens that expire;
-//! - `GET|POST /admin/realms/{realm}/identity-provider/instances`: list;
+//! - `GET|POST /admin/realms/{realm}/identity-provider/instances`: list
+//!   (paged by `first`/`max`, 100 by default, as in Keycloak 26);
 //!   create answers 201 with `Location`, 409 on a duplicate alias;
 //! - `GET|PUT|DELETE .../instances/{alias}`: 404 when absent, 204 on success.
 //!
@@ -20,7 +21,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -465,9 +466,18 @@ fn record(shared: &Shared, method: &'static str, realm: &str, alias: &str, statu
     });
 }
 
+#[derive(Deserialize)]
+struct Page {
+    first: Option<usize>,
+    max: Option<usize>,
+}
+
+/// As in Keycloak 26: paged by `first` and `max`, `max` defaulting to 100,
+/// ordered by alias.
 async fn list_idps(
     State(shared): State<Arc<Shared>>,
     Path(realm): Path<String>,
+    Query(page): Query<Page>,
     headers: HeaderMap,
 ) -> Response {
     if let Some(r) = admit(&shared, &headers, &realm).await {
@@ -477,10 +487,19 @@ async fn list_idps(
     let list: Vec<Value> = inner
         .realms
         .get(&realm)
-        .map(|m| m.values().map(masked).collect())
+        .map(|m| {
+            m.values()
+                .skip(page.first.unwrap_or(0))
+                .take(page.max.unwrap_or(LIST_DEFAULT_MAX))
+                .map(masked)
+                .collect()
+        })
         .unwrap_or_default();
     Json(list).into_response()
 }
+
+/// Keycloak's default page size of the identity-provider list.
+pub const LIST_DEFAULT_MAX: usize = 100;
 
 async fn create_idp(
     State(shared): State<Arc<Shared>>,

@@ -110,6 +110,9 @@ struct CachedToken {
     refresh_at: Instant,
 }
 
+/// Identity providers asked for per list request.
+const LIST_PAGE: usize = 500;
+
 pub struct KeycloakClient {
     http: reqwest::Client,
     base: String,
@@ -359,19 +362,43 @@ impl KeycloakClient {
         }
     }
 
-    /// Every identity provider of the hub realm.
+    /// Every identity provider of the hub realm. Recent Keycloak pages this
+    /// list (100 by default), so it is read page by page with `first` and
+    /// `max`; a server that ignores them answers everything at once, which
+    /// is recognised and taken as the whole list.
     pub async fn list(&self) -> Result<Vec<IdentityProvider>, KeycloakError> {
         const OP: &str = "list identity providers";
-        let a = self
-            .call(OP, Method::GET, &self.instances_url(), None)
-            .await?;
-        if a.status != StatusCode::OK {
-            return Err(Self::fail(OP, &a));
+        let mut all: Vec<IdentityProvider> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        loop {
+            let url = format!(
+                "{}?first={}&max={LIST_PAGE}",
+                self.instances_url(),
+                all.len()
+            );
+            let a = self.call(OP, Method::GET, &url, None).await?;
+            if a.status != StatusCode::OK {
+                return Err(Self::fail(OP, &a));
+            }
+            let page: Vec<IdentityProvider> =
+                serde_json::from_slice(&a.body).map_err(|e| KeycloakError::Decode {
+                    op: OP,
+                    detail: e.to_string(),
+                })?;
+            let n = page.len();
+            let mut fresh = 0;
+            for idp in page {
+                if seen.insert(idp.alias.clone()) {
+                    all.push(idp);
+                    fresh += 1;
+                }
+            }
+            // A short page is the last; so is a page that brought nothing
+            // new or more than asked (paging ignored).
+            if n < LIST_PAGE || fresh < n || n > LIST_PAGE {
+                return Ok(all);
+            }
         }
-        serde_json::from_slice(&a.body).map_err(|e| KeycloakError::Decode {
-            op: OP,
-            detail: e.to_string(),
-        })
     }
 
     /// One identity provider, `None` if absent.

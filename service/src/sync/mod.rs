@@ -305,8 +305,13 @@ impl SyncEngine {
         if let Some(e) = &report.error {
             tracing::warn!(target = target.as_str(), error = %e, "sync target failed");
         }
-        if let Err(e) = status::record_run(&self.pool, target, trigger.as_str(), &report).await {
-            tracing::warn!(target = target.as_str(), error = %e, "cannot record the sync run");
+        // A target that is off has nothing to record.
+        let off = report.result == RunResult::Skipped && report.error.is_none();
+        if !off {
+            if let Err(e) = status::record_run(&self.pool, target, trigger.as_str(), &report).await
+            {
+                tracing::warn!(target = target.as_str(), error = %e, "cannot record the sync run");
+            }
         }
         report
     }

@@ -99,6 +99,9 @@ impl SyncWorker {
             Instant::now() + settings.resync_interval,
             settings.resync_interval,
         );
+        // Ticks missed during a long run are not made up in a burst.
+        progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Received, not yet covered by a run that started after them.
         let mut held: Vec<jetstream::Message> = Vec::new();
         let mut next: Option<(Instant, Trigger)> = Some((Instant::now(), Trigger::Startup));

@@ -758,3 +758,30 @@ async fn delete_idp(env: &SyncEnv, alias: &str) -> bool {
     env.stub.clear_writes();
     res.status() == 204
 }
+
+#[tokio::test]
+async fn every_page_of_the_identity_provider_list_is_read() {
+    let env = sync_env("").await;
+    let app = &env.app;
+    // More managed orphans than one of our pages (500) and than Keycloak's
+    // default page (100): all of them must be seen to be deleted.
+    let template = {
+        approved(app, "FRA").await;
+        reconcile(app).await;
+        env.stub.idp(REALM, "fra-idp").unwrap()
+    };
+    for i in 0..620 {
+        let mut rep = template.clone();
+        rep["alias"] = json!(format!("old{i:04}-idp"));
+        env.stub.insert_idp(REALM, rep);
+    }
+    let d = drift(app).await;
+    assert_eq!(d["counts"]["orphan_idp"], 620, "{}", d["counts"]);
+    let run = reconcile(app).await;
+    assert_eq!(
+        run["keycloak"]["changes"], 620,
+        "{}",
+        run["keycloak"]["error"]
+    );
+    assert_eq!(idp_aliases(&env), ["fra-idp"]);
+}
