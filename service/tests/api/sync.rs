@@ -785,3 +785,54 @@ async fn every_page_of_the_identity_provider_list_is_read() {
     );
     assert_eq!(idp_aliases(&env), ["fra-idp"]);
 }
+
+#[tokio::test]
+async fn password_grant_and_tokens_renewed_before_they_expire() {
+    let stub = testkit::keycloak::KeycloakStub::start(testkit::keycloak::StubConfig {
+        token_lifetime: Duration::from_secs(1),
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = sync_yaml(&stub, &dir.path().join("hub.auto.tfvars"), "").replace(
+        "    client_id: federation-sync\n    client_secret: stub-client-secret\n",
+        "    client_id: admin-cli\n    username: admin\n    password: stub-admin-password\n",
+    );
+    assert!(yaml.contains("username: admin"));
+    let app = spawn_app_with(&yaml, Vec::new()).await;
+    approved(&app, "FRA").await;
+    let run = reconcile(&app).await;
+    assert_eq!(run["keycloak"]["result"], "success", "{run}");
+    assert!(stub.idp(REALM, "fra-idp").is_some());
+    // Runs go on past the token's lifetime: it is renewed before it
+    // expires, so Keycloak never has to refuse it.
+    eventually(QUICK, "a second login", || async {
+        reconcile(&app).await;
+        (stub.token_requests() >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(stub.unauthorized_answers(), 0);
+}
+
+#[tokio::test]
+async fn a_file_that_cannot_be_written_does_not_stop_keycloak() {
+    let stub = testkit::keycloak::KeycloakStub::start(Default::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    // The parent "directory" is a file: nothing can be written there.
+    std::fs::write(dir.path().join("not-a-dir"), "").unwrap();
+    let path = dir.path().join("not-a-dir/hub.auto.tfvars");
+    let app = spawn_app_with(&sync_yaml(&stub, &path, ""), Vec::new()).await;
+    let fra = approved(&app, "FRA").await;
+    let run = reconcile(&app).await;
+    assert_eq!(run["tfvars"]["result"], "failure", "{run}");
+    assert!(
+        run["tfvars"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not-a-dir"),
+        "{run}"
+    );
+    assert_eq!(run["keycloak"]["result"], "success", "{run}");
+    assert!(stub.idp(REALM, "fra-idp").is_some());
+    assert!(links_all(&app, &fra, "ACTIVE").await);
+}
