@@ -166,7 +166,7 @@ impl HeldBackDelay {
         self.current = Self::FIRST;
     }
 
-    pub fn next(&mut self) -> std::time::Duration {
+    pub fn next_wait(&mut self) -> std::time::Duration {
         let d = self.current;
         self.current = (self.current * 2).min(self.max);
         d

@@ -319,7 +319,7 @@ impl OutboxRelay {
                         // Committed events behind a running transaction become
                         // readable when it ends, without a notification.
                         match log::held_back(&self.db).await {
-                            Ok(true) => Some(held.next()),
+                            Ok(true) => Some(held.next_wait()),
                             _ => None,
                         }
                     }

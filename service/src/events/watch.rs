@@ -114,7 +114,7 @@ impl EventFeed {
                         continue;
                     }
                     match log::held_back(&self.db).await {
-                        Ok(true) => held.next(),
+                        Ok(true) => held.next_wait(),
                         _ => self.poll_interval,
                     }
                 }

@@ -331,3 +331,62 @@ fn docs_events_md_has_a_valid_example_per_type() {
     all.retain(|k| !seen.contains(k));
     assert!(all.is_empty(), "no example for {all:?}");
 }
+
+#[tokio::test]
+async fn published_events_are_pruned_after_the_retention_and_pending_ones_never() {
+    let nats = NatsServer::start().await;
+    let app = spawn_app().await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let metrics = service::metrics::Metrics::new();
+    let relay = service::events::relay::OutboxRelay::new(
+        app.pool.clone(),
+        client,
+        service::config::EventSettings {
+            retention: Duration::from_secs(3600),
+            ..Default::default()
+        },
+        metrics.events.clone(),
+    );
+    relay.ensure_stream().await.unwrap();
+    for code in ["FRA", "DEU", "GBR"] {
+        register(&app, code).await;
+    }
+    assert_eq!(relay.publish_batch().await.unwrap().published, 3);
+    let ids = outbox_ids(&app.pool).await;
+    // Two published long ago, one recently; and one never published.
+    sqlx::query(
+        "UPDATE outbox SET published_at = now() - interval '2 hours' WHERE id::text = ANY($1)",
+    )
+    .bind(&ids[..2])
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    register(&app, "NLD").await;
+    sqlx::query(
+        "UPDATE outbox SET occurred_at = now() - interval '3 hours' WHERE published_at IS NULL",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(relay.prune().await.unwrap(), 2);
+    assert_eq!(metrics.events.pruned.get(), 2);
+    let left = outbox_ids(&app.pool).await;
+    assert_eq!(left.len(), 2);
+    assert_eq!(left[0], ids[2]);
+    assert_eq!(outbox_unpublished(&app.pool).await, 1);
+
+    // A watcher can no longer resume from a pruned event, and says so.
+    let res = app
+        .client
+        .get(app.url("/api/fed/watch"))
+        .header("X-API-Key", AGENT_KEY)
+        .header("Last-Event-ID", &ids[0])
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(res, 410).await;
+    assert!(problem["detail"].as_str().unwrap().contains("retention"));
+    // From the oldest kept event it resumes normally.
+    let mut sse = SseClient::connect(&app, Some(&ids[2])).await;
+    assert_eq!(sse.next(Duration::from_secs(10)).await.0, left[1]);
+}

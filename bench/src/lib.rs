@@ -1,0 +1,129 @@
+//! Shared by the load generators: starting the real service binary on a
+//! throwaway database and a private nats-server, reading its metrics and
+//! memory, and summarising latencies.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::Context;
+
+pub const ADMIN_KEY: &str = "bench-admin-key-0123456789abcdef";
+
+/// The release binary next to this one, unless `--service-bin` says otherwise.
+pub fn default_service_bin() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("federation")))
+        .unwrap_or_else(|| PathBuf::from("target/release/federation"))
+}
+
+/// A `federation serve` process.
+pub struct Service {
+    pub child: Child,
+    pub port: u16,
+    pub base: String,
+}
+
+impl Service {
+    pub fn start(
+        bin: &PathBuf,
+        db_url: &str,
+        nats_url: &str,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Service> {
+        let port = testkit::free_port();
+        let mut cmd = Command::new(bin);
+        cmd.arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("FEDERATION_API_KEYS", ADMIN_KEY)
+            .env("DATABASE_URL", db_url)
+            .env("NATS_URL", nats_url)
+            .env("FEDERATION_PORT", port.to_string())
+            .env("FEDERATION__SERVER__HOST", "127.0.0.1")
+            .env("LOG_LEVEL", "warn")
+            .current_dir(std::env::temp_dir())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        Ok(Service {
+            child,
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+        })
+    }
+
+    pub async fn wait_ready(&self) {
+        let http = reqwest::Client::new();
+        let url = format!("{}/ready", self.base);
+        testkit::eventually(Duration::from_secs(60), "the service to be ready", || {
+            let (http, url) = (http.clone(), url.clone());
+            async move { (http.get(url).send().await.ok()?.status() == 200).then_some(()) }
+        })
+        .await;
+    }
+
+    /// One sample value from `/metrics` (0 when absent).
+    pub async fn metric(&self, http: &reqwest::Client, name: &str) -> f64 {
+        let Ok(r) = http.get(format!("{}/metrics", self.base)).send().await else {
+            return 0.0;
+        };
+        let text = r.text().await.unwrap_or_default();
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// (current RSS, peak RSS) in KiB, from /proc.
+    pub fn memory_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// A failed run must not leave the service behind.
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// p50, p99, max of a set of durations (sorted in place).
+pub fn percentiles(samples: &mut [Duration]) -> (Duration, Duration, Duration) {
+    if samples.is_empty() {
+        return (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    }
+    samples.sort_unstable();
+    let at =
+        |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1];
+    (at(0.50), at(0.99), samples[samples.len() - 1])
+}
+
+pub fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
