@@ -533,8 +533,9 @@ impl SyncEngine {
         if let Err(e) = links::mark_active(&self.pool, &ok).await {
             tracing::warn!(error = %e, "cannot mark links ACTIVE");
         }
+        let approved: std::collections::HashSet<&String> = approved_ids.iter().collect();
         for (id, (code, msg)) in &failed_spokes {
-            if approved_ids.contains(id) {
+            if approved.contains(id) {
                 self.links_failed(std::slice::from_ref(id), code, msg).await;
             }
         }
