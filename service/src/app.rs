@@ -34,6 +34,9 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     /// `None` when `nats.enabled` is false.
     pub nats: Option<Arc<NatsConnection>>,
+    /// Federation sync: reconcile, drift, status (the worker runs only when
+    /// `sync.enabled`).
+    pub sync: Arc<crate::sync::SyncEngine>,
     /// Whether heartbeats can be seen, and since when.
     pub sight: Arc<Sight>,
     /// The serialised project list, kept for `catalog.list_cache_ttl`.
@@ -90,6 +93,10 @@ impl Application {
         } else {
             None
         };
+        let sync = Arc::new(
+            crate::sync::SyncEngine::new(db.clone(), settings.sync.clone(), metrics.sync.clone())
+                .context("setting up the Keycloak client")?,
+        );
         let shutdown = CancellationToken::new();
         let events = EventFeed::new(
             db.clone(),
@@ -99,6 +106,7 @@ impl Application {
         );
         let state = AppState {
             list_cache: ListCache::new(settings.catalog.list_cache_ttl),
+            sync,
             keys: ApiKeys::new(&settings.auth),
             settings: Arc::new(settings),
             db,
@@ -175,6 +183,7 @@ impl Application {
         };
         let event_tasks = spawn_event_tasks(&state, &shutdown);
         tracing::info!("service ready");
+        let sync_worker = spawn_sync_worker(&state, &shutdown);
         shutdown.cancelled().await;
         tracing::info!(
             grace_s = grace.as_secs_f64(),
@@ -190,6 +199,13 @@ impl Application {
             }
         }
         workers.finish().await;
+        if let Some(worker) = sync_worker {
+            // A run in flight is abandoned at its next await; its events
+            // are redelivered to the next leader.
+            if tokio::time::timeout(grace, worker).await.is_err() {
+                tracing::warn!("the sync worker did not stop within the grace period");
+            }
+        }
         for task in event_tasks {
             let _ = tokio::time::timeout(grace, task).await;
         }
@@ -260,6 +276,44 @@ async fn start(
     state.readiness.mark_database_ready();
     Ok(())
 }
+
+/// Starts the federation sync worker when `sync.enabled`: it campaigns for
+/// the SYNC lead and runs only while it holds it.
+pub fn spawn_sync_worker(
+    state: &AppState,
+    shutdown: &CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if !state.settings.sync.enabled {
+        return None;
+    }
+    let connect = state.db.connect_options().as_ref().clone();
+    let (election, _) = crate::leader::Election::spawn(
+        "sync",
+        crate::leader::keys::SYNC,
+        connect,
+        SYNC_ELECTION_CHECK,
+        state.metrics.sync.leader.clone(),
+        shutdown.clone(),
+    );
+    let events = state
+        .nats
+        .as_ref()
+        .map(|n| crate::sync::worker::EventSource {
+            client: n.client().clone(),
+            stream: state.settings.events.stream.clone(),
+            relay: Arc::new(crate::events::relay::OutboxRelay::new(
+                state.db.clone(),
+                n.client().clone(),
+                state.settings.events.clone(),
+                state.metrics.events.clone(),
+            )),
+        });
+    let worker = crate::sync::worker::SyncWorker::new(state.sync.clone(), events);
+    Some(tokio::spawn(worker.run(Some(election), shutdown.clone())))
+}
+
+/// How often the sync election retries the lock and checks its session.
+const SYNC_ELECTION_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Background work that runs once the database is ready.
 struct Workers {

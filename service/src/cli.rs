@@ -62,6 +62,41 @@ pub enum Command {
     /// Lists every problem at once, each with its path and origin; exits 2
     /// if there is any. Connects to nothing.
     CheckConfig,
+    /// Run the federation sync worker (without the HTTP API).
+    ///
+    /// Consumes federation events from JetStream and resyncs periodically:
+    /// each run renders the tfvars file and reconciles Keycloak identity
+    /// providers from the registry (see docs/sync.md). Several may run: one
+    /// leads. With --once, runs one reconcile, prints what it did and exits
+    /// (1 if a target failed).
+    Sync(SyncArgs),
+    /// Report drift between the registry, Keycloak, the tfvars file and hub
+    /// liveness.
+    ///
+    /// Exit status 0 when clean, 1 when there is drift or a side could not
+    /// be checked. --fix runs a reconcile first; --dry-run prints what a
+    /// reconcile would do and changes nothing.
+    Drift(DriftArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SyncArgs {
+    /// Run one reconcile and exit.
+    #[arg(long)]
+    pub once: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DriftArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Run a reconcile, then report the drift left.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub fix: bool,
+    /// Print the plan a reconcile would carry out; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Runs a parsed command line.
@@ -86,6 +121,22 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Serve => {
             telemetry::init(&settings.log, std::io::stdout);
             serve(settings, seeds).await
+        }
+        Command::Sync(args) => {
+            telemetry::init(&settings.log, std::io::stderr);
+            match crate::sync::cli::sync(settings, args.once).await {
+                Ok(true) => Ok(()),
+                Ok(false) => return ExitCode::FAILURE,
+                Err(e) => Err(e),
+            }
+        }
+        Command::Drift(args) => {
+            telemetry::init(&settings.log, std::io::stderr);
+            match crate::sync::cli::drift(settings, args.json, args.fix, args.dry_run).await {
+                Ok(true) => Ok(()),
+                Ok(false) => return ExitCode::FAILURE,
+                Err(e) => Err(e),
+            }
         }
     };
     match result {
@@ -183,5 +234,6 @@ fn summary(s: &Settings, seeds: &[ProjectSpec]) -> String {
         }
         None => out += "  projects file:    none\n",
     }
+    out += &crate::sync::cli::summary(&s.sync);
     out
 }

@@ -2,7 +2,8 @@
 //!
 //! `app` wires the concerns together; each other module owns one concern
 //! and its SQL: `config`, `store`, `catalog`, `federation` (the spoke
-//! registry's rules), `events`, `api`, `metrics`, `health`.
+//! registry's rules), `events`, `api`, `metrics`, `health`, `sync` (tfvars,
+//! Keycloak, links, drift).
 
 pub mod api;
 pub mod app;
@@ -18,4 +19,5 @@ pub mod metrics;
 pub mod nats;
 pub mod store;
 pub mod sweeper;
+pub mod sync;
 pub mod telemetry;

@@ -9,6 +9,7 @@ pub mod idps;
 pub mod list_cache;
 pub mod observability;
 pub mod projects;
+pub mod sync;
 pub mod watch;
 
 use std::sync::Arc;
@@ -49,7 +50,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
     components(schemas(Problem, crate::catalog::FieldError)),
     tags(
         (name = "catalog", description = "Projects (hubs) and their liveness"),
-        (name = "federation", description = "Spoke registry, lifecycle, federation links, public IdPs and the event watch stream"),
+        (name = "federation", description = "Spoke registry, lifecycle, federation links, public IdPs, the event watch stream, sync and drift"),
         (name = "health", description = "Liveness, readiness, dependencies"),
         (name = "observability", description = "Metrics and this document"),
     )
@@ -80,6 +81,8 @@ fn protected(state: &AppState) -> OpenApiRouter<AppState> {
             projects::replace_project,
             projects::delete_project
         ))
+        .routes(routes!(sync::get_drift, sync::fix_drift))
+        .routes(routes!(sync::sync_status))
         .routes(routes!(federation::register_spoke))
         .routes(routes!(federation::list_spokes))
         .routes(routes!(federation::get_spoke))

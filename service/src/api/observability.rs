@@ -33,6 +33,13 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             Ok(Err(e)) => tracing::debug!(error = %e, "cannot count projects for /metrics"),
             Err(_) => tracing::debug!("counting projects for /metrics timed out"),
         }
+        // Another replica may have moved a breaker.
+        match tokio::time::timeout(super::CHECK_TIMEOUT, state.sync.refresh_breaker_gauges()).await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "cannot read circuit breakers for /metrics"),
+            Err(_) => tracing::debug!("reading circuit breakers for /metrics timed out"),
+        }
         match tokio::time::timeout(super::CHECK_TIMEOUT, crate::events::log::pending(&state.db))
             .await
         {

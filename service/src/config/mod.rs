@@ -10,6 +10,11 @@
 
 pub mod legacy_env;
 pub mod seed;
+pub mod sync;
+
+pub use sync::{
+    BreakerSettings, KeycloakSettings, RetrySettings, SyncSettings, TfvarsFormat, TfvarsSettings,
+};
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -42,6 +47,7 @@ pub struct Settings {
     pub heartbeat: HeartbeatSettings,
     pub catalog: CatalogSettings,
     pub log: LogSettings,
+    pub sync: SyncSettings,
     pub events: EventSettings,
     pub federation: FederationSettings,
 }
@@ -258,7 +264,7 @@ impl Settings {
 
     /// Extracts every section, then checks every rule; all problems at once.
     pub fn from_figment(fig: &Figment) -> Result<Settings, ConfigErrors> {
-        const SECTIONS: [&str; 9] = [
+        const SECTIONS: [&str; 10] = [
             "server",
             "database",
             "nats",
@@ -266,6 +272,7 @@ impl Settings {
             "heartbeat",
             "catalog",
             "log",
+            "sync",
             "events",
             "federation",
         ];
@@ -287,6 +294,7 @@ impl Settings {
             heartbeat: section(fig, "heartbeat", p, &mut errors, &mut failed),
             catalog: section(fig, "catalog", p, &mut errors, &mut failed),
             log: section(fig, "log", p, &mut errors, &mut failed),
+            sync: section(fig, "sync", p, &mut errors, &mut failed),
             events: section(fig, "events", p, &mut errors, &mut failed),
             federation: section(fig, "federation", p, &mut errors, &mut failed),
         };
@@ -477,6 +485,7 @@ impl Settings {
                 );
             }
         }
+        self.sync.check(errors);
     }
 }
 

@@ -30,6 +30,7 @@ pub struct Metrics {
     pub http: HttpMetrics,
     pub catalog: CatalogMetrics,
     pub nats: crate::nats::NatsMetrics,
+    pub sync: crate::sync::metrics::SyncMetrics,
     pub ingest: crate::ingest::IngestMetrics,
     pub sweeper: crate::sweeper::SweeperMetrics,
     pub events: EventMetrics,
@@ -46,6 +47,7 @@ impl Metrics {
         let http = HttpMetrics::register(&mut registry);
         let catalog = CatalogMetrics::register(&mut registry);
         let nats = crate::nats::NatsMetrics::register(&mut registry);
+        let sync = crate::sync::metrics::SyncMetrics::register(&mut registry);
         let ingest = crate::ingest::IngestMetrics::register(&mut registry);
         let sweeper = crate::sweeper::SweeperMetrics::register(&mut registry);
         let events = EventMetrics::register(&mut registry);
@@ -54,6 +56,7 @@ impl Metrics {
             http,
             catalog,
             nats,
+            sync,
             ingest,
             sweeper,
             events,

@@ -19,4 +19,8 @@ mod replicas;
 mod seeding;
 mod spokes;
 mod sweeper;
+mod sync;
+mod sync_process;
+mod sync_worker;
+mod synckit;
 mod watch;

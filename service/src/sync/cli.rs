@@ -1,0 +1,257 @@
+//! `federation sync` and `federation drift`.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use super::drift::DriftReport;
+use super::plan::{IdpChange, Plan};
+use super::{RunReport, SyncEngine, SyncSettings, Trigger};
+use crate::config::{Settings, TfvarsFormat};
+use crate::metrics::Metrics;
+use crate::store;
+
+async fn engine(settings: &Settings, cancel: &CancellationToken) -> anyhow::Result<SyncEngine> {
+    let options = store::connect_options(&settings.database).context("database.url")?;
+    let pool = store::lazy_pool(&settings.database, options);
+    store::wait_until_reachable(&pool, settings.database.startup_timeout, cancel).await?;
+    if settings.database.migrate_on_start {
+        store::migrate(&pool).await.context("applying migrations")?;
+    } else if store::pending_migrations(&pool).await? > 0 {
+        anyhow::bail!("the database schema is not up to date: run `federation migrate` first");
+    }
+    let metrics = Metrics::new();
+    SyncEngine::new(pool, settings.sync.clone(), metrics.sync.clone())
+        .context("setting up the Keycloak client")
+}
+
+/// `federation sync [--once]`. `Ok(false)`: a target failed (with --once).
+pub async fn sync(settings: Settings, once: bool) -> anyhow::Result<bool> {
+    let cancel = CancellationToken::new();
+    tokio::spawn(crate::app::cancel_on_signal(cancel.clone()));
+    let engine = Arc::new(engine(&settings, &cancel).await?);
+    if once {
+        let report = engine.reconcile(Trigger::Manual).await?;
+        print!("{}", run_text(&report));
+        return Ok(!report.failed());
+    }
+    let nats = if settings.nats.enabled {
+        let metrics = Metrics::new();
+        Some(Arc::new(
+            crate::nats::NatsConnection::connect(&settings.nats, metrics.nats.clone()).await?,
+        ))
+    } else {
+        tracing::warn!("nats.enabled is false: the sync runs on its periodic resync only");
+        None
+    };
+    let options = store::connect_options(&settings.database).context("database.url")?;
+    let (election, _) = crate::leader::Election::spawn(
+        "sync",
+        crate::leader::keys::SYNC,
+        options,
+        std::time::Duration::from_secs(2),
+        engine.metrics().leader.clone(),
+        cancel.clone(),
+    );
+    let events = nats.as_ref().map(|n| super::worker::EventSource {
+        client: n.client().clone(),
+        stream: settings.events.stream.clone(),
+        relay: Arc::new(crate::events::relay::OutboxRelay::new(
+            engine.pool().clone(),
+            n.client().clone(),
+            settings.events.clone(),
+            Metrics::new().events.clone(),
+        )),
+    });
+    let worker = super::worker::SyncWorker::new(engine, events);
+    worker.run(Some(election), cancel).await;
+    if let Some(n) = nats {
+        n.close().await;
+    }
+    Ok(true)
+}
+
+/// `federation drift`. `Ok(false)`: drift found, or a side not checked.
+pub async fn drift(
+    settings: Settings,
+    json: bool,
+    fix: bool,
+    dry_run: bool,
+) -> anyhow::Result<bool> {
+    let cancel = CancellationToken::new();
+    tokio::spawn(crate::app::cancel_on_signal(cancel.clone()));
+    let engine = engine(&settings, &cancel).await?;
+    if dry_run {
+        let plan = engine.plan().await?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&plan)?);
+        } else {
+            print!("{}", plan_text(&plan));
+        }
+        return Ok(plan.is_empty());
+    }
+    let run = if fix {
+        Some(engine.reconcile(Trigger::Manual).await?)
+    } else {
+        None
+    };
+    let report = engine.drift().await?;
+    if json {
+        let value = match &run {
+            Some(run) => serde_json::json!({"run": run, "drift": report}),
+            None => serde_json::to_value(&report)?,
+        };
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        if let Some(run) = &run {
+            print!("{}", run_text(run));
+        }
+        print!("{}", drift_text(&report));
+    }
+    Ok(report.clean)
+}
+
+pub fn run_text(r: &RunReport) -> String {
+    let mut out = format!(
+        "sync run ({}): {} approved spoke(s)\n",
+        r.trigger.as_str(),
+        r.approved_spokes
+    );
+    for (name, t) in [("tfvars", &r.tfvars), ("keycloak", &r.keycloak)] {
+        let _ = writeln!(
+            out,
+            "  {name:<9} {} ({} change(s)){}",
+            t.result.as_str(),
+            t.changes,
+            t.error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        );
+        for a in &t.actions {
+            let _ = writeln!(out, "    {a}");
+        }
+    }
+    out
+}
+
+pub fn drift_text(r: &DriftReport) -> String {
+    let mut out = String::new();
+    if r.clean {
+        let _ = writeln!(
+            out,
+            "no drift: {} approved spoke(s); registry, Keycloak, tfvars and hub liveness agree",
+            r.approved_spokes
+        );
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "drift: {} item(s), {} approved spoke(s)",
+        r.items.len(),
+        r.approved_spokes
+    );
+    for i in &r.items {
+        let _ = writeln!(
+            out,
+            "  {:<32} {:<12} {}",
+            i.kind.as_str(),
+            i.subject,
+            i.detail
+        );
+    }
+    for u in &r.unchecked {
+        let _ = writeln!(out, "  not checked: {}: {}", u.target.as_str(), u.reason);
+    }
+    out
+}
+
+pub fn plan_text(p: &Plan) -> String {
+    let mut out = String::new();
+    if p.is_empty() {
+        out.push_str("nothing to do: the targets match the registry\n");
+    }
+    if let Some(t) = &p.tfvars {
+        if t.write {
+            let _ = writeln!(
+                out,
+                "tfvars: write {} ({} partners; added [{}], removed [{}], changed [{}])",
+                t.path,
+                t.partners,
+                t.added.join(", "),
+                t.removed.join(", "),
+                t.changed.join(", ")
+            );
+        }
+    }
+    if let Some(k) = &p.keycloak {
+        if let Some(e) = &k.error {
+            let _ = writeln!(out, "keycloak: cannot plan: {e}");
+        }
+        for c in &k.changes {
+            let line = match c {
+                IdpChange::Create { alias, spoke_id } => format!("create {alias} for {spoke_id}"),
+                IdpChange::Update { alias, fields, .. } => {
+                    format!("update {alias}: {}", fields.join(", "))
+                }
+                IdpChange::Delete { alias } => format!("delete {alias}"),
+                IdpChange::Blocked { alias, .. } => {
+                    format!("blocked: {alias} exists and is not managed by this service")
+                }
+            };
+            let _ = writeln!(out, "keycloak ({}): {line}", k.realm);
+        }
+    }
+    out
+}
+
+/// The `sync` lines of `check-config`; secrets never shown.
+pub fn summary(s: &SyncSettings) -> String {
+    let mut out = format!(
+        "  sync:             {} (consumer {}, resync every {})\n",
+        if s.enabled { "worker on" } else { "worker off" },
+        s.consumer,
+        humantime::format_duration(s.resync_interval)
+    );
+    if s.tfvars.enabled {
+        let _ = writeln!(
+            out,
+            "  sync tfvars:      {} ({}){}",
+            s.tfvars.path.display(),
+            match s.tfvars.format {
+                TfvarsFormat::Hcl => "hcl",
+                TfvarsFormat::Json => "json",
+            },
+            if s.tfvars.post_command.is_empty() {
+                String::new()
+            } else {
+                format!(", then: {}", s.tfvars.post_command.join(" "))
+            }
+        );
+    } else {
+        out += "  sync tfvars:      off\n";
+    }
+    match &s.keycloak.base_url {
+        Some(url) => {
+            let _ = writeln!(
+                out,
+                "  sync keycloak:    {} realm {} (login: {} as {})",
+                url.as_str().trim_end_matches('/'),
+                s.keycloak.realm,
+                if s.keycloak.username.is_some() {
+                    "password grant"
+                } else {
+                    "client credentials"
+                },
+                s.keycloak
+                    .username
+                    .as_deref()
+                    .unwrap_or(&s.keycloak.client_id)
+            );
+        }
+        None => out += "  sync keycloak:    off (sync.keycloak.base_url unset)\n",
+    }
+    out
+}

@@ -1,0 +1,156 @@
+//! Sync metrics. Labels are fixed lists: target ∈ {tfvars, keycloak},
+//! result ∈ {success, failure}, kind ∈ the drift kinds.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use super::drift::DriftKind;
+use super::Target;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum TargetValue {
+    tfvars,
+    keycloak,
+}
+
+impl From<Target> for TargetValue {
+    fn from(t: Target) -> Self {
+        match t {
+            Target::Tfvars => TargetValue::tfvars,
+            Target::Keycloak => TargetValue::keycloak,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum ResultValue {
+    success,
+    failure,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabels {
+    pub target: TargetValue,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RunLabels {
+    pub target: TargetValue,
+    pub result: ResultValue,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+fn duration_histogram() -> Histogram {
+    // 1 ms .. ~65 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+#[derive(Clone)]
+pub struct SyncMetrics {
+    pub runs: Family<RunLabels, Counter>,
+    pub duration: Family<TargetLabels, Histogram>,
+    pub breaker_state: Family<TargetLabels, Gauge>,
+    pub drift_items: Family<KindLabels, Gauge>,
+    pub leader: Gauge,
+}
+
+impl SyncMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let runs = Family::<RunLabels, Counter>::default();
+        registry.register(
+            "sync_runs",
+            "Sync runs of a target that called it, by target and result (runs skipped by an open breaker are not counted)",
+            runs.clone(),
+        );
+        let duration = Family::<TargetLabels, Histogram>::new_with_constructor(
+            duration_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "sync_duration_seconds",
+            "Time one sync run of a target took",
+            duration.clone(),
+        );
+        let breaker_state = Family::<TargetLabels, Gauge>::default();
+        registry.register(
+            "circuit_breaker_state",
+            "Circuit breaker of a sync target: 0 closed, 1 open, 2 half-open",
+            breaker_state.clone(),
+        );
+        let drift_items = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "federation_drift_items",
+            "Drift found by the latest drift check, by kind",
+            drift_items.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "sync_leader",
+            "1 while this replica runs the sync worker",
+            leader.clone(),
+        );
+        for t in Target::ALL {
+            for result in [ResultValue::success, ResultValue::failure] {
+                // Present from the start, at zero.
+                let _ = runs
+                    .get_or_create(&RunLabels {
+                        target: t.into(),
+                        result,
+                    })
+                    .get();
+            }
+            breaker_state
+                .get_or_create(&TargetLabels { target: t.into() })
+                .set(0);
+            // Exported (empty) before the first run, so dashboards find it.
+            drop(duration.get_or_create(&TargetLabels { target: t.into() }));
+        }
+        for k in DriftKind::ALL {
+            drift_items
+                .get_or_create(&KindLabels { kind: k.as_str() })
+                .set(0);
+        }
+        SyncMetrics {
+            runs,
+            duration,
+            breaker_state,
+            drift_items,
+            leader,
+        }
+    }
+
+    pub fn set_breaker(&self, target: Target, value: i64) {
+        self.breaker_state
+            .get_or_create(&TargetLabels {
+                target: target.into(),
+            })
+            .set(value);
+    }
+
+    pub fn observe_run(&self, target: Target, success: bool, seconds: f64) {
+        self.runs
+            .get_or_create(&RunLabels {
+                target: target.into(),
+                result: if success {
+                    ResultValue::success
+                } else {
+                    ResultValue::failure
+                },
+            })
+            .inc();
+        self.duration
+            .get_or_create(&TargetLabels {
+                target: target.into(),
+            })
+            .observe(seconds);
+    }
+}

@@ -1,0 +1,717 @@
+//! Federation sync, level-triggered: an event only says "look again". Each
+//! run reads the whole desired state from the registry and makes both
+//! targets match it exactly, idempotently:
+//!
+//! - `tfvars`: `federation_partners` in `hub.auto.tfvars`, written
+//!   atomically and only when it changes, then an optional post-command;
+//! - `keycloak`: one OIDC identity provider `<code>-idp` per spoke in the hub
+//!   realm, created, updated, disabled or deleted; only IdPs marked as ours
+//!   are touched; links follow the outcome.
+//!
+//! Each target has a circuit breaker in PostgreSQL and retries with backoff;
+//! the two run side by side, so one that is down never blocks the other.
+//! [`SyncEngine::reconcile`] is one run; [`worker`] decides when to run.
+
+pub mod backoff;
+pub mod breaker;
+pub mod cli;
+pub mod drift;
+pub mod idp;
+pub mod keycloak;
+pub mod links;
+pub mod metrics;
+pub mod plan;
+pub mod registry;
+pub mod status;
+pub mod tfvars;
+pub mod worker;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde::Serialize;
+use sqlx::PgPool;
+use utoipa::ToSchema;
+
+use self::backoff::Backoff;
+use self::breaker::{Admission, Breaker, BreakerState};
+use self::drift::DriftReport;
+use self::keycloak::{KeycloakClient, KeycloakError};
+use self::metrics::SyncMetrics;
+use self::plan::{IdpChange, Observation, Plan, TfvarsSide};
+use self::registry::Registry;
+pub use crate::config::SyncSettings;
+
+/// Advisory lock (transaction-scoped) serialising reconcile runs across the
+/// worker, `POST /api/federation/drift` and `federation drift --fix`, on any
+/// replica. Distinct from the election key, which the worker's leader holds.
+pub const RECONCILE_LOCK: i64 = 0x6665_6472_6563_6f6e; // "fedrecon"
+
+/// Identity provider requests in flight at once during a run.
+const KEYCLOAK_CONCURRENCY: usize = 8;
+
+/// A sync target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    Tfvars,
+    Keycloak,
+}
+
+impl Target {
+    pub const ALL: [Target; 2] = [Target::Tfvars, Target::Keycloak];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::Tfvars => "tfvars",
+            Target::Keycloak => "keycloak",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Target> {
+        Target::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    Startup,
+    Event,
+    Resync,
+    Retry,
+    Manual,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Startup => "startup",
+            Trigger::Event => "event",
+            Trigger::Resync => "resync",
+            Trigger::Retry => "retry",
+            Trigger::Manual => "manual",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RunResult {
+    Success,
+    Failure,
+    /// Not attempted: the target is off or its breaker is open.
+    Skipped,
+}
+
+impl RunResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunResult::Success => "success",
+            RunResult::Failure => "failure",
+            RunResult::Skipped => "skipped",
+        }
+    }
+}
+
+/// What one run did to one target.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TargetReport {
+    pub result: RunResult,
+    /// Writes made: the file, or identity providers created, updated, deleted.
+    pub changes: usize,
+    /// What was done, one line each.
+    pub actions: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub breaker: BreakerState,
+    /// When an open breaker lets the next attempt through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<DateTime<Utc>>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    /// A failure that may pass by itself (unreachable, 5xx, I/O): the worker
+    /// retries with backoff. Others (a taken alias, a 4xx) wait for the next
+    /// event or resync.
+    #[serde(skip)]
+    pub transient: bool,
+}
+
+impl TargetReport {
+    fn new(started_at: DateTime<Utc>) -> Self {
+        TargetReport {
+            transient: false,
+            result: RunResult::Success,
+            changes: 0,
+            actions: Vec::new(),
+            error: None,
+            breaker: BreakerState::Closed,
+            retry_at: None,
+            started_at,
+            finished_at: started_at,
+        }
+    }
+}
+
+/// One reconcile run.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RunReport {
+    pub trigger: Trigger,
+    pub approved_spokes: usize,
+    pub tfvars: TargetReport,
+    pub keycloak: TargetReport,
+}
+
+impl RunReport {
+    pub fn failed(&self) -> bool {
+        self.tfvars.result == RunResult::Failure || self.keycloak.result == RunResult::Failure
+    }
+
+    /// Worth running again soon: a transient failure, or a target refused
+    /// by its breaker.
+    pub fn needs_retry(&self) -> bool {
+        [&self.tfvars, &self.keycloak]
+            .iter()
+            .any(|t| t.transient || t.retry_at.is_some())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The registry could not be read: nothing was attempted.
+    #[error("cannot read the registry: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// One run's reconcile logic and the clients it needs.
+pub struct SyncEngine {
+    pool: PgPool,
+    settings: SyncSettings,
+    keycloak: Option<KeycloakClient>,
+    tfvars_breaker: Breaker,
+    keycloak_breaker: Breaker,
+    backoff: Backoff,
+    metrics: SyncMetrics,
+}
+
+impl std::fmt::Debug for SyncEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncEngine")
+            .field("keycloak", &self.keycloak)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SyncEngine {
+    pub fn new(
+        pool: PgPool,
+        settings: SyncSettings,
+        metrics: SyncMetrics,
+    ) -> Result<SyncEngine, reqwest::Error> {
+        let backoff = Backoff::from(&settings.retry);
+        let keycloak = KeycloakClient::from_settings(&settings.keycloak, backoff)?;
+        Ok(SyncEngine {
+            tfvars_breaker: Breaker::new(pool.clone(), Target::Tfvars, &settings.breaker),
+            keycloak_breaker: Breaker::new(pool.clone(), Target::Keycloak, &settings.breaker),
+            pool,
+            settings,
+            keycloak,
+            backoff,
+            metrics,
+        })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn settings(&self) -> &SyncSettings {
+        &self.settings
+    }
+
+    pub fn metrics(&self) -> &SyncMetrics {
+        &self.metrics
+    }
+
+    pub fn keycloak_configured(&self) -> bool {
+        self.keycloak.is_some()
+    }
+
+    fn breaker(&self, target: Target) -> &Breaker {
+        match target {
+            Target::Tfvars => &self.tfvars_breaker,
+            Target::Keycloak => &self.keycloak_breaker,
+        }
+    }
+
+    /// One run: reads the registry, reconciles both targets side by side,
+    /// updates links, records the outcome. Runs are serialised across
+    /// replicas by [`RECONCILE_LOCK`].
+    pub async fn reconcile(&self, trigger: Trigger) -> Result<RunReport, SyncError> {
+        // A transaction-scoped lock: released by commit, rollback, or the
+        // connection's end, even if this future is dropped mid-run.
+        let mut lock = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(RECONCILE_LOCK)
+            .execute(&mut *lock)
+            .await?;
+        let registry = registry::load(&self.pool).await?;
+        let (tfvars, keycloak) = tokio::join!(
+            self.timed(Target::Tfvars, trigger, self.tfvars_target(&registry)),
+            self.timed(Target::Keycloak, trigger, self.keycloak_target(&registry)),
+        );
+        let report = RunReport {
+            trigger,
+            approved_spokes: registry.approved().count(),
+            tfvars,
+            keycloak,
+        };
+        let _ = lock.rollback().await;
+        tracing::info!(
+            trigger = trigger.as_str(),
+            approved = report.approved_spokes,
+            tfvars = report.tfvars.result.as_str(),
+            tfvars_changes = report.tfvars.changes,
+            keycloak = report.keycloak.result.as_str(),
+            keycloak_changes = report.keycloak.changes,
+            "sync run finished"
+        );
+        Ok(report)
+    }
+
+    /// Runs a target, then records its outcome (run row, breaker gauge,
+    /// metrics). Recording failures are logged: the run itself happened.
+    async fn timed(
+        &self,
+        target: Target,
+        trigger: Trigger,
+        run: impl std::future::Future<Output = TargetReport>,
+    ) -> TargetReport {
+        let clock = Instant::now();
+        let mut report = run.await;
+        report.finished_at = Utc::now();
+        self.metrics
+            .set_breaker(target, report.breaker.gauge_value());
+        if report.result != RunResult::Skipped {
+            self.metrics.observe_run(
+                target,
+                report.result == RunResult::Success,
+                clock.elapsed().as_secs_f64(),
+            );
+        }
+        if let Some(e) = &report.error {
+            tracing::warn!(target = target.as_str(), error = %e, "sync target failed");
+        }
+        // A target that is off has nothing to record.
+        let off = report.result == RunResult::Skipped && report.error.is_none();
+        if !off {
+            if let Err(e) = status::record_run(&self.pool, target, trigger.as_str(), &report).await
+            {
+                tracing::warn!(target = target.as_str(), error = %e, "cannot record the sync run");
+            }
+        }
+        report
+    }
+
+    /// Asks the breaker; fills `report` and returns `false` when refused.
+    async fn admit(&self, target: Target, report: &mut TargetReport) -> bool {
+        match self.breaker(target).admit().await {
+            Ok((Admission::Refused { retry_at }, state)) => {
+                report.result = RunResult::Skipped;
+                report.breaker = state;
+                report.retry_at = Some(retry_at);
+                report.error = Some(format!(
+                    "circuit breaker open until {}",
+                    retry_at.format("%Y-%m-%dT%H:%M:%SZ")
+                ));
+                false
+            }
+            Ok((_, state)) => {
+                report.breaker = state;
+                true
+            }
+            Err(e) => {
+                // Without the breaker's state we still try: the breaker
+                // protects the target, it must not stop the sync.
+                tracing::warn!(target = target.as_str(), error = %e, "cannot read the circuit breaker");
+                true
+            }
+        }
+    }
+
+    /// Closes or counts against the breaker after an attempt.
+    async fn settle(&self, target: Target, report: &mut TargetReport, breaker_failure: bool) {
+        let b = self.breaker(target);
+        let result = if breaker_failure {
+            b.record_failure(report.error.as_deref().unwrap_or("failed"))
+                .await
+        } else {
+            b.record_success().await
+        };
+        match result {
+            Ok(state) => report.breaker = state,
+            Err(e) => {
+                tracing::warn!(target = target.as_str(), error = %e, "cannot update the circuit breaker")
+            }
+        }
+    }
+
+    async fn tfvars_target(&self, registry: &Registry) -> TargetReport {
+        let mut report = TargetReport::new(Utc::now());
+        let t = &self.settings.tfvars;
+        if !t.enabled {
+            report.result = RunResult::Skipped;
+            return report;
+        }
+        if !self.admit(Target::Tfvars, &mut report).await {
+            return report;
+        }
+        let partners = tfvars::desired(registry, &self.settings);
+        let outcome = self.write_tfvars(&partners, &mut report).await;
+        let failed = outcome.is_err();
+        if let Err(e) = outcome {
+            report.result = RunResult::Failure;
+            report.error = Some(e);
+            report.transient = true;
+        }
+        self.settle(Target::Tfvars, &mut report, failed).await;
+        report
+    }
+
+    async fn write_tfvars(
+        &self,
+        partners: &BTreeMap<String, tfvars::Partner>,
+        report: &mut TargetReport,
+    ) -> Result<(), String> {
+        let t = &self.settings.tfvars;
+        let content = tfvars::render(partners, t.format).map_err(|e| e.to_string())?;
+        let path = t.path.clone();
+        let written = self
+            .backoff
+            .retry(
+                || {
+                    let (path, content) = (path.clone(), content.clone());
+                    async move {
+                        tokio::task::spawn_blocking(move || {
+                            tfvars::write_if_changed(&path, &content)
+                        })
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| e.to_string())
+                    }
+                },
+                |_| true,
+            )
+            .await?;
+        if written {
+            report.changes += 1;
+            report.actions.push(format!(
+                "wrote {} ({} partners)",
+                path.display(),
+                partners.len()
+            ));
+        }
+        if t.post_command.is_empty() {
+            return Ok(());
+        }
+        // Level-triggered too: a post-command that failed, or never ran
+        // because the process died after the rename, runs again until it has
+        // succeeded for this exact content.
+        let sha = tfvars::digest(&content);
+        let done_for = status::post_command_succeeded_for(&self.pool)
+            .await
+            .map_err(|e| format!("cannot read the post-command state: {e}"))?;
+        if !written && done_for.as_deref() == Some(sha.as_str()) {
+            return Ok(());
+        }
+        let started = Utc::now();
+        let outcome = tfvars::run_post_command(
+            &t.post_command,
+            &path,
+            partners.len(),
+            t.post_command_timeout,
+        )
+        .await;
+        let command = t.post_command.join(" ");
+        report
+            .actions
+            .push(format!("ran post-command: {}", outcome.describe()));
+        if let Err(e) =
+            status::record_post_command(&self.pool, &command, &sha, &outcome, started).await
+        {
+            tracing::warn!(error = %e, "cannot record the post-command outcome");
+        }
+        if outcome.succeeded() {
+            Ok(())
+        } else {
+            Err(format!("post-command {}", outcome.describe()))
+        }
+    }
+
+    async fn keycloak_target(&self, registry: &Registry) -> TargetReport {
+        let mut report = TargetReport::new(Utc::now());
+        let Some(kc) = &self.keycloak else {
+            report.result = RunResult::Skipped;
+            return report;
+        };
+        let approved_ids: Vec<String> = registry.approved().map(|s| s.id.clone()).collect();
+        if !self.admit(Target::Keycloak, &mut report).await {
+            let msg = report.error.clone().unwrap_or_default();
+            self.links_failed(&approved_ids, links::codes::CIRCUIT_OPEN, &msg)
+                .await;
+            return report;
+        }
+        let idps = match kc.list().await {
+            Ok(list) => list,
+            Err(e) => {
+                report.result = RunResult::Failure;
+                report.error = Some(e.to_string());
+                report.transient = e.is_transient();
+                self.links_failed(&approved_ids, link_code(&e), &e.to_string())
+                    .await;
+                let target_down = e.is_target_failure();
+                self.settle(Target::Keycloak, &mut report, target_down)
+                    .await;
+                return report;
+            }
+        };
+        let actions = plan::keycloak_actions(registry, &idps, &self.settings);
+        let results: Vec<(plan::IdpAction, Result<(), KeycloakError>)> =
+            futures::stream::iter(actions)
+                .map(|a| async move {
+                    let r = self.apply(kc, &a).await;
+                    (a, r)
+                })
+                .buffer_unordered(KEYCLOAK_CONCURRENCY)
+                .collect()
+                .await;
+
+        let mut failed_spokes: BTreeMap<String, (&'static str, String)> = BTreeMap::new();
+        let mut errors = Vec::new();
+        let mut target_down = false;
+        for (action, result) in &results {
+            let what = describe(&action.change);
+            match (result, &action.change) {
+                (Ok(()), IdpChange::Blocked { alias, .. }) => {
+                    let msg = format!(
+                        "identity provider {alias} exists and is not managed by this service; left alone"
+                    );
+                    errors.push(msg.clone());
+                    if let Some(s) = &action.spoke {
+                        failed_spokes.insert(s.id.clone(), (links::codes::IDP_ALIAS_TAKEN, msg));
+                    }
+                }
+                (Ok(()), _) => {
+                    report.changes += 1;
+                    report.actions.push(what);
+                }
+                (Err(e), _) => {
+                    target_down |= e.is_target_failure();
+                    report.transient |= e.is_transient();
+                    let msg = format!("{what}: {e}");
+                    errors.push(msg.clone());
+                    if let Some(s) = &action.spoke {
+                        failed_spokes.insert(s.id.clone(), (link_code(e), msg));
+                    }
+                }
+            }
+        }
+        report.actions.sort();
+        if !errors.is_empty() {
+            report.result = RunResult::Failure;
+            report.error = Some(summarise(&errors));
+        }
+        // Links: approved spokes whose IdP is in place go ACTIVE.
+        let ok: Vec<String> = approved_ids
+            .iter()
+            .filter(|id| !failed_spokes.contains_key(*id))
+            .cloned()
+            .collect();
+        if let Err(e) = links::mark_active(&self.pool, &ok).await {
+            tracing::warn!(error = %e, "cannot mark links ACTIVE");
+        }
+        let approved: std::collections::HashSet<&String> = approved_ids.iter().collect();
+        for (id, (code, msg)) in &failed_spokes {
+            if approved.contains(id) {
+                self.links_failed(std::slice::from_ref(id), code, msg).await;
+            }
+        }
+        self.settle(Target::Keycloak, &mut report, target_down)
+            .await;
+        report
+    }
+
+    async fn apply(
+        &self,
+        kc: &KeycloakClient,
+        action: &plan::IdpAction,
+    ) -> Result<(), KeycloakError> {
+        match (&action.change, &action.body) {
+            (IdpChange::Create { .. }, Some(body)) => match kc.create(body).await {
+                // Created meanwhile (by a run we do not see, or a retry whose
+                // first answer was lost): make it right on the next run.
+                Err(KeycloakError::Status { status: 409, .. }) => {
+                    match kc.get(&body.alias).await? {
+                        Some(actual) if idp::is_managed(&actual) => {
+                            kc.update(&idp::merged(body, &actual)).await
+                        }
+                        _ => Err(KeycloakError::Status {
+                            op: "create an identity provider",
+                            status: 409,
+                            detail: ": the alias is taken".into(),
+                        }),
+                    }
+                }
+                other => other,
+            },
+            (IdpChange::Update { .. }, Some(body)) => kc.update(body).await,
+            (IdpChange::Delete { alias }, _) => kc.delete(alias).await.map(|_| ()),
+            _ => Ok(()),
+        }
+    }
+
+    async fn links_failed(&self, spoke_ids: &[String], code: &str, message: &str) {
+        if let Err(e) = links::mark_failed(&self.pool, spoke_ids, code, message).await {
+            tracing::warn!(error = %e, "cannot mark links FAILED");
+        }
+    }
+
+    /// Looks at the three sides now. Keycloak is read unless its breaker
+    /// is open (then it is reported as not checked).
+    pub async fn observe(&self) -> Result<Observation, SyncError> {
+        let registry = registry::load(&self.pool).await?;
+        let tfvars = if self.settings.tfvars.enabled {
+            let t = &self.settings.tfvars;
+            let (path, format) = (t.path.clone(), t.format);
+            let current = tokio::task::spawn_blocking(move || tfvars::read(&path, format))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            Some(TfvarsSide {
+                path: t.path.clone(),
+                desired: tfvars::desired(&registry, &self.settings),
+                current,
+            })
+        } else {
+            None
+        };
+        let keycloak = match &self.keycloak {
+            Some(kc) => Some(match self.keycloak_breaker.status().await? {
+                // An open breaker means Keycloak is down: do not call it,
+                // and do not take the half-open trial meant for a run.
+                b if b.state == BreakerState::Open
+                    && b.retry_at.is_some_and(|t| t > Utc::now()) =>
+                {
+                    Err(format!(
+                        "circuit breaker open until {} (last error: {})",
+                        b.retry_at
+                            .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                            .unwrap_or_default(),
+                        b.last_error.unwrap_or_default()
+                    ))
+                }
+                _ => kc.list().await.map_err(|e| e.to_string()),
+            }),
+            None => None,
+        };
+        Ok(Observation {
+            registry,
+            tfvars,
+            keycloak,
+        })
+    }
+
+    /// What a reconcile would do now (`--dry-run`).
+    pub async fn plan(&self) -> Result<Plan, SyncError> {
+        let obs = self.observe().await?;
+        Ok(plan::plan(&obs, &self.settings))
+    }
+
+    /// The drift report, also published as `federation_drift_items`.
+    pub async fn drift(&self) -> Result<DriftReport, SyncError> {
+        let obs = self.observe().await?;
+        let report = drift::report(&obs, &self.settings);
+        for kind in report.checked_kinds() {
+            self.metrics
+                .drift_items
+                .get_or_create(&metrics::KindLabels {
+                    kind: kind.as_str(),
+                })
+                .set(report.counts.get(kind.as_str()).copied().unwrap_or(0) as i64);
+        }
+        Ok(report)
+    }
+
+    /// Breakers, recent runs and the post-command's last outcome.
+    pub async fn status(&self, worker_enabled: bool) -> Result<status::SyncStatus, SyncError> {
+        let mut breakers = Vec::new();
+        for t in Target::ALL {
+            let b = self.breaker(t).status().await?;
+            self.metrics.set_breaker(t, b.state.gauge_value());
+            breakers.push(b);
+        }
+        Ok(status::SyncStatus {
+            worker_enabled,
+            keycloak_configured: self.keycloak.is_some(),
+            tfvars_path: self
+                .settings
+                .tfvars
+                .enabled
+                .then(|| self.settings.tfvars.path.display().to_string()),
+            breakers,
+            recent_runs: status::recent_runs(&self.pool, 20).await?,
+            post_command: status::post_command(&self.pool).await?,
+        })
+    }
+
+    /// Refreshes `circuit_breaker_state` from the database (at scrape time:
+    /// another replica may have moved a breaker).
+    pub async fn refresh_breaker_gauges(&self) -> Result<(), sqlx::Error> {
+        for t in Target::ALL {
+            let b = self.breaker(t).status().await?;
+            self.metrics.set_breaker(t, b.state.gauge_value());
+        }
+        Ok(())
+    }
+}
+
+fn link_code(e: &KeycloakError) -> &'static str {
+    match e {
+        KeycloakError::Unreachable { .. } => links::codes::KEYCLOAK_UNREACHABLE,
+        KeycloakError::Auth { .. } => links::codes::KEYCLOAK_AUTH_FAILED,
+        KeycloakError::Status { status, .. } if *status >= 500 || *status == 429 => {
+            links::codes::KEYCLOAK_UNREACHABLE
+        }
+        KeycloakError::Status { status: 409, .. } => links::codes::IDP_ALIAS_TAKEN,
+        _ => links::codes::KEYCLOAK_REJECTED,
+    }
+}
+
+fn describe(change: &IdpChange) -> String {
+    match change {
+        IdpChange::Create { alias, .. } => format!("created {alias}"),
+        IdpChange::Update { alias, fields, .. } => {
+            format!("updated {alias} ({})", fields.join(", "))
+        }
+        IdpChange::Delete { alias } => format!("deleted {alias}"),
+        IdpChange::Blocked { alias, .. } => format!("left {alias} alone (not managed)"),
+    }
+}
+
+/// The first few errors, and how many more.
+fn summarise(errors: &[String]) -> String {
+    const SHOWN: usize = 3;
+    let mut s = errors
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if errors.len() > SHOWN {
+        s.push_str(&format!("; and {} more", errors.len() - SHOWN));
+    }
+    s
+}

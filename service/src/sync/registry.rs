@@ -1,0 +1,95 @@
+//! The desired state, read from the registry in one go: the spokes that
+//! should have partners and identity providers, and whether their hubs live.
+
+use std::collections::HashMap;
+
+use sqlx::PgPool;
+
+use crate::federation::SpokeStatus;
+use crate::store;
+
+/// A spoke the sync renders: approved, or suspended (kept, but disabled).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spoke {
+    pub id: String,
+    /// Upper-case alpha-3, e.g. `FRA`.
+    pub instance_code: String,
+    pub name: String,
+    pub idp_public_url: String,
+    pub idp_internal_url: Option<String>,
+    pub status: String,
+    /// The hub's liveness from the catalog (project slug = lower-case code):
+    /// `online`, `degraded`, `offline`, or `None` when there is no project.
+    pub hub_status: Option<String>,
+}
+
+impl Spoke {
+    pub fn code_lower(&self) -> String {
+        self.instance_code.to_ascii_lowercase()
+    }
+
+    pub fn is_approved(&self) -> bool {
+        self.status == "approved"
+    }
+
+    pub fn is_suspended(&self) -> bool {
+        self.status == "suspended"
+    }
+
+    /// Missing from the catalog, or offline.
+    pub fn hub_offline(&self) -> bool {
+        matches!(self.hub_status.as_deref(), None | Some("offline"))
+    }
+}
+
+/// Every approved or suspended spoke, ordered by instance code.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    pub spokes: Vec<Spoke>,
+}
+
+impl Registry {
+    pub fn approved(&self) -> impl Iterator<Item = &Spoke> {
+        self.spokes.iter().filter(|s| s.is_approved())
+    }
+}
+
+/// Reads the registry through the registry's own store, in one read-only
+/// repeatable-read transaction, so the run sees one consistent snapshot of
+/// spokes and hub liveness.
+pub async fn load(pool: &PgPool) -> Result<Registry, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let mut spokes = Vec::new();
+    for status in [SpokeStatus::Approved, SpokeStatus::Suspended] {
+        for s in store::spokes::list(&mut *tx, Some(status)).await? {
+            spokes.push(Spoke {
+                hub_status: None,
+                status: s.status.as_str().to_owned(),
+                id: s.id,
+                instance_code: s.instance_code,
+                name: s.name,
+                idp_public_url: s.idp_public_url,
+                idp_internal_url: s.idp_internal_url,
+            });
+        }
+    }
+    // Hub liveness: the catalog project whose slug is the lower-case code.
+    let slugs: Vec<String> = spokes.iter().map(Spoke::code_lower).collect();
+    let live: HashMap<String, String> = sqlx::query_as::<_, (String, String)>(
+        "SELECT slug, status FROM projects WHERE slug = ANY($1)",
+    )
+    .bind(&slugs)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+    tx.commit().await?;
+    for s in &mut spokes {
+        s.hub_status = live.get(&s.code_lower()).cloned();
+    }
+    spokes.sort_by(|a, b| (&a.instance_code, &a.id).cmp(&(&b.instance_code, &b.id)));
+    Ok(Registry { spokes })
+}

@@ -1,0 +1,324 @@
+//! The sync worker inside `serve`: JetStream events trigger reconciles,
+//! bursts coalesce, events are acked only after the run covering them, one
+//! replica leads.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use serde_json::json;
+use testkit::keycloak::KeycloakStub;
+use testkit::{eventually, NatsServer};
+
+use crate::helpers::*;
+use crate::synckit::*;
+
+const CONSUMER: &str = "federation-sync";
+
+/// Settings: NATS on, worker on, a resync too rare to matter.
+fn worker_yaml(stub: &KeycloakStub, tfvars: &std::path::Path, nats: &NatsServer) -> String {
+    format!(
+        "{}  enabled: true\n  resync_interval: 1h\n  debounce: 100ms\n  ack_wait: 5s\n\
+         nats:\n  url: \"{}\"\n",
+        sync_yaml(stub, tfvars, ""),
+        nats.url()
+    )
+}
+
+async fn consumer_info(nats: &NatsServer) -> Option<jetstream::consumer::Info> {
+    let client = async_nats::connect(nats.url()).await.ok()?;
+    let js = jetstream::new(client);
+    let stream = js
+        .get_stream(protocol::subjects::EVENTS_STREAM)
+        .await
+        .ok()?;
+    let mut consumer: jetstream::consumer::PullConsumer =
+        stream.get_consumer(CONSUMER).await.ok()?;
+    consumer.info().await.ok().cloned()
+}
+
+async fn event_runs(app: &TestApp) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM sync_runs WHERE target = 'tfvars' AND trigger = 'event'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap()
+}
+
+/// Publishes `n` CloudEvents as the relay would, each with its Nats-Msg-Id.
+async fn publish_events(nats: &NatsServer, n: usize) {
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = jetstream::new(client);
+    let mut acks = Vec::new();
+    for i in 0..n {
+        let id = uuid::Uuid::now_v7().to_string();
+        let event = protocol::CloudEvent::new(
+            protocol::EventKind::SpokeApproved,
+            id.clone(),
+            protocol::events::DEFAULT_SOURCE,
+            chrono::Utc::now(),
+            Some(format!("spoke-test-{i}")),
+            json!({"n": i}),
+        );
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", id.as_str());
+        acks.push(
+            js.publish_with_headers(
+                protocol::EventKind::SpokeApproved.subject(),
+                headers,
+                serde_json::to_vec(&event).unwrap().into(),
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    for a in acks {
+        a.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn approving_a_spoke_makes_the_worker_write_the_file_and_create_the_idp() {
+    let nats = NatsServer::start().await;
+    let stub = KeycloakStub::start(Default::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tfvars = dir.path().join("hub.auto.tfvars");
+    let app = spawn_app_with(&worker_yaml(&stub, &tfvars, &nats), Vec::new()).await;
+
+    // The worker's first run renders the empty registry.
+    eventually(QUICK, "the startup run to write an empty map", || async {
+        std::fs::read_to_string(&tfvars)
+            .ok()
+            .filter(|t| t.contains("federation_partners = {}"))
+    })
+    .await;
+    eventually(QUICK, "the durable consumer", || consumer_info(&nats)).await;
+
+    // Approve through the API: outbox → relay → JetStream → worker.
+    let fra = approved(&app, "FRA").await;
+    eventually(QUICK, "fra-idp to be created", || async {
+        stub.idp(REALM, "fra-idp").map(|_| ())
+    })
+    .await;
+    eventually(QUICK, "the partner in the file", || async {
+        std::fs::read_to_string(&tfvars)
+            .ok()
+            .filter(|t| t.contains("  fra = {"))
+    })
+    .await;
+    eventually(QUICK, "the links to go ACTIVE", || async {
+        links_all(&app, &fra, "ACTIVE").await.then_some(())
+    })
+    .await;
+    assert!(
+        event_runs(&app).await >= 1,
+        "an event triggered it, not the resync"
+    );
+    // Every event acked once its run finished.
+    eventually(QUICK, "every event acked", || async {
+        let info = consumer_info(&nats).await?;
+        (info.num_ack_pending == 0 && info.num_pending == 0 && info.delivered.stream_sequence >= 2)
+            .then_some(())
+    })
+    .await;
+    let info = consumer_info(&nats).await.unwrap();
+    assert_eq!(
+        info.config.ack_policy,
+        jetstream::consumer::AckPolicy::Explicit
+    );
+    assert_eq!(info.config.durable_name.as_deref(), Some(CONSUMER));
+
+    // Suspension flows through the same way.
+    transition(&app, &fra, "suspend").await;
+    eventually(QUICK, "fra-idp to be disabled", || async {
+        (stub.idp(REALM, "fra-idp")?["enabled"] == false).then_some(())
+    })
+    .await;
+    let m = metrics_text(&app).await;
+    assert!(m.lines().any(|l| l == "sync_leader 1"), "{m}");
+}
+
+#[tokio::test]
+async fn a_burst_of_events_becomes_one_run_and_events_are_acked_only_after_it() {
+    let nats = NatsServer::start().await;
+    let stub = KeycloakStub::start(Default::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tfvars = dir.path().join("hub.auto.tfvars");
+    let app = spawn_app_with(&worker_yaml(&stub, &tfvars, &nats), Vec::new()).await;
+    eventually(QUICK, "the durable consumer", || consumer_info(&nats)).await;
+    eventually(QUICK, "the startup run", || async {
+        tfvars.exists().then_some(())
+    })
+    .await;
+
+    publish_events(&nats, 200).await;
+    eventually(QUICK, "all 200 events acked", || async {
+        let info = consumer_info(&nats).await?;
+        (info.delivered.stream_sequence >= 200
+            && info.num_ack_pending == 0
+            && info.num_pending == 0)
+            .then_some(())
+    })
+    .await;
+    let runs = event_runs(&app).await;
+    assert!((1..=3).contains(&runs), "200 events made {runs} runs");
+
+    // A slow Keycloak makes a run last: its event stays unacked (kept
+    // alive) until the run has finished.
+    stub.set_delay(Duration::from_millis(1500));
+    let before = stub.admin_requests() + stub.token_requests();
+    publish_events(&nats, 1).await;
+    eventually(QUICK, "the run to reach Keycloak", || async {
+        (stub.admin_requests() + stub.token_requests() > before).then_some(())
+    })
+    .await;
+    let info = consumer_info(&nats).await.unwrap();
+    assert_eq!(
+        info.num_ack_pending, 1,
+        "acked before its run finished: {info:?}"
+    );
+    eventually(QUICK, "the event acked after the run", || async {
+        let info = consumer_info(&nats).await?;
+        (info.num_ack_pending == 0).then_some(())
+    })
+    .await;
+    assert_eq!(event_runs(&app).await, runs + 1);
+}
+
+struct Replica {
+    base: String,
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+async fn replica(db_url: &str, yaml: &str) -> Replica {
+    init_test_log();
+    let settings = settings_from_yaml(&settings_yaml(db_url, yaml));
+    let app = service::app::Application::build(settings, Vec::new())
+        .await
+        .unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let stop = app.shutdown_token();
+    let task = tokio::spawn(app.run_until_stopped());
+    eventually(QUICK, "the replica to be ready", || async {
+        let r = reqwest::get(format!("{base}/ready")).await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+    Replica { base, stop, task }
+}
+
+async fn leads(r: &Replica) -> Option<bool> {
+    let text = reqwest::get(format!("{}/metrics", r.base))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    Some(text.lines().any(|l| l == "sync_leader 1"))
+}
+
+#[tokio::test]
+async fn one_replica_leads_the_sync_and_the_other_takes_over() {
+    let nats = NatsServer::start().await;
+    let stub = KeycloakStub::start(Default::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tfvars = dir.path().join("hub.auto.tfvars");
+    let yaml = worker_yaml(&stub, &tfvars, &nats);
+    let db = testkit::TestDb::create().await;
+    let a = replica(&db.url, &yaml).await;
+    let b = replica(&db.url, &yaml).await;
+    let a_leads = eventually(QUICK, "exactly one sync leader", || async {
+        let (x, y) = (leads(&a).await?, leads(&b).await?);
+        (x != y).then_some(x)
+    })
+    .await;
+    // Stays one.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_ne!(leads(&a).await, leads(&b).await);
+    }
+    let (leader, standby) = if a_leads { (a, b) } else { (b, a) };
+    leader.stop.cancel();
+    leader.task.await.unwrap().unwrap();
+    eventually(QUICK, "the standby to take over", || async {
+        leads(&standby).await.filter(|l| *l)
+    })
+    .await;
+    // And it does the work: a registry change reaches Keycloak.
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let client = reqwest::Client::new();
+    let res = client
+        .post(format!("{}/api/federation/register", standby.base))
+        .header("X-API-Key", AGENT_KEY)
+        .json(&registration("FRA"))
+        .send()
+        .await
+        .unwrap();
+    let id = res.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = client
+        .post(format!(
+            "{}/api/federation/spokes/{id}/approve",
+            standby.base
+        ))
+        .header("X-API-Key", ADMIN_KEY)
+        .json(&json!({"reason": "test"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    eventually(QUICK, "the new leader to create fra-idp", || async {
+        stub.idp(REALM, "fra-idp").map(|_| ())
+    })
+    .await;
+    standby.stop.cancel();
+    standby.task.await.unwrap().unwrap();
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn the_worker_retries_by_itself_until_keycloak_is_back() {
+    let nats = NatsServer::start().await;
+    let stub = KeycloakStub::start(Default::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tfvars = dir.path().join("hub.auto.tfvars");
+    let yaml = worker_yaml(&stub, &tfvars, &nats).replace(
+        "  enabled: true\n",
+        "  enabled: true\n  breaker:\n    failure_threshold: 2\n    open_duration: 1s\n",
+    );
+    stub.set_failing(true);
+    let app = spawn_app_with(&yaml, Vec::new()).await;
+    let fra = approved(&app, "FRA").await;
+    // The file does not wait for Keycloak.
+    eventually(QUICK, "the partner in the file", || async {
+        std::fs::read_to_string(&tfvars)
+            .ok()
+            .filter(|t| t.contains("  fra = {"))
+    })
+    .await;
+    eventually(QUICK, "the breaker to open", || async {
+        let m = metrics_text(&app).await;
+        m.contains("circuit_breaker_state{target=\"keycloak\"} 1")
+            .then_some(())
+    })
+    .await;
+    assert!(links_all(&app, &fra, "FAILED").await);
+
+    // No event, no resync due (1h): the worker's own retry brings it back.
+    stub.set_failing(false);
+    eventually(QUICK, "the links to go ACTIVE", || async {
+        links_all(&app, &fra, "ACTIVE").await.then_some(())
+    })
+    .await;
+    assert!(stub.idp(REALM, "fra-idp").is_some());
+    let retries: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sync_runs WHERE target = 'keycloak' AND trigger = 'retry'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(retries >= 1, "recovered by a retry run");
+}

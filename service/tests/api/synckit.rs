@@ -1,0 +1,166 @@
+//! Support for the federation sync tests: a service wired to a Keycloak
+//! stub and a tfvars file in a temporary directory, and the registry moves
+//! made through the real API.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use testkit::keycloak::{KeycloakStub, StubConfig};
+
+use crate::helpers::*;
+
+pub const REALM: &str = "hub";
+
+pub struct SyncEnv {
+    pub app: TestApp,
+    pub stub: KeycloakStub,
+    pub dir: tempfile::TempDir,
+    pub tfvars: PathBuf,
+}
+
+/// The `sync:` settings for a stub and a tfvars path; `extra` is indented
+/// into the section (e.g. "  breaker:\n    failure_threshold: 2\n").
+pub fn sync_yaml(stub: &KeycloakStub, tfvars: &std::path::Path, extra: &str) -> String {
+    format!(
+        "sync:\n  tfvars:\n    path: \"{}\"\n\
+         \x20 keycloak:\n    base_url: \"{}\"\n    realm: {REALM}\n    client_id: federation-sync\n    client_secret: stub-client-secret\n    request_timeout: 2s\n\
+         \x20 retry:\n    max_attempts: 2\n    base_delay: 10ms\n    max_delay: 200ms\n{extra}",
+        tfvars.display(),
+        stub.url(),
+    )
+}
+
+/// A service with the sync configured (worker off: tests run reconciles
+/// through `POST /api/federation/drift`). `extra` is more `sync:` keys.
+pub async fn sync_env(extra: &str) -> SyncEnv {
+    sync_env_with(extra, "").await
+}
+
+/// As [`sync_env`], with other top-level YAML sections in `more`.
+pub async fn sync_env_with(extra: &str, more: &str) -> SyncEnv {
+    let stub = KeycloakStub::start(StubConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tfvars = dir.path().join("hub.auto.tfvars");
+    let yaml = format!("{}{more}", sync_yaml(&stub, &tfvars, extra));
+    let app = spawn_app_with(&yaml, Vec::new()).await;
+    SyncEnv {
+        app,
+        stub,
+        dir,
+        tfvars,
+    }
+}
+
+pub fn registration(code: &str) -> Value {
+    let lower = code.to_lowercase();
+    json!({
+        "instance_code": code,
+        "name": format!("{code} Instance"),
+        "base_url": format!("https://{lower}.example:3010"),
+        "idp_public_url": format!("https://idp.{lower}.example/realms/{lower}"),
+        "idp_internal_url": format!("http://keycloak-{lower}:8080/realms/{lower}"),
+    })
+}
+
+/// Registers a spoke through the API; returns its id.
+pub async fn register(app: &TestApp, code: &str) -> String {
+    let res = app
+        .post_json(
+            "/api/federation/register",
+            Some(AGENT_KEY),
+            &registration(code),
+        )
+        .await;
+    assert!(
+        res.status().is_success(),
+        "register {code}: {}",
+        res.status()
+    );
+    let body: Value = res.json().await.unwrap();
+    body["id"].as_str().unwrap().to_owned()
+}
+
+/// approve | suspend | reinstate | revoke, through the API.
+pub async fn transition(app: &TestApp, id: &str, action: &str) {
+    let res = app
+        .post_json(
+            &format!("/api/federation/spokes/{id}/{action}"),
+            Some(ADMIN_KEY),
+            &json!({"reason": format!("test: {action}")}),
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        200,
+        "{action} {id}: {}",
+        res.text().await.unwrap()
+    );
+}
+
+pub async fn approved(app: &TestApp, code: &str) -> String {
+    let id = register(app, code).await;
+    transition(app, &id, "approve").await;
+    id
+}
+
+/// Runs one reconcile through the API; returns the run report.
+pub async fn reconcile(app: &TestApp) -> Value {
+    let res = app
+        .post_json("/api/federation/drift", Some(ADMIN_KEY), &json!({}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    body["run"].clone()
+}
+
+pub async fn drift(app: &TestApp) -> Value {
+    let res = app.get("/api/federation/drift", Some(ADMIN_KEY)).await;
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+/// (direction, status, retry_count, last_error_code, verified) of a spoke's links.
+pub async fn links(
+    app: &TestApp,
+    spoke_id: &str,
+) -> Vec<(String, String, i32, Option<String>, bool)> {
+    sqlx::query_as(
+        "SELECT direction, status, retry_count, last_error_code, last_verified_at IS NOT NULL \
+         FROM federation_links WHERE spoke_id = $1 ORDER BY direction",
+    )
+    .bind(spoke_id)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap()
+}
+
+/// Every link of the spoke has this status.
+pub async fn links_all(app: &TestApp, spoke_id: &str, status: &str) -> bool {
+    let l = links(app, spoke_id).await;
+    l.len() == 2 && l.iter().all(|x| x.1 == status)
+}
+
+/// Marks a spoke's hub online in the catalog (as heartbeats would).
+pub async fn hub_online(app: &TestApp, code: &str) {
+    let slug = code.to_lowercase();
+    let res = app
+        .post_json("/api/fed/projects", Some(ADMIN_KEY), &project(&slug))
+        .await;
+    assert!(res.status().is_success());
+    sqlx::query("UPDATE projects SET status = 'online', last_heartbeat_at = now() WHERE slug = $1")
+        .bind(&slug)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+}
+
+pub fn read(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub async fn metrics_text(app: &TestApp) -> String {
+    app.get("/metrics", None).await.text().await.unwrap()
+}
+
+pub const QUICK: Duration = Duration::from_secs(20);
