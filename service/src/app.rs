@@ -11,8 +11,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::auth::ApiKeys;
-use crate::api::list_cache::ListCache;
 use crate::catalog::ProjectSpec;
+use crate::catalog_view::CatalogView;
 use crate::config::Settings;
 use crate::events::relay::OutboxRelay;
 use crate::events::watch::EventFeed;
@@ -39,8 +39,8 @@ pub struct AppState {
     pub sync: Arc<crate::sync::SyncEngine>,
     /// Whether heartbeats can be seen, and since when.
     pub sight: Arc<Sight>,
-    /// The serialised project list, kept for `catalog.list_cache_ttl`.
-    pub list_cache: Arc<ListCache>,
+    /// The catalog in memory, for the read routes.
+    pub view: Arc<CatalogView>,
     /// Follows the outbox for `/api/fed/watch` clients.
     pub events: Arc<EventFeed>,
 }
@@ -105,7 +105,7 @@ impl Application {
             shutdown.clone(),
         );
         let state = AppState {
-            list_cache: ListCache::new(settings.catalog.list_cache_ttl),
+            view: CatalogView::new(settings.catalog.read_refresh),
             sync,
             keys: ApiKeys::new(&settings.auth),
             settings: Arc::new(settings),
@@ -273,6 +273,12 @@ async fn start(
             .inc_by((created + updated) as u64);
         tracing::info!(created, updated, unchanged, "projects seeded");
     }
+    state.readiness.set_phase("loading the catalog view");
+    state
+        .view
+        .reload(&state.db)
+        .await
+        .context("loading the catalog view")?;
     state.readiness.mark_database_ready();
     Ok(())
 }
@@ -339,6 +345,9 @@ async fn start_workers(state: &AppState, shutdown: &CancellationToken) -> anyhow
         ingest: None,
         tasks: Vec::new(),
     };
+    workers.tasks.push(tokio::spawn(
+        state.view.clone().run(state.db.clone(), shutdown.clone()),
+    ));
     let Some(nats) = &state.nats else {
         tracing::info!("NATS disabled: no heartbeat ingestion, no stale sweeping");
         return Ok(workers);

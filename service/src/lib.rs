@@ -8,6 +8,7 @@
 pub mod api;
 pub mod app;
 pub mod catalog;
+pub mod catalog_view;
 pub mod cli;
 pub mod config;
 pub mod events;

@@ -6,7 +6,6 @@ pub mod extract;
 pub mod federation;
 pub mod health;
 pub mod idps;
-pub mod list_cache;
 pub mod observability;
 pub mod projects;
 pub mod sync;

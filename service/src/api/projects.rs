@@ -44,23 +44,19 @@ pub async fn list_projects(
     _caller: Caller,
     Query(params): Query<ListParams>,
 ) -> ApiResult<Response> {
-    let key = (params.status.map(ProjectStatus::as_str), params.tag.clone());
-    let filter = ProjectFilter {
-        status: params.status,
-        tag: params.tag,
+    let body = match state.view.list(params.status, params.tag.as_deref()) {
+        Some(body) => body,
+        None => {
+            let filter = ProjectFilter {
+                status: params.status,
+                tag: params.tag,
+            };
+            let list = projects::list(&state.db, &filter).await?;
+            Bytes::from(serde_json::to_vec(&list).map_err(|e| ApiError::Internal(e.into()))?)
+        }
     };
-    let db = state.db.clone();
-    let body = state
-        .list_cache
-        .get(key, move || async move {
-            let list = projects::list(&db, &filter).await?;
-            serde_json::to_vec(&list)
-                .map(Bytes::from)
-                .map_err(|e| ApiError::Internal(e.into()))
-        })
-        .await?;
     state.metrics.catalog.lookup.inc();
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    Ok(json_response(body))
 }
 
 /// Register a project, or update it if the slug exists (201 / 200).
@@ -89,9 +85,7 @@ pub async fn register_project(
     let spec = input.into_spec().map_err(ApiError::validation)?;
     let outcome = projects::upsert(&state.db, &spec).await?;
     state.metrics.catalog.register.inc();
-    if !matches!(outcome, Upserted::Unchanged(_)) {
-        state.list_cache.invalidate();
-    }
+    state.view.put(outcome.project());
     Ok(match outcome {
         Upserted::Created(p) => {
             tracing::info!(slug = %p.slug, key = %caller.fingerprint, "project registered");
@@ -128,12 +122,21 @@ pub async fn get_project(
     State(state): State<AppState>,
     _caller: Caller,
     Path(slug): Path<String>,
-) -> ApiResult<axum::Json<Project>> {
-    let project = projects::get(&state.db, &slug)
-        .await?
-        .ok_or_else(|| not_found(&slug))?;
+) -> ApiResult<Response> {
+    let body = match state.view.get(&slug) {
+        Some(body) => body,
+        None => {
+            // Not in the view: perhaps created on another replica since the
+            // last reload.
+            let project = projects::get(&state.db, &slug)
+                .await?
+                .ok_or_else(|| not_found(&slug))?;
+            state.view.fill(&project);
+            Bytes::from(serde_json::to_vec(&project).map_err(|e| ApiError::Internal(e.into()))?)
+        }
+    };
     state.metrics.catalog.lookup.inc();
-    Ok(axum::Json(project))
+    Ok(json_response(body))
 }
 
 /// Replace a project's attributes. The project must exist.
@@ -169,9 +172,7 @@ pub async fn replace_project(
         .await?
         .ok_or_else(|| not_found(&slug))?;
     state.metrics.catalog.register.inc();
-    if !matches!(outcome, Upserted::Unchanged(_)) {
-        state.list_cache.invalidate();
-    }
+    state.view.put(outcome.project());
     if let Upserted::Updated(p) = &outcome {
         tracing::info!(slug = %p.slug, key = %caller.fingerprint, "project updated");
     }
@@ -200,9 +201,13 @@ pub async fn delete_project(
     let deleted = projects::delete(&state.db, &slug)
         .await?
         .ok_or_else(|| not_found(&slug))?;
-    state.list_cache.invalidate();
+    state.view.remove(&deleted.slug);
     tracing::info!(slug = %deleted.slug, key = %caller.fingerprint, "project deleted");
     Ok(StatusCode::NO_CONTENT)
+}
+
+fn json_response(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 fn not_found(slug: &str) -> ApiError {

@@ -167,17 +167,18 @@ impl Default for HeartbeatSettings {
 pub struct CatalogSettings {
     /// YAML file of projects to seed the catalog with at start (optional).
     pub projects_file: Option<PathBuf>,
-    /// How old a served project list may be (0: always read the database).
+    /// How often each replica reloads its in-memory view of the catalog,
+    /// which serves the read routes (0: every read goes to the database).
     /// Writes through this replica are visible at once regardless.
     #[serde(deserialize_with = "de::duration")]
-    pub list_cache_ttl: Duration,
+    pub read_refresh: Duration,
 }
 
 impl Default for CatalogSettings {
     fn default() -> Self {
         CatalogSettings {
             projects_file: None,
-            list_cache_ttl: Duration::from_secs(1),
+            read_refresh: Duration::from_secs(1),
         }
     }
 }
@@ -474,8 +475,8 @@ impl Settings {
         if let Err(e) = crate::telemetry::env_filter(&self.log.level) {
             push("log.level", e);
         }
-        if self.catalog.list_cache_ttl > Duration::from_secs(60) {
-            push("catalog.list_cache_ttl", "must be at most 60s".into());
+        if self.catalog.read_refresh > Duration::from_secs(60) {
+            push("catalog.read_refresh", "must be at most 60s".into());
         }
         if let Some(p) = &self.catalog.projects_file {
             if !p.is_file() {

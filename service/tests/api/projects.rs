@@ -179,7 +179,9 @@ async fn malformed_bodies_get_problem_documents() {
 
 #[tokio::test]
 async fn get_list_and_filters() {
-    let app = spawn_app().await;
+    // The database path; the in-memory view applies the same filters
+    // (catalog_view unit tests) and is exercised by the other tests.
+    let app = spawn_app_with("catalog:\n  read_refresh: 0s\n", Vec::new()).await;
     for (slug, tags) in [
         ("alpha", vec!["prod"]),
         ("beta", vec!["prod", "eu"]),
@@ -453,8 +455,8 @@ async fn re_registration_keeps_what_it_does_not_mention() {
 }
 
 #[tokio::test]
-async fn the_list_is_cached_for_a_bounded_time_but_local_writes_show_at_once() {
-    let app = spawn_app_with("catalog:\n  list_cache_ttl: 60s\n", Vec::new()).await;
+async fn reads_come_from_a_view_reloaded_every_read_refresh_and_local_writes_show_at_once() {
+    let app = spawn_app_with("catalog:\n  read_refresh: 60s\n", Vec::new()).await;
     app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project("alpha"))
         .await;
     let statuses = |v: Value| -> Vec<String> {
@@ -471,41 +473,97 @@ async fn the_list_is_cached_for_a_bounded_time_but_local_writes_show_at_once() {
         .await
         .unwrap();
     assert_eq!(statuses(first), ["offline"]);
-    // A change the API did not make (as heartbeats do) waits for the TTL...
+    // A change the API did not make (as heartbeats do) shows at the next reload...
     sqlx::query("UPDATE projects SET status = 'online' WHERE slug = 'alpha'")
         .execute(&app.pool)
         .await
         .unwrap();
-    let cached: Value = app
+    let list: Value = app
         .get("/api/fed/projects", Some(ADMIN_KEY))
         .await
         .json()
         .await
         .unwrap();
-    assert_eq!(statuses(cached), ["offline"]);
-    // ...while the single project is always read fresh,
+    assert_eq!(statuses(list), ["offline"]);
     let one: Value = app
         .get("/api/fed/projects/alpha", Some(ADMIN_KEY))
         .await
         .json()
         .await
         .unwrap();
-    assert_eq!(one["status"], "online");
-    // and a write through the API invalidates the list at once.
+    assert_eq!(one["status"], "offline");
+    // ...while a write through the API shows at once, in the list and alone.
+    let mut renamed = project("alpha");
+    renamed["name"] = "Renamed".into();
+    app.post_json("/api/fed/projects", Some(ADMIN_KEY), &renamed)
+        .await;
+    let one: Value = app
+        .get("/api/fed/projects/alpha", Some(ADMIN_KEY))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (one["name"].as_str(), one["status"].as_str()),
+        (Some("Renamed"), Some("online"))
+    );
     app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project("beta"))
         .await;
-    let fresh: Value = app
+    let list: Value = app
         .get("/api/fed/projects", Some(ADMIN_KEY))
         .await
         .json()
         .await
         .unwrap();
-    assert_eq!(statuses(fresh), ["online", "offline"]);
+    assert_eq!(statuses(list), ["online", "offline"]);
+    // A project created behind the view's back is found in the database.
+    sqlx::query("INSERT INTO projects (slug, name, hub_url, mesh_namespace) VALUES ('gamma', 'G', 'http://g', 'hub.gamma')")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.get("/api/fed/projects/gamma", Some(ADMIN_KEY))
+            .await
+            .status(),
+        200
+    );
+    // Deleted through the API: gone at once.
+    app.delete("/api/fed/projects/beta", Some(ADMIN_KEY)).await;
+    assert_problem(
+        app.get("/api/fed/projects/beta", Some(ADMIN_KEY)).await,
+        404,
+    )
+    .await;
 }
 
 #[tokio::test]
-async fn a_zero_ttl_always_reads_the_database() {
-    let app = spawn_app_with("catalog:\n  list_cache_ttl: 0s\n", Vec::new()).await;
+async fn changes_made_elsewhere_show_within_one_refresh() {
+    let app = spawn_app_with("catalog:\n  read_refresh: 200ms\n", Vec::new()).await;
+    app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project("alpha"))
+        .await;
+    sqlx::query("UPDATE projects SET status = 'degraded' WHERE slug = 'alpha'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    testkit::eventually(
+        std::time::Duration::from_secs(5),
+        "the view to reload",
+        || async {
+            let list: Value = app
+                .get("/api/fed/projects?status=degraded", Some(ADMIN_KEY))
+                .await
+                .json()
+                .await
+                .ok()?;
+            (list.as_array()?.len() == 1).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_zero_read_refresh_always_reads_the_database() {
+    let app = spawn_app_with("catalog:\n  read_refresh: 0s\n", Vec::new()).await;
     app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project("alpha"))
         .await;
     app.get("/api/fed/projects", Some(ADMIN_KEY)).await;
@@ -520,4 +578,11 @@ async fn a_zero_ttl_always_reads_the_database() {
         .await
         .unwrap();
     assert_eq!(list[0]["status"], "online");
+    let one: Value = app
+        .get("/api/fed/projects/alpha", Some(ADMIN_KEY))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["status"], "online");
 }
