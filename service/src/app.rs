@@ -353,12 +353,20 @@ async fn start_workers(state: &AppState, shutdown: &CancellationToken) -> anyhow
         return Ok(workers);
     };
     let settings = &state.settings;
+    // The flusher's statements carry thousands of rows; a connection keeps
+    // its buffers at the largest message it sent, so one connection of its
+    // own holds them instead of every connection of the shared pool.
+    let flusher_db = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(settings.database.acquire_timeout)
+        .test_before_acquire(false)
+        .connect_lazy_with(store::connect_options(&settings.database)?);
     workers.ingest = Some(
         Ingest::start(
             nats.client().clone(),
             &settings.nats,
             &settings.heartbeat,
-            state.db.clone(),
+            flusher_db,
             state.metrics.clone(),
             state.sight.clone(),
             shutdown.clone(),

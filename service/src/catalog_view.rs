@@ -16,9 +16,14 @@
 //! - if reloads stop succeeding, the view is not used once it is older than
 //!   three refresh periods: reads go to the database (and fail as it does).
 //!
+//! Reloads happen only while the view is being read: a replica that only
+//! ingests heartbeats pays nothing for it. After a quiet spell the first read
+//! goes to the database and wakes the reloads again.
+//!
 //! `read_refresh: 0` turns the view off: every read goes to the database.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -62,6 +67,8 @@ pub struct CatalogView {
     /// Local writes since the reload in flight began: slug → (when, new entry
     /// or `None` for a deletion). A reload keeps them over what it read.
     recent_writes: RwLock<HashMap<String, LocalWrite>>,
+    /// Someone read since the last reload.
+    wanted: AtomicBool,
 }
 
 impl CatalogView {
@@ -70,11 +77,16 @@ impl CatalogView {
             refresh,
             snapshot: RwLock::new(Snapshot::default()),
             recent_writes: RwLock::new(HashMap::new()),
+            wanted: AtomicBool::new(false),
         })
     }
 
     fn usable(&self, s: &Snapshot) -> bool {
-        !self.refresh.is_zero() && s.loaded.is_some_and(|at| at.elapsed() < self.refresh * 3)
+        if self.refresh.is_zero() {
+            return false;
+        }
+        self.wanted.store(true, Ordering::Relaxed);
+        s.loaded.is_some_and(|at| at.elapsed() < self.refresh * 3)
     }
 
     /// A project's JSON, if the view has it and is usable.
@@ -178,7 +190,7 @@ impl CatalogView {
         Ok(n)
     }
 
-    /// Reloads every `read_refresh` until `shutdown`.
+    /// Reloads every `read_refresh` while the view is read, until `shutdown`.
     pub async fn run(self: Arc<Self>, pool: PgPool, shutdown: CancellationToken) {
         if self.refresh.is_zero() {
             return;
@@ -188,6 +200,9 @@ impl CatalogView {
             tokio::select! {
                 _ = tokio::time::sleep(self.refresh) => {}
                 _ = shutdown.cancelled() => break,
+            }
+            if !self.wanted.swap(false, Ordering::Relaxed) {
+                continue;
             }
             match self.reload(&pool).await {
                 Ok(_) if failing => {

@@ -2,11 +2,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-// Many small short-lived allocations per request: mimalloc measurably beats
-// the system allocator here (docs/benchmarks.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = service::cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -75,7 +75,6 @@ async fn main() -> anyhow::Result<()> {
                 "FEDERATION__HEARTBEAT__STALE_THRESHOLD",
                 format!("{}s", args.stale_threshold),
             ),
-            ("FEDERATION__HEARTBEAT__MAX_BATCH", "20000".into()),
         ],
     )?;
     service.wait_ready().await;
