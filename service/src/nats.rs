@@ -30,6 +30,8 @@ pub enum NatsError {
 pub struct NatsMetrics {
     pub connection_status: Gauge,
     pub reconnects: Counter,
+    /// Times the client dropped incoming messages because the service fell behind.
+    pub slow_consumer: Counter,
 }
 
 impl NatsMetrics {
@@ -46,9 +48,16 @@ impl NatsMetrics {
             "NATS connections re-established after a loss",
             reconnects.clone(),
         );
+        let slow_consumer = Counter::default();
+        registry.register(
+            "nats_slow_consumer",
+            "Times the NATS client dropped incoming messages because the service fell behind",
+            slow_consumer.clone(),
+        );
         NatsMetrics {
             connection_status,
             reconnects,
+            slow_consumer,
         }
     }
 }
@@ -88,10 +97,12 @@ impl NatsConnection {
                         .unwrap_or_default(),
                     source,
                 })?;
-        // Never let the ingest subscription make the client drop messages
-        // while the flusher waits on the database: it is drained by a task
-        // that only parses and coalesces.
-        let options = options.subscription_capacity(1 << 18);
+        // The ingest subscription is drained by a task that only parses and
+        // coalesces, never waiting on the database. Its buffer absorbs bursts
+        // (65,536 messages, ~0.5 s at full speed); past it the client drops,
+        // which is counted and suspends offline judgement (see ingest::Sight),
+        // so overload costs messages, never unbounded memory.
+        let options = options.subscription_capacity(1 << 16);
         let events_state = state.clone();
         let events_url = display_url.clone();
         let options = options.event_callback(move |event| {
@@ -175,6 +186,11 @@ fn on_event(event: &Event, state: &Mutex<LinkState>, metrics: &NatsMetrics, url:
         }
         Event::LameDuckMode => tracing::warn!(url, "NATS server entering lame duck mode"),
         Event::SlowConsumer(sid) => {
+            // Heartbeats were lost: silence cannot be judged over this moment.
+            if let Ok(mut s) = state.lock() {
+                s.last_loss = Some(Utc::now());
+            }
+            metrics.slow_consumer.inc();
             tracing::warn!(sid, "NATS slow consumer: messages dropped by the client")
         }
         Event::ServerError(e) => tracing::warn!(url, error = %e, "NATS server error"),
