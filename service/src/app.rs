@@ -181,9 +181,7 @@ impl Application {
                 return Err(e);
             }
         };
-        let event_tasks = spawn_event_tasks(&state, &shutdown);
         tracing::info!("service ready");
-        let sync_worker = spawn_sync_worker(&state, &shutdown);
         shutdown.cancelled().await;
         tracing::info!(
             grace_s = grace.as_secs_f64(),
@@ -198,17 +196,7 @@ impl Application {
                 server.abort();
             }
         }
-        workers.finish().await;
-        if let Some(worker) = sync_worker {
-            // A run in flight is abandoned at its next await; its events
-            // are redelivered to the next leader.
-            if tokio::time::timeout(grace, worker).await.is_err() {
-                tracing::warn!("the sync worker did not stop within the grace period");
-            }
-        }
-        for task in event_tasks {
-            let _ = tokio::time::timeout(grace, task).await;
-        }
+        workers.finish(grace).await;
         if let Some(nats) = &state.nats {
             nats.close().await;
         }
@@ -284,16 +272,18 @@ async fn start(
 }
 
 /// Starts the federation sync worker when `sync.enabled`: it campaigns for
-/// the SYNC lead and runs only while it holds it.
-pub fn spawn_sync_worker(
+/// the SYNC lead and runs only while it holds it. A run in flight at
+/// shutdown is abandoned at its next await; its events are redelivered to
+/// the next leader.
+fn spawn_sync_worker(
     state: &AppState,
     shutdown: &CancellationToken,
-) -> Option<tokio::task::JoinHandle<()>> {
+) -> Vec<tokio::task::JoinHandle<()>> {
     if !state.settings.sync.enabled {
-        return None;
+        return Vec::new();
     }
     let connect = state.db.connect_options().as_ref().clone();
-    let (election, _) = crate::leader::Election::spawn(
+    let (election, campaign) = crate::leader::Election::spawn(
         "sync",
         crate::leader::keys::SYNC,
         connect,
@@ -315,27 +305,35 @@ pub fn spawn_sync_worker(
             )),
         });
     let worker = crate::sync::worker::SyncWorker::new(state.sync.clone(), events);
-    Some(tokio::spawn(worker.run(Some(election), shutdown.clone())))
+    vec![
+        tokio::spawn(worker.run(Some(election), shutdown.clone())),
+        campaign,
+    ]
 }
 
 /// How often the sync election retries the lock and checks its session.
 const SYNC_ELECTION_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Background work that runs once the database is ready.
+/// Background work that runs once the database is ready: the catalog
+/// view's reloads, heartbeat ingestion, the sweeper, the event feed and
+/// relay, the sync worker. All of it watches the one shutdown token.
 struct Workers {
     ingest: Option<Ingest>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Workers {
-    /// After shutdown fired: ingestion writes what it holds, then the rest
-    /// stops.
-    async fn finish(self) {
+    /// After shutdown fired: ingestion writes what it still holds (its
+    /// events are relayed by whichever replica leads next), then every
+    /// other task gets `grace` to stop.
+    async fn finish(self, grace: std::time::Duration) {
         if let Some(ingest) = self.ingest {
             ingest.finish().await;
         }
         for t in self.tasks {
-            let _ = t.await;
+            if tokio::time::timeout(grace, t).await.is_err() {
+                tracing::warn!("a background task did not stop within the grace period");
+            }
         }
     }
 }
@@ -348,6 +346,8 @@ async fn start_workers(state: &AppState, shutdown: &CancellationToken) -> anyhow
     workers.tasks.push(tokio::spawn(
         state.view.clone().run(state.db.clone(), shutdown.clone()),
     ));
+    workers.tasks.extend(spawn_event_tasks(state, shutdown));
+    workers.tasks.extend(spawn_sync_worker(state, shutdown));
     let Some(nats) = &state.nats else {
         tracing::info!("NATS disabled: no heartbeat ingestion, no stale sweeping");
         return Ok(workers);
