@@ -170,3 +170,112 @@ async fn token_auth_works_and_a_wrong_token_stays_disconnected() {
     token.cancel();
     handle.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn nkey_auth_works() {
+    let user = nkeys::KeyPair::new_user();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("nkey.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "authorization {{ users = [ {{ nkey: \"{}\" }} ] }}\n",
+            user.public_key()
+        ),
+    )
+    .unwrap();
+    let nats = NatsServer::start_with_args(&["-c", conf.to_str().unwrap()]).await;
+    let seed = user.seed().unwrap();
+    let app = spawn_app_with(
+        &format!(
+            "nats:\n  url: \"{}\"\n  nkey_seed: \"{seed}\"\n",
+            nats.url()
+        ),
+        Vec::new(),
+    )
+    .await;
+    wait_nats(&app, "connected").await;
+    let text = app.get("/ready", None).await.text().await.unwrap();
+    assert!(!text.contains(&seed));
+}
+
+/// A CA, and a server certificate for `localhost` signed by it.
+fn tls_files(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server-key.pem"),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+#[tokio::test]
+async fn tls_with_a_trusted_ca_connects_and_an_untrusted_one_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = tls_files(dir.path());
+    let nats = NatsServer::start_with_args(&[
+        "--tls",
+        "--tlscert",
+        cert.to_str().unwrap(),
+        "--tlskey",
+        key.to_str().unwrap(),
+    ])
+    .await;
+    let url = format!("tls://localhost:{}", nats.port());
+    let app = spawn_app_with(
+        &format!(
+            "nats:\n  url: \"{url}\"\n  tls:\n    required: true\n    ca_file: \"{}\"\n",
+            ca.display()
+        ),
+        Vec::new(),
+    )
+    .await;
+    wait_nats(&app, "connected").await;
+
+    // Another CA: the server's certificate is not trusted, so no connection.
+    let other = tempfile::tempdir().unwrap();
+    let (other_ca, _, _) = tls_files(other.path());
+    let db = testkit::TestDb::create().await;
+    let settings = settings_from_yaml(&settings_yaml(
+        &db.url,
+        &format!(
+            "nats:\n  url: \"{url}\"\n  tls:\n    required: true\n    ca_file: \"{}\"\n",
+            other_ca.display()
+        ),
+    ));
+    let app = service::app::Application::build(settings, Vec::new())
+        .await
+        .unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let token = app.shutdown_token();
+    let handle = tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::new();
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let body: Value = client
+            .get(format!("{base}/health/nats"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body["status"], "disconnected");
+    }
+    token.cancel();
+    handle.await.unwrap().unwrap();
+}
