@@ -313,18 +313,7 @@ impl SpokeRegistration {
                 }
             }
         }
-        let contact = self
-            .contact
-            .map(|c| c.trim().to_owned())
-            .filter(|c| !c.is_empty());
-        if let Some(c) = &contact {
-            if c.chars().count() > MAX_CONTACT_LEN || c.chars().any(char::is_control) {
-                errors.push(FieldError::new(
-                    "contact",
-                    format!("must be at most {MAX_CONTACT_LEN} characters, no control characters"),
-                ));
-            }
-        }
+        let contact = optional_text(self.contact, "contact", MAX_CONTACT_LEN, &mut errors);
         let fingerprint = match self.cert_fingerprint.as_deref().map(normalize_fingerprint) {
             None => None,
             Some(Some(fp)) => Some(fp),
@@ -418,6 +407,26 @@ pub struct TransitionSpec {
     pub key_fingerprint: String,
 }
 
+/// An optional free-text field: trimmed, empty as absent, at most `max`
+/// characters and no control characters (else an error for `field`).
+fn optional_text(
+    value: Option<String>,
+    field: &str,
+    max: usize,
+    errors: &mut Vec<FieldError>,
+) -> Option<String> {
+    let text = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    if let Some(t) = &text {
+        if t.chars().count() > max || t.chars().any(char::is_control) {
+            errors.push(FieldError::new(
+                field,
+                format!("must be at most {max} characters, no control characters"),
+            ));
+        }
+    }
+    text
+}
+
 impl TransitionRequest {
     pub fn into_spec(
         self,
@@ -432,18 +441,7 @@ impl TransitionRequest {
                 format!("is required: 1 to {MAX_REASON_LEN} characters, not blank"),
             ));
         }
-        let operator = self
-            .operator
-            .map(|o| o.trim().to_owned())
-            .filter(|o| !o.is_empty());
-        if let Some(o) = &operator {
-            if o.chars().count() > MAX_OPERATOR_LEN || o.chars().any(char::is_control) {
-                errors.push(FieldError::new(
-                    "operator",
-                    format!("must be at most {MAX_OPERATOR_LEN} characters, no control characters"),
-                ));
-            }
-        }
+        let operator = optional_text(self.operator, "operator", MAX_OPERATOR_LEN, &mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }
