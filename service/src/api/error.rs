@@ -61,6 +61,22 @@ impl IntoResponse for Problem {
     }
 }
 
+/// What every route behind an API key may answer besides its own outcomes;
+/// named once in each route's OpenAPI `responses`.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // documentation only: handlers answer with ApiError
+pub enum KeyedErrors {
+    /// No API key (`WWW-Authenticate` says how to send one)
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthenticated(Problem),
+    /// Unknown API key, or a key without the role the action needs
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
+    /// The database is unavailable
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(Problem),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("malformed request: {0}")]

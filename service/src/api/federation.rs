@@ -8,7 +8,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::auth::{Caller, Role};
-use super::error::{ApiError, ApiResult, Problem};
+use super::error::{ApiError, ApiResult, KeyedErrors, Problem};
 use super::extract::{Json, Query};
 use crate::app::AppState;
 use crate::catalog::FieldError;
@@ -31,13 +31,11 @@ pub const TAG: &str = "federation";
         (status = 201, description = "Registered, pending approval", body = Spoke, headers(("Location" = String, description = "URL of the spoke"))),
         (status = 200, description = "Already registered with these attributes: the same record", body = Spoke),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Unknown API key", body = Problem, content_type = "application/problem+json"),
+        KeyedErrors,
         (status = 409, description = "A live spoke of this instance code is registered with other attributes; `current` holds it", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid or unknown fields, each listed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn register_spoke(
@@ -90,10 +88,8 @@ pub struct SpokeListParams {
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The matching spokes", body = [Spoke]),
-        (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Unknown API key", body = Problem, content_type = "application/problem+json"),
+        KeyedErrors,
         (status = 422, description = "Bad filter", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_spokes(
@@ -111,10 +107,8 @@ pub async fn list_spokes(
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The spoke", body = Spoke),
-        (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Unknown API key", body = Problem, content_type = "application/problem+json"),
+        KeyedErrors,
         (status = 404, description = "No such spoke", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_spoke(
@@ -138,10 +132,8 @@ pub async fn get_spoke(
     security(("api_key" = [])),
     responses(
         (status = 200, description = "Every state change of the spoke", body = [Transition]),
-        (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Unknown API key", body = Problem, content_type = "application/problem+json"),
+        KeyedErrors,
         (status = 404, description = "No such spoke", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn spoke_history(
@@ -222,13 +214,11 @@ macro_rules! action_route {
             responses(
                 (status = 200, description = "Done: the spoke's new state and the transition", body = SpokeEventData),
                 (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-                (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
-                (status = 403, description = "Unknown API key, or not an admin key", body = Problem, content_type = "application/problem+json"),
+                KeyedErrors,
                 (status = 404, description = "No such spoke", body = Problem, content_type = "application/problem+json"),
                 (status = 409, description = $from, body = Problem, content_type = "application/problem+json"),
                 (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
                 (status = 422, description = "Missing or blank reason, or unknown fields", body = Problem, content_type = "application/problem+json"),
-                (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
             )
         )]
         pub async fn $fn(
@@ -288,10 +278,8 @@ pub struct LinkListParams {
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The matching links, by spoke then direction", body = [FederationLink]),
-        (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Unknown API key", body = Problem, content_type = "application/problem+json"),
+        KeyedErrors,
         (status = 422, description = "Bad filter", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_links(

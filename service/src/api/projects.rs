@@ -8,7 +8,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::auth::{Caller, Role};
-use super::error::{ApiError, ApiResult, Problem};
+use super::error::{ApiError, ApiResult, KeyedErrors, Problem};
 use super::extract::{Json, Query};
 use crate::app::AppState;
 use crate::catalog::{Project, ProjectInput, ProjectStatus, ProjectUpdate};
@@ -33,10 +33,8 @@ pub struct ListParams {
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The matching projects", body = [Project]),
-        (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Unknown API key", body = Problem, content_type = "application/problem+json"),
+        KeyedErrors,
         (status = 422, description = "Bad filter", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_projects(
@@ -68,12 +66,10 @@ pub async fn list_projects(
         (status = 201, description = "Registered", body = Project, headers(("Location" = String, description = "URL of the project"))),
         (status = 200, description = "Updated, or already so", body = Project),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Unknown API key", body = Problem, content_type = "application/problem+json"),
+        KeyedErrors,
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, each listed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn register_project(
@@ -112,10 +108,8 @@ pub async fn register_project(
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The project", body = Project),
-        (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Unknown API key", body = Problem, content_type = "application/problem+json"),
+        KeyedErrors,
         (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_project(
@@ -148,13 +142,11 @@ pub async fn get_project(
     responses(
         (status = 200, description = "Updated, or already so", body = Project),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Unknown API key", body = Problem, content_type = "application/problem+json"),
+        KeyedErrors,
         (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, each listed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn replace_project(
@@ -186,10 +178,8 @@ pub async fn replace_project(
     security(("api_key" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Unknown API key, or not an admin key", body = Problem, content_type = "application/problem+json"),
+        KeyedErrors,
         (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn delete_project(

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Caller, Role};
-use super::error::{ApiError, ApiResult, Problem};
+use super::error::{ApiError, ApiResult, KeyedErrors, Problem};
 use super::extract::Query;
 use crate::app::AppState;
 use crate::sync::drift::DriftReport;
@@ -30,9 +30,7 @@ impl From<SyncError> for ApiError {
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The drift report; `clean` is true when there is none and every configured side was checked", body = DriftReport),
-        (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        KeyedErrors,
     )
 )]
 pub async fn get_drift(
@@ -74,10 +72,8 @@ pub struct FixOutcome {
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The plan (dry run), or the run and the drift left after it", body = FixOutcome),
-        (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
+        KeyedErrors,
         (status = 422, description = "Bad query parameter", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn fix_drift(
@@ -112,9 +108,7 @@ pub async fn fix_drift(
     security(("api_key" = [])),
     responses(
         (status = 200, description = "Sync status", body = SyncStatus),
-        (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        KeyedErrors,
     )
 )]
 pub async fn sync_status(

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::auth::Caller;
-use super::error::{ApiError, ApiResult, Problem};
+use super::error::{ApiError, ApiResult, KeyedErrors, Problem};
 use super::extract::Query;
 use crate::app::AppState;
 use crate::catalog::FieldError;
@@ -45,11 +45,9 @@ pub struct WatchParams {
     security(("api_key" = [])),
     responses(
         (status = 200, description = "An endless text/event-stream of `id: <event id>` / `data: <CloudEvent JSON>` messages", content_type = "text/event-stream", body = String),
-        (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Unknown API key", body = Problem, content_type = "application/problem+json"),
+        KeyedErrors,
         (status = 410, description = "The Last-Event-ID is not in the outbox (pruned after the retention period, or never issued): reconnect without it", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Last-Event-ID is not an event id", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable or not ready", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn watch(
