@@ -28,14 +28,10 @@ async fn database_health_reports_connected() {
 
 #[tokio::test]
 async fn ready_is_503_until_the_database_exists_then_200() {
-    init_test_log();
     // The database does not exist yet: start-up keeps retrying.
     let db = TestDb::reserve();
-    let settings = settings_from_yaml(&settings_yaml(&db.url, ""));
-    let app = Application::build(settings, Vec::new()).await.unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let token = app.shutdown_token();
-    let handle = tokio::spawn(app.run_until_stopped());
+    let app = start_on(&db.url, "", Vec::new()).await;
+    let base = app.base.clone();
     let client = reqwest::Client::new();
 
     // Liveness answers at once; readiness says why not.
@@ -76,8 +72,7 @@ async fn ready_is_503_until_the_database_exists_then_200() {
     assert_eq!(body["status"], "ready");
     assert_eq!(body["reasons"], serde_json::json!([]));
 
-    token.cancel();
-    handle.await.unwrap().unwrap();
+    app.stop().await;
     drop(db);
 }
 

@@ -62,14 +62,41 @@ pub async fn spawn_app_with(extra_yaml: &str, seeds: Vec<ProjectSpec>) -> TestAp
     spawn_on(db, extra_yaml, seeds).await
 }
 
+/// A service started without waiting for it to be ready.
+pub struct Started {
+    pub base: String,
+    pub shutdown: CancellationToken,
+    pub handle: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Started {
+    /// Stops it and expects a clean exit.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.handle.await.unwrap().unwrap();
+    }
+}
+
+/// Starts the service on the database at `db_url` (which may not exist or
+/// answer yet) and returns at once.
+pub async fn start_on(db_url: &str, extra_yaml: &str, seeds: Vec<ProjectSpec>) -> Started {
+    init_test_log();
+    let settings = settings_from_yaml(&settings_yaml(db_url, extra_yaml));
+    let app = Application::build(settings, seeds).await.expect("build");
+    Started {
+        base: format!("http://127.0.0.1:{}", app.port()),
+        shutdown: app.shutdown_token(),
+        handle: tokio::spawn(app.run_until_stopped()),
+    }
+}
+
 /// Starts the service on `db` and waits until it is ready.
 pub async fn spawn_on(db: TestDb, extra_yaml: &str, seeds: Vec<ProjectSpec>) -> TestApp {
-    init_test_log();
-    let settings = settings_from_yaml(&settings_yaml(&db.url, extra_yaml));
-    let app = Application::build(settings, seeds).await.expect("build");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let shutdown = app.shutdown_token();
-    let handle = tokio::spawn(app.run_until_stopped());
+    let Started {
+        base,
+        shutdown,
+        handle,
+    } = start_on(&db.url, extra_yaml, seeds).await;
     let client = reqwest::Client::new();
     let ready_url = format!("{base}/ready");
     testkit::eventually(Duration::from_secs(30), "the service to be ready", || {

@@ -60,16 +60,13 @@ async fn health_follows_the_connection_through_an_outage() {
 async fn a_broker_down_at_start_up_is_waited_for() {
     let port = testkit::free_port();
     let db = testkit::TestDb::create().await;
-    let settings = settings_from_yaml(&settings_yaml(
+    let app = start_on(
         &db.url,
         &format!("nats:\n  url: nats://127.0.0.1:{port}\n"),
-    ));
-    let app = service::app::Application::build(settings, Vec::new())
-        .await
-        .unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let token = app.shutdown_token();
-    let handle = tokio::spawn(app.run_until_stopped());
+        Vec::new(),
+    )
+    .await;
+    let base = app.base.clone();
     let client = reqwest::Client::new();
     let ready = |client: reqwest::Client, base: String| async move {
         client
@@ -102,8 +99,7 @@ async fn a_broker_down_at_start_up_is_waited_for() {
         async move { (ready(client, base).await? == 200).then_some(()) }
     })
     .await;
-    token.cancel();
-    handle.await.unwrap().unwrap();
+    app.stop().await;
     drop(nats);
 }
 
@@ -239,13 +235,8 @@ async fn tls_with_a_trusted_ca_connects_and_an_untrusted_one_does_not() {
 /// reports connected.
 async fn assert_never_connects(nats_yaml: &str) {
     let db = testkit::TestDb::create().await;
-    let settings = settings_from_yaml(&settings_yaml(&db.url, nats_yaml));
-    let app = service::app::Application::build(settings, Vec::new())
-        .await
-        .unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let token = app.shutdown_token();
-    let handle = tokio::spawn(app.run_until_stopped());
+    let app = start_on(&db.url, nats_yaml, Vec::new()).await;
+    let base = app.base.clone();
     let client = reqwest::Client::new();
     for _ in 0..10 {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -259,6 +250,5 @@ async fn assert_never_connects(nats_yaml: &str) {
             .unwrap();
         assert_eq!(body["status"], "disconnected");
     }
-    token.cancel();
-    handle.await.unwrap().unwrap();
+    app.stop().await;
 }
