@@ -105,10 +105,10 @@ fn heartbeat(settings: &AgentSettings, agent_id: &str, seq: u64, status: HubStat
     let hub = &settings.hub;
     Heartbeat {
         project_slug: hub.slug.clone(),
-        mesh_namespace: protocol::mesh_namespace(&hub.slug),
-        hub_url: hub.hub_url.clone(),
+        mesh_namespace: Some(protocol::mesh_namespace(&hub.slug)),
+        hub_url: Some(hub.hub_url.clone()),
         status,
-        timestamp: Utc::now(),
+        timestamp: Some(Utc::now()),
         agent_id: Some(agent_id.to_owned()),
         seq: Some(seq),
         interval_s: Some(hub.interval.as_secs().max(1) as u32),

@@ -6,18 +6,19 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::extract::FromRef;
+use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::auth::ApiKeys;
 use crate::catalog::ProjectSpec;
-use crate::catalog_view::CatalogView;
+use crate::catalog_view::{follow, CatalogView};
 use crate::config::Settings;
 use crate::events::relay::OutboxRelay;
 use crate::events::watch::EventFeed;
 use crate::health::Readiness;
-use crate::ingest::{Ingest, Sight};
+use crate::ingest::{Ingest, Sight, Sinks};
 use crate::leader::{self, Election};
 use crate::metrics::Metrics;
 use crate::nats::NatsConnection;
@@ -105,7 +106,7 @@ impl Application {
             shutdown.clone(),
         );
         let state = AppState {
-            view: CatalogView::new(settings.catalog.read_refresh),
+            view: CatalogView::new(settings.catalog.view),
             sync,
             keys: ApiKeys::new(&settings.auth),
             settings: Arc::new(settings),
@@ -159,21 +160,24 @@ impl Application {
         tracing::info!(%addr, "listening");
 
         let startup = start(&state, &seeds, &shutdown);
-        tokio::select! {
+        let listener = tokio::select! {
             result = startup => {
-                if let Err(e) = result {
-                    shutdown.cancel();
-                    let _ = tokio::time::timeout(grace, &mut server).await;
-                    return Err(e);
+                match result {
+                    Ok(listener) => listener,
+                    Err(e) => {
+                        shutdown.cancel();
+                        let _ = tokio::time::timeout(grace, &mut server).await;
+                        return Err(e);
+                    }
                 }
             }
             result = &mut server => {
                 shutdown.cancel();
                 return result.context("HTTP server task")?.context("HTTP server");
             }
-        }
+        };
 
-        let workers = match start_workers(&state, &shutdown).await {
+        let workers = match start_workers(&state, listener, &shutdown).await {
             Ok(w) => w,
             Err(e) => {
                 shutdown.cancel();
@@ -234,12 +238,13 @@ fn spawn_event_tasks(
     tasks
 }
 
-/// Start-up: reach the database (retrying), migrate, seed.
+/// Start-up: reach the database (retrying), migrate, seed, listen for
+/// catalog changes and load the view.
 async fn start(
     state: &AppState,
     seeds: &[ProjectSpec],
     shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<PgListener>> {
     let db_settings = &state.settings.database;
     state.readiness.set_phase("waiting for the database");
     store::wait_until_reachable(&state.db, db_settings.startup_timeout, shutdown).await?;
@@ -259,16 +264,40 @@ async fn start(
             .catalog
             .register
             .inc_by((created + updated) as u64);
-        tracing::info!(created, updated, unchanged, "projects seeded");
+        let file = state
+            .settings
+            .catalog
+            .projects_file
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        tracing::info!(
+            file,
+            projects = seeds.len(),
+            created,
+            updated,
+            unchanged,
+            "projects seeded from {file}"
+        );
     }
-    state.readiness.set_phase("loading the catalog view");
-    state
-        .view
-        .reload(&state.db)
-        .await
-        .context("loading the catalog view")?;
+    let listener = if state.view.enabled() {
+        state.readiness.set_phase("loading the catalog view");
+        // Listen first: a change committed after the load is then notified.
+        let listener = follow::listen(&state.db)
+            .await
+            .context("listening for catalog changes")?;
+        let n = state
+            .view
+            .reload(&state.db)
+            .await
+            .context("loading the catalog view")?;
+        tracing::debug!(projects = n, "catalog view loaded");
+        Some(listener)
+    } else {
+        None
+    };
     state.readiness.mark_database_ready();
-    Ok(())
+    Ok(listener)
 }
 
 /// Starts the federation sync worker when `sync.enabled`: it campaigns for
@@ -338,14 +367,28 @@ impl Workers {
     }
 }
 
-async fn start_workers(state: &AppState, shutdown: &CancellationToken) -> anyhow::Result<Workers> {
+async fn start_workers(
+    state: &AppState,
+    listener: Option<PgListener>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Workers> {
     let mut workers = Workers {
         ingest: None,
         tasks: Vec::new(),
     };
-    workers.tasks.push(tokio::spawn(
-        state.view.clone().run(state.db.clone(), shutdown.clone()),
-    ));
+    // The flusher and the sweeper apply their own changes to the view; the
+    // follower skips their notifications by this name.
+    let direct_writer = follow::direct_writer_name();
+    if let Some(listener) = listener {
+        workers.tasks.push(tokio::spawn(follow::run(
+            state.view.clone(),
+            state.db.clone(),
+            listener,
+            direct_writer.clone(),
+            state.settings.catalog.resync_interval,
+            shutdown.clone(),
+        )));
+    }
     workers.tasks.extend(spawn_event_tasks(state, shutdown));
     workers.tasks.extend(spawn_sync_worker(state, shutdown));
     let Some(nats) = &state.nats else {
@@ -356,19 +399,34 @@ async fn start_workers(state: &AppState, shutdown: &CancellationToken) -> anyhow
     // The flusher's statements carry thousands of rows; a connection keeps
     // its buffers at the largest message it sent, so one connection of its
     // own holds them instead of every connection of the shared pool.
-    let flusher_db = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(settings.database.acquire_timeout)
-        .test_before_acquire(false)
-        .connect_lazy_with(store::connect_options(&settings.database)?);
+    // A statement stuck behind a lock counts as a failure, not as silence.
+    let statement_timeout = settings
+        .heartbeat
+        .write_failure_grace
+        .as_millis()
+        .to_string();
+    let direct_options = store::connect_options(&settings.database)?
+        .application_name(&direct_writer)
+        .options([("statement_timeout", statement_timeout.as_str())]);
+    let single_connection = || {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(settings.database.acquire_timeout)
+            .test_before_acquire(false)
+            .connect_lazy_with(direct_options.clone())
+    };
+    let flusher_db = single_connection();
     workers.ingest = Some(
         Ingest::start(
             nats.client().clone(),
             &settings.nats,
             &settings.heartbeat,
-            flusher_db,
-            state.metrics.clone(),
-            state.sight.clone(),
+            Sinks {
+                pool: flusher_db,
+                metrics: state.metrics.clone(),
+                sight: state.sight.clone(),
+                view: state.view.clone(),
+            },
             shutdown.clone(),
         )
         .await?,
@@ -381,7 +439,7 @@ async fn start_workers(state: &AppState, shutdown: &CancellationToken) -> anyhow
         state.metrics.sweeper.leader.clone(),
         shutdown.clone(),
     );
-    let sweeper = StaleSweeper::new(state.db.clone(), &settings.heartbeat);
+    let sweeper = StaleSweeper::new(single_connection(), state.view.clone(), &settings.heartbeat);
     workers.tasks.push(tokio::spawn(sweeper.run(
         election,
         state.sight.clone(),

@@ -82,6 +82,10 @@ pub struct Project {
     pub heartbeat_interval_s: Option<i32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Grows with every update of the row; with `id` it orders two copies
+    /// of a project (see `catalog_view`). Not served.
+    #[serde(skip)]
+    pub revision: i64,
 }
 
 /// Register or update a project (`POST /api/fed/projects`). Same fields as

@@ -6,6 +6,7 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`. `nats-server` from
 //! `NATS_SERVER_BIN`, else the `PATH`, else `/usr/sbin/nats-server`.
 
+pub mod arbitrary;
 pub mod keycloak;
 
 use std::future::Future;

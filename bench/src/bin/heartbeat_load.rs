@@ -324,10 +324,10 @@ fn message(i: usize, seq: u64) -> (Subject, Bytes) {
     let slug = format!("hub{i}");
     let hb = Heartbeat {
         project_slug: slug.clone(),
-        mesh_namespace: protocol::mesh_namespace(&slug),
-        hub_url: format!("http://{slug}:9001"),
+        mesh_namespace: Some(protocol::mesh_namespace(&slug)),
+        hub_url: Some(format!("http://{slug}:9001")),
         status: HubStatus::Online,
-        timestamp: Utc::now(),
+        timestamp: Some(Utc::now()),
         agent_id: Some("heartbeat-load".into()),
         seq: Some(seq),
         interval_s: Some(30),

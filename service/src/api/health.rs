@@ -108,7 +108,20 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<ReadyRepo
             reasons.push(format!("nats: not connected to {}", nats.display_url()));
         }
     }
+    if let Some((failing_for, error)) = state.sight.write_failure() {
+        if failing_for >= state.settings.heartbeat.write_failure_grace {
+            reasons.push(format!(
+                "heartbeats: cannot be written for {}s: {error}",
+                failing_for.as_secs()
+            ));
+        }
+    }
     let mut warnings = Vec::new();
+    if state.view.enabled() && state.readiness.database_ready() && !state.view.is_following() {
+        warnings.push(
+            "catalog view: change notifications lost; reads may lag until they are back".into(),
+        );
+    }
     if state.nats.is_some() {
         if let Some(w) = state
             .sight

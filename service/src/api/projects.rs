@@ -81,7 +81,7 @@ pub async fn register_project(
     let spec = input.into_spec().map_err(ApiError::validation)?;
     let outcome = projects::upsert(&state.db, &spec).await?;
     state.metrics.catalog.register.inc();
-    state.view.put(outcome.project());
+    state.view.apply([outcome.project().clone()]);
     Ok(match outcome {
         Upserted::Created(p) => {
             tracing::info!(slug = %p.slug, key = %caller.fingerprint, "project registered");
@@ -125,7 +125,7 @@ pub async fn get_project(
             let project = projects::get(&state.db, &slug)
                 .await?
                 .ok_or_else(|| not_found(&slug))?;
-            state.view.fill(&project);
+            state.view.apply([project.clone()]);
             Bytes::from(serde_json::to_vec(&project).map_err(|e| ApiError::Internal(e.into()))?)
         }
     };
@@ -164,7 +164,7 @@ pub async fn replace_project(
         .await?
         .ok_or_else(|| not_found(&slug))?;
     state.metrics.catalog.register.inc();
-    state.view.put(outcome.project());
+    state.view.apply([outcome.project().clone()]);
     if let Upserted::Updated(p) = &outcome {
         tracing::info!(slug = %p.slug, key = %caller.fingerprint, "project updated");
     }

@@ -129,7 +129,8 @@ pub struct HeartbeatSettings {
     /// A hub silent this long is `offline`.
     #[serde(deserialize_with = "de::duration")]
     pub stale_threshold: Duration,
-    /// A hub silent this long is `degraded`. Must be below `stale_threshold`.
+    /// A hub silent this long is `degraded`. Must be below `stale_threshold`;
+    /// half of it when not set.
     #[serde(deserialize_with = "de::duration")]
     pub degraded_after: Duration,
     /// Upper bound between two sweeps; the sweeper also wakes at each deadline.
@@ -146,6 +147,9 @@ pub struct HeartbeatSettings {
     pub max_payload_bytes: usize,
     /// Create a project from the first heartbeat of an unknown slug.
     pub auto_register: bool,
+    /// Heartbeat writes failing this long make `/ready` answer 503.
+    #[serde(deserialize_with = "de::duration")]
+    pub write_failure_grace: Duration,
 }
 
 impl Default for HeartbeatSettings {
@@ -158,6 +162,7 @@ impl Default for HeartbeatSettings {
             max_batch: 5000,
             max_payload_bytes: protocol::heartbeat::DEFAULT_MAX_PAYLOAD_BYTES,
             auto_register: false,
+            write_failure_grace: Duration::from_secs(10),
         }
     }
 }
@@ -165,23 +170,32 @@ impl Default for HeartbeatSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CatalogSettings {
-    /// YAML file of projects to seed the catalog with at start (optional).
+    /// YAML file of projects to seed the catalog with at start. When not
+    /// set, `config/projects.yaml` is read if it exists (as the original
+    /// service does); `null` seeds nothing.
     pub projects_file: Option<PathBuf>,
-    /// How often each replica reloads its in-memory view of the catalog,
-    /// which serves the read routes (0: every read goes to the database).
-    /// Writes through this replica are visible at once regardless.
+    /// Serve catalog reads from each replica's in-memory view, kept current
+    /// by change notifications (false: every read goes to the database).
+    pub view: bool,
+    /// How often the view is reloaded in full, as a backstop (0: never; it
+    /// also reloads whenever its notification connection was lost).
     #[serde(deserialize_with = "de::duration")]
-    pub read_refresh: Duration,
+    pub resync_interval: Duration,
 }
 
 impl Default for CatalogSettings {
     fn default() -> Self {
         CatalogSettings {
             projects_file: None,
-            read_refresh: Duration::from_secs(1),
+            view: true,
+            resync_interval: Duration::from_secs(600),
         }
     }
 }
+
+/// Where the original service keeps its projects file, relative to the
+/// working directory; read when `catalog.projects_file` is not set.
+pub const DEFAULT_PROJECTS_FILE: &str = "config/projects.yaml";
 
 /// The outbox relay to JetStream and the watch stream.
 #[derive(Debug, Clone, Deserialize, Validate)]
@@ -299,6 +313,17 @@ impl Settings {
             events: section(fig, "events", p, &mut errors, &mut failed),
             federation: section(fig, "federation", p, &mut errors, &mut failed),
         };
+        let mut settings = settings;
+        // Derived defaults, as the original's settings imply them.
+        if fig.find_value("heartbeat.degraded_after").is_err() {
+            settings.heartbeat.degraded_after = settings.heartbeat.stale_threshold / 2;
+        }
+        if fig.find_value("catalog.projects_file").is_err() {
+            let default = Path::new(DEFAULT_PROJECTS_FILE);
+            if default.is_file() {
+                settings.catalog.projects_file = Some(default.to_path_buf());
+            }
+        }
         let mut rules = Vec::new();
         settings.check(&mut rules);
         errors.extend(without_failed(rules, &failed));
@@ -475,8 +500,19 @@ impl Settings {
         if let Err(e) = crate::telemetry::env_filter(&self.log.level) {
             push("log.level", e);
         }
-        if self.catalog.read_refresh > Duration::from_secs(60) {
-            push("catalog.read_refresh", "must be at most 60s".into());
+        if !self.catalog.resync_interval.is_zero()
+            && self.catalog.resync_interval < Duration::from_secs(1)
+        {
+            push(
+                "catalog.resync_interval",
+                "must be 0 (never) or at least 1s".into(),
+            );
+        }
+        if hb.write_failure_grace < Duration::from_secs(1) {
+            push(
+                "heartbeat.write_failure_grace",
+                "must be at least 1s".into(),
+            );
         }
         if let Some(p) = &self.catalog.projects_file {
             if !p.is_file() {

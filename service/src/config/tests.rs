@@ -298,3 +298,72 @@ fn events_and_federation_settings_are_checked() {
         Ok(())
     });
 }
+
+#[test]
+fn the_original_stale_threshold_alone_starts_the_service() {
+    for (secs, degraded) in [
+        (2, 1000),
+        (4, 2000),
+        (30, 15_000),
+        (90, 45_000),
+        (600, 300_000),
+    ] {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.set_env("FEDERATION_API_KEYS", ADMIN);
+            jail.set_env("HEARTBEAT_STALE_THRESHOLD_SECONDS", secs);
+            let s = load_in(jail, None).unwrap_or_else(|e| panic!("{secs}s: {e}"));
+            assert_eq!(s.heartbeat.stale_threshold, Duration::from_secs(secs));
+            assert_eq!(
+                s.heartbeat.degraded_after,
+                Duration::from_millis(degraded),
+                "degraded_after defaults to half the threshold"
+            );
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn an_explicit_degraded_after_is_kept_and_a_bad_combination_is_still_an_error() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+        jail.set_env("HEARTBEAT_STALE_THRESHOLD_SECONDS", "30");
+        jail.set_env("FEDERATION__HEARTBEAT__DEGRADED_AFTER", "20s");
+        let s = load_in(jail, None).unwrap();
+        assert_eq!(s.heartbeat.degraded_after, Duration::from_secs(20));
+        jail.set_env("FEDERATION__HEARTBEAT__DEGRADED_AFTER", "40s");
+        let e = load_in(jail, None).unwrap_err();
+        assert_eq!(paths(&e), ["heartbeat.degraded_after"]);
+        Ok(())
+    });
+}
+
+#[test]
+fn config_projects_yaml_is_read_when_present_as_the_original_does() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+        // Absent: nothing to seed.
+        assert!(load_in(jail, None).unwrap().catalog.projects_file.is_none());
+        std::fs::create_dir_all(jail.directory().join("config")).map_err(|e| e.to_string())?;
+        jail.create_file(
+            "config/projects.yaml",
+            "projects:\n  - project_slug: alpha\n    hub_url: http://alpha:9001\n",
+        )?;
+        let s = load_in(jail, None).unwrap();
+        assert_eq!(
+            s.catalog.projects_file.as_deref(),
+            Some(Path::new(DEFAULT_PROJECTS_FILE))
+        );
+        // Explicitly none.
+        jail.create_file("f.yaml", "catalog:\n  projects_file: null\n")?;
+        assert!(load_in(jail, Some("f.yaml"))
+            .unwrap()
+            .catalog
+            .projects_file
+            .is_none());
+        Ok(())
+    });
+}

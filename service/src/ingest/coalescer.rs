@@ -53,8 +53,11 @@ impl HeartbeatCoalescer {
             };
             if let Some(p) = map.get_mut(&heartbeat.project_slug) {
                 if received_at >= p.received_at {
-                    p.heartbeat = heartbeat;
+                    let older = std::mem::replace(&mut p.heartbeat, heartbeat);
+                    fill_omitted(&mut p.heartbeat, older);
                     p.received_at = received_at;
+                } else {
+                    fill_omitted(&mut p.heartbeat, heartbeat);
                 }
                 p.count += 1;
                 Offer::Coalesced
@@ -101,8 +104,11 @@ impl HeartbeatCoalescer {
                 Some(newer) => {
                     newer.count += p.count;
                     if p.received_at > newer.received_at {
-                        newer.heartbeat = p.heartbeat;
+                        let older = std::mem::replace(&mut newer.heartbeat, p.heartbeat);
+                        fill_omitted(&mut newer.heartbeat, older);
                         newer.received_at = p.received_at;
+                    } else {
+                        fill_omitted(&mut newer.heartbeat, p.heartbeat);
                     }
                 }
                 None => {
@@ -128,6 +134,23 @@ impl HeartbeatCoalescer {
     }
 }
 
+/// A field the newer heartbeat left out keeps the older one's value, as the
+/// write does with what is stored: coalescing must not erase either.
+fn fill_omitted(newer: &mut Heartbeat, older: Heartbeat) {
+    fn keep<T>(new: &mut Option<T>, old: Option<T>) {
+        if new.is_none() {
+            *new = old;
+        }
+    }
+    keep(&mut newer.mesh_namespace, older.mesh_namespace);
+    keep(&mut newer.hub_url, older.hub_url);
+    keep(&mut newer.timestamp, older.timestamp);
+    keep(&mut newer.agent_id, older.agent_id);
+    keep(&mut newer.seq, older.seq);
+    keep(&mut newer.interval_s, older.interval_s);
+    keep(&mut newer.version, older.version);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,10 +159,10 @@ mod tests {
     fn hb(slug: &str, status: HubStatus) -> Heartbeat {
         Heartbeat {
             project_slug: slug.into(),
-            mesh_namespace: format!("hub.{slug}"),
-            hub_url: format!("http://{slug}"),
+            mesh_namespace: Some(format!("hub.{slug}")),
+            hub_url: Some(format!("http://{slug}")),
             status,
-            timestamp: Utc::now(),
+            timestamp: Some(Utc::now()),
             agent_id: None,
             seq: None,
             interval_s: None,
@@ -172,6 +195,36 @@ mod tests {
         assert_eq!(batch[0].received_at, at(2));
         assert_eq!(batch[0].count, 3);
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn coalescing_never_erases_a_field_the_newer_heartbeat_left_out() {
+        let c = HeartbeatCoalescer::new(10);
+        let full = hb("a", HubStatus::Online);
+        let mut bare = hb("a", HubStatus::Degraded);
+        bare.agent_id = None;
+        bare.timestamp = None;
+        bare.hub_url = None;
+        bare.version = Some("2".into());
+        c.offer(full.clone(), at(1));
+        c.offer(bare, at(2));
+        let got = c.take(10).remove(0).heartbeat;
+        assert_eq!(got.status, HubStatus::Degraded);
+        assert_eq!(got.version.as_deref(), Some("2"));
+        assert_eq!(got.timestamp, full.timestamp);
+        assert_eq!(got.hub_url, full.hub_url);
+        // An older one arriving late fills gaps (as if written first), but
+        // never overrides.
+        let mut late = hb("a", HubStatus::Offline);
+        late.agent_id = Some("late".into());
+        c.offer(hb("a", HubStatus::Online), at(5));
+        let mut newest = hb("a", HubStatus::Online);
+        newest.agent_id = None;
+        c.offer(newest, at(6));
+        c.offer(late, at(0));
+        let got = c.take(10).remove(0).heartbeat;
+        assert_eq!(got.status, HubStatus::Online);
+        assert_eq!(got.agent_id.as_deref(), Some("late"));
     }
 
     #[test]

@@ -29,9 +29,10 @@ use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::catalog_view::CatalogView;
 use crate::config::{HeartbeatSettings, NatsSettings};
 use crate::metrics::Metrics;
-use coalescer::{HeartbeatCoalescer, Offer};
+use coalescer::{HeartbeatCoalescer, Offer, Pending};
 use limiter::LogLimiter;
 pub use sight::Sight;
 
@@ -113,6 +114,18 @@ impl IngestMetrics {
     }
 }
 
+/// Where accepted heartbeats are written, and who hears about it.
+pub struct Sinks {
+    /// A pool of its own (its statements are large; a connection keeps
+    /// buffers at its largest message), named as this replica's direct
+    /// writer (see [`crate::catalog_view::follow`]).
+    pub pool: PgPool,
+    pub metrics: Arc<Metrics>,
+    pub sight: Arc<Sight>,
+    /// Written rows are applied here right after commit.
+    pub view: Arc<CatalogView>,
+}
+
 /// The running ingestion tasks.
 pub struct Ingest {
     subscriber: JoinHandle<()>,
@@ -127,11 +140,15 @@ impl Ingest {
         client: Client,
         nats: &NatsSettings,
         settings: &HeartbeatSettings,
-        pool: PgPool,
-        metrics: Arc<Metrics>,
-        sight: Arc<Sight>,
+        sinks: Sinks,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Ingest> {
+        let Sinks {
+            pool,
+            metrics,
+            sight,
+            view,
+        } = sinks;
         // Room for a flood of distinct hubs, far above any real federation's
         // size, yet bounded.
         let coalescer = Arc::new(HeartbeatCoalescer::new(
@@ -159,14 +176,15 @@ impl Ingest {
             shutdown,
         ));
         let stop_flusher = CancellationToken::new();
-        let flusher = tokio::spawn(flush_loop(
+        let flusher = Flusher {
             pool,
-            coalescer,
-            settings.clone(),
+            settings: settings.clone(),
             metrics,
             sight,
-            stop_flusher.clone(),
-        ));
+            view,
+            log: LogLimiter::new(5, Duration::from_secs(10)),
+        };
+        let flusher = tokio::spawn(flush_loop(coalescer, flusher, stop_flusher.clone()));
         Ok(Ingest {
             subscriber,
             flusher,
@@ -216,16 +234,18 @@ async fn subscribe_loop(
                     }
                 }
             }
-            Err(reason) => {
-                metrics.reject(reason, 1);
-                if let Some(suppressed) = log.allow(reason) {
+            Err(rejected) => {
+                metrics.reject(rejected.reason, 1);
+                if let Some(suppressed) = log.allow(rejected.reason) {
                     // The subject is bounded by NATS; the payload is not logged.
                     tracing::warn!(
-                        reason = reason.as_str(),
+                        reason = rejected.reason.as_str(),
+                        problem = %rejected.detail,
                         subject = %truncate(message.subject.as_str(), 128),
                         bytes = message.payload.len(),
                         suppressed,
-                        "heartbeat rejected"
+                        "heartbeat rejected: {}",
+                        rejected.detail
                     );
                 }
             }
@@ -236,64 +256,33 @@ async fn subscribe_loop(
 }
 
 async fn flush_loop(
-    pool: PgPool,
     coalescer: Arc<HeartbeatCoalescer>,
-    settings: HeartbeatSettings,
-    all_metrics: Arc<Metrics>,
-    sight: Arc<Sight>,
+    mut flusher: Flusher,
     stop: CancellationToken,
 ) {
-    let metrics = &all_metrics.ingest;
-    let catalog = &all_metrics.catalog;
-    let mut log = LogLimiter::new(5, Duration::from_secs(10));
+    let flush_interval = flusher.settings.flush_interval;
+    let max_batch = flusher.settings.max_batch;
     let mut backoff = Duration::from_millis(100);
     loop {
         let stopping = tokio::select! {
             _ = coalescer.ready() => false,
-            _ = tokio::time::sleep(settings.flush_interval) => false,
+            _ = tokio::time::sleep(flush_interval) => false,
             _ = stop.cancelled() => true,
         };
         let mut failed = false;
         loop {
-            let batch = coalescer.take(settings.max_batch);
+            let batch = coalescer.take(max_batch);
             if batch.is_empty() {
                 break;
             }
-            let started = Instant::now();
-            match write::apply_batch(&pool, &batch, settings.auto_register).await {
-                Ok(outcome) => {
-                    metrics
-                        .flush_duration
-                        .observe(started.elapsed().as_secs_f64());
-                    metrics.batch_size.observe(batch.len() as f64);
-                    metrics.accepted.inc_by(outcome.messages);
-                    for (slug, n) in &outcome.unknown {
-                        metrics.reject(Rejection::UnknownProject, *n);
-                        if let Some(suppressed) = log.allow(Rejection::UnknownProject) {
-                            tracing::warn!(reason = "unknown_project", slug = %slug, suppressed, "heartbeat for an unregistered project dropped");
-                        }
-                    }
-                    for to in &outcome.transitions {
-                        catalog.transition(to, "heartbeat");
-                    }
-                    for slug in &outcome.registered {
-                        tracing::info!(slug = %slug, "project registered from its first heartbeat");
-                        catalog.register.inc();
-                    }
-                    sight.mark_writes_ok();
-                    backoff = Duration::from_millis(100);
-                }
-                Err(e) => {
-                    metrics.flush_errors.inc();
-                    coalescer.put_back(batch);
-                    sight.mark_writes_failing();
-                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "writing heartbeats failed; they stay pending");
-                    failed = true;
-                    break;
-                }
+            if let Err(unwritten) = flusher.flush_once(batch).await {
+                coalescer.put_back(unwritten);
+                failed = true;
+                break;
             }
+            backoff = Duration::from_millis(100);
         }
-        metrics.pending.set(coalescer.len() as i64);
+        flusher.metrics.ingest.pending.set(coalescer.len() as i64);
         if stopping && (!failed || coalescer.is_empty()) {
             break;
         }
@@ -307,8 +296,9 @@ async fn flush_loop(
                 // One more try at shutdown, then give up: what is left is
                 // re-sent by the hubs within one interval.
                 let left = coalescer.take(usize::MAX);
-                if let Err(e) = write::apply_batch(&pool, &left, settings.auto_register).await {
-                    tracing::warn!(error = %e, hubs = left.len(), "heartbeats not written at shutdown");
+                let hubs = left.len();
+                if flusher.flush_once(left).await.is_err() {
+                    tracing::warn!(hubs, "heartbeats not written at shutdown");
                 }
                 break;
             }
@@ -317,6 +307,67 @@ async fn flush_loop(
     tracing::debug!("heartbeat flusher stopped");
 }
 
+/// What the flusher needs besides the coalescer.
+struct Flusher {
+    pool: PgPool,
+    settings: HeartbeatSettings,
+    metrics: Arc<Metrics>,
+    sight: Arc<Sight>,
+    view: Arc<CatalogView>,
+    log: LogLimiter,
+}
+
+impl Flusher {
+    /// Writes a batch. When the database fails (not a refused heartbeat:
+    /// those are isolated and dropped), returns what was not written.
+    async fn flush_once(&mut self, batch: Vec<Pending>) -> Result<(), Vec<Pending>> {
+        let started = Instant::now();
+        let n = batch.len();
+        let done = write::apply_isolating(&self.pool, batch, self.settings.auto_register).await;
+        let metrics = &self.metrics.ingest;
+        if done.error.is_none() {
+            metrics
+                .flush_duration
+                .observe(started.elapsed().as_secs_f64());
+            metrics.batch_size.observe(n as f64);
+        }
+        let outcome = done.outcome;
+        metrics.accepted.inc_by(outcome.messages);
+        for (slug, count) in &outcome.unknown {
+            metrics.reject(Rejection::UnknownProject, *count);
+            if let Some(suppressed) = self.log.allow(Rejection::UnknownProject) {
+                tracing::warn!(reason = "unknown_project", slug = %slug, suppressed, "heartbeat for an unregistered project dropped");
+            }
+        }
+        for (pending, why) in &done.refused {
+            metrics.reject(Rejection::DbRejected, pending.count);
+            if let Some(suppressed) = self.log.allow(Rejection::DbRejected) {
+                tracing::warn!(reason = "db_rejected", slug = %pending.heartbeat.project_slug, error = %why, suppressed, "heartbeat refused by the database and dropped; the others were written");
+            }
+        }
+        for to in &outcome.transitions {
+            self.metrics.catalog.transition(to.as_str(), "heartbeat");
+        }
+        for slug in &outcome.registered {
+            tracing::info!(slug = %slug, "project registered from its first heartbeat");
+            self.metrics.catalog.register.inc();
+        }
+        self.view.apply(outcome.rows);
+        match done.error {
+            None => {
+                self.sight.mark_writes_ok();
+                Ok(())
+            }
+            Some(e) => {
+                metrics.flush_errors.inc();
+                self.sight.mark_writes_failing(&e.to_string());
+                // At most once per retry (100 ms doubling to 5 s): no limiter.
+                tracing::warn!(error = %e, hubs = done.unwritten.len(), "writing heartbeats failed; they stay pending");
+                Err(done.unwritten)
+            }
+        }
+    }
+}
 fn truncate(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],

@@ -7,8 +7,8 @@
 //! reconnect, a restart or a dropped message, sight starts again, so a real
 //! mass outage is still reported, one full threshold later.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
@@ -18,7 +18,8 @@ pub struct Sight {
     nats: Option<Arc<NatsConnection>>,
     subscribed_at: Mutex<Option<DateTime<Utc>>>,
     last_loss: Mutex<Option<DateTime<Utc>>>,
-    writes_failing: AtomicBool,
+    /// Since when heartbeat writes have been failing, and the latest error.
+    writes_failing: Mutex<Option<(Instant, String)>>,
 }
 
 impl Sight {
@@ -27,7 +28,7 @@ impl Sight {
             nats,
             subscribed_at: Mutex::new(None),
             last_loss: Mutex::new(None),
-            writes_failing: AtomicBool::new(false),
+            writes_failing: Mutex::new(None),
         }
     }
 
@@ -44,12 +45,25 @@ impl Sight {
         }
     }
 
-    pub fn mark_writes_failing(&self) {
-        self.writes_failing.store(true, Ordering::Release);
+    /// A batch could not be written (and stays pending); `error` is what
+    /// the database said, without credentials.
+    pub fn mark_writes_failing(&self, error: &str) {
+        if let Ok(mut f) = self.writes_failing.lock() {
+            let since = f.as_ref().map_or_else(Instant::now, |(at, _)| *at);
+            *f = Some((since, error.to_owned()));
+        }
     }
 
     pub fn mark_writes_ok(&self) {
-        self.writes_failing.store(false, Ordering::Release);
+        if let Ok(mut f) = self.writes_failing.lock() {
+            *f = None;
+        }
+    }
+
+    /// How long heartbeat writes have been failing, and the latest error.
+    pub fn write_failure(&self) -> Option<(Duration, String)> {
+        let f = self.writes_failing.lock().ok()?;
+        f.as_ref().map(|(at, e)| (at.elapsed(), e.clone()))
     }
 
     /// Since when heartbeats have been received and stored without a gap;
@@ -70,7 +84,7 @@ impl Sight {
         let Some(subscribed) = self.subscribed_at.lock().ok().and_then(|s| *s) else {
             return Ok("not subscribed to heartbeats yet");
         };
-        if self.writes_failing.load(Ordering::Acquire) {
+        if self.writes_failing.lock().is_ok_and(|f| f.is_some()) {
             return Ok("heartbeats cannot be written to the database");
         }
         let loss = self.last_loss.lock().ok().and_then(|s| *s);

@@ -12,7 +12,7 @@ macro_rules! columns {
     () => {
         "id, slug, name, hub_url, mesh_namespace, tags, allow_fanout, status, \
          status_changed_at, last_heartbeat_at, hub_timestamp, agent_id, agent_version, \
-         heartbeat_seq, heartbeat_interval_s, created_at, updated_at"
+         heartbeat_seq, heartbeat_interval_s, created_at, updated_at, revision"
     };
 }
 
@@ -99,7 +99,7 @@ async fn upsert_in(
         Some(_) => {
             let p: Project = sqlx::query_as(concat!("UPDATE projects SET name = COALESCE($2, name), hub_url = $3, mesh_namespace = $4, \
                  tags = COALESCE($5, tags), allow_fanout = COALESCE($6, allow_fanout), \
-                 updated_at = now() WHERE slug = $1 RETURNING ", columns!()))
+                 updated_at = now(), revision = revision + 1 WHERE slug = $1 RETURNING ", columns!()))
             .bind(&spec.slug)
             .bind(&spec.name)
             .bind(&spec.hub_url)
@@ -173,6 +173,18 @@ pub async fn list(pool: &PgPool, filter: &ProjectFilter) -> Result<Vec<Project>,
     ))
     .bind(filter.status.map(ProjectStatus::as_str))
     .bind(filter.tag.as_deref())
+    .fetch_all(pool)
+    .await
+}
+
+/// The named projects that exist (in no particular order).
+pub async fn list_by_slugs(pool: &PgPool, slugs: &[String]) -> Result<Vec<Project>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM projects WHERE slug = ANY($1)"
+    ))
+    .bind(slugs)
     .fetch_all(pool)
     .await
 }

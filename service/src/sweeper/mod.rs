@@ -18,6 +18,8 @@ use protocol::EventKind;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+use crate::catalog::{Project, ProjectStatus};
+use crate::catalog_view::CatalogView;
 use crate::config::HeartbeatSettings;
 use crate::ingest::Sight;
 use crate::leader::Election;
@@ -65,10 +67,12 @@ impl SweeperMetrics {
 }
 
 /// What one sweep did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct SweepOutcome {
     pub degraded: Vec<String>,
     pub offline: Vec<String>,
+    /// The rows as the sweep left them, for the catalog view.
+    pub rows: Vec<Project>,
     /// The earliest moment another hub may become due, if any.
     pub next_deadline: Option<DateTime<Utc>>,
 }
@@ -85,10 +89,10 @@ WITH due AS (
     FOR UPDATE
 ),
 upd AS (
-    UPDATE projects p SET status = d.new_status, status_changed_at = $4
+    UPDATE projects p SET status = d.new_status, status_changed_at = $4, revision = p.revision + 1
     FROM due d
     WHERE p.id = d.id AND d.new_status <> d.old_status
-    RETURNING p.id, p.slug, d.old_status, d.new_status, p.last_heartbeat_at
+    RETURNING p.*, d.old_status, d.new_status
 ),
 history AS (
     INSERT INTO project_transitions (project_id, from_status, to_status, cause, at)
@@ -101,7 +105,10 @@ events AS (
                               'at', $4::timestamptz, 'last_heartbeat_at', last_heartbeat_at)
     FROM upd
 )
-SELECT slug, new_status FROM upd ORDER BY slug
+SELECT id, slug, name, hub_url, mesh_namespace, tags, allow_fanout, status, status_changed_at,
+       last_heartbeat_at, hub_timestamp, agent_id, agent_version, heartbeat_seq,
+       heartbeat_interval_s, created_at, updated_at, revision
+FROM upd ORDER BY slug
 "#;
 
 const NEXT: &str = r#"
@@ -113,16 +120,21 @@ SELECT (SELECT last_heartbeat_at FROM projects
 
 pub struct StaleSweeper {
     pool: PgPool,
+    view: Arc<CatalogView>,
     degraded_after: chrono::Duration,
     stale_threshold: chrono::Duration,
     check_interval: Duration,
 }
 
 impl StaleSweeper {
-    pub fn new(pool: PgPool, settings: &HeartbeatSettings) -> Self {
+    /// `pool` should be this replica's direct-writer pool (see
+    /// [`crate::catalog_view::follow`]): the sweeper applies what it
+    /// changed to `view` itself.
+    pub fn new(pool: PgPool, view: Arc<CatalogView>, settings: &HeartbeatSettings) -> Self {
         let d = |x: Duration| chrono::Duration::from_std(x).unwrap_or(chrono::Duration::MAX);
         StaleSweeper {
             pool,
+            view,
             degraded_after: d(settings.degraded_after),
             stale_threshold: d(settings.stale_threshold),
             check_interval: settings.check_interval,
@@ -145,7 +157,7 @@ impl StaleSweeper {
         let allow_degraded = since < degraded_cutoff;
         let allow_offline = since < offline_cutoff;
         if allow_degraded {
-            let rows: Vec<(String, String)> = sqlx::query_as(SWEEP)
+            let rows: Vec<Project> = sqlx::query_as(SWEEP)
                 .bind(degraded_cutoff)
                 .bind(offline_cutoff)
                 .bind(allow_offline)
@@ -154,13 +166,15 @@ impl StaleSweeper {
                 .bind(EventKind::ProjectStatusChanged.subject())
                 .fetch_all(&self.pool)
                 .await?;
-            for (slug, status) in rows {
-                if status == "offline" {
-                    out.offline.push(slug);
+            for p in &rows {
+                if p.status == ProjectStatus::Offline {
+                    out.offline.push(p.slug.clone());
                 } else {
-                    out.degraded.push(slug);
+                    out.degraded.push(p.slug.clone());
                 }
             }
+            self.view.apply(rows.iter().cloned());
+            out.rows = rows;
         }
         let (oldest_online, oldest_live): (Option<DateTime<Utc>>, Option<DateTime<Utc>>) =
             sqlx::query_as(NEXT).fetch_one(&self.pool).await?;

@@ -332,11 +332,11 @@ async fn writes_are_monotonic_so_replicas_can_share_the_work() {
         count: 1,
     };
     let out = apply_batch(&app.pool, &[newer], false).await.unwrap();
-    assert_eq!((out.hubs, out.messages), (1, 1));
-    assert_eq!(out.transitions, ["degraded"]);
+    assert_eq!((out.hubs(), out.messages), (1, 1));
+    assert_eq!(out.transitions, [service::catalog::ProjectStatus::Degraded]);
     // Another replica's older heartbeat arrives late: counted, but changes nothing.
     let out = apply_batch(&app.pool, &[older], false).await.unwrap();
-    assert_eq!((out.hubs, out.messages), (1, 1));
+    assert_eq!((out.hubs(), out.messages), (1, 1));
     assert!(out.transitions.is_empty());
     let (status, last): (String, chrono::DateTime<Utc>) =
         sqlx::query_as("SELECT status, last_heartbeat_at FROM projects WHERE slug = 'alpha'")

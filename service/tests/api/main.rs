@@ -6,6 +6,8 @@
 mod auth;
 mod fedkit;
 mod health;
+mod heartbeat_props;
+mod heartbeat_trust;
 mod heartbeats;
 mod helpers;
 mod leader;

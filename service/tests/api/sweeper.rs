@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
+use service::catalog_view::CatalogView;
 use service::config::HeartbeatSettings;
 use service::sweeper::StaleSweeper;
 use sqlx::PgPool;
@@ -51,7 +52,7 @@ async fn silence_degrades_then_takes_offline_at_the_deadlines() {
     let t0 = Utc::now().trunc_subsecs(6);
     set_online(&app.pool, "alpha", t0).await;
     set_online(&app.pool, "beta", t0 + secs(20)).await;
-    let sweeper = StaleSweeper::new(app.pool.clone(), &settings(45, 90));
+    let sweeper = StaleSweeper::new(app.pool.clone(), CatalogView::new(false), &settings(45, 90));
     let sight = Some(t0 - secs(3600));
 
     // Just before alpha's degraded deadline: nothing; the next deadline is alpha's.
@@ -112,7 +113,7 @@ async fn nothing_is_judged_while_blind_and_only_over_time_seen() {
         .await;
     let t0 = Utc::now().trunc_subsecs(6);
     set_online(&app.pool, "alpha", t0).await;
-    let sweeper = StaleSweeper::new(app.pool.clone(), &settings(45, 90));
+    let sweeper = StaleSweeper::new(app.pool.clone(), CatalogView::new(false), &settings(45, 90));
 
     // Blind: an hour of silence changes nothing.
     let out = sweeper.sweep_once(t0 + secs(3600), None).await.unwrap();
@@ -151,7 +152,7 @@ async fn a_heartbeat_that_lands_while_the_sweep_waits_wins() {
         .execute(&mut *tx)
         .await
         .unwrap();
-    let sweeper = StaleSweeper::new(app.pool.clone(), &settings(45, 90));
+    let sweeper = StaleSweeper::new(app.pool.clone(), CatalogView::new(false), &settings(45, 90));
     let sweep = tokio::spawn(async move {
         sweeper
             .sweep_once(t0 + secs(100), Some(t0 - secs(3600)))
