@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 //! Property tests of heartbeat validation: whatever arrives, parsing never
 //! panics, and whatever it accepts stays inside the contract's bounds (so the
 //! database can always store it; `service/tests/api/heartbeat_props.rs`
