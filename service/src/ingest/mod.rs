@@ -49,6 +49,7 @@ pub struct IngestMetrics {
     pub flush_duration: Histogram,
     pub pending: Gauge,
     pub flush_errors: Counter,
+    pub writes_failing: Gauge,
 }
 
 impl IngestMetrics {
@@ -79,7 +80,7 @@ impl IngestMetrics {
         let flush_duration = crate::metrics::latency_histogram();
         registry.register(
             "heartbeat_flush_duration_seconds",
-            "Time to write one batch of heartbeats",
+            "Time to write one batch of heartbeats (successful flushes)",
             flush_duration.clone(),
         );
         let pending = Gauge::default();
@@ -94,6 +95,12 @@ impl IngestMetrics {
             "Flushes that failed and were retried",
             flush_errors.clone(),
         );
+        let writes_failing = Gauge::default();
+        registry.register(
+            "heartbeat_writes_failing",
+            "1 while heartbeats cannot be written (the latest flush failed; they stay pending and are retried), 0 otherwise",
+            writes_failing.clone(),
+        );
         IngestMetrics {
             accepted,
             rejected,
@@ -101,6 +108,7 @@ impl IngestMetrics {
             flush_duration,
             pending,
             flush_errors,
+            writes_failing,
         }
     }
 
@@ -281,12 +289,14 @@ async fn flush_loop(
                         catalog.register.inc();
                     }
                     sight.mark_writes_ok();
+                    metrics.writes_failing.set(0);
                     backoff = Duration::from_millis(100);
                 }
                 Err(e) => {
                     metrics.flush_errors.inc();
                     coalescer.put_back(batch);
                     sight.mark_writes_failing();
+                    metrics.writes_failing.set(1);
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "writing heartbeats failed; they stay pending");
                     failed = true;
                     break;
