@@ -371,16 +371,7 @@ async fn projects_that_stop_beating_fire_no_project_online() {
     let slugs = ["alpha", "beta", "gamma"];
     stack.register(&slugs).await;
     let nats = stack.nats_client().await;
-    // The hubs beat (faster than the 2 s degraded threshold) until aborted.
-    let beating = tokio::spawn({
-        let nats = nats.clone();
-        async move {
-            loop {
-                publish_beats(&nats, &slugs, 1).await;
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-        }
-    });
+    let beating = keep_beating(&nats, &slugs);
     stack
         .wait_metric("catalog_projects_by_status{status=\"online\"}", |v| {
             v == 3.0
@@ -402,8 +393,9 @@ async fn projects_that_stop_beating_fire_no_project_online() {
         .fires("FederationProjectsGoingStale", &NO_LABELS)
         .await;
 
-    publish_beats(&nats, &["alpha"], 1).await;
+    let beating = keep_beating(&nats, &["alpha"]);
     stack.resolves("FederationNoProjectOnline").await;
+    beating.abort();
 }
 
 // ---------------------------------------------------------------- the stack
@@ -663,6 +655,18 @@ async fn publish_beats(nats: &async_nats::Client, slugs: &[&str], n: usize) {
         }
     }
     nats.flush().await.expect("flush");
+}
+
+/// Hubs that beat every 300 ms (well inside the 2 s degraded threshold)
+/// until the task is aborted.
+fn keep_beating(nats: &async_nats::Client, slugs: &[&'static str]) -> tokio::task::JoinHandle<()> {
+    let (nats, slugs) = (nats.clone(), slugs.to_vec());
+    tokio::spawn(async move {
+        loop {
+            publish_beats(&nats, &slugs, 1).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
 }
 
 // ------------------------------------------------------------ the service
