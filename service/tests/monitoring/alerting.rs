@@ -319,6 +319,11 @@ async fn heartbeat_writes_the_database_refuses_fire_writes_failing() {
     stack
         .fires("FederationHeartbeatWritesFailing", &stack.instance())
         .await;
+    // It cannot judge liveness meanwhile (Alertmanager mutes this one while
+    // the writes alert fires for the same instance).
+    stack
+        .fires("FederationServiceNotReady", &stack.instance())
+        .await;
 
     sqlx::query("DROP TRIGGER refuse_writes ON projects")
         .execute(&pool)
