@@ -35,7 +35,17 @@ pub struct NatsSettings {
     pub queue_group: String,
     #[serde(deserialize_with = "de::duration")]
     pub connect_timeout: Duration,
+    /// Messages each subscription buffers before the client drops them (and
+    /// reports a slow consumer): the service's heartbeat subscription
+    /// absorbs bursts with it.
+    pub subscription_capacity: usize,
 }
+
+/// Default of `subscription_capacity`: 65,536 messages, ~0.5 s of heartbeats
+/// at full speed.
+pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 1 << 16;
+/// Upper bound of `subscription_capacity`, so a typo cannot ask for gigabytes.
+pub const MAX_SUBSCRIPTION_CAPACITY: usize = 1 << 24;
 
 impl Default for NatsSettings {
     fn default() -> Self {
@@ -51,6 +61,7 @@ impl Default for NatsSettings {
             tls: NatsTlsSettings::default(),
             queue_group: "federation-catalog".into(),
             connect_timeout: Duration::from_secs(5),
+            subscription_capacity: DEFAULT_SUBSCRIPTION_CAPACITY,
         }
     }
 }
@@ -134,6 +145,12 @@ impl NatsSettings {
         if self.connect_timeout.is_zero() {
             push(".connect_timeout", "must be greater than zero".into());
         }
+        if !(1..=MAX_SUBSCRIPTION_CAPACITY).contains(&self.subscription_capacity) {
+            push(
+                ".subscription_capacity",
+                format!("must be between 1 and {MAX_SUBSCRIPTION_CAPACITY}"),
+            );
+        }
         out
     }
 
@@ -175,6 +192,7 @@ impl NatsSettings {
             .require_tls(self.tls.required)
             .name(&self.client_name)
             .connection_timeout(self.connect_timeout)
+            .subscription_capacity(self.subscription_capacity)
             .retry_on_initial_connect()
             .max_reconnects(None)
             .reconnect_delay_callback(reconnect_delay);
@@ -259,6 +277,7 @@ mod tests {
                 ..Default::default()
             },
             queue_group: String::new(),
+            subscription_capacity: 0,
             ..Default::default()
         };
         let mut paths: Vec<String> = s.problems().into_iter().map(|p| p.0).collect();
@@ -270,11 +289,22 @@ mod tests {
                 ".creds_file",
                 ".password",
                 ".queue_group",
+                ".subscription_capacity",
                 ".tls.cert_file",
                 ".tls.key_file",
                 ".url"
             ]
         );
         assert!(NatsSettings::default().problems().is_empty());
+        let too_big = NatsSettings {
+            subscription_capacity: MAX_SUBSCRIPTION_CAPACITY + 1,
+            ..Default::default()
+        };
+        assert_eq!(too_big.problems()[0].0, ".subscription_capacity");
+        let smallest = NatsSettings {
+            subscription_capacity: 1,
+            ..Default::default()
+        };
+        assert!(smallest.problems().is_empty());
     }
 }

@@ -98,11 +98,11 @@ impl NatsConnection {
                     source,
                 })?;
         // The ingest subscription is drained by a task that only parses and
-        // coalesces, never waiting on the database. Its buffer absorbs bursts
-        // (65,536 messages, ~0.5 s at full speed); past it the client drops,
-        // which is counted and suspends offline judgement (see ingest::Sight),
-        // so overload costs messages, never unbounded memory.
-        let options = options.subscription_capacity(1 << 16);
+        // coalesces, never waiting on the database. Its buffer
+        // (`nats.subscription_capacity`, set by connect_options) absorbs
+        // bursts; past it the client drops, which is counted and suspends
+        // offline judgement (see ingest::Sight), so overload costs messages,
+        // never unbounded memory.
         let events_state = state.clone();
         let events_url = display_url.clone();
         let options = options.event_callback(move |event| {

@@ -50,6 +50,7 @@ pub struct IngestMetrics {
     pub flush_duration: Histogram,
     pub pending: Gauge,
     pub flush_errors: Counter,
+    pub writes_failing: Gauge,
 }
 
 impl IngestMetrics {
@@ -80,7 +81,7 @@ impl IngestMetrics {
         let flush_duration = crate::metrics::latency_histogram();
         registry.register(
             "heartbeat_flush_duration_seconds",
-            "Time to write one batch of heartbeats",
+            "Time to write one batch of heartbeats (successful flushes)",
             flush_duration.clone(),
         );
         let pending = Gauge::default();
@@ -95,6 +96,12 @@ impl IngestMetrics {
             "Flushes that failed and were retried",
             flush_errors.clone(),
         );
+        let writes_failing = Gauge::default();
+        registry.register(
+            "heartbeat_writes_failing",
+            "1 while heartbeats cannot be written (the latest flush failed; they stay pending and are retried), 0 otherwise",
+            writes_failing.clone(),
+        );
         IngestMetrics {
             accepted,
             rejected,
@@ -102,6 +109,7 @@ impl IngestMetrics {
             flush_duration,
             pending,
             flush_errors,
+            writes_failing,
         }
     }
 
@@ -356,11 +364,13 @@ impl Flusher {
         match done.error {
             None => {
                 self.sight.mark_writes_ok();
+                metrics.writes_failing.set(0);
                 Ok(())
             }
             Some(e) => {
                 metrics.flush_errors.inc();
                 self.sight.mark_writes_failing(&e.to_string());
+                metrics.writes_failing.set(1);
                 // At most once per retry (100 ms doubling to 5 s): no limiter.
                 tracing::warn!(error = %e, hubs = done.unwritten.len(), "writing heartbeats failed; they stay pending");
                 Err(done.unwritten)

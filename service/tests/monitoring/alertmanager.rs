@@ -105,11 +105,21 @@ async fn a_real_alertmanager_mutes_exactly_what_the_inhibition_rules_say() {
         l.insert("alertname", name);
         json!({ "labels": l })
     };
-    let cases: [Case; 8] = [
+    let cases: [Case; 10] = [
         (
             "FederationNatsDisconnected",
             &[("instance", "fed-1"), ("severity", "critical")],
             false,
+        ),
+        (
+            "FederationHeartbeatWritesFailing",
+            &[("instance", "fed-3"), ("severity", "critical")],
+            false,
+        ),
+        (
+            "FederationServiceNotReady",
+            &[("instance", "fed-3"), ("severity", "warning")],
+            true,
         ),
         (
             "FederationServiceNotReady",

@@ -4,6 +4,7 @@
 //! docker-compose and a real Prometheus scraping the service. A missing tool
 //! fails its tests (scripts/test installs them); nothing is skipped.
 
+mod alerting;
 mod alertmanager;
 mod backup;
 mod compose;

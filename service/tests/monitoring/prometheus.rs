@@ -19,7 +19,7 @@ use crate::running::RunningService;
 use crate::support::*;
 
 /// A real Prometheus on a free port of 127.0.0.1, killed when dropped.
-struct Prometheus {
+pub struct Prometheus {
     base: String,
     log: PathBuf,
     _child: Child,
@@ -40,8 +40,13 @@ impl Prometheus {
     /// Scrapes `target` every second with the repository's `federation`
     /// job, and evaluates monitoring/alerts.yml every second.
     async fn start(target: &str) -> Prometheus {
+        Self::start_with_rules(target, &repo_path(ALERTS)).await
+    }
+
+    /// As [`Self::start`], evaluating the rule file `rules` instead.
+    pub async fn start_with_rules(target: &str, rules: &std::path::Path) -> Prometheus {
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = test_config(target);
+        let config = test_config(target, rules);
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config.to_string()).expect("write config");
         let port = testkit::free_port();
@@ -82,7 +87,7 @@ impl Prometheus {
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
-    async fn api(&self, path: &str, params: &[(&str, &str)]) -> Value {
+    pub async fn api(&self, path: &str, params: &[(&str, &str)]) -> Value {
         let url =
             url::Url::parse_with_params(&format!("{}{path}", self.base), params).expect("url");
         let res = reqwest::get(url).await.expect("prometheus API");
@@ -90,7 +95,7 @@ impl Prometheus {
     }
 
     /// Evaluates `expr` now: its result, or Prometheus' error.
-    async fn query(&self, expr: &str) -> Result<Value, String> {
+    pub async fn query(&self, expr: &str) -> Result<Value, String> {
         let body = self.api("/api/v1/query", &[("query", expr)]).await;
         match str_of(&body, "status") {
             "success" => Ok(body["data"]["result"].clone()),
@@ -104,7 +109,7 @@ impl Prometheus {
 
     /// Waits until Prometheus has scraped the service successfully and the
     /// sample is queryable.
-    async fn wait_for_scrape(&self) {
+    pub async fn wait_for_scrape(&self) {
         eventually(
             Duration::from_secs(30),
             "a successful scrape of the service",
@@ -130,8 +135,8 @@ impl Prometheus {
 }
 
 /// The repository's Prometheus config, reduced to its `federation` job
-/// pointed at `target`, with the repository's alert rules.
-fn test_config(target: &str) -> Value {
+/// pointed at `target`, with the alert rules of `rules`.
+fn test_config(target: &str, rules: &std::path::Path) -> Value {
     let repo = read_yaml("monitoring/prometheus.yml");
     let mut job = list_of(&repo, "scrape_configs")
         .iter()
@@ -143,7 +148,7 @@ fn test_config(target: &str) -> Value {
     job["scrape_timeout"] = json!("1s");
     json!({
         "global": { "scrape_interval": "1s", "evaluation_interval": "1s" },
-        "rule_files": [repo_path(ALERTS).canonicalize().expect("alerts.yml")],
+        "rule_files": [rules.canonicalize().expect("the rule file exists")],
         "scrape_configs": [job],
     })
 }

@@ -12,14 +12,16 @@ use crate::support::*;
 const RULE_TESTS: &str = "monitoring/tests";
 const RUNBOOK_DOC: &str = "docs/operations.md";
 
-/// The alerts the issue asks for, by what they watch.
-const REQUIRED_ALERTS: [&str; 9] = [
+/// The alerts the issues ask for, by what they watch.
+const REQUIRED_ALERTS: [&str; 11] = [
     "FederationNoProjectOnline",
     "FederationProjectsGoingStale",
     "FederationServiceDown",
     "FederationServiceNotReady",
     "FederationNatsDisconnected",
     "FederationHeartbeatRejectionsSpiking",
+    "FederationHeartbeatsDropped",
+    "FederationHeartbeatWritesFailing",
     "FederationOutboxBacklogGrowing",
     "FederationSyncFailing",
     "FederationSyncCircuitOpen",
