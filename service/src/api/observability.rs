@@ -22,7 +22,11 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     // Gauges derived from the database are read at scrape time, so they are
     // exact whichever replica made the change. If the database is down, the
     // last values stay and the scrape still succeeds.
-    if state.readiness.database_ready() {
+    // Project counts come from the catalog view when there is one: it is
+    // kept exact by push, costs no query, and answers with the database down.
+    if let Some(counts) = state.view.counts() {
+        state.metrics.catalog.set_counts(&counts);
+    } else if state.readiness.database_ready() {
         match tokio::time::timeout(
             super::CHECK_TIMEOUT,
             store::projects::count_by_status(&state.db),
@@ -33,6 +37,8 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             Ok(Err(e)) => tracing::debug!(error = %e, "cannot count projects for /metrics"),
             Err(_) => tracing::debug!("counting projects for /metrics timed out"),
         }
+    }
+    if state.readiness.database_ready() {
         // Another replica may have moved a breaker.
         match tokio::time::timeout(super::CHECK_TIMEOUT, state.sync.refresh_breaker_gauges()).await
         {

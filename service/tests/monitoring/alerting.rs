@@ -570,7 +570,9 @@ impl Stack {
         eventually(ALERT_WAIT, "a fresh scrape", || async move {
             let result = self
                 .prometheus
-                .query("max(timestamp(up{job=\"federation\"} == 1))")
+                // Not `timestamp(up == 1)`: a comparison's result carries
+                // the evaluation time, not the scrape's.
+                .query("max(timestamp(up{job=\"federation\"}))")
                 .await
                 .ok()?;
             let at: f64 = result[0]["value"][1].as_str()?.parse().ok()?;
