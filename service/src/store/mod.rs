@@ -23,6 +23,9 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 pub fn connect_options(settings: &DatabaseSettings) -> Result<PgConnectOptions, sqlx::Error> {
     Ok(PgConnectOptions::from_str(settings.url.expose_secret())?
         .application_name("federation")
+        // PostgreSQL's NOTICEs (`relation ... already exists, skipping`)
+        // are not ours to relay.
+        .options([("client_min_messages", "warning")])
         .log_slow_statements(log::LevelFilter::Warn, Duration::from_millis(500))
         .log_statements(log::LevelFilter::Trace))
 }

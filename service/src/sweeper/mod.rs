@@ -203,6 +203,11 @@ impl StaleSweeper {
                 .self_preservation(now, self.stale_threshold.to_std().unwrap_or(Duration::MAX));
             if preserving != Some(reason.is_some()) {
                 match &reason {
+                    // Right after start nothing is wrong: the service has
+                    // simply not been listening for a threshold yet.
+                    Some(r) if preserving.is_none() => {
+                        tracing::info!(reason = %r, "silent hubs are judged once the service has listened for one threshold")
+                    }
                     Some(r) => {
                         tracing::warn!(reason = %r, "self-preservation on: silent hubs are not marked offline")
                     }
