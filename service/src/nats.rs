@@ -70,6 +70,8 @@ struct LinkState {
     /// When the client last dropped messages (slow consumer).
     last_loss: Option<DateTime<Utc>>,
     ever_connected: bool,
+    /// We are closing it ourselves (shutdown): losing it is expected.
+    closing: bool,
 }
 
 /// A NATS client plus what we observed of its connection.
@@ -153,6 +155,9 @@ impl NatsConnection {
 
     /// Flushes what was published, then closes (on shutdown).
     pub async fn close(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            s.closing = true;
+        }
         if let Err(e) = self.client.drain().await {
             tracing::debug!(error = %e, "draining the NATS connection");
         }
@@ -178,11 +183,19 @@ fn on_event(event: &Event, state: &Mutex<LinkState>, metrics: &NatsMetrics, url:
             }
         }
         Event::Disconnected | Event::Closed => {
-            if let Ok(mut s) = state.lock() {
-                s.connected_since = None;
-            }
+            let closing = match state.lock() {
+                Ok(mut s) => {
+                    s.connected_since = None;
+                    s.closing
+                }
+                Err(_) => false,
+            };
             metrics.connection_status.set(0);
-            tracing::warn!(url, event = %event, "NATS connection lost; reconnecting");
+            if closing {
+                tracing::info!(url, "NATS connection closed");
+            } else {
+                tracing::warn!(url, event = %event, "NATS connection lost; reconnecting");
+            }
         }
         Event::LameDuckMode => tracing::warn!(url, "NATS server entering lame duck mode"),
         Event::SlowConsumer(sid) => {
@@ -195,6 +208,11 @@ fn on_event(event: &Event, state: &Mutex<LinkState>, metrics: &NatsMetrics, url:
         }
         Event::ServerError(e) => tracing::warn!(url, error = %e, "NATS server error"),
         Event::ClientError(e) => tracing::warn!(url, error = %e, "NATS client error"),
-        Event::Draining => tracing::debug!("NATS connection draining"),
+        Event::Draining => {
+            if let Ok(mut s) = state.lock() {
+                s.closing = true;
+            }
+            tracing::debug!("NATS connection draining")
+        }
     }
 }

@@ -9,10 +9,10 @@
 //! 1. publish → visible through `GET /api/fed/projects/{slug}` on A and on B;
 //! 2. `wrk` on `/health`, then on `GET /api/fed/projects/{slug}`, same
 //!    settings, both on A (skipped when wrk is not installed);
-//! 3. after a flood of heartbeats for hubs that were offline, how long until
-//!    `?status=online` lists every hub on A and B;
-//! 4. offline lateness as the API reports it: when a silent hub is first
-//!    listed `offline` minus (its `last_heartbeat_at` + the threshold).
+//! 3. offline lateness as the API reports it: when a silent probe hub is
+//!    first listed `offline` minus (its `last_heartbeat_at` + the threshold);
+//! 4. after a flood of heartbeats for hubs that were offline, how long until
+//!    `?status=online` lists every hub on A and B.
 //!
 //! Run it with `scripts/bench freshness` (which builds in release mode).
 
@@ -118,10 +118,13 @@ async fn main() -> anyhow::Result<()> {
 
     let total = args.hubs + PROBES;
     sqlx::query(
-        "INSERT INTO projects (slug, name, hub_url, mesh_namespace) \
-         SELECT 'hub' || i, 'Hub ' || i, 'http://hub' || i || ':9001', 'hub.hub' || i FROM generate_series(0, $1 - 1) i",
+        "INSERT INTO projects (slug, name, hub_url, mesh_namespace, tags) \
+         SELECT 'hub' || i, 'Hub ' || i, 'http://hub' || i || ':9001', 'hub.hub' || i, \
+                CASE WHEN i >= $2 THEN ARRAY['probe'] ELSE ARRAY['fleet'] END \
+         FROM generate_series(0, $1 - 1) i",
     )
     .bind(total as i64)
+    .bind(args.hubs as i64)
     .execute(&pool)
     .await?;
     let online: Arc<Vec<(Subject, Bytes)>> = Arc::new(
@@ -214,7 +217,63 @@ async fn main() -> anyhow::Result<()> {
         report.push("| wrk | not installed: throughput not measured |".into());
     }
 
-    // 3. A flood for hubs that were offline.
+    // 3. Offline lateness as the API reports it: the probe hubs beat once
+    // more, then fall silent while the fleet keeps beating.
+    let threshold = chrono::Duration::seconds(args.stale_threshold as i64);
+    for hub in args.hubs..total {
+        let (subject, payload) = message(hub, 0, HubStatus::Online);
+        client.publish(subject, payload).await?;
+    }
+    client.flush().await?;
+    for r in [&a, &b] {
+        wait_listed_tag(r, &http, "online", "probe", PROBES).await?;
+    }
+    let mut seen: [FirstSeenOffline; 2] = [HashMap::new(), HashMap::new()];
+    let waited = Instant::now();
+    while seen.iter().any(|s| s.len() < PROBES) {
+        for (i, r) in [&a, &b].into_iter().enumerate() {
+            let list = r
+                .get(&http, "/api/fed/projects?status=offline&tag=probe")
+                .await?;
+            let now = Utc::now();
+            for p in list.as_array().into_iter().flatten() {
+                let slug = p["slug"].as_str().unwrap_or_default().to_owned();
+                let last = p["last_heartbeat_at"]
+                    .as_str()
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.with_timezone(&Utc));
+                if let (Some(last), false) = (last, seen[i].contains_key(&slug)) {
+                    seen[i].insert(slug, (now, last));
+                }
+            }
+        }
+        anyhow::ensure!(
+            waited.elapsed() < Duration::from_secs(120),
+            "not every hub went offline"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for (i, r) in [&a, &b].into_iter().enumerate() {
+        let mut lateness: Vec<Duration> = seen[i]
+            .values()
+            .map(|(at, last)| (*at - *last - threshold).to_std().unwrap_or(Duration::ZERO))
+            .collect();
+        let early = seen[i]
+            .values()
+            .filter(|(at, last)| *at - *last < threshold)
+            .count();
+        let (p50, p99, max) = percentiles(&mut lateness);
+        report.push(format!(
+            "| offline visible via REST on {} after its deadline ({} hubs silent at once, threshold {} s, 10 ms polling) | p50 {} · p99 {} · max {}; early {early} |",
+            r.name,
+            lateness.len(),
+            args.stale_threshold,
+            ms(p50),
+            ms(p99),
+            ms(max)
+        ));
+    }
+    // 4. A flood for hubs that were offline.
     stop.store(true, Ordering::Relaxed);
     background.await?;
     for i in 0..total {
@@ -274,51 +333,6 @@ async fn main() -> anyhow::Result<()> {
         ));
     }
 
-    // 4. Offline lateness as the API reports it: everyone is silent now.
-    let threshold = chrono::Duration::seconds(args.stale_threshold as i64);
-    let mut seen: [FirstSeenOffline; 2] = [HashMap::new(), HashMap::new()];
-    let waited = Instant::now();
-    while seen.iter().any(|s| s.len() < args.hubs) {
-        for (i, r) in [&a, &b].into_iter().enumerate() {
-            let list = r.get(&http, "/api/fed/projects?status=offline").await?;
-            let now = Utc::now();
-            for p in list.as_array().into_iter().flatten() {
-                let slug = p["slug"].as_str().unwrap_or_default().to_owned();
-                let last = p["last_heartbeat_at"]
-                    .as_str()
-                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                    .map(|t| t.with_timezone(&Utc));
-                if let (Some(last), false) = (last, seen[i].contains_key(&slug)) {
-                    seen[i].insert(slug, (now, last));
-                }
-            }
-        }
-        anyhow::ensure!(
-            waited.elapsed() < Duration::from_secs(120),
-            "not every hub went offline"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    for (i, r) in [&a, &b].into_iter().enumerate() {
-        let mut lateness: Vec<Duration> = seen[i]
-            .values()
-            .map(|(at, last)| (*at - *last - threshold).to_std().unwrap_or(Duration::ZERO))
-            .collect();
-        let early = seen[i]
-            .values()
-            .filter(|(at, last)| *at - *last < threshold)
-            .count();
-        let (p50, p99, max) = percentiles(&mut lateness);
-        report.push(format!(
-            "| offline visible via REST on {} after its deadline ({} hubs, threshold {} s, 10 ms polling) | p50 {} · p99 {} · max {}; early {early} |",
-            r.name,
-            lateness.len(),
-            args.stale_threshold,
-            ms(p50),
-            ms(p99),
-            ms(max)
-        ));
-    }
     let (rss_a, _) = a.service.memory_kib();
     report.push(format!(
         "| RSS of A at the end | {:.1} MiB |",
@@ -334,6 +348,30 @@ async fn main() -> anyhow::Result<()> {
     b.service.stop();
     drop(db);
     Ok(())
+}
+
+/// Waits until `?status=&tag=` lists at least `n` hubs.
+async fn wait_listed_tag(
+    r: &Replica,
+    http: &reqwest::Client,
+    status: &str,
+    tag: &str,
+    n: usize,
+) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let path = format!("/api/fed/projects?status={status}&tag={tag}");
+    loop {
+        let list = r.get(http, &path).await?;
+        if list.as_array().map_or(0, Vec::len) >= n {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            t0.elapsed() < Duration::from_secs(30),
+            "{} never listed {n} {tag} hubs {status}",
+            r.name
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 /// Waits until `?status=` lists at least `n` hubs.
