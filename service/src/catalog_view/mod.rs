@@ -163,6 +163,15 @@ impl CatalogView {
         s.projects.get(slug).map(|e| e.json().clone())
     }
 
+    /// Whether the view holds `slug` (false when it is not usable).
+    pub fn contains(&self, slug: &str) -> bool {
+        self.usable()
+            && self
+                .state
+                .read()
+                .is_ok_and(|s| s.projects.contains_key(slug))
+    }
+
     /// The JSON array of matching projects, if the view is usable.
     pub fn list(&self, status: Option<ProjectStatus>, tag: Option<&str>) -> Option<Bytes> {
         if !self.usable() {

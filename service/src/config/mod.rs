@@ -147,6 +147,10 @@ pub struct HeartbeatSettings {
     pub max_payload_bytes: usize,
     /// Create a project from the first heartbeat of an unknown slug.
     pub auto_register: bool,
+    /// Most pending heartbeats of slugs the catalog does not know (hubs it
+    /// knows are never limited: memory is bounded by the catalog's size).
+    #[validate(range(min = 1, max = 10000000))]
+    pub max_unknown_pending: usize,
     /// Heartbeat writes failing this long make `/ready` answer 503.
     #[serde(deserialize_with = "de::duration")]
     pub write_failure_grace: Duration,
@@ -162,6 +166,7 @@ impl Default for HeartbeatSettings {
             max_batch: 5000,
             max_payload_bytes: protocol::heartbeat::DEFAULT_MAX_PAYLOAD_BYTES,
             auto_register: false,
+            max_unknown_pending: 10_000,
             write_failure_grace: Duration::from_secs(10),
         }
     }

@@ -1,6 +1,10 @@
 //! Accepted heartbeats wait here, one entry per hub (the latest wins), until
-//! the flusher takes them. Memory is bounded by the number of distinct hubs
-//! (and by `max_pending`), never by the message rate.
+//! the flusher takes them. Memory is bounded by the number of distinct hubs,
+//! never by the message rate: a hub the catalog knows always has its entry
+//! (so the bound is the catalog's size, however large the federation), and
+//! slugs it does not know share a fixed budget of `max_unknown` entries (they
+//! cost a lookup to reject, or are registered with `auto_register`, and
+//! anyone able to publish could invent them without end).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -30,28 +34,38 @@ pub enum Offer {
     Dropped,
 }
 
+#[derive(Default)]
+struct Map {
+    /// Slug → (latest heartbeat, whether the catalog knew the hub).
+    entries: HashMap<String, (Pending, bool)>,
+    /// Entries of hubs the catalog did not know.
+    unknown: usize,
+}
+
 pub struct HeartbeatCoalescer {
-    pending: Mutex<HashMap<String, Pending>>,
-    max_pending: usize,
+    pending: Mutex<Map>,
+    max_unknown: usize,
     ready: Notify,
 }
 
 impl HeartbeatCoalescer {
-    pub fn new(max_pending: usize) -> Self {
+    pub fn new(max_unknown: usize) -> Self {
         HeartbeatCoalescer {
-            pending: Mutex::new(HashMap::new()),
-            max_pending,
+            pending: Mutex::new(Map::default()),
+            max_unknown,
             ready: Notify::new(),
         }
     }
 
-    /// Keeps the newest heartbeat per hub and wakes the flusher.
-    pub fn offer(&self, heartbeat: Heartbeat, received_at: DateTime<Utc>) -> Offer {
+    /// Keeps the newest heartbeat per hub and wakes the flusher. `known`:
+    /// the catalog has this hub (its entry is always admitted).
+    pub fn offer(&self, heartbeat: Heartbeat, received_at: DateTime<Utc>, known: bool) -> Offer {
         let outcome = {
-            let Ok(mut map) = self.pending.lock() else {
+            let Ok(mut guard) = self.pending.lock() else {
                 return Offer::Dropped;
             };
-            if let Some(p) = map.get_mut(&heartbeat.project_slug) {
+            let map = &mut *guard;
+            if let Some((p, _)) = map.entries.get_mut(&heartbeat.project_slug) {
                 if received_at >= p.received_at {
                     let older = std::mem::replace(&mut p.heartbeat, heartbeat);
                     fill_omitted(&mut p.heartbeat, older);
@@ -61,16 +75,20 @@ impl HeartbeatCoalescer {
                 }
                 p.count += 1;
                 Offer::Coalesced
-            } else if map.len() >= self.max_pending {
+            } else if !known && map.unknown >= self.max_unknown {
                 Offer::Dropped
             } else {
-                map.insert(
+                map.unknown += usize::from(!known);
+                map.entries.insert(
                     heartbeat.project_slug.clone(),
-                    Pending {
-                        heartbeat,
-                        received_at,
-                        count: 1,
-                    },
+                    (
+                        Pending {
+                            heartbeat,
+                            received_at,
+                            count: 1,
+                        },
+                        known,
+                    ),
                 );
                 Offer::Added
             }
@@ -83,25 +101,32 @@ impl HeartbeatCoalescer {
 
     /// Takes up to `max` hubs' heartbeats.
     pub fn take(&self, max: usize) -> Vec<Pending> {
-        let Ok(mut map) = self.pending.lock() else {
+        let Ok(mut guard) = self.pending.lock() else {
             return Vec::new();
         };
-        if map.len() <= max {
-            return std::mem::take(&mut *map).into_values().collect();
-        }
-        let keys: Vec<String> = map.keys().take(max).cloned().collect();
-        keys.iter().filter_map(|k| map.remove(k)).collect()
+        let map = &mut *guard;
+        let taken: Vec<(Pending, bool)> = if map.entries.len() <= max {
+            std::mem::take(&mut map.entries).into_values().collect()
+        } else {
+            let keys: Vec<String> = map.entries.keys().take(max).cloned().collect();
+            keys.iter().filter_map(|k| map.entries.remove(k)).collect()
+        };
+        let unknown = taken.iter().filter(|(_, known)| !known).count();
+        map.unknown = map.unknown.saturating_sub(unknown);
+        taken.into_iter().map(|(p, _)| p).collect()
     }
 
     /// Returns a batch that could not be written, without overwriting newer
     /// heartbeats that arrived meanwhile.
+    /// They were admitted once: they come back as known.
     pub fn put_back(&self, batch: Vec<Pending>) {
-        let Ok(mut map) = self.pending.lock() else {
+        let Ok(mut guard) = self.pending.lock() else {
             return;
         };
+        let map = &mut *guard;
         for p in batch {
-            match map.get_mut(&p.heartbeat.project_slug) {
-                Some(newer) => {
+            match map.entries.get_mut(&p.heartbeat.project_slug) {
+                Some((newer, _)) => {
                     newer.count += p.count;
                     if p.received_at > newer.received_at {
                         let older = std::mem::replace(&mut newer.heartbeat, p.heartbeat);
@@ -112,16 +137,17 @@ impl HeartbeatCoalescer {
                     }
                 }
                 None => {
-                    map.insert(p.heartbeat.project_slug.clone(), p);
+                    map.entries
+                        .insert(p.heartbeat.project_slug.clone(), (p, true));
                 }
             }
         }
-        drop(map);
+        drop(guard);
         self.ready.notify_one();
     }
 
     pub fn len(&self) -> usize {
-        self.pending.lock().map(|m| m.len()).unwrap_or(0)
+        self.pending.lock().map(|m| m.entries.len()).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -177,17 +203,17 @@ mod tests {
     #[test]
     fn the_latest_heartbeat_per_hub_wins_and_counts_add_up() {
         let c = HeartbeatCoalescer::new(10);
-        assert_eq!(c.offer(hb("a", HubStatus::Online), at(1)), Offer::Added);
+        assert_eq!(c.offer(hb("a", HubStatus::Online), at(1), true), Offer::Added);
         assert_eq!(
-            c.offer(hb("a", HubStatus::Degraded), at(2)),
+            c.offer(hb("a", HubStatus::Degraded), at(2), true),
             Offer::Coalesced
         );
         // An older one (from a slower path) does not replace the newer.
         assert_eq!(
-            c.offer(hb("a", HubStatus::Offline), at(0)),
+            c.offer(hb("a", HubStatus::Offline), at(0), true),
             Offer::Coalesced
         );
-        assert_eq!(c.offer(hb("b", HubStatus::Online), at(1)), Offer::Added);
+        assert_eq!(c.offer(hb("b", HubStatus::Online), at(1), true), Offer::Added);
         let mut batch = c.take(10);
         batch.sort_by(|x, y| x.heartbeat.project_slug.cmp(&y.heartbeat.project_slug));
         assert_eq!(batch.len(), 2);
@@ -206,8 +232,8 @@ mod tests {
         bare.timestamp = None;
         bare.hub_url = None;
         bare.version = Some("2".into());
-        c.offer(full.clone(), at(1));
-        c.offer(bare, at(2));
+        c.offer(full.clone(), at(1), true);
+        c.offer(bare, at(2), true);
         let got = c.take(10).remove(0).heartbeat;
         assert_eq!(got.status, HubStatus::Degraded);
         assert_eq!(got.version.as_deref(), Some("2"));
@@ -217,11 +243,11 @@ mod tests {
         // never overrides.
         let mut late = hb("a", HubStatus::Offline);
         late.agent_id = Some("late".into());
-        c.offer(hb("a", HubStatus::Online), at(5));
+        c.offer(hb("a", HubStatus::Online), at(5), true);
         let mut newest = hb("a", HubStatus::Online);
         newest.agent_id = None;
-        c.offer(newest, at(6));
-        c.offer(late, at(0));
+        c.offer(newest, at(6), true);
+        c.offer(late, at(0), true);
         let got = c.take(10).remove(0).heartbeat;
         assert_eq!(got.status, HubStatus::Online);
         assert_eq!(got.agent_id.as_deref(), Some("late"));
@@ -231,15 +257,44 @@ mod tests {
     fn memory_is_bounded_by_distinct_hubs() {
         let c = HeartbeatCoalescer::new(2);
         for i in 0..1000 {
-            c.offer(hb("a", HubStatus::Online), at(i));
-            c.offer(hb("b", HubStatus::Online), at(i));
+            c.offer(hb("a", HubStatus::Online), at(i), false);
+            c.offer(hb("b", HubStatus::Online), at(i), false);
         }
         assert_eq!(c.len(), 2);
-        assert_eq!(c.offer(hb("c", HubStatus::Online), at(0)), Offer::Dropped);
-        // Known hubs are still coalesced when full.
         assert_eq!(
-            c.offer(hb("a", HubStatus::Online), at(5000)),
+            c.offer(hb("c", HubStatus::Online), at(0), false),
+            Offer::Dropped
+        );
+        // Pending hubs are still coalesced when the budget is spent.
+        assert_eq!(
+            c.offer(hb("a", HubStatus::Online), at(5000), false),
             Offer::Coalesced
+        );
+        // Taking them frees the budget.
+        assert_eq!(c.take(1).len(), 1);
+        assert_eq!(
+            c.offer(hb("c", HubStatus::Online), at(0), false),
+            Offer::Added
+        );
+    }
+
+    #[test]
+    fn a_hub_the_catalog_knows_is_never_dropped_however_many_there_are() {
+        let c = HeartbeatCoalescer::new(10);
+        for i in 0..250_000 {
+            assert_eq!(
+                c.offer(hb(&format!("h{i}"), HubStatus::Online), at(0), true),
+                Offer::Added
+            );
+        }
+        assert_eq!(c.len(), 250_000);
+        // Unknown ones still have only their budget.
+        for i in 0..10 {
+            c.offer(hb(&format!("x{i}"), HubStatus::Online), at(0), false);
+        }
+        assert_eq!(
+            c.offer(hb("x10", HubStatus::Online), at(0), false),
+            Offer::Dropped
         );
     }
 
@@ -247,7 +302,7 @@ mod tests {
     fn take_respects_the_batch_bound() {
         let c = HeartbeatCoalescer::new(100);
         for i in 0..10 {
-            c.offer(hb(&format!("h{i}"), HubStatus::Online), at(i));
+            c.offer(hb(&format!("h{i}"), HubStatus::Online), at(i), true);
         }
         assert_eq!(c.take(4).len(), 4);
         assert_eq!(c.len(), 6);
@@ -257,9 +312,9 @@ mod tests {
     #[test]
     fn a_failed_batch_goes_back_without_hiding_newer_heartbeats() {
         let c = HeartbeatCoalescer::new(10);
-        c.offer(hb("a", HubStatus::Online), at(1));
+        c.offer(hb("a", HubStatus::Online), at(1), true);
         let batch = c.take(10);
-        c.offer(hb("a", HubStatus::Degraded), at(2));
+        c.offer(hb("a", HubStatus::Degraded), at(2), true);
         c.put_back(batch);
         let back = c.take(10);
         assert_eq!(back.len(), 1);

@@ -157,11 +157,16 @@ impl Ingest {
             sight,
             view,
         } = sinks;
-        // Room for a flood of distinct hubs, far above any real federation's
-        // size, yet bounded.
-        let coalescer = Arc::new(HeartbeatCoalescer::new(
-            settings.max_batch.saturating_mul(20).max(100_000),
-        ));
+        // Hubs the catalog knows are always admitted (memory bounded by the
+        // catalog's size); unknown slugs share a fixed budget. Without the
+        // view nothing is known: everything shares a budget far above a real
+        // federation's size.
+        let unknown_budget = if view.enabled() {
+            settings.max_unknown_pending
+        } else {
+            settings.max_batch.saturating_mul(20).max(100_000)
+        };
+        let coalescer = Arc::new(HeartbeatCoalescer::new(unknown_budget));
         let subscription = client
             .queue_subscribe(
                 protocol::subjects::HEARTBEAT_WILDCARD,
@@ -179,6 +184,7 @@ impl Ingest {
             subscription,
             settings.max_payload_bytes,
             coalescer.clone(),
+            view.clone(),
             metrics.ingest.clone(),
             sight.clone(),
             shutdown,
@@ -213,6 +219,7 @@ async fn subscribe_loop(
     mut subscription: async_nats::Subscriber,
     max_payload: usize,
     coalescer: Arc<HeartbeatCoalescer>,
+    view: Arc<CatalogView>,
     metrics: IngestMetrics,
     sight: Arc<Sight>,
     shutdown: CancellationToken,
@@ -230,14 +237,15 @@ async fn subscribe_loop(
         let received_at = Utc::now();
         match Heartbeat::parse(message.subject.as_str(), &message.payload, max_payload) {
             Ok(hb) => {
-                if coalescer.offer(hb, received_at) == Offer::Dropped {
+                let known = view.contains(&hb.project_slug);
+                if coalescer.offer(hb, received_at, known) == Offer::Dropped {
                     metrics.reject(Rejection::Overflow, 1);
                     sight.mark_loss(received_at);
                     if let Some(suppressed) = log.allow(Rejection::Overflow) {
                         tracing::warn!(
                             reason = "overflow",
                             suppressed,
-                            "heartbeat dropped: too many hubs pending"
+                            "heartbeat dropped: too many unknown hubs pending"
                         );
                     }
                 }
