@@ -316,7 +316,7 @@ pub fn describe(kind: &figment::error::Kind, path: &[&str]) -> String {
             };
             format!("{v} is not one of: {}", names(list))
         }
-        K::UnknownField(_, list) if list.is_empty() => "is not a known setting".to_owned(),
+        K::UnknownField(_, []) => "is not a known setting".to_owned(),
         K::UnknownField(_, list) => format!("is not a known setting (known here: {})", names(list)),
         K::MissingField(_) => "is required".to_owned(),
         K::DuplicateField(f) => format!("{f} is given twice"),
