@@ -90,13 +90,13 @@ pub struct Project {
 /// of the two. On an update, omitted optional fields keep their stored
 /// values, so an agent re-registering at start never wipes what an operator
 /// set.
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectInput {
     /// The project's slug (`slug` is the same field under the original
     /// service's name; give one of the two).
     #[serde(default)]
-    #[schema(schema_with = slug_schema)]
+    #[schema(schema_with = slug_example_schema)]
     pub project_slug: Option<String>,
     /// The original service's name for `project_slug`.
     #[serde(default)]
@@ -192,20 +192,24 @@ fn slug_schema() -> Object {
     rules::slug_schema(false)
 }
 
+fn slug_example_schema() -> Object {
+    rules::example(slug_schema(), "alpha")
+}
+
 fn name_schema() -> Object {
-    NAME.schema(false)
+    rules::example(NAME.schema(false), "Alpha hub")
 }
 
 fn optional_name_schema() -> Object {
-    NAME.schema(true)
+    rules::example(NAME.schema(true), "Alpha hub")
 }
 
 fn hub_url_schema() -> Object {
-    rules::url_schema(false)
+    rules::example(rules::url_schema(false), "http://alpha:9001")
 }
 
 fn namespace_schema() -> Object {
-    rules::namespace_schema(true)
+    rules::example(rules::namespace_schema(true), "hub.alpha")
 }
 
 fn tags_schema() -> Array {

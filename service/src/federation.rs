@@ -209,14 +209,14 @@ pub struct SpokeRegistration {
     #[schema(schema_with = name_schema)]
     pub name: String,
     /// The spoke's application, http(s).
-    #[schema(schema_with = url_schema)]
+    #[schema(schema_with = base_url_schema)]
     pub base_url: String,
     /// The IdP URL browsers are sent to, http(s).
-    #[schema(schema_with = url_schema)]
+    #[schema(schema_with = idp_public_url_schema)]
     pub idp_public_url: String,
     /// The IdP URL the hub uses inside the network, http(s).
     #[serde(default)]
-    #[schema(schema_with = optional_url_schema)]
+    #[schema(schema_with = idp_internal_url_schema)]
     pub idp_internal_url: Option<String>,
     /// Who runs the spoke; blank is the same as none.
     #[serde(default)]
@@ -233,31 +233,39 @@ pub struct SpokeRegistration {
 /// The codes a spoke of hub `hub_code` may register with: every assigned
 /// code but the hub's own.
 pub fn spoke_code_schema(hub_code: &str) -> Object {
-    rules::one_of_schema(ISO_3166_ALPHA3.into_iter().filter(|c| *c != hub_code))
+    let example = if hub_code == "FRA" { "DEU" } else { "FRA" };
+    rules::example(
+        rules::one_of_schema(ISO_3166_ALPHA3.into_iter().filter(|c| *c != hub_code)),
+        example,
+    )
 }
 
 fn name_schema() -> Object {
-    NAME.schema(false)
+    rules::example(NAME.schema(false), "FRA Instance")
 }
 
-fn url_schema() -> Object {
-    rules::url_schema(false)
+fn base_url_schema() -> Object {
+    rules::example(rules::url_schema(false), "https://fra.example:3010")
 }
 
-fn optional_url_schema() -> Object {
-    rules::url_schema(true)
+fn idp_public_url_schema() -> Object {
+    rules::example(rules::url_schema(false), "https://idp.fra.example:8453")
+}
+
+fn idp_internal_url_schema() -> Object {
+    rules::example(rules::url_schema(true), "https://keycloak-fra:8443")
 }
 
 fn contact_schema() -> Object {
-    CONTACT.schema(true)
+    rules::example(CONTACT.schema(true), "ops@fra.example")
 }
 
 fn reason_schema() -> Object {
-    REASON.schema(false)
+    rules::example(REASON.schema(false), "MoU signed 2026-01-10")
 }
 
 fn operator_schema() -> Object {
-    OPERATOR.schema(true)
+    rules::example(OPERATOR.schema(true), "alice")
 }
 
 /// A validated registration, ready to store.

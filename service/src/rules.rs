@@ -247,6 +247,13 @@ pub fn uuid_schema() -> Object {
         .build()
 }
 
+/// `schema` with an example value (for readers, and as a first request
+/// for generators).
+pub fn example(mut schema: Object, value: &str) -> Object {
+    schema.examples = vec![value.into()];
+    schema
+}
+
 /// One of `values`.
 pub fn one_of_schema<'a>(values: impl IntoIterator<Item = &'a str>) -> Object {
     string(false).enum_values(Some(values)).build()
