@@ -7,9 +7,9 @@
 //!
 //! scripts/test installs the pinned schemathesis and exports
 //! `SCHEMATHESIS_BIN`; `contract/` holds its settings and the hooks for the
-//! two rules OpenAPI cannot carry. `SCHEMATHESIS_SEED` and
-//! `SCHEMATHESIS_MAX_EXAMPLES` override the defaults (to explore further by
-//! hand).
+//! two rules OpenAPI cannot carry. `SCHEMATHESIS_SEED`,
+//! `SCHEMATHESIS_MAX_EXAMPLES` and `SCHEMATHESIS_MAX_TIME` override the
+//! defaults (to explore further by hand).
 
 use std::path::{Path, PathBuf};
 
@@ -18,9 +18,12 @@ use testkit::NatsServer;
 use crate::fedkit::nats_yaml;
 use crate::helpers::*;
 
-/// Test cases per operation and phase: enough to reach every rule, small
-/// enough for about a minute per key on two busy cores.
+/// Test cases per operation and phase in one pass.
 const MAX_EXAMPLES: &str = "15";
+/// Seconds each run may take; schemathesis shares them between its phases
+/// and repeats passes while time is left, so the test takes about this
+/// long however busy the machine is (the two keys run at once).
+const MAX_TIME: &str = "45";
 /// A fixed seed, so a failure in CI is the same failure on a laptop.
 const SEED: &str = "1";
 
@@ -60,6 +63,7 @@ async fn the_server_keeps_every_promise_of_its_openapi_document() {
     let seed = std::env::var("SCHEMATHESIS_SEED").unwrap_or_else(|_| SEED.into());
     let examples =
         std::env::var("SCHEMATHESIS_MAX_EXAMPLES").unwrap_or_else(|_| MAX_EXAMPLES.into());
+    let max_time = std::env::var("SCHEMATHESIS_MAX_TIME").unwrap_or_else(|_| MAX_TIME.into());
     // Both keys at once: each run is one busy Python process.
     let runs = [("admin", ADMIN_KEY), ("agent", AGENT_KEY)].map(|(role, key)| {
         let out = tokio::process::Command::new(&bin)
@@ -70,6 +74,7 @@ async fn the_server_keeps_every_promise_of_its_openapi_document() {
             .args(["--checks", "all"])
             .args(["--header", &format!("X-API-Key: {key}")])
             .args(["--max-examples", &examples])
+            .args(["--max-time", &max_time])
             .args(["--seed", &seed])
             .args(["--generation-database", "none"])
             .arg("--no-color")
