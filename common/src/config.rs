@@ -115,8 +115,8 @@ pub fn check_root(fig: &Figment, sections: &[&str]) -> Vec<ConfigError> {
             for key in root.keys().filter(|k| !sections.contains(&k.as_str())) {
                 errors.push(ConfigError {
                     path: key.clone(),
-                    message: format!("unknown section, expected one of: {}", sections.join(", ")),
-                    origin: fig.find_metadata(key).map(|m| m.name.to_string()),
+                    message: format!("is not a known section (known: {})", sections.join(", ")),
+                    origin: fig.find_metadata(key).map(|m| origin(m, &[key], "")),
                 });
             }
         }
@@ -126,7 +126,8 @@ pub fn check_root(fig: &Figment, sections: &[&str]) -> Vec<ConfigError> {
 
 /// Extracts one section (`""`: the top-level keys), recording its errors
 /// instead of stopping; a section that fails is replaced by its defaults and
-/// named in `failed`.
+/// named in `failed`. Every key of a failed section is tried on its own, so
+/// all of its problems are reported, not only serde's first.
 pub fn section<T: DeserializeOwned + Default>(
     fig: &Figment,
     name: &'static str,
@@ -134,18 +135,80 @@ pub fn section<T: DeserializeOwned + Default>(
     errors: &mut Vec<ConfigError>,
     failed: &mut Vec<&'static str>,
 ) -> T {
-    let extracted = if name.is_empty() {
-        fig.extract::<T>()
+    let focused = if name.is_empty() {
+        fig.clone()
     } else {
-        fig.focus(name).extract::<T>()
+        fig.focus(name)
     };
-    match extracted {
+    match focused.extract::<T>() {
         Ok(v) => v,
         Err(e) => {
-            collect_figment(errors, name, env_prefix, e);
+            let mut found = Vec::new();
+            if let Ok(keys) = focused.extract::<Dict>() {
+                for (key, value) in keys {
+                    probe::<T>(fig, name, env_prefix, vec![key], value, &mut found);
+                }
+            }
+            if found.is_empty() {
+                collect_figment(errors, name, env_prefix, e);
+            } else {
+                errors.extend(found);
+            }
             failed.push(name);
             T::default()
         }
+    }
+}
+
+/// Extracts `T` from the value at `path` alone (defaults for the rest) and
+/// records what is wrong with it; a table with several keys is split
+/// further, so one bad key does not hide its siblings.
+fn probe<T: DeserializeOwned>(
+    fig: &Figment,
+    section: &str,
+    env_prefix: &str,
+    path: Vec<String>,
+    value: Value,
+    out: &mut Vec<ConfigError>,
+) {
+    let mut nested = value.clone();
+    for key in path.iter().rev() {
+        let mut dict = Dict::new();
+        dict.insert(key.clone(), nested);
+        nested = Value::from(dict);
+    }
+    let Err(e) = Figment::from(figment::providers::Serialized::defaults(nested)).extract::<T>()
+    else {
+        return;
+    };
+    if let Value::Dict(_, children) = &value {
+        if children.len() > 1 {
+            for (key, child) in children.clone() {
+                let mut child_path = path.clone();
+                child_path.push(key);
+                probe::<T>(fig, section, env_prefix, child_path, child, out);
+            }
+            return;
+        }
+    }
+    for err in e {
+        let mut full: Vec<&str> = Vec::new();
+        if !section.is_empty() {
+            full.push(section);
+        }
+        full.extend(err.path.iter().map(String::as_str));
+        if let figment::error::Kind::MissingField(field) = &err.kind {
+            full.push(field);
+        }
+        let message = describe(&err.kind, &full);
+        let dotted = full.join(".");
+        out.push(ConfigError {
+            origin: fig
+                .find_metadata(&dotted)
+                .map(|m| origin(m, &full, env_prefix)),
+            path: dotted,
+            message,
+        });
     }
 }
 
@@ -172,27 +235,130 @@ fn collect_figment(
             path.push(section);
         }
         path.extend(err.path.iter().map(String::as_str));
-        let origin = err.metadata.as_ref().map(|m| match &m.source {
-            Some(figment::Source::File(f)) => format!("{} {}", m.name, f.display()),
-            // figment's own interpolation forgets the prefix and the `__`.
-            _ if !env_prefix.is_empty() && m.name.contains(env_prefix) && !path.is_empty() => {
-                format!(
-                    "environment variable `{env_prefix}{}`",
-                    path.join("__").to_uppercase()
-                )
-            }
-            _ if !path.is_empty() => m.interpolate(&Profile::Default, &path),
-            _ => m.name.to_string(),
-        });
+        if let figment::error::Kind::MissingField(field) = &err.kind {
+            path.push(field);
+        }
+        let origin = err.metadata.as_ref().map(|m| origin(m, &path, env_prefix));
         errors.push(ConfigError {
+            message: describe(&err.kind, &path),
             path: if path.is_empty() {
                 "(root)".into()
             } else {
                 path.join(".")
             },
-            message: err.kind.to_string(),
             origin,
         });
+    }
+}
+
+/// Where a value came from: the file, or the variable that set it.
+fn origin(m: &Metadata, path: &[&str], env_prefix: &str) -> String {
+    match &m.source {
+        Some(figment::Source::File(f)) => format!("{} {}", m.name, f.display()),
+        // figment's own interpolation forgets the prefix and the `__`.
+        _ if !env_prefix.is_empty() && m.name.contains(env_prefix) && !path.is_empty() => {
+            format!(
+                "environment variable `{env_prefix}{}`",
+                path.join("__").to_uppercase()
+            )
+        }
+        _ if !path.is_empty() && m.name == "environment variable" => {
+            format!("{} {}", m.name, m.interpolate(&Profile::Default, path))
+        }
+        _ if !path.is_empty() => m.interpolate(&Profile::Default, path),
+        _ => m.name.to_string(),
+    }
+}
+
+/// A figment error as a sentence to follow the setting's path, e.g.
+/// `99999 is not a valid port (0 to 65535)`. Values of settings that may
+/// hold secrets are never repeated.
+pub fn describe(kind: &figment::error::Kind, path: &[&str]) -> String {
+    use figment::error::Kind as K;
+    let leaf = path.last().copied().unwrap_or_default();
+    let expected = |e: &str| {
+        if e == "u16" && leaf.ends_with("port") {
+            "a valid port (0 to 65535)".to_owned()
+        } else {
+            crate::de::expected_in_words(e)
+        }
+    };
+    let actual = |a: &figment::error::Actual| {
+        use figment::error::Actual as A;
+        let scalar = matches!(
+            a,
+            A::Bool(_) | A::Unsigned(_) | A::Signed(_) | A::Float(_) | A::Char(_) | A::Str(_)
+        );
+        if scalar && may_be_secret(leaf) {
+            "the value given (not shown)".to_owned()
+        } else {
+            actual_in_words(a)
+        }
+    };
+    let names = |list: &[&str]| list.join(", ");
+    match kind {
+        // std's parse errors, from `FromStr` types such as `IpAddr`.
+        K::Message(m) if m == "invalid IP address syntax" => {
+            format!("must be {}", crate::de::expected_in_words("IP address"))
+        }
+        K::Message(m) if m == "invalid socket address syntax" => {
+            format!("must be {}", crate::de::expected_in_words("socket address"))
+        }
+        K::Message(m) => m.clone(),
+        K::InvalidType(a, e) => format!("must be {}, not {}", expected(e), actual(a)),
+        K::InvalidValue(a, e) => format!("{} is not {}", actual(a), expected(e)),
+        K::InvalidLength(n, e) => format!("has {n} items; expected {}", expected(e)),
+        K::UnknownVariant(v, list) => {
+            let v = if may_be_secret(leaf) {
+                "the value given (not shown)".to_owned()
+            } else {
+                format!("{v:?}")
+            };
+            format!("{v} is not one of: {}", names(list))
+        }
+        K::UnknownField(_, []) => "is not a known setting".to_owned(),
+        K::UnknownField(_, list) => format!("is not a known setting (known here: {})", names(list)),
+        K::MissingField(_) => "is required".to_owned(),
+        K::DuplicateField(f) => format!("{f} is given twice"),
+        K::ISizeOutOfRange(n) => format!("{n} is out of range"),
+        K::USizeOutOfRange(n) => format!("{n} is out of range"),
+        K::Unsupported(a) => format!("{} is not supported here", actual_in_words(a)),
+        K::UnsupportedKey(a, need) => format!(
+            "keys must be {}, not {}",
+            crate::de::expected_in_words(need),
+            actual_in_words(a)
+        ),
+    }
+}
+
+/// Settings whose values are never repeated in a message.
+fn may_be_secret(leaf: &str) -> bool {
+    ["password", "token", "secret", "key", "seed", "creds", "url"]
+        .iter()
+        .any(|w| leaf.contains(w))
+}
+
+fn actual_in_words(a: &figment::error::Actual) -> String {
+    use figment::error::Actual as A;
+    match a {
+        A::Bool(b) => b.to_string(),
+        A::Unsigned(n) => n.to_string(),
+        A::Signed(n) => n.to_string(),
+        A::Float(n) => n.to_string(),
+        A::Char(c) => format!("{c:?}"),
+        A::Str(s) => format!("{s:?}"),
+        A::Bytes(_) => "bytes".into(),
+        A::Unit => "nothing".into(),
+        A::Option => "an optional value".into(),
+        A::Seq => "a list".into(),
+        A::Map => "a table of keys".into(),
+        A::NewtypeStruct
+        | A::Enum
+        | A::UnitVariant
+        | A::NewtypeVariant
+        | A::TupleVariant
+        | A::StructVariant => "a value of another kind".into(),
+        A::Other(o) => o.clone(),
     }
 }
 

@@ -33,11 +33,43 @@ pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
             if let Ok(secs) = v.parse::<f64>() {
                 return self.visit_f64(secs);
             }
-            humantime::parse_duration(v)
-                .map_err(|e| E::custom(format!("invalid duration {v:?}: {e}")))
+            humantime::parse_duration(v).map_err(|_| {
+                E::custom(format!(
+                    "{v:?} is not a duration; write a number of seconds, or e.g. \"90s\", \"100ms\", \"2m\""
+                ))
+            })
         }
     }
     d.deserialize_any(V)
+}
+
+/// What serde says it expected, as words for a person: `u16` becomes
+/// "a whole number from 0 to 65535", `a boolean` becomes "true or false".
+/// Expectations already in words pass through.
+pub fn expected_in_words(expected: &str) -> String {
+    let whole = |min: i128, max: u128| format!("a whole number from {min} to {max}");
+    match expected {
+        "u8" => whole(0, u8::MAX.into()),
+        "u16" => whole(0, u16::MAX.into()),
+        "u32" => whole(0, u32::MAX.into()),
+        "u64" | "usize" => whole(0, u64::MAX.into()),
+        "i8" => whole(i8::MIN.into(), i8::MAX as u128),
+        "i16" => whole(i16::MIN.into(), i16::MAX as u128),
+        "i32" => whole(i32::MIN.into(), i32::MAX as u128),
+        "i64" | "isize" => whole(i64::MIN.into(), i64::MAX as u128),
+        "f32" | "f64" | "a float" => "a number".into(),
+        "a boolean" | "bool" => "true or false".into(),
+        "a sequence" => "a list".into(),
+        "a map" => "a table of keys".into(),
+        "a character" | "char" => "a single character".into(),
+        "unit" => "nothing".into(),
+        e if e.starts_with("struct ") => "a table of keys".into(),
+        "IP address" => "an IP address such as 127.0.0.1 or 0.0.0.0".into(),
+        "socket address" => "an address such as 127.0.0.1:8001".into(),
+        e if e.starts_with("a string") || e.starts_with("a ") || e.starts_with("an ") => e.into(),
+        e if e.starts_with("one of ") => e.replace('`', ""),
+        e => e.replace('`', ""),
+    }
 }
 
 /// A list of secrets: a YAML sequence, a JSON array in a string

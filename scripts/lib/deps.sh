@@ -186,3 +186,46 @@ ensure_monitoring_tools() {
   DOCKER_COMPOSE_BIN=$(first_executable "${DOCKER_COMPOSE_BIN:-}" docker-compose) || die "docker-compose still not found after installing it"
   export PROMETHEUS_BIN PROMTOOL_BIN ALERTMANAGER_BIN AMTOOL_BIN DOCKER_COMPOSE_BIN
 }
+
+# --- Contract test tools -------------------------------------------------------
+
+# The pinned schemathesis the contract test runs against /openapi.json
+# (service/tests/api/contract.rs). It lives in its own virtualenv under the
+# user's cache, shared by every checkout.
+SCHEMATHESIS_VERSION="4.32.5"
+
+# A python3 that schemathesis supports (3.11 or newer), or nothing.
+find_python_for_schemathesis() {
+  local p
+  for p in python3.13 python3.12 python3.11 python3; do
+    if have "$p" && "$p" -c 'import sys, venv; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      command -v "$p"; return 0
+    fi
+  done
+  return 1
+}
+
+# Sets and exports SCHEMATHESIS_BIN, installing schemathesis with pip into a
+# virtualenv when it is missing.
+ensure_schemathesis() {
+  if [ -n "${SCHEMATHESIS_BIN:-}" ] && [ -x "$SCHEMATHESIS_BIN" ]; then
+    export SCHEMATHESIS_BIN; return 0
+  fi
+  local dir="${XDG_CACHE_HOME:-$HOME/.cache}/federation-tools/schemathesis-$SCHEMATHESIS_VERSION"
+  local bin="$dir/bin/schemathesis"
+  if ! "$bin" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+    local py
+    if ! py=$(find_python_for_schemathesis); then
+      apt_install python3 python3-venv python3-pip || true
+      py=$(find_python_for_schemathesis) || die "schemathesis $SCHEMATHESIS_VERSION needs Python 3.11 or newer with venv, and none was found.
+  Install it (sudo apt-get install python3 python3-venv), or point the tests at an installed schemathesis: SCHEMATHESIS_BIN=/path/to/schemathesis"
+    fi
+    say "installing schemathesis $SCHEMATHESIS_VERSION into $dir"
+    rm -rf "$dir"
+    "$py" -m venv "$dir" || die "cannot create a virtualenv in $dir with $py (apt-get install python3-venv?)"
+    "$dir/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" ||
+      die "pip could not install schemathesis $SCHEMATHESIS_VERSION (is PyPI reachable?)"
+  fi
+  SCHEMATHESIS_BIN="$bin"
+  export SCHEMATHESIS_BIN
+}

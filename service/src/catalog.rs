@@ -4,11 +4,12 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{AllOfBuilder, Array, Object, ObjectBuilder, OneOfBuilder, Schema};
 use utoipa::ToSchema;
-use validator::{Validate, ValidationError};
 
-use protocol::heartbeat::is_valid_hub_url;
 use protocol::naming::{is_valid_slug, mesh_namespace, namespace_matches};
+
+use crate::rules::{self, Label, Text};
 
 /// Limits on free-form fields.
 pub const MAX_NAME_LEN: usize = 200;
@@ -89,36 +90,40 @@ pub struct Project {
 }
 
 /// Register or update a project (`POST /api/fed/projects`). Same fields as
-/// the original service; `slug` is accepted for `project_slug`. On an
-/// update, omitted optional fields keep their stored values, so an agent
-/// re-registering at start never wipes what an operator set.
-#[derive(Debug, Clone, Deserialize, ToSchema, Validate)]
+/// the original service, whose name for `project_slug` was `slug`: give one
+/// of the two. On an update, omitted optional fields keep their stored
+/// values, so an agent re-registering at start never wipes what an operator
+/// set.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectInput {
-    #[serde(alias = "slug")]
-    #[validate(custom(function = "check_slug"))]
-    #[schema(example = "alpha")]
-    pub project_slug: String,
+    /// The project's slug (`slug` is the same field under the original
+    /// service's name; give one of the two).
+    #[serde(default)]
+    #[schema(schema_with = slug_example_schema)]
+    pub project_slug: Option<String>,
+    /// The original service's name for `project_slug`.
+    #[serde(default)]
+    #[schema(schema_with = slug_schema)]
+    pub slug: Option<String>,
     /// Display name; the slug when a new project omits it.
     #[serde(default)]
-    #[validate(custom(function = "check_name"))]
-    #[schema(example = "Alpha hub")]
+    #[schema(schema_with = optional_name_schema)]
     pub name: Option<String>,
-    #[validate(custom(function = "check_hub_url"))]
-    #[schema(example = "http://alpha:9001")]
+    #[schema(schema_with = hub_url_schema)]
     pub hub_url: String,
     /// Must be `hub.<project_slug>`; derived when omitted.
     #[serde(default)]
-    #[schema(example = "hub.alpha")]
+    #[schema(schema_with = namespace_schema)]
     pub mesh_namespace: Option<String>,
     /// Empty for a new project when omitted; kept on update.
     #[serde(default)]
-    #[validate(custom(function = "check_tags"))]
+    #[schema(schema_with = tags_schema)]
     pub tags: Option<Vec<String>>,
     /// Mesh namespaces (`hub.<slug>`) this hub may fan out to. Empty for a
     /// new project when omitted; kept on update.
     #[serde(default)]
-    #[validate(custom(function = "check_fanout"))]
+    #[schema(schema_with = fanout_schema)]
     pub allow_fanout: Option<Vec<String>>,
 }
 
@@ -127,15 +132,27 @@ pub struct ProjectInput {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectUpdate {
-    #[serde(default, alias = "slug")]
-    pub project_slug: Option<String>,
-    pub name: String,
-    pub hub_url: String,
+    /// Optional; when given, the slug in the path.
     #[serde(default)]
+    #[schema(schema_with = slug_schema)]
+    pub project_slug: Option<String>,
+    /// Optional; when given, the slug in the path.
+    #[serde(default)]
+    #[schema(schema_with = slug_schema)]
+    pub slug: Option<String>,
+    #[schema(schema_with = name_schema)]
+    pub name: String,
+    #[schema(schema_with = hub_url_schema)]
+    pub hub_url: String,
+    /// Must be `hub.<slug>`; derived when omitted.
+    #[serde(default)]
+    #[schema(schema_with = namespace_schema)]
     pub mesh_namespace: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = required_tags_schema)]
     pub tags: Vec<String>,
     #[serde(default)]
+    #[schema(schema_with = required_fanout_schema)]
     pub allow_fanout: Vec<String>,
 }
 
@@ -143,16 +160,22 @@ impl ProjectUpdate {
     /// The equivalent full input for `slug`, or the error if the body names
     /// another slug.
     pub fn for_slug(self, slug: &str) -> Result<ProjectInput, Vec<FieldError>> {
-        if let Some(body_slug) = &self.project_slug {
-            if body_slug != slug {
-                return Err(vec![FieldError::new(
-                    "project_slug",
-                    format!("must match the slug in the path ({slug}) or be omitted"),
-                )]);
-            }
+        let errors: Vec<FieldError> = [("project_slug", &self.project_slug), ("slug", &self.slug)]
+            .into_iter()
+            .filter(|(_, given)| given.as_deref().is_some_and(|g| g != slug))
+            .map(|(field, _)| {
+                FieldError::new(
+                    field,
+                    format!("must be the slug in the path ({slug}) or be left out"),
+                )
+            })
+            .collect();
+        if !errors.is_empty() {
+            return Err(errors);
         }
         Ok(ProjectInput {
-            project_slug: slug.to_owned(),
+            project_slug: Some(slug.to_owned()),
+            slug: None,
             name: Some(self.name),
             hub_url: self.hub_url,
             mesh_namespace: self.mesh_namespace,
@@ -160,6 +183,73 @@ impl ProjectUpdate {
             allow_fanout: Some(self.allow_fanout),
         })
     }
+}
+
+/// A project's display name.
+pub const NAME: Text = Text::required(MAX_NAME_LEN);
+/// One project tag.
+pub const TAG: Label = Label { max: MAX_TAG_LEN };
+
+fn slug_schema() -> Object {
+    // Left out when not given, never null: a null would satisfy the
+    // document's "one of project_slug and slug is present".
+    rules::slug_schema(false)
+}
+
+fn slug_example_schema() -> Object {
+    rules::example(slug_schema(), "alpha")
+}
+
+fn name_schema() -> Object {
+    rules::example(NAME.schema(false), "Alpha hub")
+}
+
+fn optional_name_schema() -> Object {
+    rules::example(NAME.schema(true), "Alpha hub")
+}
+
+fn hub_url_schema() -> Object {
+    rules::example(rules::url_schema(false), "http://alpha:9001")
+}
+
+fn namespace_schema() -> Object {
+    rules::example(rules::namespace_schema(true), "hub.alpha")
+}
+
+fn tags_schema() -> Array {
+    rules::list_schema(TAG.schema(), MAX_TAGS, true)
+}
+
+fn required_tags_schema() -> Array {
+    rules::list_schema(TAG.schema(), MAX_TAGS, false)
+}
+
+fn fanout_schema() -> Array {
+    rules::list_schema(rules::namespace_schema(false), MAX_FANOUT, true)
+}
+
+fn required_fanout_schema() -> Array {
+    rules::list_schema(rules::namespace_schema(false), MAX_FANOUT, false)
+}
+
+/// `ProjectInput` as published: its derived schema, plus what a derive
+/// cannot say, that exactly one of `project_slug` and `slug` is given.
+pub fn project_input_schema(derived: Schema) -> Schema {
+    let one = |field: &str| ObjectBuilder::new().required(field).build();
+    AllOfBuilder::new()
+        .item(derived)
+        .item(
+            OneOfBuilder::new()
+                .item(one("project_slug"))
+                .item(one("slug")),
+        )
+        .build()
+        .into()
+}
+
+/// The `tag` filter of the project list, checked like a tag.
+pub fn tag_filter_schema() -> Object {
+    TAG.schema()
 }
 
 /// A validated project definition, ready to store. `None` fields are left
@@ -196,28 +286,93 @@ impl FieldError {
 impl ProjectInput {
     /// Checks every rule and reports every broken one.
     pub fn into_spec(self) -> Result<ProjectSpec, Vec<FieldError>> {
-        let mut errors = match self.validate() {
-            Ok(()) => Vec::new(),
-            Err(e) => field_errors(&e),
+        let mut errors = Vec::new();
+        let (slug_field, slug) = match (self.project_slug, self.slug) {
+            (Some(s), None) => ("project_slug", Some(s)),
+            (None, Some(s)) => ("slug", Some(s)),
+            (None, None) => {
+                errors.push(FieldError::new(
+                    "project_slug",
+                    "is required (or slug, the original service's name for it)",
+                ));
+                ("project_slug", None)
+            }
+            (Some(s), Some(_)) => {
+                errors.push(FieldError::new(
+                    "slug",
+                    "must be left out when project_slug is given: they are the same field",
+                ));
+                ("project_slug", Some(s))
+            }
         };
+        let slug = slug.unwrap_or_default();
+        let slug_ok = is_valid_slug(&slug);
+        if !slug_ok && !errors.iter().any(|e| e.field == slug_field) {
+            errors.push(FieldError::new(slug_field, rules::SLUG_MESSAGE));
+        }
+        if let Some(name) = &self.name {
+            if !NAME.accepts(name) {
+                errors.push(FieldError::new("name", NAME.message()));
+            }
+        }
+        if !rules::is_url(&self.hub_url) {
+            errors.push(FieldError::new("hub_url", rules::url_message()));
+        }
         let namespace = match &self.mesh_namespace {
             Some(ns) => {
-                if is_valid_slug(&self.project_slug) && !namespace_matches(&self.project_slug, ns) {
+                if !rules::is_namespace(ns) {
                     errors.push(FieldError::new(
                         "mesh_namespace",
-                        format!("must be \"{}\"", mesh_namespace(&self.project_slug)),
+                        "must be a mesh namespace, hub.<slug>",
+                    ));
+                } else if slug_ok && !namespace_matches(&slug, ns) {
+                    errors.push(FieldError::new(
+                        "mesh_namespace",
+                        format!(
+                            "must be \"{}\", the namespace of {slug}",
+                            mesh_namespace(&slug)
+                        ),
                     ));
                 }
                 ns.clone()
             }
-            None => mesh_namespace(&self.project_slug),
+            None => mesh_namespace(&slug),
         };
+        if let Some(tags) = &self.tags {
+            if tags.len() > MAX_TAGS {
+                errors.push(FieldError::new(
+                    "tags",
+                    format!("must have at most {MAX_TAGS} tags"),
+                ));
+            }
+            for (i, tag) in tags.iter().enumerate() {
+                if !TAG.accepts(tag) {
+                    errors.push(FieldError::new(format!("tags[{i}]"), TAG.message()));
+                }
+            }
+        }
+        if let Some(fanout) = &self.allow_fanout {
+            if fanout.len() > MAX_FANOUT {
+                errors.push(FieldError::new(
+                    "allow_fanout",
+                    format!("must have at most {MAX_FANOUT} entries"),
+                ));
+            }
+            for (i, ns) in fanout.iter().enumerate() {
+                if !rules::is_namespace(ns) {
+                    errors.push(FieldError::new(
+                        format!("allow_fanout[{i}]"),
+                        "must be a mesh namespace, hub.<slug>",
+                    ));
+                }
+            }
+        }
         if !errors.is_empty() {
-            errors.sort_by(|a, b| a.field.cmp(&b.field));
+            sort_by_field(&mut errors);
             return Err(errors);
         }
         Ok(ProjectSpec {
-            slug: self.project_slug,
+            slug,
             name: self.name.map(|n| n.trim().to_owned()),
             hub_url: self.hub_url,
             mesh_namespace: namespace,
@@ -227,88 +382,9 @@ impl ProjectInput {
     }
 }
 
-/// Flattens validator's errors into our field list.
-pub fn field_errors(e: &validator::ValidationErrors) -> Vec<FieldError> {
-    let mut out = Vec::new();
-    for (field, errs) in e.field_errors() {
-        for err in errs {
-            out.push(FieldError::new(
-                field.to_string(),
-                crate::config::describe_validation(err),
-            ));
-        }
-    }
-    out
-}
-
-fn rule(code: &'static str, message: String) -> ValidationError {
-    ValidationError::new(code).with_message(message.into())
-}
-
-fn check_slug(slug: &str) -> Result<(), ValidationError> {
-    if is_valid_slug(slug) {
-        Ok(())
-    } else {
-        Err(rule("slug", protocol::NamingError::Slug.to_string()))
-    }
-}
-
-fn check_name(name: &str) -> Result<(), ValidationError> {
-    let len = name.trim().chars().count();
-    if len == 0 || len > MAX_NAME_LEN {
-        Err(rule(
-            "name",
-            format!("must be 1 to {MAX_NAME_LEN} characters, not blank"),
-        ))
-    } else {
-        Ok(())
-    }
-}
-
-fn check_hub_url(url: &str) -> Result<(), ValidationError> {
-    if is_valid_hub_url(url) {
-        Ok(())
-    } else {
-        Err(rule(
-            "hub_url",
-            "must be an http(s) URL with a host and no credentials".into(),
-        ))
-    }
-}
-
-fn check_tags(tags: &[String]) -> Result<(), ValidationError> {
-    if tags.len() > MAX_TAGS {
-        return Err(rule("tags", format!("at most {MAX_TAGS} tags")));
-    }
-    for (i, tag) in tags.iter().enumerate() {
-        let len = tag.chars().count();
-        if tag.trim().is_empty() || tag.trim() != tag || len > MAX_TAG_LEN {
-            return Err(rule(
-                "tags",
-                format!("tags[{i}] must be a non-empty string of at most {MAX_TAG_LEN} characters without surrounding spaces"),
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn check_fanout(namespaces: &[String]) -> Result<(), ValidationError> {
-    if namespaces.len() > MAX_FANOUT {
-        return Err(rule(
-            "allow_fanout",
-            format!("at most {MAX_FANOUT} entries"),
-        ));
-    }
-    for (i, ns) in namespaces.iter().enumerate() {
-        let ok = ns.strip_prefix("hub.").is_some_and(is_valid_slug);
-        if !ok {
-            return Err(rule(
-                "allow_fanout",
-                format!("allow_fanout[{i}] must be a mesh namespace hub.<slug>"),
-            ));
-        }
-    }
-    Ok(())
+/// Orders problems by field, so a list of them reads like the request.
+pub fn sort_by_field(errors: &mut [FieldError]) {
+    errors.sort_by(|a, b| a.field.cmp(&b.field));
 }
 
 #[cfg(test)]
@@ -317,7 +393,8 @@ mod tests {
 
     fn input() -> ProjectInput {
         ProjectInput {
-            project_slug: "alpha".into(),
+            project_slug: Some("alpha".into()),
+            slug: None,
             name: Some("Alpha".into()),
             hub_url: "http://alpha:9001".into(),
             mesh_namespace: Some("hub.alpha".into()),
@@ -347,11 +424,12 @@ mod tests {
     #[test]
     fn every_broken_rule_is_reported_at_once() {
         let bad = ProjectInput {
-            project_slug: "Alpha!".into(),
+            project_slug: Some("Alpha!".into()),
+            slug: None,
             name: Some("  ".into()),
             hub_url: "ftp://x".into(),
             mesh_namespace: Some("hub.other".into()),
-            tags: Some(vec!["".into()]),
+            tags: Some(vec!["ok".into(), "".into()]),
             allow_fanout: Some(vec!["beta".into()]),
         };
         let fields: Vec<String> = bad
@@ -362,7 +440,13 @@ mod tests {
             .collect();
         assert_eq!(
             fields,
-            ["allow_fanout", "hub_url", "name", "project_slug", "tags"]
+            [
+                "allow_fanout[0]",
+                "hub_url",
+                "name",
+                "project_slug",
+                "tags[1]"
+            ]
         );
     }
 
@@ -376,7 +460,10 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             errs,
-            [FieldError::new("mesh_namespace", "must be \"hub.alpha\"")]
+            [FieldError::new(
+                "mesh_namespace",
+                "must be \"hub.alpha\", the namespace of alpha"
+            )]
         );
     }
 
@@ -386,5 +473,62 @@ mod tests {
             serde_json::from_str(r#"{"project_slug":"beta","name":"x","hub_url":"http://x"}"#)
                 .unwrap();
         assert_eq!(upd.for_slug("alpha").unwrap_err()[0].field, "project_slug");
+        let upd: ProjectUpdate =
+            serde_json::from_str(r#"{"slug":"alpha","name":"x","hub_url":"http://x"}"#).unwrap();
+        assert!(upd.for_slug("alpha").is_ok());
+    }
+
+    #[test]
+    fn the_slug_comes_as_project_slug_or_as_slug_not_both() {
+        let spec = ProjectInput {
+            project_slug: None,
+            slug: Some("alpha".into()),
+            ..input()
+        }
+        .into_spec()
+        .unwrap();
+        assert_eq!(spec.slug, "alpha");
+        let fields = |i: ProjectInput| -> Vec<String> {
+            i.into_spec()
+                .unwrap_err()
+                .into_iter()
+                .map(|e| e.field)
+                .collect()
+        };
+        let neither = ProjectInput {
+            project_slug: None,
+            ..input()
+        };
+        assert_eq!(fields(neither), ["project_slug"]);
+        let both = ProjectInput {
+            slug: Some("alpha".into()),
+            ..input()
+        };
+        assert_eq!(fields(both), ["slug"]);
+        let bad_alias = ProjectInput {
+            project_slug: None,
+            slug: Some("Alpha".into()),
+            mesh_namespace: None,
+            ..input()
+        };
+        assert_eq!(fields(bad_alias), ["slug"]);
+    }
+
+    #[test]
+    fn control_characters_are_refused_everywhere() {
+        let fields = |i: ProjectInput| -> Vec<String> {
+            i.into_spec()
+                .unwrap_err()
+                .into_iter()
+                .map(|e| e.field)
+                .collect()
+        };
+        let bad = ProjectInput {
+            name: Some("Al\u{0}pha".into()),
+            hub_url: "\u{0}http://alpha".into(),
+            tags: Some(vec!["a\u{1b}b".into()]),
+            ..input()
+        };
+        assert_eq!(fields(bad), ["hub_url", "name", "tags[0]"]);
     }
 }

@@ -6,17 +6,25 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use protocol::heartbeat::is_valid_hub_url;
 use protocol::EventKind;
+use utoipa::openapi::schema::Object;
 
 use crate::catalog::FieldError;
+use crate::rules::{self, Text};
 
 /// Limits on free-form fields.
 pub const MAX_NAME_LEN: usize = 200;
 pub const MAX_CONTACT_LEN: usize = 320;
-pub const MAX_URL_LEN: usize = 2048;
+pub const MAX_URL_LEN: usize = crate::rules::MAX_URL_LEN;
 pub const MAX_REASON_LEN: usize = 1000;
 pub const MAX_OPERATOR_LEN: usize = 100;
+
+/// A spoke's display name.
+pub const NAME: Text = Text::required(MAX_NAME_LEN);
+pub const CONTACT: Text = Text::optional(MAX_CONTACT_LEN);
+/// Why a transition is made.
+pub const REASON: Text = Text::required(MAX_REASON_LEN);
+pub const OPERATOR: Text = Text::optional(MAX_OPERATOR_LEN);
 
 /// The officially assigned ISO 3166-1 alpha-3 codes (249), sorted.
 /// Reserved and user-assigned codes (e.g. XKX) are not spoke codes.
@@ -193,29 +201,71 @@ impl Spoke {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SpokeRegistration {
-    /// ISO 3166-1 alpha-3, upper case, officially assigned.
+    /// ISO 3166-1 alpha-3, upper case, officially assigned, not the hub's
+    /// own. The published document lists the codes ([`spoke_code_schema`]);
+    /// [`SpokeRegistration::into_spec`] checks them and says why one is refused.
     #[schema(example = "FRA")]
     pub instance_code: String,
-    #[schema(example = "FRA Instance")]
+    #[schema(schema_with = name_schema)]
     pub name: String,
     /// The spoke's application, http(s).
-    #[schema(example = "https://fra.example:3010")]
+    #[schema(schema_with = base_url_schema)]
     pub base_url: String,
     /// The IdP URL browsers are sent to, http(s).
-    #[schema(example = "https://idp.fra.example:8453")]
+    #[schema(schema_with = idp_public_url_schema)]
     pub idp_public_url: String,
     /// The IdP URL the hub uses inside the network, http(s).
     #[serde(default)]
-    #[schema(example = "https://keycloak-fra:8443")]
+    #[schema(schema_with = idp_internal_url_schema)]
     pub idp_internal_url: Option<String>,
+    /// Who runs the spoke; blank is the same as none.
     #[serde(default)]
-    #[schema(example = "ops@fra.example")]
+    #[schema(schema_with = contact_schema)]
     pub contact: Option<String>,
     /// SHA-256 of the spoke's certificate: 64 hex digits, any case, colons
     /// allowed (`openssl x509 -fingerprint -sha256` output); stored as
-    /// 64 lower-case hex digits.
+    /// 64 lower-case hex digits. Blank is the same as none.
     #[serde(default)]
+    #[schema(schema_with = rules::fingerprint_schema)]
     pub cert_fingerprint: Option<String>,
+}
+
+/// The codes a spoke of hub `hub_code` may register with: every assigned
+/// code but the hub's own.
+pub fn spoke_code_schema(hub_code: &str) -> Object {
+    let example = if hub_code == "FRA" { "DEU" } else { "FRA" };
+    rules::example(
+        rules::one_of_schema(ISO_3166_ALPHA3.into_iter().filter(|c| *c != hub_code)),
+        example,
+    )
+}
+
+fn name_schema() -> Object {
+    rules::example(NAME.schema(false), "FRA Instance")
+}
+
+fn base_url_schema() -> Object {
+    rules::example(rules::url_schema(false), "https://fra.example:3010")
+}
+
+fn idp_public_url_schema() -> Object {
+    rules::example(rules::url_schema(false), "https://idp.fra.example:8453")
+}
+
+fn idp_internal_url_schema() -> Object {
+    rules::example(rules::url_schema(true), "https://keycloak-fra:8443")
+}
+
+fn contact_schema() -> Object {
+    rules::example(CONTACT.schema(true), "ops@fra.example")
+}
+
+fn reason_schema() -> Object {
+    rules::example(REASON.schema(false), "MoU signed 2026-01-10")
+}
+
+fn operator_schema() -> Object {
+    rules::example(OPERATOR.schema(true), "alice")
 }
 
 /// A validated registration, ready to store.
@@ -267,9 +317,6 @@ impl SpokeSpec {
     }
 }
 
-const URL_RULE: &str =
-    "must be an http(s) URL with a host, no credentials, at most 2048 characters";
-
 impl SpokeRegistration {
     /// Checks every rule and reports every broken one. `hub_code` is the
     /// hub's own code, which no spoke may take.
@@ -294,44 +341,39 @@ impl SpokeRegistration {
                 format!("{hub_code} is the hub's own code, not a spoke's"),
             ));
         }
-        let name = self.name.trim().to_owned();
-        let len = name.chars().count();
-        if len == 0 || len > MAX_NAME_LEN || name.chars().any(char::is_control) {
-            errors.push(FieldError::new(
-                "name",
-                format!("must be 1 to {MAX_NAME_LEN} characters, not blank, no control characters"),
-            ));
+        if !NAME.accepts(&self.name) {
+            errors.push(FieldError::new("name", NAME.message()));
         }
         for (field, value) in [
             ("base_url", Some(&self.base_url)),
             ("idp_public_url", Some(&self.idp_public_url)),
             ("idp_internal_url", self.idp_internal_url.as_ref()),
         ] {
-            if let Some(v) = value {
-                if v.len() > MAX_URL_LEN || !is_valid_hub_url(v) {
-                    errors.push(FieldError::new(field, URL_RULE));
-                }
+            if value.is_some_and(|v| !rules::is_url(v)) {
+                errors.push(FieldError::new(field, rules::url_message()));
             }
         }
-        let contact = optional_text(self.contact, "contact", MAX_CONTACT_LEN, &mut errors);
-        let fingerprint = match self.cert_fingerprint.as_deref().map(normalize_fingerprint) {
-            None => None,
-            Some(Some(fp)) => Some(fp),
-            Some(None) => {
-                errors.push(FieldError::new(
-                    "cert_fingerprint",
-                    "must be a SHA-256 fingerprint: 64 hex digits, optionally in colon-separated pairs",
-                ));
-                None
-            }
+        let contact = optional_text(CONTACT, self.contact, "contact", &mut errors);
+        let fingerprint = match self.cert_fingerprint.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(raw) => match normalize_fingerprint(raw) {
+                Some(fp) => Some(fp),
+                None => {
+                    errors.push(FieldError::new(
+                        "cert_fingerprint",
+                        "must be a SHA-256 fingerprint: 64 hex digits, optionally in colon-separated pairs",
+                    ));
+                    None
+                }
+            },
         };
         if !errors.is_empty() {
-            errors.sort_by(|a, b| a.field.cmp(&b.field));
+            crate::catalog::sort_by_field(&mut errors);
             return Err(errors);
         }
         Ok(SpokeSpec {
             instance_code: self.instance_code,
-            name,
+            name: self.name.trim().to_owned(),
             base_url: self.base_url,
             idp_public_url: self.idp_public_url,
             idp_internal_url: self.idp_internal_url,
@@ -388,12 +430,12 @@ pub fn is_spoke_id(id: &str) -> bool {
 #[serde(deny_unknown_fields)]
 pub struct TransitionRequest {
     /// Why; recorded in the transition log and the event. Required.
-    #[schema(example = "MoU signed 2026-01-10")]
+    #[schema(schema_with = reason_schema)]
     pub reason: String,
     /// The operator's name, recorded as the actor; the API key's
-    /// fingerprint is recorded either way.
+    /// fingerprint is recorded either way. Blank is the same as none.
     #[serde(default)]
-    #[schema(example = "alice")]
+    #[schema(schema_with = operator_schema)]
     pub operator: Option<String>,
 }
 
@@ -407,24 +449,19 @@ pub struct TransitionSpec {
     pub key_fingerprint: String,
 }
 
-/// An optional free-text field: trimmed, empty as absent, at most `max`
-/// characters and no control characters (else an error for `field`).
+/// An optional free-text field: trimmed, blank as absent; an error for
+/// `field` when `rule` refuses it.
 fn optional_text(
+    rule: Text,
     value: Option<String>,
     field: &str,
-    max: usize,
     errors: &mut Vec<FieldError>,
 ) -> Option<String> {
-    let text = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-    if let Some(t) = &text {
-        if t.chars().count() > max || t.chars().any(char::is_control) {
-            errors.push(FieldError::new(
-                field,
-                format!("must be at most {max} characters, no control characters"),
-            ));
-        }
-    }
-    text
+    rule.check_optional(value.as_deref())
+        .unwrap_or_else(|message| {
+            errors.push(FieldError::new(field, message));
+            None
+        })
 }
 
 impl TransitionRequest {
@@ -434,20 +471,16 @@ impl TransitionRequest {
         key_fingerprint: &str,
     ) -> Result<TransitionSpec, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let reason = self.reason.trim().to_owned();
-        if reason.is_empty() || reason.chars().count() > MAX_REASON_LEN {
-            errors.push(FieldError::new(
-                "reason",
-                format!("is required: 1 to {MAX_REASON_LEN} characters, not blank"),
-            ));
+        if !REASON.accepts(&self.reason) {
+            errors.push(FieldError::new("reason", REASON.message()));
         }
-        let operator = optional_text(self.operator, "operator", MAX_OPERATOR_LEN, &mut errors);
+        let operator = optional_text(OPERATOR, self.operator, "operator", &mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }
         Ok(TransitionSpec {
             action,
-            reason,
+            reason: self.reason.trim().to_owned(),
             actor: operator.unwrap_or_else(|| key_fingerprint.to_owned()),
             key_fingerprint: key_fingerprint.to_owned(),
         })

@@ -18,6 +18,7 @@ pub mod ingest;
 pub mod leader;
 pub mod metrics;
 pub mod nats;
+pub mod rules;
 pub mod store;
 pub mod sweeper;
 pub mod sync;

@@ -21,7 +21,9 @@ pub struct Problem {
     pub title: String,
     #[schema(example = 422)]
     pub status: u16,
-    #[schema(example = "2 fields are invalid")]
+    #[schema(
+        example = "2 problems: hub_url is required; colour is not a known field (known: ...)"
+    )]
     pub detail: String,
     /// Per-field problems, for validation errors.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -127,16 +129,16 @@ impl ApiError {
                 Problem::new(StatusCode::BAD_REQUEST, d.clone()).typed("malformed")
             }
             ApiError::Validation(errors) => {
-                let n = errors.len();
-                let mut p = Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    if n == 1 {
-                        format!("{} {}", errors[0].field, errors[0].message)
-                    } else {
-                        format!("{n} fields are invalid")
-                    },
-                )
-                .typed("validation");
+                let each: Vec<String> = errors
+                    .iter()
+                    .map(|e| format!("{} {}", e.field, e.message))
+                    .collect();
+                let detail = match each.len() {
+                    1 => each[0].clone(),
+                    n => format!("{n} problems: {}", each.join("; ")),
+                };
+                let mut p =
+                    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, detail).typed("validation");
                 p.errors = errors.clone();
                 p
             }

@@ -16,10 +16,20 @@ use crate::federation::{
     is_spoke_id, FederationLink, LinkStatus, Spoke, SpokeAction, SpokeEventData, SpokeRegistration,
     SpokeStatus, Transition, TransitionRequest,
 };
+use crate::rules;
 use crate::store::links::{self, LinkFilter};
 use crate::store::spokes::{self, Registered, TransitionOutcome};
 
 pub const TAG: &str = "federation";
+
+/// The `{id}` of a spoke route.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct SpokePath {
+    /// Spoke id, e.g. spoke-fra-ee18ad42
+    #[param(schema_with = rules::spoke_id_schema)]
+    pub id: String,
+}
 
 /// Register a spoke (agent or admin key). It always lands as `pending`;
 /// registering again with the same attributes returns the same record.
@@ -41,12 +51,11 @@ pub const TAG: &str = "federation";
 pub async fn register_spoke(
     State(state): State<AppState>,
     caller: Caller,
-    Json(input): Json<SpokeRegistration>,
+    input: Json<SpokeRegistration>,
 ) -> ApiResult<Response> {
     caller.require(Role::Agent)?;
-    let spec = input
-        .into_spec(&state.settings.federation.hub_code)
-        .map_err(ApiError::validation)?;
+    let hub_code = &state.settings.federation.hub_code;
+    let spec = input.check(|i| i.into_spec(hub_code))?;
     match spokes::register(&state.db, &spec, &caller.fingerprint).await? {
         Registered::Created(s) => {
             tracing::info!(spoke = %s.id, code = %s.instance_code, key = %caller.fingerprint, "spoke registered, pending approval");
@@ -103,7 +112,7 @@ pub async fn list_spokes(
 /// One spoke.
 #[utoipa::path(
     get, path = "/api/federation/spokes/{id}", tag = TAG,
-    params(("id" = String, Path, description = "Spoke id, e.g. spoke-fra-ee18ad42")),
+    params(SpokePath),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The spoke", body = Spoke),
@@ -128,7 +137,7 @@ pub async fn get_spoke(
 /// A spoke's transition log, oldest first (registration included).
 #[utoipa::path(
     get, path = "/api/federation/spokes/{id}/history", tag = TAG,
-    params(("id" = String, Path, description = "Spoke id")),
+    params(SpokePath),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "Every state change of the spoke", body = [Transition]),
@@ -155,12 +164,10 @@ async fn act(
     caller: Caller,
     id: String,
     action: SpokeAction,
-    request: TransitionRequest,
+    request: Json<TransitionRequest>,
 ) -> ApiResult<axum::Json<SpokeEventData>> {
     caller.require(Role::Admin)?;
-    let spec = request
-        .into_spec(action, &caller.fingerprint)
-        .map_err(ApiError::validation)?;
+    let spec = request.check(|r| r.into_spec(action, &caller.fingerprint))?;
     if !is_spoke_id(&id) {
         return Err(not_found(&id));
     }
@@ -208,7 +215,7 @@ macro_rules! action_route {
         #[doc = $summary]
         #[utoipa::path(
             post, path = $path, tag = TAG,
-            params(("id" = String, Path, description = "Spoke id")),
+            params(SpokePath),
             request_body = TransitionRequest,
             security(("api_key" = [])),
             responses(
@@ -225,7 +232,7 @@ macro_rules! action_route {
             State(state): State<AppState>,
             caller: Caller,
             Path(id): Path<String>,
-            Json(request): Json<TransitionRequest>,
+            request: Json<TransitionRequest>,
         ) -> ApiResult<axum::Json<SpokeEventData>> {
             act(state, caller, id, $action, request).await
         }
@@ -266,6 +273,7 @@ action_route!(
 #[into_params(parameter_in = Query)]
 pub struct LinkListParams {
     /// Only this spoke's links.
+    #[param(schema_with = rules::spoke_id_schema)]
     pub spoke_id: Option<String>,
     /// Only links in this status.
     pub status: Option<LinkStatus>,
@@ -291,7 +299,7 @@ pub async fn list_links(
         if !is_spoke_id(id) {
             return Err(ApiError::validation(vec![FieldError::new(
                 "spoke_id",
-                "must be a spoke id such as spoke-fra-ee18ad42",
+                rules::SPOKE_ID_MESSAGE,
             )]));
         }
     }

@@ -8,6 +8,7 @@ pub mod health;
 pub mod idps;
 pub mod observability;
 pub mod projects;
+pub mod shape;
 pub mod sync;
 pub mod watch;
 
@@ -119,6 +120,7 @@ fn build(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(protected(state))
         .merge(public())
         .split_for_parts();
+    publish_what_derives_cannot_say(&mut doc, &state.settings.federation.hub_code);
     // The document describes itself too.
     doc.paths.paths.insert(
         "/openapi.json".into(),
@@ -134,6 +136,30 @@ fn build(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         ),
     );
     (router, doc)
+}
+
+/// Rules the derived schemas cannot carry: one of two slug fields, and the
+/// instance codes a spoke may take (every assigned one but the hub's own).
+fn publish_what_derives_cannot_say(doc: &mut utoipa::openapi::OpenApi, hub_code: &str) {
+    use utoipa::openapi::schema::Schema;
+    use utoipa::openapi::RefOr;
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    if let Some(RefOr::T(schema)) = components.schemas.remove("ProjectInput") {
+        let published = crate::catalog::project_input_schema(schema);
+        components
+            .schemas
+            .insert("ProjectInput".into(), RefOr::T(published));
+    }
+    if let Some(RefOr::T(Schema::Object(registration))) =
+        components.schemas.get_mut("SpokeRegistration")
+    {
+        registration.properties.insert(
+            "instance_code".into(),
+            RefOr::T(crate::federation::spoke_code_schema(hub_code).into()),
+        );
+    }
 }
 
 pub fn router(state: AppState) -> Router {

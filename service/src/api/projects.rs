@@ -7,11 +7,15 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use protocol::naming::is_valid_slug;
+
 use super::auth::{Caller, Role};
 use super::error::{ApiError, ApiResult, KeyedErrors, Problem};
 use super::extract::{Json, Query};
 use crate::app::AppState;
-use crate::catalog::{Project, ProjectInput, ProjectStatus, ProjectUpdate};
+use crate::catalog;
+use crate::catalog::{FieldError, Project, ProjectInput, ProjectStatus, ProjectUpdate};
+use crate::rules;
 use crate::store::projects::{self, ProjectFilter, Upserted};
 
 pub const TAG: &str = "catalog";
@@ -22,8 +26,23 @@ pub const TAG: &str = "catalog";
 pub struct ListParams {
     /// Only projects in this status.
     pub status: Option<ProjectStatus>,
-    /// Only projects carrying this tag.
+    /// Only projects carrying this tag (a tag: no control characters or
+    /// white space at either end).
+    #[param(schema_with = crate::catalog::tag_filter_schema)]
     pub tag: Option<String>,
+}
+
+/// The `{slug}` of a project route.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct SlugPath {
+    /// Project slug
+    #[param(schema_with = slug_param_schema)]
+    pub slug: String,
+}
+
+fn slug_param_schema() -> utoipa::openapi::schema::Object {
+    rules::slug_schema(false)
 }
 
 /// List projects, ordered by slug (a bare JSON array, as the original).
@@ -42,6 +61,16 @@ pub async fn list_projects(
     _caller: Caller,
     Query(params): Query<ListParams>,
 ) -> ApiResult<Response> {
+    if params
+        .tag
+        .as_deref()
+        .is_some_and(|t| !catalog::TAG.accepts(t))
+    {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "tag",
+            catalog::TAG.message(),
+        )]));
+    }
     let body = match state.view.list(params.status, params.tag.as_deref()) {
         Some(body) => body,
         None => {
@@ -75,10 +104,10 @@ pub async fn list_projects(
 pub async fn register_project(
     State(state): State<AppState>,
     caller: Caller,
-    Json(input): Json<ProjectInput>,
+    input: Json<ProjectInput>,
 ) -> ApiResult<Response> {
     caller.require(Role::Agent)?;
-    let spec = input.into_spec().map_err(ApiError::validation)?;
+    let spec = input.check(ProjectInput::into_spec)?;
     let outcome = projects::upsert(&state.db, &spec).await?;
     state.metrics.catalog.register.inc();
     state.view.apply([outcome.project().clone()]);
@@ -104,7 +133,7 @@ pub async fn register_project(
 /// One project.
 #[utoipa::path(
     get, path = "/api/fed/projects/{slug}", tag = TAG,
-    params(("slug" = String, Path, description = "Project slug")),
+    params(SlugPath),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The project", body = Project),
@@ -117,6 +146,9 @@ pub async fn get_project(
     _caller: Caller,
     Path(slug): Path<String>,
 ) -> ApiResult<Response> {
+    if !is_valid_slug(&slug) {
+        return Err(not_found(&slug));
+    }
     let body = match state.view.get(&slug) {
         Some(body) => body,
         None => {
@@ -136,7 +168,7 @@ pub async fn get_project(
 /// Replace a project's attributes. The project must exist.
 #[utoipa::path(
     put, path = "/api/fed/projects/{slug}", tag = TAG,
-    params(("slug" = String, Path, description = "Project slug")),
+    params(SlugPath),
     request_body = ProjectUpdate,
     security(("api_key" = [])),
     responses(
@@ -153,13 +185,13 @@ pub async fn replace_project(
     State(state): State<AppState>,
     caller: Caller,
     Path(slug): Path<String>,
-    Json(update): Json<ProjectUpdate>,
+    update: Json<ProjectUpdate>,
 ) -> ApiResult<axum::Json<Project>> {
     caller.require(Role::Agent)?;
-    let spec = update
-        .for_slug(&slug)
-        .and_then(ProjectInput::into_spec)
-        .map_err(ApiError::validation)?;
+    if !is_valid_slug(&slug) {
+        return Err(not_found(&slug));
+    }
+    let spec = update.check(|u| u.for_slug(&slug).and_then(ProjectInput::into_spec))?;
     let outcome = projects::update(&state.db, &spec)
         .await?
         .ok_or_else(|| not_found(&slug))?;
@@ -174,7 +206,7 @@ pub async fn replace_project(
 /// Delete a project (admin keys only).
 #[utoipa::path(
     delete, path = "/api/fed/projects/{slug}", tag = TAG,
-    params(("slug" = String, Path, description = "Project slug")),
+    params(SlugPath),
     security(("api_key" = [])),
     responses(
         (status = 204, description = "Deleted"),
@@ -188,6 +220,9 @@ pub async fn delete_project(
     Path(slug): Path<String>,
 ) -> ApiResult<StatusCode> {
     caller.require(Role::Admin)?;
+    if !is_valid_slug(&slug) {
+        return Err(not_found(&slug));
+    }
     let deleted = projects::delete(&state.db, &slug)
         .await?
         .ok_or_else(|| not_found(&slug))?;

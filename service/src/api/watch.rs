@@ -29,7 +29,18 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 pub struct WatchParams {
     /// Resume after this event id (the `Last-Event-ID` header wins when both
     /// are given). Without either, the stream starts from now.
+    #[param(schema_with = crate::rules::uuid_schema)]
     pub last_event_id: Option<String>,
+}
+
+/// The standard SSE resume header, documented; read in the handler.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+struct ResumeHeader {
+    /// Resume after this event id
+    #[param(rename = "Last-Event-ID", schema_with = crate::rules::uuid_schema)]
+    last_event_id: Option<String>,
 }
 
 /// Follow federation events (Server-Sent Events). Each message's `id` is the
@@ -38,10 +49,7 @@ pub struct WatchParams {
 /// `Last-Event-ID` to resume without a gap.
 #[utoipa::path(
     get, path = "/api/fed/watch", tag = TAG,
-    params(
-        WatchParams,
-        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id"),
-    ),
+    params(WatchParams, ResumeHeader),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "An endless text/event-stream of `id: <event id>` / `data: <CloudEvent JSON>` messages", content_type = "text/event-stream", body = String),
@@ -61,23 +69,31 @@ pub async fn watch(
             "the service is starting; retry shortly".into(),
         ));
     }
+    // Both are checked, so a bad one is refused even when the other wins.
+    let mut problems = Vec::new();
+    let mut event_id = |field: &str, raw: Option<&str>| {
+        let raw = raw?;
+        let id = uuid::Uuid::parse_str(raw.trim()).ok();
+        if id.is_none() {
+            problems.push(FieldError::new(
+                field,
+                "must be an event id (a UUID) this stream sent",
+            ));
+        }
+        id
+    };
     let header = headers
         .get("last-event-id")
-        .map(|v| v.to_str().map(str::trim).unwrap_or("\u{fffd}").to_owned());
-    let (field, resume) = match header {
-        Some(h) => ("Last-Event-ID", Some(h)),
-        None => ("last_event_id", params.last_event_id),
-    };
+        .map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    let from_header = event_id("Last-Event-ID", header);
+    let from_query = event_id("last_event_id", params.last_event_id.as_deref());
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
     let feed = &state.events;
-    let start = match resume.filter(|r| !r.is_empty()) {
+    let start = match from_header.or(from_query) {
         None => feed.head().await?,
-        Some(raw) => {
-            let id = uuid::Uuid::parse_str(&raw).map_err(|_| {
-                ApiError::validation(vec![FieldError::new(
-                    field,
-                    "must be an event id (a UUID) this stream sent",
-                )])
-            })?;
+        Some(id) => {
             match feed.position_of(id).await? {
                 Some(cursor) => cursor,
                 None => {

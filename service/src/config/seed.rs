@@ -141,11 +141,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<ProjectSpec>, SeedErrors> {
             continue;
         }
         let input = ProjectInput {
-            project_slug: p
-                .project_slug
-                .as_ref()
-                .map(|s| s.value.clone())
-                .unwrap_or_default(),
+            project_slug: p.project_slug.as_ref().map(|s| s.value.clone()),
+            slug: None,
             name: p.name.as_ref().map(|s| s.value.clone()),
             hub_url: p
                 .hub_url
@@ -164,21 +161,21 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<ProjectSpec>, SeedErrors> {
             ),
         };
         let (slug_line, slug_col) = pos(span_of("project_slug"));
-        let duplicate = match seen.get(&input.project_slug) {
+        let slug = input.project_slug.clone().unwrap_or_default();
+        let duplicate = match seen.get(&slug) {
             Some((first, first_line)) => {
                 errors.push(at(
                     "project_slug",
                     slug_line,
                     slug_col,
                     format!(
-                        "duplicate slug {:?}, already used by projects[{first}] at line {first_line}",
-                        input.project_slug
+                        "duplicate slug {slug:?}, already used by projects[{first}] at line {first_line}"
                     ),
                 ));
                 true
             }
             None => {
-                seen.insert(input.project_slug.clone(), (i, slug_line));
+                seen.insert(slug, (i, slug_line));
                 false
             }
         };
@@ -187,7 +184,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<ProjectSpec>, SeedErrors> {
             Ok(_) => {}
             Err(field_errors) => {
                 for fe in field_errors {
-                    let (line, col) = pos(span_of(&fe.field));
+                    let top = fe.field.split(['[', '.']).next().unwrap_or_default();
+                    let (line, col) = pos(span_of(top));
                     errors.push(at(&fe.field, line, col, fe.message));
                 }
             }
@@ -272,12 +270,12 @@ projects:
         assert_eq!(
             errs(yaml),
             [
-                "projects.yaml:4:14: projects[0].hub_url: must be an http(s) URL with a host and no credentials",
-                "projects.yaml:5:21: projects[0].mesh_namespace: must be \"hub.alpha\"",
+                "projects.yaml:4:14: projects[0].hub_url: must be an http(s) URL: a host name or IPv4 address, an optional port and path; no credentials, query or fragment; at most 2048 characters",
+                "projects.yaml:5:21: projects[0].mesh_namespace: must be \"hub.alpha\", the namespace of alpha",
                 "projects.yaml:6:19: projects[1].project_slug: duplicate slug \"alpha\", already used by projects[0] at line 2",
                 "projects.yaml:9:5: projects[2].project_slug: is required",
-                "projects.yaml:11:19: projects[3].project_slug: slug must match ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$ (lower-case letters, digits and inner hyphens, 1-63 characters)",
-                "projects.yaml:14:11: projects[3].tags: tags[0] must be a non-empty string of at most 64 characters without surrounding spaces",
+                "projects.yaml:11:19: projects[3].project_slug: must be a slug: lower-case letters, digits and inner hyphens, 1 to 63 characters",
+                "projects.yaml:14:11: projects[3].tags[0]: must be 1 to 64 characters, without control characters or white space at either end",
             ]
         );
     }

@@ -188,8 +188,46 @@ fn unknown_keys_and_sections_are_errors() {
         jail.create_file("f.yaml", "server:\n  prot: 1\nservre:\n  port: 1\n")?;
         let e = load_in(jail, Some("f.yaml")).unwrap_err();
         let text = e.to_string();
-        assert!(text.contains("servre: unknown section"), "{text}");
+        assert!(text.contains("servre: is not a known section"), "{text}");
         assert!(text.contains("prot"), "{text}");
+        Ok(())
+    });
+}
+
+#[test]
+fn each_problem_of_a_section_is_a_sentence_with_its_origin() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+        jail.set_env("FEDERATION_PORT", "99999");
+        jail.set_env("FEDERATION__SERVER__HOST", "localhost");
+        jail.set_env("FEDERATION__NATS__ENABLED", "maybe");
+        jail.set_env("FEDERATION__NATS__PASSWORD", "12345");
+        jail.create_file(
+            "f.yaml",
+            "server:\n  colour: red\n  shutdown_grace: soon\nlog:\n  format: xml\n",
+        )?;
+        let e = load_in(jail, Some("f.yaml")).unwrap_err();
+        let lines: Vec<String> = e.0.iter().map(ToString::to_string).collect();
+        // Several problems in one section are all reported, not only the first.
+        for want in [
+            "server.port: 99999 is not a valid port (0 to 65535) (from environment variable `FEDERATION_PORT`)",
+            "server.host: must be an IP address such as 127.0.0.1 or 0.0.0.0 (from environment variable `FEDERATION__SERVER__HOST`)",
+            "server.colour: is not a known setting (known here: host, port, request_timeout, body_limit_bytes, shutdown_grace)",
+            "server.shutdown_grace: \"soon\" is not a duration; write a number of seconds, or e.g. \"90s\", \"100ms\", \"2m\"",
+            "nats.enabled: must be true or false, not \"maybe\" (from environment variable `FEDERATION__NATS__ENABLED`)",
+            "log.format: \"xml\" is not one of: auto, json, text",
+        ] {
+            assert!(lines.iter().any(|l| l.starts_with(want)), "{want}\nnot in:\n{e}");
+        }
+        let colour = e.0.iter().find(|x| x.path == "server.colour").unwrap();
+        assert!(
+            colour.origin.as_deref().unwrap().contains("f.yaml"),
+            "{colour}"
+        );
+        // A value that may be a secret is described, never repeated.
+        let password = e.0.iter().find(|x| x.path == "nats.password").unwrap();
+        assert!(!password.to_string().contains("12345"), "{password}");
         Ok(())
     });
 }

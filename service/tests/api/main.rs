@@ -4,6 +4,7 @@
 //! each test gets its own database and port.
 
 mod auth;
+mod contract;
 mod fedkit;
 mod health;
 mod heartbeat_props;

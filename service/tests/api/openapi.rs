@@ -130,3 +130,86 @@ async fn every_documented_operation_is_routed() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_rules_are_published_from_the_constants_that_enforce_them() {
+    use service::catalog::{MAX_TAGS, MAX_TAG_LEN, NAME, TAG};
+    use service::federation::{MAX_REASON_LEN, OPERATOR, REASON};
+    use service::rules;
+
+    let app = spawn_app().await;
+    let doc: Value = app.get("/openapi.json", None).await.json().await.unwrap();
+    let schemas = &doc["components"]["schemas"];
+
+    // ProjectInput: the derived object, plus one of project_slug and slug.
+    let input = &schemas["ProjectInput"]["allOf"];
+    let fields = &input[0]["properties"];
+    assert_eq!(input[0]["additionalProperties"], false);
+    assert_eq!(input[0]["required"], serde_json::json!(["hub_url"]));
+    assert_eq!(
+        input[1]["oneOf"],
+        serde_json::json!([
+            {"type": "object", "required": ["project_slug"]},
+            {"type": "object", "required": ["slug"]},
+        ])
+    );
+    assert_eq!(fields["project_slug"]["pattern"], rules::slug_pattern());
+    assert_eq!(fields["project_slug"]["type"], "string", "never null");
+    assert_eq!(fields["name"]["pattern"], NAME.pattern());
+    assert_eq!(fields["name"]["maxLength"], NAME.max);
+    assert_eq!(fields["hub_url"]["pattern"], rules::url_pattern());
+    assert_eq!(fields["hub_url"]["maxLength"], rules::MAX_URL_LEN);
+    assert_eq!(fields["tags"]["maxItems"], MAX_TAGS);
+    assert_eq!(fields["tags"]["items"]["maxLength"], MAX_TAG_LEN);
+    assert_eq!(fields["tags"]["items"]["pattern"], TAG.pattern());
+    assert_eq!(
+        fields["allow_fanout"]["items"]["pattern"],
+        rules::namespace_pattern()
+    );
+
+    // A spoke may take any assigned code but the hub's own (USA here).
+    let codes = schemas["SpokeRegistration"]["properties"]["instance_code"]["enum"]
+        .as_array()
+        .unwrap();
+    assert_eq!(codes.len(), service::federation::ISO_3166_ALPHA3.len() - 1);
+    assert!(codes.contains(&"FRA".into()) && !codes.contains(&"USA".into()));
+
+    let transition = &schemas["TransitionRequest"]["properties"];
+    assert_eq!(transition["reason"]["maxLength"], MAX_REASON_LEN);
+    assert_eq!(transition["reason"]["minLength"], 1);
+    assert_eq!(transition["reason"]["pattern"], REASON.pattern());
+    assert_eq!(transition["operator"]["pattern"], OPERATOR.pattern());
+
+    // Parameters: path ids and filters carry their rules; the SSE resume
+    // header is a UUID, never null.
+    let param = |path: &str, method: &str, name: &str| -> Value {
+        doc["paths"][path][method]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{method} {path} has no parameter {name}"))["schema"]
+            .clone()
+    };
+    assert_eq!(
+        param("/api/fed/projects/{slug}", "get", "slug")["pattern"],
+        rules::slug_pattern()
+    );
+    assert_eq!(
+        param("/api/federation/spokes/{id}", "get", "id")["pattern"],
+        rules::SPOKE_ID_PATTERN
+    );
+    assert_eq!(
+        param("/api/federation/links", "get", "spoke_id")["pattern"],
+        rules::SPOKE_ID_PATTERN
+    );
+    assert_eq!(
+        param("/api/fed/projects", "get", "tag")["pattern"],
+        TAG.pattern()
+    );
+    let resume = param("/api/fed/watch", "get", "Last-Event-ID");
+    assert_eq!(
+        resume,
+        serde_json::json!({"type": "string", "format": "uuid"})
+    );
+}

@@ -59,6 +59,14 @@ async fn the_original_minimal_body_is_accepted() {
         .post_json("/api/fed/projects", Some(ADMIN_KEY), &body)
         .await;
     assert_eq!(res.status(), 201);
+    // The original service's own example, as its clients send it.
+    let body = json!({"slug": "commandcenter", "name": "CommandCenter",
+        "hub_url": "http://localhost:8000", "mesh_namespace": "hub.commandcenter",
+        "tags": ["python", "fastapi", "rag"]});
+    let res = app
+        .post_json("/api/fed/projects", Some(ADMIN_KEY), &body)
+        .await;
+    assert_eq!(res.status(), 201);
     // And `slug` for `project_slug`, with the namespace derived.
     let body = json!({"slug": "other", "name": "Other", "hub_url": "http://localhost:9004"});
     let res = app
@@ -91,7 +99,13 @@ async fn invalid_fields_are_all_listed_and_nothing_is_written() {
         .collect();
     assert_eq!(
         fields,
-        ["allow_fanout", "hub_url", "name", "project_slug", "tags"],
+        [
+            "allow_fanout[0]",
+            "hub_url",
+            "name",
+            "project_slug",
+            "tags[0]"
+        ],
         "{problem}"
     );
     for e in problem["errors"].as_array().unwrap() {
@@ -117,7 +131,10 @@ async fn namespace_must_match_the_slug() {
     )
     .await;
     assert_eq!(problem["errors"][0]["field"], "mesh_namespace");
-    assert_eq!(problem["errors"][0]["message"], "must be \"hub.alpha\"");
+    assert_eq!(
+        problem["errors"][0]["message"],
+        "must be \"hub.alpha\", the namespace of alpha"
+    );
 }
 
 #[tokio::test]
@@ -146,6 +163,64 @@ async fn malformed_bodies_get_problem_documents() {
         .await
         .unwrap();
     assert_problem(res, 415).await;
+    // Missing, mistyped and unknown fields and broken rules: one 422 that
+    // lists them all, in words.
+    let body = json!({"name": 5, "hub_url": "ftp://a", "tags": "prod", "colour": "red"});
+    let problem = assert_problem(
+        app.post_json("/api/fed/projects", Some(ADMIN_KEY), &body)
+            .await,
+        422,
+    )
+    .await;
+    let errors: Vec<(String, String)> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["field"].as_str().unwrap().to_owned(),
+                e["message"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let known = "allow_fanout, hub_url, mesh_namespace, name, project_slug, slug, tags";
+    assert_eq!(
+        errors,
+        [
+            (
+                "colour".into(),
+                format!("is not a known field (known: {known})")
+            ),
+            ("hub_url".into(), service::rules::url_message()),
+            ("name".into(), "must be a string, not a number".into()),
+            (
+                "project_slug".into(),
+                "is required (or slug, the original service's name for it)".into()
+            ),
+            (
+                "tags".into(),
+                "must be a list of strings, not a string".into()
+            ),
+        ],
+        "{problem}"
+    );
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("5 problems: colour is not a known field")
+            && detail.contains("; name must be a string, not a number; "),
+        "{detail}"
+    );
+    let problem = assert_problem(
+        app.post_json(
+            "/api/fed/projects",
+            Some(ADMIN_KEY),
+            &json!({"project_slug": "a", "name": "A"}),
+        )
+        .await,
+        422,
+    )
+    .await;
+    assert_eq!(problem["detail"], "hub_url is required");
     // Missing field, wrong type, unknown field: 422 naming the field.
     for (body, field) in [
         (json!({"project_slug": "a", "name": "A"}), "hub_url"),

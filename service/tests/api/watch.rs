@@ -97,6 +97,23 @@ async fn a_client_resumes_after_its_last_event_id_without_gap_or_repeat() {
         .unwrap();
     let problem = assert_problem(res, 422).await;
     assert_eq!(problem["errors"][0]["field"], "Last-Event-ID");
+    // Both are checked, even when the header would win; an empty id is no id.
+    let res = app
+        .client
+        .get(app.url("/api/fed/watch?last_event_id="))
+        .header("X-API-Key", AGENT_KEY)
+        .header("Last-Event-ID", "null")
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(res, 422).await;
+    let fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["Last-Event-ID", "last_event_id"], "{problem}");
 }
 
 #[tokio::test]
