@@ -450,6 +450,9 @@ pub fn check_hub_url(s: &str) -> Result<(), &'static str> {
     if !u.username().is_empty() || u.password().is_some() {
         return Err("hub_url carries credentials");
     }
+    if u.fragment().is_some() {
+        return Err("hub_url has a fragment");
+    }
     match u.host() {
         Some(url::Host::Domain(d)) if is_dns_name(d) => Ok(()),
         Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)) => Ok(()),

@@ -188,18 +188,26 @@ pub fn spoke_id_schema() -> Object {
 }
 
 /// A hub or IdP URL: `http` or `https`, a host name (letters, digits, `_`,
-/// inner hyphens; the last label not numeric) or an IPv4 address, an
-/// optional port and path; no credentials, query or fragment. Every such
-/// string is also a URL the `url` crate parses with that host.
+/// inner hyphens; the last label not numeric), an IPv4 address or an IPv6
+/// address in brackets, an optional port, path and query; no credentials or
+/// fragment (the original service accepted any `https?://...`; credentials
+/// would be a secret in the catalog, a fragment never reaches a server).
+/// Every such string is also a URL the `url` crate parses with that host.
 pub fn url_pattern() -> String {
     let label = "[A-Za-z0-9_]+(-[A-Za-z0-9_]+)*";
+    let h = "[0-9A-Fa-f]{1,4}";
+    let ipv6 = format!(
+        "({h}:){{7}}{h}|({h}:){{1,7}}:|({h}:){{1,6}}:{h}|({h}:){{1,5}}(:{h}){{1,2}}|\
+         ({h}:){{1,4}}(:{h}){{1,3}}|({h}:){{1,3}}(:{h}){{1,4}}|({h}:){{1,2}}(:{h}){{1,5}}|\
+         {h}:(:{h}){{1,6}}|:((:{h}){{1,7}}|:)"
+    );
     // A last label of digits (or 0x...) would make the host an IPv4 number.
     let last = "[A-Za-z_][A-Za-z0-9_]*(-[A-Za-z0-9_]+)*";
     let octet = "(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])";
     let port =
         "(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}|0)";
     format!(
-        r"^https?://(({label}\.)*{last}|{octet}(\.{octet}){{3}})(:{port})?(/[A-Za-z0-9._~%/-]*)?$"
+        r"^https?://(({label}\.)*{last}|{octet}(\.{octet}){{3}}|\[({ipv6})\])(:{port})?(/[A-Za-z0-9._~%/-]*)?(\?[A-Za-z0-9._~%/&=+:@!$,;-]*)?$"
     )
 }
 
@@ -210,8 +218,8 @@ static URL: LazyLock<Regex> = LazyLock::new(|| {
 
 pub fn url_message() -> String {
     format!(
-        "must be an http(s) URL: a host name or IPv4 address, an optional port and path; \
-         no credentials, query or fragment; at most {MAX_URL_LEN} characters"
+        "must be an http(s) URL: a host name, an IPv4 address or an IPv6 address in brackets, \
+         an optional port, path and query; no credentials or fragment; at most {MAX_URL_LEN} characters"
     )
 }
 
@@ -482,6 +490,10 @@ mod tests {
             "http://127.0.0.1:65535/",
             "http://localhost",
             "http://x1",
+            "http://[::1]:9001",
+            "https://[2001:db8::7]/hub",
+            "http://[fe80:0:0:0:0:0:0:1]",
+            "http://alpha:9001/x?tenant=a&b=c",
         ] {
             assert!(is_url(ok), "{ok}");
         }
@@ -493,11 +505,12 @@ mod tests {
             "http://a.1",
             "http://256.1.1.1",
             "http://1.2.3",
-            "http://alpha?x=1",
             "http://alpha#x",
+            "http://[::1",
+            "http://[:::1]",
+            "http://[1:2:3:4:5:6:7:8:9]",
             "http://al pha",
             "\u{0}http://alpha",
-            "http://[::1]:9001",
             "HTTP://alpha",
             "http://xn--a",
         ] {
