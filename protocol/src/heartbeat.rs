@@ -465,16 +465,15 @@ pub fn is_valid_hub_url(s: &str) -> bool {
     check_hub_url(s).is_ok()
 }
 
-/// A DNS name: dot-separated labels of letters, digits, hyphens (not at a
-/// label's ends) and, as many private names have them, underscores; at most
-/// 253 bytes. (The URL parser has already lower-cased and IDNA-encoded it.)
+/// A host name: dot-separated labels of letters, digits, hyphens (not at a
+/// label's ends) and, as many private names have them, underscores. (The
+/// URL parser has already lower-cased and IDNA-encoded it; the URL's length
+/// bounds it.)
 fn is_dns_name(d: &str) -> bool {
     let d = d.strip_suffix('.').unwrap_or(d);
     !d.is_empty()
-        && d.len() <= 253
         && d.split('.').all(|label| {
             !label.is_empty()
-                && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
                 && label

@@ -225,11 +225,11 @@ fn required_tags_schema() -> Array {
 }
 
 fn fanout_schema() -> Array {
-    rules::list_schema(rules::namespace_schema(false), MAX_FANOUT, true)
+    rules::list_schema(rules::fanout_schema(false), MAX_FANOUT, true)
 }
 
 fn required_fanout_schema() -> Array {
-    rules::list_schema(rules::namespace_schema(false), MAX_FANOUT, false)
+    rules::list_schema(rules::fanout_schema(false), MAX_FANOUT, false)
 }
 
 /// `ProjectInput` as published: its derived schema, plus what a derive
@@ -351,6 +351,8 @@ impl ProjectInput {
                 }
             }
         }
+        // The original's projects.yaml lists bare slugs; we store namespaces.
+        let mut allow_fanout = None;
         if let Some(fanout) = &self.allow_fanout {
             if fanout.len() > MAX_FANOUT {
                 errors.push(FieldError::new(
@@ -358,14 +360,17 @@ impl ProjectInput {
                     format!("must have at most {MAX_FANOUT} entries"),
                 ));
             }
-            for (i, ns) in fanout.iter().enumerate() {
-                if !rules::is_namespace(ns) {
-                    errors.push(FieldError::new(
+            let mut namespaces = Vec::with_capacity(fanout.len());
+            for (i, entry) in fanout.iter().enumerate() {
+                match rules::fanout_namespace(entry) {
+                    Some(ns) => namespaces.push(ns),
+                    None => errors.push(FieldError::new(
                         format!("allow_fanout[{i}]"),
-                        "must be a mesh namespace, hub.<slug>",
-                    ));
+                        "must be a mesh namespace, hub.<slug>, or a slug",
+                    )),
                 }
             }
+            allow_fanout = Some(namespaces);
         }
         if !errors.is_empty() {
             sort_by_field(&mut errors);
@@ -377,7 +382,7 @@ impl ProjectInput {
             hub_url: self.hub_url,
             mesh_namespace: namespace,
             tags: self.tags,
-            allow_fanout: self.allow_fanout,
+            allow_fanout,
         })
     }
 }
@@ -430,7 +435,7 @@ mod tests {
             hub_url: "ftp://x".into(),
             mesh_namespace: Some("hub.other".into()),
             tags: Some(vec!["ok".into(), "".into()]),
-            allow_fanout: Some(vec!["beta".into()]),
+            allow_fanout: Some(vec!["hub.Beta".into()]),
         };
         let fields: Vec<String> = bad
             .into_spec()

@@ -176,6 +176,27 @@ pub fn namespace_schema(nullable: bool) -> Object {
     string(nullable).pattern(Some(namespace_pattern())).build()
 }
 
+/// A fan-out target: a mesh namespace `hub.<slug>`, or a bare slug as the
+/// original service's `projects.yaml` lists them (stored as `hub.<slug>`).
+pub fn fanout_pattern() -> String {
+    format!(r"^(hub\.)?{}$", slug_body())
+}
+
+/// The mesh namespace a fan-out entry names, if it is one.
+pub fn fanout_namespace(s: &str) -> Option<String> {
+    if is_namespace(s) {
+        Some(s.to_owned())
+    } else if protocol::naming::is_valid_slug(s) {
+        Some(protocol::naming::mesh_namespace(s))
+    } else {
+        None
+    }
+}
+
+pub fn fanout_schema(nullable: bool) -> Object {
+    string(nullable).pattern(Some(fanout_pattern())).build()
+}
+
 /// A spoke id as the service mints them: `spoke-<code>-<8 hex digits>`.
 pub const SPOKE_ID_PATTERN: &str = "^spoke-[a-z]{3}-[0-9a-f]{8}$";
 pub const SPOKE_ID_MESSAGE: &str = "must be a spoke id such as spoke-fra-ee18ad42";
@@ -482,6 +503,23 @@ mod tests {
     }
 
     #[test]
+    fn fanout_entries_are_namespaces_or_bare_slugs() {
+        let re = regex(&fanout_pattern());
+        for (input, stored) in [
+            ("hub.beta", Some("hub.beta")),
+            ("beta", Some("hub.beta")),
+            ("hub-1", Some("hub.hub-1")),
+            ("hub.", None),
+            ("Beta", None),
+            ("hub.beta.x", None),
+            ("", None),
+        ] {
+            assert_eq!(fanout_namespace(input).as_deref(), stored, "{input:?}");
+            assert_eq!(re.is_match(input), stored.is_some(), "{input:?}");
+        }
+    }
+
+    #[test]
     fn urls() {
         for ok in [
             "http://alpha:9001",
@@ -494,6 +532,8 @@ mod tests {
             "https://[2001:db8::7]/hub",
             "http://[fe80:0:0:0:0:0:0:1]",
             "http://alpha:9001/x?tenant=a&b=c",
+            "http://A?0",
+            "http://a?",
         ] {
             assert!(is_url(ok), "{ok}");
         }

@@ -47,12 +47,26 @@ struct ResumeHeader {
 /// event id and its `data` the CloudEvent (structured JSON), the same
 /// envelope JetStream carries, in the same order. Reconnect with
 /// `Last-Event-ID` to resume without a gap.
+/// One server-sent event of `/api/fed/watch`, as a client's SSE parser
+/// hands it over.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documentation of the stream's messages only
+pub struct WatchMessage {
+    /// The event id (a UUID), to resume from with `Last-Event-ID`.
+    id: String,
+    /// The SSE event name: `message` (the default).
+    #[schema(example = "message")]
+    event: Option<String>,
+    /// The CloudEvent, as JSON text (see docs/events.md).
+    data: String,
+}
+
 #[utoipa::path(
     get, path = "/api/fed/watch", tag = TAG,
     params(WatchParams, ResumeHeader),
     security(("api_key" = [])),
     responses(
-        (status = 200, description = "An endless text/event-stream of `id: <event id>` / `data: <CloudEvent JSON>` messages", content_type = "text/event-stream", body = String),
+        (status = 200, description = "An endless text/event-stream of `id: <event id>` / `data: <CloudEvent JSON>` messages", content_type = "text/event-stream", body = WatchMessage),
         KeyedErrors,
         (status = 410, description = "The Last-Event-ID is not in the outbox (pruned after the retention period, or never issued): reconnect without it", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Last-Event-ID is not an event id", body = Problem, content_type = "application/problem+json"),

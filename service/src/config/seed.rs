@@ -270,7 +270,7 @@ projects:
         assert_eq!(
             errs(yaml),
             [
-                "projects.yaml:4:14: projects[0].hub_url: must be an http(s) URL: a host name or IPv4 address, an optional port and path; no credentials, query or fragment; at most 2048 characters",
+                "projects.yaml:4:14: projects[0].hub_url: must be an http(s) URL: a host name, an IPv4 address or an IPv6 address in brackets, an optional port, path and query; no credentials or fragment; at most 2048 characters",
                 "projects.yaml:5:21: projects[0].mesh_namespace: must be \"hub.alpha\", the namespace of alpha",
                 "projects.yaml:6:19: projects[1].project_slug: duplicate slug \"alpha\", already used by projects[0] at line 2",
                 "projects.yaml:9:5: projects[2].project_slug: is required",

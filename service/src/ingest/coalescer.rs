@@ -203,7 +203,10 @@ mod tests {
     #[test]
     fn the_latest_heartbeat_per_hub_wins_and_counts_add_up() {
         let c = HeartbeatCoalescer::new(10);
-        assert_eq!(c.offer(hb("a", HubStatus::Online), at(1), true), Offer::Added);
+        assert_eq!(
+            c.offer(hb("a", HubStatus::Online), at(1), true),
+            Offer::Added
+        );
         assert_eq!(
             c.offer(hb("a", HubStatus::Degraded), at(2), true),
             Offer::Coalesced
@@ -213,7 +216,10 @@ mod tests {
             c.offer(hb("a", HubStatus::Offline), at(0), true),
             Offer::Coalesced
         );
-        assert_eq!(c.offer(hb("b", HubStatus::Online), at(1), true), Offer::Added);
+        assert_eq!(
+            c.offer(hb("b", HubStatus::Online), at(1), true),
+            Offer::Added
+        );
         let mut batch = c.take(10);
         batch.sort_by(|x, y| x.heartbeat.project_slug.cmp(&y.heartbeat.project_slug));
         assert_eq!(batch.len(), 2);

@@ -164,7 +164,7 @@ async fn the_rules_are_published_from_the_constants_that_enforce_them() {
     assert_eq!(fields["tags"]["items"]["pattern"], TAG.pattern());
     assert_eq!(
         fields["allow_fanout"]["items"]["pattern"],
-        rules::namespace_pattern()
+        rules::fanout_pattern()
     );
 
     // A spoke may take any assigned code but the hub's own (USA here).

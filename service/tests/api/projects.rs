@@ -85,7 +85,7 @@ async fn invalid_fields_are_all_listed_and_nothing_is_written() {
         "name": "",
         "hub_url": "ftp://nope",
         "tags": [""],
-        "allow_fanout": ["nope"],
+        "allow_fanout": ["hub.Nope!"],
     });
     let res = app
         .post_json("/api/fed/projects", Some(ADMIN_KEY), &body)
