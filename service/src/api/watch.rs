@@ -22,6 +22,8 @@ pub const TAG: &str = "federation";
 
 /// How often an idle stream sends a comment, so proxies keep it open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// `Retry-After` when the replica has no room for another watch client.
+const WATCH_RETRY_AFTER_SECS: u32 = 10;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -35,7 +37,9 @@ pub struct WatchParams {
 /// Follow federation events (Server-Sent Events). Each message's `id` is the
 /// event id and its `data` the CloudEvent (structured JSON), the same
 /// envelope JetStream carries, in the same order. Reconnect with
-/// `Last-Event-ID` to resume without a gap.
+/// `Last-Event-ID` to resume without a gap. Each replica serves at most
+/// `server.max_watch_clients` at once; past that it answers 503 with
+/// `Retry-After`.
 #[utoipa::path(
     get, path = "/api/fed/watch", tag = TAG,
     params(
@@ -61,6 +65,15 @@ pub async fn watch(
             "the service is starting; retry shortly".into(),
         ));
     }
+    let Some(slot) = state.events.admit() else {
+        return Ok(super::shed::unavailable(
+            format!(
+                "this replica already serves its {} watch clients (server.max_watch_clients); retry later or on another replica",
+                state.settings.server.max_watch_clients
+            ),
+            WATCH_RETRY_AFTER_SECS,
+        ));
+    };
     let header = headers
         .get("last-event-id")
         .map(|v| v.to_str().map(str::trim).unwrap_or("\u{fffd}").to_owned());
@@ -93,7 +106,7 @@ pub async fn watch(
             }
         }
     };
-    let rx = feed.follow(start);
+    let rx = feed.follow(start, slot);
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         let ev = rx.recv().await?;
         let sse = Event::default().id(ev.id.clone()).data(ev.json.clone());

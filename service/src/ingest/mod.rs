@@ -8,7 +8,6 @@
 //! the next flush takes whatever accumulated.
 
 pub mod coalescer;
-mod limiter;
 pub mod sight;
 pub mod write;
 
@@ -30,9 +29,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{HeartbeatSettings, NatsSettings};
+use crate::log_limit::LogLimiter;
 use crate::metrics::Metrics;
 use coalescer::{HeartbeatCoalescer, Offer};
-use limiter::LogLimiter;
 pub use sight::Sight;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
