@@ -80,8 +80,6 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 const PROBE_RETRY: Duration = Duration::from_millis(500);
 /// Longest one check may take: connecting and `SELECT 1`.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
-/// How often pending migrations are counted (also at every reconnection).
-const MIGRATION_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Default, Clone)]
 struct DbProbe {
@@ -89,7 +87,6 @@ struct DbProbe {
     latency: Option<Duration>,
     error: Option<String>,
     pending_migrations: Option<usize>,
-    migrations_checked: Option<Instant>,
 }
 
 /// Knows whether the database answers, from a check every second on a
@@ -161,11 +158,8 @@ impl DatabaseMonitor {
         }
     }
 
-    /// Checks again at once, migrations included (after start-up migrated).
+    /// Checks again at once (after start-up migrated).
     pub fn check_now(&self) {
-        if let Ok(mut p) = self.probe.lock() {
-            p.migrations_checked = None;
-        }
         self.wake.notify_one();
     }
 
@@ -204,13 +198,8 @@ impl DatabaseMonitor {
     /// One check; `true` if the database answered.
     async fn check(&self, conn: &mut Option<PgConnection>) -> bool {
         let t0 = Instant::now();
-        let migrations_due = self
-            .last()
-            .migrations_checked
-            .is_none_or(|t| t.elapsed() >= MIGRATION_CHECK_INTERVAL);
         let attempt = async {
-            let fresh = conn.is_none();
-            if fresh {
+            if conn.is_none() {
                 *conn = Some(PgConnection::connect_with(&self.options).await?);
             }
             let Some(c) = conn.as_mut() else {
@@ -218,11 +207,9 @@ impl DatabaseMonitor {
             };
             sqlx::query("SELECT 1").execute(&mut *c).await?;
             let latency = t0.elapsed();
-            let pending = if fresh || migrations_due {
-                Some(store::pending_migrations_on(c).await?)
-            } else {
-                None
-            };
+            // Two small catalog queries: cheap enough for every check, so
+            // a migration applied or missing shows within a second.
+            let pending = store::pending_migrations_on(c).await?;
             Ok::<_, sqlx::Error>((latency, pending))
         };
         let result = match tokio::time::timeout(PROBE_TIMEOUT, attempt).await {
@@ -239,10 +226,7 @@ impl DatabaseMonitor {
             Ok((latency, pending)) => {
                 p.latency = Some(latency);
                 p.error = None;
-                if let Some(n) = pending {
-                    p.pending_migrations = Some(n);
-                    p.migrations_checked = Some(Instant::now());
-                }
+                p.pending_migrations = Some(pending);
                 true
             }
             Err(e) => {

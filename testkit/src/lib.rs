@@ -7,6 +7,7 @@
 //! `NATS_SERVER_BIN`, else the `PATH`, else `/usr/sbin/nats-server`.
 
 pub mod keycloak;
+pub mod proxy;
 
 use std::future::Future;
 use std::net::TcpListener;
