@@ -10,10 +10,16 @@ ARG DEBIAN_RELEASE=bookworm
 
 # ---- build -----------------------------------------------------------------
 FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS build
+# make builds jemalloc, the service's allocator (tikv-jemalloc-sys).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends make \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Cargo needs every workspace member's manifest to resolve the workspace, and
 # sqlx embeds migrations/ into the binary at compile time.
 COPY Cargo.toml Cargo.lock ./
+# jemalloc's build-time configuration (purge freed memory within a second).
+COPY .cargo .cargo
 COPY protocol protocol
 COPY common common
 COPY service service

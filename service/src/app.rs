@@ -12,12 +12,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::auth::ApiKeys;
+use crate::api::observability::DbGauges;
 use crate::catalog::ProjectSpec;
 use crate::catalog_view::{follow, CatalogView};
 use crate::config::Settings;
 use crate::events::relay::OutboxRelay;
 use crate::events::watch::EventFeed;
-use crate::health::Readiness;
+use crate::health::{DatabaseMonitor, Readiness};
 use crate::ingest::{Ingest, Sight, Sinks};
 use crate::leader::{self, Election};
 use crate::metrics::Metrics;
@@ -44,6 +45,10 @@ pub struct AppState {
     pub view: Arc<CatalogView>,
     /// Follows the outbox for `/api/fed/watch` clients.
     pub events: Arc<EventFeed>,
+    /// Whether the database answers, checked every second.
+    pub db_health: Arc<DatabaseMonitor>,
+    /// The `/metrics` gauges read from the database.
+    pub db_gauges: Arc<DbGauges>,
 }
 
 impl FromRef<AppState> for Arc<ApiKeys> {
@@ -86,6 +91,15 @@ impl Application {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
+        let mut settings = settings;
+        // Database pools and elections, the health check, NATS.
+        let other_connections = settings.database.max_connections as usize + 8;
+        settings.server.max_connections =
+            crate::server::fit_to_file_limit(settings.server.max_connections, other_connections);
+        settings.server.max_watch_clients = settings
+            .server
+            .max_watch_clients
+            .min(settings.server.max_connections);
         let metrics = Metrics::new();
         let nats = if settings.nats.enabled {
             Some(Arc::new(
@@ -102,10 +116,17 @@ impl Application {
         let events = EventFeed::new(
             db.clone(),
             &settings.events,
+            settings.server.max_watch_clients,
             metrics.events.clone(),
             shutdown.clone(),
         );
+        let db_health = DatabaseMonitor::new(
+            db.connect_options().as_ref().clone(),
+            metrics.health.database_up.clone(),
+        );
         let state = AppState {
+            db_health,
+            db_gauges: Arc::default(),
             view: CatalogView::new(settings.catalog.view),
             sync,
             keys: ApiKeys::new(&settings.auth),
@@ -151,13 +172,16 @@ impl Application {
         let grace = state.settings.server.shutdown_grace;
         let addr = listener.local_addr()?;
         let router = crate::api::router(state.clone());
-        let server_stop = shutdown.clone();
-        let mut server = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(server_stop.cancelled_owned())
-                .await
-        });
-        tracing::info!(%addr, "listening");
+        let mut server = tokio::spawn(crate::server::serve(
+            listener,
+            router,
+            crate::server::Limits::from_settings(&state.settings.server),
+            state.metrics.connections.clone(),
+            shutdown.clone(),
+            grace,
+        ));
+        let monitor = tokio::spawn(state.db_health.clone().run(shutdown.clone()));
+        tracing::info!(%addr, max_connections = state.settings.server.max_connections, "listening");
 
         let startup = start(&state, &seeds, &shutdown);
         let listener = tokio::select! {
@@ -173,7 +197,8 @@ impl Application {
             }
             result = &mut server => {
                 shutdown.cancel();
-                return result.context("HTTP server task")?.context("HTTP server");
+                result.context("HTTP server task")?;
+                anyhow::bail!("the HTTP server stopped unexpectedly");
             }
         };
 
@@ -191,16 +216,10 @@ impl Application {
             grace_s = grace.as_secs_f64(),
             "shutting down: draining in-flight requests"
         );
-        match tokio::time::timeout(grace, &mut server).await {
-            Ok(joined) => joined.context("HTTP server task")?.context("HTTP server")?,
-            Err(_) => {
-                tracing::warn!(
-                    "in-flight requests did not finish within the grace period; closing them"
-                );
-                server.abort();
-            }
-        }
+        // The server closes what is still open after `grace` by itself.
+        server.await.context("HTTP server task")?;
         workers.finish(grace).await;
+        let _ = monitor.await;
         if let Some(nats) = &state.nats {
             nats.close().await;
         }
@@ -297,6 +316,7 @@ async fn start(
         None
     };
     state.readiness.mark_database_ready();
+    state.db_health.check_now();
     Ok(listener)
 }
 

@@ -8,6 +8,7 @@
 
 pub mod arbitrary;
 pub mod keycloak;
+pub mod proxy;
 
 use std::future::Future;
 use std::net::TcpListener;

@@ -1,8 +1,11 @@
 //! API keys: `X-API-Key`, several valid at once so keys can be rotated,
 //! compared in constant time. Keys are never logged; a short SHA-256
-//! fingerprint stands in for them.
+//! fingerprint stands in for them. Refusals are logged at most
+//! [`FAILURE_LINES`] times per [`FAILURE_WINDOW`] each, so a client trying
+//! keys cannot fill the disk; the next line says how many were left out.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -14,6 +17,23 @@ use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use crate::config::AuthSettings;
+use crate::log_limit::LogLimiter;
+
+/// Lines logged per kind of refusal per [`FAILURE_WINDOW`].
+pub const FAILURE_LINES: u32 = 5;
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(10);
+
+/// Refusals of valid keys for lacking a role, across the process.
+static ROLE_REFUSALS: LazyLock<Mutex<LogLimiter<()>>> =
+    LazyLock::new(|| Mutex::new(LogLimiter::new(FAILURE_LINES, FAILURE_WINDOW)));
+
+/// `Some(suppressed)` if this refusal may be logged.
+fn may_log<K: std::hash::Hash + Eq>(limiter: &Mutex<LogLimiter<K>>, kind: K) -> Option<u64> {
+    match limiter.lock() {
+        Ok(mut l) => l.allow(kind),
+        Err(poisoned) => poisoned.into_inner().allow(kind),
+    }
+}
 
 pub const API_KEY_HEADER: &str = "x-api-key";
 
@@ -48,7 +68,9 @@ impl Caller {
         if self.role >= role {
             Ok(())
         } else {
-            tracing::warn!(key = %self.fingerprint, needed = role.as_str(), "API key lacks the role for this action");
+            if let Some(suppressed) = may_log(&ROLE_REFUSALS, ()) {
+                tracing::warn!(key = %self.fingerprint, needed = role.as_str(), suppressed, "API key lacks the role for this action");
+            }
             Err(ApiError::Forbidden(format!(
                 "this action needs an {} key",
                 role.as_str()
@@ -73,6 +95,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 /// The configured keys, kept only as digests.
 pub struct ApiKeys {
     keys: Vec<([u8; 32], Role)>,
+    /// Unknown keys presented, for rate-limited logging.
+    refusals: Mutex<LogLimiter<()>>,
 }
 
 impl ApiKeys {
@@ -85,7 +109,10 @@ impl ApiKeys {
             .map(|k| (digest(k), Role::Admin))
             .chain(settings.agent_keys.iter().map(|k| (digest(k), Role::Agent)))
             .collect();
-        Arc::new(ApiKeys { keys })
+        Arc::new(ApiKeys {
+            keys,
+            refusals: Mutex::new(LogLimiter::new(FAILURE_LINES, FAILURE_WINDOW)),
+        })
     }
 
     /// The role of a presented key. Every configured key is compared, in
@@ -130,7 +157,9 @@ pub async fn require_api_key(
             Ok(next.run(req).await)
         }
         None => {
-            tracing::warn!(key = %fingerprint, path = %req.uri().path(), "rejected unknown API key");
+            if let Some(suppressed) = may_log(&keys.refusals, ()) {
+                tracing::warn!(key = %fingerprint, path = %req.uri().path(), suppressed, "rejected unknown API key");
+            }
             Err(ApiError::Forbidden("the API key is not valid".into()))
         }
     }

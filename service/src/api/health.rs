@@ -1,7 +1,5 @@
 //! Liveness, dependency health and readiness.
 
-use std::time::Duration;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -33,14 +31,15 @@ pub async fn health() -> Json<Liveness> {
     })
 }
 
-/// Database connectivity.
+/// Database connectivity, as the last of the service's checks (every
+/// second, on a connection of its own) found it. Answers at once.
 #[utoipa::path(get, path = "/health/db", tag = TAG,
     responses(
         (status = 200, description = "Connected", body = DbHealth),
         (status = 503, description = "Disconnected", body = DbHealth),
     ))]
 pub async fn health_db(State(state): State<AppState>) -> (StatusCode, Json<DbHealth>) {
-    let db = health::check_database(&state.db, Duration::from_secs(2)).await;
+    let db = state.db_health.health();
     let code = if db.error.is_none() {
         StatusCode::OK
     } else {
@@ -94,29 +93,35 @@ pub async fn health_nats(State(state): State<AppState>) -> (StatusCode, Json<Nat
     }
 }
 
-/// Readiness: 200 once the database is reachable and migrated; 503 with the
-/// reasons otherwise.
+/// Readiness to serve REST traffic: 200 once started and while the database
+/// answers and is migrated; 503 with the reasons otherwise. NATS being down
+/// does not make the service unready (the REST API does not need it); it
+/// is listed under `warnings`, and `/health/nats` answers 503. Answers at
+/// once, from the service's own checks.
 #[utoipa::path(get, path = "/ready", tag = TAG,
     responses(
         (status = 200, description = "Ready", body = ReadyReport),
         (status = 503, description = "Not ready, with reasons", body = ReadyReport),
     ))]
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<ReadyReport>) {
-    let mut reasons = Vec::new();
+    let mut warnings = Vec::new();
     if let Some(nats) = &state.nats {
         if !nats.is_connected() {
-            reasons.push(format!("nats: not connected to {}", nats.display_url()));
+            warnings.push(format!(
+                "nats: not connected to {}; heartbeats are not received and events wait in the outbox",
+                nats.display_url()
+            ));
         }
     }
+    let mut extra = Vec::new();
     if let Some((failing_for, error)) = state.sight.write_failure() {
         if failing_for >= state.settings.heartbeat.write_failure_grace {
-            reasons.push(format!(
+            extra.push(format!(
                 "heartbeats: cannot be written for {}s: {error}",
                 failing_for.as_secs()
             ));
         }
     }
-    let mut warnings = Vec::new();
     if state.view.enabled() && state.readiness.database_ready() && !state.view.is_following() {
         warnings.push(
             "catalog view: change notifications lost; reads may lag until they are back".into(),
@@ -130,7 +135,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<ReadyRepo
             warnings.push(format!("self-preservation: {w}"));
         }
     }
-    let report = health::readiness(&state.readiness, &state.db, reasons, warnings).await;
+    let report = health::readiness(&state.readiness, &state.db_health, extra, warnings);
     let code = if report.reasons.is_empty() {
         StatusCode::OK
     } else {

@@ -9,11 +9,11 @@ pub mod idps;
 pub mod observability;
 pub mod projects;
 pub mod shape;
+pub mod shed;
 pub mod sync;
 pub mod watch;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
@@ -94,20 +94,31 @@ fn protected(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(federation::list_links))
         .routes(routes!(watch::watch))
         .route_layer(from_fn_with_state(
+            state.db_health.clone(),
+            shed::database_down,
+        ))
+        .route_layer(from_fn_with_state(
             state.keys.clone(),
             auth::require_api_key,
         ))
 }
 
 /// Routes anyone may call.
-fn public() -> OpenApiRouter<AppState> {
+fn public(state: &AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(health::health))
         .routes(routes!(health::health_db))
         .routes(routes!(health::health_nats))
         .routes(routes!(health::ready))
         .routes(routes!(observability::metrics))
-        .routes(routes!(idps::public_idps))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(idps::public_idps))
+                .route_layer(from_fn_with_state(
+                    state.db_health.clone(),
+                    shed::database_down,
+                )),
+        )
 }
 
 /// The OpenAPI document, exactly as served.
@@ -118,7 +129,7 @@ pub fn openapi(state: &AppState) -> utoipa::openapi::OpenApi {
 fn build(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(protected(state))
-        .merge(public())
+        .merge(public(state))
         .split_for_parts();
     publish_what_derives_cannot_say(&mut doc, &state.settings.federation.hub_code);
     // The document describes itself too.
@@ -179,6 +190,7 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
+        .layer(from_fn(shed::over_capacity))
         .layer(from_fn(problem_for_bare_errors))
         .layer(from_fn_with_state(
             state.metrics.clone(),
@@ -263,6 +275,3 @@ async fn problem_for_bare_errors(
     std::mem::swap(fresh.headers_mut(), &mut parts.headers);
     fresh
 }
-
-/// How long the `/ready` and `/health/*` dependency checks may wait.
-pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);

@@ -15,51 +15,85 @@ use crate::store;
 
 pub const TAG: &str = "observability";
 
-/// Prometheus metrics in OpenMetrics text format. No key needed.
+/// Longest a scrape waits for the gauges read from the database; past it,
+/// the last values are served. A scrape never waits on a database that is
+/// known to be down.
+const DB_GAUGES_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The gauges derived from the database (outbox, circuit breakers, and
+/// projects by status when there is no catalog view), read at scrape time so they are exact whichever
+/// replica made the change. One refresh at a time: scrapes that arrive
+/// while one runs wait for it and serve its values, so a flood of scrapes
+/// keeps at most one query in flight.
+#[derive(Default)]
+pub struct DbGauges {
+    refreshing: tokio::sync::Mutex<()>,
+    refreshed: std::sync::atomic::AtomicU64,
+}
+
+impl DbGauges {
+    async fn refresh(&self, state: &AppState) {
+        use std::sync::atomic::Ordering;
+        let deadline = tokio::time::Instant::now() + DB_GAUGES_TIMEOUT;
+        let seen = self.refreshed.load(Ordering::Acquire);
+        let Ok(_turn) = tokio::time::timeout_at(deadline, self.refreshing.lock()).await else {
+            tracing::debug!("database gauges: a refresh is still running; serving the last values");
+            return;
+        };
+        if self.refreshed.load(Ordering::Acquire) != seen {
+            // Refreshed while this scrape waited.
+            return;
+        }
+        if tokio::time::timeout_at(deadline, read_db_gauges(state))
+            .await
+            .is_err()
+        {
+            tracing::debug!(
+                "reading database gauges for /metrics timed out; serving the last values"
+            );
+        }
+        self.refreshed.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+async fn read_db_gauges(state: &AppState) {
+    // Without the catalog view, projects are counted in the database.
+    if !state.view.enabled() {
+        match store::projects::count_by_status(&state.db).await {
+            Ok(counts) => state.metrics.catalog.set_counts(&counts),
+            Err(e) => tracing::debug!(error = %e, "cannot count projects for /metrics"),
+        }
+    }
+    // Another replica may have moved a breaker.
+    if let Err(e) = state.sync.refresh_breaker_gauges().await {
+        tracing::debug!(error = %e, "cannot read circuit breakers for /metrics");
+    }
+    match crate::events::log::pending(&state.db).await {
+        Ok((pending, oldest_s)) => {
+            state.metrics.events.outbox_pending.set(pending);
+            state
+                .metrics
+                .events
+                .outbox_oldest_pending_seconds
+                .set(oldest_s);
+        }
+        Err(e) => tracing::debug!(error = %e, "cannot count pending events for /metrics"),
+    }
+}
+
+/// Prometheus metrics in OpenMetrics text format. No key needed. Answers
+/// within about half a second whatever the database does: with the
+/// database down, the gauges read from it keep their last values.
 #[utoipa::path(get, path = "/metrics", tag = TAG,
     responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    // Gauges derived from the database are read at scrape time, so they are
-    // exact whichever replica made the change. If the database is down, the
-    // last values stay and the scrape still succeeds.
     // Project counts come from the catalog view when there is one: it is
     // kept exact by push, costs no query, and answers with the database down.
     if let Some(counts) = state.view.counts() {
         state.metrics.catalog.set_counts(&counts);
-    } else if state.readiness.database_ready() {
-        match tokio::time::timeout(
-            super::CHECK_TIMEOUT,
-            store::projects::count_by_status(&state.db),
-        )
-        .await
-        {
-            Ok(Ok(counts)) => state.metrics.catalog.set_counts(&counts),
-            Ok(Err(e)) => tracing::debug!(error = %e, "cannot count projects for /metrics"),
-            Err(_) => tracing::debug!("counting projects for /metrics timed out"),
-        }
     }
-    if state.readiness.database_ready() {
-        // Another replica may have moved a breaker.
-        match tokio::time::timeout(super::CHECK_TIMEOUT, state.sync.refresh_breaker_gauges()).await
-        {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::debug!(error = %e, "cannot read circuit breakers for /metrics"),
-            Err(_) => tracing::debug!("reading circuit breakers for /metrics timed out"),
-        }
-        match tokio::time::timeout(super::CHECK_TIMEOUT, crate::events::log::pending(&state.db))
-            .await
-        {
-            Ok(Ok((pending, oldest_s))) => {
-                state.metrics.events.outbox_pending.set(pending);
-                state
-                    .metrics
-                    .events
-                    .outbox_oldest_pending_seconds
-                    .set(oldest_s);
-            }
-            Ok(Err(e)) => tracing::debug!(error = %e, "cannot count pending events for /metrics"),
-            Err(_) => tracing::debug!("counting pending events for /metrics timed out"),
-        }
+    if state.readiness.database_ready() && !state.db_health.is_down() {
+        state.db_gauges.refresh(&state).await;
     }
     let preserving = state.nats.is_some()
         && state

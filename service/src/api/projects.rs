@@ -74,6 +74,7 @@ pub async fn list_projects(
     let body = match state.view.list(params.status, params.tag.as_deref()) {
         Some(body) => body,
         None => {
+            database_needed(&state)?;
             let filter = ProjectFilter {
                 status: params.status,
                 tag: params.tag,
@@ -152,8 +153,9 @@ pub async fn get_project(
     let body = match state.view.get(&slug) {
         Some(body) => body,
         None => {
-            // Not in the view: perhaps created on another replica since the
-            // last reload.
+            // Not in the view: perhaps created on another replica a moment
+            // ago, its notification still on the way.
+            database_needed(&state)?;
             let project = projects::get(&state.db, &slug)
                 .await?
                 .ok_or_else(|| not_found(&slug))?;
@@ -229,6 +231,17 @@ pub async fn delete_project(
     state.view.remove(&deleted.slug);
     tracing::info!(slug = %deleted.slug, key = %caller.fingerprint, "project deleted");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The view could not answer: the database must, unless it is known down.
+fn database_needed(state: &AppState) -> ApiResult<()> {
+    if state.db_health.is_down() {
+        return Err(ApiError::Unavailable(
+            "the database is unavailable and the catalog view cannot answer this read; retry later"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 fn json_response(body: Bytes) -> Response {

@@ -22,6 +22,8 @@ pub const TAG: &str = "federation";
 
 /// How often an idle stream sends a comment, so proxies keep it open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// `Retry-After` when the replica has no room for another watch client.
+const WATCH_RETRY_AFTER_SECS: u32 = 10;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -43,10 +45,6 @@ struct ResumeHeader {
     last_event_id: Option<String>,
 }
 
-/// Follow federation events (Server-Sent Events). Each message's `id` is the
-/// event id and its `data` the CloudEvent (structured JSON), the same
-/// envelope JetStream carries, in the same order. Reconnect with
-/// `Last-Event-ID` to resume without a gap.
 /// One server-sent event of `/api/fed/watch`, as a client's SSE parser
 /// hands it over.
 #[derive(utoipa::ToSchema)]
@@ -61,6 +59,12 @@ pub struct WatchMessage {
     data: String,
 }
 
+/// Follow federation events (Server-Sent Events). Each message's `id` is the
+/// event id and its `data` the CloudEvent (structured JSON), the same
+/// envelope JetStream carries, in the same order. Reconnect with
+/// `Last-Event-ID` to resume without a gap. Each replica serves at most
+/// `server.max_watch_clients` at once; past that it answers 503 with
+/// `Retry-After`.
 #[utoipa::path(
     get, path = "/api/fed/watch", tag = TAG,
     params(WatchParams, ResumeHeader),
@@ -104,6 +108,15 @@ pub async fn watch(
     if !problems.is_empty() {
         return Err(ApiError::validation(problems));
     }
+    let Some(slot) = state.events.admit() else {
+        return Ok(super::shed::unavailable(
+            format!(
+                "this replica already serves its {} watch clients (server.max_watch_clients); retry later or on another replica",
+                state.settings.server.max_watch_clients
+            ),
+            WATCH_RETRY_AFTER_SECS,
+        ));
+    };
     let feed = &state.events;
     let start = match from_header.or(from_query) {
         None => feed.head().await?,
@@ -123,7 +136,7 @@ pub async fn watch(
             }
         }
     };
-    let rx = feed.follow(start);
+    let rx = feed.follow(start, slot);
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         let ev = rx.recv().await?;
         let sse = Event::default().id(ev.id.clone()).data(ev.json.clone());

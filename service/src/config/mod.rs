@@ -68,6 +68,25 @@ pub struct ServerSettings {
     /// How long in-flight requests may take to finish after SIGTERM.
     #[serde(deserialize_with = "de::duration")]
     pub shutdown_grace: Duration,
+    /// Most HTTP connections served at once. Past it, a small reserve of
+    /// connections is served only the health and metrics routes (others get
+    /// 503), and past that new connections are closed at once. Lowered at
+    /// start if the process's open-file limit cannot hold it.
+    #[validate(range(min = 1, max = 1000000))]
+    pub max_connections: usize,
+    /// Once the first byte of a request arrives, its headers must be
+    /// complete within this, or the connection is closed (slowloris).
+    #[serde(deserialize_with = "de::duration")]
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight that receives nothing for
+    /// this long is closed; so is one whose response the client has not
+    /// read for this long (its socket stays full).
+    #[serde(deserialize_with = "de::duration")]
+    pub idle_timeout: Duration,
+    /// Most clients following `/api/fed/watch` at once on this replica;
+    /// more are answered 503 with Retry-After.
+    #[validate(range(min = 1, max = 1000000))]
+    pub max_watch_clients: usize,
 }
 
 impl Default for ServerSettings {
@@ -78,6 +97,10 @@ impl Default for ServerSettings {
             request_timeout: Duration::from_secs(30),
             body_limit_bytes: 1 << 20,
             shutdown_grace: Duration::from_secs(10),
+            max_connections: 4096,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
+            max_watch_clients: 1000,
         }
     }
 }
@@ -361,8 +384,26 @@ impl Settings {
             }
         }
 
-        if self.server.request_timeout.is_zero() {
+        let server = &self.server;
+        if server.request_timeout.is_zero() {
             push("server.request_timeout", "must be greater than zero".into());
+        }
+        for (path, d) in [
+            ("server.header_read_timeout", server.header_read_timeout),
+            ("server.idle_timeout", server.idle_timeout),
+        ] {
+            if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
+                push(path, "must be between 100ms and 1h".into());
+            }
+        }
+        if server.max_watch_clients > server.max_connections {
+            push(
+                "server.max_watch_clients",
+                format!(
+                    "must not exceed server.max_connections ({}): each watch client holds a connection",
+                    server.max_connections
+                ),
+            );
         }
         match url::Url::parse(self.database.url.expose_secret()) {
             Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") => {}

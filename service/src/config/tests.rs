@@ -405,3 +405,39 @@ fn config_projects_yaml_is_read_when_present_as_the_original_does() {
         Ok(())
     });
 }
+
+#[test]
+fn server_limits_have_defaults_and_are_checked() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+        let s = load_in(jail, None).unwrap();
+        assert_eq!(s.server.max_connections, 4096);
+        assert_eq!(s.server.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(s.server.idle_timeout, Duration::from_secs(75));
+        assert_eq!(s.server.max_watch_clients, 1000);
+        jail.create_file(
+            "f.yaml",
+            "server:\n  max_connections: 0\n  header_read_timeout: 0s\n  idle_timeout: 2h\n",
+        )?;
+        let e = load_in(jail, Some("f.yaml")).unwrap_err();
+        let mut got = paths(&e);
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                "server.header_read_timeout",
+                "server.idle_timeout",
+                "server.max_connections",
+                "server.max_watch_clients",
+            ]
+        );
+        let text = e.to_string();
+        assert!(text.contains("between 100ms and 1h"), "{text}");
+        assert!(
+            text.contains("each watch client holds a connection"),
+            "{text}"
+        );
+        Ok(())
+    });
+}

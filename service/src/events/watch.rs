@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::log::{self, Cursor, OutboxEvent};
@@ -27,8 +27,10 @@ const PAGE: i64 = 500;
 /// Events buffered per replica for slow clients before they fall back to
 /// the database.
 const BROADCAST_CAPACITY: usize = 4096;
-/// Events buffered per client connection.
-const CLIENT_BUFFER: usize = 256;
+/// Events buffered per client connection. Past it the client's follower
+/// waits (and falls behind the broadcast, then catches up from the
+/// database), so a slow client costs at most this many events of memory.
+const CLIENT_BUFFER: usize = 64;
 
 /// An event ready to send: its position, id and CloudEvent JSON.
 #[derive(Debug, Clone)]
@@ -48,6 +50,9 @@ impl FeedEvent {
     }
 }
 
+/// A watch client's place among `server.max_watch_clients`.
+pub struct ClientSlot(#[allow(dead_code)] OwnedSemaphorePermit);
+
 /// One per replica, shared by every watch client.
 pub struct EventFeed {
     db: PgPool,
@@ -59,17 +64,21 @@ pub struct EventFeed {
     poll_interval: Duration,
     metrics: EventMetrics,
     shutdown: CancellationToken,
+    /// One permit per client being served (`server.max_watch_clients`).
+    clients: Arc<Semaphore>,
 }
 
 impl EventFeed {
     pub fn new(
         db: PgPool,
         settings: &EventSettings,
+        max_clients: usize,
         metrics: EventMetrics,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
         let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
         Arc::new(EventFeed {
+            clients: Arc::new(Semaphore::new(max_clients)),
             db,
             tx,
             tailing: tokio::sync::watch::Sender::new(false),
@@ -163,12 +172,28 @@ impl EventFeed {
         log::position_of(&self.db, id).await
     }
 
+    /// A place for one more client, if the replica has one left. Held for
+    /// as long as the client is served.
+    pub fn admit(&self) -> Option<ClientSlot> {
+        self.clients
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .map(ClientSlot)
+    }
+
     /// Starts a client's follower from `after`; its events arrive on the
-    /// returned channel, which closes on shutdown.
-    pub fn follow(self: &Arc<Self>, after: Cursor) -> mpsc::Receiver<Arc<FeedEvent>> {
+    /// returned channel, which closes on shutdown. The slot is given back
+    /// when the client goes away.
+    pub fn follow(
+        self: &Arc<Self>,
+        after: Cursor,
+        slot: ClientSlot,
+    ) -> mpsc::Receiver<Arc<FeedEvent>> {
         let (tx, rx) = mpsc::channel(CLIENT_BUFFER);
         let feed = self.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             feed.metrics.watch_clients.inc();
             let serve = async {
                 let mut tailing = feed.tailing.subscribe();

@@ -8,7 +8,6 @@
 //! the next flush takes whatever accumulated.
 
 pub mod coalescer;
-mod limiter;
 pub mod sight;
 pub mod write;
 
@@ -31,9 +30,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog_view::CatalogView;
 use crate::config::{HeartbeatSettings, NatsSettings};
+use crate::log_limit::LogLimiter;
 use crate::metrics::Metrics;
 use coalescer::{HeartbeatCoalescer, Offer, Pending};
-use limiter::LogLimiter;
 pub use sight::Sight;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -330,7 +329,7 @@ struct Flusher {
     metrics: Arc<Metrics>,
     sight: Arc<Sight>,
     view: Arc<CatalogView>,
-    log: LogLimiter,
+    log: LogLimiter<Rejection>,
 }
 
 impl Flusher {

@@ -28,6 +28,8 @@ pub fn latency_histogram() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     pub http: HttpMetrics,
+    pub connections: crate::server::ConnectionMetrics,
+    pub health: crate::health::HealthMetrics,
     pub catalog: CatalogMetrics,
     pub nats: crate::nats::NatsMetrics,
     pub sync: crate::sync::metrics::SyncMetrics,
@@ -45,6 +47,8 @@ impl Metrics {
         )]);
         registry.register("build", "Build of the running service", build);
         let http = HttpMetrics::register(&mut registry);
+        let connections = crate::server::ConnectionMetrics::register(&mut registry);
+        let health = crate::health::HealthMetrics::register(&mut registry);
         let catalog = CatalogMetrics::register(&mut registry);
         let nats = crate::nats::NatsMetrics::register(&mut registry);
         let sync = crate::sync::metrics::SyncMetrics::register(&mut registry);
@@ -54,6 +58,8 @@ impl Metrics {
         Metrics {
             registry,
             http,
+            connections,
+            health,
             catalog,
             nats,
             sync,

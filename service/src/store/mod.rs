@@ -107,16 +107,22 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
 
 /// How many embedded migrations the database has not applied.
 pub async fn pending_migrations(pool: &PgPool) -> Result<usize, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    pending_migrations_on(&mut conn).await
+}
+
+/// As [`pending_migrations`], on a connection of the caller's.
+pub async fn pending_migrations_on(conn: &mut sqlx::PgConnection) -> Result<usize, sqlx::Error> {
     let exists: bool =
         sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL")
-            .fetch_one(pool)
+            .fetch_one(&mut *conn)
             .await?;
     if !exists {
         return Ok(MIGRATOR.iter().count());
     }
     let applied: Vec<i64> =
         sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-            .fetch_all(pool)
+            .fetch_all(&mut *conn)
             .await?;
     Ok(MIGRATOR
         .iter()

@@ -86,9 +86,14 @@ async fn ready_reports_pending_migrations() {
     .execute(&app.pool)
     .await
     .unwrap();
-    let res = app.get("/ready", None).await;
-    assert_eq!(res.status(), 503);
-    let body: Value = res.json().await.unwrap();
+    // Seen at the next database check, within about a second.
+    let body = testkit::eventually(Duration::from_secs(10), "/ready to see it", || async {
+        let res = app.get("/ready", None).await;
+        let status = res.status();
+        let body: Value = res.json().await.ok()?;
+        (status == 503).then_some(body)
+    })
+    .await;
     assert_eq!(body["reasons"][0], "migrations: 1 pending", "{body}");
 }
 

@@ -27,18 +27,32 @@ pub struct TestApp {
 }
 
 /// Settings YAML for a test, with the database URL filled in.
-/// NATS is off unless `extra` has a `nats:` section.
+/// NATS is off unless `extra` has a `nats:` section. Keys of a `server:`
+/// section in `extra` join the test's own.
 pub fn settings_yaml(db_url: &str, extra: &str) -> String {
     let nats = if extra.contains("nats:") {
         ""
     } else {
         "nats:\n  enabled: false\n"
     };
+    let (mut server, mut rest, mut in_server) = (String::new(), String::new(), false);
+    for line in extra.lines() {
+        if line == "server:" {
+            in_server = true;
+        } else if in_server && line.starts_with("  ") {
+            server.push_str(line);
+            server.push('\n');
+        } else {
+            in_server = false;
+            rest.push_str(line);
+            rest.push('\n');
+        }
+    }
     format!(
-        "server:\n  host: 127.0.0.1\n  port: 0\n  shutdown_grace: 2s\n\
+        "server:\n  host: 127.0.0.1\n  port: 0\n  shutdown_grace: 2s\n{server}\
          database:\n  url: \"{db_url}\"\n  startup_timeout: 30s\n  max_connections: 5\n\
          {nats}\
-         auth:\n  admin_keys: [\"{ADMIN_KEY}\", \"{ADMIN_KEY_2}\"]\n  agent_keys: [\"{AGENT_KEY}\"]\n{extra}"
+         auth:\n  admin_keys: [\"{ADMIN_KEY}\", \"{ADMIN_KEY_2}\"]\n  agent_keys: [\"{AGENT_KEY}\"]\n{rest}"
     )
 }
 

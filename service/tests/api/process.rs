@@ -330,3 +330,59 @@ async fn nats_credentials_stay_out_of_trace_logs() {
         "the NATS password appears in the logs"
     );
 }
+
+#[tokio::test]
+async fn a_flood_of_wrong_keys_logs_a_few_lines_not_one_each() {
+    let db = TestDb::create().await;
+    let port = testkit::free_port();
+    let child = federation(&["serve"])
+        .env("FEDERATION_API_KEYS", ADMIN_KEY)
+        .env("DATABASE_URL", &db.url)
+        .env("FEDERATION__NATS__ENABLED", "false")
+        .env("FEDERATION_PORT", port.to_string())
+        .env("FEDERATION__SERVER__HOST", "127.0.0.1")
+        .env("LOG_LEVEL", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_ready(port).await;
+
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/api/fed/projects");
+    let tries = 300;
+    let started = std::time::Instant::now();
+    for i in 0..tries {
+        let res = client
+            .get(&url)
+            .header("X-API-Key", format!("guess-number-{i:06}-of-many"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 403, "every wrong key is still refused");
+    }
+
+    let took = started.elapsed();
+    signal(child.id(), "-TERM");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let logs =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("rejected unknown API key"))
+        .collect();
+    // One budget per window the flood spanned, however slow the machine.
+    let windows =
+        2 + (took.as_secs_f64() / service::api::auth::FAILURE_WINDOW.as_secs_f64()) as usize;
+    assert!(
+        !lines.is_empty() && lines.len() <= service::api::auth::FAILURE_LINES as usize * windows,
+        "{} refusal lines for {tries} wrong keys:\n{}",
+        lines.len(),
+        lines.join("\n")
+    );
+    assert!(!logs.contains("guess-number-"), "a key appears in the logs");
+}

@@ -1,16 +1,17 @@
-//! Rate-limited logging: a flood of bad messages must not fill the disk.
+//! Rate-limited logging: a flood of bad messages or bad requests must not
+//! fill the disk.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::time::{Duration, Instant};
 
-use protocol::Rejection;
-
-/// At most `per_window` lines per reason per `window`; the first line of the
-/// next window says how many were suppressed.
-pub struct LogLimiter {
+/// At most `per_window` lines per kind (a rejection reason, an auth
+/// failure...) per `window`; the first line of the next window says how
+/// many were suppressed.
+pub struct LogLimiter<K> {
     per_window: u32,
     window: Duration,
-    slots: HashMap<Rejection, Slot>,
+    slots: HashMap<K, Slot>,
 }
 
 struct Slot {
@@ -19,7 +20,7 @@ struct Slot {
     suppressed: u64,
 }
 
-impl LogLimiter {
+impl<K: Hash + Eq> LogLimiter<K> {
     pub fn new(per_window: u32, window: Duration) -> Self {
         LogLimiter {
             per_window,
@@ -29,12 +30,12 @@ impl LogLimiter {
     }
 
     /// `Some(suppressed_before)` if a line may be logged now.
-    pub fn allow(&mut self, reason: Rejection) -> Option<u64> {
-        self.allow_at(reason, Instant::now())
+    pub fn allow(&mut self, kind: K) -> Option<u64> {
+        self.allow_at(kind, Instant::now())
     }
 
-    fn allow_at(&mut self, reason: Rejection, now: Instant) -> Option<u64> {
-        let slot = self.slots.entry(reason).or_insert(Slot {
+    fn allow_at(&mut self, kind: K, now: Instant) -> Option<u64> {
+        let slot = self.slots.entry(kind).or_insert(Slot {
             start: now,
             used: 0,
             suppressed: 0,
@@ -56,6 +57,7 @@ impl LogLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use protocol::Rejection;
 
     #[test]
     fn a_flood_is_cut_to_a_few_lines_per_window_then_summarised() {
@@ -65,7 +67,7 @@ mod tests {
             .filter(|_| l.allow_at(Rejection::NotJson, t0).is_some())
             .count();
         assert_eq!(allowed, 3);
-        // Another reason has its own budget.
+        // Another kind has its own budget.
         assert_eq!(l.allow_at(Rejection::BadSlug, t0), Some(0));
         // Next window: the first line reports what was suppressed.
         assert_eq!(
