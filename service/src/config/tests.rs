@@ -213,7 +213,7 @@ fn each_problem_of_a_section_is_a_sentence_with_its_origin() {
         for want in [
             "server.port: 99999 is not a valid port (0 to 65535) (from environment variable `FEDERATION_PORT`)",
             "server.host: must be an IP address such as 127.0.0.1 or 0.0.0.0 (from environment variable `FEDERATION__SERVER__HOST`)",
-            "server.colour: is not a known setting (known here: host, port, request_timeout, body_limit_bytes, shutdown_grace)",
+            "server.colour: is not a known setting (known here: host, port, request_timeout, body_limit_bytes, shutdown_grace, max_connections, header_read_timeout, idle_timeout, max_watch_clients)",
             "server.shutdown_grace: \"soon\" is not a duration; write a number of seconds, or e.g. \"90s\", \"100ms\", \"2m\"",
             "nats.enabled: must be true or false, not \"maybe\" (from environment variable `FEDERATION__NATS__ENABLED`)",
             "log.format: \"xml\" is not one of: auto, json, text",
