@@ -111,9 +111,11 @@ async fn approving_a_spoke_makes_the_worker_write_the_file_and_create_the_idp() 
     })
     .await;
     // The run is recorded when it ends, a moment after the links it set.
-    eventually(QUICK, "an event, not the resync, to have triggered it", || async {
-        (event_runs(&app).await >= 1).then_some(())
-    })
+    eventually(
+        QUICK,
+        "an event, not the resync, to have triggered it",
+        || async { (event_runs(&app).await >= 1).then_some(()) },
+    )
     .await;
     // Every event acked once its run finished.
     eventually(QUICK, "every event acked", || async {
