@@ -48,6 +48,18 @@ pub fn settings_yaml(db_url: &str, extra: &str) -> String {
             rest.push('\n');
         }
     }
+    // A reconcile (e.g. `POST /api/federation/drift`) writes the tfvars
+    // file: never into the source tree.
+    if !extra.contains("sync:") {
+        let tfvars = std::env::temp_dir().join(format!(
+            "fedtest-{}.hub.auto.tfvars",
+            uuid::Uuid::new_v4().simple()
+        ));
+        rest.push_str(&format!(
+            "sync:\n  tfvars:\n    path: \"{}\"\n",
+            tfvars.display()
+        ));
+    }
     format!(
         "server:\n  host: 127.0.0.1\n  port: 0\n  shutdown_grace: 2s\n{server}\
          database:\n  url: \"{db_url}\"\n  startup_timeout: 30s\n  max_connections: 5\n\
