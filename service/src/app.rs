@@ -210,6 +210,7 @@ impl Application {
                 return Err(e);
             }
         };
+        state.readiness.mark_serving();
         tracing::info!("service ready");
         shutdown.cancelled().await;
         tracing::info!(
@@ -427,7 +428,10 @@ async fn start_workers(
         .to_string();
     let direct_options = store::connect_options(&settings.database)?
         .application_name(&direct_writer)
-        .options([("statement_timeout", statement_timeout.as_str())]);
+        .options([
+            ("statement_timeout", statement_timeout.as_str()),
+            ("plan_cache_mode", "force_generic_plan"),
+        ]);
     let single_connection = || {
         sqlx::postgres::PgPoolOptions::new()
             .max_connections(1)

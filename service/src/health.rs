@@ -20,6 +20,9 @@ pub struct Readiness {
     started: Instant,
     /// Database reached, migrations applied, seed loaded.
     database_ready: AtomicBool,
+    /// And the background workers started (heartbeats subscribed): what
+    /// `/ready` waits for, so nothing published after it is missed.
+    serving: AtomicBool,
     /// What start-up is doing now, while not ready.
     phase: Mutex<String>,
 }
@@ -29,6 +32,7 @@ impl Default for Readiness {
         Readiness {
             started: Instant::now(),
             database_ready: AtomicBool::new(false),
+            serving: AtomicBool::new(false),
             phase: Mutex::new("waiting for the database".into()),
         }
     }
@@ -43,7 +47,16 @@ impl Readiness {
 
     pub fn mark_database_ready(&self) {
         self.database_ready.store(true, Ordering::Release);
+        self.set_phase("starting the background workers");
+    }
+
+    pub fn mark_serving(&self) {
+        self.serving.store(true, Ordering::Release);
         self.set_phase("ready");
+    }
+
+    pub fn serving(&self) -> bool {
+        self.serving.load(Ordering::Acquire)
     }
 
     pub fn database_ready(&self) -> bool {
@@ -279,7 +292,7 @@ pub fn readiness(
     warnings: Vec<String>,
 ) -> ReadyReport {
     let mut reasons = Vec::new();
-    if !readiness.database_ready() {
+    if !readiness.serving() {
         reasons.push(format!("startup: {}", readiness.phase()));
     } else if let Some(problem) = database.problem() {
         reasons.push(problem);

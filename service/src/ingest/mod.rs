@@ -121,6 +121,9 @@ impl IngestMetrics {
     }
 }
 
+/// How long start-up waits for the server to confirm the subscription.
+const SUBSCRIBE_CONFIRM: Duration = Duration::from_secs(5);
+
 /// Where accepted heartbeats are written, and who hears about it.
 pub struct Sinks {
     /// A pool of its own (its statements are large; a connection keeps
@@ -173,6 +176,17 @@ impl Ingest {
             )
             .await
             .map_err(|e| anyhow::anyhow!("cannot subscribe to heartbeats: {e}"))?;
+        // The subscription is only a command queued to the server: a round
+        // trip makes sure the server has it before we say we listen (and
+        // before /ready says so). NATS down: we listen once it is back.
+        let confirmed = tokio::time::timeout(SUBSCRIBE_CONFIRM, client.flush())
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if !confirmed {
+            tracing::warn!(
+                "NATS has not confirmed the heartbeat subscription yet; it will once connected"
+            );
+        }
         sight.mark_subscribed(Utc::now());
         tracing::info!(
             subject = protocol::subjects::HEARTBEAT_WILDCARD,
