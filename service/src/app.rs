@@ -428,10 +428,7 @@ async fn start_workers(
         .to_string();
     let direct_options = store::connect_options(&settings.database)?
         .application_name(&direct_writer)
-        .options([
-            ("statement_timeout", statement_timeout.as_str()),
-            ("plan_cache_mode", "force_generic_plan"),
-        ]);
+        .options([("statement_timeout", statement_timeout.as_str())]);
     let single_connection = || {
         sqlx::postgres::PgPoolOptions::new()
             .max_connections(1)

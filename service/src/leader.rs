@@ -5,7 +5,8 @@
 //! `pg_try_advisory_lock(key)` until it wins, then checks its connection
 //! every `check_every`. The lock lives as long as the session: if the leader
 //! dies or its connection drops, PostgreSQL releases it and a standby wins
-//! at its next try. Work done under the lock must be idempotent, since a
+//! at its next try (a leader that lost its session waits three checks before
+//! campaigning again, so it does not race the standbys back into the lock). Work done under the lock must be idempotent, since a
 //! leader that lost its connection learns it within one check.
 
 use std::time::Duration;
@@ -144,6 +145,14 @@ async fn campaign(
                 }
             }
             set(false);
+            let _ = conn.close().await;
+            // A replica whose session just died is the suspect one: let the
+            // standbys (which try every check) win before campaigning again,
+            // instead of racing them back into the lock it lost.
+            if sleep_or_stop(check_every * 3, &shutdown).await {
+                break;
+            }
+            continue;
         }
         let _ = conn.close().await;
         if shutdown.is_cancelled() {
