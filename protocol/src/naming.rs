@@ -60,6 +60,36 @@ pub fn is_valid_instance_code(code: &str) -> bool {
     code.len() == 3 && code.bytes().all(|c| c.is_ascii_uppercase())
 }
 
+/// The officially assigned ISO 3166-1 alpha-3 codes (249), sorted.
+/// Reserved and user-assigned codes (e.g. XKX) are not spoke codes.
+pub const ISO_3166_ALPHA3: [&str; 249] = [
+    "ABW", "AFG", "AGO", "AIA", "ALA", "ALB", "AND", "ARE", "ARG", "ARM", "ASM", "ATA", "ATF",
+    "ATG", "AUS", "AUT", "AZE", "BDI", "BEL", "BEN", "BES", "BFA", "BGD", "BGR", "BHR", "BHS",
+    "BIH", "BLM", "BLR", "BLZ", "BMU", "BOL", "BRA", "BRB", "BRN", "BTN", "BVT", "BWA", "CAF",
+    "CAN", "CCK", "CHE", "CHL", "CHN", "CIV", "CMR", "COD", "COG", "COK", "COL", "COM", "CPV",
+    "CRI", "CUB", "CUW", "CXR", "CYM", "CYP", "CZE", "DEU", "DJI", "DMA", "DNK", "DOM", "DZA",
+    "ECU", "EGY", "ERI", "ESH", "ESP", "EST", "ETH", "FIN", "FJI", "FLK", "FRA", "FRO", "FSM",
+    "GAB", "GBR", "GEO", "GGY", "GHA", "GIB", "GIN", "GLP", "GMB", "GNB", "GNQ", "GRC", "GRD",
+    "GRL", "GTM", "GUF", "GUM", "GUY", "HKG", "HMD", "HND", "HRV", "HTI", "HUN", "IDN", "IMN",
+    "IND", "IOT", "IRL", "IRN", "IRQ", "ISL", "ISR", "ITA", "JAM", "JEY", "JOR", "JPN", "KAZ",
+    "KEN", "KGZ", "KHM", "KIR", "KNA", "KOR", "KWT", "LAO", "LBN", "LBR", "LBY", "LCA", "LIE",
+    "LKA", "LSO", "LTU", "LUX", "LVA", "MAC", "MAF", "MAR", "MCO", "MDA", "MDG", "MDV", "MEX",
+    "MHL", "MKD", "MLI", "MLT", "MMR", "MNE", "MNG", "MNP", "MOZ", "MRT", "MSR", "MTQ", "MUS",
+    "MWI", "MYS", "MYT", "NAM", "NCL", "NER", "NFK", "NGA", "NIC", "NIU", "NLD", "NOR", "NPL",
+    "NRU", "NZL", "OMN", "PAK", "PAN", "PCN", "PER", "PHL", "PLW", "PNG", "POL", "PRI", "PRK",
+    "PRT", "PRY", "PSE", "PYF", "QAT", "REU", "ROU", "RUS", "RWA", "SAU", "SDN", "SEN", "SGP",
+    "SGS", "SHN", "SJM", "SLB", "SLE", "SLV", "SMR", "SOM", "SPM", "SRB", "SSD", "STP", "SUR",
+    "SVK", "SVN", "SWE", "SWZ", "SXM", "SYC", "SYR", "TCA", "TCD", "TGO", "THA", "TJK", "TKL",
+    "TKM", "TLS", "TON", "TTO", "TUN", "TUR", "TUV", "TWN", "TZA", "UGA", "UKR", "UMI", "URY",
+    "USA", "UZB", "VAT", "VCT", "VEN", "VGB", "VIR", "VNM", "VUT", "WLF", "WSM", "YEM", "ZAF",
+    "ZMB", "ZWE",
+];
+
+/// True for an upper-case, officially assigned ISO 3166-1 alpha-3 code.
+pub fn is_assigned_alpha3(code: &str) -> bool {
+    is_valid_instance_code(code) && ISO_3166_ALPHA3.binary_search(&code).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +127,19 @@ mod tests {
         assert!(is_valid_instance_code("FRA"));
         for bad in ["fra", "FR", "FRAN", "F1A", ""] {
             assert!(!is_valid_instance_code(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_code_list_is_sorted_unique_and_complete() {
+        assert!(ISO_3166_ALPHA3.windows(2).all(|w| w[0] < w[1]));
+        for code in [
+            "FRA", "DEU", "GBR", "NLD", "USA", "ABW", "ZWE", "ALA", "SSD",
+        ] {
+            assert!(is_assigned_alpha3(code), "{code}");
+        }
+        for code in ["XKX", "AAA", "ZZZ", "EUR", "fra", "FR", "UK1", "SUN", "YUG"] {
+            assert!(!is_assigned_alpha3(code), "{code}");
         }
     }
 }

@@ -5,14 +5,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::extract::FromRef;
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::auth::ApiKeys;
-use crate::api::observability::DbGauges;
+use crate::auth::ApiKeys;
 use crate::catalog::ProjectSpec;
 use crate::catalog_view::{follow, CatalogView};
 use crate::config::Settings;
@@ -23,45 +21,9 @@ use crate::ingest::{Ingest, Sight, Sinks};
 use crate::leader::{self, Election};
 use crate::metrics::Metrics;
 use crate::nats::NatsConnection;
+use crate::state::{App, AppState};
 use crate::store;
 use crate::sweeper::StaleSweeper;
-
-/// Shared by every handler and task.
-#[derive(Clone)]
-pub struct AppState {
-    pub settings: Arc<Settings>,
-    pub db: PgPool,
-    pub metrics: Arc<Metrics>,
-    pub keys: Arc<ApiKeys>,
-    pub readiness: Arc<Readiness>,
-    /// `None` when `nats.enabled` is false.
-    pub nats: Option<Arc<NatsConnection>>,
-    /// Federation sync: reconcile, drift, status (the worker runs only when
-    /// `sync.enabled`).
-    pub sync: Arc<crate::sync::SyncEngine>,
-    /// Whether heartbeats can be seen, and since when.
-    pub sight: Arc<Sight>,
-    /// The catalog in memory, for the read routes.
-    pub view: Arc<CatalogView>,
-    /// Follows the outbox for `/api/fed/watch` clients.
-    pub events: Arc<EventFeed>,
-    /// Whether the database answers, checked every second.
-    pub db_health: Arc<DatabaseMonitor>,
-    /// The `/metrics` gauges read from the database.
-    pub db_gauges: Arc<DbGauges>,
-}
-
-impl FromRef<AppState> for Arc<ApiKeys> {
-    fn from_ref(s: &AppState) -> Self {
-        s.keys.clone()
-    }
-}
-
-impl FromRef<AppState> for Arc<Metrics> {
-    fn from_ref(s: &AppState) -> Self {
-        s.metrics.clone()
-    }
-}
 
 /// A built, not yet running service.
 pub struct Application {
@@ -124,7 +86,7 @@ impl Application {
             db.connect_options().as_ref().clone(),
             metrics.health.database_up.clone(),
         );
-        let state = AppState {
+        let state = AppState(Arc::new(App {
             db_health,
             db_gauges: Arc::default(),
             view: CatalogView::new(settings.catalog.view),
@@ -137,7 +99,7 @@ impl Application {
             sight: Arc::new(Sight::new(nats.clone())),
             nats,
             events,
-        };
+        }));
         Ok(Application {
             listener,
             state,
@@ -444,7 +406,8 @@ async fn start_workers(
             &settings.heartbeat,
             Sinks {
                 pool: flusher_db,
-                metrics: state.metrics.clone(),
+                metrics: state.metrics.ingest.clone(),
+                catalog_metrics: state.metrics.catalog.clone(),
                 sight: state.sight.clone(),
                 view: state.view.clone(),
             },
@@ -464,7 +427,8 @@ async fn start_workers(
     workers.tasks.push(tokio::spawn(sweeper.run(
         election,
         state.sight.clone(),
-        state.metrics.clone(),
+        state.metrics.sweeper.clone(),
+        state.metrics.catalog.clone(),
         shutdown.clone(),
     )));
     workers.tasks.push(campaign);

@@ -153,7 +153,7 @@ pub async fn run(cli: Cli) -> ExitCode {
 pub fn load(sources: &Sources) -> Result<(Settings, Vec<ProjectSpec>), String> {
     let settings = Settings::load(sources).map_err(|e| e.to_string())?;
     let seeds = match &settings.catalog.projects_file {
-        Some(path) => config::seed::load(path).map_err(|e| e.to_string())?,
+        Some(path) => crate::catalog::seed::load(path).map_err(|e| e.to_string())?,
         None => Vec::new(),
     };
     Ok((settings, seeds))
@@ -182,7 +182,7 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 fn summary(s: &Settings, seeds: &[ProjectSpec]) -> String {
     let fps = |keys: &[secrecy::SecretString]| {
         keys.iter()
-            .map(|k| crate::api::auth::fingerprint(k.expose_secret()))
+            .map(|k| crate::auth::fingerprint(k.expose_secret()))
             .collect::<Vec<_>>()
             .join(", ")
     };

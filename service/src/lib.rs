@@ -1,26 +1,34 @@
 //! The federation catalog service.
 //!
-//! `app` wires the concerns together; each other module owns one concern
-//! and its SQL: `config`, `store`, `catalog`, `federation` (the spoke
-//! registry's rules), `events`, `api`, `metrics`, `health`, `sync` (tfvars,
-//! Keycloak, links, drift).
+//! `app` composes; `state` is what handlers receive; every other module owns
+//! one concern and its SQL: `config`, `store`, `catalog` (projects, their
+//! seeding and metrics), `catalog_view` (the catalog in memory), `spoke` (the
+//! spoke registry's rules), `events`, `ingest`, `sweeper`, `leader`, `sync`
+//! (tfvars, Keycloak, links, drift), `auth`, `api`, `health`, `server`,
+//! `metrics` (the registry), and the leaves `rules`, `field_error`,
+//! `instrument`, `log_limit`, `telemetry`. No module reaches back into one
+//! that depends on it (`tests/api/structure.rs` checks).
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod catalog;
 pub mod catalog_view;
 pub mod cli;
 pub mod config;
 pub mod events;
-pub mod federation;
+pub mod field_error;
 pub mod health;
 pub mod ingest;
+pub mod instrument;
 pub mod leader;
 pub mod log_limit;
 pub mod metrics;
 pub mod nats;
 pub mod rules;
 pub mod server;
+pub mod spoke;
+pub mod state;
 pub mod store;
 pub mod sweeper;
 pub mod sync;

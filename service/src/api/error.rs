@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::catalog::FieldError;
+use crate::field_error::FieldError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 

@@ -19,7 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
 use super::shape::{Components, Shape};
-use crate::catalog::{sort_by_field, FieldError};
+use crate::field_error::{sort_by_field, FieldError};
 
 /// A JSON body. Syntax errors are 400. Unknown, missing and mistyped fields
 /// are 422, all of them at once, together with what the domain's rules find

@@ -10,13 +10,13 @@ use utoipa::IntoParams;
 use super::auth::{Caller, Role};
 use super::error::{ApiError, ApiResult, KeyedErrors, Problem};
 use super::extract::{Json, Query};
-use crate::app::AppState;
-use crate::catalog::FieldError;
-use crate::federation::{
+use crate::field_error::FieldError;
+use crate::rules;
+use crate::spoke::{
     is_spoke_id, FederationLink, LinkStatus, Spoke, SpokeAction, SpokeEventData, SpokeRegistration,
     SpokeStatus, Transition, TransitionRequest,
 };
-use crate::rules;
+use crate::state::AppState;
 use crate::store::links::{self, LinkFilter};
 use crate::store::spokes::{self, Registered, TransitionOutcome};
 

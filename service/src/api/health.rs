@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::app::AppState;
 use crate::health::{self, DbHealth, ReadyReport};
+use crate::state::AppState;
 
 pub const TAG: &str = "health";
 

@@ -4,8 +4,8 @@
 use axum::extract::State;
 
 use super::error::{ApiResult, Problem};
-use crate::app::AppState;
-use crate::federation::PublicIdp;
+use crate::spoke::PublicIdp;
+use crate::state::AppState;
 use crate::store::spokes;
 
 pub const TAG: &str = "federation";

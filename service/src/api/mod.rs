@@ -32,7 +32,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
+use crate::state::AppState;
 use error::{ApiError, Problem};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -47,7 +47,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
         license(name = "Apache-2.0"),
     ),
     modifiers(&SecurityAddon),
-    components(schemas(Problem, crate::catalog::FieldError)),
+    components(schemas(Problem, crate::field_error::FieldError)),
     tags(
         (name = "catalog", description = "Projects (hubs) and their liveness"),
         (name = "federation", description = "Spoke registry, lifecycle, federation links, public IdPs, the event watch stream, sync and drift"),
@@ -168,7 +168,7 @@ fn publish_what_derives_cannot_say(doc: &mut utoipa::openapi::OpenApi, hub_code:
     {
         registration.properties.insert(
             "instance_code".into(),
-            RefOr::T(crate::federation::spoke_code_schema(hub_code).into()),
+            RefOr::T(crate::spoke::spoke_code_schema(hub_code).into()),
         );
     }
 }

@@ -9,77 +9,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Span;
 
-use crate::app::AppState;
+use crate::metrics::gather::Sources;
 use crate::metrics::{HttpLabels, Metrics, RouteLabels, CONTENT_TYPE};
-use crate::store;
+use crate::state::AppState;
 
 pub const TAG: &str = "observability";
-
-/// Longest a scrape waits for the gauges read from the database; past it,
-/// the last values are served. A scrape never waits on a database that is
-/// known to be down.
-const DB_GAUGES_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// The gauges derived from the database (outbox, circuit breakers, and
-/// projects by status when there is no catalog view), read at scrape time so they are exact whichever
-/// replica made the change. One refresh at a time: scrapes that arrive
-/// while one runs wait for it and serve its values, so a flood of scrapes
-/// keeps at most one query in flight.
-#[derive(Default)]
-pub struct DbGauges {
-    refreshing: tokio::sync::Mutex<()>,
-    refreshed: std::sync::atomic::AtomicU64,
-}
-
-impl DbGauges {
-    async fn refresh(&self, state: &AppState) {
-        use std::sync::atomic::Ordering;
-        let deadline = tokio::time::Instant::now() + DB_GAUGES_TIMEOUT;
-        let seen = self.refreshed.load(Ordering::Acquire);
-        let Ok(_turn) = tokio::time::timeout_at(deadline, self.refreshing.lock()).await else {
-            tracing::debug!("database gauges: a refresh is still running; serving the last values");
-            return;
-        };
-        if self.refreshed.load(Ordering::Acquire) != seen {
-            // Refreshed while this scrape waited.
-            return;
-        }
-        if tokio::time::timeout_at(deadline, read_db_gauges(state))
-            .await
-            .is_err()
-        {
-            tracing::debug!(
-                "reading database gauges for /metrics timed out; serving the last values"
-            );
-        }
-        self.refreshed.fetch_add(1, Ordering::AcqRel);
-    }
-}
-
-async fn read_db_gauges(state: &AppState) {
-    // Without the catalog view, projects are counted in the database.
-    if !state.view.enabled() {
-        match store::projects::count_by_status(&state.db).await {
-            Ok(counts) => state.metrics.catalog.set_counts(&counts),
-            Err(e) => tracing::debug!(error = %e, "cannot count projects for /metrics"),
-        }
-    }
-    // Another replica may have moved a breaker.
-    if let Err(e) = state.sync.refresh_breaker_gauges().await {
-        tracing::debug!(error = %e, "cannot read circuit breakers for /metrics");
-    }
-    match crate::events::log::pending(&state.db).await {
-        Ok((pending, oldest_s)) => {
-            state.metrics.events.outbox_pending.set(pending);
-            state
-                .metrics
-                .events
-                .outbox_oldest_pending_seconds
-                .set(oldest_s);
-        }
-        Err(e) => tracing::debug!(error = %e, "cannot count pending events for /metrics"),
-    }
-}
 
 /// Prometheus metrics in OpenMetrics text format. No key needed. Answers
 /// within about half a second whatever the database does: with the
@@ -93,7 +27,12 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         state.metrics.catalog.set_counts(&counts);
     }
     if state.readiness.database_ready() && !state.db_health.is_down() {
-        state.db_gauges.refresh(&state).await;
+        let sources = Sources {
+            db: &state.db,
+            view: &state.view,
+            sync: &state.sync,
+        };
+        state.db_gauges.refresh(sources, &state.metrics).await;
     }
     let preserving = state.nats.is_some()
         && state

@@ -12,10 +12,11 @@ use protocol::naming::is_valid_slug;
 use super::auth::{Caller, Role};
 use super::error::{ApiError, ApiResult, KeyedErrors, Problem};
 use super::extract::{Json, Query};
-use crate::app::AppState;
 use crate::catalog;
-use crate::catalog::{FieldError, Project, ProjectInput, ProjectStatus, ProjectUpdate};
+use crate::catalog::{Project, ProjectInput, ProjectStatus, ProjectUpdate};
+use crate::field_error::FieldError;
 use crate::rules;
+use crate::state::AppState;
 use crate::store::projects::{self, ProjectFilter, Upserted};
 
 pub const TAG: &str = "catalog";

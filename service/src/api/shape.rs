@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use utoipa::openapi::schema::{AdditionalProperties, ArrayItems, Schema, SchemaType, Type};
 use utoipa::openapi::RefOr;
 
-use crate::catalog::FieldError;
+use crate::field_error::FieldError;
 
 /// A JSON value's expected structure.
 #[derive(Debug, Clone, PartialEq)]

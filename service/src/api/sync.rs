@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::{Caller, Role};
 use super::error::{ApiError, ApiResult, KeyedErrors, Problem};
 use super::extract::Query;
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::sync::drift::DriftReport;
 use crate::sync::plan::Plan;
 use crate::sync::status::SyncStatus;

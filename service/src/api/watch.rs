@@ -15,8 +15,8 @@ use utoipa::IntoParams;
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult, KeyedErrors, Problem};
 use super::extract::Query;
-use crate::app::AppState;
-use crate::catalog::FieldError;
+use crate::field_error::FieldError;
+use crate::state::AppState;
 
 pub const TAG: &str = "federation";
 

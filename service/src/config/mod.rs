@@ -9,7 +9,6 @@
 //! together, each with its path and where the value came from.
 
 pub mod legacy_env;
-pub mod seed;
 pub mod sync;
 
 pub use sync::{
@@ -536,7 +535,7 @@ impl Settings {
                 "must be a non-empty URI reference without spaces".into(),
             );
         }
-        if !crate::federation::is_assigned_alpha3(&self.federation.hub_code) {
+        if !protocol::naming::is_assigned_alpha3(&self.federation.hub_code) {
             push(
                 "federation.hub_code",
                 "must be an upper-case, assigned ISO 3166-1 alpha-3 code such as USA".into(),

@@ -4,6 +4,7 @@
 //! streams it to Server-Sent-Events clients.
 
 pub mod log;
+pub mod metrics;
 pub mod outbox;
 pub mod relay;
 pub mod watch;

@@ -19,9 +19,9 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use super::log::{self, OutboxEvent, READABLE};
+use super::metrics::EventMetrics;
 use crate::config::EventSettings;
 use crate::leader::Election;
-use crate::metrics::EventMetrics;
 
 /// The channel the outbox trigger notifies on commit.
 pub const NOTIFY_CHANNEL: &str = "outbox";

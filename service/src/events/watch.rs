@@ -18,9 +18,9 @@ use tokio::sync::{broadcast, mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::log::{self, Cursor, OutboxEvent};
+use super::metrics::EventMetrics;
 use super::relay;
 use crate::config::EventSettings;
-use crate::metrics::EventMetrics;
 
 /// Events read from the database per query.
 const PAGE: i64 = 500;

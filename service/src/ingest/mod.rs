@@ -28,10 +28,11 @@ use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::catalog::metrics::CatalogMetrics;
 use crate::catalog_view::CatalogView;
 use crate::config::{HeartbeatSettings, NatsSettings};
+use crate::instrument::{latency_histogram, metrics};
 use crate::log_limit::LogLimiter;
-use crate::metrics::Metrics;
 use coalescer::{HeartbeatCoalescer, Offer, Pending};
 pub use sight::Sight;
 
@@ -40,76 +41,38 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
-/// Ingestion metrics.
-#[derive(Clone)]
-pub struct IngestMetrics {
-    pub accepted: Counter,
-    pub rejected: Family<ReasonLabels, Counter>,
-    pub batch_size: Histogram,
-    pub flush_duration: Histogram,
-    pub pending: Gauge,
-    pub flush_errors: Counter,
-    pub writes_failing: Gauge,
+metrics! {
+    /// Ingestion metrics.
+    pub struct IngestMetrics {
+        /// Heartbeats accepted and persisted (each message counts, including those coalesced into a newer one)
+        pub accepted: Counter = "heartbeat",
+        /// Heartbeats rejected, by reason
+        pub rejected: Family<ReasonLabels, Counter> = "heartbeat_rejected",
+        /// Hubs written by one flush statement
+        pub batch_size: Histogram = "heartbeat_batch_size" => Histogram::new([
+            1.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 25000.0, 50000.0,
+        ]),
+        /// Time to write one batch of heartbeats (successful flushes)
+        pub flush_duration: Histogram = "heartbeat_flush_duration_seconds" => latency_histogram(),
+        /// Hubs whose latest heartbeat waits to be written
+        pub pending: Gauge = "heartbeat_pending",
+        /// Flushes that failed and were retried
+        pub flush_errors: Counter = "heartbeat_flush_errors",
+        /// 1 while heartbeats cannot be written (the latest flush failed; they stay pending and are retried), 0 otherwise
+        pub writes_failing: Gauge = "heartbeat_writes_failing",
+    }
 }
 
 impl IngestMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
-        let accepted = Counter::default();
-        registry.register(
-            "heartbeat",
-            "Heartbeats accepted and persisted (each message counts, including those coalesced into a newer one)",
-            accepted.clone(),
-        );
-        let rejected = Family::<ReasonLabels, Counter>::default();
-        registry.register(
-            "heartbeat_rejected",
-            "Heartbeats rejected, by reason",
-            rejected.clone(),
-        );
+    /// Registers them, every rejection reason present from the start at 0.
+    pub fn new(registry: &mut Registry) -> Self {
+        let m = Self::register(registry);
         for r in Rejection::ALL {
-            let _ = rejected.get_or_create(&ReasonLabels { reason: r.as_str() });
+            let _ = m
+                .rejected
+                .get_or_create(&ReasonLabels { reason: r.as_str() });
         }
-        let batch_size = Histogram::new([
-            1.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 25000.0, 50000.0,
-        ]);
-        registry.register(
-            "heartbeat_batch_size",
-            "Hubs written by one flush statement",
-            batch_size.clone(),
-        );
-        let flush_duration = crate::metrics::latency_histogram();
-        registry.register(
-            "heartbeat_flush_duration_seconds",
-            "Time to write one batch of heartbeats (successful flushes)",
-            flush_duration.clone(),
-        );
-        let pending = Gauge::default();
-        registry.register(
-            "heartbeat_pending",
-            "Hubs whose latest heartbeat waits to be written",
-            pending.clone(),
-        );
-        let flush_errors = Counter::default();
-        registry.register(
-            "heartbeat_flush_errors",
-            "Flushes that failed and were retried",
-            flush_errors.clone(),
-        );
-        let writes_failing = Gauge::default();
-        registry.register(
-            "heartbeat_writes_failing",
-            "1 while heartbeats cannot be written (the latest flush failed; they stay pending and are retried), 0 otherwise",
-            writes_failing.clone(),
-        );
-        IngestMetrics {
-            accepted,
-            rejected,
-            batch_size,
-            flush_duration,
-            pending,
-            flush_errors,
-            writes_failing,
-        }
+        m
     }
 
     fn reject(&self, reason: Rejection, n: u64) {
@@ -130,7 +93,9 @@ pub struct Sinks {
     /// buffers at its largest message), named as this replica's direct
     /// writer (see [`crate::catalog_view::follow`]).
     pub pool: PgPool,
-    pub metrics: Arc<Metrics>,
+    pub metrics: IngestMetrics,
+    /// Status transitions and auto-registrations are counted here.
+    pub catalog_metrics: CatalogMetrics,
     pub sight: Arc<Sight>,
     /// Written rows are applied here right after commit.
     pub view: Arc<CatalogView>,
@@ -156,6 +121,7 @@ impl Ingest {
         let Sinks {
             pool,
             metrics,
+            catalog_metrics,
             sight,
             view,
         } = sinks;
@@ -198,7 +164,7 @@ impl Ingest {
             settings.max_payload_bytes,
             coalescer.clone(),
             view.clone(),
-            metrics.ingest.clone(),
+            metrics.clone(),
             sight.clone(),
             shutdown,
         ));
@@ -207,6 +173,7 @@ impl Ingest {
             pool,
             settings: settings.clone(),
             metrics,
+            catalog_metrics,
             sight,
             view,
             log: LogLimiter::new(5, Duration::from_secs(10)),
@@ -311,7 +278,7 @@ async fn flush_loop(
             }
             backoff = Duration::from_millis(100);
         }
-        flusher.metrics.ingest.pending.set(coalescer.len() as i64);
+        flusher.metrics.pending.set(coalescer.len() as i64);
         if stopping && (!failed || coalescer.is_empty()) {
             break;
         }
@@ -340,7 +307,8 @@ async fn flush_loop(
 struct Flusher {
     pool: PgPool,
     settings: HeartbeatSettings,
-    metrics: Arc<Metrics>,
+    metrics: IngestMetrics,
+    catalog_metrics: CatalogMetrics,
     sight: Arc<Sight>,
     view: Arc<CatalogView>,
     log: LogLimiter<Rejection>,
@@ -353,7 +321,7 @@ impl Flusher {
         let started = Instant::now();
         let n = batch.len();
         let done = write::apply_isolating(&self.pool, batch, self.settings.auto_register).await;
-        let metrics = &self.metrics.ingest;
+        let metrics = &self.metrics;
         if done.error.is_none() {
             metrics
                 .flush_duration
@@ -375,11 +343,11 @@ impl Flusher {
             }
         }
         for to in &outcome.transitions {
-            self.metrics.catalog.transition(to.as_str(), "heartbeat");
+            self.catalog_metrics.transition(to.as_str(), "heartbeat");
         }
         for slug in &outcome.registered {
             tracing::info!(slug = %slug, "project registered from its first heartbeat");
-            self.metrics.catalog.register.inc();
+            self.catalog_metrics.register.inc();
         }
         self.view.apply(outcome.rows);
         match done.error {

@@ -5,7 +5,7 @@
 
 use sqlx::{PgConnection, PgExecutor};
 
-use crate::federation::{FederationLink, LinkDirection, LinkEffect, LinkStatus, Spoke};
+use crate::spoke::{FederationLink, LinkDirection, LinkEffect, LinkStatus, Spoke};
 
 const COLUMNS: &str = "id, spoke_id, direction, source_code, target_code, status, retry_count, \
                        last_error_code, last_error, last_verified_at, created_at, updated_at";

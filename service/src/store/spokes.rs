@@ -6,7 +6,7 @@ use sqlx::{PgConnection, PgExecutor, PgPool};
 
 use super::links;
 use crate::events::outbox;
-use crate::federation::{
+use crate::spoke::{
     new_spoke_id, PublicIdp, Spoke, SpokeEventData, SpokeSpec, SpokeStatus, Transition,
     TransitionSpec,
 };

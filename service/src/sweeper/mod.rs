@@ -13,56 +13,28 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 use protocol::EventKind;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+use crate::catalog::metrics::CatalogMetrics;
 use crate::catalog::{Project, ProjectStatus};
 use crate::catalog_view::CatalogView;
 use crate::config::HeartbeatSettings;
 use crate::ingest::Sight;
+use crate::instrument::metrics;
 use crate::leader::Election;
-use crate::metrics::Metrics;
 
-#[derive(Clone)]
-pub struct SweeperMetrics {
-    /// Hubs marked offline for silence (the original's name).
-    pub stale: Counter,
-    pub leader: Gauge,
-    /// 1 while offline judgement is suspended because the service is blind.
-    pub self_preservation: Gauge,
-    pub runs: Counter,
-}
-
-impl SweeperMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
-        let stale = Counter::default();
-        registry.register(
-            "stale_projects",
-            "Projects marked offline by the stale sweeper",
-            stale.clone(),
-        );
-        let leader = Gauge::default();
-        registry.register(
-            "sweeper_leader",
-            "1 while this replica is the one running the stale sweeper",
-            leader.clone(),
-        );
-        let self_preservation = Gauge::default();
-        registry.register(
-            "sweeper_self_preservation",
-            "1 while hubs are not marked offline because the service cannot see heartbeats (or regained sight less than one threshold ago)",
-            self_preservation.clone(),
-        );
-        let runs = Counter::default();
-        registry.register("sweeper_runs", "Sweeps run by this replica", runs.clone());
-        SweeperMetrics {
-            stale,
-            leader,
-            self_preservation,
-            runs,
-        }
+metrics! {
+    pub struct SweeperMetrics {
+        /// Projects marked offline by the stale sweeper
+        pub stale: Counter = "stale_projects",
+        /// 1 while this replica is the one running the stale sweeper
+        pub leader: Gauge = "sweeper_leader",
+        /// 1 while hubs are not marked offline because the service cannot see heartbeats (or regained sight less than one threshold ago)
+        pub self_preservation: Gauge = "sweeper_self_preservation",
+        /// Sweeps run by this replica
+        pub runs: Counter = "sweeper_runs",
     }
 }
 
@@ -189,7 +161,8 @@ impl StaleSweeper {
         self,
         mut election: Election,
         sight: Arc<Sight>,
-        metrics: Arc<Metrics>,
+        metrics: SweeperMetrics,
+        catalog_metrics: CatalogMetrics,
         shutdown: CancellationToken,
     ) {
         let mut preserving: Option<bool> = None;
@@ -220,14 +193,14 @@ impl StaleSweeper {
             }
             let wait = match self.sweep_once(now, sight.since()).await {
                 Ok(out) => {
-                    metrics.sweeper.runs.inc();
-                    metrics.sweeper.stale.inc_by(out.offline.len() as u64);
+                    metrics.runs.inc();
+                    metrics.stale.inc_by(out.offline.len() as u64);
                     for slug in &out.degraded {
-                        metrics.catalog.transition("degraded", "sweeper");
+                        catalog_metrics.transition("degraded", "sweeper");
                         tracing::info!(slug = %slug, "hub degraded: heartbeat late");
                     }
                     for slug in &out.offline {
-                        metrics.catalog.transition("offline", "sweeper");
+                        catalog_metrics.transition("offline", "sweeper");
                         tracing::warn!(slug = %slug, "hub offline: no heartbeat within the stale threshold");
                     }
                     self.next_wait(now, out.next_deadline, sight.since().is_none())

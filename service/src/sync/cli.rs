@@ -4,13 +4,13 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use anyhow::Context;
+use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use super::drift::DriftReport;
 use super::plan::{IdpChange, Plan};
 use super::{RunReport, SyncEngine, SyncSettings, Trigger};
 use crate::config::{Settings, TfvarsFormat};
-use crate::metrics::Metrics;
 use crate::store;
 
 async fn engine(settings: &Settings, cancel: &CancellationToken) -> anyhow::Result<SyncEngine> {
@@ -22,15 +22,14 @@ async fn engine(settings: &Settings, cancel: &CancellationToken) -> anyhow::Resu
     } else if store::pending_migrations(&pool).await? > 0 {
         anyhow::bail!("the database schema is not up to date: run `federation migrate` first");
     }
-    let metrics = Metrics::new();
-    SyncEngine::new(pool, settings.sync.clone(), metrics.sync.clone())
-        .context("setting up the Keycloak client")
+    let metrics = super::metrics::SyncMetrics::register(&mut Registry::default());
+    SyncEngine::new(pool, settings.sync.clone(), metrics).context("setting up the Keycloak client")
 }
 
 /// `federation sync [--once]`. `Ok(false)`: a target failed (with --once).
 pub async fn sync(settings: Settings, once: bool) -> anyhow::Result<bool> {
     let cancel = CancellationToken::new();
-    tokio::spawn(crate::app::cancel_on_signal(cancel.clone()));
+    tokio::spawn(common::signal::cancel_on_signal(cancel.clone()));
     let engine = Arc::new(engine(&settings, &cancel).await?);
     if once {
         let report = engine.reconcile(Trigger::Manual).await?;
@@ -38,9 +37,9 @@ pub async fn sync(settings: Settings, once: bool) -> anyhow::Result<bool> {
         return Ok(!report.failed());
     }
     let nats = if settings.nats.enabled {
-        let metrics = Metrics::new();
+        let metrics = crate::nats::NatsMetrics::register(&mut Registry::default());
         Some(Arc::new(
-            crate::nats::NatsConnection::connect(&settings.nats, metrics.nats.clone()).await?,
+            crate::nats::NatsConnection::connect(&settings.nats, metrics).await?,
         ))
     } else {
         tracing::warn!("nats.enabled is false: the sync runs on its periodic resync only");
@@ -62,7 +61,7 @@ pub async fn sync(settings: Settings, once: bool) -> anyhow::Result<bool> {
             engine.pool().clone(),
             n.client().clone(),
             settings.events.clone(),
-            Metrics::new().events.clone(),
+            crate::events::metrics::EventMetrics::register(&mut Registry::default()),
         )),
     });
     let worker = super::worker::SyncWorker::new(engine, events);
@@ -81,7 +80,7 @@ pub async fn drift(
     dry_run: bool,
 ) -> anyhow::Result<bool> {
     let cancel = CancellationToken::new();
-    tokio::spawn(crate::app::cancel_on_signal(cancel.clone()));
+    tokio::spawn(common::signal::cancel_on_signal(cancel.clone()));
     let engine = engine(&settings, &cancel).await?;
     if dry_run {
         let plan = engine.plan().await?;

@@ -6,7 +6,7 @@
 
 use sqlx::PgPool;
 
-use crate::federation::LinkDirection;
+use crate::spoke::LinkDirection;
 use crate::store;
 use crate::store::links::LinkUpdate;
 

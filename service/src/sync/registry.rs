@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use sqlx::PgPool;
 
-use crate::federation::SpokeStatus;
+use crate::spoke::SpokeStatus;
 use crate::store;
 
 /// A spoke the sync renders: approved, or suspended (kept, but disabled).

@@ -23,6 +23,7 @@ mod relay;
 mod replicas;
 mod seeding;
 mod spokes;
+mod structure;
 mod sweeper;
 mod sync;
 mod sync_process;

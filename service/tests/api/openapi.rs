@@ -134,8 +134,8 @@ async fn every_documented_operation_is_routed() {
 #[tokio::test]
 async fn the_rules_are_published_from_the_constants_that_enforce_them() {
     use service::catalog::{MAX_TAGS, MAX_TAG_LEN, NAME, TAG};
-    use service::federation::{MAX_REASON_LEN, OPERATOR, REASON};
     use service::rules;
+    use service::spoke::{MAX_REASON_LEN, OPERATOR, REASON};
 
     let app = spawn_app().await;
     let doc: Value = app.get("/openapi.json", None).await.json().await.unwrap();
@@ -171,7 +171,7 @@ async fn the_rules_are_published_from_the_constants_that_enforce_them() {
     let codes = schemas["SpokeRegistration"]["properties"]["instance_code"]["enum"]
         .as_array()
         .unwrap();
-    assert_eq!(codes.len(), service::federation::ISO_3166_ALPHA3.len() - 1);
+    assert_eq!(codes.len(), service::spoke::ISO_3166_ALPHA3.len() - 1);
     assert!(codes.contains(&"FRA".into()) && !codes.contains(&"USA".into()));
 
     let transition = &schemas["TransitionRequest"]["properties"];

@@ -61,7 +61,7 @@ fn check_config_accepts_a_valid_setup_and_prints_no_secret() {
     assert!(out.contains("postgres://db:5432/fed"), "{out}");
     assert!(out.contains("nats://nats:4222"), "{out}");
     assert!(
-        out.contains(&service::api::auth::fingerprint(ADMIN_KEY)),
+        out.contains(&service::auth::fingerprint(ADMIN_KEY)),
         "{out}"
     );
     for secret in [ADMIN_KEY, "db-secret-pw", "nats-secret-pw", "natsuser"] {
@@ -256,7 +256,7 @@ async fn serve_logs_no_key_material_and_stops_cleanly_on_sigterm() {
         assert!(!logs.contains(key), "a key appears in the logs");
     }
     assert!(
-        logs.contains(&service::api::auth::fingerprint(wrong)),
+        logs.contains(&service::auth::fingerprint(wrong)),
         "the rejected key's fingerprint is logged"
     );
     assert!(logs.contains("SIGTERM received"), "{logs}");

@@ -334,7 +334,7 @@ fn docs_events_md_has_a_valid_example_per_type() {
         assert_eq!(event.specversion, "1.0");
         uuid::Uuid::parse_str(&event.id).unwrap();
         if event.event_type.starts_with("federation.spoke.") {
-            let data: service::federation::SpokeEventData =
+            let data: service::spoke::SpokeEventData =
                 serde_json::from_value(event.data.clone()).unwrap();
             assert_eq!(event.subject.as_deref(), Some(data.spoke.id.as_str()));
             assert_eq!(data.transition.to_status, data.spoke.status);

@@ -1,5 +1,5 @@
 use serde_json::Value;
-use service::config::seed;
+use service::catalog::seed;
 
 use crate::helpers::*;
 

@@ -2,7 +2,7 @@
 //! public IdPs, and the outbox written in the same transaction.
 
 use serde_json::{json, Value};
-use service::federation::{LinkDirection, LinkStatus};
+use service::spoke::{LinkDirection, LinkStatus};
 use service::store::links::{self, LinkUpdate};
 
 use crate::fedkit::*;
@@ -75,10 +75,7 @@ async fn a_registration_lands_pending_and_registering_again_returns_it() {
     assert_eq!(history.as_array().unwrap().len(), 1);
     assert_eq!(history[0]["from_status"], Value::Null);
     assert_eq!(history[0]["to_status"], "pending");
-    assert_eq!(
-        history[0]["actor"],
-        service::api::auth::fingerprint(AGENT_KEY)
-    );
+    assert_eq!(history[0]["actor"], service::auth::fingerprint(AGENT_KEY));
 }
 
 #[tokio::test]
@@ -293,7 +290,7 @@ async fn lifecycle_table_of_every_allowed_and_forbidden_transition() {
                 assert_eq!(body["transition"]["actor"], "alice", "{case}");
                 assert_eq!(
                     body["transition"]["key_fingerprint"],
-                    service::api::auth::fingerprint(ADMIN_KEY),
+                    service::auth::fingerprint(ADMIN_KEY),
                     "{case}"
                 );
                 assert_eq!(count(&app, "outbox").await, events_before + 1, "{case}");
@@ -505,7 +502,7 @@ async fn concurrent_transitions_on_one_spoke_serialize() {
 /// contenders, so every one of them really is in flight at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_sessions_racing_to_approve_one_spoke_make_one_approval() {
-    use service::federation::{SpokeAction, TransitionRequest};
+    use service::spoke::{SpokeAction, TransitionRequest};
     use service::store::spokes::{self, TransitionOutcome};
     let app = spawn_app().await;
     let id = register(&app, "FRA").await["id"]
@@ -543,7 +540,7 @@ async fn fifty_sessions_racing_to_approve_one_spoke_make_one_approval() {
         .count();
     let refused = outcomes
         .iter()
-        .filter(|o| matches!(o, TransitionOutcome::NotAllowed(s) if s.status == service::federation::SpokeStatus::Approved))
+        .filter(|o| matches!(o, TransitionOutcome::NotAllowed(s) if s.status == service::spoke::SpokeStatus::Approved))
         .count();
     assert_eq!((done, refused), (1, 49));
     assert_eq!(count(&app, "outbox").await, 2);
@@ -839,7 +836,7 @@ async fn the_sync_worker_moves_links_and_cannot_revive_a_disabled_one() {
     let listed = links::list(&app.pool, &Default::default()).await.unwrap();
     assert!(listed.iter().all(|l| l.status == LinkStatus::Disabled));
     let approved =
-        service::store::spokes::list(&app.pool, Some(service::federation::SpokeStatus::Suspended))
+        service::store::spokes::list(&app.pool, Some(service::spoke::SpokeStatus::Suspended))
             .await
             .unwrap();
     assert_eq!(approved.len(), 1);

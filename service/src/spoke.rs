@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use protocol::EventKind;
 use utoipa::openapi::schema::Object;
 
-use crate::catalog::FieldError;
+use crate::field_error::FieldError;
 use crate::rules::{self, Text};
 
 /// Limits on free-form fields.
@@ -26,35 +26,7 @@ pub const CONTACT: Text = Text::optional(MAX_CONTACT_LEN);
 pub const REASON: Text = Text::required(MAX_REASON_LEN);
 pub const OPERATOR: Text = Text::optional(MAX_OPERATOR_LEN);
 
-/// The officially assigned ISO 3166-1 alpha-3 codes (249), sorted.
-/// Reserved and user-assigned codes (e.g. XKX) are not spoke codes.
-pub const ISO_3166_ALPHA3: [&str; 249] = [
-    "ABW", "AFG", "AGO", "AIA", "ALA", "ALB", "AND", "ARE", "ARG", "ARM", "ASM", "ATA", "ATF",
-    "ATG", "AUS", "AUT", "AZE", "BDI", "BEL", "BEN", "BES", "BFA", "BGD", "BGR", "BHR", "BHS",
-    "BIH", "BLM", "BLR", "BLZ", "BMU", "BOL", "BRA", "BRB", "BRN", "BTN", "BVT", "BWA", "CAF",
-    "CAN", "CCK", "CHE", "CHL", "CHN", "CIV", "CMR", "COD", "COG", "COK", "COL", "COM", "CPV",
-    "CRI", "CUB", "CUW", "CXR", "CYM", "CYP", "CZE", "DEU", "DJI", "DMA", "DNK", "DOM", "DZA",
-    "ECU", "EGY", "ERI", "ESH", "ESP", "EST", "ETH", "FIN", "FJI", "FLK", "FRA", "FRO", "FSM",
-    "GAB", "GBR", "GEO", "GGY", "GHA", "GIB", "GIN", "GLP", "GMB", "GNB", "GNQ", "GRC", "GRD",
-    "GRL", "GTM", "GUF", "GUM", "GUY", "HKG", "HMD", "HND", "HRV", "HTI", "HUN", "IDN", "IMN",
-    "IND", "IOT", "IRL", "IRN", "IRQ", "ISL", "ISR", "ITA", "JAM", "JEY", "JOR", "JPN", "KAZ",
-    "KEN", "KGZ", "KHM", "KIR", "KNA", "KOR", "KWT", "LAO", "LBN", "LBR", "LBY", "LCA", "LIE",
-    "LKA", "LSO", "LTU", "LUX", "LVA", "MAC", "MAF", "MAR", "MCO", "MDA", "MDG", "MDV", "MEX",
-    "MHL", "MKD", "MLI", "MLT", "MMR", "MNE", "MNG", "MNP", "MOZ", "MRT", "MSR", "MTQ", "MUS",
-    "MWI", "MYS", "MYT", "NAM", "NCL", "NER", "NFK", "NGA", "NIC", "NIU", "NLD", "NOR", "NPL",
-    "NRU", "NZL", "OMN", "PAK", "PAN", "PCN", "PER", "PHL", "PLW", "PNG", "POL", "PRI", "PRK",
-    "PRT", "PRY", "PSE", "PYF", "QAT", "REU", "ROU", "RUS", "RWA", "SAU", "SDN", "SEN", "SGP",
-    "SGS", "SHN", "SJM", "SLB", "SLE", "SLV", "SMR", "SOM", "SPM", "SRB", "SSD", "STP", "SUR",
-    "SVK", "SVN", "SWE", "SWZ", "SXM", "SYC", "SYR", "TCA", "TCD", "TGO", "THA", "TJK", "TKL",
-    "TKM", "TLS", "TON", "TTO", "TUN", "TUR", "TUV", "TWN", "TZA", "UGA", "UKR", "UMI", "URY",
-    "USA", "UZB", "VAT", "VCT", "VEN", "VGB", "VIR", "VNM", "VUT", "WLF", "WSM", "YEM", "ZAF",
-    "ZMB", "ZWE",
-];
-
-/// True for an upper-case, officially assigned ISO 3166-1 alpha-3 code.
-pub fn is_assigned_alpha3(code: &str) -> bool {
-    protocol::is_valid_instance_code(code) && ISO_3166_ALPHA3.binary_search(&code).is_ok()
-}
+pub use protocol::naming::{is_assigned_alpha3, ISO_3166_ALPHA3};
 
 /// Where a spoke is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, sqlx::Type)]
@@ -368,7 +340,7 @@ impl SpokeRegistration {
             },
         };
         if !errors.is_empty() {
-            crate::catalog::sort_by_field(&mut errors);
+            crate::field_error::sort_by_field(&mut errors);
             return Err(errors);
         }
         Ok(SpokeSpec {
@@ -615,6 +587,7 @@ pub struct PublicIdp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::tests::{regex, samples};
 
     fn registration() -> SpokeRegistration {
         SpokeRegistration {
@@ -628,19 +601,6 @@ mod tests {
                 "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89"
                     .into(),
             ),
-        }
-    }
-
-    #[test]
-    fn the_code_list_is_sorted_unique_and_complete() {
-        assert!(ISO_3166_ALPHA3.windows(2).all(|w| w[0] < w[1]));
-        for code in [
-            "FRA", "DEU", "GBR", "NLD", "USA", "ABW", "ZWE", "ALA", "SSD",
-        ] {
-            assert!(is_assigned_alpha3(code), "{code}");
-        }
-        for code in ["XKX", "AAA", "ZZZ", "EUR", "fra", "FR", "UK1", "SUN", "YUG"] {
-            assert!(!is_assigned_alpha3(code), "{code}");
         }
     }
 
@@ -772,5 +732,45 @@ mod tests {
         .into_spec(SpokeAction::Approve, "sha256:00")
         .unwrap();
         assert_eq!(ok.actor, "sha256:00");
+    }
+
+    #[test]
+    fn spoke_id_pattern_is_the_id_rule() {
+        let re = regex(rules::SPOKE_ID_PATTERN);
+        for s in [
+            "spoke-fra-ee18ad42",
+            "spoke-fra-ee18ad4",
+            "spoke-FRA-ee18ad42",
+            "spoke-fra-ee18ad4g",
+            "spoke-fr-ee18ad42a",
+            "x",
+        ] {
+            assert_eq!(re.is_match(s), is_spoke_id(s), "{s:?}");
+        }
+        assert!(is_spoke_id(&new_spoke_id("DEU")));
+    }
+
+    #[test]
+    fn fingerprint_pattern_is_the_normalization_rule() {
+        let re = regex(&rules::fingerprint_pattern());
+        let hex = "aB".repeat(32);
+        let pairs = vec!["Ab"; 32].join(":");
+        let mut cases = vec![
+            hex.clone(),
+            pairs.clone(),
+            format!(" {hex}\n"),
+            format!("\u{3000}{pairs}"),
+            hex[..62].to_owned(),
+            format!("{hex}0"),
+            pairs.replacen(':', "", 1),
+            format!("{pairs}:"),
+            hex.replacen('a', "g", 1),
+        ];
+        cases.extend(samples());
+        for s in cases {
+            let blank = s.trim().is_empty();
+            let valid = blank || normalize_fingerprint(&s).is_some();
+            assert_eq!(re.is_match(&s), valid, "{s:?}");
+        }
     }
 }

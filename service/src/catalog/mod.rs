@@ -2,6 +2,9 @@
 //! must obey before it reaches the database. Used by the REST API and by the
 //! seed file alike, so both refuse the same things with the same words.
 
+pub mod metrics;
+pub mod seed;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{AllOfBuilder, Array, Object, ObjectBuilder, OneOfBuilder, Schema};
@@ -9,6 +12,7 @@ use utoipa::ToSchema;
 
 use protocol::naming::{is_valid_slug, mesh_namespace, namespace_matches};
 
+use crate::field_error::{sort_by_field, FieldError};
 use crate::rules::{self, Label, Text};
 
 /// Limits on free-form fields.
@@ -264,25 +268,6 @@ pub struct ProjectSpec {
     pub allow_fanout: Option<Vec<String>>,
 }
 
-/// One field that broke a rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct FieldError {
-    /// Path of the field, e.g. `hub_url` or `tags[2]`.
-    #[schema(example = "hub_url")]
-    pub field: String,
-    #[schema(example = "must be an http(s) URL with a host and no credentials")]
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
-
 impl ProjectInput {
     /// Checks every rule and reports every broken one.
     pub fn into_spec(self) -> Result<ProjectSpec, Vec<FieldError>> {
@@ -385,11 +370,6 @@ impl ProjectInput {
             allow_fanout,
         })
     }
-}
-
-/// Orders problems by field, so a list of them reads like the request.
-pub fn sort_by_field(errors: &mut [FieldError]) {
-    errors.sort_by(|a, b| a.field.cmp(&b.field));
 }
 
 #[cfg(test)]

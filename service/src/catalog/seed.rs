@@ -1,6 +1,6 @@
 //! `config/projects.yaml`: projects to seed the catalog with at start.
 //!
-//! Same rules as the REST API ([`crate::catalog`]), plus unique slugs across
+//! Same rules as the REST API ([`super`]), plus unique slugs across
 //! the file. Every problem is reported with file, line, column and field.
 
 use std::collections::HashMap;
@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::catalog::{ProjectInput, ProjectSpec};
+use super::{ProjectInput, ProjectSpec};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

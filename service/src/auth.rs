@@ -1,0 +1,131 @@
+//! API keys: `X-API-Key`, several valid at once so keys can be rotated,
+//! compared in constant time. Keys are kept only as digests and never
+//! logged; a short SHA-256 fingerprint stands in for them. The HTTP side
+//! (who is calling, what they may do) is [`crate::api::auth`].
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::AuthSettings;
+use crate::log_limit::LogLimiter;
+
+/// Lines logged per kind of refusal per [`FAILURE_WINDOW`].
+pub const FAILURE_LINES: u32 = 5;
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(10);
+
+/// `Some(suppressed)` if this refusal may be logged.
+pub fn may_log<K: std::hash::Hash + Eq>(limiter: &Mutex<LogLimiter<K>>, kind: K) -> Option<u64> {
+    match limiter.lock() {
+        Ok(mut l) => l.allow(kind),
+        Err(poisoned) => poisoned.into_inner().allow(kind),
+    }
+}
+
+/// What a key may do. Admin can do everything an agent can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Hub agents and spokes: register, update, read.
+    Agent,
+    /// Operators: everything, including delete and approve.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Agent => "agent",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// The configured keys, kept only as digests.
+pub struct ApiKeys {
+    keys: Vec<([u8; 32], Role)>,
+    /// Unknown keys presented, for rate-limited logging.
+    refusals: Mutex<LogLimiter<()>>,
+}
+
+impl ApiKeys {
+    pub fn new(settings: &AuthSettings) -> Arc<Self> {
+        let digest =
+            |k: &SecretString| -> [u8; 32] { Sha256::digest(k.expose_secret().as_bytes()).into() };
+        let keys = settings
+            .admin_keys
+            .iter()
+            .map(|k| (digest(k), Role::Admin))
+            .chain(settings.agent_keys.iter().map(|k| (digest(k), Role::Agent)))
+            .collect();
+        Arc::new(ApiKeys {
+            keys,
+            refusals: Mutex::new(LogLimiter::new(FAILURE_LINES, FAILURE_WINDOW)),
+        })
+    }
+
+    /// The role of a presented key. Every configured key is compared, in
+    /// constant time, whatever matches first.
+    pub fn check(&self, presented: &[u8]) -> (Option<Role>, String) {
+        let digest: [u8; 32] = Sha256::digest(presented).into();
+        let mut found: Option<Role> = None;
+        for (key, role) in &self.keys {
+            let hit: bool = key.ct_eq(&digest).into();
+            if hit && found.is_none_or(|r| *role > r) {
+                found = Some(*role);
+            }
+        }
+        (found, fingerprint_of(&digest))
+    }
+}
+
+impl ApiKeys {
+    /// `Some(suppressed)` if a refusal of an unknown key may be logged now.
+    pub fn may_log_refusal(&self) -> Option<u64> {
+        may_log(&self.refusals, ())
+    }
+}
+
+/// A short, non-reversible name for a key, safe to log.
+pub fn fingerprint(key: &str) -> String {
+    fingerprint_of(&Sha256::digest(key.as_bytes()).into())
+}
+
+fn fingerprint_of(digest: &[u8; 32]) -> String {
+    format!("sha256:{}", hex::encode(&digest[..4]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Arc<ApiKeys> {
+        ApiKeys::new(&AuthSettings {
+            admin_keys: vec![
+                SecretString::from("admin-key-0123456789"),
+                SecretString::from("admin-key-rotated-999"),
+            ],
+            agent_keys: vec![SecretString::from("agent-key-0123456789")],
+        })
+    }
+
+    #[test]
+    fn each_key_has_its_role() {
+        let k = keys();
+        assert_eq!(k.check(b"admin-key-0123456789").0, Some(Role::Admin));
+        assert_eq!(k.check(b"admin-key-rotated-999").0, Some(Role::Admin));
+        assert_eq!(k.check(b"agent-key-0123456789").0, Some(Role::Agent));
+        assert_eq!(k.check(b"admin-key-012345678").0, None);
+        assert_eq!(k.check(b"").0, None);
+    }
+
+    #[test]
+    fn fingerprints_are_short_and_do_not_contain_the_key() {
+        let (_, fp) = keys().check(b"admin-key-0123456789");
+        assert_eq!(fp.len(), "sha256:".len() + 8);
+        assert!(!fp.contains("admin"));
+        assert_eq!(fp, fingerprint("admin-key-0123456789"));
+    }
+}
