@@ -253,21 +253,11 @@ impl DatabaseMonitor {
     }
 }
 
-/// Metrics of the service's own view of its dependencies.
-#[derive(Clone)]
-pub struct HealthMetrics {
-    pub database_up: Gauge,
-}
-
-impl HealthMetrics {
-    pub fn register(registry: &mut prometheus_client::registry::Registry) -> Self {
-        let database_up = Gauge::default();
-        registry.register(
-            "database_up",
-            "1 while the database answers this replica's checks (every second), else 0",
-            database_up.clone(),
-        );
-        HealthMetrics { database_up }
+crate::instrument::metrics! {
+    /// Metrics of the service's own view of its dependencies.
+    pub struct HealthMetrics {
+        /// 1 while the database answers this replica's checks (every second), else 0
+        pub database_up: Gauge = "database_up",
     }
 }
 

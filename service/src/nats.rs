@@ -10,7 +10,6 @@ use chrono::{DateTime, Utc};
 use async_nats::{Client, Event};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 
 use crate::config::NatsSettings;
 
@@ -25,40 +24,15 @@ pub enum NatsError {
     Connect(#[from] async_nats::ConnectError),
 }
 
-/// Connection metrics.
-#[derive(Clone)]
-pub struct NatsMetrics {
-    pub connection_status: Gauge,
-    pub reconnects: Counter,
-    /// Times the client dropped incoming messages because the service fell behind.
-    pub slow_consumer: Counter,
-}
-
-impl NatsMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
-        let connection_status = Gauge::default();
-        registry.register(
-            "nats_connection_status",
-            "1 while connected to NATS, 0 otherwise",
-            connection_status.clone(),
-        );
-        let reconnects = Counter::default();
-        registry.register(
-            "nats_reconnects",
-            "NATS connections re-established after a loss",
-            reconnects.clone(),
-        );
-        let slow_consumer = Counter::default();
-        registry.register(
-            "nats_slow_consumer",
-            "Times the NATS client dropped incoming messages because the service fell behind",
-            slow_consumer.clone(),
-        );
-        NatsMetrics {
-            connection_status,
-            reconnects,
-            slow_consumer,
-        }
+crate::instrument::metrics! {
+    /// Connection metrics.
+    pub struct NatsMetrics {
+        /// 1 while connected to NATS, 0 otherwise
+        pub connection_status: Gauge = "nats_connection_status",
+        /// NATS connections re-established after a loss
+        pub reconnects: Counter = "nats_reconnects",
+        /// Times the NATS client dropped incoming messages because the service fell behind
+        pub slow_consumer: Counter = "nats_slow_consumer",
     }
 }
 

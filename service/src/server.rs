@@ -33,7 +33,6 @@ use prometheus_client::encoding::EncodeLabelValue;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
@@ -108,44 +107,17 @@ pub struct OverflowLabels {
     pub outcome: OverflowOutcome,
 }
 
-/// Connection metrics.
-#[derive(Clone)]
-pub struct ConnectionMetrics {
-    pub open: Gauge,
-    pub limit: Gauge,
-    pub over_capacity: Family<OverflowLabels, Counter>,
-    pub closed: Family<CloseLabels, Counter>,
-}
-
-impl ConnectionMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
-        let m = ConnectionMetrics {
-            open: Gauge::default(),
-            limit: Gauge::default(),
-            over_capacity: Family::default(),
-            closed: Family::default(),
-        };
-        registry.register(
-            "http_connections_open",
-            "HTTP connections open now, the health reserve included",
-            m.open.clone(),
-        );
-        registry.register(
-            "http_connections_limit",
-            "Most HTTP connections served fully at once (server.max_connections, after fitting the open-file limit)",
-            m.limit.clone(),
-        );
-        registry.register(
-            "http_connections_over_capacity",
-            "Connections accepted past the limit: served health routes only, or closed at once",
-            m.over_capacity.clone(),
-        );
-        registry.register(
-            "http_connections_closed",
-            "Connections the server closed, by reason (idle, header_timeout, stalled)",
-            m.closed.clone(),
-        );
-        m
+crate::instrument::metrics! {
+    /// Connection metrics.
+    pub struct ConnectionMetrics {
+        /// HTTP connections open now, the health reserve included
+        pub open: Gauge = "http_connections_open",
+        /// Most HTTP connections served fully at once (server.max_connections, after fitting the open-file limit)
+        pub limit: Gauge = "http_connections_limit",
+        /// Connections accepted past the limit: served health routes only, or closed at once
+        pub over_capacity: Family<OverflowLabels, Counter> = "http_connections_over_capacity",
+        /// Connections the server closed, by reason (idle, header_timeout, stalled)
+        pub closed: Family<CloseLabels, Counter> = "http_connections_closed",
     }
 }
 

@@ -45,7 +45,7 @@ impl Metrics {
         let health = crate::health::HealthMetrics::register(&mut registry);
         let catalog = CatalogMetrics::new(&mut registry);
         let nats = crate::nats::NatsMetrics::register(&mut registry);
-        let sync = crate::sync::metrics::SyncMetrics::register(&mut registry);
+        let sync = crate::sync::metrics::SyncMetrics::new(&mut registry);
         let ingest = crate::ingest::IngestMetrics::new(&mut registry);
         let sweeper = crate::sweeper::SweeperMetrics::register(&mut registry);
         let events = EventMetrics::register(&mut registry);

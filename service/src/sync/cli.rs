@@ -22,7 +22,7 @@ async fn engine(settings: &Settings, cancel: &CancellationToken) -> anyhow::Resu
     } else if store::pending_migrations(&pool).await? > 0 {
         anyhow::bail!("the database schema is not up to date: run `federation migrate` first");
     }
-    let metrics = super::metrics::SyncMetrics::register(&mut Registry::default());
+    let metrics = super::metrics::SyncMetrics::new(&mut Registry::default());
     SyncEngine::new(pool, settings.sync.clone(), metrics).context("setting up the Keycloak client")
 }
 

@@ -55,49 +55,33 @@ fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 17))
 }
 
-#[derive(Clone)]
-pub struct SyncMetrics {
-    pub runs: Family<RunLabels, Counter>,
-    pub duration: Family<TargetLabels, Histogram>,
-    pub breaker_state: Family<TargetLabels, Gauge>,
-    pub drift_items: Family<KindLabels, Gauge>,
-    pub leader: Gauge,
+crate::instrument::metrics! {
+    pub struct SyncMetrics {
+        /// Sync runs of a target that called it, by target and result (runs skipped by an open breaker are not counted)
+        pub runs: Family<RunLabels, Counter> = "sync_runs",
+        /// Time one sync run of a target took
+        pub duration: Family<TargetLabels, Histogram, fn() -> Histogram> =
+            "sync_duration_seconds" => Family::new_with_constructor(duration_histogram),
+        /// Circuit breaker of a sync target: 0 closed, 1 open, 2 half-open
+        pub breaker_state: Family<TargetLabels, Gauge> = "circuit_breaker_state",
+        /// Drift found by the latest drift check, by kind
+        pub drift_items: Family<KindLabels, Gauge> = "federation_drift_items",
+        /// 1 while this replica runs the sync worker
+        pub leader: Gauge = "sync_leader",
+    }
 }
 
 impl SyncMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
-        let runs = Family::<RunLabels, Counter>::default();
-        registry.register(
-            "sync_runs",
-            "Sync runs of a target that called it, by target and result (runs skipped by an open breaker are not counted)",
-            runs.clone(),
-        );
-        let duration = Family::<TargetLabels, Histogram>::new_with_constructor(
-            duration_histogram as fn() -> Histogram,
-        );
-        registry.register(
-            "sync_duration_seconds",
-            "Time one sync run of a target took",
-            duration.clone(),
-        );
-        let breaker_state = Family::<TargetLabels, Gauge>::default();
-        registry.register(
-            "circuit_breaker_state",
-            "Circuit breaker of a sync target: 0 closed, 1 open, 2 half-open",
-            breaker_state.clone(),
-        );
-        let drift_items = Family::<KindLabels, Gauge>::default();
-        registry.register(
-            "federation_drift_items",
-            "Drift found by the latest drift check, by kind",
-            drift_items.clone(),
-        );
-        let leader = Gauge::default();
-        registry.register(
-            "sync_leader",
-            "1 while this replica runs the sync worker",
-            leader.clone(),
-        );
+    /// Registers them, every target, result and drift kind present from the
+    /// start.
+    pub fn new(registry: &mut Registry) -> Self {
+        let Self {
+            runs,
+            duration,
+            breaker_state,
+            drift_items,
+            leader,
+        } = Self::register(registry);
         for t in Target::ALL {
             for result in [ResultValue::success, ResultValue::failure] {
                 // Present from the start, at zero.
