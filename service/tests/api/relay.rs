@@ -29,6 +29,17 @@ async fn metric(app: &TestApp, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("{name} not in\n{text}"))
 }
 
+/// Waits until a gauge read from the database shows `value` (they are
+/// gathered at most once a second), then asserts it.
+async fn assert_db_gauge(app: &TestApp, name: &str, value: f64) {
+    eventually(
+        Duration::from_secs(5),
+        &format!("{name} = {value}"),
+        || async { (metric(app, name).await == value).then_some(()) },
+    )
+    .await;
+}
+
 /// The stream holds exactly the outbox's events, once each, in log order,
 /// each with Nats-Msg-Id = CloudEvent id, on its own subject.
 async fn assert_stream_matches_outbox(js: &async_nats::jetstream::Context, pool: &PgPool) {
@@ -89,7 +100,7 @@ async fn every_committed_event_reaches_jetstream_once_in_order() {
     assert_eq!(info.config.subjects, ["fed.events.>"]);
 
     assert_eq!(metric(&app, "nats_publish_total").await, 4.0);
-    assert_eq!(metric(&app, "outbox_pending").await, 0.0);
+    assert_db_gauge(&app, "outbox_pending", 0.0).await;
     assert_eq!(metric(&app, "relay_leader").await, 1.0);
 
     // Crash between publish and mark, replayed exactly: the events are in
@@ -129,7 +140,7 @@ async fn with_nats_down_events_wait_and_then_all_go_out_in_order() {
     })
     .await;
     assert_eq!(outbox_unpublished(&app.pool).await, queued);
-    assert_eq!(metric(&app, "outbox_pending").await, queued as f64);
+    assert_db_gauge(&app, "outbox_pending", queued as f64).await;
     assert!(metric(&app, "outbox_oldest_pending_seconds").await > 0.0);
 
     nats.restart().await;
@@ -137,7 +148,7 @@ async fn with_nats_down_events_wait_and_then_all_go_out_in_order() {
     let js = jetstream(&nats.url()).await;
     assert_eq!(stream_len(&js).await as i64, 1 + queued);
     assert_stream_matches_outbox(&js, &app.pool).await;
-    assert_eq!(metric(&app, "outbox_pending").await, 0.0);
+    assert_db_gauge(&app, "outbox_pending", 0.0).await;
 }
 
 /// Steps the relay until it has published `n` events, for at most 10 s. A transaction of another test's database that
