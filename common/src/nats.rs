@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_nats::ConnectOptions;
-use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -234,11 +233,14 @@ fn percent_decode(s: &str) -> String {
         .unwrap_or_default()
 }
 
-/// 100 ms doubling to 5 s, with ±20 % jitter so clients do not reconnect in step.
+/// How reconnection attempts are spaced: the shared retry policy, 100 ms
+/// doubling to 5 s, jittered so clients do not reconnect in step.
+pub const RECONNECT: crate::retry::Backoff =
+    crate::retry::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+
+/// The delay before reconnection attempt number `attempts`.
 pub fn reconnect_delay(attempts: usize) -> Duration {
-    let base = 100u64.saturating_mul(1u64 << attempts.min(6)).min(5000);
-    let jitter = rand::rng().random_range(0.8..1.2);
-    Duration::from_millis((base as f64 * jitter) as u64)
+    RECONNECT.delay(u32::try_from(attempts).unwrap_or(u32::MAX))
 }
 
 #[cfg(test)]
@@ -258,10 +260,11 @@ mod tests {
 
     #[test]
     fn reconnect_delay_grows_and_is_capped() {
-        assert!(reconnect_delay(0) <= Duration::from_millis(120));
-        assert!(reconnect_delay(3) >= Duration::from_millis(640));
+        assert!(reconnect_delay(0) <= Duration::from_millis(100));
+        assert!(reconnect_delay(3) >= Duration::from_millis(400));
         for attempt in [6, 10, 100, usize::MAX] {
-            assert!(reconnect_delay(attempt) <= Duration::from_millis(6000));
+            assert!(reconnect_delay(attempt) <= Duration::from_millis(5000));
+            assert!(reconnect_delay(attempt) >= Duration::from_millis(2500));
         }
     }
 

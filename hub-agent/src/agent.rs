@@ -153,6 +153,11 @@ fn jittered(interval: Duration, jitter: f64) -> Duration {
     interval.mul_f64(factor)
 }
 
+/// How registration is retried (the shared policy; a refusal waits the
+/// longest delay).
+const REGISTER_RETRY: common::retry::Backoff =
+    common::retry::Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+
 /// Registers (or updates) the project, retrying with backoff until the
 /// catalog accepts it. Registration is idempotent on the service side.
 async fn register(settings: AgentSettings, http: reqwest::Client, shutdown: CancellationToken) {
@@ -173,8 +178,9 @@ async fn register(settings: AgentSettings, http: reqwest::Client, shutdown: Canc
     if let Some(tags) = &hub.tags {
         body["tags"] = tags.clone().into();
     }
-    let mut delay = Duration::from_secs(1);
+    let mut backoff = REGISTER_RETRY.schedule();
     for attempt in 1u32.. {
+        let mut delay = backoff.next_delay();
         let result = http
             .post(&url)
             .header("X-API-Key", key.expose_secret())
@@ -200,7 +206,7 @@ async fn register(settings: AgentSettings, http: reqwest::Client, shutdown: Canc
                     .unwrap_or_default();
                 // A refusal will not fix itself quickly: retry slowly.
                 if r_is_client_error(status) {
-                    delay = Duration::from_secs(60);
+                    delay = REGISTER_RETRY.max;
                 }
                 tracing::warn!(
                     status,
@@ -218,7 +224,6 @@ async fn register(settings: AgentSettings, http: reqwest::Client, shutdown: Canc
             _ = tokio::time::sleep(delay) => {}
             _ = shutdown.cancelled() => return,
         }
-        delay = (delay * 2).min(Duration::from_secs(60));
     }
 }
 

@@ -126,7 +126,7 @@ async fn receive(
     pending: Arc<Pending>,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let retry = common::retry::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         let received = tokio::select! {
             r = listener.try_recv() => r,
@@ -148,12 +148,12 @@ async fn receive(
                 view.set_following(false);
                 tracing::warn!(error = %e, "lost the catalog change notifications; the view may lag until they are back");
                 // Reconnect explicitly, so we know when we are listening again.
+                let mut backoff = retry.schedule();
                 listener = loop {
                     tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
                         _ = shutdown.cancelled() => return,
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                     match listen(&pool).await {
                         Ok(l) => break l,
                         Err(e) => {
@@ -161,7 +161,6 @@ async fn receive(
                         }
                     }
                 };
-                backoff = Duration::from_millis(100);
                 view.set_following(true);
                 tracing::info!("catalog change notifications back; reloading the view");
                 pending.request_reload();

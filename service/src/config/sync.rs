@@ -168,12 +168,20 @@ pub struct RetrySettings {
     /// Tries of one request (Keycloak call, file write) before the target's
     /// run fails.
     pub max_attempts: u32,
-    /// First retry delay; doubles each time, with full jitter.
+    /// First retry delay; doubles each time, with equal jitter (half fixed,
+    /// half random; see `common::retry`).
     #[serde(deserialize_with = "de::duration")]
     pub base_delay: Duration,
     /// Cap of a retry delay, and of the delay before re-running a failed run.
     #[serde(deserialize_with = "de::duration")]
     pub max_delay: Duration,
+}
+
+impl RetrySettings {
+    /// These settings as the shared retry policy.
+    pub fn backoff(&self) -> common::retry::Backoff {
+        common::retry::Backoff::new(self.base_delay, self.max_delay).attempts(self.max_attempts)
+    }
 }
 
 impl Default for RetrySettings {

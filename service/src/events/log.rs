@@ -144,31 +144,10 @@ pub async fn pending<'e>(db: impl PgExecutor<'e>) -> Result<(i64, f64), sqlx::Er
 }
 
 /// How long to wait before looking again while committed events are held
-/// back: 10 ms at first (a short transaction is about to end), doubling up
-/// to `max` (a long one is running), back to 10 ms after progress.
-#[derive(Debug, Clone)]
-pub struct HeldBackDelay {
-    current: std::time::Duration,
-    max: std::time::Duration,
-}
-
-impl HeldBackDelay {
+/// back: about 10 ms at first (a short transaction is about to end), doubling
+/// up to `max` (a long one is running), back to the start after progress
+/// ([`common::retry::Schedule::reset`]).
+pub fn held_back_delay(max: std::time::Duration) -> common::retry::Schedule {
     const FIRST: std::time::Duration = std::time::Duration::from_millis(10);
-
-    pub fn new(max: std::time::Duration) -> Self {
-        HeldBackDelay {
-            current: Self::FIRST,
-            max: max.max(Self::FIRST),
-        }
-    }
-
-    pub fn progressed(&mut self) {
-        self.current = Self::FIRST;
-    }
-
-    pub fn next_wait(&mut self) -> std::time::Duration {
-        let d = self.current;
-        self.current = (self.current * 2).min(self.max);
-        d
-    }
+    common::retry::Backoff::new(FIRST, max.max(FIRST)).schedule()
 }

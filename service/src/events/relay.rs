@@ -284,7 +284,7 @@ impl OutboxRelay {
         let mut stream_ready = false;
         let mut backoff = Backoff::new(self.settings.poll_interval);
         let mut next_prune = tokio::time::Instant::now();
-        let mut held = log::HeldBackDelay::new(self.settings.poll_interval);
+        let mut held = log::held_back_delay(self.settings.poll_interval);
         while still_leading(&leadership) && !shutdown.is_cancelled() {
             if !stream_ready {
                 match self.ensure_stream().await {
@@ -302,7 +302,7 @@ impl OutboxRelay {
                 Ok(step) => {
                     backoff.reset();
                     if step.published > 0 {
-                        held.progressed();
+                        held.reset();
                     }
                     if step.duplicates > 0 {
                         tracing::info!(
@@ -319,7 +319,7 @@ impl OutboxRelay {
                         // Committed events behind a running transaction become
                         // readable when it ends, without a notification.
                         match log::held_back(&self.db).await {
-                            Ok(true) => Some(held.next_wait()),
+                            Ok(true) => Some(held.next_delay()),
                             _ => None,
                         }
                     }
@@ -392,10 +392,10 @@ async fn wait(
     }
 }
 
-/// Exponential backoff for failures, logging the first and then every tenth.
+/// Failures to publish: spaced by the shared retry policy, logged at the
+/// first and then every tenth.
 struct Backoff {
-    base: Duration,
-    current: Duration,
+    schedule: common::retry::Schedule,
     failures: u64,
 }
 
@@ -403,23 +403,20 @@ impl Backoff {
     fn new(base: Duration) -> Self {
         let base = base.min(Duration::from_millis(200));
         Backoff {
-            base,
-            current: base,
+            schedule: common::retry::Backoff::new(base, Duration::from_secs(5)).schedule(),
             failures: 0,
         }
     }
 
     fn next(&mut self) -> Duration {
-        let d = self.current;
-        self.current = (self.current * 2).min(Duration::from_secs(5));
-        d
+        self.schedule.next_delay()
     }
 
     fn reset(&mut self) {
         if self.failures > 0 {
             tracing::info!(failures = self.failures, "outbox relay publishing again");
         }
-        self.current = self.base;
+        self.schedule.reset();
         self.failures = 0;
     }
 

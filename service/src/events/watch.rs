@@ -105,7 +105,7 @@ impl EventFeed {
             }
         };
         self.tailing.send_replace(true);
-        let mut held = log::HeldBackDelay::new(self.poll_interval);
+        let mut held = log::held_back_delay(self.poll_interval);
         loop {
             let delay = match log::read_after(&self.db, cursor, PAGE).await {
                 Ok(rows) => {
@@ -117,13 +117,13 @@ impl EventFeed {
                         cursor = row.cursor();
                     }
                     if !rows.is_empty() {
-                        held.progressed();
+                        held.reset();
                     }
                     if rows.len() as i64 == PAGE {
                         continue;
                     }
                     match log::held_back(&self.db).await {
-                        Ok(true) => held.next_wait(),
+                        Ok(true) => held.next_delay(),
                         _ => self.poll_interval,
                     }
                 }

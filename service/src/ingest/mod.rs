@@ -87,6 +87,10 @@ impl IngestMetrics {
 /// How long start-up waits for the server to confirm the subscription.
 const SUBSCRIBE_CONFIRM: Duration = Duration::from_secs(5);
 
+/// How a flush that failed is retried.
+const FLUSH_RETRY: common::retry::Backoff =
+    common::retry::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+
 /// Where accepted heartbeats are written, and who hears about it.
 pub struct Sinks {
     /// A pool of its own (its statements are large; a connection keeps
@@ -258,7 +262,7 @@ async fn flush_loop(
 ) {
     let flush_interval = flusher.settings.flush_interval;
     let max_batch = flusher.settings.max_batch;
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = FLUSH_RETRY.schedule();
     loop {
         let stopping = tokio::select! {
             _ = coalescer.ready() => false,
@@ -276,7 +280,7 @@ async fn flush_loop(
                 failed = true;
                 break;
             }
-            backoff = Duration::from_millis(100);
+            backoff.reset();
         }
         flusher.metrics.pending.set(coalescer.len() as i64);
         if stopping && (!failed || coalescer.is_empty()) {
@@ -284,10 +288,9 @@ async fn flush_loop(
         }
         if failed {
             tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
                 _ = stop.cancelled(), if !stopping => {}
             }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
             if stopping {
                 // One more try at shutdown, then give up: what is left is
                 // re-sent by the hubs within one interval.

@@ -52,7 +52,8 @@ pub async fn wait_until_reachable(
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut delay = Duration::from_millis(100);
+    let mut backoff =
+        common::retry::Backoff::new(Duration::from_millis(100), Duration::from_secs(5)).schedule();
     let mut attempt = 1u32;
     // Probe with single connections rather than the pool: the pool retries
     // internally until its acquire timeout, which would hide each attempt.
@@ -79,13 +80,12 @@ pub async fn wait_until_reachable(
                         humantime::format_duration(timeout)
                     );
                 }
-                let wait = delay.min(deadline - now);
+                let wait = backoff.next_delay().min(deadline - now);
                 tracing::warn!(attempt, error = %e, retry_in_ms = wait.as_millis() as u64, "database not reachable yet");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = cancel.cancelled() => anyhow::bail!("shutdown requested while waiting for the database"),
                 }
-                delay = (delay * 2).min(Duration::from_secs(5));
                 attempt += 1;
             }
         }

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::backoff::Backoff;
 use crate::config::KeycloakSettings;
+use common::retry::Backoff;
 
 /// An `IdentityProviderRepresentation`, with the fields we manage typed and
 /// every other field Keycloak sends kept as is, so an update writes them back

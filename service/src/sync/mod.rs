@@ -12,7 +12,6 @@
 //! the two run side by side, so one that is down never blocks the other.
 //! [`SyncEngine::reconcile`] is one run; [`worker`] decides when to run.
 
-pub mod backoff;
 pub mod breaker;
 pub mod cli;
 pub mod drift;
@@ -35,7 +34,6 @@ use serde::Serialize;
 use sqlx::PgPool;
 use utoipa::ToSchema;
 
-use self::backoff::Backoff;
 use self::breaker::{Admission, Breaker, BreakerState};
 use self::drift::DriftReport;
 use self::keycloak::{KeycloakClient, KeycloakError};
@@ -43,6 +41,7 @@ use self::metrics::SyncMetrics;
 use self::plan::{IdpChange, Observation, Plan, TfvarsSide};
 use self::registry::Registry;
 pub use crate::config::SyncSettings;
+use common::retry::Backoff;
 
 /// Advisory lock (transaction-scoped) serialising reconcile runs across the
 /// worker, `POST /api/federation/drift` and `federation drift --fix`, on any
@@ -211,7 +210,7 @@ impl SyncEngine {
         settings: SyncSettings,
         metrics: SyncMetrics,
     ) -> Result<SyncEngine, reqwest::Error> {
-        let backoff = Backoff::from(&settings.retry);
+        let backoff = settings.retry.backoff();
         let keycloak = KeycloakClient::from_settings(&settings.keycloak, backoff)?;
         Ok(SyncEngine {
             tfvars_breaker: Breaker::new(pool.clone(), Target::Tfvars, &settings.breaker),

@@ -17,10 +17,10 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
-use super::backoff::Backoff;
 use super::{RunReport, SyncEngine, Trigger};
 use crate::events::relay::OutboxRelay;
 use crate::leader::Election;
+use common::retry::Backoff;
 
 /// Where the events come from.
 pub struct EventSource {
@@ -92,7 +92,7 @@ impl SyncWorker {
                 stop.clone(),
             ))
         });
-        let retry = Backoff::from(&settings.retry);
+        let retry = settings.retry.backoff();
         let progress_every = (settings.ack_wait / 3).max(Duration::from_millis(200));
         let mut progress = tokio::time::interval(progress_every);
         let mut resync = tokio::time::interval_at(
@@ -225,12 +225,7 @@ async fn feed(
     tx: mpsc::Sender<jetstream::Message>,
     stop: CancellationToken,
 ) {
-    let mut attempt: u32 = 0;
-    let pause = Backoff {
-        max_attempts: 1,
-        base: Duration::from_millis(250),
-        max: Duration::from_secs(10),
-    };
+    let mut pause = Backoff::new(Duration::from_millis(250), Duration::from_secs(10)).schedule();
     loop {
         match consume(&source, &consumer_name, ack_wait, &tx, &stop).await {
             Ok(()) => return,
@@ -238,8 +233,7 @@ async fn feed(
                 tracing::warn!(error = %e, "sync event consumer failed; binding again");
             }
         }
-        let wait = pause.delay(attempt);
-        attempt = attempt.saturating_add(1);
+        let wait = pause.next_delay();
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.cancelled() => return,
