@@ -19,8 +19,18 @@ async fn liveness_needs_nothing_and_says_healthy() {
 #[tokio::test]
 async fn every_response_carries_a_request_id_and_a_given_one_is_kept() {
     let app = spawn_app().await;
-    let a = app.client.get(format!("{}/health", app.base)).send().await.unwrap();
-    let b = app.client.get(format!("{}/health", app.base)).send().await.unwrap();
+    let a = app
+        .client
+        .get(format!("{}/health", app.base))
+        .send()
+        .await
+        .unwrap();
+    let b = app
+        .client
+        .get(format!("{}/health", app.base))
+        .send()
+        .await
+        .unwrap();
     let id = |r: &reqwest::Response| {
         r.headers()
             .get("x-request-id")
