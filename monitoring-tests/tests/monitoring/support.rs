@@ -3,12 +3,43 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
 /// A path inside the repository.
 pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+}
+
+/// A binary of the workspace, built first (`cargo build -p PACKAGE --bin
+/// BIN`, with this test's profile; nothing to do when it is up to date, and
+/// cargo's lock makes concurrent test processes wait for one build) so the
+/// test never runs a stale or missing binary. scripts/test builds both
+/// beforehand, so here it only checks.
+fn workspace_bin(package: &str, bin: &str) -> PathBuf {
+    let built = escargot::CargoBuild::new()
+        .manifest_path(repo_path("Cargo.toml"))
+        .package(package)
+        .bin(bin)
+        .current_release()
+        .run()
+        .unwrap_or_else(|e| {
+            panic!("cannot build {bin} (cargo build -p {package} --bin {bin}): {e}")
+        });
+    built.path().to_owned()
+}
+
+/// The service's binary, `federation`.
+pub fn federation_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| workspace_bin("service", "federation"))
+}
+
+/// The sidecar's binary, `hub-agent`.
+pub fn hub_agent_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| workspace_bin("hub-agent", "hub-agent"))
 }
 
 pub fn repo_root() -> PathBuf {
