@@ -291,8 +291,8 @@ fn the_image_holds_both_binaries_and_runs_as_non_root() {
     let entry = runtime
         .instructions
         .iter()
-        .filter_map(|i| i.as_entrypoint())
-        .last()
+        .rev()
+        .find_map(|i| i.as_entrypoint())
         .expect("an ENTRYPOINT");
     let entry = entry
         .expr
