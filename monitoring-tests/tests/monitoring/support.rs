@@ -18,15 +18,38 @@ pub fn repo_path(rel: &str) -> PathBuf {
 /// test never runs a stale or missing binary. scripts/test builds both
 /// beforehand, so here it only checks.
 fn workspace_bin(package: &str, bin: &str) -> PathBuf {
-    let built = escargot::CargoBuild::new()
+    let mut build = escargot::CargoBuild::new()
         .manifest_path(repo_path("Cargo.toml"))
         .package(package)
         .bin(bin)
-        .current_release()
-        .run()
-        .unwrap_or_else(|e| {
-            panic!("cannot build {bin} (cargo build -p {package} --bin {bin}): {e}")
-        });
+        .current_release();
+    // What cargo or nextest set for this test process only: build scripts
+    // that watch such a variable (ring watches CARGO_MANIFEST_DIR) would run
+    // again and rebuild half the tree, the build being fresh for the
+    // environment scripts/test built it in.
+    for (key, _) in std::env::vars_os() {
+        let Some(k) = key.to_str() else { continue };
+        if k.starts_with("CARGO_PKG_")
+            || k.starts_with("CARGO_MANIFEST_")
+            || k.starts_with("CARGO_BIN_EXE_")
+            || k.starts_with("NEXTEST")
+            || k.starts_with("__NEXTEST")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+                "OUT_DIR",
+            ]
+            .contains(&k)
+        {
+            build = build.env_remove(k);
+        }
+    }
+    let built = build.run().unwrap_or_else(|e| {
+        panic!("cannot build {bin} (cargo build -p {package} --bin {bin}): {e}")
+    });
     built.path().to_owned()
 }
 
