@@ -26,6 +26,7 @@ COPY service service
 COPY hub-agent hub-agent
 COPY testkit testkit
 COPY bench bench
+COPY monitoring-tests monitoring-tests
 COPY migrations migrations
 RUN cargo build --release --locked --bin federation --bin hub-agent \
  && install -D -m 0755 -t /out target/release/federation target/release/hub-agent

@@ -1,4 +1,5 @@
-//! Test support: a throwaway PostgreSQL database per test, a private
+//! Test support: a throwaway PostgreSQL database per test (copied from a
+//! template migrated once per set of migrations), a private
 //! `nats-server` on a free port, and waiting for a condition instead of
 //! sleeping.
 //!
@@ -16,6 +17,8 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use sha2::{Digest, Sha256};
+use sqlx::migrate::Migrator;
 use sqlx::{Connection, PgConnection};
 use tokio::process::{Child, Command};
 
@@ -43,8 +46,109 @@ pub fn url_with_database(base: &str, db: &str) -> String {
     }
 }
 
-/// A fresh, empty database, dropped (with any connections) when the value
-/// is dropped.
+/// The schema, embedded at build time from `migrations/` as the service
+/// embeds it (`build.rs` rebuilds this crate when a migration changes).
+static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+/// Names of the databases tests get: `fedtest_<uuid>`.
+const TEST_DB_PREFIX: &str = "fedtest_";
+
+/// The advisory lock (held on the admin database) under which a template is
+/// looked for and, when absent, built: concurrent test processes (nextest
+/// runs each test in its own) build it once and never see it half-built.
+const TEMPLATE_LOCK: i64 = 0x6665_6474_6d70_6c00; // "fedtmpl\0"
+
+/// The template database of this set of migrations: `fedtest_tmpl_` and 16
+/// hex digits of a SHA-256 over every migration's version, description and
+/// checksum, so a changed or added migration gets a template of its own
+/// while an unchanged set reuses the one an earlier run built.
+pub fn template_name() -> String {
+    let mut hasher = Sha256::new();
+    for m in MIGRATOR.iter() {
+        hasher.update(m.version.to_be_bytes());
+        hasher.update(m.description.as_bytes());
+        hasher.update([0]);
+        hasher.update(&*m.checksum);
+    }
+    let digest = hasher.finalize();
+    format!("{TEST_DB_PREFIX}tmpl_{}", hex::encode(&digest[..8]))
+}
+
+/// Makes sure the migrated template exists on the server at `admin_url`
+/// and returns its name. Once per process; across processes the advisory
+/// lock makes the first one build it and the others wait, then find it.
+async fn ensure_template(admin_url: &str) -> String {
+    static READY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    READY
+        .get_or_init(|| async {
+            let name = template_name();
+            let mut conn = PgConnection::connect(admin_url).await.unwrap_or_else(|e| {
+                panic!("cannot reach PostgreSQL at {}: {e}", redact(admin_url))
+            });
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(TEMPLATE_LOCK)
+                .execute(&mut conn)
+                .await
+                .expect("take the template lock");
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                    .bind(&name)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("look for the template database");
+            if !exists {
+                build_template(&mut conn, admin_url, &name).await;
+            }
+            let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(TEMPLATE_LOCK)
+                .execute(&mut conn)
+                .await;
+            let _ = conn.close().await;
+            name
+        })
+        .await
+        .clone()
+}
+
+/// Builds the template under a scratch name and renames it only once it is
+/// fully migrated: a process killed half-way leaves the scratch database
+/// (dropped by the next attempt), never a half-migrated template. The
+/// template refuses connections, since `CREATE DATABASE .. TEMPLATE` fails
+/// while anyone is connected to it.
+async fn build_template(admin: &mut PgConnection, admin_url: &str, name: &str) {
+    let scratch = format!("{name}_building");
+    for statement in [
+        format!("DROP DATABASE IF EXISTS \"{scratch}\" WITH (FORCE)"),
+        format!("CREATE DATABASE \"{scratch}\""),
+    ] {
+        sqlx::query(&statement)
+            .execute(&mut *admin)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    let mut conn = PgConnection::connect(&url_with_database(admin_url, &scratch))
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {scratch}: {e}"));
+    MIGRATOR
+        .run(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("migrating the template database {scratch}: {e}"));
+    let _ = conn.close().await;
+    for statement in [
+        format!("ALTER DATABASE \"{scratch}\" RENAME TO \"{name}\""),
+        format!("ALTER DATABASE \"{name}\" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false"),
+    ] {
+        sqlx::query(&statement)
+            .execute(&mut *admin)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+}
+
+/// A database of a test's own, dropped (with any connections) when the
+/// value is dropped. [`TestDb::create`] gives one with the schema already
+/// migrated, copied from a template migrated once; [`TestDb::empty`] one
+/// with nothing in it.
 pub struct TestDb {
     pub name: String,
     pub url: String,
@@ -52,29 +156,31 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// A database with every migration applied, copied from the template
+    /// (built first if this set of migrations has none yet). Running the
+    /// migrations again on it, as the service does at start, finds nothing
+    /// to do.
     pub async fn create() -> TestDb {
         let admin_url = admin_database_url();
-        let name = format!("fedtest_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = PgConnection::connect(&admin_url)
-            .await
-            .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {}: {e}", redact(&admin_url)));
-        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-            .execute(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
-        let _ = conn.close().await;
-        TestDb {
-            url: url_with_database(&admin_url, &name),
-            name,
-            admin_url,
-        }
+        let template = ensure_template(&admin_url).await;
+        let db = TestDb::reserve();
+        db.create_database(Some(&template)).await;
+        db
+    }
+
+    /// An empty database (no schema, no migrations applied), for tests of
+    /// what the service does to a database it migrates itself.
+    pub async fn empty() -> TestDb {
+        let db = TestDb::reserve();
+        db.create_database(None).await;
+        db
     }
 
     /// The name a database would have, without creating it (to test start-up
     /// against a database that appears later).
     pub fn reserve() -> TestDb {
         let admin_url = admin_database_url();
-        let name = format!("fedtest_{}", uuid::Uuid::new_v4().simple());
+        let name = format!("{TEST_DB_PREFIX}{}", uuid::Uuid::new_v4().simple());
         TestDb {
             url: url_with_database(&admin_url, &name),
             name,
@@ -82,15 +188,28 @@ impl TestDb {
         }
     }
 
-    /// Creates a reserved database.
+    /// Creates a reserved database, empty.
     pub async fn materialize(&self) {
+        self.create_database(None).await;
+    }
+
+    async fn create_database(&self, template: Option<&str>) {
         let mut conn = PgConnection::connect(&self.admin_url)
             .await
-            .expect("admin connection");
-        sqlx::query(&format!("CREATE DATABASE \"{}\"", self.name))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot reach PostgreSQL at {}: {e}",
+                    redact(&self.admin_url)
+                )
+            });
+        let statement = match template {
+            Some(t) => format!("CREATE DATABASE \"{}\" TEMPLATE \"{t}\"", self.name),
+            None => format!("CREATE DATABASE \"{}\"", self.name),
+        };
+        sqlx::query(&statement)
             .execute(&mut conn)
             .await
-            .expect("create database");
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
         let _ = conn.close().await;
     }
 }
@@ -289,6 +408,58 @@ mod tests {
             url_with_database("postgres://h/db?sslmode=disable", "x"),
             "postgres://h/x?sslmode=disable"
         );
+    }
+
+    #[tokio::test]
+    async fn a_created_database_is_migrated_an_empty_one_is_not_and_both_are_dropped() {
+        let (created, empty) = tokio::join!(TestDb::create(), TestDb::empty());
+        let mut conn = PgConnection::connect(&created.url).await.unwrap();
+        let applied: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(applied, MIGRATOR.iter().count() as i64);
+        conn.close().await.unwrap();
+        let mut conn = PgConnection::connect(&empty.url).await.unwrap();
+        let tables: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(tables, 0);
+        conn.close().await.unwrap();
+
+        let names = [created.name.clone(), empty.name.clone()];
+        drop((created, empty));
+        let mut admin = PgConnection::connect(&admin_database_url()).await.unwrap();
+        let left: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname = ANY($1)")
+                .bind(&names[..])
+                .fetch_one(&mut admin)
+                .await
+                .unwrap();
+        assert_eq!(left, 0, "{names:?} not dropped");
+        let template: bool = sqlx::query_scalar(
+            "SELECT datistemplate AND NOT datallowconn FROM pg_database WHERE datname = $1",
+        )
+        .bind(template_name())
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        assert!(
+            template,
+            "the template is marked as one and refuses connections"
+        );
+    }
+
+    #[test]
+    fn the_template_is_named_by_the_migrations() {
+        let name = template_name();
+        assert_eq!(name, template_name());
+        assert!(name.starts_with("fedtest_tmpl_"), "{name}");
+        assert_eq!(name.len(), "fedtest_tmpl_".len() + 16, "{name}");
+        assert!(MIGRATOR.iter().count() > 0);
     }
 
     #[test]

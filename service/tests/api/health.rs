@@ -17,6 +17,41 @@ async fn liveness_needs_nothing_and_says_healthy() {
 }
 
 #[tokio::test]
+async fn every_response_carries_a_request_id_and_a_given_one_is_kept() {
+    let app = spawn_app().await;
+    let a = app
+        .client
+        .get(format!("{}/health", app.base))
+        .send()
+        .await
+        .unwrap();
+    let b = app
+        .client
+        .get(format!("{}/health", app.base))
+        .send()
+        .await
+        .unwrap();
+    let id = |r: &reqwest::Response| {
+        r.headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .expect("an x-request-id header")
+    };
+    let (a, b) = (id(&a), id(&b));
+    assert!(uuid::Uuid::parse_str(&a).is_ok(), "{a}");
+    assert_ne!(a, b, "each request gets its own id");
+    let res = app
+        .client
+        .get(format!("{}/health", app.base))
+        .header("x-request-id", "caller-chosen-id-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(id(&res), "caller-chosen-id-42");
+}
+
+#[tokio::test]
 async fn database_health_reports_connected() {
     let app = spawn_app().await;
     let res = app.get("/health/db", None).await;

@@ -52,7 +52,7 @@ async fn a_pg_dump_restores_the_catalog_into_an_empty_and_into_a_changed_databas
     let original = service.stop().await;
 
     // Disaster recovery: a new, empty database.
-    let fresh = TestDb::create().await;
+    let fresh = TestDb::empty().await;
     restore(&fresh, &file, false);
     let service = RunningService::start(fresh).await;
     assert_eq!(service.slugs().await, ["alpha", "beta"]);

@@ -3,12 +3,66 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
 /// A path inside the repository.
 pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+}
+
+/// A binary of the workspace, built first (`cargo build -p PACKAGE --bin
+/// BIN`, with this test's profile; nothing to do when it is up to date, and
+/// cargo's lock makes concurrent test processes wait for one build) so the
+/// test never runs a stale or missing binary. scripts/test builds both
+/// beforehand, so here it only checks.
+fn workspace_bin(package: &str, bin: &str) -> PathBuf {
+    let mut build = escargot::CargoBuild::new()
+        .manifest_path(repo_path("Cargo.toml"))
+        .package(package)
+        .bin(bin)
+        .current_release();
+    // What cargo or nextest set for this test process only: build scripts
+    // that watch such a variable (ring watches CARGO_MANIFEST_DIR) would run
+    // again and rebuild half the tree, the build being fresh for the
+    // environment scripts/test built it in.
+    for (key, _) in std::env::vars_os() {
+        let Some(k) = key.to_str() else { continue };
+        if k.starts_with("CARGO_PKG_")
+            || k.starts_with("CARGO_MANIFEST_")
+            || k.starts_with("CARGO_BIN_EXE_")
+            || k.starts_with("NEXTEST")
+            || k.starts_with("__NEXTEST")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+                "OUT_DIR",
+            ]
+            .contains(&k)
+        {
+            build = build.env_remove(k);
+        }
+    }
+    let built = build.run().unwrap_or_else(|e| {
+        panic!("cannot build {bin} (cargo build -p {package} --bin {bin}): {e}")
+    });
+    built.path().to_owned()
+}
+
+/// The service's binary, `federation`.
+pub fn federation_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| workspace_bin("service", "federation"))
+}
+
+/// The sidecar's binary, `hub-agent`.
+pub fn hub_agent_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| workspace_bin("hub-agent", "hub-agent"))
 }
 
 pub fn repo_root() -> PathBuf {

@@ -538,25 +538,20 @@ fn the_env_example_holds_no_working_secret() {
 #[test]
 fn the_service_and_the_agents_accept_the_environment_the_stack_gives_them() {
     let stack = resolved(&[]);
-    let federation = Path::new(env!("CARGO_BIN_EXE_federation"));
-    let hub_agent = federation.with_file_name("hub-agent");
-    assert!(
-        hub_agent.is_file(),
-        "{} is not built: run scripts/test (which builds the whole workspace first)",
-        hub_agent.display()
-    );
+    let federation = federation_bin();
+    let hub_agent = hub_agent_bin();
     let image_dir = tempfile::tempdir().expect("temp dir");
     for (name, binary, args, cwd) in [
         ("federation", federation, vec!["check-config"], repo_root()),
         (
             "agent-commandcenter",
-            hub_agent.as_path(),
+            hub_agent,
             vec!["--check-config"],
             image_dir.path().to_owned(),
         ),
         (
             "agent-projecta",
-            hub_agent.as_path(),
+            hub_agent,
             vec!["--check-config"],
             image_dir.path().to_owned(),
         ),

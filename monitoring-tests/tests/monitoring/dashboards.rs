@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use crate::promql::{dashboard_expressions, metric_names, DASHBOARD_DIR};
+use crate::promql::{dashboard_expressions, names_of, DASHBOARD_DIR};
 use crate::support::*;
 
 const DATASOURCES: &str = "monitoring/grafana/provisioning/datasources/prometheus.yml";
@@ -170,7 +170,7 @@ fn each_dashboard_shows_what_it_promises() {
     for (title, metrics) in promised {
         let d = &all[title];
         let exprs = dashboard_expressions(title, d);
-        let used: BTreeSet<String> = exprs.iter().flat_map(|e| metric_names(&e.promql)).collect();
+        let used: BTreeSet<String> = exprs.iter().flat_map(names_of).collect();
         for m in metrics {
             assert!(used.contains(*m), "{title} does not show {m}");
         }

@@ -126,7 +126,7 @@ fn every_alert_is_driven_end_to_end_or_says_why_not() {
     let driven: BTreeSet<&str> = DRIVEN.iter().map(|(a, _)| *a).collect();
     let not_driven: BTreeSet<&str> = NOT_DRIVEN.iter().map(|(a, _)| *a).collect();
     assert!(driven.is_disjoint(&not_driven));
-    let this_file = read("service/tests/monitoring/alerting.rs");
+    let this_file = read("monitoring-tests/tests/monitoring/alerting.rs");
     for (_, test) in DRIVEN {
         assert!(
             this_file.contains(&format!("async fn {test}()")),
@@ -722,7 +722,7 @@ impl Federation {
         let log = dir.path().join("federation.log");
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_federation"))
+        let child = Command::new(federation_bin())
             .arg("--config")
             .arg(&config)
             .arg("serve")

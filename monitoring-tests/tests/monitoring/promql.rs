@@ -3,6 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use promql_parser::label::MatchOp;
+use promql_parser::parser::Expr;
+use promql_parser::util::{walk_expr, ExprVisitor};
 use serde_json::Value;
 
 use crate::support::{files_in, list_of, read_json, read_yaml, str_of};
@@ -220,159 +223,51 @@ pub fn rule_expressions(rules: &Value, file: &str) -> Vec<Expression> {
     out
 }
 
-/// Words of PromQL that are not metric names even when not followed by `(`.
-const KEYWORDS: [&str; 30] = [
-    "and",
-    "or",
-    "unless",
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "bool",
-    "offset",
-    "atan2",
-    "inf",
-    "nan",
-    "start",
-    "end",
-    "sum",
-    "min",
-    "max",
-    "avg",
-    "group",
-    "stddev",
-    "stdvar",
-    "count",
-    "count_values",
-    "bottomk",
-    "topk",
-    "quantile",
-    "limitk",
-    "limit_ratio",
-];
+/// Parses an expression with `promql-parser` (Prometheus's grammar), so a
+/// mistake is reported here, with its origin, before any Prometheus runs.
+pub fn parse(expr: &str) -> Result<Expr, String> {
+    promql_parser::parser::parse(expr)
+}
 
-/// Keywords followed by a parenthesised list of label names.
-const LABEL_LIST_KEYWORDS: [&str; 6] = [
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-];
-
-/// The metric names a PromQL expression selects: bare identifiers that are
-/// neither functions, aggregations nor keywords, and `__name__="..."`
-/// matchers. Label names, strings, durations and numbers are skipped.
-pub fn metric_names(expr: &str) -> BTreeSet<String> {
-    let chars: Vec<char> = expr.chars().collect();
-    let mut names = BTreeSet::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c == '"' || c == '\'' || c == '`' {
-            i = skip_string(&chars, i);
-        } else if c == '#' {
-            while i < chars.len() && chars[i] != '\n' {
-                i += 1;
-            }
-        } else if c == '{' {
-            let end = matching(&chars, i, '{', '}');
-            names.extend(name_matchers(&chars[i + 1..end]));
-            i = end + 1;
-        } else if c == '[' {
-            i = matching(&chars, i, '[', ']') + 1;
-        } else if c.is_ascii_digit()
-            || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit))
-        {
-            i += 1;
-            // Digits, units (5m30s), hex, and an exponent's sign (1e-3).
-            while i < chars.len() {
-                let d = chars[i];
-                let exponent_sign = (d == '+' || d == '-') && matches!(chars[i - 1], 'e' | 'E');
-                if !(d.is_ascii_alphanumeric() || d == '.' || d == '_' || exponent_sign) {
-                    break;
-                }
-                i += 1;
-            }
-        } else if c.is_ascii_alphabetic() || c == '_' || c == ':' {
-            let start = i;
-            while i < chars.len()
-                && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':')
+/// The metric names an expression selects: the name of every vector and
+/// range selector, and `__name__="..."` matchers (also inside `or`
+/// alternatives). Functions, aggregations, label names, strings, durations
+/// and numbers are not names; the parser tells them apart.
+pub fn metric_names(expr: &str) -> Result<BTreeSet<String>, String> {
+    struct Names(BTreeSet<String>);
+    impl ExprVisitor for Names {
+        type Error = std::convert::Infallible;
+        fn pre_visit(&mut self, e: &Expr) -> Result<bool, Self::Error> {
+            let selector = match e {
+                Expr::VectorSelector(vs) => vs,
+                Expr::MatrixSelector(ms) => &ms.vs,
+                _ => return Ok(true),
+            };
+            self.0.extend(selector.name.clone());
+            let matchers = &selector.matchers;
+            for m in matchers
+                .matchers
+                .iter()
+                .chain(matchers.or_matchers.iter().flatten())
             {
-                i += 1;
+                if m.name == "__name__" && matches!(m.op, MatchOp::Equal) {
+                    self.0.insert(m.value.clone());
+                }
             }
-            let word: String = chars[start..i].iter().collect();
-            let mut j = i;
-            while j < chars.len() && chars[j].is_whitespace() {
-                j += 1;
-            }
-            let call = chars.get(j) == Some(&'(');
-            let lower = word.to_ascii_lowercase();
-            if LABEL_LIST_KEYWORDS.contains(&lower.as_str()) && call {
-                i = matching(&chars, j, '(', ')') + 1;
-            } else if !call && !KEYWORDS.contains(&lower.as_str()) {
-                names.insert(word);
-            }
-        } else {
-            i += 1;
+            Ok(true)
         }
     }
-    names
+    let parsed = parse(expr)?;
+    let mut names = Names(BTreeSet::new());
+    let Ok(_) = walk_expr(&mut names, &parsed);
+    Ok(names.0)
 }
 
-fn skip_string(chars: &[char], start: usize) -> usize {
-    let quote = chars[start];
-    let mut i = start + 1;
-    while i < chars.len() && chars[i] != quote {
-        if chars[i] == '\\' && quote != '`' {
-            i += 1;
-        }
-        i += 1;
-    }
-    i + 1
-}
-
-/// Index of the bracket closing the one at `open_at` (or the end).
-fn matching(chars: &[char], open_at: usize, open: char, close: char) -> usize {
-    let mut depth = 0;
-    let mut i = open_at;
-    while i < chars.len() {
-        let c = chars[i];
-        if c == '"' || c == '\'' || c == '`' {
-            i = skip_string(chars, i);
-            continue;
-        }
-        if c == open {
-            depth += 1;
-        } else if c == close {
-            depth -= 1;
-            if depth == 0 {
-                return i;
-            }
-        }
-        i += 1;
-    }
-    chars.len()
-}
-
-/// `__name__="x"` matchers inside a selector's braces.
-fn name_matchers(inside: &[char]) -> Vec<String> {
-    let text: String = inside.iter().collect();
-    let mut out = Vec::new();
-    for part in text.split(',') {
-        let part = part.trim();
-        if let Some(rest) = part.strip_prefix("__name__") {
-            let rest = rest.trim_start();
-            if let Some(value) = rest.strip_prefix('=').filter(|r| !r.starts_with('~')) {
-                out.push(value.trim().trim_matches(['"', '\'', '`']).to_owned());
-            }
-        }
-    }
-    out
+/// [`metric_names`] of an expression that must parse: a parse error fails
+/// the test, naming where the expression comes from.
+pub fn names_of(e: &Expression) -> BTreeSet<String> {
+    metric_names(&e.promql)
+        .unwrap_or_else(|err| panic!("{}: not valid PromQL: {err}\n    {}", e.origin, e.promql))
 }
 
 /// The series names a scrape of the service can produce, from its
@@ -426,7 +321,7 @@ pub fn missing_names(
 ) -> BTreeMap<String, Vec<String>> {
     let mut missing: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for e in expressions {
-        for name in metric_names(&e.promql) {
+        for name in names_of(e) {
             let synthetic =
                 SCRAPE_SERIES.contains(&name.as_str()) && prometheus_names.contains(&name);
             if !exported.contains(&name) && !synthetic {
@@ -442,7 +337,36 @@ mod tests {
     use super::*;
 
     fn names(expr: &str) -> Vec<String> {
-        metric_names(expr).into_iter().collect()
+        metric_names(expr)
+            .unwrap_or_else(|e| panic!("{expr}: {e}"))
+            .into_iter()
+            .collect()
+    }
+
+    #[test]
+    fn every_dashboard_and_alert_expression_parses() {
+        let exprs = all_expressions();
+        assert!(!exprs.is_empty());
+        let invalid: Vec<String> = exprs
+            .iter()
+            .filter_map(|e| {
+                parse(&e.promql)
+                    .err()
+                    .map(|err| format!("{}\n    {}\n    {err}", e.origin, e.promql))
+            })
+            .collect();
+        assert!(
+            invalid.is_empty(),
+            "not valid PromQL:\n{}",
+            invalid.join("\n")
+        );
+    }
+
+    #[test]
+    fn an_invalid_expression_is_refused() {
+        for bad in ["rate(x[5m]", "sum by (a) (", "x{a=}", "x +"] {
+            assert!(metric_names(bad).is_err(), "{bad} parsed");
+        }
     }
 
     #[test]

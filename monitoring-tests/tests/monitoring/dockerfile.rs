@@ -3,71 +3,88 @@
 //! time, builds binaries that exist, runs them as a non-root user, and the
 //! build context (.dockerignore) keeps what it copies.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
-use serde_json::Value;
+use dockerfile_parser::{substitute, Dockerfile, ShellOrExecExpr, Stage};
 
 use crate::support::*;
 
-struct Stage {
-    from: String,
-    lines: Vec<String>,
+/// The Dockerfile, parsed by `dockerfile-parser` (continuation lines joined,
+/// comments dropped, instructions split into stages).
+fn dockerfile() -> Dockerfile {
+    Dockerfile::parse(&read("Dockerfile")).unwrap_or_else(|e| panic!("Dockerfile: {e}"))
 }
 
-/// Instructions (continuation lines joined, comments dropped), by stage.
-fn stages() -> (Vec<(String, String)>, Vec<Stage>) {
-    let text = read("Dockerfile");
-    let mut joined = Vec::new();
-    let mut current = String::new();
-    for line in text.lines() {
-        let t = line.trim();
-        if t.starts_with('#') || (t.is_empty() && current.is_empty()) {
-            continue;
-        }
-        if let Some(head) = t.strip_suffix('\\') {
-            current.push_str(head);
-            current.push(' ');
-        } else {
-            current.push_str(t);
-            joined.push(std::mem::take(&mut current));
-        }
-    }
-    let mut args = Vec::new();
-    let mut out: Vec<Stage> = Vec::new();
-    for line in joined {
-        let (op, rest) = line.split_once(' ').unwrap_or((&line, ""));
-        match (op.to_ascii_uppercase().as_str(), out.last_mut()) {
-            ("ARG", None) => {
-                let (k, v) = rest.split_once('=').unwrap_or((rest, ""));
-                args.push((k.trim().to_owned(), v.trim().to_owned()));
-            }
-            ("FROM", _) => out.push(Stage {
-                from: rest.to_owned(),
-                lines: Vec::new(),
-            }),
-            (_, Some(stage)) => stage.lines.push(line.clone()),
-            (_, None) => panic!("Dockerfile: {line} before FROM"),
-        }
-    }
-    (args, out)
-}
-
-fn expand(s: &str, args: &[(String, String)]) -> String {
-    args.iter().fold(s.to_owned(), |acc, (k, v)| {
-        acc.replace(&format!("${{{k}}}"), v)
-            .replace(&format!("${k}"), v)
-    })
-}
-
-fn instructions<'a>(stage: &'a Stage, op: &str) -> Vec<&'a str> {
-    stage
-        .lines
+/// The global `ARG`s (before the first `FROM`) with their defaults.
+fn args(file: &Dockerfile) -> HashMap<&str, &str> {
+    file.global_args
         .iter()
-        .filter_map(|l| {
-            l.split_once(' ')
-                .filter(|(o, _)| o.eq_ignore_ascii_case(op))
-                .map(|(_, r)| r)
+        .filter_map(|a| Some((a.name.as_ref(), a.value.as_ref()?.as_ref())))
+        .collect()
+}
+
+/// `s` with the global `ARG`s substituted (unknown ones left as written).
+fn expand(s: &str, args: &HashMap<&str, &str>) -> String {
+    substitute(s, args, &mut HashSet::new(), 16).unwrap_or_else(|| s.to_owned())
+}
+
+/// The stage's `FROM` image, variables resolved.
+fn image(stage: &Stage<'_>, file: &Dockerfile) -> String {
+    let from = stage
+        .instructions
+        .iter()
+        .find_map(|i| i.as_from())
+        .expect("a stage begins with FROM");
+    from.image_parsed
+        .resolve_vars(file)
+        .map(|i| i.to_string())
+        .unwrap_or_else(|| from.image.to_string())
+}
+
+/// The arguments of a stage's instructions named `op` that the parser does
+/// not model (USER, HEALTHCHECK, ...), continuation lines joined.
+fn misc(stage: &Stage<'_>, op: &str) -> Vec<String> {
+    stage
+        .instructions
+        .iter()
+        .filter_map(|i| i.as_misc())
+        .filter(|m| m.instruction.as_ref().eq_ignore_ascii_case(op))
+        .map(|m| m.arguments.to_string().trim().to_owned())
+        .collect()
+}
+
+/// The commands of a stage's `RUN`s (shell form, or exec form joined).
+fn runs(stage: &Stage<'_>) -> Vec<String> {
+    stage
+        .instructions
+        .iter()
+        .filter_map(|i| i.as_run())
+        .map(|r| shell_or_exec(&r.expr))
+        .collect()
+}
+
+fn shell_or_exec(expr: &ShellOrExecExpr) -> String {
+    match expr {
+        ShellOrExecExpr::Shell(s) => s.to_string(),
+        ShellOrExecExpr::Exec(a) => a.as_str_vec().join(" "),
+    }
+}
+
+/// A stage's `COPY`s: the `--from` stage (if any), sources and destination.
+fn copies(stage: &Stage<'_>) -> Vec<(Option<String>, Vec<String>, String)> {
+    stage
+        .instructions
+        .iter()
+        .filter_map(|i| i.as_copy())
+        .map(|c| {
+            let from = c
+                .flags
+                .iter()
+                .find(|f| f.name.as_ref() == "from")
+                .map(|f| f.value.to_string());
+            let sources = c.sources.iter().map(|s| s.to_string()).collect();
+            (from, sources, c.destination.to_string())
         })
         .collect()
 }
@@ -161,21 +178,12 @@ fn normalize(p: &Path) -> std::path::PathBuf {
     out
 }
 
-/// Sources of the build stage's COPY instructions (not `--from`).
-fn copied(stage: &Stage) -> Vec<String> {
-    instructions(stage, "COPY")
+/// Sources of a stage's COPY instructions from the build context (not `--from`).
+fn copied(stage: &Stage<'_>) -> Vec<String> {
+    copies(stage)
         .into_iter()
-        .filter(|r| !r.starts_with("--from"))
-        .flat_map(|r| {
-            let parts: Vec<&str> = r
-                .split_whitespace()
-                .filter(|p| !p.starts_with("--"))
-                .collect();
-            parts[..parts.len().saturating_sub(1)]
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>()
-        })
+        .filter(|(from, _, _)| from.is_none())
+        .flat_map(|(_, sources, _)| sources)
         .collect()
 }
 
@@ -188,10 +196,11 @@ fn is_copied(path: &str, sources: &[String]) -> bool {
 
 #[test]
 fn the_build_stage_has_everything_cargo_needs() {
-    let (args, stages) = stages();
+    let file = dockerfile();
+    let stages = file.iter_stages().collect::<Vec<_>>();
     assert!(stages.len() >= 2, "expected a multi-stage build");
     let build = &stages[0];
-    let from = expand(&build.from, &args);
+    let from = image(build, &file);
     let image_version = from
         .strip_prefix("rust:")
         .and_then(|r| r.split(['-', ' ']).next())
@@ -236,7 +245,9 @@ fn the_build_stage_has_everything_cargo_needs() {
 
 #[test]
 fn the_image_holds_both_binaries_and_runs_as_non_root() {
-    let (args, stages) = stages();
+    let file = dockerfile();
+    let args = args(&file);
+    let stages = file.iter_stages().collect::<Vec<_>>();
     let build = &stages[0];
     let runtime = stages.last().expect("runtime stage");
     let bins: BTreeSet<String> = ["service", "hub-agent"]
@@ -247,7 +258,7 @@ fn the_image_holds_both_binaries_and_runs_as_non_root() {
         bins,
         BTreeSet::from(["federation".to_owned(), "hub-agent".to_owned()])
     );
-    let cargo = instructions(build, "RUN")
+    let cargo = runs(build)
         .into_iter()
         .find(|r| r.contains("cargo build"))
         .expect("a cargo build");
@@ -255,6 +266,7 @@ fn the_image_holds_both_binaries_and_runs_as_non_root() {
         cargo.contains("--release") && cargo.contains("--locked"),
         "{cargo}"
     );
+    let build_name = build.name.clone().expect("the build stage is named");
     for bin in &bins {
         assert!(
             cargo.contains(&format!("--bin {bin}")),
@@ -264,42 +276,44 @@ fn the_image_holds_both_binaries_and_runs_as_non_root() {
             cargo.contains(&format!("target/release/{bin}")),
             "{bin} is not taken from target/release"
         );
-        let copied_in = instructions(runtime, "COPY")
-            .into_iter()
-            .any(|c| c.starts_with("--from=build") && c.contains(&format!("/{bin}")));
+        let copied_in = copies(runtime).iter().any(|(from, sources, _)| {
+            from.as_deref() == Some(build_name.as_str())
+                && sources.iter().any(|s| s.ends_with(&format!("/{bin}")))
+        });
         assert!(copied_in, "{bin} is not copied into the runtime image");
     }
-    let user = instructions(runtime, "USER")
+    let user = misc(runtime, "USER")
         .last()
         .map(|u| expand(u, &args))
         .expect("a USER in the runtime stage");
     let name = user.split(':').next().unwrap_or_default();
     assert!(!["root", "0", ""].contains(&name), "runs as {user}");
-    let entry = instructions(runtime, "ENTRYPOINT")
-        .last()
-        .copied()
-        .unwrap_or_default()
-        .to_owned();
-    let entry: Value = serde_json::from_str(&entry).expect("ENTRYPOINT in exec form");
-    assert_eq!(entry, serde_json::json!(["federation"]));
-    let health = instructions(runtime, "HEALTHCHECK").join(" ");
+    let entry = runtime
+        .instructions
+        .iter()
+        .rev()
+        .find_map(|i| i.as_entrypoint())
+        .expect("an ENTRYPOINT");
+    let entry = entry
+        .expr
+        .as_exec()
+        .map(|a| a.as_str_vec())
+        .expect("ENTRYPOINT in exec form");
+    assert_eq!(entry, ["federation"]);
+    let health = misc(runtime, "HEALTHCHECK").join(" ");
     assert!(
         health.contains("/ready"),
         "HEALTHCHECK should probe /ready: {health}"
     );
     // Installed for that health check.
     assert!(
-        instructions(runtime, "RUN")
-            .iter()
-            .any(|r| r.contains("curl")),
+        runs(runtime).iter().any(|r| r.contains("curl")),
         "curl is not installed"
     );
     // The default settings file the binary looks for, and the seed file it names.
     for file in ["config/federation.yaml", "config/projects.yaml"] {
         assert!(
-            instructions(runtime, "COPY")
-                .iter()
-                .any(|c| !c.starts_with("--from") && c.contains(file)),
+            copied(runtime).iter().any(|c| c == file),
             "{file} is not in the image"
         );
     }
@@ -319,10 +333,10 @@ fn the_build_context_keeps_what_the_dockerfile_copies() {
             ".dockerignore does not exclude {needed}"
         );
     }
-    let (_, stages) = stages();
+    let file = dockerfile();
     let mut sources = Vec::new();
-    for stage in &stages {
-        sources.extend(copied(stage));
+    for stage in file.iter_stages() {
+        sources.extend(copied(&stage));
     }
     for s in sources {
         for p in &patterns {
