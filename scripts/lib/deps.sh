@@ -171,7 +171,7 @@ ensure_sqlx_cli() {
 fresh_migrated_database() { # name
   local url
   url=$(pg_url_for "$1")
-  psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null
+  PGOPTIONS=--client-min-messages=warning psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null
   psql "$PG_ADMIN_URL" -qc "CREATE DATABASE \"$1\"" >/dev/null
   cargo sqlx migrate run --source migrations --database-url "$url" >/dev/null
   echo "$url"
