@@ -29,7 +29,7 @@ impl Cursor {
 }
 
 /// One outbox row.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OutboxEvent {
     pub seq: i64,
     pub id: Uuid,

@@ -9,7 +9,7 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use utoipa::ToSchema;
 
-#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RunRecord {
     pub id: i64,
     pub target: String,
@@ -34,7 +34,7 @@ pub struct NewRun<'a> {
     pub finished_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PostCommandStatus {
     pub command: String,
     pub exit_code: Option<i32>,
