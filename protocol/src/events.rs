@@ -121,6 +121,35 @@ impl<T> CloudEvent<T> {
     }
 }
 
+/// What changed a project's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusCause {
+    /// The hub's own heartbeat reported it.
+    Heartbeat,
+    /// The stale sweeper marked a silent hub.
+    Sweeper,
+}
+
+/// The `data` of a `project.status` event ([`EventKind::ProjectStatusChanged`]).
+///
+/// The service writes it in the statement that records the change, through
+/// the database function `project_status_data` (migrations/0008), the one
+/// place both writers (heartbeats and the stale sweeper) build it; its tests
+/// read events of both back into this type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectStatusData {
+    pub slug: String,
+    /// `online`, `degraded` or `offline`.
+    pub from: String,
+    pub to: String,
+    pub cause: StatusCause,
+    /// When the change took effect: the heartbeat's arrival, or the sweep.
+    pub at: DateTime<Utc>,
+    pub last_heartbeat_at: Option<DateTime<Utc>>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -150,6 +150,33 @@ ensure_cargo() {
   have cargo || die "cargo is not installed. Install Rust from https://rustup.rs (rustup), then retry."
 }
 
+# --- sqlx-cli ----------------------------------------------------------------
+
+# The sqlx-cli matching the sqlx of Cargo.lock: it regenerates and checks
+# the offline query cache .sqlx/ (see README, "Queries").
+SQLX_CLI_VERSION="0.8.6"
+
+# Makes sure `cargo sqlx` is the pinned version, installing it with cargo.
+ensure_sqlx_cli() {
+  if cargo sqlx --version 2>/dev/null | grep -q " $SQLX_CLI_VERSION$"; then
+    return 0
+  fi
+  say "installing sqlx-cli $SQLX_CLI_VERSION (cargo install, a few minutes once)"
+  cargo install sqlx-cli --version "$SQLX_CLI_VERSION" --no-default-features \
+    --features postgres,rustls --locked --quiet ||
+    die "cargo could not install sqlx-cli $SQLX_CLI_VERSION (is crates.io reachable?)"
+}
+
+# Recreates database $1 and applies migrations/ to it; prints its URL.
+fresh_migrated_database() { # name
+  local url
+  url=$(pg_url_for "$1")
+  PGOPTIONS=--client-min-messages=warning psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null
+  psql "$PG_ADMIN_URL" -qc "CREATE DATABASE \"$1\"" >/dev/null
+  cargo sqlx migrate run --source migrations --database-url "$url" >/dev/null
+  echo "$url"
+}
+
 # --- Monitoring and deployment tools ----------------------------------------
 
 # The first executable among the arguments (names on the PATH or paths).

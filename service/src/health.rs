@@ -218,6 +218,7 @@ impl DatabaseMonitor {
             let Some(c) = conn.as_mut() else {
                 return Err(sqlx::Error::PoolClosed);
             };
+            // A liveness probe: a runtime statement, nothing to check.
             sqlx::query("SELECT 1").execute(&mut *c).await?;
             let latency = t0.elapsed();
             // Two small catalog queries: cheap enough for every check, so

@@ -109,6 +109,8 @@ async fn campaign(
             _ = shutdown.cancelled() => break,
         };
         // Try for the lock until won, the connection fails, or shutdown.
+        // Lock calls and liveness probes touch no table: they stay runtime
+        // statements, unlike every query in `store` (checked at build time).
         let won = loop {
             match sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
                 .bind(key)

@@ -1,7 +1,8 @@
 //! The federation catalog service.
 //!
 //! `app` composes; `state` is what handlers receive; every other module owns
-//! one concern and its SQL: `config`, `store`, `catalog` (projects, their
+//! one concern: `config`, `store` (every SQL statement, checked at compile
+//! time against `.sqlx/`), `catalog` (projects, their
 //! seeding and metrics), `catalog_view` (the catalog in memory), `spoke` (the
 //! spoke registry's rules), `events`, `ingest`, `sweeper`, `leader`, `sync`
 //! (tfvars, Keycloak, links, drift), `auth`, `api`, `health`, `server`,

@@ -134,7 +134,7 @@ pub enum LinkEffect {
 }
 
 /// A spoke as stored and served.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Spoke {
     #[schema(example = "spoke-fra-ee18ad42")]
     pub id: String,
@@ -460,7 +460,7 @@ impl TransitionRequest {
 }
 
 /// One row of a spoke's transition log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Transition {
     pub id: i64,
     #[schema(example = "spoke-fra-ee18ad42")]
@@ -544,7 +544,7 @@ impl LinkStatus {
 }
 
 /// A directed federation link, as stored and served.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FederationLink {
     pub id: i64,
     #[schema(example = "spoke-fra-ee18ad42")]
@@ -565,7 +565,7 @@ pub struct FederationLink {
 }
 
 /// An IdP a login page should offer (`GET /api/idps/public`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PublicIdp {
     /// The Keycloak alias the sync gives this IdP: `<lower code>-idp`.
     #[schema(example = "fra-idp")]

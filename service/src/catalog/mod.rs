@@ -58,7 +58,7 @@ impl From<protocol::HubStatus> for ProjectStatus {
 }
 
 /// A project as stored and served.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Project {
     pub id: i64,
     #[schema(example = "alpha")]

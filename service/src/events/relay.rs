@@ -18,10 +18,11 @@ use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use super::log::{self, OutboxEvent, READABLE};
+use super::log::{self, OutboxEvent};
 use super::metrics::EventMetrics;
 use crate::config::EventSettings;
 use crate::leader::Election;
+use crate::store::outbox;
 
 /// The channel the outbox trigger notifies on commit.
 pub const NOTIFY_CHANNEL: &str = "outbox";
@@ -142,27 +143,15 @@ impl OutboxRelay {
     /// failure the events acknowledged before it are still marked.
     pub async fn publish_batch(&self) -> Result<Step, RelayError> {
         let mut tx = self.db.begin().await?;
-        let batch: Vec<OutboxEvent> = sqlx::query_as(&format!(
-            "SELECT seq, id, event_type, subject, ce_subject, data, occurred_at, xid::text::bigint AS xid \
-             FROM outbox WHERE published_at IS NULL AND {READABLE} \
-             ORDER BY xid, seq LIMIT $1 FOR UPDATE SKIP LOCKED"
-        ))
-        .bind(self.settings.batch_size as i64)
-        .fetch_all(&mut *tx)
-        .await?;
+        let batch = outbox::claim_unpublished(&mut tx, self.settings.batch_size as i64).await?;
         let Some(first) = batch.first() else {
             tx.commit().await?;
             return Ok(Step::default());
         };
         // SKIP LOCKED would let us jump over rows another relay holds; publish
         // only if our batch starts at the head of the unpublished log.
-        let head: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT xid::text::bigint, seq FROM outbox WHERE published_at IS NULL \
-             ORDER BY xid, seq LIMIT 1",
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
-        if head != Some((first.xid, first.seq)) {
+        let head = outbox::unpublished_head(&mut tx).await?;
+        if head != Some(first.cursor()) {
             tx.rollback().await?;
             return Ok(Step {
                 blocked: true,
@@ -191,10 +180,7 @@ impl OutboxRelay {
             }
         }
         if !acked.is_empty() {
-            sqlx::query("UPDATE outbox SET published_at = clock_timestamp() WHERE seq = ANY($1)")
-                .bind(&acked)
-                .execute(&mut *tx)
-                .await?;
+            outbox::mark_published(&mut tx, &acked).await?;
         }
         tx.commit().await?;
         match failure {
@@ -238,15 +224,7 @@ impl OutboxRelay {
         let cutoff = chrono::Utc::now() - retention;
         let mut total = 0;
         loop {
-            let n = sqlx::query(
-                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox \
-                 WHERE published_at IS NOT NULL AND published_at < $1 LIMIT $2)",
-            )
-            .bind(cutoff)
-            .bind(PRUNE_CHUNK)
-            .execute(&self.db)
-            .await?
-            .rows_affected();
+            let n = outbox::prune_published(&self.db, cutoff, PRUNE_CHUNK).await?;
             total += n;
             if n < PRUNE_CHUNK as u64 {
                 break;

@@ -7,9 +7,6 @@ use sqlx::{PgConnection, PgExecutor};
 
 use crate::spoke::{FederationLink, LinkDirection, LinkEffect, LinkStatus, Spoke};
 
-const COLUMNS: &str = "id, spoke_id, direction, source_code, target_code, status, retry_count, \
-                       last_error_code, last_error, last_verified_at, created_at, updated_at";
-
 /// Longest error message kept.
 pub const MAX_ERROR_LEN: usize = 2000;
 
@@ -26,27 +23,27 @@ pub async fn apply(
             for direction in LinkDirection::ALL {
                 let (source, target) = direction.endpoints(hub_code, &spoke.instance_code);
                 // A reinstated spoke's links start over: CREATING, no error.
-                sqlx::query(
+                sqlx::query!(
                     "INSERT INTO federation_links (spoke_id, direction, source_code, target_code, status) \
                      VALUES ($1, $2, $3, $4, 'CREATING') \
                      ON CONFLICT (spoke_id, direction) DO UPDATE SET status = 'CREATING', \
                      source_code = EXCLUDED.source_code, target_code = EXCLUDED.target_code, \
                      retry_count = 0, last_error_code = NULL, last_error = NULL, updated_at = now()",
+                    spoke.id,
+                    direction as _,
+                    source,
+                    target,
                 )
-                .bind(&spoke.id)
-                .bind(direction)
-                .bind(source)
-                .bind(target)
                 .execute(&mut *conn)
                 .await?;
             }
         }
         LinkEffect::Disable => {
-            sqlx::query(
+            sqlx::query!(
                 "UPDATE federation_links SET status = 'DISABLED', updated_at = now() \
                  WHERE spoke_id = $1 AND status <> 'DISABLED'",
+                spoke.id,
             )
-            .bind(&spoke.id)
             .execute(&mut *conn)
             .await?;
         }
@@ -66,13 +63,12 @@ pub async fn list<'e>(
     db: impl PgExecutor<'e>,
     filter: &LinkFilter,
 ) -> Result<Vec<FederationLink>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM federation_links \
-         WHERE ($1::text IS NULL OR spoke_id = $1) AND ($2::text IS NULL OR status = $2) \
-         ORDER BY spoke_id, direction"
-    ))
-    .bind(filter.spoke_id.as_deref())
-    .bind(filter.status.map(LinkStatus::as_str))
+    sqlx::query_file_as!(
+        FederationLink,
+        "src/store/sql/link_list.sql",
+        filter.spoke_id.as_deref(),
+        filter.status.map(LinkStatus::as_str),
+    )
     .fetch_all(db)
     .await
 }
@@ -107,20 +103,15 @@ pub async fn update_status<'e>(
             Some(message.chars().take(MAX_ERROR_LEN).collect()),
         ),
     };
-    sqlx::query_as(&format!(
-        "UPDATE federation_links SET status = $3, updated_at = now(), \
-           retry_count = CASE $3 WHEN 'FAILED' THEN retry_count + 1 WHEN 'ACTIVE' THEN 0 ELSE retry_count END, \
-           last_error_code = CASE $3 WHEN 'FAILED' THEN $4 WHEN 'ACTIVE' THEN NULL ELSE last_error_code END, \
-           last_error = CASE $3 WHEN 'FAILED' THEN $5 WHEN 'ACTIVE' THEN NULL ELSE last_error END, \
-           last_verified_at = CASE $3 WHEN 'ACTIVE' THEN now() ELSE last_verified_at END \
-         WHERE spoke_id = $1 AND direction = $2 AND status <> 'DISABLED' \
-         RETURNING {COLUMNS}"
-    ))
-    .bind(spoke_id)
-    .bind(direction)
-    .bind(status)
-    .bind(code)
-    .bind(message)
+    sqlx::query_file_as!(
+        FederationLink,
+        "src/store/sql/link_update_status.sql",
+        spoke_id,
+        direction as _,
+        status as _,
+        code,
+        message,
+    )
     .fetch_optional(db)
     .await
 }

@@ -2,8 +2,11 @@
 //! group.
 
 pub mod links;
+pub mod liveness;
+pub mod outbox;
 pub mod projects;
 pub mod spokes;
+pub mod sync;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -95,9 +98,23 @@ pub async fn wait_until_reachable(
 async fn probe(options: &PgConnectOptions) -> Result<(), sqlx::Error> {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect_with(options).await?;
+    // A liveness probe, like those in `health` and `leader`: a runtime
+    // statement with nothing to check.
     sqlx::query("SELECT 1").execute(&mut conn).await?;
     let _ = conn.close().await;
     Ok(())
+}
+
+/// A read-only repeatable-read transaction: every statement in it sees one
+/// consistent snapshot.
+pub async fn snapshot(
+    pool: &PgPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query!("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
 }
 
 /// Applies pending migrations (serialised across replicas by sqlx's lock).
@@ -113,17 +130,19 @@ pub async fn pending_migrations(pool: &PgPool) -> Result<usize, sqlx::Error> {
 
 /// As [`pending_migrations`], on a connection of the caller's.
 pub async fn pending_migrations_on(conn: &mut sqlx::PgConnection) -> Result<usize, sqlx::Error> {
-    let exists: bool =
-        sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL")
-            .fetch_one(&mut *conn)
-            .await?;
+    let exists = sqlx::query_scalar!(
+        r#"SELECT to_regclass('public._sqlx_migrations') IS NOT NULL AS "exists!""#
+    )
+    .fetch_one(&mut *conn)
+    .await?;
     if !exists {
         return Ok(MIGRATOR.iter().count());
     }
-    let applied: Vec<i64> =
-        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-            .fetch_all(&mut *conn)
-            .await?;
+    // Read only once the table is known to exist; the statement is checked
+    // against the migrated schema, where sqlx's table always is.
+    let applied = sqlx::query_scalar!("SELECT version FROM _sqlx_migrations WHERE success")
+        .fetch_all(&mut *conn)
+        .await?;
     Ok(MIGRATOR
         .iter()
         .filter(|m| !applied.contains(&m.version))

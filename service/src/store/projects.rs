@@ -2,19 +2,10 @@
 //! transaction.
 
 use protocol::EventKind;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgExecutor, PgPool};
 
+use super::outbox;
 use crate::catalog::{Project, ProjectSpec, ProjectStatus};
-use crate::events::outbox;
-
-/// The columns of [`Project`], as a literal so every query is a `&'static str`.
-macro_rules! columns {
-    () => {
-        "id, slug, name, hub_url, mesh_namespace, tags, allow_fanout, status, \
-         status_changed_at, last_heartbeat_at, hub_timestamp, agent_id, agent_version, \
-         heartbeat_seq, heartbeat_interval_s, created_at, updated_at, revision"
-    };
-}
 
 /// What a register-or-update did.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,26 +77,22 @@ async fn upsert_in(
     create: bool,
 ) -> Result<Option<Upserted>, sqlx::Error> {
     // Lock the row (if any) so concurrent writers of one slug serialise.
-    let existing: Option<Project> = sqlx::query_as(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM projects WHERE slug = $1 FOR UPDATE"
-    ))
-    .bind(&spec.slug)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let existing = sqlx::query_file_as!(Project, "src/store/sql/project_lock.sql", spec.slug)
+        .fetch_optional(&mut *conn)
+        .await?;
     match existing {
         Some(p) if same_attributes(&p, spec) => Ok(Some(Upserted::Unchanged(p))),
         Some(_) => {
-            let p: Project = sqlx::query_as(concat!("UPDATE projects SET name = COALESCE($2, name), hub_url = $3, mesh_namespace = $4, \
-                 tags = COALESCE($5, tags), allow_fanout = COALESCE($6, allow_fanout), \
-                 updated_at = now(), revision = revision + 1 WHERE slug = $1 RETURNING ", columns!()))
-            .bind(&spec.slug)
-            .bind(&spec.name)
-            .bind(&spec.hub_url)
-            .bind(&spec.mesh_namespace)
-            .bind(&spec.tags)
-            .bind(&spec.allow_fanout)
+            let p = sqlx::query_file_as!(
+                Project,
+                "src/store/sql/project_update.sql",
+                spec.slug,
+                spec.name,
+                spec.hub_url,
+                spec.mesh_namespace,
+                spec.tags.as_deref() as _,
+                spec.allow_fanout.as_deref() as _,
+            )
             .fetch_one(&mut *conn)
             .await?;
             outbox::enqueue(conn, EventKind::ProjectUpdated, Some(&p.slug), &p).await?;
@@ -115,17 +102,16 @@ async fn upsert_in(
         None => {
             // ON CONFLICT: a concurrent insert of the same slug wins; we then
             // treat ours as an update of theirs.
-            let inserted: Option<Project> = sqlx::query_as(concat!(
-                "INSERT INTO projects (slug, name, hub_url, mesh_namespace, tags, allow_fanout) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (slug) DO NOTHING RETURNING ",
-                columns!()
-            ))
-            .bind(&spec.slug)
-            .bind(spec.name.as_deref().unwrap_or(&spec.slug))
-            .bind(&spec.hub_url)
-            .bind(&spec.mesh_namespace)
-            .bind(spec.tags.as_deref().unwrap_or_default())
-            .bind(spec.allow_fanout.as_deref().unwrap_or_default())
+            let inserted = sqlx::query_file_as!(
+                Project,
+                "src/store/sql/project_insert.sql",
+                spec.slug,
+                spec.name.as_deref().unwrap_or(&spec.slug),
+                spec.hub_url,
+                spec.mesh_namespace,
+                spec.tags.as_deref().unwrap_or_default() as _,
+                spec.allow_fanout.as_deref().unwrap_or_default() as _,
+            )
             .fetch_optional(&mut *conn)
             .await?;
             match inserted {
@@ -152,53 +138,36 @@ fn same_attributes(p: &Project, spec: &ProjectSpec) -> bool {
 }
 
 pub async fn get(pool: &PgPool, slug: &str) -> Result<Option<Project>, sqlx::Error> {
-    sqlx::query_as(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM projects WHERE slug = $1"
-    ))
-    .bind(slug)
-    .fetch_optional(pool)
-    .await
+    sqlx::query_file_as!(Project, "src/store/sql/project_get.sql", slug)
+        .fetch_optional(pool)
+        .await
 }
 
 /// Projects matching the filter, ordered by slug.
 pub async fn list(pool: &PgPool, filter: &ProjectFilter) -> Result<Vec<Project>, sqlx::Error> {
-    sqlx::query_as(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM projects \
-         WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR tags @> ARRAY[$2::text]) \
-         ORDER BY slug"
-    ))
-    .bind(filter.status.map(ProjectStatus::as_str))
-    .bind(filter.tag.as_deref())
+    sqlx::query_file_as!(
+        Project,
+        "src/store/sql/project_list.sql",
+        filter.status.map(ProjectStatus::as_str),
+        filter.tag.as_deref(),
+    )
     .fetch_all(pool)
     .await
 }
 
 /// The named projects that exist (in no particular order).
 pub async fn list_by_slugs(pool: &PgPool, slugs: &[String]) -> Result<Vec<Project>, sqlx::Error> {
-    sqlx::query_as(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM projects WHERE slug = ANY($1)"
-    ))
-    .bind(slugs)
-    .fetch_all(pool)
-    .await
+    sqlx::query_file_as!(Project, "src/store/sql/project_list_by_slugs.sql", slugs)
+        .fetch_all(pool)
+        .await
 }
 
 /// Deletes a project; returns it as it was, or `None` if absent.
 pub async fn delete(pool: &PgPool, slug: &str) -> Result<Option<Project>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let deleted: Option<Project> = sqlx::query_as(concat!(
-        "DELETE FROM projects WHERE slug = $1 RETURNING ",
-        columns!()
-    ))
-    .bind(slug)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let deleted = sqlx::query_file_as!(Project, "src/store/sql/project_delete.sql", slug)
+        .fetch_optional(&mut *tx)
+        .await?;
     if let Some(p) = &deleted {
         outbox::enqueue(&mut tx, EventKind::ProjectDeleted, Some(&p.slug), p).await?;
     }
@@ -208,7 +177,24 @@ pub async fn delete(pool: &PgPool, slug: &str) -> Result<Option<Project>, sqlx::
 
 /// Number of projects per status (statuses with none are absent).
 pub async fn count_by_status(pool: &PgPool) -> Result<Vec<(ProjectStatus, i64)>, sqlx::Error> {
-    sqlx::query_as("SELECT status, count(*) FROM projects GROUP BY status")
-        .fetch_all(pool)
-        .await
+    let rows = sqlx::query!(
+        r#"SELECT status AS "status: ProjectStatus", count(*) AS "count!" FROM projects GROUP BY status"#
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.status, r.count)).collect())
+}
+
+/// The status of each named project that exists (in no particular order).
+pub async fn statuses_of<'e>(
+    db: impl PgExecutor<'e>,
+    slugs: &[String],
+) -> Result<Vec<(String, ProjectStatus)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT slug, status AS "status: ProjectStatus" FROM projects WHERE slug = ANY($1)"#,
+        slugs,
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.slug, r.status)).collect())
 }

@@ -4,19 +4,12 @@
 use protocol::EventKind;
 use sqlx::{PgConnection, PgExecutor, PgPool};
 
-use super::links;
-use crate::events::outbox;
+use super::{links, outbox};
+use crate::catalog::ProjectStatus;
 use crate::spoke::{
     new_spoke_id, PublicIdp, Spoke, SpokeEventData, SpokeSpec, SpokeStatus, Transition,
     TransitionSpec,
 };
-
-const COLUMNS: &str = "id, instance_code, name, base_url, idp_public_url, idp_internal_url, \
-                       contact, cert_fingerprint, status, status_reason, created_at, updated_at, \
-                       status_changed_at";
-
-const TRANSITION_COLUMNS: &str =
-    "id, spoke_id, from_status, to_status, reason, actor, key_fingerprint, at";
 
 /// The reason recorded for a registration.
 pub const REGISTERED_REASON: &str = "registered";
@@ -45,10 +38,11 @@ pub async fn register(
     // A concurrent registration of the same code (or, vanishingly rarely, an
     // id collision) makes the insert do nothing; then look again.
     for _ in 0..5 {
-        let live: Option<Spoke> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM spokes WHERE instance_code = $1 AND status <> 'revoked' FOR UPDATE"
-        ))
-        .bind(&spec.instance_code)
+        let live = sqlx::query_file_as!(
+            Spoke,
+            "src/store/sql/spoke_live_lock.sql",
+            spec.instance_code
+        )
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(existing) = live {
@@ -60,19 +54,18 @@ pub async fn register(
                 Registered::Conflict { existing, fields }
             });
         }
-        let inserted: Option<Spoke> = sqlx::query_as(&format!(
-            "INSERT INTO spokes (id, instance_code, name, base_url, idp_public_url, idp_internal_url, \
-             contact, cert_fingerprint) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT DO NOTHING RETURNING {COLUMNS}"
-        ))
-        .bind(new_spoke_id(&spec.instance_code))
-        .bind(&spec.instance_code)
-        .bind(&spec.name)
-        .bind(&spec.base_url)
-        .bind(&spec.idp_public_url)
-        .bind(&spec.idp_internal_url)
-        .bind(&spec.contact)
-        .bind(&spec.cert_fingerprint)
+        let inserted = sqlx::query_file_as!(
+            Spoke,
+            "src/store/sql/spoke_insert.sql",
+            new_spoke_id(&spec.instance_code),
+            spec.instance_code,
+            spec.name,
+            spec.base_url,
+            spec.idp_public_url,
+            spec.idp_internal_url,
+            spec.contact,
+            spec.cert_fingerprint,
+        )
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(spoke) = inserted {
@@ -136,25 +129,22 @@ pub async fn transition_in(
 ) -> Result<TransitionOutcome, sqlx::Error> {
     // The row lock serialises concurrent transitions of one spoke: the
     // second sees the first's result and is refused if it no longer applies.
-    let current: Option<Spoke> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM spokes WHERE id = $1 FOR UPDATE"
-    ))
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let current = sqlx::query_file_as!(Spoke, "src/store/sql/spoke_lock.sql", id)
+        .fetch_optional(&mut *conn)
+        .await?;
     let Some(current) = current else {
         return Ok(TransitionOutcome::NotFound);
     };
     let Some(to) = spec.action.apply(current.status) else {
         return Ok(TransitionOutcome::NotAllowed(current));
     };
-    let spoke: Spoke = sqlx::query_as(&format!(
-        "UPDATE spokes SET status = $2, status_reason = $3, status_changed_at = now(), \
-         updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(to)
-    .bind(&spec.reason)
+    let spoke = sqlx::query_file_as!(
+        Spoke,
+        "src/store/sql/spoke_set_status.sql",
+        id,
+        to as _,
+        spec.reason,
+    )
     .fetch_one(&mut *conn)
     .await?;
     let transition = insert_transition(
@@ -182,23 +172,25 @@ async fn insert_transition(
     actor: &str,
     key_fingerprint: &str,
 ) -> Result<Transition, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "INSERT INTO spoke_transitions (spoke_id, from_status, to_status, reason, actor, key_fingerprint) \
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {TRANSITION_COLUMNS}"
-    ))
-    .bind(spoke_id)
-    .bind(from)
-    .bind(to)
-    .bind(reason)
-    .bind(actor)
-    .bind(key_fingerprint)
+    sqlx::query_as!(
+        Transition,
+        r#"INSERT INTO spoke_transitions (spoke_id, from_status, to_status, reason, actor, key_fingerprint)
+           VALUES ($1, $2, $3, $4, $5, $6)
+           RETURNING id, spoke_id, from_status AS "from_status: SpokeStatus",
+                     to_status AS "to_status: SpokeStatus", reason, actor, key_fingerprint, at"#,
+        spoke_id,
+        from as _,
+        to as _,
+        reason,
+        actor,
+        key_fingerprint,
+    )
     .fetch_one(conn)
     .await
 }
 
 pub async fn get<'e>(db: impl PgExecutor<'e>, id: &str) -> Result<Option<Spoke>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM spokes WHERE id = $1"))
-        .bind(id)
+    sqlx::query_file_as!(Spoke, "src/store/sql/spoke_get.sql", id)
         .fetch_optional(db)
         .await
 }
@@ -209,11 +201,11 @@ pub async fn list<'e>(
     db: impl PgExecutor<'e>,
     status: Option<SpokeStatus>,
 ) -> Result<Vec<Spoke>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM spokes WHERE ($1::text IS NULL OR status = $1) \
-         ORDER BY instance_code, created_at, id"
-    ))
-    .bind(status.map(SpokeStatus::as_str))
+    sqlx::query_file_as!(
+        Spoke,
+        "src/store/sql/spoke_list.sql",
+        status.map(SpokeStatus::as_str),
+    )
     .fetch_all(db)
     .await
 }
@@ -223,10 +215,13 @@ pub async fn history(pool: &PgPool, id: &str) -> Result<Option<Vec<Transition>>,
     if get(pool, id).await?.is_none() {
         return Ok(None);
     }
-    let rows = sqlx::query_as(&format!(
-        "SELECT {TRANSITION_COLUMNS} FROM spoke_transitions WHERE spoke_id = $1 ORDER BY id"
-    ))
-    .bind(id)
+    let rows = sqlx::query_as!(
+        Transition,
+        r#"SELECT id, spoke_id, from_status AS "from_status: SpokeStatus",
+                  to_status AS "to_status: SpokeStatus", reason, actor, key_fingerprint, at
+           FROM spoke_transitions WHERE spoke_id = $1 ORDER BY id"#,
+        id,
+    )
     .fetch_all(pool)
     .await?;
     Ok(Some(rows))
@@ -235,13 +230,7 @@ pub async fn history(pool: &PgPool, id: &str) -> Result<Option<Vec<Transition>>,
 /// The IdPs a login page should offer: approved spokes whose hub (the
 /// catalog project `lower(instance_code)`) is known and not offline.
 pub async fn public_idps<'e>(db: impl PgExecutor<'e>) -> Result<Vec<PublicIdp>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT lower(s.instance_code) || '-idp' AS alias, s.instance_code, s.name AS display_name, \
-         s.idp_public_url AS idp_url, s.base_url, s.id AS spoke_id, p.status AS hub_status \
-         FROM spokes s JOIN projects p ON p.slug = lower(s.instance_code) \
-         WHERE s.status = 'approved' AND p.status <> 'offline' \
-         ORDER BY s.instance_code",
-    )
-    .fetch_all(db)
-    .await
+    sqlx::query_file_as!(PublicIdp, "src/store/sql/public_idps.sql")
+        .fetch_all(db)
+        .await
 }

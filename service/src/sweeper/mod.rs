@@ -13,7 +13,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use protocol::EventKind;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +23,7 @@ use crate::config::HeartbeatSettings;
 use crate::ingest::Sight;
 use crate::instrument::metrics;
 use crate::leader::Election;
+use crate::store::liveness::{self, SweepCutoffs};
 
 metrics! {
     pub struct SweeperMetrics {
@@ -48,47 +48,6 @@ pub struct SweepOutcome {
     /// The earliest moment another hub may become due, if any.
     pub next_deadline: Option<DateTime<Utc>>,
 }
-
-const SWEEP: &str = r#"
-WITH due AS (
-    SELECT id, status AS old_status,
-           CASE WHEN $3 AND last_heartbeat_at < $2 THEN 'offline' ELSE 'degraded' END AS new_status
-    FROM projects
-    WHERE status <> 'offline'
-      AND last_heartbeat_at < $1
-      AND (status = 'online' OR ($3 AND last_heartbeat_at < $2))
-    ORDER BY id
-    FOR UPDATE
-),
-upd AS (
-    UPDATE projects p SET status = d.new_status, status_changed_at = $4, revision = p.revision + 1
-    FROM due d
-    WHERE p.id = d.id AND d.new_status <> d.old_status
-    RETURNING p.*, d.old_status, d.new_status
-),
-history AS (
-    INSERT INTO project_transitions (project_id, from_status, to_status, cause, at)
-    SELECT id, old_status, new_status, 'sweeper', $4 FROM upd
-),
-events AS (
-    INSERT INTO outbox (id, event_type, subject, ce_subject, data)
-    SELECT gen_random_uuid(), $5, $6, slug,
-           jsonb_build_object('slug', slug, 'from', old_status, 'to', new_status, 'cause', 'sweeper',
-                              'at', $4::timestamptz, 'last_heartbeat_at', last_heartbeat_at)
-    FROM upd
-)
-SELECT id, slug, name, hub_url, mesh_namespace, tags, allow_fanout, status, status_changed_at,
-       last_heartbeat_at, hub_timestamp, agent_id, agent_version, heartbeat_seq,
-       heartbeat_interval_s, created_at, updated_at, revision
-FROM upd ORDER BY slug
-"#;
-
-const NEXT: &str = r#"
-SELECT (SELECT last_heartbeat_at FROM projects
-         WHERE status = 'online' AND last_heartbeat_at IS NOT NULL
-         ORDER BY last_heartbeat_at LIMIT 1),
-       (SELECT min(last_heartbeat_at) FROM projects WHERE status <> 'offline')
-"#;
 
 pub struct StaleSweeper {
     pool: PgPool,
@@ -129,15 +88,13 @@ impl StaleSweeper {
         let allow_degraded = since < degraded_cutoff;
         let allow_offline = since < offline_cutoff;
         if allow_degraded {
-            let rows: Vec<Project> = sqlx::query_as(SWEEP)
-                .bind(degraded_cutoff)
-                .bind(offline_cutoff)
-                .bind(allow_offline)
-                .bind(now)
-                .bind(EventKind::ProjectStatusChanged.type_name())
-                .bind(EventKind::ProjectStatusChanged.subject())
-                .fetch_all(&self.pool)
-                .await?;
+            let cutoffs = SweepCutoffs {
+                degraded: degraded_cutoff,
+                offline: offline_cutoff,
+                allow_offline,
+                now,
+            };
+            let rows = liveness::sweep(&self.pool, cutoffs).await?;
             for p in &rows {
                 if p.status == ProjectStatus::Offline {
                     out.offline.push(p.slug.clone());
@@ -148,8 +105,7 @@ impl StaleSweeper {
             self.view.apply(rows.iter().cloned());
             out.rows = rows;
         }
-        let (oldest_online, oldest_live): (Option<DateTime<Utc>>, Option<DateTime<Utc>>) =
-            sqlx::query_as(NEXT).fetch_one(&self.pool).await?;
+        let (oldest_online, oldest_live) = liveness::oldest_heartbeats(&self.pool).await?;
         let degraded_at = oldest_online.map(|t| t.max(since) + self.degraded_after);
         let offline_at = oldest_live.map(|t| t.max(since) + self.stale_threshold);
         out.next_deadline = [degraded_at, offline_at].into_iter().flatten().min();

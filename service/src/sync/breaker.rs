@@ -15,6 +15,8 @@ use utoipa::ToSchema;
 
 use super::Target;
 use crate::config::BreakerSettings;
+use crate::store;
+use crate::store::sync::BreakerRow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -67,16 +69,6 @@ pub enum Admission {
     Refused { retry_at: DateTime<Utc> },
 }
 
-#[derive(sqlx::FromRow)]
-struct Row {
-    target: String,
-    state: String,
-    consecutive_failures: i32,
-    opened_at: Option<DateTime<Utc>>,
-    last_failure_at: Option<DateTime<Utc>>,
-    last_error: Option<String>,
-}
-
 #[derive(Debug, Clone)]
 pub struct Breaker {
     pool: PgPool,
@@ -84,8 +76,6 @@ pub struct Breaker {
     failure_threshold: i32,
     open_duration: Duration,
 }
-
-const COLUMNS: &str = "target, state, consecutive_failures, opened_at, last_failure_at, last_error";
 
 impl Breaker {
     pub fn new(pool: PgPool, target: Target, settings: &BreakerSettings) -> Breaker {
@@ -104,16 +94,9 @@ impl Breaker {
     /// Asks to run. An open breaker whose time is up turns half-open here,
     /// and this caller gets the trial.
     pub async fn admit(&self) -> Result<(Admission, BreakerState), sqlx::Error> {
-        let trial: Option<Row> = sqlx::query_as(&format!(
-            "UPDATE sync_breakers SET state = 'half_open', updated_at = now() \
-             WHERE target = $1 AND state = 'open' \
-               AND opened_at + make_interval(secs => $2) <= now() \
-             RETURNING {COLUMNS}"
-        ))
-        .bind(self.target.as_str())
-        .bind(self.open_secs())
-        .fetch_optional(&self.pool)
-        .await?;
+        let trial =
+            store::sync::breaker_try_half_open(&self.pool, self.target.as_str(), self.open_secs())
+                .await?;
         if trial.is_some() {
             return Ok((Admission::Trial, BreakerState::HalfOpen));
         }
@@ -136,44 +119,25 @@ impl Breaker {
 
     /// A successful run closes the breaker.
     pub async fn record_success(&self) -> Result<BreakerState, sqlx::Error> {
-        let state: String = sqlx::query_scalar(
-            "UPDATE sync_breakers SET state = 'closed', consecutive_failures = 0, opened_at = NULL, \
-             updated_at = now() WHERE target = $1 RETURNING state",
-        )
-        .bind(self.target.as_str())
-        .fetch_one(&self.pool)
-        .await?;
+        let state = store::sync::breaker_success(&self.pool, self.target.as_str()).await?;
         Ok(BreakerState::parse(&state))
     }
 
     /// A failed run: counts, and opens the breaker at the threshold or when
     /// the half-open trial failed.
     pub async fn record_failure(&self, error: &str) -> Result<BreakerState, sqlx::Error> {
-        let state: String = sqlx::query_scalar(
-            "UPDATE sync_breakers SET \
-               consecutive_failures = consecutive_failures + 1, \
-               state = CASE WHEN state = 'half_open' OR consecutive_failures + 1 >= $2 \
-                            THEN 'open' ELSE state END, \
-               opened_at = CASE WHEN state = 'half_open' OR (state = 'closed' AND consecutive_failures + 1 >= $2) \
-                                THEN now() ELSE opened_at END, \
-               last_failure_at = now(), last_error = $3, updated_at = now() \
-             WHERE target = $1 RETURNING state",
+        let state = store::sync::breaker_failure(
+            &self.pool,
+            self.target.as_str(),
+            self.failure_threshold,
+            error,
         )
-        .bind(self.target.as_str())
-        .bind(self.failure_threshold)
-        .bind(error)
-        .fetch_one(&self.pool)
         .await?;
         Ok(BreakerState::parse(&state))
     }
 
-    async fn row(&self) -> Result<Row, sqlx::Error> {
-        sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM sync_breakers WHERE target = $1"
-        ))
-        .bind(self.target.as_str())
-        .fetch_one(&self.pool)
-        .await
+    async fn row(&self) -> Result<BreakerRow, sqlx::Error> {
+        store::sync::breaker(&self.pool, self.target.as_str()).await
     }
 
     /// The breaker as it is now.
@@ -182,7 +146,7 @@ impl Breaker {
         Ok(self.to_status(row))
     }
 
-    fn to_status(&self, row: Row) -> BreakerStatus {
+    fn to_status(&self, row: BreakerRow) -> BreakerStatus {
         let state = BreakerState::parse(&row.state);
         let retry_at = match state {
             BreakerState::Open => row.opened_at.map(|t| {

@@ -253,10 +253,7 @@ impl SyncEngine {
         // A transaction-scoped lock: released by commit, rollback, or the
         // connection's end, even if this future is dropped mid-run.
         let mut lock = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(RECONCILE_LOCK)
-            .execute(&mut *lock)
-            .await?;
+        crate::store::sync::advisory_xact_lock(&mut lock, RECONCILE_LOCK).await?;
         let registry = registry::load(&self.pool).await?;
         let (tfvars, keycloak) = tokio::join!(
             self.timed(Target::Tfvars, trigger, self.tfvars_target(&registry)),

@@ -58,10 +58,7 @@ impl Registry {
 /// repeatable-read transaction, so the run sees one consistent snapshot of
 /// spokes and hub liveness.
 pub async fn load(pool: &PgPool) -> Result<Registry, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
-        .await?;
+    let mut tx = store::snapshot(pool).await?;
     let mut spokes = Vec::new();
     for status in [SpokeStatus::Approved, SpokeStatus::Suspended] {
         for s in store::spokes::list(&mut *tx, Some(status)).await? {
@@ -78,14 +75,11 @@ pub async fn load(pool: &PgPool) -> Result<Registry, sqlx::Error> {
     }
     // Hub liveness: the catalog project whose slug is the lower-case code.
     let slugs: Vec<String> = spokes.iter().map(Spoke::code_lower).collect();
-    let live: HashMap<String, String> = sqlx::query_as::<_, (String, String)>(
-        "SELECT slug, status FROM projects WHERE slug = ANY($1)",
-    )
-    .bind(&slugs)
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .collect();
+    let live: HashMap<String, String> = store::projects::statuses_of(&mut *tx, &slugs)
+        .await?
+        .into_iter()
+        .map(|(slug, status)| (slug, status.as_str().to_owned()))
+        .collect();
     tx.commit().await?;
     for s in &mut spokes {
         s.hub_status = live.get(&s.code_lower()).cloned();

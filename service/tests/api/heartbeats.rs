@@ -142,6 +142,12 @@ async fn a_heartbeat_makes_a_registered_hub_online_with_its_details() {
     .unwrap();
     assert_eq!(data["slug"], "alpha");
     assert_eq!(data["to"], "online");
+    let typed: protocol::events::ProjectStatusData = serde_json::from_value(data.clone()).unwrap();
+    assert_eq!(
+        (typed.from.as_str(), typed.cause),
+        ("offline", protocol::events::StatusCause::Heartbeat)
+    );
+    assert!(typed.last_heartbeat_at.is_some());
     assert!(
         r.metric("project_status_transitions_total{to=\"online\",cause=\"heartbeat\"}")
             .await

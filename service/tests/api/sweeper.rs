@@ -104,6 +104,21 @@ async fn silence_degrades_then_takes_offline_at_the_deadlines() {
         .await
         .unwrap();
     assert_eq!(events, 4);
+    let data: Vec<serde_json::Value> = sqlx::query_scalar(
+        "SELECT data FROM outbox WHERE event_type = 'federation.project.status' ORDER BY seq",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let typed: Vec<protocol::events::ProjectStatusData> = data
+        .into_iter()
+        .map(|d| serde_json::from_value(d).unwrap())
+        .collect();
+    let swept = typed
+        .iter()
+        .filter(|d| d.cause == protocol::events::StatusCause::Sweeper)
+        .count();
+    assert_eq!(swept, 4);
 }
 
 #[tokio::test]
