@@ -164,13 +164,20 @@ async fn nats_restarting_under_load_marks_no_hub_offline_and_ingestion_resumes()
     for slug in &hubs {
         r.register(slug).await;
     }
-    // A load generator with its own connection: it rides through the outage.
+    // A load generator with its own connection: it rides through the outage
+    // and reconnects as soon as the broker is back (hubs that reconnect
+    // seconds after the service, with thresholds of 1 s / 2 s, would be
+    // silent hubs for real).
     let url = r.nats.url();
     let stop = tokio_util::sync::CancellationToken::new();
     let load = {
         let (hubs, stop) = (hubs.clone(), stop.clone());
         tokio::spawn(async move {
-            let client = async_nats::connect(url).await.unwrap();
+            let client = async_nats::ConnectOptions::new()
+                .reconnect_delay_callback(|_| Duration::from_millis(100))
+                .connect(url)
+                .await
+                .unwrap();
             while !stop.is_cancelled() {
                 for slug in &hubs {
                     let _ = client
