@@ -30,6 +30,7 @@ pub mod server;
 pub mod spoke;
 pub mod state;
 pub mod store;
+pub mod supervisor;
 pub mod sweeper;
 pub mod sync;
 pub mod telemetry;
