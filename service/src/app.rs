@@ -393,16 +393,21 @@ impl Application {
                     .map_err(Failure::Startup),
                 Err(e) => Err(Failure::Startup(e)),
             },
-            exit = workers.next_exit() => Err(Failure::Worker(exit.to_string())),
+            Some(exit) = workers.until_failure(&shutdown) => Err(Failure::Worker(exit.to_string())),
             result = &mut server => Err(Failure::Server(result.err())),
         };
         let failure = match started {
             Ok(()) => {
                 state.readiness.mark_serving();
                 tracing::info!(workers = workers.len(), "service ready");
+                // Biased: once shutdown fired, a worker or the server
+                // ending is its doing, not a failure.
                 tokio::select! {
+                    biased;
                     _ = shutdown.cancelled() => None,
-                    exit = workers.next_exit() => Some(Failure::Worker(exit.to_string())),
+                    Some(exit) = workers.until_failure(&shutdown) => {
+                        Some(Failure::Worker(exit.to_string()))
+                    }
                     result = &mut server => Some(Failure::Server(result.err())),
                 }
             }
@@ -487,10 +492,7 @@ pub async fn run_sync(settings: Settings) -> anyhow::Result<()> {
     let components = Components::build(settings, db, &shutdown).await?;
     let mut workers = components.supervisor();
     components.spawn_sync_worker(&mut workers, &shutdown);
-    let failure = tokio::select! {
-        _ = shutdown.cancelled() => None,
-        exit = workers.next_exit() => Some(exit),
-    };
+    let failure = workers.until_failure(&shutdown).await;
     shutdown.cancel();
     workers.stop_by(Instant::now() + deadline).await;
     if let Some(nats) = &components.nats {

@@ -2,7 +2,7 @@
 //! knows when one stops.
 //!
 //! While the service serves, a worker never stops on its own: one that
-//! panics or returns is a failure. [`Supervisor::next_exit`] reports it (an
+//! panics or returns is a failure. [`Supervisor::until_failure`] reports it (an
 //! ERROR line with the worker's name, `worker_up{worker}` set to 0); the
 //! caller then marks the service not ready and stops the process non-zero
 //! (docs/decisions.md says why not restart in place). At shutdown,
@@ -134,19 +134,35 @@ impl Supervisor {
         self.tasks.is_empty()
     }
 
-    /// Waits until a worker stops, logs it as a failure (ERROR, with its
-    /// name) and sets its gauge to 0. Never resolves while none runs.
-    pub async fn next_exit(&mut self) -> Exit {
-        let Some(joined) = self.tasks.join_next_with_id().await else {
-            return std::future::pending().await;
+    /// Waits until a worker stops while `shutdown` has not fired: that is
+    /// a failure, logged (ERROR, with the worker's name) and returned, its
+    /// gauge at 0. `None` once `shutdown` fired (workers then stop on their
+    /// own: see [`Self::stop_by`]). Never resolves while none runs.
+    pub async fn until_failure(
+        &mut self,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Option<Exit> {
+        let joined = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return None,
+            joined = self.tasks.join_next_with_id() => joined,
+        };
+        let Some(joined) = joined else {
+            shutdown.cancelled().await;
+            return None;
         };
         let exit = self.exit_of(joined);
+        if shutdown.is_cancelled() {
+            // Stopped by the shutdown that fired meanwhile: not a failure.
+            tracing::debug!(worker = exit.name, "worker stopped");
+            return None;
+        }
         tracing::error!(
             worker = exit.name,
             reason = %exit,
             "background worker stopped while serving: {exit}"
         );
-        exit
+        Some(exit)
     }
 
     /// After the shutdown token fired: waits for every worker until
@@ -213,6 +229,7 @@ mod tests {
     use std::time::Duration;
 
     use prometheus_client::registry::Registry;
+    use tokio_util::sync::CancellationToken;
 
     use super::*;
 
@@ -220,6 +237,14 @@ mod tests {
         let mut registry = Registry::default();
         let metrics = WorkerMetrics::register(&mut registry);
         (Supervisor::new(metrics), registry)
+    }
+
+    async fn failure(sup: &mut Supervisor) -> Exit {
+        let running = CancellationToken::new();
+        tokio::time::timeout(Duration::from_secs(5), sup.until_failure(&running))
+            .await
+            .unwrap()
+            .unwrap()
     }
 
     fn text(registry: &Registry) -> String {
@@ -234,9 +259,7 @@ mod tests {
         sup.spawn("steady", std::future::pending());
         sup.spawn("fragile", async { panic!("boom") });
         assert!(text(&registry).contains("worker_up{worker=\"steady\"} 1"));
-        let exit = tokio::time::timeout(Duration::from_secs(5), sup.next_exit())
-            .await
-            .unwrap();
+        let exit = failure(&mut sup).await;
         assert_eq!(
             exit,
             Exit {
@@ -254,7 +277,7 @@ mod tests {
     async fn a_worker_that_returns_is_an_exit_too() {
         let (mut sup, _registry) = supervisor();
         sup.spawn("brief", async {});
-        let exit = sup.next_exit().await;
+        let exit = failure(&mut sup).await;
         assert_eq!(exit.ended, Ended::Returned);
         assert_eq!(exit.to_string(), "worker brief returned unexpectedly");
     }
@@ -265,11 +288,21 @@ mod tests {
         sup.inject_panic("target", Duration::from_millis(10));
         sup.spawn("other", std::future::pending());
         sup.spawn("target", std::future::pending());
-        let exit = tokio::time::timeout(Duration::from_secs(5), sup.next_exit())
-            .await
-            .unwrap();
+        let exit = failure(&mut sup).await;
         assert_eq!(exit.name, "target");
         assert!(matches!(exit.ended, Ended::Panicked(ref m) if m.contains("injected")));
+    }
+
+    #[tokio::test]
+    async fn a_worker_stopping_after_shutdown_fired_is_no_failure() {
+        let (mut sup, _registry) = supervisor();
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        sup.spawn("obedient", async move { stop.cancelled().await });
+        shutdown.cancel();
+        // Give the worker time to end first: both are then ready.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(sup.until_failure(&shutdown).await, None);
     }
 
     #[tokio::test]
