@@ -105,7 +105,7 @@ impl Supervisor {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let span = tracing::info_span!("worker", name);
+        let span = tracing::info_span!("worker", worker = name);
         let handle = match &self.fault {
             Some((target, after)) if target == name => {
                 let after = *after;
