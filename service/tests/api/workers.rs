@@ -91,3 +91,41 @@ async fn serve_logs_the_failed_worker_by_name_and_exits_1() {
         "{logs}"
     );
 }
+
+/// `federation sync` runs the sync worker from the same components and
+/// supervisor as `serve`: it leads, reconciles, and stops cleanly on SIGTERM.
+#[tokio::test]
+async fn federation_sync_runs_the_supervised_worker_until_sigterm() {
+    let db = TestDb::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let tfvars = dir.path().join("hub.auto.tfvars");
+    let child = federation(&["sync"])
+        .env("FEDERATION_API_KEYS", ADMIN_KEY)
+        .env("DATABASE_URL", &db.url)
+        .env("FEDERATION__NATS__ENABLED", "false")
+        .env("FEDERATION__SYNC__TFVARS__PATH", &tfvars)
+        .env("LOG_LEVEL", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    testkit::eventually(Duration::from_secs(30), "the start-up run's tfvars", || {
+        let exists = tfvars.exists();
+        async move { exists.then_some(()) }
+    })
+    .await;
+    crate::process::signal(child.id(), "-TERM");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let logs =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{logs}");
+    assert!(logs.contains("sync worker leading"), "{logs}");
+    assert!(logs.contains("sync worker stopped"), "{logs}");
+    assert!(
+        !logs.contains("background worker stopped while serving"),
+        "{logs}"
+    );
+}
