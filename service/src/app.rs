@@ -1,13 +1,17 @@
-//! Wires the service together: state, HTTP server, start-up and background
-//! tasks, and the one shutdown path they all share.
+//! The composition root: builds the service's [`Components`] once, and
+//! from them the HTTP state ([`AppState`]) and the background workers of
+//! both `serve` and `federation sync`, run under one [`Supervisor`] and
+//! stopped by the one shutdown path they share.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::ApiKeys;
@@ -23,14 +27,262 @@ use crate::metrics::Metrics;
 use crate::nats::NatsConnection;
 use crate::state::{App, AppState};
 use crate::store;
+use crate::supervisor::Supervisor;
 use crate::sweeper::StaleSweeper;
+use crate::sync::worker::{EventSource, SyncWorker};
+use crate::sync::SyncEngine;
+
+/// The service's components, built once. `serve` hands them to the HTTP
+/// state and starts every worker from them; `federation sync` starts only
+/// the sync worker from the same value.
+#[derive(Clone)]
+pub struct Components {
+    pub settings: Arc<Settings>,
+    pub db: PgPool,
+    pub metrics: Arc<Metrics>,
+    /// `None` when `nats.enabled` is false.
+    pub nats: Option<Arc<NatsConnection>>,
+    pub sync: Arc<SyncEngine>,
+    pub sight: Arc<Sight>,
+    pub view: Arc<CatalogView>,
+    pub events: Arc<EventFeed>,
+}
+
+impl Components {
+    /// Connects NATS (when enabled) and builds every component on `db`,
+    /// which need not answer yet.
+    pub async fn build(
+        settings: Settings,
+        db: PgPool,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let metrics = Metrics::new();
+        let nats = if settings.nats.enabled {
+            Some(Arc::new(
+                NatsConnection::connect(&settings.nats, metrics.nats.clone()).await?,
+            ))
+        } else {
+            None
+        };
+        let sync = Arc::new(
+            SyncEngine::new(db.clone(), settings.sync.clone(), metrics.sync.clone())
+                .context("setting up the Keycloak client")?,
+        );
+        let events = EventFeed::new(
+            db.clone(),
+            &settings.events,
+            settings.server.max_watch_clients,
+            metrics.events.clone(),
+            shutdown.clone(),
+        );
+        Ok(Components {
+            view: CatalogView::new(settings.catalog.view),
+            sight: Arc::new(Sight::new(nats.clone())),
+            settings: Arc::new(settings),
+            db,
+            metrics: Arc::new(metrics),
+            nats,
+            sync,
+            events,
+        })
+    }
+
+    /// The HTTP state over these components.
+    pub fn app_state(&self) -> AppState {
+        let db_health = DatabaseMonitor::new(
+            self.db.connect_options().as_ref().clone(),
+            self.metrics.health.database_up.clone(),
+        );
+        AppState(Arc::new(App {
+            db_health,
+            db_gauges: Arc::default(),
+            view: self.view.clone(),
+            sync: self.sync.clone(),
+            keys: ApiKeys::new(&self.settings.auth),
+            settings: self.settings.clone(),
+            db: self.db.clone(),
+            metrics: self.metrics.clone(),
+            readiness: Arc::new(Readiness::default()),
+            sight: self.sight.clone(),
+            nats: self.nats.clone(),
+            events: self.events.clone(),
+        }))
+    }
+
+    /// A supervisor reporting to these components' `worker_up` gauges.
+    pub fn supervisor(&self) -> Supervisor {
+        Supervisor::new(self.metrics.workers.clone())
+    }
+
+    /// Campaigns for `key` under the supervisor (as `<name>_election`),
+    /// checking every `workers.leader_check_interval`.
+    fn elect(
+        &self,
+        workers: &mut Supervisor,
+        name: &'static str,
+        election_name: &'static str,
+        key: i64,
+        gauge: prometheus_client::metrics::gauge::Gauge,
+        shutdown: &CancellationToken,
+    ) -> Election {
+        let (election, campaign) = Election::prepare(
+            name,
+            key,
+            (*self.db.connect_options()).clone(),
+            self.settings.workers.leader_check_interval,
+            gauge,
+            shutdown.clone(),
+        );
+        workers.spawn(election_name, campaign);
+        election
+    }
+
+    /// The watch feed's tail, and (with NATS) the outbox relay under its
+    /// leader election.
+    fn spawn_event_workers(&self, workers: &mut Supervisor, shutdown: &CancellationToken) {
+        workers.spawn("watch_tail", self.events.clone().run_tail());
+        let Some(nats) = &self.nats else {
+            return;
+        };
+        let election = self.elect(
+            workers,
+            "relay",
+            "relay_election",
+            leader::keys::RELAY,
+            self.metrics.events.relay_leader.clone(),
+            shutdown,
+        );
+        let relay = OutboxRelay::new(
+            self.db.clone(),
+            nats.client().clone(),
+            self.settings.events.clone(),
+            self.metrics.events.clone(),
+        );
+        workers.spawn("relay", relay.run(election, shutdown.clone()));
+    }
+
+    /// The federation sync worker: it campaigns for the SYNC lead and runs
+    /// only while it holds it. A run in flight at shutdown is abandoned at
+    /// its next await; its events are redelivered to the next leader.
+    pub fn spawn_sync_worker(&self, workers: &mut Supervisor, shutdown: &CancellationToken) {
+        let election = self.elect(
+            workers,
+            "sync",
+            "sync_election",
+            leader::keys::SYNC,
+            self.metrics.sync.leader.clone(),
+            shutdown,
+        );
+        let events = self.nats.as_ref().map(|n| EventSource {
+            client: n.client().clone(),
+            events: self.settings.events.clone(),
+        });
+        let worker = SyncWorker::new(self.sync.clone(), events);
+        workers.spawn("sync", worker.run(Some(election), shutdown.clone()));
+    }
+
+    /// Everything `serve` runs once the database is ready: the catalog
+    /// view's reloads, the event feed and relay, the sync worker (when
+    /// `sync.enabled`), heartbeat ingestion and the sweeper (with NATS).
+    /// All of it watches the one shutdown token.
+    async fn spawn_serve_workers(
+        &self,
+        workers: &mut Supervisor,
+        listener: Option<PgListener>,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        // The flusher and the sweeper apply their own changes to the view; the
+        // follower skips their notifications by this name.
+        let direct_writer = follow::direct_writer_name();
+        if let Some(listener) = listener {
+            workers.spawn(
+                "catalog_follow",
+                follow::run(
+                    self.view.clone(),
+                    self.db.clone(),
+                    listener,
+                    direct_writer.clone(),
+                    self.settings.catalog.resync_interval,
+                    shutdown.clone(),
+                ),
+            );
+        }
+        self.spawn_event_workers(workers, shutdown);
+        if self.settings.sync.enabled {
+            self.spawn_sync_worker(workers, shutdown);
+        }
+        let Some(nats) = &self.nats else {
+            tracing::info!("NATS disabled: no heartbeat ingestion, no stale sweeping");
+            return Ok(());
+        };
+        let settings = &self.settings;
+        // The flusher's statements carry thousands of rows; a connection keeps
+        // its buffers at the largest message it sent, so one connection of its
+        // own holds them instead of every connection of the shared pool.
+        // A statement stuck behind a lock counts as a failure, not as silence.
+        let statement_timeout = settings
+            .heartbeat
+            .write_failure_grace
+            .as_millis()
+            .to_string();
+        let direct_options = store::connect_options(&settings.database)?
+            .application_name(&direct_writer)
+            .options([("statement_timeout", statement_timeout.as_str())]);
+        let single_connection = || {
+            sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(settings.database.acquire_timeout)
+                .test_before_acquire(false)
+                .connect_lazy_with(direct_options.clone())
+        };
+        let ingest = Ingest::start(
+            nats.client().clone(),
+            &settings.nats,
+            &settings.heartbeat,
+            Sinks {
+                pool: single_connection(),
+                metrics: self.metrics.ingest.clone(),
+                catalog_metrics: self.metrics.catalog.clone(),
+                sight: self.sight.clone(),
+                view: self.view.clone(),
+            },
+            shutdown.clone(),
+        )
+        .await?;
+        workers.spawn("heartbeat_subscriber", ingest.subscriber);
+        workers.spawn("heartbeat_flusher", ingest.flusher);
+        let election = self.elect(
+            workers,
+            "sweeper",
+            "sweeper_election",
+            leader::keys::SWEEPER,
+            self.metrics.sweeper.leader.clone(),
+            shutdown,
+        );
+        let sweeper =
+            StaleSweeper::new(single_connection(), self.view.clone(), &settings.heartbeat);
+        workers.spawn(
+            "sweeper",
+            sweeper.run(
+                election,
+                self.sight.clone(),
+                self.metrics.sweeper.clone(),
+                self.metrics.catalog.clone(),
+                shutdown.clone(),
+            ),
+        );
+        Ok(())
+    }
+}
 
 /// A built, not yet running service.
 pub struct Application {
     listener: TcpListener,
+    components: Components,
     state: AppState,
     seeds: Vec<ProjectSpec>,
     shutdown: CancellationToken,
+    fault: Option<(String, Duration)>,
 }
 
 impl Application {
@@ -62,49 +314,16 @@ impl Application {
             .server
             .max_watch_clients
             .min(settings.server.max_connections);
-        let metrics = Metrics::new();
-        let nats = if settings.nats.enabled {
-            Some(Arc::new(
-                NatsConnection::connect(&settings.nats, metrics.nats.clone()).await?,
-            ))
-        } else {
-            None
-        };
-        let sync = Arc::new(
-            crate::sync::SyncEngine::new(db.clone(), settings.sync.clone(), metrics.sync.clone())
-                .context("setting up the Keycloak client")?,
-        );
         let shutdown = CancellationToken::new();
-        let events = EventFeed::new(
-            db.clone(),
-            &settings.events,
-            settings.server.max_watch_clients,
-            metrics.events.clone(),
-            shutdown.clone(),
-        );
-        let db_health = DatabaseMonitor::new(
-            db.connect_options().as_ref().clone(),
-            metrics.health.database_up.clone(),
-        );
-        let state = AppState(Arc::new(App {
-            db_health,
-            db_gauges: Arc::default(),
-            view: CatalogView::new(settings.catalog.view),
-            sync,
-            keys: ApiKeys::new(&settings.auth),
-            settings: Arc::new(settings),
-            db,
-            metrics: Arc::new(metrics),
-            readiness: Arc::new(Readiness::default()),
-            sight: Arc::new(Sight::new(nats.clone())),
-            nats,
-            events,
-        }));
+        let components = Components::build(settings, db, &shutdown).await?;
+        let state = components.app_state();
         Ok(Application {
             listener,
+            components,
             state,
             seeds,
             shutdown,
+            fault: None,
         })
     }
 
@@ -121,17 +340,30 @@ impl Application {
         self.shutdown.clone()
     }
 
+    /// For tests of the failure path: the background worker `name` panics
+    /// `after` it started.
+    #[doc(hidden)]
+    pub fn inject_worker_panic(&mut self, name: impl Into<String>, after: Duration) {
+        self.fault = Some((name.into(), after));
+    }
+
     /// Serves until the shutdown token is cancelled, then drains in-flight
-    /// requests (bounded by `server.shutdown_grace`). Fails if start-up
-    /// cannot reach the database in time.
+    /// requests (bounded by `server.shutdown_grace`) while the workers stop
+    /// (all together bounded by `workers.shutdown_deadline`, counted from
+    /// the signal). Fails if start-up cannot reach the database in time, or
+    /// if a worker stopped while serving: then `/ready` says so, the
+    /// service shuts down the same way, and the error names the worker.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Application {
             listener,
+            components,
             state,
             seeds,
             shutdown,
+            fault,
         } = self;
         let grace = state.settings.server.shutdown_grace;
+        let deadline = state.settings.workers.shutdown_deadline;
         let addr = listener.local_addr()?;
         let router = crate::api::router(state.clone());
         let mut server = tokio::spawn(crate::server::serve(
@@ -142,82 +374,135 @@ impl Application {
             shutdown.clone(),
             grace,
         ));
-        let monitor = tokio::spawn(state.db_health.clone().run(shutdown.clone()));
+        let mut workers = components.supervisor();
+        if let Some((name, after)) = fault {
+            workers.inject_panic(name, after);
+        }
+        workers.spawn(
+            "database_monitor",
+            state.db_health.clone().run(shutdown.clone()),
+        );
         tracing::info!(%addr, max_connections = state.settings.server.max_connections, "listening");
 
         let startup = start(&state, &seeds, &shutdown);
-        let listener = tokio::select! {
-            result = startup => {
-                match result {
-                    Ok(listener) => listener,
-                    Err(e) => {
-                        shutdown.cancel();
-                        let _ = tokio::time::timeout(grace, &mut server).await;
-                        return Err(e);
+        let started = tokio::select! {
+            result = startup => match result {
+                Ok(listener) => components
+                    .spawn_serve_workers(&mut workers, listener, &shutdown)
+                    .await
+                    .map_err(Failure::Startup),
+                Err(e) => Err(Failure::Startup(e)),
+            },
+            Some(exit) = workers.until_failure(&shutdown) => Err(Failure::Worker(exit.to_string())),
+            result = &mut server => Err(Failure::Server(result.err())),
+        };
+        let failure = match started {
+            Ok(()) => {
+                state.readiness.mark_serving();
+                tracing::info!(workers = workers.len(), "service ready");
+                // Biased: once shutdown fired, a worker or the server
+                // ending is its doing, not a failure.
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => None,
+                    Some(exit) = workers.until_failure(&shutdown) => {
+                        Some(Failure::Worker(exit.to_string()))
                     }
+                    result = &mut server => Some(Failure::Server(result.err())),
                 }
             }
-            result = &mut server => {
-                shutdown.cancel();
-                result.context("HTTP server task")?;
-                anyhow::bail!("the HTTP server stopped unexpectedly");
-            }
+            Err(f) => Some(f),
         };
-
-        let workers = match start_workers(&state, listener, &shutdown).await {
-            Ok(w) => w,
-            Err(e) => {
-                shutdown.cancel();
-                let _ = tokio::time::timeout(grace, &mut server).await;
-                return Err(e);
-            }
-        };
-        state.readiness.mark_serving();
-        tracing::info!("service ready");
-        shutdown.cancelled().await;
+        let stop_by = Instant::now() + deadline;
+        if let Some(Failure::Worker(reason)) = &failure {
+            state.readiness.mark_failed(reason.clone());
+        }
+        shutdown.cancel();
         tracing::info!(
             grace_s = grace.as_secs_f64(),
-            "shutting down: draining in-flight requests"
+            deadline_s = deadline.as_secs_f64(),
+            "shutting down: draining in-flight requests, stopping the workers"
         );
         // The server closes what is still open after `grace` by itself.
-        server.await.context("HTTP server task")?;
-        workers.finish(grace).await;
-        let _ = monitor.await;
+        let server_done = async {
+            if matches!(failure, Some(Failure::Server(_))) {
+                return Ok(());
+            }
+            // Startup failed: the drain gets what the grace allows.
+            match tokio::time::timeout(grace + Duration::from_secs(1), &mut server).await {
+                Ok(r) => r.map_err(anyhow::Error::from),
+                Err(_) => {
+                    server.abort();
+                    Ok(())
+                }
+            }
+        };
+        let (served, aborted) = tokio::join!(server_done, workers.stop_by(stop_by));
+        if !aborted.is_empty() {
+            tracing::warn!(
+                aborted = aborted.join(", "),
+                deadline_s = deadline.as_secs_f64(),
+                "workers aborted at the shutdown deadline"
+            );
+        }
         if let Some(nats) = &state.nats {
             nats.close().await;
         }
         state.db.close().await;
-        tracing::info!("stopped");
-        Ok(())
+        match failure {
+            None => {
+                served.context("HTTP server task")?;
+                tracing::info!("stopped");
+                Ok(())
+            }
+            Some(Failure::Startup(e)) => Err(e),
+            Some(Failure::Worker(reason)) => {
+                tracing::info!("stopped after a worker failed");
+                anyhow::bail!("{reason}; the service stopped")
+            }
+            Some(Failure::Server(Some(e))) => {
+                Err(anyhow::Error::from(e).context("HTTP server task"))
+            }
+            Some(Failure::Server(None)) => anyhow::bail!("the HTTP server stopped unexpectedly"),
+        }
     }
 }
 
-/// The watch feed's tail, and (with NATS) the outbox relay under its
-/// leader election. They stop on `shutdown`.
-fn spawn_event_tasks(
-    state: &AppState,
-    shutdown: &CancellationToken,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut tasks = vec![tokio::spawn(state.events.clone().run_tail())];
-    if let Some(nats) = &state.nats {
-        let (election, campaign) = Election::spawn(
-            "relay",
-            leader::keys::RELAY,
-            (*state.db.connect_options()).clone(),
-            state.settings.events.poll_interval,
-            state.metrics.events.relay_leader.clone(),
-            shutdown.clone(),
-        );
-        let relay = OutboxRelay::new(
-            state.db.clone(),
-            nats.client().clone(),
-            state.settings.events.clone(),
-            state.metrics.events.clone(),
-        );
-        tasks.push(campaign);
-        tasks.push(tokio::spawn(relay.run(election, shutdown.clone())));
+/// Why `serve` stops other than by its shutdown token.
+enum Failure {
+    /// Start-up failed (database unreachable, migrations, seeding, ...).
+    Startup(anyhow::Error),
+    /// A background worker stopped while serving (its description).
+    Worker(String),
+    /// The HTTP server task ended (with its join error, if it failed).
+    Server(Option<tokio::task::JoinError>),
+}
+
+/// `federation sync` without `--once`: the sync worker alone, under its
+/// election, from the same [`Components`] as `serve`, until a signal (or
+/// until it fails: then non-zero, as `serve`).
+pub async fn run_sync(settings: Settings) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let db = crate::sync::cli::ready_pool(&settings, &shutdown).await?;
+    if !settings.nats.enabled {
+        tracing::warn!("nats.enabled is false: the sync runs on its periodic resync only");
     }
-    tasks
+    let deadline = settings.workers.shutdown_deadline;
+    let components = Components::build(settings, db, &shutdown).await?;
+    let mut workers = components.supervisor();
+    components.spawn_sync_worker(&mut workers, &shutdown);
+    let failure = workers.until_failure(&shutdown).await;
+    shutdown.cancel();
+    workers.stop_by(Instant::now() + deadline).await;
+    if let Some(nats) = &components.nats {
+        nats.close().await;
+    }
+    components.db.close().await;
+    match failure {
+        None => Ok(()),
+        Some(exit) => anyhow::bail!("{exit}; stopped"),
+    }
 }
 
 /// Start-up: reach the database (retrying), migrate, seed, listen for
@@ -281,158 +566,6 @@ async fn start(
     state.readiness.mark_database_ready();
     state.db_health.check_now();
     Ok(listener)
-}
-
-/// Starts the federation sync worker when `sync.enabled`: it campaigns for
-/// the SYNC lead and runs only while it holds it. A run in flight at
-/// shutdown is abandoned at its next await; its events are redelivered to
-/// the next leader.
-fn spawn_sync_worker(
-    state: &AppState,
-    shutdown: &CancellationToken,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    if !state.settings.sync.enabled {
-        return Vec::new();
-    }
-    let connect = state.db.connect_options().as_ref().clone();
-    let (election, campaign) = crate::leader::Election::spawn(
-        "sync",
-        crate::leader::keys::SYNC,
-        connect,
-        SYNC_ELECTION_CHECK,
-        state.metrics.sync.leader.clone(),
-        shutdown.clone(),
-    );
-    let events = state
-        .nats
-        .as_ref()
-        .map(|n| crate::sync::worker::EventSource {
-            client: n.client().clone(),
-            stream: state.settings.events.stream.clone(),
-            relay: Arc::new(crate::events::relay::OutboxRelay::new(
-                state.db.clone(),
-                n.client().clone(),
-                state.settings.events.clone(),
-                state.metrics.events.clone(),
-            )),
-        });
-    let worker = crate::sync::worker::SyncWorker::new(state.sync.clone(), events);
-    vec![
-        tokio::spawn(worker.run(Some(election), shutdown.clone())),
-        campaign,
-    ]
-}
-
-/// How often the sync election retries the lock and checks its session.
-const SYNC_ELECTION_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Background work that runs once the database is ready: the catalog
-/// view's reloads, heartbeat ingestion, the sweeper, the event feed and
-/// relay, the sync worker. All of it watches the one shutdown token.
-struct Workers {
-    ingest: Option<Ingest>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Workers {
-    /// After shutdown fired: ingestion writes what it still holds (its
-    /// events are relayed by whichever replica leads next), then every
-    /// other task gets `grace` to stop.
-    async fn finish(self, grace: std::time::Duration) {
-        if let Some(ingest) = self.ingest {
-            ingest.finish().await;
-        }
-        for t in self.tasks {
-            if tokio::time::timeout(grace, t).await.is_err() {
-                tracing::warn!("a background task did not stop within the grace period");
-            }
-        }
-    }
-}
-
-async fn start_workers(
-    state: &AppState,
-    listener: Option<PgListener>,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<Workers> {
-    let mut workers = Workers {
-        ingest: None,
-        tasks: Vec::new(),
-    };
-    // The flusher and the sweeper apply their own changes to the view; the
-    // follower skips their notifications by this name.
-    let direct_writer = follow::direct_writer_name();
-    if let Some(listener) = listener {
-        workers.tasks.push(tokio::spawn(follow::run(
-            state.view.clone(),
-            state.db.clone(),
-            listener,
-            direct_writer.clone(),
-            state.settings.catalog.resync_interval,
-            shutdown.clone(),
-        )));
-    }
-    workers.tasks.extend(spawn_event_tasks(state, shutdown));
-    workers.tasks.extend(spawn_sync_worker(state, shutdown));
-    let Some(nats) = &state.nats else {
-        tracing::info!("NATS disabled: no heartbeat ingestion, no stale sweeping");
-        return Ok(workers);
-    };
-    let settings = &state.settings;
-    // The flusher's statements carry thousands of rows; a connection keeps
-    // its buffers at the largest message it sent, so one connection of its
-    // own holds them instead of every connection of the shared pool.
-    // A statement stuck behind a lock counts as a failure, not as silence.
-    let statement_timeout = settings
-        .heartbeat
-        .write_failure_grace
-        .as_millis()
-        .to_string();
-    let direct_options = store::connect_options(&settings.database)?
-        .application_name(&direct_writer)
-        .options([("statement_timeout", statement_timeout.as_str())]);
-    let single_connection = || {
-        sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(settings.database.acquire_timeout)
-            .test_before_acquire(false)
-            .connect_lazy_with(direct_options.clone())
-    };
-    let flusher_db = single_connection();
-    workers.ingest = Some(
-        Ingest::start(
-            nats.client().clone(),
-            &settings.nats,
-            &settings.heartbeat,
-            Sinks {
-                pool: flusher_db,
-                metrics: state.metrics.ingest.clone(),
-                catalog_metrics: state.metrics.catalog.clone(),
-                sight: state.sight.clone(),
-                view: state.view.clone(),
-            },
-            shutdown.clone(),
-        )
-        .await?,
-    );
-    let (election, campaign) = Election::spawn(
-        "sweeper",
-        leader::keys::SWEEPER,
-        store::connect_options(&settings.database)?,
-        std::time::Duration::from_secs(1),
-        state.metrics.sweeper.leader.clone(),
-        shutdown.clone(),
-    );
-    let sweeper = StaleSweeper::new(single_connection(), state.view.clone(), &settings.heartbeat);
-    workers.tasks.push(tokio::spawn(sweeper.run(
-        election,
-        state.sight.clone(),
-        state.metrics.sweeper.clone(),
-        state.metrics.catalog.clone(),
-        shutdown.clone(),
-    )));
-    workers.tasks.push(campaign);
-    Ok(workers)
 }
 
 pub use common::signal::cancel_on_signal;

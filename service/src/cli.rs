@@ -124,7 +124,12 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Sync(args) => {
             telemetry::init(&settings.log, std::io::stderr);
-            match crate::sync::cli::sync(settings, args.once).await {
+            let result = if args.once {
+                crate::sync::cli::sync_once(settings).await
+            } else {
+                crate::app::run_sync(settings).await.map(|()| true)
+            };
+            match result {
                 Ok(true) => Ok(()),
                 Ok(false) => return ExitCode::FAILURE,
                 Err(e) => Err(e),
@@ -160,10 +165,24 @@ pub fn load(sources: &Sources) -> Result<(Settings, Vec<ProjectSpec>), String> {
 }
 
 async fn serve(settings: Settings, seeds: Vec<ProjectSpec>) -> anyhow::Result<()> {
-    let app = Application::build(settings, seeds).await?;
+    #[allow(unused_mut)] // mutated in debug builds only
+    let mut app = Application::build(settings, seeds).await?;
+    // Tests of the failure path (debug builds only, never in a release):
+    // `<worker>` or `<worker>@<ms>` makes that worker panic after a while.
+    #[cfg(debug_assertions)]
+    if let Ok(spec) = std::env::var(TEST_WORKER_PANIC) {
+        let (name, ms) = spec.split_once('@').unwrap_or((&spec, "1000"));
+        let after = std::time::Duration::from_millis(ms.parse().unwrap_or(1000));
+        app.inject_worker_panic(name, after);
+    }
     tokio::spawn(crate::app::cancel_on_signal(app.shutdown_token()));
     app.run_until_stopped().await
 }
+
+/// Names a worker that panics (debug builds only), for the tests of the
+/// failure path against the real binary.
+#[cfg(debug_assertions)]
+pub const TEST_WORKER_PANIC: &str = "FEDERATION_TEST_WORKER_PANIC";
 
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     let options = store::connect_options(&settings.database).context("database.url")?;

@@ -25,6 +25,8 @@ pub struct Readiness {
     serving: AtomicBool,
     /// What start-up is doing now, while not ready.
     phase: Mutex<String>,
+    /// Why the service stops: a background worker failed.
+    failed: Mutex<Option<String>>,
 }
 
 impl Default for Readiness {
@@ -34,6 +36,7 @@ impl Default for Readiness {
             database_ready: AtomicBool::new(false),
             serving: AtomicBool::new(false),
             phase: Mutex::new("waiting for the database".into()),
+            failed: Mutex::new(None),
         }
     }
 }
@@ -53,6 +56,19 @@ impl Readiness {
     pub fn mark_serving(&self) {
         self.serving.store(true, Ordering::Release);
         self.set_phase("ready");
+    }
+
+    /// A background worker failed: the service is stopping, `/ready`
+    /// answers 503 with `reason` from now on.
+    pub fn mark_failed(&self, reason: impl Into<String>) {
+        if let Ok(mut f) = self.failed.lock() {
+            f.get_or_insert_with(|| reason.into());
+        }
+    }
+
+    /// Why the service is stopping, if a worker failed.
+    pub fn failure(&self) -> Option<String> {
+        self.failed.lock().ok().and_then(|f| f.clone())
     }
 
     pub fn serving(&self) -> bool {
@@ -274,8 +290,8 @@ pub struct ReadyReport {
     pub warnings: Vec<String>,
 }
 
-/// Whether this replica should be sent REST traffic: start-up done, the
-/// database reachable and migrated. Answers from memory, at once.
+/// Whether this replica should be sent REST traffic: start-up done, no
+/// background worker failed, the database reachable and migrated. Answers from memory, at once.
 pub fn readiness(
     readiness: &Readiness,
     database: &DatabaseMonitor,
@@ -283,7 +299,9 @@ pub fn readiness(
     warnings: Vec<String>,
 ) -> ReadyReport {
     let mut reasons = Vec::new();
-    if !readiness.serving() {
+    if let Some(failure) = readiness.failure() {
+        reasons.push(format!("stopping: {failure}"));
+    } else if !readiness.serving() {
         reasons.push(format!("startup: {}", readiness.phase()));
     } else if let Some(problem) = database.problem() {
         reasons.push(problem);

@@ -3,7 +3,8 @@
 //! Each elected role (stale sweeper, outbox relay, sync worker) runs an
 //! [`Election`]: a task holding a dedicated connection that tries
 //! `pg_try_advisory_lock(key)` until it wins, then checks its connection
-//! every `check_every`. The lock lives as long as the session: if the leader
+//! every `check_every` (`workers.leader_check_interval`, one setting for
+//! every election). The lock lives as long as the session: if the leader
 //! dies or its connection drops, PostgreSQL releases it and a standby wins
 //! at its next try (a leader that lost its session waits three checks before
 //! campaigning again, so it does not race the standbys back into the lock). Work done under the lock must be idempotent, since a
@@ -45,17 +46,26 @@ impl Election {
         gauge: Gauge,
         shutdown: CancellationToken,
     ) -> (Election, JoinHandle<()>) {
+        let (election, campaign) = Self::prepare(name, key, connect, check_every, gauge, shutdown);
+        (election, tokio::spawn(campaign))
+    }
+
+    /// As [`Self::spawn`], with the campaign returned for the caller to run
+    /// (under its supervisor).
+    pub fn prepare(
+        name: &'static str,
+        key: i64,
+        connect: PgConnectOptions,
+        check_every: Duration,
+        gauge: Gauge,
+        shutdown: CancellationToken,
+    ) -> (
+        Election,
+        impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
         let (tx, rx) = watch::channel(false);
-        let handle = tokio::spawn(campaign(
-            name,
-            key,
-            connect,
-            check_every,
-            gauge,
-            tx,
-            shutdown,
-        ));
-        (Election { name, rx }, handle)
+        let campaign = campaign(name, key, connect, check_every, gauge, tx, shutdown);
+        (Election { name, rx }, campaign)
     }
 
     pub fn name(&self) -> &'static str {

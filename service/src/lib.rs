@@ -1,13 +1,16 @@
 //! The federation catalog service.
 //!
-//! `app` composes; `state` is what handlers receive; every other module owns
-//! one concern: `config`, `store` (every SQL statement, checked at compile
-//! time against `.sqlx/`), `catalog` (projects, their
+//! `app` composes: it builds the `Components` once, the HTTP state and the
+//! workers of `serve` and `federation sync` from them, and runs the workers
+//! under a `supervisor` (one span each, a failure stops the service, one
+//! shutdown deadline); `state` is what handlers receive; every other module
+//! owns one concern: `config`, `store` (every SQL statement, checked at
+//! compile time against `.sqlx/`), `catalog` (projects, their
 //! seeding and metrics), `catalog_view` (the catalog in memory), `spoke` (the
 //! spoke registry's rules), `events`, `ingest`, `sweeper`, `leader`, `sync`
 //! (tfvars, Keycloak, links, drift), `auth`, `api`, `health`, `server`,
 //! `metrics` (the registry), and the leaves `rules`, `field_error`,
-//! `instrument`, `log_limit`, `telemetry`. No module reaches back into one
+//! `instrument`, `log_limit`, `telemetry`, `supervisor`. No module reaches back into one
 //! that depends on it (`tests/api/structure.rs` checks).
 
 pub mod api;
@@ -31,6 +34,7 @@ pub mod server;
 pub mod spoke;
 pub mod state;
 pub mod store;
+pub mod supervisor;
 pub mod sweeper;
 pub mod sync;
 pub mod telemetry;

@@ -49,6 +49,7 @@ pub struct Settings {
     pub sync: SyncSettings,
     pub events: EventSettings,
     pub federation: FederationSettings,
+    pub workers: WorkerSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Validate)]
@@ -243,7 +244,7 @@ pub struct EventSettings {
     #[validate(range(min = 1, max = 10000))]
     pub batch_size: usize,
     /// Longest the relay and watch feeds wait before looking again when no
-    /// notification came; also the relay's leader-election check interval.
+    /// notification came.
     #[serde(deserialize_with = "de::duration")]
     pub poll_interval: Duration,
     /// Longest the relay waits for JetStream to acknowledge one event.
@@ -263,6 +264,32 @@ impl Default for EventSettings {
             poll_interval: Duration::from_secs(1),
             publish_timeout: Duration::from_secs(5),
             source: protocol::events::DEFAULT_SOURCE.into(),
+        }
+    }
+}
+
+/// The background workers: how they stop, how their elections check.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// After SIGTERM (or a worker's failure), all background workers
+    /// together get this long to stop, counted from the signal; those still
+    /// running are then aborted. Heartbeat ingestion writes what it holds
+    /// within it. Keep it below the orchestrator's termination grace.
+    #[serde(deserialize_with = "de::duration")]
+    pub shutdown_deadline: Duration,
+    /// How often every leader election (stale sweeper, outbox relay, sync
+    /// worker) retries the lock as a standby, and proves its session as the
+    /// leader.
+    #[serde(deserialize_with = "de::duration")]
+    pub leader_check_interval: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            shutdown_deadline: Duration::from_secs(20),
+            leader_check_interval: Duration::from_secs(1),
         }
     }
 }
@@ -306,7 +333,7 @@ impl Settings {
 
     /// Extracts every section, then checks every rule; all problems at once.
     pub fn from_figment(fig: &Figment) -> Result<Settings, ConfigErrors> {
-        const SECTIONS: [&str; 10] = [
+        const SECTIONS: [&str; 11] = [
             "server",
             "database",
             "nats",
@@ -317,6 +344,7 @@ impl Settings {
             "sync",
             "events",
             "federation",
+            "workers",
         ];
         let mut errors = check_root(fig, &SECTIONS);
         // A broken file stops here; unknown sections do not.
@@ -339,6 +367,7 @@ impl Settings {
             sync: section(fig, "sync", p, &mut errors, &mut failed),
             events: section(fig, "events", p, &mut errors, &mut failed),
             federation: section(fig, "federation", p, &mut errors, &mut failed),
+            workers: section(fig, "workers", p, &mut errors, &mut failed),
         };
         let mut settings = settings;
         // Derived defaults, as the original's settings imply them.
@@ -539,6 +568,24 @@ impl Settings {
             push(
                 "federation.hub_code",
                 "must be an upper-case, assigned ISO 3166-1 alpha-3 code such as USA".into(),
+            );
+        }
+
+        let w = &self.workers;
+        if w.shutdown_deadline < Duration::from_secs(1)
+            || w.shutdown_deadline > Duration::from_secs(600)
+        {
+            push(
+                "workers.shutdown_deadline",
+                "must be between 1s and 10m".into(),
+            );
+        }
+        if w.leader_check_interval < Duration::from_millis(100)
+            || w.leader_check_interval > Duration::from_secs(60)
+        {
+            push(
+                "workers.leader_check_interval",
+                "must be between 100ms and 60s".into(),
             );
         }
 

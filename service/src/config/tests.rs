@@ -338,6 +338,36 @@ fn events_and_federation_settings_are_checked() {
 }
 
 #[test]
+fn worker_settings_have_defaults_and_are_checked() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+        let s = load_in(jail, None).unwrap();
+        assert_eq!(s.workers.shutdown_deadline, Duration::from_secs(20));
+        assert_eq!(s.workers.leader_check_interval, Duration::from_secs(1));
+        jail.set_env("FEDERATION__WORKERS__SHUTDOWN_DEADLINE", "25s");
+        jail.set_env("FEDERATION__WORKERS__LEADER_CHECK_INTERVAL", "500ms");
+        let s = load_in(jail, None).unwrap();
+        assert_eq!(s.workers.shutdown_deadline, Duration::from_secs(25));
+        assert_eq!(s.workers.leader_check_interval, Duration::from_millis(500));
+        jail.set_env("FEDERATION__WORKERS__SHUTDOWN_DEADLINE", "0s");
+        jail.set_env("FEDERATION__WORKERS__LEADER_CHECK_INTERVAL", "2m");
+        let e = load_in(jail, None).unwrap_err();
+        assert_eq!(
+            paths(&e),
+            ["workers.shutdown_deadline", "workers.leader_check_interval"]
+        );
+        assert!(e.to_string().contains("must be between 1s and 10m"), "{e}");
+        jail.clear_env();
+        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+        jail.set_env("FEDERATION__WORKERS__GRACE", "1s");
+        let e = load_in(jail, None).unwrap_err();
+        assert!(e.to_string().contains("workers.grace"), "{e}");
+        Ok(())
+    });
+}
+
+#[test]
 fn the_original_stale_threshold_alone_starts_the_service() {
     for (secs, degraded) in [
         (2, 1000),

@@ -46,6 +46,62 @@ pub enum RelayError {
     Stream { stream: String, reason: String },
 }
 
+/// Creates the stream if it is missing; warns if an existing one differs
+/// from the settings (it is left as the operator configured it). The relay
+/// and the sync worker (which may start before any relay) both call it.
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    settings: &EventSettings,
+) -> Result<(), RelayError> {
+    let name = &settings.stream;
+    let err = |reason: String| RelayError::Stream {
+        stream: name.clone(),
+        reason,
+    };
+    match js.get_stream(name).await {
+        Ok(mut s) => {
+            let info = s.info().await.map_err(|e| err(e.to_string()))?;
+            let cfg = &info.config;
+            if !cfg
+                .subjects
+                .iter()
+                .any(|sub| sub == protocol::subjects::EVENTS_WILDCARD)
+            {
+                tracing::warn!(stream = %name, subjects = ?cfg.subjects, "the existing events stream does not capture fed.events.>; publishes may fail");
+            }
+            if cfg.duplicate_window != settings.duplicate_window {
+                tracing::warn!(
+                    stream = %name,
+                    configured_s = settings.duplicate_window.as_secs_f64(),
+                    actual_s = cfg.duplicate_window.as_secs_f64(),
+                    "the existing events stream has another duplicate window; leaving it"
+                );
+            }
+            Ok(())
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                jetstream::context::GetStreamErrorKind::JetStream(ref j)
+                    if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+            ) =>
+        {
+            js.create_stream(stream::Config {
+                name: name.clone(),
+                subjects: vec![protocol::subjects::EVENTS_WILDCARD.into()],
+                duplicate_window: settings.duplicate_window,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| err(e.to_string()))?;
+            tracing::info!(stream = %name, "created the events stream");
+            Ok(())
+        }
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
 /// What one step did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Step {
@@ -84,57 +140,9 @@ impl OutboxRelay {
         }
     }
 
-    /// Creates the stream if it is missing; warns if an existing one differs
-    /// from the settings (it is left as the operator configured it).
+    /// Creates the stream if it is missing; see [`ensure_stream`].
     pub async fn ensure_stream(&self) -> Result<(), RelayError> {
-        let name = &self.settings.stream;
-        let err = |reason: String| RelayError::Stream {
-            stream: name.clone(),
-            reason,
-        };
-        match self.js.get_stream(name).await {
-            Ok(mut s) => {
-                let info = s.info().await.map_err(|e| err(e.to_string()))?;
-                let cfg = &info.config;
-                if !cfg
-                    .subjects
-                    .iter()
-                    .any(|sub| sub == protocol::subjects::EVENTS_WILDCARD)
-                {
-                    tracing::warn!(stream = %name, subjects = ?cfg.subjects, "the existing events stream does not capture fed.events.>; publishes may fail");
-                }
-                if cfg.duplicate_window != self.settings.duplicate_window {
-                    tracing::warn!(
-                        stream = %name,
-                        configured_s = self.settings.duplicate_window.as_secs_f64(),
-                        actual_s = cfg.duplicate_window.as_secs_f64(),
-                        "the existing events stream has another duplicate window; leaving it"
-                    );
-                }
-                Ok(())
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    jetstream::context::GetStreamErrorKind::JetStream(ref j)
-                        if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
-                ) =>
-            {
-                self.js
-                    .create_stream(stream::Config {
-                        name: name.clone(),
-                        subjects: vec![protocol::subjects::EVENTS_WILDCARD.into()],
-                        duplicate_window: self.settings.duplicate_window,
-                        storage: stream::StorageType::File,
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(|e| err(e.to_string()))?;
-                tracing::info!(stream = %name, "created the events stream");
-                Ok(())
-            }
-            Err(e) => Err(err(e.to_string())),
-        }
+        ensure_stream(&self.js, &self.settings).await
     }
 
     /// One step: publishes up to `batch_size` readable events in log order,

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::Client;
 use chrono::Utc;
+use futures::future::BoxFuture;
 use futures::StreamExt;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -25,7 +26,6 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use protocol::{Heartbeat, Rejection};
 use sqlx::PgPool;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::metrics::CatalogMetrics;
@@ -105,11 +105,15 @@ pub struct Sinks {
     pub view: Arc<CatalogView>,
 }
 
-/// The running ingestion tasks.
+/// Heartbeat ingestion's two workers, for the caller to run (under its
+/// supervisor). The subscriber stops on the shutdown token and then tells
+/// the flusher, which writes what it still holds and stops: ingestion's own
+/// graceful finish, inside the workers' shutdown deadline.
 pub struct Ingest {
-    subscriber: JoinHandle<()>,
-    flusher: JoinHandle<()>,
-    stop_flusher: CancellationToken,
+    /// Receives heartbeats into the coalescer.
+    pub subscriber: BoxFuture<'static, ()>,
+    /// Writes them in batches.
+    pub flusher: BoxFuture<'static, ()>,
 }
 
 impl Ingest {
@@ -163,7 +167,8 @@ impl Ingest {
             queue_group = %nats.queue_group,
             "subscribed to heartbeats"
         );
-        let subscriber = tokio::spawn(subscribe_loop(
+        let stop_flusher = CancellationToken::new();
+        let subscriber = subscribe_loop(
             subscription,
             settings.max_payload_bytes,
             coalescer.clone(),
@@ -171,8 +176,15 @@ impl Ingest {
             metrics.clone(),
             sight.clone(),
             shutdown,
-        ));
-        let stop_flusher = CancellationToken::new();
+        );
+        let subscriber = {
+            let stop_flusher = stop_flusher.clone();
+            async move {
+                // Dropped (aborted) or done, the flusher is told.
+                let _stop = stop_flusher.drop_guard();
+                subscriber.await;
+            }
+        };
         let flusher = Flusher {
             pool,
             settings: settings.clone(),
@@ -182,20 +194,10 @@ impl Ingest {
             view,
             log: LogLimiter::new(5, Duration::from_secs(10)),
         };
-        let flusher = tokio::spawn(flush_loop(coalescer, flusher, stop_flusher.clone()));
         Ok(Ingest {
-            subscriber,
-            flusher,
-            stop_flusher,
+            subscriber: Box::pin(subscriber),
+            flusher: Box::pin(flush_loop(coalescer, flusher, stop_flusher)),
         })
-    }
-
-    /// After the shutdown token fired: waits for the subscription to end,
-    /// then writes what is still pending and stops the flusher.
-    pub async fn finish(self) {
-        let _ = self.subscriber.await;
-        self.stop_flusher.cancel();
-        let _ = self.flusher.await;
     }
 }
 

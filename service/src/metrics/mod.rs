@@ -30,6 +30,7 @@ pub struct Metrics {
     pub ingest: crate::ingest::IngestMetrics,
     pub sweeper: crate::sweeper::SweeperMetrics,
     pub events: EventMetrics,
+    pub workers: crate::supervisor::WorkerMetrics,
 }
 
 impl Metrics {
@@ -49,6 +50,7 @@ impl Metrics {
         let ingest = crate::ingest::IngestMetrics::new(&mut registry);
         let sweeper = crate::sweeper::SweeperMetrics::register(&mut registry);
         let events = EventMetrics::register(&mut registry);
+        let workers = crate::supervisor::WorkerMetrics::register(&mut registry);
         Metrics {
             registry,
             http,
@@ -60,6 +62,7 @@ impl Metrics {
             ingest,
             sweeper,
             events,
+            workers,
         }
     }
 

@@ -1,10 +1,10 @@
 //! `federation sync` and `federation drift`.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 
 use anyhow::Context;
 use prometheus_client::registry::Registry;
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use super::drift::DriftReport;
@@ -13,7 +13,10 @@ use super::{RunReport, SyncEngine, SyncSettings, Trigger};
 use crate::config::{Settings, TfvarsFormat};
 use crate::store;
 
-async fn engine(settings: &Settings, cancel: &CancellationToken) -> anyhow::Result<SyncEngine> {
+/// The database pool of `federation sync` and `drift`, once the database
+/// answers and its schema is current (migrated here when
+/// `database.migrate_on_start`, else refused while migrations are pending).
+pub async fn ready_pool(settings: &Settings, cancel: &CancellationToken) -> anyhow::Result<PgPool> {
     let options = store::connect_options(&settings.database).context("database.url")?;
     let pool = store::lazy_pool(&settings.database, options);
     store::wait_until_reachable(&pool, settings.database.startup_timeout, cancel).await?;
@@ -22,54 +25,25 @@ async fn engine(settings: &Settings, cancel: &CancellationToken) -> anyhow::Resu
     } else if store::pending_migrations(&pool).await? > 0 {
         anyhow::bail!("the database schema is not up to date: run `federation migrate` first");
     }
+    Ok(pool)
+}
+
+async fn engine(settings: &Settings, cancel: &CancellationToken) -> anyhow::Result<SyncEngine> {
+    let pool = ready_pool(settings, cancel).await?;
     let metrics = super::metrics::SyncMetrics::new(&mut Registry::default());
     SyncEngine::new(pool, settings.sync.clone(), metrics).context("setting up the Keycloak client")
 }
 
-/// `federation sync [--once]`. `Ok(false)`: a target failed (with --once).
-pub async fn sync(settings: Settings, once: bool) -> anyhow::Result<bool> {
+/// `federation sync --once`. `Ok(false)`: a target failed. (Without
+/// `--once`, the worker runs from the service's components:
+/// `app::run_sync`.)
+pub async fn sync_once(settings: Settings) -> anyhow::Result<bool> {
     let cancel = CancellationToken::new();
     tokio::spawn(common::signal::cancel_on_signal(cancel.clone()));
-    let engine = Arc::new(engine(&settings, &cancel).await?);
-    if once {
-        let report = engine.reconcile(Trigger::Manual).await?;
-        print!("{}", run_text(&report));
-        return Ok(!report.failed());
-    }
-    let nats = if settings.nats.enabled {
-        let metrics = crate::nats::NatsMetrics::register(&mut Registry::default());
-        Some(Arc::new(
-            crate::nats::NatsConnection::connect(&settings.nats, metrics).await?,
-        ))
-    } else {
-        tracing::warn!("nats.enabled is false: the sync runs on its periodic resync only");
-        None
-    };
-    let options = store::connect_options(&settings.database).context("database.url")?;
-    let (election, _) = crate::leader::Election::spawn(
-        "sync",
-        crate::leader::keys::SYNC,
-        options,
-        std::time::Duration::from_secs(2),
-        engine.metrics().leader.clone(),
-        cancel.clone(),
-    );
-    let events = nats.as_ref().map(|n| super::worker::EventSource {
-        client: n.client().clone(),
-        stream: settings.events.stream.clone(),
-        relay: Arc::new(crate::events::relay::OutboxRelay::new(
-            engine.pool().clone(),
-            n.client().clone(),
-            settings.events.clone(),
-            crate::events::metrics::EventMetrics::register(&mut Registry::default()),
-        )),
-    });
-    let worker = super::worker::SyncWorker::new(engine, events);
-    worker.run(Some(election), cancel).await;
-    if let Some(n) = nats {
-        n.close().await;
-    }
-    Ok(true)
+    let engine = engine(&settings, &cancel).await?;
+    let report = engine.reconcile(Trigger::Manual).await?;
+    print!("{}", run_text(&report));
+    Ok(!report.failed())
 }
 
 /// `federation drift`. `Ok(false)`: drift found, or a side not checked.

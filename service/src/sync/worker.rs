@@ -18,18 +18,18 @@ use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::{RunReport, SyncEngine, Trigger};
-use crate::events::relay::OutboxRelay;
+use crate::config::EventSettings;
+use crate::events::relay::ensure_stream;
 use crate::leader::Election;
 use common::retry::Backoff;
 
 /// Where the events come from.
 pub struct EventSource {
     pub client: async_nats::Client,
-    /// The events stream (`events.stream`).
-    pub stream: String,
-    /// Creates the stream exactly as the relay would, if it is missing, so
-    /// the worker may start before the relay.
-    pub relay: Arc<OutboxRelay>,
+    /// The events settings: the stream (`events.stream`) is created from
+    /// them exactly as the relay would, if it is missing, so the worker may
+    /// start before the relay.
+    pub events: EventSettings,
 }
 
 pub struct SyncWorker {
@@ -248,16 +248,16 @@ async fn consume(
     tx: &mpsc::Sender<jetstream::Message>,
     stop: &CancellationToken,
 ) -> Result<(), String> {
-    source
-        .relay
-        .ensure_stream()
+    let mut ensure_js = jetstream::new(source.client.clone());
+    ensure_js.set_timeout(source.events.publish_timeout);
+    ensure_stream(&ensure_js, &source.events)
         .await
         .map_err(|e| e.to_string())?;
     let js = jetstream::new(source.client.clone());
     let stream = js
-        .get_stream(&source.stream)
+        .get_stream(&source.events.stream)
         .await
-        .map_err(|e| format!("stream {}: {e}", source.stream))?;
+        .map_err(|e| format!("stream {}: {e}", source.events.stream))?;
     let consumer: consumer::PullConsumer = stream
         .get_or_create_consumer(
             consumer_name,

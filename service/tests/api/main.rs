@@ -30,3 +30,4 @@ mod sync_process;
 mod sync_worker;
 mod synckit;
 mod watch;
+mod workers;
