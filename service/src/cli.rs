@@ -216,6 +216,17 @@ pub fn load(sources: &Sources) -> Result<(Settings, Vec<ProjectSpec>), String> {
 }
 
 async fn serve(settings: Settings, seeds: Vec<ProjectSpec>) -> anyhow::Result<()> {
+    // The NATS authority: its signing key must be readable before anything
+    // starts (the connection itself uses identity.dir's service.creds).
+    if let Some(authority) =
+        crate::identity::Authority::from_settings(&settings.identity).context("identity.dir")?
+    {
+        tracing::info!(
+            dir = %authority.dir().display(),
+            account = authority.account(),
+            "NATS authority: connecting with its service credentials; hub credentials are issued by the FEDERATION account's signing key"
+        );
+    }
     let app = Application::build(settings, seeds).await?;
     tokio::spawn(crate::app::cancel_on_signal(app.shutdown_token()));
     app.run_until_stopped().await
@@ -256,6 +267,16 @@ fn summary(s: &Settings, seeds: &[ProjectSpec]) -> String {
         );
     } else {
         out += "  nats:             disabled\n";
+    }
+    match &s.identity.dir {
+        Some(dir) => {
+            out += &format!(
+                "  nats identity:    {} (service.creds; hub creds last {})\n",
+                dir.display(),
+                humantime::format_duration(s.identity.hub_creds_ttl)
+            )
+        }
+        None => out += "  nats identity:    none (identity.dir not set)\n",
     }
     out += &format!(
         "  admin keys:       {} [{}]\n",

@@ -119,6 +119,27 @@ pub fn init(dir: &Path) -> Result<InitReport, IdentityError> {
     private_dir(&keys, &mut report)?;
     private_dir(&dir.join("jwt"), &mut report)?;
 
+    // Keys are made only for a new authority: over existing JWTs a missing
+    // key is lost (restore it), not replaced.
+    let jwts = ["operator.jwt", "SYS.jwt", "FEDERATION.jwt"];
+    if jwts.iter().any(|f| dir.join(f).exists()) {
+        for name in [
+            "operator.nk",
+            "operator-signing.nk",
+            "SYS.nk",
+            "SYS-signing.nk",
+            "FEDERATION.nk",
+            "FEDERATION-signing.nk",
+        ] {
+            let path = keys.join(name);
+            if !path.exists() {
+                return Err(invalid(
+                    &path,
+                    "missing while the JWTs it signed exist: restore it from a backup (a new key would make a new, different authority)",
+                ));
+            }
+        }
+    }
     let operator = key(
         &keys.join("operator.nk"),
         KeyPairType::Operator,

@@ -188,6 +188,21 @@ async fn nats_init_is_idempotent_private_and_prints_no_secret() {
     assert!(!ok);
     assert!(err.contains("chmod 600"), "{err}");
     assert!(secrets.iter().all(|s| !err.contains(s.as_str())));
+
+    // A lost key is not silently replaced by a new authority.
+    std::fs::set_permissions(
+        dir.join("keys/operator.nk"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::remove_file(dir.join("keys/SYS-signing.nk")).unwrap();
+    let (ok, _, err) = federation(&["nats-init", "--dir", dir_s]);
+    assert!(!ok);
+    assert!(
+        err.contains("SYS-signing.nk") && err.contains("restore it"),
+        "{err}"
+    );
+    assert!(!dir.join("keys/SYS-signing.nk").exists());
 }
 
 #[tokio::test]
