@@ -440,3 +440,72 @@ async fn identity_settings_are_checked() {
     );
     assert_eq!(settings.identity.hub_creds_ttl, 7 * DAY);
 }
+
+#[tokio::test]
+async fn serve_with_identity_logs_no_seed() {
+    let tmp = tempfile::tempdir().unwrap();
+    identity::init(tmp.path()).unwrap();
+    let secrets = seeds(tmp.path());
+    assert_eq!(secrets.len(), 8);
+    let nats = NatsServer::start_with_config(&tmp.path().join(identity::SERVER_CONF)).await;
+    let db = testkit::TestDb::create().await;
+    let port = testkit::free_port();
+    let child = crate::process::federation(&["serve"])
+        .env("FEDERATION_API_KEYS", ADMIN_KEY)
+        .env("DATABASE_URL", &db.url)
+        .env("NATS_URL", nats.url())
+        .env("FEDERATION__IDENTITY__DIR", tmp.path())
+        .env("FEDERATION_PORT", port.to_string())
+        .env("FEDERATION__SERVER__HOST", "127.0.0.1")
+        .env("RUST_LOG", "trace")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    crate::process::wait_ready(port).await;
+    let client = reqwest::Client::new();
+    eventually(Duration::from_secs(20), "the service on NATS", || {
+        let url = format!("http://127.0.0.1:{port}/health/nats");
+        let client = client.clone();
+        async move {
+            let body: serde_json::Value = client.get(url).send().await.ok()?.json().await.ok()?;
+            (body["status"] == "connected").then_some(())
+        }
+    })
+    .await;
+    // A hub's traffic, refused and admitted, while the service logs at trace.
+    let hub = Authority::open(tmp.path())
+        .unwrap()
+        .hub_creds("alpha", DAY)
+        .unwrap();
+    let hub_seed = hub
+        .creds
+        .expose_secret()
+        .lines()
+        .find(|l| l.starts_with("SU"))
+        .unwrap()
+        .to_owned();
+    let (alpha, mut events) = connect(&nats.url(), hub.creds.expose_secret())
+        .await
+        .unwrap();
+    alpha
+        .publish("hub.presence.beta", payload("beta", "online").into())
+        .await
+        .unwrap();
+    alpha.flush().await.unwrap();
+    violation(&mut events, "hub.presence.beta").await;
+
+    crate::process::signal(child.id(), "-TERM");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let logs =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{logs}");
+    assert!(logs.contains("NATS authority"), "{logs}");
+    assert!(logs.contains("connected to NATS"), "{logs}");
+    for s in secrets.iter().chain([&hub_seed]) {
+        assert!(!logs.contains(s.as_str()), "a seed appears in the logs");
+    }
+}
