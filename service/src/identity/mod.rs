@@ -235,8 +235,12 @@ pub fn init(dir: &Path) -> Result<InitReport, IdentityError> {
     }
 
     let conf = dir.join(SERVER_CONF);
+    // The conf and the JWTs hold no secret: their mode is the operator's
+    // choice once written (e.g. readable by the nats-server user).
     if conf.exists() {
-        check_private_file(&conf)?;
+        if !conf.is_file() {
+            return Err(invalid(&conf, "exists and is not a file"));
+        }
     } else {
         let text = server_conf(
             &dir,
@@ -470,7 +474,6 @@ fn claims_file(
     make: impl FnOnce() -> Result<String, jwt::JwtError>,
 ) -> Result<String, IdentityError> {
     if path.exists() {
-        check_private_file(path)?;
         let text = fs::read_to_string(path).map_err(io_error(path))?;
         let text = text.trim().to_owned();
         check(&text).map_err(|problem| invalid(path, problem))?;

@@ -172,6 +172,14 @@ async fn nats_init_is_idempotent_private_and_prints_no_secret() {
         assert!(!out.contains(s) && !err.contains(s), "a seed was printed");
     }
 
+    // Without --out the file goes to standard output, the summary to stderr.
+    let (ok, out, err) = federation(&["nats-creds", "--dir", dir_s, "--slug", "beta"]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("-----BEGIN NATS USER JWT-----"), "{out}");
+    let seed = out.lines().find(|l| l.starts_with("SU")).expect("a seed");
+    assert!(err.contains("hub.presence.beta"), "{err}");
+    assert!(!err.contains(seed), "the seed went to stderr");
+
     // Bad input: a clear error, nothing written.
     let (ok, _, err) = federation(&["nats-creds", "--dir", dir_s, "--slug", "Not A Slug"]);
     assert!(!ok);
@@ -248,7 +256,16 @@ async fn the_server_admits_only_credentials_the_control_plane_issued() {
         .expect("the service's credentials connect");
     // The JWT says what it may do; its seed is not in its Debug form.
     let debug = format!("{alpha:?}");
-    assert!(!debug.contains("SU"), "{debug}");
+    let seed = alpha
+        .creds
+        .expose_secret()
+        .lines()
+        .find(|l| l.starts_with("SU"))
+        .expect("a seed");
+    assert!(
+        debug.contains(&alpha.user) && !debug.contains(seed),
+        "{debug}"
+    );
 }
 
 /// The service with `identity.dir`, on a server started from its conf.
