@@ -28,10 +28,15 @@ struct Catalog {
 }
 
 async fn catalog(nats: &NatsServer, heartbeat: &str) -> Catalog {
+    catalog_with(nats, heartbeat, "").await
+}
+
+/// With more top-level settings (`extra`, YAML).
+async fn catalog_with(nats: &NatsServer, heartbeat: &str, extra: &str) -> Catalog {
     let db = TestDb::create().await;
     let yaml = format!(
         "server:\n  host: 127.0.0.1\n  port: 0\ndatabase:\n  url: \"{}\"\nnats:\n  url: \"{}\"\n\
-         auth:\n  admin_keys: [\"{ADMIN}\"]\n  agent_keys: [\"{AGENT}\"]\nheartbeat:\n{heartbeat}",
+         auth:\n  admin_keys: [\"{ADMIN}\"]\n  agent_keys: [\"{AGENT}\"]\n{extra}heartbeat:\n{heartbeat}",
         db.url,
         nats.url()
     );
@@ -302,4 +307,75 @@ fn invalid_settings_exit_2_listing_every_problem() {
             "{path} missing:\n{err}"
         );
     }
+}
+
+#[tokio::test]
+async fn with_per_hub_nats_credentials_an_agent_speaks_only_for_its_own_hub() {
+    let dir = tempfile::tempdir().unwrap();
+    service::identity::init(dir.path()).unwrap();
+    let nats =
+        NatsServer::start_with_config(&dir.path().join(service::identity::SERVER_CONF)).await;
+    let c = catalog_with(
+        &nats,
+        "  degraded_after: 5s\n  stale_threshold: 10s\n",
+        &format!("identity:\n  dir: \"{}\"\n", dir.path().display()),
+    )
+    .await;
+    let authority = service::identity::Authority::open(dir.path()).unwrap();
+    let alpha_creds = dir.path().join("alpha.creds");
+    let issued = authority
+        .hub_creds("alpha", Duration::from_secs(3600))
+        .unwrap();
+    service::identity::write_private(
+        &alpha_creds,
+        secrecy::ExposeSecret::expose_secret(&issued.creds).as_bytes(),
+    )
+    .unwrap();
+
+    let with_creds = |c: &Catalog| {
+        let mut env = registering(c);
+        env.push((
+            "HUB_AGENT__NATS__CREDS_FILE",
+            alpha_creds.display().to_string(),
+        ));
+        env
+    };
+    let alpha = agent(&nats, "alpha", &with_creds(&c));
+    // beta's agent, given alpha's credentials: it registers over REST, but
+    // the server refuses every heartbeat it publishes on hub.presence.beta.
+    let beta = agent(&nats, "beta", &with_creds(&c));
+    c.wait_status("alpha", "online").await;
+    eventually(Duration::from_secs(20), "beta registered", || async {
+        c.project("beta").await.map(|_| ())
+    })
+    .await;
+    // alpha keeps beating (its seq grows) while beta is never heard.
+    let first = c.project("alpha").await.unwrap()["heartbeat_seq"]
+        .as_i64()
+        .unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "more of alpha's heartbeats",
+        || async {
+            (c.project("alpha").await?["heartbeat_seq"].as_i64()? > first + 2).then_some(())
+        },
+    )
+    .await;
+    let b = c.project("beta").await.unwrap();
+    assert_eq!(b["status"], "offline", "{b}");
+    assert!(b["last_heartbeat_at"].is_null(), "{b}");
+
+    signal(&beta, "-TERM");
+    let (_, logs) = exit_code(beta).await;
+    let seed = secrecy::ExposeSecret::expose_secret(&issued.creds)
+        .lines()
+        .find(|l| l.starts_with("SU"))
+        .unwrap()
+        .to_owned();
+    assert!(!logs.contains(&seed), "a seed appears in the agent's logs");
+    signal(&alpha, "-TERM");
+    let (code, logs) = exit_code(alpha).await;
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(!logs.contains(&seed), "a seed appears in the agent's logs");
+    c.stop.cancel();
 }

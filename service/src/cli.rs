@@ -77,6 +77,46 @@ pub enum Command {
     /// be checked. --fix runs a reconcile first; --dry-run prints what a
     /// reconcile would do and changes nothing.
     Drift(DriftArgs),
+    /// Make this control plane the NATS authority: create, once, an
+    /// operator, a system account (SYS), the federation account
+    /// (FEDERATION) with their signing keys, the service's credentials and
+    /// DIR/nats-server.conf (operator mode).
+    ///
+    /// Idempotent: existing files are checked and kept, a second run
+    /// changes nothing and says so. Seeds and creds files are 0600, the
+    /// directories 0700. Needs no other setting. Then run
+    /// `nats-server -c DIR/nats-server.conf` and set identity.dir to DIR
+    /// (see docs/security.md).
+    NatsInit(NatsInitArgs),
+    /// Issue NATS credentials for one hub: may publish only
+    /// hub.presence.<slug>, nothing else, and expire.
+    ///
+    /// Writes the .creds file to --out (0600) or prints it on standard
+    /// output; what was issued (never the seed) goes to standard error.
+    NatsCreds(NatsCredsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct NatsInitArgs {
+    /// Directory to keep the authority in (created 0700 if missing).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct NatsCredsArgs {
+    /// The authority's directory; identity.dir when not given.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The hub's project slug.
+    #[arg(long)]
+    pub slug: String,
+    /// Lifetime (e.g. 30d, 12h); identity.hub_creds_ttl when not given.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub expires_in: Option<std::time::Duration>,
+    /// Write the .creds file here (0600) instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -102,6 +142,20 @@ pub struct DriftArgs {
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> ExitCode {
     let sources = config::sources(cli.config.as_deref());
+    // The authority's commands need no database, keys or NATS settings.
+    match &cli.command {
+        Command::NatsInit(args) => return crate::identity::cli::init(&args.dir),
+        Command::NatsCreds(args) => {
+            return crate::identity::cli::creds(
+                &sources,
+                args.dir.as_deref(),
+                &args.slug,
+                args.expires_in,
+                args.out.as_deref(),
+            )
+        }
+        _ => {}
+    }
     let (settings, seeds) = match load(&sources) {
         Ok(loaded) => loaded,
         Err(report) => {
@@ -135,6 +189,8 @@ pub async fn run(cli: Cli) -> ExitCode {
                 Err(e) => Err(e),
             }
         }
+        // Run before the settings are loaded, above.
+        Command::NatsInit(_) | Command::NatsCreds(_) => Ok(()),
         Command::Drift(args) => {
             telemetry::init(&settings.log, std::io::stderr);
             match crate::sync::cli::drift(settings, args.json, args.fix, args.dry_run).await {
@@ -165,6 +221,17 @@ pub fn load(sources: &Sources) -> Result<(Settings, Vec<ProjectSpec>), String> {
 }
 
 async fn serve(settings: Settings, seeds: Vec<ProjectSpec>) -> anyhow::Result<()> {
+    // The NATS authority: its signing key must be readable before anything
+    // starts (the connection itself uses identity.dir's service.creds).
+    if let Some(authority) =
+        crate::identity::Authority::from_settings(&settings.identity).context("identity.dir")?
+    {
+        tracing::info!(
+            dir = %authority.dir().display(),
+            account = authority.account(),
+            "NATS authority: connecting with its service credentials; hub credentials are issued by the FEDERATION account's signing key"
+        );
+    }
     #[allow(unused_mut)] // mutated in debug builds only
     let mut app = Application::build(settings, seeds).await?;
     // Tests of the failure path (debug builds only, never in a release):
@@ -219,6 +286,16 @@ fn summary(s: &Settings, seeds: &[ProjectSpec]) -> String {
         );
     } else {
         out += "  nats:             disabled\n";
+    }
+    match &s.identity.dir {
+        Some(dir) => {
+            out += &format!(
+                "  nats identity:    {} (service.creds; hub creds last {})\n",
+                dir.display(),
+                humantime::format_duration(s.identity.hub_creds_ttl)
+            )
+        }
+        None => out += "  nats identity:    none (identity.dir not set)\n",
     }
     out += &format!(
         "  admin keys:       {} [{}]\n",

@@ -8,7 +8,7 @@
 //! compile time against `.sqlx/`), `catalog` (projects, their
 //! seeding and metrics), `catalog_view` (the catalog in memory), `spoke` (the
 //! spoke registry's rules), `events`, `ingest`, `sweeper`, `leader`, `sync`
-//! (tfvars, Keycloak, links, drift), `auth`, `api`, `health`, `server`,
+//! (tfvars, Keycloak, links, drift), `auth`, `identity` (the NATS authority), `api`, `health`, `server`,
 //! `metrics` (the registry), and the leaves `rules`, `field_error`,
 //! `instrument`, `log_limit`, `telemetry`, `supervisor`. No module reaches back into one
 //! that depends on it (`tests/api/structure.rs` checks).
@@ -23,6 +23,7 @@ pub mod config;
 pub mod events;
 pub mod field_error;
 pub mod health;
+pub mod identity;
 pub mod ingest;
 pub mod instrument;
 pub mod leader;

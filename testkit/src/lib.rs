@@ -296,6 +296,8 @@ pub struct NatsServer {
     port: u16,
     store: tempfile::TempDir,
     extra_args: Vec<String>,
+    /// Started from this configuration file (no `-js -sd` of its own).
+    config: Option<PathBuf>,
 }
 
 impl NatsServer {
@@ -310,6 +312,22 @@ impl NatsServer {
             port,
             store: tempfile::tempdir().expect("temp dir"),
             extra_args: Vec::new(),
+            config: None,
+        };
+        server.spawn().await;
+        server
+    }
+
+    /// From a configuration file (e.g. the operator-mode one `federation
+    /// nats-init` writes), on a free port on 127.0.0.1; JetStream and its
+    /// store are as the file says.
+    pub async fn start_with_config(config: &std::path::Path) -> NatsServer {
+        let mut server = NatsServer {
+            child: None,
+            port: free_port(),
+            store: tempfile::tempdir().expect("temp dir"),
+            extra_args: Vec::new(),
+            config: Some(config.to_owned()),
         };
         server.spawn().await;
         server
@@ -322,22 +340,24 @@ impl NatsServer {
             port: free_port(),
             store: tempfile::tempdir().expect("temp dir"),
             extra_args: args.iter().map(|s| s.to_string()).collect(),
+            config: None,
         };
         server.spawn().await;
         server
     }
 
     async fn spawn(&mut self) {
-        let child = Command::new(nats_server_bin())
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(self.store.path())
+        let mut command = Command::new(nats_server_bin());
+        match &self.config {
+            Some(config) => {
+                command.arg("-c").arg(config);
+            }
+            None => {
+                command.arg("-js").arg("-sd").arg(self.store.path());
+            }
+        }
+        let child = command
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
             .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

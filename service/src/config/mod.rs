@@ -8,8 +8,11 @@
 //! own, then every semantic rule is checked, and all errors are returned
 //! together, each with its path and where the value came from.
 
+pub mod identity;
 pub mod legacy_env;
 pub mod sync;
+
+pub use identity::IdentitySettings;
 
 pub use sync::{
     BreakerSettings, KeycloakSettings, RetrySettings, SyncSettings, TfvarsFormat, TfvarsSettings,
@@ -50,6 +53,7 @@ pub struct Settings {
     pub events: EventSettings,
     pub federation: FederationSettings,
     pub workers: WorkerSettings,
+    pub identity: IdentitySettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Validate)]
@@ -333,7 +337,7 @@ impl Settings {
 
     /// Extracts every section, then checks every rule; all problems at once.
     pub fn from_figment(fig: &Figment) -> Result<Settings, ConfigErrors> {
-        const SECTIONS: [&str; 11] = [
+        const SECTIONS: [&str; 12] = [
             "server",
             "database",
             "nats",
@@ -345,6 +349,7 @@ impl Settings {
             "events",
             "federation",
             "workers",
+            "identity",
         ];
         let mut errors = check_root(fig, &SECTIONS);
         // A broken file stops here; unknown sections do not.
@@ -368,6 +373,7 @@ impl Settings {
             events: section(fig, "events", p, &mut errors, &mut failed),
             federation: section(fig, "federation", p, &mut errors, &mut failed),
             workers: section(fig, "workers", p, &mut errors, &mut failed),
+            identity: section(fig, "identity", p, &mut errors, &mut failed),
         };
         let mut settings = settings;
         // Derived defaults, as the original's settings imply them.
@@ -382,6 +388,19 @@ impl Settings {
         }
         let mut rules = Vec::new();
         settings.check(&mut rules);
+        // identity.dir: the service connects with the directory's creds.
+        let nats = &settings.nats;
+        let nats_auth = nats.user.is_some()
+            || nats.password.is_some()
+            || nats.token.is_some()
+            || nats.nkey_seed.is_some()
+            || nats.creds_file.is_some();
+        settings.identity.check(nats_auth, &mut rules);
+        if !nats_auth {
+            if let Some(creds) = settings.identity.service_creds() {
+                settings.nats.creds_file = Some(creds);
+            }
+        }
         errors.extend(without_failed(rules, &failed));
         if errors.is_empty() {
             Ok(settings)

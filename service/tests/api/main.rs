@@ -11,6 +11,7 @@ mod heartbeat_props;
 mod heartbeat_trust;
 mod heartbeats;
 mod helpers;
+mod identity;
 mod leader;
 mod limits;
 mod metrics;
