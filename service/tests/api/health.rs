@@ -61,14 +61,7 @@ async fn ready_is_503_until_the_database_exists_then_200() {
         async move { (client.get(&url).send().await.ok()?.status() == 200).then_some(()) }
     })
     .await;
-    let body: Value = client
-        .get(format!("{base}/ready"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = json_of(client.get(format!("{base}/ready"))).await;
     assert_eq!(body["status"], "ready");
     assert_eq!(body["reasons"], serde_json::json!([]));
 
@@ -80,12 +73,10 @@ async fn ready_is_503_until_the_database_exists_then_200() {
 async fn ready_reports_pending_migrations() {
     let app = spawn_app().await;
     // Pretend a migration was never applied.
-    sqlx::query(
+    app.sql(
         "DELETE FROM _sqlx_migrations WHERE version = (SELECT max(version) FROM _sqlx_migrations)",
     )
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    .await;
     // Seen at the next database check, within about a second.
     let body = testkit::eventually(Duration::from_secs(10), "/ready to see it", || async {
         let res = app.get("/ready", None).await;

@@ -292,12 +292,10 @@ async fn a_refused_batch_is_split_until_the_culprit_stands_alone() {
         app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project(slug))
             .await;
     }
-    sqlx::query(
+    app.sql(
         "ALTER TABLE projects ADD CONSTRAINT no_poison CHECK (agent_id IS DISTINCT FROM 'poison')",
     )
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    .await;
     let batch: Vec<Pending> = slugs
         .iter()
         .map(|slug| {

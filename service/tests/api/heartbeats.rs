@@ -65,11 +65,8 @@ impl Rig {
 
     pub async fn project(&self, slug: &str) -> Value {
         self.app
-            .get(&format!("/api/fed/projects/{slug}"), Some(ADMIN_KEY))
+            .get_value(&format!("/api/fed/projects/{slug}"), Some(ADMIN_KEY))
             .await
-            .json()
-            .await
-            .unwrap()
     }
 
     pub async fn wait_status(&self, slug: &str, status: &str) -> Value {

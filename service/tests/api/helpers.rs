@@ -170,6 +170,21 @@ impl TestApp {
         req.send().await.expect("request")
     }
 
+    /// GET, and the body read as JSON whatever the status.
+    pub async fn get_value(&self, path: &str, key: Option<&str>) -> Value {
+        self.get(path, key).await.json().await.unwrap()
+    }
+
+    /// POST, and the body read as JSON whatever the status.
+    pub async fn post_value(&self, path: &str, key: Option<&str>, body: &Value) -> Value {
+        self.post_json(path, key, body).await.json().await.unwrap()
+    }
+
+    /// Runs one SQL statement on the test database.
+    pub async fn sql(&self, statement: &str) {
+        sqlx::query(statement).execute(&self.pool).await.unwrap();
+    }
+
     pub async fn put_json(&self, path: &str, key: Option<&str>, body: &Value) -> reqwest::Response {
         let mut req = self.client.put(self.url(path)).json(body);
         if let Some(k) = key {
@@ -229,6 +244,11 @@ pub async fn assert_problem(res: reqwest::Response, status: u16) -> Value {
     assert!(body["type"].is_string(), "{body}");
     assert!(body["detail"].is_string(), "{body}");
     body
+}
+
+/// Sends a request and reads the answer as JSON, whatever the status.
+pub async fn json_of(req: reqwest::RequestBuilder) -> Value {
+    req.send().await.unwrap().json().await.unwrap()
 }
 
 pub fn repo_path(rel: &str) -> std::path::PathBuf {

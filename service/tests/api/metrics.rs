@@ -43,12 +43,10 @@ async fn counts_are_exact_and_routes_are_templates_not_slugs() {
         app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project(slug))
             .await;
     }
-    sqlx::query(
+    app.sql(
         "UPDATE projects SET status = 'online', last_heartbeat_at = now() WHERE slug <> 'gamma'",
     )
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    .await;
     app.get("/api/fed/projects/alpha", Some(ADMIN_KEY)).await;
     app.get("/api/fed/projects/beta", Some(ADMIN_KEY)).await;
     app.get("/api/fed/projects/nope", Some(ADMIN_KEY)).await;

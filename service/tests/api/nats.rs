@@ -52,7 +52,7 @@ async fn health_follows_the_connection_through_an_outage() {
 
     nats.restart().await;
     wait_nats(&app, "connected").await;
-    let ready: Value = app.get("/ready", None).await.json().await.unwrap();
+    let ready: Value = app.get_value("/ready", None).await;
     assert!(!ready["warnings"].to_string().contains("nats:"), "{ready}");
     let metrics = app.get("/metrics", None).await.text().await.unwrap();
     assert!(metrics.contains("nats_reconnects_total 1"), "{metrics}");
@@ -243,14 +243,7 @@ async fn assert_never_connects(nats_yaml: &str) {
     let client = reqwest::Client::new();
     for _ in 0..10 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let body: Value = client
-            .get(format!("{base}/health/nats"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body: Value = json_of(client.get(format!("{base}/health/nats"))).await;
         assert_eq!(body["status"], "disconnected");
     }
     app.stop().await;

@@ -271,12 +271,8 @@ async fn get_list_and_filters() {
             201
         );
     }
-    sqlx::query(
-        "UPDATE projects SET status = 'online', last_heartbeat_at = now() WHERE slug = 'beta'",
-    )
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    app.sql("UPDATE projects SET status = 'online', last_heartbeat_at = now() WHERE slug = 'beta'")
+        .await;
 
     let slugs = |v: Value| -> Vec<String> {
         v.as_array()
@@ -285,40 +281,23 @@ async fn get_list_and_filters() {
             .map(|p| p["slug"].as_str().unwrap().to_owned())
             .collect()
     };
-    let all: Value = app
-        .get("/api/fed/projects", Some(ADMIN_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let all: Value = app.get_value("/api/fed/projects", Some(ADMIN_KEY)).await;
     assert_eq!(slugs(all), ["alpha", "beta", "gamma"]);
     let prod: Value = app
-        .get("/api/fed/projects?tag=prod", Some(ADMIN_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_value("/api/fed/projects?tag=prod", Some(ADMIN_KEY))
+        .await;
     assert_eq!(slugs(prod), ["alpha", "beta"]);
     let online: Value = app
-        .get("/api/fed/projects?status=online", Some(ADMIN_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_value("/api/fed/projects?status=online", Some(ADMIN_KEY))
+        .await;
     assert_eq!(slugs(online), ["beta"]);
     let both: Value = app
-        .get("/api/fed/projects?status=offline&tag=prod", Some(ADMIN_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_value("/api/fed/projects?status=offline&tag=prod", Some(ADMIN_KEY))
+        .await;
     assert_eq!(slugs(both), ["alpha"]);
     let none: Value = app
-        .get("/api/fed/projects?tag=nothing", Some(ADMIN_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_value("/api/fed/projects?tag=nothing", Some(ADMIN_KEY))
+        .await;
     assert_eq!(none, json!([]));
 
     let problem = assert_problem(
@@ -337,11 +316,8 @@ async fn get_list_and_filters() {
     assert_eq!(problem["errors"][0]["field"], "stauts", "{problem}");
 
     let one: Value = app
-        .get("/api/fed/projects/beta", Some(ADMIN_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_value("/api/fed/projects/beta", Some(ADMIN_KEY))
+        .await;
     assert_eq!(one["slug"], "beta");
     assert_eq!(one["status"], "online");
     assert!(one["last_heartbeat_at"].is_string());
@@ -541,12 +517,7 @@ async fn reads_come_from_a_view_that_every_write_updates() {
             .map(|p| p["status"].as_str().unwrap().to_owned())
             .collect()
     };
-    let first: Value = app
-        .get("/api/fed/projects", Some(ADMIN_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let first: Value = app.get_value("/api/fed/projects", Some(ADMIN_KEY)).await;
     assert_eq!(statuses(first), ["offline"]);
     // A write through the API shows at once, in the list and alone.
     let mut renamed = project("alpha");
@@ -554,27 +525,17 @@ async fn reads_come_from_a_view_that_every_write_updates() {
     app.post_json("/api/fed/projects", Some(ADMIN_KEY), &renamed)
         .await;
     let one: Value = app
-        .get("/api/fed/projects/alpha", Some(ADMIN_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_value("/api/fed/projects/alpha", Some(ADMIN_KEY))
+        .await;
     assert_eq!(one["name"], "Renamed");
     app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project("beta"))
         .await;
-    let list: Value = app
-        .get("/api/fed/projects", Some(ADMIN_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_value("/api/fed/projects", Some(ADMIN_KEY)).await;
     assert_eq!(statuses(list), ["offline", "offline"]);
     // A change the API did not make (another replica, psql) is pushed by
     // PostgreSQL: there is no reload period to wait for.
-    sqlx::query("UPDATE projects SET status = 'online' WHERE slug = 'alpha'")
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    app.sql("UPDATE projects SET status = 'online' WHERE slug = 'alpha'")
+        .await;
     testkit::eventually(
         std::time::Duration::from_secs(5),
         "the change to be pushed",
@@ -591,10 +552,7 @@ async fn reads_come_from_a_view_that_every_write_updates() {
     .await;
     // A project created behind the view's back is found at once (pushed,
     // or read from the database on a miss).
-    sqlx::query("INSERT INTO projects (slug, name, hub_url, mesh_namespace) VALUES ('gamma', 'G', 'http://g', 'hub.gamma')")
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    app.sql("INSERT INTO projects (slug, name, hub_url, mesh_namespace) VALUES ('gamma', 'G', 'http://g', 'hub.gamma')").await;
     assert_eq!(
         app.get("/api/fed/projects/gamma", Some(ADMIN_KEY))
             .await
@@ -609,10 +567,7 @@ async fn reads_come_from_a_view_that_every_write_updates() {
     )
     .await;
     // Deleted behind its back: gone as soon as the notification arrives.
-    sqlx::query("DELETE FROM projects WHERE slug = 'gamma'")
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    app.sql("DELETE FROM projects WHERE slug = 'gamma'").await;
     testkit::eventually(
         std::time::Duration::from_secs(5),
         "the deletion to be pushed",
@@ -635,22 +590,12 @@ async fn without_the_view_every_read_goes_to_the_database() {
     app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project("alpha"))
         .await;
     app.get("/api/fed/projects", Some(ADMIN_KEY)).await;
-    sqlx::query("UPDATE projects SET status = 'online' WHERE slug = 'alpha'")
-        .execute(&app.pool)
-        .await
-        .unwrap();
-    let list: Value = app
-        .get("/api/fed/projects", Some(ADMIN_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+    app.sql("UPDATE projects SET status = 'online' WHERE slug = 'alpha'")
+        .await;
+    let list: Value = app.get_value("/api/fed/projects", Some(ADMIN_KEY)).await;
     assert_eq!(list[0]["status"], "online");
     let one: Value = app
-        .get("/api/fed/projects/alpha", Some(ADMIN_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_value("/api/fed/projects/alpha", Some(ADMIN_KEY))
+        .await;
     assert_eq!(one["status"], "online");
 }

@@ -2,16 +2,18 @@
 //! order, de-duplication, outages, and a service killed with SIGKILL in the
 //! middle of a burst.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
 use service::events::outbox;
+use service::events::relay::OutboxRelay;
 use sqlx::PgPool;
 use testkit::{eventually, NatsServer, TestDb};
 
 use crate::fedkit::*;
 use crate::helpers::*;
+use crate::process::{serve, signal, wait_ready};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -106,10 +108,7 @@ async fn every_committed_event_reaches_jetstream_once_in_order() {
     // Crash between publish and mark, replayed exactly: the events are in
     // the stream but the outbox says unsent. They go out again and the
     // server drops every copy.
-    sqlx::query("UPDATE outbox SET published_at = NULL")
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    app.sql("UPDATE outbox SET published_at = NULL").await;
     wait_all_published(&app.pool).await;
     assert_eq!(stream_len(&js).await, 4);
     assert_eq!(metric(&app, "nats_publish_duplicates_total").await, 4.0);
@@ -156,7 +155,7 @@ async fn with_nats_down_events_wait_and_then_all_go_out_in_order() {
 /// ours, and holds the horizon back for a moment (it only delays, see
 /// docs/decisions.md, "Event order"); with tests running side by side on
 /// one server, a single step may therefore publish fewer.
-async fn publish_all(relay: &service::events::relay::OutboxRelay, n: usize) -> usize {
+async fn publish_all(relay: &OutboxRelay, n: usize) -> usize {
     let mut published = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while published < n && tokio::time::Instant::now() < deadline {
@@ -169,6 +168,19 @@ async fn publish_all(relay: &service::events::relay::OutboxRelay, n: usize) -> u
     published
 }
 
+/// A relay driven by the test, with its own metrics, its stream made.
+async fn manual_relay(
+    app: &TestApp,
+    nats: &NatsServer,
+    settings: service::config::EventSettings,
+) -> (OutboxRelay, service::metrics::Metrics) {
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let metrics = service::metrics::Metrics::new();
+    let relay = OutboxRelay::new(app.pool.clone(), client, settings, metrics.events.clone());
+    relay.ensure_stream().await.unwrap();
+    (relay, metrics)
+}
+
 /// seq is assigned at insert, not at commit: an event inserted first and
 /// committed last must not be skipped, and goes out first. The relay is
 /// driven step by step here (the service's own relay is off: no NATS).
@@ -176,15 +188,7 @@ async fn publish_all(relay: &service::events::relay::OutboxRelay, n: usize) -> u
 async fn an_event_that_commits_late_is_not_skipped() {
     let nats = NatsServer::start().await;
     let app = spawn_app().await;
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    let metrics = service::metrics::Metrics::new();
-    let relay = service::events::relay::OutboxRelay::new(
-        app.pool.clone(),
-        client,
-        Default::default(),
-        metrics.events.clone(),
-    );
-    relay.ensure_stream().await.unwrap();
+    let (relay, metrics) = manual_relay(&app, &nats, Default::default()).await;
     let kind = protocol::EventKind::ProjectUpdated;
     let mut early = app.pool.begin().await.unwrap();
     let a = outbox::enqueue(&mut early, kind, Some("a"), &serde_json::json!({"n": 1}))
@@ -210,18 +214,9 @@ async fn an_event_that_commits_late_is_not_skipped() {
 
 // ---- kill -9 in the middle of a burst -------------------------------------
 
-const BIN: &str = env!("CARGO_BIN_EXE_federation");
-
 fn start_service(db: &TestDb, nats: &NatsServer, port: u16) -> std::process::Child {
-    Command::new(BIN)
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .current_dir(std::env::temp_dir())
-        .env("FEDERATION_API_KEYS", ADMIN_KEY)
-        .env("DATABASE_URL", &db.url)
+    serve(&db.url, port)
         .env("NATS_URL", nats.url())
-        .env("FEDERATION_PORT", port.to_string())
         .env("FEDERATION__SERVER__HOST", "127.0.0.1")
         .env("FEDERATION__EVENTS__BATCH_SIZE", "25")
         .env("FEDERATION__EVENTS__POLL_INTERVAL", "100ms")
@@ -230,15 +225,6 @@ fn start_service(db: &TestDb, nats: &NatsServer, port: u16) -> std::process::Chi
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
-}
-
-async fn wait_ready(port: u16) {
-    let client = reqwest::Client::new();
-    eventually(WAIT, "the service to be ready", || {
-        let (client, url) = (client.clone(), format!("http://127.0.0.1:{port}/ready"));
-        async move { (client.get(&url).send().await.ok()?.status() == 200).then_some(()) }
-    })
-    .await;
 }
 
 /// `n` events in transactions of `per_tx`, as the service's writers make them.
@@ -281,10 +267,7 @@ async fn a_service_killed_mid_burst_loses_nothing_and_duplicates_nothing() {
         async move { (stream_len(&js).await >= 200).then_some(()) }
     })
     .await;
-    Command::new("kill")
-        .args(["-KILL", &first.id().to_string()])
-        .status()
-        .unwrap();
+    signal(first.id(), "-KILL");
     first.wait().unwrap();
     writer.await.unwrap();
     let at_kill = stream_len(&js).await;
@@ -364,18 +347,11 @@ fn docs_events_md_has_a_valid_example_per_type() {
 async fn published_events_are_pruned_after_the_retention_and_pending_ones_never() {
     let nats = NatsServer::start().await;
     let app = spawn_app().await;
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    let metrics = service::metrics::Metrics::new();
-    let relay = service::events::relay::OutboxRelay::new(
-        app.pool.clone(),
-        client,
-        service::config::EventSettings {
-            retention: Duration::from_secs(3600),
-            ..Default::default()
-        },
-        metrics.events.clone(),
-    );
-    relay.ensure_stream().await.unwrap();
+    let settings = service::config::EventSettings {
+        retention: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let (relay, metrics) = manual_relay(&app, &nats, settings).await;
     for code in ["FRA", "DEU", "GBR"] {
         register(&app, code).await;
     }
@@ -390,12 +366,10 @@ async fn published_events_are_pruned_after_the_retention_and_pending_ones_never(
     .await
     .unwrap();
     register(&app, "NLD").await;
-    sqlx::query(
+    app.sql(
         "UPDATE outbox SET occurred_at = now() - interval '3 hours' WHERE published_at IS NULL",
     )
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    .await;
     assert_eq!(relay.prune().await.unwrap(), 2);
     assert_eq!(metrics.events.pruned.get(), 2);
     let left = outbox_ids(&app.pool).await;

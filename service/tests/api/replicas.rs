@@ -8,7 +8,7 @@ use testkit::{eventually, NatsServer, TestDb};
 
 use crate::heartbeats::{metric_value, payload, rig};
 use crate::helpers::*;
-use crate::process::{federation, signal, wait_ready};
+use crate::process::{serve, signal, wait_ready};
 
 struct Replica {
     child: Child,
@@ -17,11 +17,8 @@ struct Replica {
 
 fn replica(db: &TestDb, nats: &NatsServer) -> Replica {
     let port = testkit::free_port();
-    let child = federation(&["serve"])
-        .env("FEDERATION_API_KEYS", ADMIN_KEY)
-        .env("DATABASE_URL", &db.url)
+    let child = serve(&db.url, port)
         .env("NATS_URL", nats.url())
-        .env("FEDERATION_PORT", port.to_string())
         .env("FEDERATION__SERVER__HOST", "127.0.0.1")
         .env("FEDERATION__HEARTBEAT__DEGRADED_AFTER", "1s")
         .env("FEDERATION__HEARTBEAT__STALE_THRESHOLD", "2s")

@@ -8,12 +8,7 @@ async fn the_example_projects_file_seeds_the_catalog_idempotently() {
     let specs = seed::load(&repo_path("config/projects.yaml")).unwrap();
     assert_eq!(specs.len(), 2);
     let app = spawn_app_with("", specs.clone()).await;
-    let list: Value = app
-        .get("/api/fed/projects", Some(ADMIN_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_value("/api/fed/projects", Some(ADMIN_KEY)).await;
     let slugs: Vec<&str> = list
         .as_array()
         .unwrap()
@@ -53,11 +48,8 @@ async fn the_example_projects_file_seeds_the_catalog_idempotently() {
     changed[1].name = Some("Renamed".into());
     let app = spawn_on(db, "", changed).await;
     let p: Value = app
-        .get("/api/fed/projects/projecta", Some(ADMIN_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_value("/api/fed/projects/projecta", Some(ADMIN_KEY))
+        .await;
     assert_eq!(p["name"], "Renamed");
     assert_eq!(
         app.get("/api/fed/projects/extra", Some(ADMIN_KEY))

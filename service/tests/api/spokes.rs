@@ -59,19 +59,11 @@ async fn a_registration_lands_pending_and_registering_again_returns_it() {
     assert_eq!(deu["cert_fingerprint"], Value::Null);
     assert_eq!(deu["contact"], Value::Null);
 
-    let got: Value = app
-        .get(&location, Some(AGENT_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let got: Value = app.get_value(&location, Some(AGENT_KEY)).await;
     assert_eq!(got, spoke);
     let history: Value = app
-        .get(&format!("{location}/history"), Some(AGENT_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_value(&format!("{location}/history"), Some(AGENT_KEY))
+        .await;
     assert_eq!(history.as_array().unwrap().len(), 1);
     assert_eq!(history[0]["from_status"], Value::Null);
     assert_eq!(history[0]["to_status"], "pending");
@@ -91,74 +83,35 @@ async fn nothing_in_a_registration_can_approve_it_and_bad_input_writes_nothing()
         b.as_object_mut().unwrap().remove(field);
         b
     };
-    let cases: Vec<(Value, &[&str], &str)> = vec![
-        (
-            with("status", json!("approved")),
-            &["status"],
-            "is not a known field",
-        ),
-        (
-            with("id", json!("spoke-fra-00000000")),
-            &["id"],
-            "is not a known field",
-        ),
-        (
-            with("instance_code", json!("fra")),
-            &["instance_code"],
-            "upper-case",
-        ),
-        (
-            with("instance_code", json!("FR")),
-            &["instance_code"],
-            "upper-case",
-        ),
-        (
-            with("instance_code", json!("XKX")),
-            &["instance_code"],
-            "not an assigned",
-        ),
-        (
-            with("instance_code", json!("USA")),
-            &["instance_code"],
-            "hub's own code",
-        ),
-        (
-            with("base_url", json!("ftp://fra")),
-            &["base_url"],
-            "http(s) URL",
-        ),
-        (
-            with("idp_public_url", json!("https://u:p@idp")),
-            &["idp_public_url"],
-            "no credentials",
-        ),
-        (
-            with("idp_internal_url", json!("not a url")),
-            &["idp_internal_url"],
-            "http(s) URL",
-        ),
-        (
-            with("cert_fingerprint", json!("abc")),
-            &["cert_fingerprint"],
-            "SHA-256",
-        ),
-        (with("name", json!("   ")), &["name"], "not blank"),
-        (
-            with("name", json!(42)),
-            &["name"],
-            "must be a string, not a number",
-        ),
-        (
-            without("idp_public_url"),
-            &["idp_public_url"],
-            "is required",
-        ),
-        (
-            json!({"instance_code": "fra", "name": "", "base_url": "x", "idp_public_url": "y"}),
-            &["base_url", "idp_public_url", "instance_code", "name"],
-            "",
-        ),
+    // (field, value, what the message says): one wrong field at a time.
+    let wrong: [(&str, Value, &str); 12] = [
+        ("status", json!("approved"), "is not a known field"),
+        ("id", json!("spoke-fra-00000000"), "is not a known field"),
+        ("instance_code", json!("fra"), "upper-case"),
+        ("instance_code", json!("FR"), "upper-case"),
+        ("instance_code", json!("XKX"), "not an assigned"),
+        ("instance_code", json!("USA"), "hub's own code"),
+        ("base_url", json!("ftp://fra"), "http(s) URL"),
+        ("idp_public_url", json!("https://u:p@idp"), "no credentials"),
+        ("idp_internal_url", json!("not a url"), "http(s) URL"),
+        ("cert_fingerprint", json!("abc"), "SHA-256"),
+        ("name", json!("   "), "not blank"),
+        ("name", json!(42), "must be a string, not a number"),
     ];
+    let mut cases: Vec<(Value, Vec<&str>, &str)> = wrong
+        .into_iter()
+        .map(|(field, value, words)| (with(field, value), vec![field], words))
+        .collect();
+    cases.push((
+        without("idp_public_url"),
+        vec!["idp_public_url"],
+        "is required",
+    ));
+    cases.push((
+        json!({"instance_code": "fra", "name": "", "base_url": "x", "idp_public_url": "y"}),
+        vec!["base_url", "idp_public_url", "instance_code", "name"],
+        "",
+    ));
     for (body, fields, words) in cases {
         let res = app
             .post_json("/api/federation/register", Some(AGENT_KEY), &body)
@@ -224,18 +177,12 @@ async fn a_revoked_spoke_registers_again_as_a_fresh_pending_record() {
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.unwrap()["id"], fresh["id"]);
     let all: Value = app
-        .get("/api/federation/spokes", Some(AGENT_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_value("/api/federation/spokes", Some(AGENT_KEY))
+        .await;
     assert_eq!(all.as_array().unwrap().len(), 2);
     let revoked: Value = app
-        .get("/api/federation/spokes?status=revoked", Some(AGENT_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_value("/api/federation/spokes?status=revoked", Some(AGENT_KEY))
+        .await;
     assert_eq!(revoked.as_array().unwrap().len(), 1);
     assert_eq!(revoked[0]["id"], old.as_str());
     let bad = app
@@ -334,14 +281,11 @@ async fn lifecycle_table_of_every_allowed_and_forbidden_transition() {
             }
         }
         let links: Value = app
-            .get(
+            .get_value(
                 &format!("/api/federation/links?spoke_id={id}"),
                 Some(AGENT_KEY),
             )
-            .await
-            .json()
-            .await
-            .unwrap();
+            .await;
         let statuses: Vec<&str> = links
             .as_array()
             .unwrap()
@@ -353,11 +297,8 @@ async fn lifecycle_table_of_every_allowed_and_forbidden_transition() {
             None => assert!(statuses.is_empty(), "{case} links: {statuses:?}"),
         }
         let spoke: Value = app
-            .get(&format!("/api/federation/spokes/{id}"), Some(AGENT_KEY))
-            .await
-            .json()
-            .await
-            .unwrap();
+            .get_value(&format!("/api/federation/spokes/{id}"), Some(AGENT_KEY))
+            .await;
         assert_eq!(spoke["status"], to.unwrap_or(from), "{case}");
     }
 }
@@ -367,11 +308,8 @@ async fn approval_creates_both_directed_links_and_the_log_keeps_every_step() {
     let app = spawn_app().await;
     let id = spoke_in(&app, "FRA", "approved").await;
     let links: Value = app
-        .get("/api/federation/links", Some(AGENT_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_value("/api/federation/links", Some(AGENT_KEY))
+        .await;
     let pairs: Vec<(String, String, String)> = links
         .as_array()
         .unwrap()
@@ -407,14 +345,11 @@ async fn approval_creates_both_directed_links_and_the_log_keeps_every_step() {
     act_ok(&app, &id, "reinstate").await;
     act_ok(&app, &id, "revoke").await;
     let history: Value = app
-        .get(
+        .get_value(
             &format!("/api/federation/spokes/{id}/history"),
             Some(AGENT_KEY),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     let steps: Vec<(Value, Value)> = history
         .as_array()
         .unwrap()
@@ -442,11 +377,8 @@ async fn approval_creates_both_directed_links_and_the_log_keeps_every_step() {
         ]
     );
     let disabled: Value = app
-        .get("/api/federation/links?status=DISABLED", Some(AGENT_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_value("/api/federation/links?status=DISABLED", Some(AGENT_KEY))
+        .await;
     assert_eq!(disabled.as_array().unwrap().len(), 2);
     assert_problem(
         app.get("/api/federation/links?spoke_id=FRA", Some(AGENT_KEY))
@@ -636,11 +568,8 @@ async fn transitions_need_an_admin_key_and_a_reason() {
         .await;
     }
     let spoke: Value = app
-        .get(&format!("/api/federation/spokes/{id}"), Some(AGENT_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_value(&format!("/api/federation/spokes/{id}"), Some(AGENT_KEY))
+        .await;
     assert_eq!(spoke["status"], "pending");
     assert_eq!(count(&app, "outbox").await, 1);
     assert_eq!(count(&app, "spoke_transitions").await, 1);
@@ -655,20 +584,15 @@ async fn a_failed_transaction_emits_nothing_and_changes_nothing() {
         .as_str()
         .unwrap()
         .to_owned();
-    sqlx::query(
+    app.sql(
         "CREATE FUNCTION fail_now() RETURNS trigger LANGUAGE plpgsql AS \
          $$ BEGIN RAISE EXCEPTION 'injected failure'; END; $$",
     )
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    .await;
     for table in ["outbox", "federation_links", "spoke_transitions"] {
-        sqlx::query(&format!(
+        app.sql(&format!(
             "CREATE TRIGGER fail_now BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION fail_now()"
-        ))
-        .execute(&app.pool)
-        .await
-        .unwrap();
+        )).await;
         let res = act(&app, &id, "approve").await;
         assert_problem(res, 500).await;
         let status: String = sqlx::query_scalar("SELECT status FROM spokes WHERE id = $1")
@@ -702,19 +626,11 @@ async fn a_failed_transaction_emits_nothing_and_changes_nothing() {
         } else {
             // Registration writes no link: it succeeds. Undo it for the next round.
             assert_eq!(res.status(), 201);
-            sqlx::query("DELETE FROM outbox WHERE event_type = 'federation.spoke.registered' AND ce_subject LIKE 'spoke-deu-%'")
-                .execute(&app.pool)
-                .await
-                .unwrap();
-            sqlx::query("DELETE FROM spokes WHERE instance_code = 'DEU'")
-                .execute(&app.pool)
-                .await
-                .unwrap();
+            app.sql("DELETE FROM outbox WHERE event_type = 'federation.spoke.registered' AND ce_subject LIKE 'spoke-deu-%'").await;
+            app.sql("DELETE FROM spokes WHERE instance_code = 'DEU'")
+                .await;
         }
-        sqlx::query(&format!("DROP TRIGGER fail_now ON {table}"))
-            .execute(&app.pool)
-            .await
-            .unwrap();
+        app.sql(&format!("DROP TRIGGER fail_now ON {table}")).await;
     }
     // With the database healthy again the same request goes through.
     act_ok(&app, &id, "approve").await;
@@ -741,12 +657,9 @@ async fn public_idps_are_approved_spokes_whose_hub_is_live() {
             .await;
         assert_eq!(res.status(), 201);
     }
-    sqlx::query(
+    app.sql(
         "UPDATE projects SET status = CASE slug WHEN 'nld' THEN 'degraded' WHEN 'deu' THEN 'offline' ELSE 'online' END",
-    )
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    ).await;
     let res = app.get("/api/idps/public", None).await;
     assert_eq!(res.status(), 200);
     let idps: Value = res.json().await.unwrap();
@@ -765,12 +678,7 @@ async fn public_idps_are_approved_spokes_whose_hub_is_live() {
 
     // Suspending FRA hides it at once.
     act_ok(&app, &fra, "suspend").await;
-    let idps: Value = app
-        .get("/api/idps/public", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let idps: Value = app.get_value("/api/idps/public", None).await;
     assert_eq!(idps.as_array().unwrap().len(), 1);
 }
 
@@ -818,11 +726,8 @@ async fn the_sync_worker_moves_links_and_cannot_revive_a_disabled_one() {
     assert!(link.last_verified_at.is_some());
 
     let api: Value = app
-        .get("/api/federation/links?status=ACTIVE", Some(AGENT_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_value("/api/federation/links?status=ACTIVE", Some(AGENT_KEY))
+        .await;
     assert_eq!(api.as_array().unwrap().len(), 1);
     assert_eq!(api[0]["direction"], "HUB_TO_SPOKE");
 

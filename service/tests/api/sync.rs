@@ -34,25 +34,25 @@ async fn first_sync_creates_exactly_the_idps_and_the_file_and_a_second_changes_n
     assert_eq!(fra_idp["enabled"], true);
     assert_eq!(fra_idp["displayName"], "FRA Instance");
     let c = &fra_idp["config"];
-    assert_eq!(c["issuer"], "https://idp.fra.example/realms/fra");
-    assert_eq!(
-        c["authorizationUrl"],
-        "https://idp.fra.example/realms/fra/protocol/openid-connect/auth"
-    );
-    assert_eq!(
-        c["tokenUrl"],
-        "http://keycloak-fra:8080/realms/fra/protocol/openid-connect/token"
-    );
-    assert_eq!(
-        c["jwksUrl"],
-        "http://keycloak-fra:8080/realms/fra/protocol/openid-connect/certs"
-    );
-    assert_eq!(c["clientAuthMethod"], "client_secret_post");
-    assert_eq!(c["syncMode"], "FORCE");
-    assert_eq!(c["pkceEnabled"], "true");
-    assert_eq!(c["validateSignature"], "true");
-    assert_eq!(c["clientSecret"], "${vault.fra-idp-client-secret}");
-    assert_eq!(c["federation.managedBy"], "federation-sync");
+    let public = "https://idp.fra.example/realms/fra";
+    let internal = "http://keycloak-fra:8080/realms/fra/protocol/openid-connect";
+    for (key, want) in [
+        ("issuer", public.to_owned()),
+        (
+            "authorizationUrl",
+            format!("{public}/protocol/openid-connect/auth"),
+        ),
+        ("tokenUrl", format!("{internal}/token")),
+        ("jwksUrl", format!("{internal}/certs")),
+        ("clientAuthMethod", "client_secret_post".into()),
+        ("syncMode", "FORCE".into()),
+        ("pkceEnabled", "true".into()),
+        ("validateSignature", "true".into()),
+        ("clientSecret", "${vault.fra-idp-client-secret}".into()),
+        ("federation.managedBy", "federation-sync".into()),
+    ] {
+        assert_eq!(c[key], want.as_str(), "{key}");
+    }
     let writes = env.stub.writes();
     assert_eq!(writes.len(), 2, "{writes:?}");
     assert!(writes.iter().all(|w| w.method == "POST" && w.status == 201));
@@ -259,30 +259,15 @@ async fn keycloak_down_opens_the_breaker_without_blocking_tfvars_and_recovery_cl
         .contains("circuit_breaker_state{target=\"keycloak\"} 1"));
 
     // Open: the next run does not call Keycloak at all.
-    let calls = env.stub.admin_requests() + env.stub.token_requests();
-    let run = reconcile(app).await;
-    assert_eq!(run["keycloak"]["result"], "skipped", "{run}");
+    let run = reconcile_skipped(app, &env.stub).await;
     assert!(run["keycloak"]["retry_at"].is_string(), "{run}");
-    assert_eq!(env.stub.admin_requests() + env.stub.token_requests(), calls);
     let l = links(app, &fra).await;
     assert!(
         l.iter()
             .all(|x| x.1 == "FAILED" && x.3.as_deref() == Some("CIRCUIT_OPEN")),
         "{l:?}"
     );
-    let status: Value = app
-        .get("/api/federation/sync/status", Some(AGENT_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let kc = status["breakers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["target"] == "keycloak")
-        .unwrap()
-        .clone();
+    let (status, kc) = keycloak_breaker(app, AGENT_KEY).await;
     assert_eq!(kc["state"], "open", "{status}");
     assert!(
         kc["last_error"].as_str().unwrap().contains("503"),
@@ -378,31 +363,12 @@ async fn the_breaker_state_survives_a_restart() {
     )
     .await;
 
-    let status: Value = app
-        .get("/api/federation/sync/status", Some(ADMIN_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let kc = status["breakers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["target"] == "keycloak")
-        .unwrap()
-        .clone();
+    let (status, kc) = keycloak_breaker(&app, ADMIN_KEY).await;
     assert_eq!(kc["state"], "open", "{status}");
     assert!(metrics_text(&app)
         .await
         .contains("circuit_breaker_state{target=\"keycloak\"} 1"));
-    let calls = stub.admin_requests() + stub.token_requests();
-    let run = reconcile(&app).await;
-    assert_eq!(run["keycloak"]["result"], "skipped", "{run}");
-    assert_eq!(
-        stub.admin_requests() + stub.token_requests(),
-        calls,
-        "no call while open"
-    );
+    reconcile_skipped(&app, &stub).await;
     drop(dir);
 }
 
@@ -504,11 +470,8 @@ async fn the_post_command_runs_after_a_change_until_it_succeeds() {
         "{run}"
     );
     let status: Value = app
-        .get("/api/federation/sync/status", Some(ADMIN_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_value("/api/federation/sync/status", Some(ADMIN_KEY))
+        .await;
     let pc = &status["post_command"];
     assert_eq!(pc["exit_code"], 4, "{status}");
     assert!(
@@ -534,11 +497,8 @@ async fn the_post_command_runs_after_a_change_until_it_succeeds() {
     reconcile(&app).await;
     assert_eq!(runs(), 3);
     let status: Value = app
-        .get("/api/federation/sync/status", Some(ADMIN_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_value("/api/federation/sync/status", Some(ADMIN_KEY))
+        .await;
     assert_eq!(status["post_command"]["exit_code"], 0, "{status}");
     assert!(status["post_command"]["output_tail"]
         .as_str()
@@ -662,15 +622,12 @@ async fn the_drift_report_lists_each_kind_and_the_fix_leaves_only_what_it_cannot
 
     // The dry run says what a fix would do, and does nothing.
     let plan: Value = app
-        .post_json(
+        .post_value(
             "/api/federation/drift?dry_run=true",
             Some(ADMIN_KEY),
             &json!({}),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(plan["dry_run"], true);
     let changes = plan["plan"]["keycloak"]["changes"].as_array().unwrap();
     let actions: Vec<(String, String)> = changes
@@ -705,11 +662,8 @@ async fn the_drift_report_lists_each_kind_and_the_fix_leaves_only_what_it_cannot
 
     // The fix: only the hub liveness is left.
     let fixed: Value = app
-        .post_json("/api/federation/drift", Some(ADMIN_KEY), &json!({}))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .post_value("/api/federation/drift", Some(ADMIN_KEY), &json!({}))
+        .await;
     let left: Vec<&str> = fixed["drift"]["items"]
         .as_array()
         .unwrap()
@@ -730,22 +684,16 @@ async fn the_drift_report_lists_each_kind_and_the_fix_leaves_only_what_it_cannot
 /// operator would in the console.
 async fn delete_idp(env: &SyncEnv, alias: &str) -> bool {
     let client = reqwest::Client::new();
-    let token: Value = client
-        .post(format!(
-            "{}/realms/master/protocol/openid-connect/token",
-            env.stub.url()
-        ))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", "federation-sync"),
-            ("client_secret", "stub-client-secret"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token_url = format!(
+        "{}/realms/master/protocol/openid-connect/token",
+        env.stub.url()
+    );
+    let token = json_of(client.post(token_url).form(&[
+        ("grant_type", "client_credentials"),
+        ("client_id", "federation-sync"),
+        ("client_secret", "stub-client-secret"),
+    ]))
+    .await;
     let res = client
         .delete(format!(
             "{}/admin/realms/{REALM}/identity-provider/instances/{alias}",

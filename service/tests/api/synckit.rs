@@ -163,4 +163,33 @@ pub async fn metrics_text(app: &TestApp) -> String {
     app.get("/metrics", None).await.text().await.unwrap()
 }
 
+/// The sync status (read with `key`) and its Keycloak breaker.
+pub async fn keycloak_breaker(app: &TestApp, key: &str) -> (Value, Value) {
+    let status = app
+        .get_value("/api/federation/sync/status", Some(key))
+        .await;
+    let kc = status["breakers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["target"] == "keycloak")
+        .unwrap()
+        .clone();
+    (status, kc)
+}
+
+/// Reconciles once, expecting the open breaker to skip Keycloak: not a
+/// single call reaches the stub. Returns the run report.
+pub async fn reconcile_skipped(app: &TestApp, stub: &KeycloakStub) -> Value {
+    let calls = stub.admin_requests() + stub.token_requests();
+    let run = reconcile(app).await;
+    assert_eq!(run["keycloak"]["result"], "skipped", "{run}");
+    assert_eq!(
+        stub.admin_requests() + stub.token_requests(),
+        calls,
+        "no call while open"
+    );
+    run
+}
+
 pub const QUICK: Duration = Duration::from_secs(20);
