@@ -65,13 +65,6 @@ pub async fn spoke_in(app: &TestApp, code: &str, status: &str) -> String {
     id
 }
 
-pub async fn count(app: &TestApp, table: &str) -> i64 {
-    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
-        .fetch_one(&app.pool)
-        .await
-        .unwrap()
-}
-
 /// Outbox event ids in log order.
 pub async fn outbox_ids(pool: &sqlx::PgPool) -> Vec<String> {
     sqlx::query_scalar("SELECT id::text FROM outbox ORDER BY xid, seq")

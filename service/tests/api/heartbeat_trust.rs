@@ -332,9 +332,5 @@ async fn a_refused_batch_is_split_until_the_culprit_stands_alone() {
     );
     assert_eq!(done.outcome.hubs(), 7);
     assert_eq!(done.outcome.messages, 14);
-    let online: i64 = sqlx::query_scalar("SELECT count(*) FROM projects WHERE status = 'online'")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    assert_eq!(online, 7);
+    assert_eq!(app.count("projects WHERE status = 'online'").await, 7);
 }

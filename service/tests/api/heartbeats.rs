@@ -157,11 +157,11 @@ async fn what_the_hub_says_is_its_status() {
     // A clean shutdown says offline: no waiting for the threshold.
     r.beat("alpha", "offline").await;
     r.wait_status("alpha", "offline").await;
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM project_transitions")
-        .fetch_one(&r.app.pool)
-        .await
-        .unwrap();
-    assert_eq!(n, 3, "offline→degraded→online→offline");
+    assert_eq!(
+        r.app.count("project_transitions").await,
+        3,
+        "offline→degraded→online→offline"
+    );
 }
 
 #[tokio::test]
@@ -223,11 +223,7 @@ async fn every_rejection_reason_is_counted_and_writes_nothing() {
     .await
     .unwrap();
     assert_eq!(touched, 0, "a rejected heartbeat touched a project");
-    let gamma: i64 = sqlx::query_scalar("SELECT count(*) FROM projects WHERE slug = 'gamma'")
-        .fetch_one(&r.app.pool)
-        .await
-        .unwrap();
-    assert_eq!(gamma, 0);
+    assert_eq!(r.app.count("projects WHERE slug = 'gamma'").await, 0);
     assert!(r
         .app
         .outbox_types()
@@ -350,9 +346,5 @@ async fn writes_are_monotonic_so_replicas_can_share_the_work() {
     };
     let out = apply_batch(&app.pool, &[again], false).await.unwrap();
     assert!(out.transitions.is_empty());
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM project_transitions")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    assert_eq!(n, 1);
+    assert_eq!(app.count("project_transitions").await, 1);
 }

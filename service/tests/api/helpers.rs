@@ -209,6 +209,14 @@ impl TestApp {
         (self.db, result)
     }
 
+    /// `SELECT count(*) FROM {from}`: a table, maybe with a WHERE clause.
+    pub async fn count(&self, from: &str) -> i64 {
+        sqlx::query_scalar(&format!("SELECT count(*) FROM {from}"))
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
     pub async fn outbox_types(&self) -> Vec<String> {
         sqlx::query_scalar("SELECT event_type FROM outbox ORDER BY seq")
             .fetch_all(&self.pool)
@@ -249,6 +257,16 @@ pub async fn assert_problem(res: reqwest::Response, status: u16) -> Value {
 /// Sends a request and reads the answer as JSON, whatever the status.
 pub async fn json_of(req: reqwest::RequestBuilder) -> Value {
     req.send().await.unwrap().json().await.unwrap()
+}
+
+/// The `field` of each error in a problem document, in order.
+pub fn error_fields(problem: &Value) -> Vec<&str> {
+    problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect()
 }
 
 pub fn repo_path(rel: &str) -> std::path::PathBuf {

@@ -29,6 +29,28 @@ pub fn serve(db_url: &str, port: u16) -> Command {
     cmd
 }
 
+/// [`serve`] with `env` besides, its output piped, once it is ready.
+async fn serve_ready(db_url: &str, port: u16, env: &[(&str, &str)]) -> Child {
+    let child = serve(db_url, port)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_ready(port).await;
+    child
+}
+
+/// [`serve`] with `env` besides, its output dropped; returns at once.
+pub fn serve_quiet(db_url: &str, port: u16, env: &[(&str, &str)]) -> Child {
+    serve(db_url, port)
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// Sends `sig` and waits for the exit: the output, and stdout then stderr
 /// as one text.
 async fn stop_with(child: Child, sig: &str) -> (Output, String) {
@@ -222,16 +244,17 @@ pub fn signal(pid: u32, sig: &str) {
 async fn serve_logs_no_key_material_and_stops_cleanly_on_sigterm() {
     let db = TestDb::create().await;
     let port = testkit::free_port();
-    let child = serve(&db.url, port)
-        .env("FEDERATION_AGENT_API_KEYS", AGENT_KEY)
-        .env("FEDERATION__NATS__ENABLED", "false")
-        .env("FEDERATION__SERVER__HOST", "127.0.0.1")
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_ready(port).await;
+    let child = serve_ready(
+        &db.url,
+        port,
+        &[
+            ("FEDERATION_AGENT_API_KEYS", AGENT_KEY),
+            ("FEDERATION__NATS__ENABLED", "false"),
+            ("FEDERATION__SERVER__HOST", "127.0.0.1"),
+            ("RUST_LOG", "debug"),
+        ],
+    )
+    .await;
 
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/api/fed/projects");
@@ -286,13 +309,7 @@ async fn serve_logs_no_key_material_and_stops_cleanly_on_sigterm() {
 async fn serve_stops_cleanly_on_sigint() {
     let db = TestDb::create().await;
     let port = testkit::free_port();
-    let child = serve(&db.url, port)
-        .env("FEDERATION__NATS__ENABLED", "false")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_ready(port).await;
+    let child = serve_ready(&db.url, port, &[("FEDERATION__NATS__ENABLED", "false")]).await;
     let (out, _) = stop_with(child, "-INT").await;
     assert_eq!(
         out.status.code(),
@@ -308,17 +325,13 @@ async fn nats_credentials_stay_out_of_trace_logs() {
         testkit::NatsServer::start_with_args(&["--user", "hub", "--pass", "tr4ce-s3cret"]).await;
     let db = TestDb::create().await;
     let port = testkit::free_port();
-    let child = serve(&db.url, port)
-        .env(
-            "NATS_URL",
-            format!("nats://hub:tr4ce-s3cret@127.0.0.1:{}", nats.port()),
-        )
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_ready(port).await;
+    let nats_url = format!("nats://hub:tr4ce-s3cret@127.0.0.1:{}", nats.port());
+    let child = serve_ready(
+        &db.url,
+        port,
+        &[("NATS_URL", &nats_url), ("RUST_LOG", "trace")],
+    )
+    .await;
     let (out, logs) = stop_with(child, "-TERM").await;
     assert_eq!(out.status.code(), Some(0));
     assert!(logs.contains("connected to NATS"), "never connected");
@@ -332,15 +345,16 @@ async fn nats_credentials_stay_out_of_trace_logs() {
 async fn a_flood_of_wrong_keys_logs_a_few_lines_not_one_each() {
     let db = TestDb::create().await;
     let port = testkit::free_port();
-    let child = serve(&db.url, port)
-        .env("FEDERATION__NATS__ENABLED", "false")
-        .env("FEDERATION__SERVER__HOST", "127.0.0.1")
-        .env("LOG_LEVEL", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_ready(port).await;
+    let child = serve_ready(
+        &db.url,
+        port,
+        &[
+            ("FEDERATION__NATS__ENABLED", "false"),
+            ("FEDERATION__SERVER__HOST", "127.0.0.1"),
+            ("LOG_LEVEL", "info"),
+        ],
+    )
+    .await;
 
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/api/fed/projects");

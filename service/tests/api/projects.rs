@@ -91,12 +91,7 @@ async fn invalid_fields_are_all_listed_and_nothing_is_written() {
         .post_json("/api/fed/projects", Some(ADMIN_KEY), &body)
         .await;
     let problem = assert_problem(res, 422).await;
-    let fields: Vec<&str> = problem["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = error_fields(&problem);
     assert_eq!(
         fields,
         [
@@ -111,11 +106,7 @@ async fn invalid_fields_are_all_listed_and_nothing_is_written() {
     for e in problem["errors"].as_array().unwrap() {
         assert!(!e["message"].as_str().unwrap().is_empty());
     }
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM projects")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    assert_eq!(count, 0);
+    assert_eq!(app.count("projects").await, 0);
     assert!(app.outbox_types().await.is_empty());
 }
 

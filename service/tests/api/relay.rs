@@ -2,7 +2,6 @@
 //! order, de-duplication, outages, and a service killed with SIGKILL in the
 //! middle of a burst.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -13,7 +12,7 @@ use testkit::{eventually, NatsServer, TestDb};
 
 use crate::fedkit::*;
 use crate::helpers::*;
-use crate::process::{serve, signal, wait_ready};
+use crate::process::{serve_quiet, signal, wait_ready};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -215,16 +214,18 @@ async fn an_event_that_commits_late_is_not_skipped() {
 // ---- kill -9 in the middle of a burst -------------------------------------
 
 fn start_service(db: &TestDb, nats: &NatsServer, port: u16) -> std::process::Child {
-    serve(&db.url, port)
-        .env("NATS_URL", nats.url())
-        .env("FEDERATION__SERVER__HOST", "127.0.0.1")
-        .env("FEDERATION__EVENTS__BATCH_SIZE", "25")
-        .env("FEDERATION__EVENTS__POLL_INTERVAL", "100ms")
-        .env("LOG_LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+    let nats_url = nats.url();
+    serve_quiet(
+        &db.url,
+        port,
+        &[
+            ("NATS_URL", &nats_url),
+            ("FEDERATION__SERVER__HOST", "127.0.0.1"),
+            ("FEDERATION__EVENTS__BATCH_SIZE", "25"),
+            ("FEDERATION__EVENTS__POLL_INTERVAL", "100ms"),
+            ("LOG_LEVEL", "warn"),
+        ],
+    )
 }
 
 /// `n` events in transactions of `per_tx`, as the service's writers make them.

@@ -117,12 +117,7 @@ async fn nothing_in_a_registration_can_approve_it_and_bad_input_writes_nothing()
             .post_json("/api/federation/register", Some(AGENT_KEY), &body)
             .await;
         let problem = assert_problem(res, 422).await;
-        let got: Vec<&str> = problem["errors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["field"].as_str().unwrap())
-            .collect();
+        let got = error_fields(&problem);
         assert_eq!(got, fields, "{body}: {problem}");
         assert!(
             problem["errors"][0]["message"]
@@ -132,9 +127,9 @@ async fn nothing_in_a_registration_can_approve_it_and_bad_input_writes_nothing()
             "{body}: {problem}"
         );
     }
-    assert_eq!(count(&app, "spokes").await, 0);
-    assert_eq!(count(&app, "spoke_transitions").await, 0);
-    assert_eq!(count(&app, "outbox").await, 0);
+    assert_eq!(app.count("spokes").await, 0);
+    assert_eq!(app.count("spoke_transitions").await, 0);
+    assert_eq!(app.count("outbox").await, 0);
 }
 
 #[tokio::test]
@@ -155,8 +150,8 @@ async fn a_live_code_registered_with_other_attributes_is_a_conflict() {
         detail.contains("instance_code FRA") && detail.contains("base_url"),
         "{detail}"
     );
-    assert_eq!(count(&app, "spokes").await, 1);
-    assert_eq!(count(&app, "outbox").await, 1);
+    assert_eq!(app.count("spokes").await, 1);
+    assert_eq!(app.count("outbox").await, 1);
 }
 
 #[tokio::test]
@@ -222,8 +217,8 @@ async fn lifecycle_table_of_every_allowed_and_forbidden_transition() {
     ];
     for ((from, action, to, links_after), code) in table.into_iter().zip(codes) {
         let id = spoke_in(&app, code, from).await;
-        let events_before = count(&app, "outbox").await;
-        let transitions_before = count(&app, "spoke_transitions").await;
+        let events_before = app.count("outbox").await;
+        let transitions_before = app.count("spoke_transitions").await;
         let res = act(&app, &id, action).await;
         let case = format!("{from} --{action}-->");
         match to {
@@ -240,9 +235,9 @@ async fn lifecycle_table_of_every_allowed_and_forbidden_transition() {
                     service::auth::fingerprint(ADMIN_KEY),
                     "{case}"
                 );
-                assert_eq!(count(&app, "outbox").await, events_before + 1, "{case}");
+                assert_eq!(app.count("outbox").await, events_before + 1, "{case}");
                 assert_eq!(
-                    count(&app, "spoke_transitions").await,
+                    app.count("spoke_transitions").await,
                     transitions_before + 1,
                     "{case}"
                 );
@@ -272,9 +267,9 @@ async fn lifecycle_table_of_every_allowed_and_forbidden_transition() {
                         .contains(&format!("it is {from}")),
                     "{case}: {problem}"
                 );
-                assert_eq!(count(&app, "outbox").await, events_before, "{case}");
+                assert_eq!(app.count("outbox").await, events_before, "{case}");
                 assert_eq!(
-                    count(&app, "spoke_transitions").await,
+                    app.count("spoke_transitions").await,
                     transitions_before,
                     "{case}"
                 );
@@ -395,7 +390,7 @@ async fn concurrent_transitions_on_one_spoke_serialize() {
     for (action, start) in [("approve", "pending"), ("revoke", "suspended")] {
         let code = if action == "approve" { "FRA" } else { "DEU" };
         let id = spoke_in(&app, code, start).await;
-        let events_before = count(&app, "outbox").await;
+        let events_before = app.count("outbox").await;
         let n = 40;
         let requests = (0..n).map(|_| {
             let (client, url) = (
@@ -418,7 +413,7 @@ async fn concurrent_transitions_on_one_spoke_serialize() {
         let ok = statuses.iter().filter(|s| **s == 200).count();
         let conflict = statuses.iter().filter(|s| **s == 409).count();
         assert_eq!((ok, conflict), (1, n - 1), "{action}: {statuses:?}");
-        assert_eq!(count(&app, "outbox").await, events_before + 1, "{action}");
+        assert_eq!(app.count("outbox").await, events_before + 1, "{action}");
         let transitions: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM spoke_transitions WHERE spoke_id = $1 AND reason = 'race'",
         )
@@ -437,10 +432,7 @@ async fn fifty_sessions_racing_to_approve_one_spoke_make_one_approval() {
     use service::spoke::{SpokeAction, TransitionRequest};
     use service::store::spokes::{self, TransitionOutcome};
     let app = spawn_app().await;
-    let id = register(&app, "FRA").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = spoke_in(&app, "FRA", "pending").await;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(50)
         .min_connections(50)
@@ -475,9 +467,9 @@ async fn fifty_sessions_racing_to_approve_one_spoke_make_one_approval() {
         .filter(|o| matches!(o, TransitionOutcome::NotAllowed(s) if s.status == service::spoke::SpokeStatus::Approved))
         .count();
     assert_eq!((done, refused), (1, 49));
-    assert_eq!(count(&app, "outbox").await, 2);
-    assert_eq!(count(&app, "spoke_transitions").await, 2);
-    assert_eq!(count(&app, "federation_links").await, 2);
+    assert_eq!(app.count("outbox").await, 2);
+    assert_eq!(app.count("spoke_transitions").await, 2);
+    assert_eq!(app.count("federation_links").await, 2);
 }
 
 #[tokio::test]
@@ -507,17 +499,14 @@ async fn concurrent_registrations_of_one_code_make_one_spoke() {
     );
     assert!(results.iter().all(|r| r.0 == 201 || r.0 == 200));
     assert!(results.iter().all(|r| r.1 == results[0].1));
-    assert_eq!(count(&app, "spokes").await, 1);
-    assert_eq!(count(&app, "outbox").await, 1);
+    assert_eq!(app.count("spokes").await, 1);
+    assert_eq!(app.count("outbox").await, 1);
 }
 
 #[tokio::test]
 async fn transitions_need_an_admin_key_and_a_reason() {
     let app = spawn_app().await;
-    let id = register(&app, "FRA").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = spoke_in(&app, "FRA", "pending").await;
     let path = format!("/api/federation/spokes/{id}/approve");
     let problem = assert_problem(
         app.post_json(&path, Some(AGENT_KEY), &json!({"reason": "x"}))
@@ -548,31 +537,17 @@ async fn transitions_need_an_admin_key_and_a_reason() {
             404,
         )
         .await;
-        assert_problem(
-            app.get(
-                &format!("/api/federation/spokes/{missing}"),
-                Some(AGENT_KEY),
-            )
-            .await,
-            404,
-        )
-        .await;
-        assert_problem(
-            app.get(
-                &format!("/api/federation/spokes/{missing}/history"),
-                Some(AGENT_KEY),
-            )
-            .await,
-            404,
-        )
-        .await;
+        for tail in ["", "/history"] {
+            let path = format!("/api/federation/spokes/{missing}{tail}");
+            assert_problem(app.get(&path, Some(AGENT_KEY)).await, 404).await;
+        }
     }
     let spoke: Value = app
         .get_value(&format!("/api/federation/spokes/{id}"), Some(AGENT_KEY))
         .await;
     assert_eq!(spoke["status"], "pending");
-    assert_eq!(count(&app, "outbox").await, 1);
-    assert_eq!(count(&app, "spoke_transitions").await, 1);
+    assert_eq!(app.count("outbox").await, 1);
+    assert_eq!(app.count("spoke_transitions").await, 1);
 }
 
 /// The event is the transaction's last write: if it fails, the state change
@@ -580,10 +555,7 @@ async fn transitions_need_an_admin_key_and_a_reason() {
 #[tokio::test]
 async fn a_failed_transaction_emits_nothing_and_changes_nothing() {
     let app = spawn_app().await;
-    let id = register(&app, "FRA").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = spoke_in(&app, "FRA", "pending").await;
     app.sql(
         "CREATE FUNCTION fail_now() RETURNS trigger LANGUAGE plpgsql AS \
          $$ BEGIN RAISE EXCEPTION 'injected failure'; END; $$",
@@ -601,17 +573,13 @@ async fn a_failed_transaction_emits_nothing_and_changes_nothing() {
             .await
             .unwrap();
         assert_eq!(status, "pending", "failure in {table}");
-        assert_eq!(count(&app, "outbox").await, 1, "failure in {table}");
+        assert_eq!(app.count("outbox").await, 1, "failure in {table}");
         assert_eq!(
-            count(&app, "spoke_transitions").await,
+            app.count("spoke_transitions").await,
             1,
             "failure in {table}"
         );
-        assert_eq!(
-            count(&app, "federation_links").await,
-            0,
-            "failure in {table}"
-        );
+        assert_eq!(app.count("federation_links").await, 0, "failure in {table}");
         // A registration fails as a whole too.
         let res = app
             .post_json(
@@ -622,7 +590,7 @@ async fn a_failed_transaction_emits_nothing_and_changes_nothing() {
             .await;
         if table != "federation_links" {
             assert_problem(res, 500).await;
-            assert_eq!(count(&app, "spokes").await, 1, "failure in {table}");
+            assert_eq!(app.count("spokes").await, 1, "failure in {table}");
         } else {
             // Registration writes no link: it succeeds. Undo it for the next round.
             assert_eq!(res.status(), 201);
@@ -634,8 +602,8 @@ async fn a_failed_transaction_emits_nothing_and_changes_nothing() {
     }
     // With the database healthy again the same request goes through.
     act_ok(&app, &id, "approve").await;
-    assert_eq!(count(&app, "outbox").await, 2);
-    assert_eq!(count(&app, "federation_links").await, 2);
+    assert_eq!(app.count("outbox").await, 2);
+    assert_eq!(app.count("federation_links").await, 2);
 }
 
 #[tokio::test]

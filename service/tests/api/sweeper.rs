@@ -99,11 +99,13 @@ async fn silence_degrades_then_takes_offline_at_the_deadlines() {
         ]
     );
     assert_eq!(rows[1].3, t0 + secs(91));
-    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE event_type = 'federation.project.status' AND data->>'cause' = 'sweeper'")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    assert_eq!(events, 4);
+    assert_eq!(
+        app.count(
+            "outbox WHERE event_type = 'federation.project.status' AND data->>'cause' = 'sweeper'"
+        )
+        .await,
+        4
+    );
 }
 
 #[tokio::test]

@@ -107,12 +107,7 @@ async fn a_client_resumes_after_its_last_event_id_without_gap_or_repeat() {
         .await
         .unwrap();
     let problem = assert_problem(res, 422).await;
-    let fields: Vec<&str> = problem["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = error_fields(&problem);
     assert_eq!(fields, ["Last-Event-ID", "last_event_id"], "{problem}");
 }
 
