@@ -217,6 +217,13 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Asserts the row count of each `(from, n)`; `case` names the check.
+    pub async fn assert_counts(&self, expected: &[(&str, i64)], case: &str) {
+        for (from, n) in expected {
+            assert_eq!(self.count(from).await, *n, "{from}: {case}");
+        }
+    }
+
     pub async fn outbox_types(&self) -> Vec<String> {
         sqlx::query_scalar("SELECT event_type FROM outbox ORDER BY seq")
             .fetch_all(&self.pool)
@@ -259,14 +266,18 @@ pub async fn json_of(req: reqwest::RequestBuilder) -> Value {
     req.send().await.unwrap().json().await.unwrap()
 }
 
-/// The `field` of each error in a problem document, in order.
-pub fn error_fields(problem: &Value) -> Vec<&str> {
-    problem["errors"]
-        .as_array()
+/// The text at `key` of each item of a JSON array, in order.
+pub fn strings<'a>(list: &'a Value, key: &str) -> Vec<&'a str> {
+    list.as_array()
         .unwrap()
         .iter()
-        .map(|e| e["field"].as_str().unwrap())
+        .map(|item| item[key].as_str().unwrap())
         .collect()
+}
+
+/// The `field` of each error in a problem document, in order.
+pub fn error_fields(problem: &Value) -> Vec<&str> {
+    strings(&problem["errors"], "field")
 }
 
 pub fn repo_path(rel: &str) -> std::path::PathBuf {

@@ -265,31 +265,19 @@ async fn get_list_and_filters() {
     app.sql("UPDATE projects SET status = 'online', last_heartbeat_at = now() WHERE slug = 'beta'")
         .await;
 
-    let slugs = |v: Value| -> Vec<String> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["slug"].as_str().unwrap().to_owned())
-            .collect()
-    };
-    let all: Value = app.get_value("/api/fed/projects", Some(ADMIN_KEY)).await;
-    assert_eq!(slugs(all), ["alpha", "beta", "gamma"]);
-    let prod: Value = app
-        .get_value("/api/fed/projects?tag=prod", Some(ADMIN_KEY))
-        .await;
-    assert_eq!(slugs(prod), ["alpha", "beta"]);
-    let online: Value = app
-        .get_value("/api/fed/projects?status=online", Some(ADMIN_KEY))
-        .await;
-    assert_eq!(slugs(online), ["beta"]);
-    let both: Value = app
-        .get_value("/api/fed/projects?status=offline&tag=prod", Some(ADMIN_KEY))
-        .await;
-    assert_eq!(slugs(both), ["alpha"]);
-    let none: Value = app
-        .get_value("/api/fed/projects?tag=nothing", Some(ADMIN_KEY))
-        .await;
-    assert_eq!(none, json!([]));
+    let lists: [(&str, &[&str]); 5] = [
+        ("", &["alpha", "beta", "gamma"]),
+        ("?tag=prod", &["alpha", "beta"]),
+        ("?status=online", &["beta"]),
+        ("?status=offline&tag=prod", &["alpha"]),
+        ("?tag=nothing", &[]),
+    ];
+    for (query, slugs) in lists {
+        let list = app
+            .get_value(&format!("/api/fed/projects{query}"), Some(ADMIN_KEY))
+            .await;
+        assert_eq!(strings(&list, "slug"), slugs, "{query}");
+    }
 
     let problem = assert_problem(
         app.get("/api/fed/projects?status=sleeping", Some(ADMIN_KEY))
@@ -501,15 +489,8 @@ async fn reads_come_from_a_view_that_every_write_updates() {
     let app = spawn_app().await;
     app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project("alpha"))
         .await;
-    let statuses = |v: Value| -> Vec<String> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["status"].as_str().unwrap().to_owned())
-            .collect()
-    };
     let first: Value = app.get_value("/api/fed/projects", Some(ADMIN_KEY)).await;
-    assert_eq!(statuses(first), ["offline"]);
+    assert_eq!(strings(&first, "status"), ["offline"]);
     // A write through the API shows at once, in the list and alone.
     let mut renamed = project("alpha");
     renamed["name"] = "Renamed".into();
@@ -522,7 +503,7 @@ async fn reads_come_from_a_view_that_every_write_updates() {
     app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project("beta"))
         .await;
     let list: Value = app.get_value("/api/fed/projects", Some(ADMIN_KEY)).await;
-    assert_eq!(statuses(list), ["offline", "offline"]);
+    assert_eq!(strings(&list, "status"), ["offline", "offline"]);
     // A change the API did not make (another replica, psql) is pushed by
     // PostgreSQL: there is no reload period to wait for.
     app.sql("UPDATE projects SET status = 'online' WHERE slug = 'alpha'")

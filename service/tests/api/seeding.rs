@@ -9,12 +9,7 @@ async fn the_example_projects_file_seeds_the_catalog_idempotently() {
     assert_eq!(specs.len(), 2);
     let app = spawn_app_with("", specs.clone()).await;
     let list: Value = app.get_value("/api/fed/projects", Some(ADMIN_KEY)).await;
-    let slugs: Vec<&str> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["slug"].as_str().unwrap())
-        .collect();
+    let slugs = strings(&list, "slug");
     assert_eq!(slugs, ["commandcenter", "projecta"]);
     let before: Vec<(String, chrono::DateTime<chrono::Utc>)> =
         sqlx::query_as("SELECT slug, updated_at FROM projects ORDER BY slug")

@@ -127,9 +127,11 @@ async fn nothing_in_a_registration_can_approve_it_and_bad_input_writes_nothing()
             "{body}: {problem}"
         );
     }
-    assert_eq!(app.count("spokes").await, 0);
-    assert_eq!(app.count("spoke_transitions").await, 0);
-    assert_eq!(app.count("outbox").await, 0);
+    app.assert_counts(
+        &[("spokes", 0), ("spoke_transitions", 0), ("outbox", 0)],
+        "",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -150,8 +152,7 @@ async fn a_live_code_registered_with_other_attributes_is_a_conflict() {
         detail.contains("instance_code FRA") && detail.contains("base_url"),
         "{detail}"
     );
-    assert_eq!(app.count("spokes").await, 1);
-    assert_eq!(app.count("outbox").await, 1);
+    app.assert_counts(&[("spokes", 1), ("outbox", 1)], "").await;
 }
 
 #[tokio::test]
@@ -235,12 +236,14 @@ async fn lifecycle_table_of_every_allowed_and_forbidden_transition() {
                     service::auth::fingerprint(ADMIN_KEY),
                     "{case}"
                 );
-                assert_eq!(app.count("outbox").await, events_before + 1, "{case}");
-                assert_eq!(
-                    app.count("spoke_transitions").await,
-                    transitions_before + 1,
-                    "{case}"
-                );
+                app.assert_counts(
+                    &[
+                        ("outbox", events_before + 1),
+                        ("spoke_transitions", transitions_before + 1),
+                    ],
+                    &case,
+                )
+                .await;
                 let kind = match action {
                     "approve" => "approved",
                     "suspend" => "suspended",
@@ -267,12 +270,14 @@ async fn lifecycle_table_of_every_allowed_and_forbidden_transition() {
                         .contains(&format!("it is {from}")),
                     "{case}: {problem}"
                 );
-                assert_eq!(app.count("outbox").await, events_before, "{case}");
-                assert_eq!(
-                    app.count("spoke_transitions").await,
-                    transitions_before,
-                    "{case}"
-                );
+                app.assert_counts(
+                    &[
+                        ("outbox", events_before),
+                        ("spoke_transitions", transitions_before),
+                    ],
+                    &case,
+                )
+                .await;
             }
         }
         let links: Value = app
@@ -281,12 +286,7 @@ async fn lifecycle_table_of_every_allowed_and_forbidden_transition() {
                 Some(AGENT_KEY),
             )
             .await;
-        let statuses: Vec<&str> = links
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| l["status"].as_str().unwrap())
-            .collect();
+        let statuses = strings(&links, "status");
         match links_after {
             Some(s) => assert_eq!(statuses, [s, s], "{case} links"),
             None => assert!(statuses.is_empty(), "{case} links: {statuses:?}"),
@@ -467,9 +467,15 @@ async fn fifty_sessions_racing_to_approve_one_spoke_make_one_approval() {
         .filter(|o| matches!(o, TransitionOutcome::NotAllowed(s) if s.status == service::spoke::SpokeStatus::Approved))
         .count();
     assert_eq!((done, refused), (1, 49));
-    assert_eq!(app.count("outbox").await, 2);
-    assert_eq!(app.count("spoke_transitions").await, 2);
-    assert_eq!(app.count("federation_links").await, 2);
+    app.assert_counts(
+        &[
+            ("outbox", 2),
+            ("spoke_transitions", 2),
+            ("federation_links", 2),
+        ],
+        "",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -499,8 +505,7 @@ async fn concurrent_registrations_of_one_code_make_one_spoke() {
     );
     assert!(results.iter().all(|r| r.0 == 201 || r.0 == 200));
     assert!(results.iter().all(|r| r.1 == results[0].1));
-    assert_eq!(app.count("spokes").await, 1);
-    assert_eq!(app.count("outbox").await, 1);
+    app.assert_counts(&[("spokes", 1), ("outbox", 1)], "").await;
 }
 
 #[tokio::test]
@@ -546,8 +551,8 @@ async fn transitions_need_an_admin_key_and_a_reason() {
         .get_value(&format!("/api/federation/spokes/{id}"), Some(AGENT_KEY))
         .await;
     assert_eq!(spoke["status"], "pending");
-    assert_eq!(app.count("outbox").await, 1);
-    assert_eq!(app.count("spoke_transitions").await, 1);
+    app.assert_counts(&[("outbox", 1), ("spoke_transitions", 1)], "")
+        .await;
 }
 
 /// The event is the transaction's last write: if it fails, the state change
@@ -573,13 +578,15 @@ async fn a_failed_transaction_emits_nothing_and_changes_nothing() {
             .await
             .unwrap();
         assert_eq!(status, "pending", "failure in {table}");
-        assert_eq!(app.count("outbox").await, 1, "failure in {table}");
-        assert_eq!(
-            app.count("spoke_transitions").await,
-            1,
-            "failure in {table}"
-        );
-        assert_eq!(app.count("federation_links").await, 0, "failure in {table}");
+        app.assert_counts(
+            &[
+                ("outbox", 1),
+                ("spoke_transitions", 1),
+                ("federation_links", 0),
+            ],
+            &format!("failure in {table}"),
+        )
+        .await;
         // A registration fails as a whole too.
         let res = app
             .post_json(
@@ -602,8 +609,8 @@ async fn a_failed_transaction_emits_nothing_and_changes_nothing() {
     }
     // With the database healthy again the same request goes through.
     act_ok(&app, &id, "approve").await;
-    assert_eq!(app.count("outbox").await, 2);
-    assert_eq!(app.count("federation_links").await, 2);
+    app.assert_counts(&[("outbox", 2), ("federation_links", 2)], "")
+        .await;
 }
 
 #[tokio::test]
@@ -631,12 +638,7 @@ async fn public_idps_are_approved_spokes_whose_hub_is_live() {
     let res = app.get("/api/idps/public", None).await;
     assert_eq!(res.status(), 200);
     let idps: Value = res.json().await.unwrap();
-    let codes: Vec<&str> = idps
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["instance_code"].as_str().unwrap())
-        .collect();
+    let codes = strings(&idps, "instance_code");
     assert_eq!(codes, ["FRA", "NLD"]);
     assert_eq!(idps[0]["alias"], "fra-idp");
     assert_eq!(idps[0]["spoke_id"], fra.as_str());

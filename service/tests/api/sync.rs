@@ -664,12 +664,7 @@ async fn the_drift_report_lists_each_kind_and_the_fix_leaves_only_what_it_cannot
     let fixed: Value = app
         .post_value("/api/federation/drift", Some(ADMIN_KEY), &json!({}))
         .await;
-    let left: Vec<&str> = fixed["drift"]["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["kind"].as_str().unwrap())
-        .collect();
+    let left = strings(&fixed["drift"]["items"], "kind");
     assert_eq!(left, ["hub_offline"], "{fixed}");
     hub_online(app, "FRA").await;
     assert_eq!(drift(app).await["clean"], true);
