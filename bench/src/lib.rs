@@ -4,9 +4,15 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use async_nats::Subject;
+use bytes::Bytes;
+use chrono::Utc;
+use protocol::{Heartbeat, HubStatus};
 
 pub const ADMIN_KEY: &str = "bench-admin-key-0123456789abcdef";
 
@@ -16,6 +22,68 @@ pub fn default_service_bin() -> PathBuf {
         .ok()
         .and_then(|p| p.parent().map(|d| d.join("federation")))
         .unwrap_or_else(|| PathBuf::from("target/release/federation"))
+}
+
+/// The binary named by `--service-bin`, else [`default_service_bin`].
+pub fn service_bin(arg: &Option<PathBuf>) -> PathBuf {
+    arg.clone().unwrap_or_else(default_service_bin)
+}
+
+/// Hub `hub{i}`'s heartbeat number `seq`, sent by `agent`: its subject and
+/// payload.
+pub fn heartbeat(i: usize, seq: u64, status: HubStatus, agent: &str) -> (Subject, Bytes) {
+    let slug = format!("hub{i}");
+    let hb = Heartbeat {
+        project_slug: slug.clone(),
+        mesh_namespace: Some(protocol::mesh_namespace(&slug)),
+        hub_url: Some(format!("http://{slug}:9001")),
+        status,
+        timestamp: Some(Utc::now()),
+        agent_id: Some(agent.into()),
+        seq: Some(seq),
+        interval_s: Some(30),
+        version: Some("bench".into()),
+    };
+    (
+        Subject::from(protocol::subjects::heartbeat_subject(&slug)),
+        hb.to_payload().into(),
+    )
+}
+
+/// Publishes every message once, then flushes.
+pub async fn publish_each(
+    client: &async_nats::Client,
+    messages: &[(Subject, Bytes)],
+) -> anyhow::Result<()> {
+    for (subject, payload) in messages {
+        client.publish(subject.clone(), payload.clone()).await?;
+    }
+    client.flush().await?;
+    Ok(())
+}
+
+/// Steady load until `stop`: every `tick`, the next `per_tick` of the first
+/// `hubs` messages, round robin. Publish errors are ignored.
+pub fn background_load(
+    client: async_nats::Client,
+    messages: Arc<Vec<(Subject, Bytes)>>,
+    hubs: usize,
+    (tick, per_tick): (Duration, usize),
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut i = 0usize;
+        let mut next = tokio::time::Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            for _ in 0..per_tick {
+                let (subject, payload) = &messages[i % hubs];
+                let _ = client.publish(subject.clone(), payload.clone()).await;
+                i += 1;
+            }
+            next += tick;
+            tokio::time::sleep_until(next).await;
+        }
+    })
 }
 
 /// A `federation serve` process.

@@ -84,10 +84,7 @@ async fn wait_metric(service: &Service, http: &reqwest::Client, name: &str, want
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let bin = args
-        .service_bin
-        .clone()
-        .unwrap_or_else(bench::default_service_bin);
+    let bin = bench::service_bin(&args.service_bin);
     let db = testkit::TestDb::create().await;
     let mut env = vec![
         ("FEDERATION__NATS__ENABLED", "false".to_owned()),
