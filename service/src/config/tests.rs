@@ -22,6 +22,27 @@ fn paths(e: &ConfigErrors) -> Vec<String> {
     e.0.iter().map(|e| e.path.clone()).collect()
 }
 
+fn sorted_paths(e: &ConfigErrors) -> Vec<String> {
+    let mut p = paths(e);
+    p.sort();
+    p
+}
+
+/// Runs `test` in a jail with a clean environment and an admin key.
+fn with_admin_key(test: impl FnOnce(&mut Jail) -> figment::error::Result<()>) {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+        test(jail)
+    });
+}
+
+/// Writes `yaml` to f.yaml and loads it, expecting errors.
+fn file_errors(jail: &mut Jail, yaml: &str) -> figment::error::Result<ConfigErrors> {
+    jail.create_file("f.yaml", yaml)?;
+    Ok(load_in(jail, Some("f.yaml")).unwrap_err())
+}
+
 #[test]
 fn defaults_need_only_an_admin_key() {
     Jail::expect_with(|jail| {
@@ -157,8 +178,7 @@ fn every_problem_is_reported_at_once_with_path_and_origin() {
         )?;
         jail.set_env("FEDERATION__HEARTBEAT__FLUSH_INTERVAL", "100ms");
         let e = load_in(jail, Some("bad.yaml")).unwrap_err();
-        let mut p = paths(&e);
-        p.sort();
+        let p = sorted_paths(&e);
         assert_eq!(
             p,
             [
@@ -182,11 +202,8 @@ fn every_problem_is_reported_at_once_with_path_and_origin() {
 
 #[test]
 fn unknown_keys_and_sections_are_errors() {
-    Jail::expect_with(|jail| {
-        jail.clear_env();
-        jail.set_env("FEDERATION_API_KEYS", ADMIN);
-        jail.create_file("f.yaml", "server:\n  prot: 1\nservre:\n  port: 1\n")?;
-        let e = load_in(jail, Some("f.yaml")).unwrap_err();
+    with_admin_key(|jail| {
+        let e = file_errors(jail, "server:\n  prot: 1\nservre:\n  port: 1\n")?;
         let text = e.to_string();
         assert!(text.contains("servre: is not a known section"), "{text}");
         assert!(text.contains("prot"), "{text}");
@@ -196,18 +213,15 @@ fn unknown_keys_and_sections_are_errors() {
 
 #[test]
 fn each_problem_of_a_section_is_a_sentence_with_its_origin() {
-    Jail::expect_with(|jail| {
-        jail.clear_env();
-        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+    with_admin_key(|jail| {
         jail.set_env("FEDERATION_PORT", "99999");
         jail.set_env("FEDERATION__SERVER__HOST", "localhost");
         jail.set_env("FEDERATION__NATS__ENABLED", "maybe");
         jail.set_env("FEDERATION__NATS__PASSWORD", "12345");
-        jail.create_file(
-            "f.yaml",
+        let e = file_errors(
+            jail,
             "server:\n  colour: red\n  shutdown_grace: soon\nlog:\n  format: xml\n",
         )?;
-        let e = load_in(jail, Some("f.yaml")).unwrap_err();
         let lines: Vec<String> = e.0.iter().map(ToString::to_string).collect();
         // Several problems in one section are all reported, not only the first.
         for want in [
@@ -234,9 +248,7 @@ fn each_problem_of_a_section_is_a_sentence_with_its_origin() {
 
 #[test]
 fn a_named_config_file_must_exist_but_the_default_may_not() {
-    Jail::expect_with(|jail| {
-        jail.clear_env();
-        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+    with_admin_key(|jail| {
         assert!(load_in(jail, None).is_ok());
         let e = load_in(jail, Some("missing.yaml")).unwrap_err();
         assert!(e.to_string().contains("missing.yaml"), "{e}");
@@ -246,11 +258,8 @@ fn a_named_config_file_must_exist_but_the_default_may_not() {
 
 #[test]
 fn broken_yaml_is_located() {
-    Jail::expect_with(|jail| {
-        jail.clear_env();
-        jail.set_env("FEDERATION_API_KEYS", ADMIN);
-        jail.create_file("f.yaml", "server:\n  port: [1,\n")?;
-        let e = load_in(jail, Some("f.yaml")).unwrap_err();
+    with_admin_key(|jail| {
+        let e = file_errors(jail, "server:\n  port: [1,\n")?;
         let text = e.to_string();
         assert!(text.contains("f.yaml"), "{text}");
         assert!(text.contains("line"), "{text}");
@@ -277,9 +286,7 @@ fn secrets_never_appear_in_errors() {
 #[test]
 fn the_example_file_in_the_repository_is_valid() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/federation.yaml");
-    Jail::expect_with(|jail| {
-        jail.clear_env();
-        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+    with_admin_key(|_| {
         let s = Settings::load(&Sources {
             file: Some(path.clone()),
             file_required: true,
@@ -298,9 +305,7 @@ fn the_example_file_in_the_repository_is_valid() {
 
 #[test]
 fn events_and_federation_settings_are_checked() {
-    Jail::expect_with(|jail| {
-        jail.clear_env();
-        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+    with_admin_key(|jail| {
         let s = load_in(jail, None).unwrap();
         assert_eq!(s.events.stream, "FEDERATION_EVENTS");
         assert_eq!(s.events.duplicate_window, Duration::from_secs(600));
@@ -311,15 +316,13 @@ fn events_and_federation_settings_are_checked() {
         let s = load_in(jail, None).unwrap();
         assert_eq!(s.events.poll_interval, Duration::from_millis(250));
         assert_eq!(s.federation.hub_code, "FRA");
-        jail.create_file(
-            "f.yaml",
-            "events:\n  stream: fed.events\n  duplicate_window: 0s\n  retention: 10s\n  batch_size: 0\n  poll_interval: 1ms\n  publish_timeout: 0s\n  source: \"a b\"\nfederation:\n  hub_code: XKX\n",
-        )?;
         jail.clear_env();
         jail.set_env("FEDERATION_API_KEYS", ADMIN);
-        let e = load_in(jail, Some("f.yaml")).unwrap_err();
-        let mut got = paths(&e);
-        got.sort();
+        let e = file_errors(
+            jail,
+            "events:\n  stream: fed.events\n  duplicate_window: 0s\n  retention: 10s\n  batch_size: 0\n  poll_interval: 1ms\n  publish_timeout: 0s\n  source: \"a b\"\nfederation:\n  hub_code: XKX\n",
+        )?;
+        let got = sorted_paths(&e);
         assert_eq!(
             got,
             [
@@ -346,9 +349,7 @@ fn the_original_stale_threshold_alone_starts_the_service() {
         (90, 45_000),
         (600, 300_000),
     ] {
-        Jail::expect_with(|jail| {
-            jail.clear_env();
-            jail.set_env("FEDERATION_API_KEYS", ADMIN);
+        with_admin_key(|jail| {
             jail.set_env("HEARTBEAT_STALE_THRESHOLD_SECONDS", secs);
             let s = load_in(jail, None).unwrap_or_else(|e| panic!("{secs}s: {e}"));
             assert_eq!(s.heartbeat.stale_threshold, Duration::from_secs(secs));
@@ -364,9 +365,7 @@ fn the_original_stale_threshold_alone_starts_the_service() {
 
 #[test]
 fn an_explicit_degraded_after_is_kept_and_a_bad_combination_is_still_an_error() {
-    Jail::expect_with(|jail| {
-        jail.clear_env();
-        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+    with_admin_key(|jail| {
         jail.set_env("HEARTBEAT_STALE_THRESHOLD_SECONDS", "30");
         jail.set_env("FEDERATION__HEARTBEAT__DEGRADED_AFTER", "20s");
         let s = load_in(jail, None).unwrap();
@@ -380,9 +379,7 @@ fn an_explicit_degraded_after_is_kept_and_a_bad_combination_is_still_an_error() 
 
 #[test]
 fn config_projects_yaml_is_read_when_present_as_the_original_does() {
-    Jail::expect_with(|jail| {
-        jail.clear_env();
-        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+    with_admin_key(|jail| {
         // Absent: nothing to seed.
         assert!(load_in(jail, None).unwrap().catalog.projects_file.is_none());
         std::fs::create_dir_all(jail.directory().join("config")).map_err(|e| e.to_string())?;
@@ -408,21 +405,17 @@ fn config_projects_yaml_is_read_when_present_as_the_original_does() {
 
 #[test]
 fn server_limits_have_defaults_and_are_checked() {
-    Jail::expect_with(|jail| {
-        jail.clear_env();
-        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+    with_admin_key(|jail| {
         let s = load_in(jail, None).unwrap();
         assert_eq!(s.server.max_connections, 4096);
         assert_eq!(s.server.header_read_timeout, Duration::from_secs(10));
         assert_eq!(s.server.idle_timeout, Duration::from_secs(75));
         assert_eq!(s.server.max_watch_clients, 1000);
-        jail.create_file(
-            "f.yaml",
+        let e = file_errors(
+            jail,
             "server:\n  max_connections: 0\n  header_read_timeout: 0s\n  idle_timeout: 2h\n",
         )?;
-        let e = load_in(jail, Some("f.yaml")).unwrap_err();
-        let mut got = paths(&e);
-        got.sort();
+        let got = sorted_paths(&e);
         assert_eq!(
             got,
             [
