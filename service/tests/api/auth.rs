@@ -66,25 +66,22 @@ async fn every_keyed_route_answers_401_without_a_key_and_403_with_a_wrong_one() 
 async fn both_rotated_admin_keys_work() {
     let app = spawn_app().await;
     for key in [ADMIN_KEY, ADMIN_KEY_2] {
-        assert_eq!(app.get("/api/fed/projects", Some(key)).await.status(), 200);
+        assert_eq!(app.get_status("/api/fed/projects", Some(key)).await, 200);
     }
 }
 
 #[tokio::test]
 async fn agent_keys_register_and_read_but_never_delete() {
     let app = spawn_app().await;
-    let res = app
-        .post_json("/api/fed/projects", Some(AGENT_KEY), &project("alpha"))
-        .await;
+    let res = app.post_project(Some(AGENT_KEY), &project("alpha")).await;
     assert_eq!(res.status(), 201);
     assert_eq!(
-        app.get("/api/fed/projects/alpha", Some(AGENT_KEY))
-            .await
-            .status(),
+        app.get_status("/api/fed/projects/alpha", Some(AGENT_KEY))
+            .await,
         200
     );
     assert_eq!(
-        app.get("/api/fed/projects", Some(AGENT_KEY)).await.status(),
+        app.get_status("/api/fed/projects", Some(AGENT_KEY)).await,
         200
     );
     let mut body = project("alpha");
@@ -104,9 +101,8 @@ async fn agent_keys_register_and_read_but_never_delete() {
     assert!(body["detail"].as_str().unwrap().contains("admin"), "{body}");
     // Still there.
     assert_eq!(
-        app.get("/api/fed/projects/alpha", Some(AGENT_KEY))
-            .await
-            .status(),
+        app.get_status("/api/fed/projects/alpha", Some(AGENT_KEY))
+            .await,
         200
     );
     assert_eq!(
@@ -128,6 +124,6 @@ async fn public_routes_need_no_key() {
         "/metrics",
         "/openapi.json",
     ] {
-        assert_eq!(app.get(path, None).await.status(), 200, "{path}");
+        assert_eq!(app.get_status(path, None).await, 200, "{path}");
     }
 }

@@ -289,8 +289,7 @@ async fn a_refused_batch_is_split_until_the_culprit_stands_alone() {
     let app = spawn_app().await;
     let slugs: Vec<String> = (0..9).map(|i| format!("h{i}")).collect();
     for slug in &slugs {
-        app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project(slug))
-            .await;
+        app.post_project(Some(ADMIN_KEY), &project(slug)).await;
     }
     app.sql(
         "ALTER TABLE projects ADD CONSTRAINT no_poison CHECK (agent_id IS DISTINCT FROM 'poison')",

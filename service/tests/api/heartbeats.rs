@@ -56,10 +56,7 @@ impl Rig {
     }
 
     pub async fn register(&self, slug: &str) {
-        let res = self
-            .app
-            .post_json("/api/fed/projects", Some(ADMIN_KEY), &project(slug))
-            .await;
+        let res = self.app.post_project(Some(ADMIN_KEY), &project(slug)).await;
         assert_eq!(res.status(), 201);
     }
 
@@ -308,8 +305,7 @@ async fn writes_are_monotonic_so_replicas_can_share_the_work() {
     use service::ingest::write::apply_batch;
 
     let app = spawn_app().await;
-    app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project("alpha"))
-        .await;
+    app.post_project(Some(ADMIN_KEY), &project("alpha")).await;
     let parse = |status: &str| {
         protocol::Heartbeat::parse("hub.presence.alpha", &payload("alpha", status), 4096).unwrap()
     };

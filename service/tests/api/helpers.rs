@@ -170,6 +170,16 @@ impl TestApp {
         req.send().await.expect("request")
     }
 
+    /// Registers or updates a project: `POST /api/fed/projects`.
+    pub async fn post_project(&self, key: Option<&str>, body: &Value) -> reqwest::Response {
+        self.post_json("/api/fed/projects", key, body).await
+    }
+
+    /// The status code of a GET.
+    pub async fn get_status(&self, path: &str, key: Option<&str>) -> u16 {
+        self.get(path, key).await.status().as_u16()
+    }
+
     /// GET, and the body read as JSON whatever the status.
     pub async fn get_value(&self, path: &str, key: Option<&str>) -> Value {
         self.get(path, key).await.json().await.unwrap()

@@ -123,9 +123,7 @@ async fn everything_answers_promptly(app: &TestApp) {
 #[tokio::test]
 async fn with_the_database_cut_off_every_route_answers_promptly() {
     let (app, proxy) = spawn_behind_proxy().await;
-    let res = app
-        .post_json("/api/fed/projects", Some(ADMIN_KEY), &project("alpha"))
-        .await;
+    let res = app.post_project(Some(ADMIN_KEY), &project("alpha")).await;
     assert_eq!(res.status(), 201);
     let metrics = app.get("/metrics", None).await.text().await.unwrap();
     assert!(
@@ -149,9 +147,7 @@ async fn with_the_database_cut_off_every_route_answers_promptly() {
         (app.get("/ready", None).await.status() == 200).then_some(())
     })
     .await;
-    let res = app
-        .post_json("/api/fed/projects", Some(ADMIN_KEY), &project("beta"))
-        .await;
+    let res = app.post_project(Some(ADMIN_KEY), &project("beta")).await;
     assert_eq!(res.status(), 201);
     let metrics = app.get("/metrics", None).await.text().await.unwrap();
     assert!(metrics.contains("\ndatabase_up 1\n"), "{metrics}");
@@ -181,9 +177,7 @@ async fn with_the_database_hanging_metrics_answer_at_once_and_the_rest_once_noti
 async fn with_the_database_cut_off_catalog_reads_come_from_the_view() {
     let (app, proxy) = spawn_behind_proxy().await;
     for slug in ["alpha", "beta"] {
-        let res = app
-            .post_json("/api/fed/projects", Some(ADMIN_KEY), &project(slug))
-            .await;
+        let res = app.post_project(Some(ADMIN_KEY), &project(slug)).await;
         assert_eq!(res.status(), 201);
     }
     proxy.set(Line::Cut);

@@ -5,9 +5,7 @@ use crate::helpers::*;
 #[tokio::test]
 async fn register_creates_then_updates_then_is_idempotent() {
     let app = spawn_app().await;
-    let res = app
-        .post_json("/api/fed/projects", Some(ADMIN_KEY), &project("alpha"))
-        .await;
+    let res = app.post_project(Some(ADMIN_KEY), &project("alpha")).await;
     assert_eq!(res.status(), 201);
     assert_eq!(res.headers()["location"], "/api/fed/projects/alpha");
     let created: Value = res.json().await.unwrap();
@@ -18,9 +16,7 @@ async fn register_creates_then_updates_then_is_idempotent() {
     assert!(created["last_heartbeat_at"].is_null());
 
     // Same body: 200, nothing changed, no event.
-    let res = app
-        .post_json("/api/fed/projects", Some(ADMIN_KEY), &project("alpha"))
-        .await;
+    let res = app.post_project(Some(ADMIN_KEY), &project("alpha")).await;
     assert_eq!(res.status(), 200);
     let same: Value = res.json().await.unwrap();
     assert_eq!(same["updated_at"], created["updated_at"]);
@@ -28,9 +24,7 @@ async fn register_creates_then_updates_then_is_idempotent() {
     // Changed body: 200, updated.
     let mut body = project("alpha");
     body["hub_url"] = "https://alpha.example".into();
-    let res = app
-        .post_json("/api/fed/projects", Some(ADMIN_KEY), &body)
-        .await;
+    let res = app.post_project(Some(ADMIN_KEY), &body).await;
     assert_eq!(res.status(), 200);
     let updated: Value = res.json().await.unwrap();
     assert_eq!(updated["hub_url"], "https://alpha.example");
@@ -55,23 +49,17 @@ async fn the_original_minimal_body_is_accepted() {
         "hub_url": "http://localhost:9003",
         "mesh_namespace": "hub.newproject"
     });
-    let res = app
-        .post_json("/api/fed/projects", Some(ADMIN_KEY), &body)
-        .await;
+    let res = app.post_project(Some(ADMIN_KEY), &body).await;
     assert_eq!(res.status(), 201);
     // The original service's own example, as its clients send it.
     let body = json!({"slug": "commandcenter", "name": "CommandCenter",
         "hub_url": "http://localhost:8000", "mesh_namespace": "hub.commandcenter",
         "tags": ["python", "fastapi", "rag"]});
-    let res = app
-        .post_json("/api/fed/projects", Some(ADMIN_KEY), &body)
-        .await;
+    let res = app.post_project(Some(ADMIN_KEY), &body).await;
     assert_eq!(res.status(), 201);
     // And `slug` for `project_slug`, with the namespace derived.
     let body = json!({"slug": "other", "name": "Other", "hub_url": "http://localhost:9004"});
-    let res = app
-        .post_json("/api/fed/projects", Some(ADMIN_KEY), &body)
-        .await;
+    let res = app.post_project(Some(ADMIN_KEY), &body).await;
     assert_eq!(res.status(), 201);
     let p: Value = res.json().await.unwrap();
     assert_eq!(p["mesh_namespace"], "hub.other");
@@ -87,9 +75,7 @@ async fn invalid_fields_are_all_listed_and_nothing_is_written() {
         "tags": [""],
         "allow_fanout": ["hub.Nope!"],
     });
-    let res = app
-        .post_json("/api/fed/projects", Some(ADMIN_KEY), &body)
-        .await;
+    let res = app.post_project(Some(ADMIN_KEY), &body).await;
     let problem = assert_problem(res, 422).await;
     let fields = error_fields(&problem);
     assert_eq!(
@@ -115,12 +101,7 @@ async fn namespace_must_match_the_slug() {
     let app = spawn_app().await;
     let mut body = project("alpha");
     body["mesh_namespace"] = "hub.beta".into();
-    let problem = assert_problem(
-        app.post_json("/api/fed/projects", Some(ADMIN_KEY), &body)
-            .await,
-        422,
-    )
-    .await;
+    let problem = assert_problem(app.post_project(Some(ADMIN_KEY), &body).await, 422).await;
     assert_eq!(problem["errors"][0]["field"], "mesh_namespace");
     assert_eq!(
         problem["errors"][0]["message"],
@@ -157,12 +138,7 @@ async fn malformed_bodies_get_problem_documents() {
     // Missing, mistyped and unknown fields and broken rules: one 422 that
     // lists them all, in words.
     let body = json!({"name": 5, "hub_url": "ftp://a", "tags": "prod", "colour": "red"});
-    let problem = assert_problem(
-        app.post_json("/api/fed/projects", Some(ADMIN_KEY), &body)
-            .await,
-        422,
-    )
-    .await;
+    let problem = assert_problem(app.post_project(Some(ADMIN_KEY), &body).await, 422).await;
     let errors: Vec<(String, String)> = problem["errors"]
         .as_array()
         .unwrap()
@@ -202,12 +178,8 @@ async fn malformed_bodies_get_problem_documents() {
         "{detail}"
     );
     let problem = assert_problem(
-        app.post_json(
-            "/api/fed/projects",
-            Some(ADMIN_KEY),
-            &json!({"project_slug": "a", "name": "A"}),
-        )
-        .await,
+        app.post_project(Some(ADMIN_KEY), &json!({"project_slug": "a", "name": "A"}))
+            .await,
         422,
     )
     .await;
@@ -224,23 +196,13 @@ async fn malformed_bodies_get_problem_documents() {
             "colour",
         ),
     ] {
-        let problem = assert_problem(
-            app.post_json("/api/fed/projects", Some(ADMIN_KEY), &body)
-                .await,
-            422,
-        )
-        .await;
+        let problem = assert_problem(app.post_project(Some(ADMIN_KEY), &body).await, 422).await;
         assert_eq!(problem["errors"][0]["field"], field, "{problem}");
     }
     // Too large (the limit is 1 MiB).
     let mut body = project("alpha");
     body["name"] = "x".repeat(2 << 20).into();
-    assert_problem(
-        app.post_json("/api/fed/projects", Some(ADMIN_KEY), &body)
-            .await,
-        413,
-    )
-    .await;
+    assert_problem(app.post_project(Some(ADMIN_KEY), &body).await, 413).await;
 }
 
 #[tokio::test]
@@ -255,12 +217,7 @@ async fn get_list_and_filters() {
     ] {
         let mut body = project(slug);
         body["tags"] = json!(tags);
-        assert_eq!(
-            app.post_json("/api/fed/projects", Some(ADMIN_KEY), &body)
-                .await
-                .status(),
-            201
-        );
+        assert_eq!(app.post_project(Some(ADMIN_KEY), &body).await.status(), 201);
     }
     app.sql("UPDATE projects SET status = 'online', last_heartbeat_at = now() WHERE slug = 'beta'")
         .await;
@@ -318,8 +275,7 @@ async fn put_replaces_an_existing_project_only() {
     )
     .await;
 
-    app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project("alpha"))
-        .await;
+    app.post_project(Some(ADMIN_KEY), &project("alpha")).await;
     let res = app
         .put_json("/api/fed/projects/alpha", Some(ADMIN_KEY), &body)
         .await;
@@ -350,8 +306,7 @@ async fn put_replaces_an_existing_project_only() {
 #[tokio::test]
 async fn delete_removes_and_emits_an_event() {
     let app = spawn_app().await;
-    app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project("alpha"))
-        .await;
+    app.post_project(Some(ADMIN_KEY), &project("alpha")).await;
     assert_eq!(
         app.delete("/api/fed/projects/alpha", Some(ADMIN_KEY))
             .await
@@ -435,18 +390,11 @@ async fn re_registration_keeps_what_it_does_not_mention() {
     full["name"] = "Alpha, as the operator named it".into();
     full["tags"] = json!(["prod", "eu"]);
     full["allow_fanout"] = json!(["hub.beta"]);
-    assert_eq!(
-        app.post_json("/api/fed/projects", Some(ADMIN_KEY), &full)
-            .await
-            .status(),
-        201
-    );
+    assert_eq!(app.post_project(Some(ADMIN_KEY), &full).await.status(), 201);
 
     // An agent re-registers with only what it knows.
     let minimal = json!({"project_slug": "alpha", "hub_url": "http://alpha.example:9001"});
-    let res = app
-        .post_json("/api/fed/projects", Some(AGENT_KEY), &minimal)
-        .await;
+    let res = app.post_project(Some(AGENT_KEY), &minimal).await;
     assert_eq!(res.status(), 200);
     let p: Value = res.json().await.unwrap();
     assert_eq!(p["name"], "Alpha, as the operator named it");
@@ -460,8 +408,7 @@ async fn re_registration_keeps_what_it_does_not_mention() {
 
     // A new project registered that way gets the defaults.
     let res = app
-        .post_json(
-            "/api/fed/projects",
+        .post_project(
             Some(AGENT_KEY),
             &json!({"project_slug": "beta", "hub_url": "http://b"}),
         )
@@ -487,21 +434,18 @@ async fn re_registration_keeps_what_it_does_not_mention() {
 #[tokio::test]
 async fn reads_come_from_a_view_that_every_write_updates() {
     let app = spawn_app().await;
-    app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project("alpha"))
-        .await;
+    app.post_project(Some(ADMIN_KEY), &project("alpha")).await;
     let first: Value = app.get_value("/api/fed/projects", Some(ADMIN_KEY)).await;
     assert_eq!(strings(&first, "status"), ["offline"]);
     // A write through the API shows at once, in the list and alone.
     let mut renamed = project("alpha");
     renamed["name"] = "Renamed".into();
-    app.post_json("/api/fed/projects", Some(ADMIN_KEY), &renamed)
-        .await;
+    app.post_project(Some(ADMIN_KEY), &renamed).await;
     let one: Value = app
         .get_value("/api/fed/projects/alpha", Some(ADMIN_KEY))
         .await;
     assert_eq!(one["name"], "Renamed");
-    app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project("beta"))
-        .await;
+    app.post_project(Some(ADMIN_KEY), &project("beta")).await;
     let list: Value = app.get_value("/api/fed/projects", Some(ADMIN_KEY)).await;
     assert_eq!(strings(&list, "status"), ["offline", "offline"]);
     // A change the API did not make (another replica, psql) is pushed by
@@ -526,9 +470,8 @@ async fn reads_come_from_a_view_that_every_write_updates() {
     // or read from the database on a miss).
     app.sql("INSERT INTO projects (slug, name, hub_url, mesh_namespace) VALUES ('gamma', 'G', 'http://g', 'hub.gamma')").await;
     assert_eq!(
-        app.get("/api/fed/projects/gamma", Some(ADMIN_KEY))
-            .await
-            .status(),
+        app.get_status("/api/fed/projects/gamma", Some(ADMIN_KEY))
+            .await,
         200
     );
     // Deleted through the API: gone at once.
@@ -559,8 +502,7 @@ async fn reads_come_from_a_view_that_every_write_updates() {
 #[tokio::test]
 async fn without_the_view_every_read_goes_to_the_database() {
     let app = spawn_app_with("catalog:\n  view: false\n", Vec::new()).await;
-    app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project("alpha"))
-        .await;
+    app.post_project(Some(ADMIN_KEY), &project("alpha")).await;
     app.get("/api/fed/projects", Some(ADMIN_KEY)).await;
     app.sql("UPDATE projects SET status = 'online' WHERE slug = 'alpha'")
         .await;

@@ -68,8 +68,7 @@ async fn every_committed_event_reaches_jetstream_once_in_order() {
     .await;
     let fra = spoke_in(&app, "FRA", "approved").await;
     act_ok(&app, &fra, "suspend").await;
-    app.post_json("/api/fed/projects", Some(AGENT_KEY), &project("fra"))
-        .await;
+    app.post_project(Some(AGENT_KEY), &project("fra")).await;
     // A transaction that rolls back leaves no event behind.
     let mut tx = app.pool.begin().await.unwrap();
     outbox::enqueue(

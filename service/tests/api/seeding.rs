@@ -35,8 +35,7 @@ async fn the_example_projects_file_seeds_the_catalog_idempotently() {
     );
 
     // A changed file updates only what changed; projects added by the API stay.
-    app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project("extra"))
-        .await;
+    app.post_project(Some(ADMIN_KEY), &project("extra")).await;
     let (db, result) = app.stop().await;
     result.unwrap();
     let mut changed = specs;
@@ -47,9 +46,8 @@ async fn the_example_projects_file_seeds_the_catalog_idempotently() {
         .await;
     assert_eq!(p["name"], "Renamed");
     assert_eq!(
-        app.get("/api/fed/projects/extra", Some(ADMIN_KEY))
-            .await
-            .status(),
+        app.get_status("/api/fed/projects/extra", Some(ADMIN_KEY))
+            .await,
         200
     );
     assert_eq!(

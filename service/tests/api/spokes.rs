@@ -627,9 +627,7 @@ async fn public_idps_are_approved_spokes_whose_hub_is_live() {
     spoke_in(&app, "BEL", "pending").await;
     spoke_in(&app, "ITA", "suspended").await;
     for slug in ["fra", "nld", "deu", "bel", "ita"] {
-        let res = app
-            .post_json("/api/fed/projects", Some(ADMIN_KEY), &project(slug))
-            .await;
+        let res = app.post_project(Some(ADMIN_KEY), &project(slug)).await;
         assert_eq!(res.status(), 201);
     }
     app.sql(

@@ -46,8 +46,7 @@ fn secs(s: i64) -> chrono::Duration {
 async fn silence_degrades_then_takes_offline_at_the_deadlines() {
     let app = spawn_app().await;
     for slug in ["alpha", "beta"] {
-        app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project(slug))
-            .await;
+        app.post_project(Some(ADMIN_KEY), &project(slug)).await;
     }
     let t0 = Utc::now().trunc_subsecs(6);
     set_online(&app.pool, "alpha", t0).await;
@@ -111,8 +110,7 @@ async fn silence_degrades_then_takes_offline_at_the_deadlines() {
 #[tokio::test]
 async fn nothing_is_judged_while_blind_and_only_over_time_seen() {
     let app = spawn_app().await;
-    app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project("alpha"))
-        .await;
+    app.post_project(Some(ADMIN_KEY), &project("alpha")).await;
     let t0 = Utc::now().trunc_subsecs(6);
     set_online(&app.pool, "alpha", t0).await;
     let sweeper = StaleSweeper::new(app.pool.clone(), CatalogView::new(false), &settings(45, 90));
@@ -144,8 +142,7 @@ async fn nothing_is_judged_while_blind_and_only_over_time_seen() {
 #[tokio::test]
 async fn a_heartbeat_that_lands_while_the_sweep_waits_wins() {
     let app = spawn_app().await;
-    app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project("alpha"))
-        .await;
+    app.post_project(Some(ADMIN_KEY), &project("alpha")).await;
     let t0 = Utc::now().trunc_subsecs(6);
     set_online(&app.pool, "alpha", t0).await;
     // A writer holds the row, as the flusher would mid-statement.

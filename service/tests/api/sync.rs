@@ -202,12 +202,7 @@ async fn hand_made_identity_providers_survive() {
     // GBR cannot get its IdP: reported, its links FAILED; FRA is fine.
     assert_eq!(run["keycloak"]["result"], "failure", "{run}");
     assert!(links_all(app, &fra, "ACTIVE").await);
-    let l = links(app, &gbr).await;
-    assert!(
-        l.iter()
-            .all(|x| x.1 == "FAILED" && x.3.as_deref() == Some("IDP_ALIAS_TAKEN")),
-        "{l:?}"
-    );
+    assert_links_failed(app, &gbr, "IDP_ALIAS_TAKEN").await;
     let d = drift(app).await;
     let items = d["items"].as_array().unwrap();
     assert!(
@@ -261,12 +256,7 @@ async fn keycloak_down_opens_the_breaker_without_blocking_tfvars_and_recovery_cl
     // Open: the next run does not call Keycloak at all.
     let run = reconcile_skipped(app, &env.stub).await;
     assert!(run["keycloak"]["retry_at"].is_string(), "{run}");
-    let l = links(app, &fra).await;
-    assert!(
-        l.iter()
-            .all(|x| x.1 == "FAILED" && x.3.as_deref() == Some("CIRCUIT_OPEN")),
-        "{l:?}"
-    );
+    assert_links_failed(app, &fra, "CIRCUIT_OPEN").await;
     let (status, kc) = keycloak_breaker(app, AGENT_KEY).await;
     assert_eq!(kc["state"], "open", "{status}");
     assert!(
@@ -315,14 +305,7 @@ async fn a_slow_keycloak_times_out_and_does_not_hold_up_the_file() {
     env.stub.set_delay(Duration::from_secs(3)); // above request_timeout (2s)
     approved(app, "FRA").await;
     let run = reconcile(app).await;
-    assert_eq!(run["keycloak"]["result"], "failure", "{run}");
-    assert!(
-        run["keycloak"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("timed out"),
-        "{run}"
-    );
+    assert_failed(&run, "keycloak", "timed out");
     assert_eq!(run["tfvars"]["result"], "success");
     // The file was there long before Keycloak gave up.
     let tf = chrono::DateTime::parse_from_rfc3339(run["tfvars"]["finished_at"].as_str().unwrap())
@@ -461,14 +444,7 @@ async fn the_post_command_runs_after_a_change_until_it_succeeds() {
     };
 
     let run = reconcile(&app).await;
-    assert_eq!(run["tfvars"]["result"], "failure", "{run}");
-    assert!(
-        run["tfvars"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("exited with status 4"),
-        "{run}"
-    );
+    assert_failed(&run, "tfvars", "exited with status 4");
     let status: Value = app
         .get_value("/api/federation/sync/status", Some(ADMIN_KEY))
         .await;
@@ -767,14 +743,7 @@ async fn a_file_that_cannot_be_written_does_not_stop_keycloak() {
     let app = spawn_app_with(&sync_yaml(&stub, &path, ""), Vec::new()).await;
     let fra = approved(&app, "FRA").await;
     let run = reconcile(&app).await;
-    assert_eq!(run["tfvars"]["result"], "failure", "{run}");
-    assert!(
-        run["tfvars"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("not-a-dir"),
-        "{run}"
-    );
+    assert_failed(&run, "tfvars", "not-a-dir");
     assert_eq!(run["keycloak"]["result"], "success", "{run}");
     assert!(stub.idp(REALM, "fra-idp").is_some());
     assert!(links_all(&app, &fra, "ACTIVE").await);

@@ -144,9 +144,7 @@ pub async fn links_all(app: &TestApp, spoke_id: &str, status: &str) -> bool {
 /// Marks a spoke's hub online in the catalog (as heartbeats would).
 pub async fn hub_online(app: &TestApp, code: &str) {
     let slug = code.to_lowercase();
-    let res = app
-        .post_json("/api/fed/projects", Some(ADMIN_KEY), &project(&slug))
-        .await;
+    let res = app.post_project(Some(ADMIN_KEY), &project(&slug)).await;
     assert!(res.status().is_success());
     sqlx::query("UPDATE projects SET status = 'online', last_heartbeat_at = now() WHERE slug = $1")
         .bind(&slug)
@@ -161,6 +159,23 @@ pub fn read(path: &std::path::Path) -> String {
 
 pub async fn metrics_text(app: &TestApp) -> String {
     app.get("/metrics", None).await.text().await.unwrap()
+}
+
+/// The run report says `part` failed, with an error that mentions `words`.
+pub fn assert_failed(run: &Value, part: &str, words: &str) {
+    assert_eq!(run[part]["result"], "failure", "{run}");
+    let error = run[part]["error"].as_str().unwrap();
+    assert!(error.contains(words), "{run}");
+}
+
+/// Every link of the spoke is FAILED with this error code.
+pub async fn assert_links_failed(app: &TestApp, spoke_id: &str, code: &str) {
+    let l = links(app, spoke_id).await;
+    assert!(
+        l.iter()
+            .all(|x| x.1 == "FAILED" && x.3.as_deref() == Some(code)),
+        "{l:?}"
+    );
 }
 
 /// The sync status (read with `key`) and its Keycloak breaker.

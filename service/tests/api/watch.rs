@@ -28,8 +28,7 @@ async fn the_watch_stream_follows_changes_from_now() {
     let ids = outbox_ids(&app.pool).await;
     assert_eq!(ids[1], id);
 
-    app.post_json("/api/fed/projects", Some(AGENT_KEY), &project("alpha"))
-        .await;
+    app.post_project(Some(AGENT_KEY), &project("alpha")).await;
     let (_, event) = sse.next(WAIT).await;
     assert_eq!(event["type"], "federation.project.registered");
     assert_eq!(event["subject"], "alpha");
