@@ -21,11 +21,23 @@ async fn wait_nats(app: &TestApp, want: &'static str) {
     .await;
 }
 
+/// Settings for the service on `nats`, with `auth` (indented YAML lines)
+/// added to the `nats:` section.
+fn on(nats: &NatsServer, auth: &str) -> String {
+    format!("nats:\n  url: \"{}\"\n{auth}", nats.url())
+}
+
+/// A service on `nats` with `auth`, once it reports connected.
+async fn connected(nats: &NatsServer, auth: &str) -> TestApp {
+    let app = spawn_app_with(&on(nats, auth), Vec::new()).await;
+    wait_nats(&app, "connected").await;
+    app
+}
+
 #[tokio::test]
 async fn health_follows_the_connection_through_an_outage() {
     let mut nats = NatsServer::start().await;
-    let app = spawn_app_with(&format!("nats:\n  url: \"{}\"\n", nats.url()), Vec::new()).await;
-    wait_nats(&app, "connected").await;
+    let app = connected(&nats, "").await;
     let (code, body) = nats_status(&app).await;
     assert_eq!(code, 200);
     assert_eq!(body["url"], nats.url());
@@ -120,32 +132,14 @@ async fn user_password_auth_works_and_credentials_never_show() {
     }
 
     // The same with user and password as separate settings.
-    let app2 = spawn_app_with(
-        &format!(
-            "nats:\n  url: \"{}\"\n  user: hub\n  password: n4ts-s3cret\n",
-            nats.url()
-        ),
-        Vec::new(),
-    )
-    .await;
-    wait_nats(&app2, "connected").await;
+    connected(&nats, "  user: hub\n  password: n4ts-s3cret\n").await;
 }
 
 #[tokio::test]
 async fn token_auth_works_and_a_wrong_token_stays_disconnected() {
     let nats = NatsServer::start_with_args(&["--auth", "t0ken-t0ken"]).await;
-    let good = spawn_app_with(
-        &format!("nats:\n  url: \"{}\"\n  token: t0ken-t0ken\n", nats.url()),
-        Vec::new(),
-    )
-    .await;
-    wait_nats(&good, "connected").await;
-
-    assert_never_connects(&format!(
-        "nats:\n  url: \"{}\"\n  token: wrong-token\n",
-        nats.url()
-    ))
-    .await;
+    let _good = connected(&nats, "  token: t0ken-t0ken\n").await;
+    assert_never_connects(&on(&nats, "  token: wrong-token\n")).await;
 }
 
 #[tokio::test]
@@ -163,15 +157,7 @@ async fn nkey_auth_works() {
     .unwrap();
     let nats = NatsServer::start_with_args(&["-c", conf.to_str().unwrap()]).await;
     let seed = user.seed().unwrap();
-    let app = spawn_app_with(
-        &format!(
-            "nats:\n  url: \"{}\"\n  nkey_seed: \"{seed}\"\n",
-            nats.url()
-        ),
-        Vec::new(),
-    )
-    .await;
-    wait_nats(&app, "connected").await;
+    let app = connected(&nats, &format!("  nkey_seed: \"{seed}\"\n")).await;
     let text = app.get("/ready", None).await.text().await.unwrap();
     assert!(!text.contains(&seed));
 }
