@@ -150,6 +150,17 @@ pub async fn stream_events(js: &async_nats::jetstream::Context) -> Vec<StreamEve
     out
 }
 
+/// `GET path` (the watch route) with the agent key and `Last-Event-ID`.
+pub async fn watch_resuming(app: &TestApp, path: &str, last_event_id: &str) -> reqwest::Response {
+    app.client
+        .get(app.url(path))
+        .header("X-API-Key", AGENT_KEY)
+        .header("Last-Event-ID", last_event_id)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// A minimal Server-Sent-Events reader over a streaming response.
 pub struct SseClient {
     res: reqwest::Response,

@@ -9,9 +9,7 @@ use crate::helpers::*;
 #[tokio::test]
 async fn liveness_needs_nothing_and_says_healthy() {
     let app = spawn_app().await;
-    let res = app.get("/health", None).await;
-    assert_eq!(res.status(), 200);
-    let body: Value = res.json().await.unwrap();
+    let body = app.get_ok("/health", None).await;
     assert_eq!(body["status"], "healthy");
     assert!(body["timestamp"].is_string());
 }
@@ -19,9 +17,7 @@ async fn liveness_needs_nothing_and_says_healthy() {
 #[tokio::test]
 async fn database_health_reports_connected() {
     let app = spawn_app().await;
-    let res = app.get("/health/db", None).await;
-    assert_eq!(res.status(), 200);
-    let body: Value = res.json().await.unwrap();
+    let body = app.get_ok("/health/db", None).await;
     assert_eq!(body["status"], "connected");
     assert!(body["latency_ms"].as_f64().unwrap() >= 0.0);
 }

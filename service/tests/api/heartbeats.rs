@@ -31,11 +31,7 @@ pub struct Rig {
 
 pub async fn rig(extra: &str) -> Rig {
     let nats = NatsServer::start().await;
-    let app = spawn_app_with(
-        &format!("nats:\n  url: \"{}\"\n{extra}", nats.url()),
-        Vec::new(),
-    )
-    .await;
+    let app = spawn_app_yaml(&format!("nats:\n  url: \"{}\"\n{extra}", nats.url())).await;
     let client = async_nats::connect(nats.url()).await.unwrap();
     // The service subscribes after start-up; wait until it hears us.
     Rig { nats, client, app }

@@ -80,7 +80,12 @@ pub fn init_test_log() {
 }
 
 pub async fn spawn_app() -> TestApp {
-    spawn_app_with("", Vec::new()).await
+    spawn_app_yaml("").await
+}
+
+/// A service with `extra_yaml` and no seeds.
+pub async fn spawn_app_yaml(extra_yaml: &str) -> TestApp {
+    spawn_app_with(extra_yaml, Vec::new()).await
 }
 
 pub async fn spawn_app_with(extra_yaml: &str, seeds: Vec<ProjectSpec>) -> TestApp {
@@ -178,6 +183,13 @@ impl TestApp {
     /// The status code of a GET.
     pub async fn get_status(&self, path: &str, key: Option<&str>) -> u16 {
         self.get(path, key).await.status().as_u16()
+    }
+
+    /// GET, expecting 200; the body as JSON.
+    pub async fn get_ok(&self, path: &str, key: Option<&str>) -> Value {
+        let res = self.get(path, key).await;
+        assert_eq!(res.status(), 200, "GET {path}");
+        res.json().await.unwrap()
     }
 
     /// GET, and the body read as JSON whatever the status.

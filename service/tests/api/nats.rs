@@ -29,7 +29,7 @@ fn on(nats: &NatsServer, auth: &str) -> String {
 
 /// A service on `nats` with `auth`, once it reports connected.
 async fn connected(nats: &NatsServer, auth: &str) -> TestApp {
-    let app = spawn_app_with(&on(nats, auth), Vec::new()).await;
+    let app = spawn_app_yaml(&on(nats, auth)).await;
     wait_nats(&app, "connected").await;
     app
 }
@@ -49,9 +49,7 @@ async fn health_follows_the_connection_through_an_outage() {
     let (code, _) = nats_status(&app).await;
     assert_eq!(code, 503);
     // The REST API does not need NATS: still ready, with a warning.
-    let res = app.get("/ready", None).await;
-    assert_eq!(res.status(), 200);
-    let ready: Value = res.json().await.unwrap();
+    let ready = app.get_ok("/ready", None).await;
     assert!(
         ready["warnings"][0]
             .as_str()
@@ -122,7 +120,7 @@ async fn a_broker_down_at_start_up_does_not_keep_the_api_from_serving() {
 async fn user_password_auth_works_and_credentials_never_show() {
     let nats = NatsServer::start_with_args(&["--user", "hub", "--pass", "n4ts-s3cret"]).await;
     let url = format!("nats://hub:n4ts-s3cret@127.0.0.1:{}", nats.port());
-    let app = spawn_app_with(&format!("nats:\n  url: \"{url}\"\n"), Vec::new()).await;
+    let app = spawn_app_yaml(&format!("nats:\n  url: \"{url}\"\n")).await;
     wait_nats(&app, "connected").await;
     let (_, body) = nats_status(&app).await;
     assert_eq!(body["url"], nats.url());
@@ -199,13 +197,10 @@ async fn tls_with_a_trusted_ca_connects_and_an_untrusted_one_does_not() {
     ])
     .await;
     let url = format!("tls://localhost:{}", nats.port());
-    let app = spawn_app_with(
-        &format!(
-            "nats:\n  url: \"{url}\"\n  tls:\n    required: true\n    ca_file: \"{}\"\n",
-            ca.display()
-        ),
-        Vec::new(),
-    )
+    let app = spawn_app_yaml(&format!(
+        "nats:\n  url: \"{url}\"\n  tls:\n    required: true\n    ca_file: \"{}\"\n",
+        ca.display()
+    ))
     .await;
     wait_nats(&app, "connected").await;
 

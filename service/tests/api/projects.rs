@@ -209,7 +209,7 @@ async fn malformed_bodies_get_problem_documents() {
 async fn get_list_and_filters() {
     // The database path; the in-memory view applies the same filters
     // (catalog_view unit tests) and is exercised by the other tests.
-    let app = spawn_app_with("catalog:\n  view: false\n", Vec::new()).await;
+    let app = spawn_app_yaml("catalog:\n  view: false\n").await;
     for (slug, tags) in [
         ("alpha", vec!["prod"]),
         ("beta", vec!["prod", "eu"]),
@@ -501,7 +501,7 @@ async fn reads_come_from_a_view_that_every_write_updates() {
 
 #[tokio::test]
 async fn without_the_view_every_read_goes_to_the_database() {
-    let app = spawn_app_with("catalog:\n  view: false\n", Vec::new()).await;
+    let app = spawn_app_yaml("catalog:\n  view: false\n").await;
     app.post_project(Some(ADMIN_KEY), &project("alpha")).await;
     app.get("/api/fed/projects", Some(ADMIN_KEY)).await;
     app.sql("UPDATE projects SET status = 'online' WHERE slug = 'alpha'")

@@ -61,10 +61,10 @@ async fn assert_stream_matches_outbox(js: &async_nats::jetstream::Context, pool:
 #[tokio::test]
 async fn every_committed_event_reaches_jetstream_once_in_order() {
     let nats = NatsServer::start().await;
-    let app = spawn_app_with(
-        &format!("{}  duplicate_window: 42s\n", nats_yaml(&nats.url())),
-        Vec::new(),
-    )
+    let app = spawn_app_yaml(&format!(
+        "{}  duplicate_window: 42s\n",
+        nats_yaml(&nats.url())
+    ))
     .await;
     let fra = spoke_in(&app, "FRA", "approved").await;
     act_ok(&app, &fra, "suspend").await;
@@ -116,7 +116,7 @@ async fn every_committed_event_reaches_jetstream_once_in_order() {
 #[tokio::test]
 async fn with_nats_down_events_wait_and_then_all_go_out_in_order() {
     let mut nats = NatsServer::start().await;
-    let app = spawn_app_with(&nats_yaml(&nats.url()), Vec::new()).await;
+    let app = spawn_app_yaml(&nats_yaml(&nats.url())).await;
     let first = register(&app, "FRA").await;
     wait_all_published(&app.pool).await;
 
@@ -378,14 +378,7 @@ async fn published_events_are_pruned_after_the_retention_and_pending_ones_never(
     assert_eq!(outbox_unpublished(&app.pool).await, 1);
 
     // A watcher can no longer resume from a pruned event, and says so.
-    let res = app
-        .client
-        .get(app.url("/api/fed/watch"))
-        .header("X-API-Key", AGENT_KEY)
-        .header("Last-Event-ID", &ids[0])
-        .send()
-        .await
-        .unwrap();
+    let res = watch_resuming(&app, "/api/fed/watch", &ids[0]).await;
     let problem = assert_problem(res, 410).await;
     assert!(problem["detail"].as_str().unwrap().contains("retention"));
     // From the oldest kept event it resumes normally.

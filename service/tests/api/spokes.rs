@@ -633,9 +633,7 @@ async fn public_idps_are_approved_spokes_whose_hub_is_live() {
     app.sql(
         "UPDATE projects SET status = CASE slug WHEN 'nld' THEN 'degraded' WHEN 'deu' THEN 'offline' ELSE 'online' END",
     ).await;
-    let res = app.get("/api/idps/public", None).await;
-    assert_eq!(res.status(), 200);
-    let idps: Value = res.json().await.unwrap();
+    let idps = app.get_ok("/api/idps/public", None).await;
     let codes = strings(&idps, "instance_code");
     assert_eq!(codes, ["FRA", "NLD"]);
     assert_eq!(idps[0]["alias"], "fra-idp");

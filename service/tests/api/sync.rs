@@ -387,7 +387,7 @@ async fn a_refused_login_fails_the_target_without_echoing_the_secret() {
         "client_secret: stub-client-secret",
         "client_secret: wrong-secret-value",
     );
-    let app = spawn_app_with(&yaml, Vec::new()).await;
+    let app = spawn_app_yaml(&yaml).await;
     let fra = approved(&app, "FRA").await;
     let run = reconcile(&app).await;
     assert_eq!(run["keycloak"]["result"], "failure", "{run}");
@@ -434,7 +434,7 @@ async fn the_post_command_runs_after_a_change_until_it_succeeds() {
         dir.path().join("hub.auto.tfvars").display()
     );
     let yaml = base.replace(&tfvars_block, &extra);
-    let app = spawn_app_with(&yaml, Vec::new()).await;
+    let app = spawn_app_yaml(&yaml).await;
     approved(&app, "FRA").await;
     let runs = || {
         std::fs::read_to_string(dir.path().join("runs.log"))
@@ -495,7 +495,7 @@ async fn json_format_and_an_empty_registry_give_an_empty_map() {
         &format!("    path: \"{}\"\n", path.display()),
         &format!("    path: \"{}\"\n    format: json\n", path.display()),
     );
-    let app = spawn_app_with(&yaml, Vec::new()).await;
+    let app = spawn_app_yaml(&yaml).await;
     let run = reconcile(&app).await;
     assert_eq!(run["tfvars"]["changes"], 1, "{run}");
     let v: Value = serde_json::from_str(&read(&path)).unwrap();
@@ -718,7 +718,7 @@ async fn password_grant_and_tokens_renewed_before_they_expire() {
         "    client_id: admin-cli\n    username: admin\n    password: stub-admin-password\n",
     );
     assert!(yaml.contains("username: admin"));
-    let app = spawn_app_with(&yaml, Vec::new()).await;
+    let app = spawn_app_yaml(&yaml).await;
     approved(&app, "FRA").await;
     let run = reconcile(&app).await;
     assert_eq!(run["keycloak"]["result"], "success", "{run}");
@@ -740,7 +740,7 @@ async fn a_file_that_cannot_be_written_does_not_stop_keycloak() {
     // The parent "directory" is a file: nothing can be written there.
     std::fs::write(dir.path().join("not-a-dir"), "").unwrap();
     let path = dir.path().join("not-a-dir/hub.auto.tfvars");
-    let app = spawn_app_with(&sync_yaml(&stub, &path, ""), Vec::new()).await;
+    let app = spawn_app_yaml(&sync_yaml(&stub, &path, "")).await;
     let fra = approved(&app, "FRA").await;
     let run = reconcile(&app).await;
     assert_failed(&run, "tfvars", "not-a-dir");

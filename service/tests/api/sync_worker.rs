@@ -111,7 +111,7 @@ async fn approving_a_spoke_makes_the_worker_write_the_file_and_create_the_idp() 
         tfvars,
         yaml,
     } = worker_rig().await;
-    let app = spawn_app_with(&yaml, Vec::new()).await;
+    let app = spawn_app_yaml(&yaml).await;
 
     // The worker's first run renders the empty registry.
     eventually(QUICK, "the startup run to write an empty map", || async {
@@ -178,7 +178,7 @@ async fn a_burst_of_events_becomes_one_run_and_events_are_acked_only_after_it() 
         tfvars,
         yaml,
     } = worker_rig().await;
-    let app = spawn_app_with(&yaml, Vec::new()).await;
+    let app = spawn_app_yaml(&yaml).await;
     eventually(QUICK, "the durable consumer", || consumer_info(&nats)).await;
     eventually(QUICK, "the startup run", || async {
         tfvars.exists().then_some(())
@@ -324,7 +324,7 @@ async fn the_worker_retries_by_itself_until_keycloak_is_back() {
         "  enabled: true\n  breaker:\n    failure_threshold: 2\n    open_duration: 1s\n",
     );
     stub.set_failing(true);
-    let app = spawn_app_with(&yaml, Vec::new()).await;
+    let app = spawn_app_yaml(&yaml).await;
     let fra = approved(&app, "FRA").await;
     // The file does not wait for Keycloak.
     eventually(QUICK, "the partner in the file", || async {

@@ -43,7 +43,7 @@ pub async fn sync_env_with(extra: &str, more: &str) -> SyncEnv {
     let dir = tempfile::tempdir().unwrap();
     let tfvars = dir.path().join("hub.auto.tfvars");
     let yaml = format!("{}{more}", sync_yaml(&stub, &tfvars, extra));
-    let app = spawn_app_with(&yaml, Vec::new()).await;
+    let app = spawn_app_yaml(&yaml).await;
     SyncEnv {
         app,
         stub,
