@@ -123,29 +123,31 @@ pub async fn start_on(db_url: &str, extra_yaml: &str, seeds: Vec<ProjectSpec>) -
 
 /// Starts the service on `db` and waits until it is ready.
 pub async fn spawn_on(db: TestDb, extra_yaml: &str, seeds: Vec<ProjectSpec>) -> TestApp {
-    let Started {
-        base,
-        shutdown,
-        handle,
-    } = start_on(&db.url, extra_yaml, seeds).await;
-    let client = reqwest::Client::new();
-    let ready_url = format!("{base}/ready");
-    testkit::eventually(Duration::from_secs(30), "the service to be ready", || {
-        let (client, url) = (client.clone(), ready_url.clone());
-        async move {
-            let r = client.get(&url).send().await.ok()?;
-            (r.status() == 200).then_some(())
+    start_on(&db.url, extra_yaml, seeds).await.ready(db).await
+}
+
+impl Started {
+    /// Waits until the service is ready; the test's handle on it and `db`.
+    pub async fn ready(self, db: TestDb) -> TestApp {
+        let client = reqwest::Client::new();
+        let ready_url = format!("{}/ready", self.base);
+        testkit::eventually(Duration::from_secs(30), "the service to be ready", || {
+            let (client, url) = (client.clone(), ready_url.clone());
+            async move {
+                let r = client.get(&url).send().await.ok()?;
+                (r.status() == 200).then_some(())
+            }
+        })
+        .await;
+        let pool = PgPool::connect(&db.url).await.expect("test pool");
+        TestApp {
+            base: self.base,
+            client,
+            pool,
+            db,
+            shutdown: self.shutdown,
+            handle: self.handle,
         }
-    })
-    .await;
-    let pool = PgPool::connect(&db.url).await.expect("test pool");
-    TestApp {
-        base,
-        client,
-        pool,
-        db,
-        shutdown,
-        handle,
     }
 }
 

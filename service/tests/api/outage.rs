@@ -9,7 +9,6 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use sqlx::PgPool;
 use testkit::proxy::{Line, TcpProxy};
 use testkit::TestDb;
 
@@ -22,26 +21,10 @@ const WAIT: Duration = Duration::from_secs(20);
 async fn spawn_behind_proxy() -> (TestApp, TcpProxy) {
     let db = TestDb::create().await;
     let proxy = TcpProxy::in_front_of(&db.url).await;
-    let Started {
-        base,
-        shutdown,
-        handle,
-    } = start_on(&proxy.url_through(&db.url), "", Vec::new()).await;
-    let client = reqwest::Client::new();
-    testkit::eventually(WAIT, "the service to be ready", || {
-        let (client, url) = (client.clone(), format!("{base}/ready"));
-        async move { (client.get(&url).send().await.ok()?.status() == 200).then_some(()) }
-    })
-    .await;
-    let pool = PgPool::connect(&db.url).await.expect("test pool");
-    let app = TestApp {
-        base,
-        client,
-        pool,
-        db,
-        shutdown,
-        handle,
-    };
+    let app = start_on(&proxy.url_through(&db.url), "", Vec::new())
+        .await
+        .ready(db)
+        .await;
     (app, proxy)
 }
 

@@ -114,10 +114,8 @@ async fn approving_a_spoke_makes_the_worker_write_the_file_and_create_the_idp() 
     let app = spawn_app_yaml(&yaml).await;
 
     // The worker's first run renders the empty registry.
-    eventually(QUICK, "the startup run to write an empty map", || async {
-        std::fs::read_to_string(&tfvars)
-            .ok()
-            .filter(|t| t.contains("federation_partners = {}"))
+    eventually(QUICK, "the startup run to write an empty map", || {
+        file_with(&tfvars, "federation_partners = {}")
     })
     .await;
     eventually(QUICK, "the durable consumer", || consumer_info(&nats)).await;
@@ -128,10 +126,8 @@ async fn approving_a_spoke_makes_the_worker_write_the_file_and_create_the_idp() 
         stub.idp(REALM, "fra-idp").map(|_| ())
     })
     .await;
-    eventually(QUICK, "the partner in the file", || async {
-        std::fs::read_to_string(&tfvars)
-            .ok()
-            .filter(|t| t.contains("  fra = {"))
+    eventually(QUICK, "the partner in the file", || {
+        file_with(&tfvars, "  fra = {")
     })
     .await;
     eventually(QUICK, "the links to go ACTIVE", || async {
@@ -327,10 +323,8 @@ async fn the_worker_retries_by_itself_until_keycloak_is_back() {
     let app = spawn_app_yaml(&yaml).await;
     let fra = approved(&app, "FRA").await;
     // The file does not wait for Keycloak.
-    eventually(QUICK, "the partner in the file", || async {
-        std::fs::read_to_string(&tfvars)
-            .ok()
-            .filter(|t| t.contains("  fra = {"))
+    eventually(QUICK, "the partner in the file", || {
+        file_with(&tfvars, "  fra = {")
     })
     .await;
     eventually(QUICK, "the breaker to open", || async {

@@ -153,6 +153,13 @@ pub async fn hub_online(app: &TestApp, code: &str) {
         .unwrap();
 }
 
+/// The file's text, if it contains `needle` (for `eventually`).
+pub async fn file_with(path: &std::path::Path, needle: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .filter(|t| t.contains(needle))
+}
+
 pub fn read(path: &std::path::Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
