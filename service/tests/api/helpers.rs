@@ -177,6 +177,11 @@ impl TestApp {
         req.send().await.expect("request")
     }
 
+    /// GET, and the body as JSON if it is JSON (for `eventually`).
+    pub async fn try_get_value(&self, path: &str, key: Option<&str>) -> Option<Value> {
+        self.get(path, key).await.json().await.ok()
+    }
+
     /// Registers or updates a project: `POST /api/fed/projects`.
     pub async fn post_project(&self, key: Option<&str>, body: &Value) -> reqwest::Response {
         self.post_json("/api/fed/projects", key, body).await
@@ -296,6 +301,18 @@ pub fn strings<'a>(list: &'a Value, key: &str) -> Vec<&'a str> {
         .unwrap()
         .iter()
         .map(|item| item[key].as_str().unwrap())
+        .collect()
+}
+
+/// The texts at `a` and `b` of each item of a JSON array, in order.
+pub fn string_pairs(list: &Value, a: &str, b: &str) -> Vec<(String, String)> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|item| {
+            let text = |key: &str| item[key].as_str().unwrap().to_owned();
+            (text(a), text(b))
+        })
         .collect()
 }
 

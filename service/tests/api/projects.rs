@@ -139,17 +139,7 @@ async fn malformed_bodies_get_problem_documents() {
     // lists them all, in words.
     let body = json!({"name": 5, "hub_url": "ftp://a", "tags": "prod", "colour": "red"});
     let problem = assert_problem(app.post_project(Some(ADMIN_KEY), &body).await, 422).await;
-    let errors: Vec<(String, String)> = problem["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["field"].as_str().unwrap().to_owned(),
-                e["message"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let errors = string_pairs(&problem["errors"], "field", "message");
     let known = "allow_fanout, hub_url, mesh_namespace, name, project_slug, slug, tags";
     assert_eq!(
         errors,
@@ -457,11 +447,8 @@ async fn reads_come_from_a_view_that_every_write_updates() {
         "the change to be pushed",
         || async {
             let one: Value = app
-                .get("/api/fed/projects/alpha", Some(ADMIN_KEY))
-                .await
-                .json()
-                .await
-                .ok()?;
+                .try_get_value("/api/fed/projects/alpha", Some(ADMIN_KEY))
+                .await?;
             (one["status"] == "online").then_some(())
         },
     )
@@ -488,11 +475,8 @@ async fn reads_come_from_a_view_that_every_write_updates() {
         "the deletion to be pushed",
         || async {
             let list: Value = app
-                .get("/api/fed/projects", Some(ADMIN_KEY))
-                .await
-                .json()
-                .await
-                .ok()?;
+                .try_get_value("/api/fed/projects", Some(ADMIN_KEY))
+                .await?;
             (list.as_array()?.len() == 1).then_some(())
         },
     )

@@ -551,17 +551,7 @@ async fn the_drift_report_lists_each_kind_and_the_fix_leaves_only_what_it_cannot
 
     let d = drift(app).await;
     assert_eq!(d["clean"], false);
-    let kinds: Vec<(String, String)> = d["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            (
-                i["kind"].as_str().unwrap().to_owned(),
-                i["subject"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let kinds = string_pairs(&d["items"], "kind", "subject");
     for want in [
         ("spoke_without_idp", "FRA"),
         ("orphan_idp", "zzz-idp"),
