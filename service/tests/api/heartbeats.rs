@@ -52,8 +52,7 @@ impl Rig {
     }
 
     pub async fn register(&self, slug: &str) {
-        let res = self.app.post_project(Some(ADMIN_KEY), &project(slug)).await;
-        assert_eq!(res.status(), 201);
+        self.app.create_project(&project(slug)).await;
     }
 
     pub async fn project(&self, slug: &str) -> Value {

@@ -187,6 +187,14 @@ impl TestApp {
         self.post_json("/api/fed/projects", key, body).await
     }
 
+    /// Registers a new project with the admin key, expecting 201; the
+    /// project as answered.
+    pub async fn create_project(&self, body: &Value) -> Value {
+        let res = self.post_project(Some(ADMIN_KEY), body).await;
+        assert_eq!(res.status(), 201, "{body}");
+        res.json().await.unwrap()
+    }
+
     /// The status code of a GET.
     pub async fn get_status(&self, path: &str, key: Option<&str>) -> u16 {
         self.get(path, key).await.status().as_u16()

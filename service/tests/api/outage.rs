@@ -106,8 +106,7 @@ async fn everything_answers_promptly(app: &TestApp) {
 #[tokio::test]
 async fn with_the_database_cut_off_every_route_answers_promptly() {
     let (app, proxy) = spawn_behind_proxy().await;
-    let res = app.post_project(Some(ADMIN_KEY), &project("alpha")).await;
-    assert_eq!(res.status(), 201);
+    app.create_project(&project("alpha")).await;
     let metrics = app.get("/metrics", None).await.text().await.unwrap();
     assert!(
         metrics.contains("catalog_projects_by_status{status=\"offline\"} 1"),
@@ -130,8 +129,7 @@ async fn with_the_database_cut_off_every_route_answers_promptly() {
         (app.get("/ready", None).await.status() == 200).then_some(())
     })
     .await;
-    let res = app.post_project(Some(ADMIN_KEY), &project("beta")).await;
-    assert_eq!(res.status(), 201);
+    app.create_project(&project("beta")).await;
     let metrics = app.get("/metrics", None).await.text().await.unwrap();
     assert!(metrics.contains("\ndatabase_up 1\n"), "{metrics}");
 }
@@ -160,8 +158,7 @@ async fn with_the_database_hanging_metrics_answer_at_once_and_the_rest_once_noti
 async fn with_the_database_cut_off_catalog_reads_come_from_the_view() {
     let (app, proxy) = spawn_behind_proxy().await;
     for slug in ["alpha", "beta"] {
-        let res = app.post_project(Some(ADMIN_KEY), &project(slug)).await;
-        assert_eq!(res.status(), 201);
+        app.create_project(&project(slug)).await;
     }
     proxy.set(Line::Cut);
     wait_database(&app, "disconnected").await;

@@ -49,19 +49,15 @@ async fn the_original_minimal_body_is_accepted() {
         "hub_url": "http://localhost:9003",
         "mesh_namespace": "hub.newproject"
     });
-    let res = app.post_project(Some(ADMIN_KEY), &body).await;
-    assert_eq!(res.status(), 201);
+    app.create_project(&body).await;
     // The original service's own example, as its clients send it.
     let body = json!({"slug": "commandcenter", "name": "CommandCenter",
         "hub_url": "http://localhost:8000", "mesh_namespace": "hub.commandcenter",
         "tags": ["python", "fastapi", "rag"]});
-    let res = app.post_project(Some(ADMIN_KEY), &body).await;
-    assert_eq!(res.status(), 201);
+    app.create_project(&body).await;
     // And `slug` for `project_slug`, with the namespace derived.
     let body = json!({"slug": "other", "name": "Other", "hub_url": "http://localhost:9004"});
-    let res = app.post_project(Some(ADMIN_KEY), &body).await;
-    assert_eq!(res.status(), 201);
-    let p: Value = res.json().await.unwrap();
+    let p = app.create_project(&body).await;
     assert_eq!(p["mesh_namespace"], "hub.other");
 }
 

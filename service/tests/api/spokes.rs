@@ -627,8 +627,7 @@ async fn public_idps_are_approved_spokes_whose_hub_is_live() {
     spoke_in(&app, "BEL", "pending").await;
     spoke_in(&app, "ITA", "suspended").await;
     for slug in ["fra", "nld", "deu", "bel", "ita"] {
-        let res = app.post_project(Some(ADMIN_KEY), &project(slug)).await;
-        assert_eq!(res.status(), 201);
+        app.create_project(&project(slug)).await;
     }
     app.sql(
         "UPDATE projects SET status = CASE slug WHEN 'nld' THEN 'degraded' WHEN 'deu' THEN 'offline' ELSE 'online' END",
