@@ -28,6 +28,12 @@ async fn spawn_behind_proxy() -> (TestApp, TcpProxy) {
     (app, proxy)
 }
 
+/// A GET with the admin key, answered within the bound.
+async fn prompt_get(app: &TestApp, path: &str, what: &str) -> reqwest::Response {
+    let req = app.client.get(app.url(path)).header("X-API-Key", ADMIN_KEY);
+    prompt(req, what).await
+}
+
 async fn wait_database(app: &TestApp, status: &'static str) {
     testkit::eventually(WAIT, status, || async {
         let body: Value = app.try_get_value("/health/db", None).await?;
@@ -162,30 +168,19 @@ async fn with_the_database_cut_off_catalog_reads_come_from_the_view() {
     }
     proxy.set(Line::Cut);
     wait_database(&app, "disconnected").await;
-    let c = &app.client;
-    let res = prompt(
-        c.get(app.url("/api/fed/projects/alpha"))
-            .header("X-API-Key", ADMIN_KEY),
-        "GET one project",
-    )
-    .await;
+    let res = prompt_get(&app, "/api/fed/projects/alpha", "GET one project").await;
     assert_eq!(res.status(), 200);
     let p: Value = res.json().await.unwrap();
     assert_eq!(p["slug"], "alpha");
-    let res = prompt(
-        c.get(app.url("/api/fed/projects?status=offline"))
-            .header("X-API-Key", ADMIN_KEY),
-        "list projects",
-    )
-    .await;
+    let res = prompt_get(&app, "/api/fed/projects?status=offline", "list projects").await;
     assert_eq!(res.status(), 200);
     let list: Value = res.json().await.unwrap();
     assert_eq!(list.as_array().unwrap().len(), 2);
     // What the view does not have needs the database: 503 at once, not a
     // 404 (it may exist) and not a wait.
-    let res = prompt(
-        c.get(app.url("/api/fed/projects/gamma"))
-            .header("X-API-Key", ADMIN_KEY),
+    let res = prompt_get(
+        &app,
+        "/api/fed/projects/gamma",
         "GET a project the view lacks",
     )
     .await;

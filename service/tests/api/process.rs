@@ -29,16 +29,19 @@ pub fn serve(db_url: &str, port: u16) -> Command {
     cmd
 }
 
-/// [`serve`] with `env` besides, its output piped, once it is ready.
-async fn serve_ready(db_url: &str, port: u16, env: &[(&str, &str)]) -> Child {
-    let child = serve(db_url, port)
+/// [`serve`] on a new database and a free port, with `env` besides, its
+/// output piped, once it is ready.
+async fn serve_ready(env: &[(&str, &str)]) -> (TestDb, u16, Child) {
+    let db = TestDb::create().await;
+    let port = testkit::free_port();
+    let child = serve(&db.url, port)
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     wait_ready(port).await;
-    child
+    (db, port, child)
 }
 
 /// [`serve`] with `env` besides, its output dropped; returns at once.
@@ -242,18 +245,12 @@ pub fn signal(pid: u32, sig: &str) {
 
 #[tokio::test]
 async fn serve_logs_no_key_material_and_stops_cleanly_on_sigterm() {
-    let db = TestDb::create().await;
-    let port = testkit::free_port();
-    let child = serve_ready(
-        &db.url,
-        port,
-        &[
-            ("FEDERATION_AGENT_API_KEYS", AGENT_KEY),
-            ("FEDERATION__NATS__ENABLED", "false"),
-            ("FEDERATION__SERVER__HOST", "127.0.0.1"),
-            ("RUST_LOG", "debug"),
-        ],
-    )
+    let (_db, port, child) = serve_ready(&[
+        ("FEDERATION_AGENT_API_KEYS", AGENT_KEY),
+        ("FEDERATION__NATS__ENABLED", "false"),
+        ("FEDERATION__SERVER__HOST", "127.0.0.1"),
+        ("RUST_LOG", "debug"),
+    ])
     .await;
 
     let client = reqwest::Client::new();
@@ -307,9 +304,7 @@ async fn serve_logs_no_key_material_and_stops_cleanly_on_sigterm() {
 
 #[tokio::test]
 async fn serve_stops_cleanly_on_sigint() {
-    let db = TestDb::create().await;
-    let port = testkit::free_port();
-    let child = serve_ready(&db.url, port, &[("FEDERATION__NATS__ENABLED", "false")]).await;
+    let (_db, _, child) = serve_ready(&[("FEDERATION__NATS__ENABLED", "false")]).await;
     let (out, _) = stop_with(child, "-INT").await;
     assert_eq!(
         out.status.code(),
@@ -323,15 +318,8 @@ async fn serve_stops_cleanly_on_sigint() {
 async fn nats_credentials_stay_out_of_trace_logs() {
     let nats =
         testkit::NatsServer::start_with_args(&["--user", "hub", "--pass", "tr4ce-s3cret"]).await;
-    let db = TestDb::create().await;
-    let port = testkit::free_port();
     let nats_url = format!("nats://hub:tr4ce-s3cret@127.0.0.1:{}", nats.port());
-    let child = serve_ready(
-        &db.url,
-        port,
-        &[("NATS_URL", &nats_url), ("RUST_LOG", "trace")],
-    )
-    .await;
+    let (_db, _, child) = serve_ready(&[("NATS_URL", &nats_url), ("RUST_LOG", "trace")]).await;
     let (out, logs) = stop_with(child, "-TERM").await;
     assert_eq!(out.status.code(), Some(0));
     assert!(logs.contains("connected to NATS"), "never connected");
@@ -343,17 +331,11 @@ async fn nats_credentials_stay_out_of_trace_logs() {
 
 #[tokio::test]
 async fn a_flood_of_wrong_keys_logs_a_few_lines_not_one_each() {
-    let db = TestDb::create().await;
-    let port = testkit::free_port();
-    let child = serve_ready(
-        &db.url,
-        port,
-        &[
-            ("FEDERATION__NATS__ENABLED", "false"),
-            ("FEDERATION__SERVER__HOST", "127.0.0.1"),
-            ("LOG_LEVEL", "info"),
-        ],
-    )
+    let (_db, port, child) = serve_ready(&[
+        ("FEDERATION__NATS__ENABLED", "false"),
+        ("FEDERATION__SERVER__HOST", "127.0.0.1"),
+        ("LOG_LEVEL", "info"),
+    ])
     .await;
 
     let client = reqwest::Client::new();

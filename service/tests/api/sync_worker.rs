@@ -49,6 +49,13 @@ async fn worker_rig() -> WorkerRig {
     }
 }
 
+/// The rig, and a service started on it.
+async fn worker_app() -> (WorkerRig, TestApp) {
+    let rig = worker_rig().await;
+    let app = spawn_app_yaml(&rig.yaml).await;
+    (rig, app)
+}
+
 async fn consumer_info(nats: &NatsServer) -> Option<jetstream::consumer::Info> {
     let client = async_nats::connect(nats.url()).await.ok()?;
     let js = jetstream::new(client);
@@ -104,14 +111,8 @@ async fn publish_events(nats: &NatsServer, n: usize) {
 
 #[tokio::test]
 async fn approving_a_spoke_makes_the_worker_write_the_file_and_create_the_idp() {
-    let WorkerRig {
-        nats,
-        stub,
-        _dir,
-        tfvars,
-        yaml,
-    } = worker_rig().await;
-    let app = spawn_app_yaml(&yaml).await;
+    let (rig, app) = worker_app().await;
+    let (nats, stub, tfvars) = (&rig.nats, &rig.stub, &rig.tfvars);
 
     // The worker's first run renders the empty registry.
     eventually(QUICK, "the startup run to write an empty map", || {
@@ -167,14 +168,8 @@ async fn approving_a_spoke_makes_the_worker_write_the_file_and_create_the_idp() 
 
 #[tokio::test]
 async fn a_burst_of_events_becomes_one_run_and_events_are_acked_only_after_it() {
-    let WorkerRig {
-        nats,
-        stub,
-        _dir,
-        tfvars,
-        yaml,
-    } = worker_rig().await;
-    let app = spawn_app_yaml(&yaml).await;
+    let (rig, app) = worker_app().await;
+    let (nats, stub, tfvars) = (&rig.nats, &rig.stub, &rig.tfvars);
     eventually(QUICK, "the durable consumer", || consumer_info(&nats)).await;
     eventually(QUICK, "the startup run", || async {
         tfvars.exists().then_some(())
