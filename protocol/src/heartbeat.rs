@@ -488,6 +488,11 @@ mod tests {
 
     const MAX: usize = DEFAULT_MAX_PAYLOAD_BYTES;
 
+    /// The heartbeat's timestamp, in RFC 3339.
+    fn timestamp(hb: &Heartbeat) -> String {
+        hb.timestamp.unwrap().to_rfc3339()
+    }
+
     fn payload(slug: &str) -> String {
         format!(
             r#"{{"project_slug":"{slug}","mesh_namespace":"hub.{slug}","hub_url":"http://{slug}:9001","status":"online","timestamp":"2026-01-01T00:00:00Z"}}"#
@@ -506,10 +511,7 @@ mod tests {
         assert_eq!(hb.project_slug, "commandcenter");
         assert_eq!(hb.status, HubStatus::Online, "missing status means online");
         assert_eq!(hb.hub_url.as_deref(), Some("http://localhost:3000"));
-        assert_eq!(
-            hb.timestamp.unwrap().to_rfc3339(),
-            "2025-11-18T04:00:00+00:00"
-        );
+        assert_eq!(timestamp(&hb), "2025-11-18T04:00:00+00:00");
     }
 
     #[test]
@@ -596,10 +598,7 @@ mod tests {
         assert_eq!(hb.seq, Some(7));
         assert_eq!(hb.interval_s, Some(30));
         assert_eq!(hb.agent_id.as_deref(), Some("ag-1"));
-        assert_eq!(
-            hb.timestamp.unwrap().to_rfc3339(),
-            "2025-12-31T22:00:00+00:00"
-        );
+        assert_eq!(timestamp(&hb), "2025-12-31T22:00:00+00:00");
     }
 
     #[test]

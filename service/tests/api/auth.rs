@@ -35,29 +35,15 @@ async fn every_keyed_route_answers_401_without_a_key_and_403_with_a_wrong_one() 
     }
     for (method, path, _) in keyed {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let res = app
-            .client
-            .request(m.clone(), app.url(path))
-            .header("content-type", "application/json")
-            .body("{}")
-            .send()
-            .await
-            .unwrap();
+        let res = app.send_raw(m.clone(), path, None, JSON_BODY).await;
         let www = res.headers().get("www-authenticate").cloned();
         let body = assert_problem(res, 401).await;
         assert!(www.is_some(), "{method} {path}: no WWW-Authenticate");
         assert!(www.unwrap().to_str().unwrap().contains("X-API-Key"));
         assert!(body["detail"].as_str().unwrap().contains("X-API-Key"));
 
-        let res = app
-            .client
-            .request(m, app.url(path))
-            .header("X-API-Key", "not-a-key-not-a-key-not-a-key")
-            .header("content-type", "application/json")
-            .body("{}")
-            .send()
-            .await
-            .unwrap();
+        let wrong = Some("not-a-key-not-a-key-not-a-key");
+        let res = app.send_raw(m, path, wrong, JSON_BODY).await;
         assert_problem(res, 403).await;
     }
 }

@@ -47,9 +47,7 @@ async fn the_original_services_documented_heartbeat_is_accepted_unchanged() {
 #[tokio::test]
 async fn a_field_left_out_never_erases_what_is_stored() {
     let r = rig("").await;
-    r.register("alpha").await;
-    r.beat("alpha", "online").await;
-    let full = r.wait_status("alpha", "online").await;
+    let full = r.online("alpha").await;
     assert_eq!(full["agent_id"], "test-agent");
     r.publish(
         "hub.presence.alpha",

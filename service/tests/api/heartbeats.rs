@@ -55,6 +55,13 @@ impl Rig {
         self.app.create_project(&project(slug)).await;
     }
 
+    /// Registers the hub, beats once and waits until it is online.
+    pub async fn online(&self, slug: &str) -> Value {
+        self.register(slug).await;
+        self.beat(slug, "online").await;
+        self.wait_status(slug, "online").await
+    }
+
     pub async fn project(&self, slug: &str) -> Value {
         self.app
             .get_value(&format!("/api/fed/projects/{slug}"), Some(ADMIN_KEY))
@@ -102,9 +109,7 @@ pub fn metric_value(text: &str, prefix: &str) -> f64 {
 #[tokio::test]
 async fn a_heartbeat_makes_a_registered_hub_online_with_its_details() {
     let r = rig("").await;
-    r.register("alpha").await;
-    r.beat("alpha", "online").await;
-    let p = r.wait_status("alpha", "online").await;
+    let p = r.online("alpha").await;
     assert!(p["last_heartbeat_at"].is_string());
     assert_eq!(p["agent_id"], "test-agent");
     assert_eq!(p["agent_version"], "9.9.9");

@@ -17,6 +17,9 @@ pub const ADMIN_KEY: &str = "admin-key-for-tests-0123456789";
 pub const ADMIN_KEY_2: &str = "admin-key-rotated-in-9876543210";
 pub const AGENT_KEY: &str = "agent-key-for-tests-0123456789";
 
+/// An empty JSON object as a raw body, for [`TestApp::send_raw`].
+pub const JSON_BODY: (&str, &str) = ("application/json", "{}");
+
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
@@ -232,6 +235,25 @@ impl TestApp {
 
     pub async fn delete(&self, path: &str, key: Option<&str>) -> reqwest::Response {
         let mut req = self.client.delete(self.url(path));
+        if let Some(k) = key {
+            req = req.header("X-API-Key", k);
+        }
+        req.send().await.expect("request")
+    }
+
+    /// Any method, with a raw body of `content_type`.
+    pub async fn send_raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: Option<&str>,
+        (content_type, body): (&str, &'static str),
+    ) -> reqwest::Response {
+        let mut req = self
+            .client
+            .request(method, self.url(path))
+            .header("content-type", content_type)
+            .body(body);
         if let Some(k) = key {
             req = req.header("X-API-Key", k);
         }

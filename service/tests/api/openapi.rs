@@ -103,15 +103,7 @@ async fn every_documented_operation_is_routed() {
                 .replace("{slug}", "alpha")
                 .replace("{id}", "spoke-fra-00000000");
             let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-            let res = app
-                .client
-                .request(m, app.url(&concrete))
-                .header("X-API-Key", ADMIN_KEY)
-                .header("content-type", "application/json")
-                .body("{}")
-                .send()
-                .await
-                .unwrap();
+            let res = app.send_raw(m, &concrete, Some(ADMIN_KEY), JSON_BODY).await;
             let status = res.status().as_u16();
             let streaming = res
                 .headers()

@@ -1,3 +1,4 @@
+use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
@@ -108,28 +109,21 @@ async fn namespace_must_match_the_slug() {
 #[tokio::test]
 async fn malformed_bodies_get_problem_documents() {
     let app = spawn_app().await;
-    let url = app.url("/api/fed/projects");
+    let url = "/api/fed/projects";
     // Not JSON.
     let res = app
-        .client
-        .post(&url)
-        .header("X-API-Key", ADMIN_KEY)
-        .header("content-type", "application/json")
-        .body("{nope")
-        .send()
-        .await
-        .unwrap();
+        .send_raw(
+            Method::POST,
+            url,
+            Some(ADMIN_KEY),
+            ("application/json", "{nope"),
+        )
+        .await;
     assert_problem(res, 400).await;
     // Wrong content type.
     let res = app
-        .client
-        .post(&url)
-        .header("X-API-Key", ADMIN_KEY)
-        .header("content-type", "text/plain")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+        .send_raw(Method::POST, url, Some(ADMIN_KEY), ("text/plain", "{}"))
+        .await;
     assert_problem(res, 415).await;
     // Missing, mistyped and unknown fields and broken rules: one 422 that
     // lists them all, in words.

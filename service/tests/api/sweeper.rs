@@ -226,9 +226,7 @@ async fn a_nats_outage_marks_nobody_offline_and_says_so() {
     let mut r =
         rig("heartbeat:\n  degraded_after: 1s\n  stale_threshold: 2s\n  check_interval: 1s\n")
             .await;
-    r.register("alpha").await;
-    r.beat("alpha", "online").await;
-    r.wait_status("alpha", "online").await;
+    r.online("alpha").await;
     r.nats.kill().await;
 
     // Blind: self-preservation is announced in /ready (which stays 200: the
