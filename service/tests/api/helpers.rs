@@ -159,12 +159,17 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
-    pub async fn get(&self, path: &str, key: Option<&str>) -> reqwest::Response {
-        let mut req = self.client.get(self.url(path));
-        if let Some(k) = key {
-            req = req.header("X-API-Key", k);
-        }
+    /// Sends `req`, with the API key if there is one.
+    async fn send(&self, req: reqwest::RequestBuilder, key: Option<&str>) -> reqwest::Response {
+        let req = match key {
+            Some(k) => req.header("X-API-Key", k),
+            None => req,
+        };
         req.send().await.expect("request")
+    }
+
+    pub async fn get(&self, path: &str, key: Option<&str>) -> reqwest::Response {
+        self.send(self.client.get(self.url(path)), key).await
     }
 
     pub async fn post_json(
@@ -173,11 +178,8 @@ impl TestApp {
         key: Option<&str>,
         body: &Value,
     ) -> reqwest::Response {
-        let mut req = self.client.post(self.url(path)).json(body);
-        if let Some(k) = key {
-            req = req.header("X-API-Key", k);
-        }
-        req.send().await.expect("request")
+        self.send(self.client.post(self.url(path)).json(body), key)
+            .await
     }
 
     /// GET, and the body as JSON if it is JSON (for `eventually`).
@@ -226,19 +228,12 @@ impl TestApp {
     }
 
     pub async fn put_json(&self, path: &str, key: Option<&str>, body: &Value) -> reqwest::Response {
-        let mut req = self.client.put(self.url(path)).json(body);
-        if let Some(k) = key {
-            req = req.header("X-API-Key", k);
-        }
-        req.send().await.expect("request")
+        self.send(self.client.put(self.url(path)).json(body), key)
+            .await
     }
 
     pub async fn delete(&self, path: &str, key: Option<&str>) -> reqwest::Response {
-        let mut req = self.client.delete(self.url(path));
-        if let Some(k) = key {
-            req = req.header("X-API-Key", k);
-        }
-        req.send().await.expect("request")
+        self.send(self.client.delete(self.url(path)), key).await
     }
 
     /// Any method, with a raw body of `content_type`.
@@ -249,15 +244,12 @@ impl TestApp {
         key: Option<&str>,
         (content_type, body): (&str, &'static str),
     ) -> reqwest::Response {
-        let mut req = self
+        let req = self
             .client
             .request(method, self.url(path))
             .header("content-type", content_type)
             .body(body);
-        if let Some(k) = key {
-            req = req.header("X-API-Key", k);
-        }
-        req.send().await.expect("request")
+        self.send(req, key).await
     }
 
     /// Stops the service and waits for it to exit.
