@@ -7,17 +7,28 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-pub fn spoke_body(code: &str) -> Value {
-    let lower = code.to_lowercase();
+/// A registration of `code` whose IdP answers at these URLs.
+pub fn registration_with(code: &str, idp_public_url: &str, idp_internal_url: &str) -> Value {
     json!({
         "instance_code": code,
         "name": format!("{code} Instance"),
-        "base_url": format!("https://{lower}.example:3010"),
-        "idp_public_url": format!("https://idp.{lower}.example:8453"),
-        "idp_internal_url": format!("https://keycloak-{lower}:8443"),
-        "contact": format!("ops@{lower}.example"),
-        "cert_fingerprint": "AB".repeat(32),
+        "base_url": format!("https://{}.example:3010", code.to_lowercase()),
+        "idp_public_url": idp_public_url,
+        "idp_internal_url": idp_internal_url,
     })
+}
+
+/// A full registration: contact and certificate fingerprint too.
+pub fn spoke_body(code: &str) -> Value {
+    let lower = code.to_lowercase();
+    let mut body = registration_with(
+        code,
+        &format!("https://idp.{lower}.example:8453"),
+        &format!("https://keycloak-{lower}:8443"),
+    );
+    body["contact"] = json!(format!("ops@{lower}.example"));
+    body["cert_fingerprint"] = json!("AB".repeat(32));
+    body
 }
 
 /// Registers a spoke (agent key) and returns it.

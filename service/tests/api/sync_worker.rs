@@ -49,11 +49,17 @@ async fn worker_rig() -> WorkerRig {
     }
 }
 
-/// The rig, and a service started on it.
-async fn worker_app() -> (WorkerRig, TestApp) {
+/// A service started on a new rig, and the rig's parts.
+async fn worker_app() -> (
+    TestApp,
+    NatsServer,
+    KeycloakStub,
+    std::path::PathBuf,
+    tempfile::TempDir,
+) {
     let rig = worker_rig().await;
     let app = spawn_app_yaml(&rig.yaml).await;
-    (rig, app)
+    (app, rig.nats, rig.stub, rig.tfvars, rig._dir)
 }
 
 async fn consumer_info(nats: &NatsServer) -> Option<jetstream::consumer::Info> {
@@ -111,8 +117,7 @@ async fn publish_events(nats: &NatsServer, n: usize) {
 
 #[tokio::test]
 async fn approving_a_spoke_makes_the_worker_write_the_file_and_create_the_idp() {
-    let (rig, app) = worker_app().await;
-    let (nats, stub, tfvars) = (&rig.nats, &rig.stub, &rig.tfvars);
+    let (app, nats, stub, tfvars, _dir) = worker_app().await;
 
     // The worker's first run renders the empty registry.
     eventually(QUICK, "the startup run to write an empty map", || {
@@ -168,8 +173,7 @@ async fn approving_a_spoke_makes_the_worker_write_the_file_and_create_the_idp() 
 
 #[tokio::test]
 async fn a_burst_of_events_becomes_one_run_and_events_are_acked_only_after_it() {
-    let (rig, app) = worker_app().await;
-    let (nats, stub, tfvars) = (&rig.nats, &rig.stub, &rig.tfvars);
+    let (app, nats, stub, tfvars, _dir) = worker_app().await;
     eventually(QUICK, "the durable consumer", || consumer_info(&nats)).await;
     eventually(QUICK, "the startup run", || async {
         tfvars.exists().then_some(())

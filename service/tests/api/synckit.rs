@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use testkit::keycloak::{KeycloakStub, StubConfig};
 
+use crate::fedkit::registration_with;
 use crate::helpers::*;
 
 pub const REALM: &str = "hub";
@@ -54,13 +55,11 @@ pub async fn sync_env_with(extra: &str, more: &str) -> SyncEnv {
 
 pub fn registration(code: &str) -> Value {
     let lower = code.to_lowercase();
-    json!({
-        "instance_code": code,
-        "name": format!("{code} Instance"),
-        "base_url": format!("https://{lower}.example:3010"),
-        "idp_public_url": format!("https://idp.{lower}.example/realms/{lower}"),
-        "idp_internal_url": format!("http://keycloak-{lower}:8080/realms/{lower}"),
-    })
+    registration_with(
+        code,
+        &format!("https://idp.{lower}.example/realms/{lower}"),
+        &format!("http://keycloak-{lower}:8080/realms/{lower}"),
+    )
 }
 
 /// Registers a spoke through the API; returns its id.
