@@ -86,6 +86,43 @@ pub fn background_load(
     })
 }
 
+/// Hub `hub{i}`'s `heartbeat_seq` as the table holds it.
+pub async fn stored_seq(pool: &sqlx::PgPool, i: usize) -> anyhow::Result<Option<u64>> {
+    let seq: Option<i64> = sqlx::query_scalar("SELECT heartbeat_seq FROM projects WHERE slug = $1")
+        .bind(format!("hub{i}"))
+        .fetch_one(pool)
+        .await?;
+    Ok(seq.and_then(|s| u64::try_from(s).ok()))
+}
+
+/// Publishes one heartbeat, number `want`, and times until `seen` reports
+/// it, asking every `pause` (Tokio's timer rounds that up to its 1 ms tick:
+/// the resolution of the measure; asking back to back instead starves the
+/// service of CPU on two cores). An error after 10 s.
+pub async fn time_until_seen<F, Fut>(
+    client: &async_nats::Client,
+    (subject, payload): (Subject, Bytes),
+    want: u64,
+    pause: Duration,
+    mut seen: F,
+) -> anyhow::Result<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<u64>>>,
+{
+    let t0 = std::time::Instant::now();
+    client.publish(subject, payload).await?;
+    client.flush().await?;
+    while seen().await? != Some(want) {
+        anyhow::ensure!(
+            t0.elapsed() < Duration::from_secs(10),
+            "heartbeat {want} never became visible"
+        );
+        tokio::time::sleep(pause).await;
+    }
+    Ok(t0.elapsed())
+}
+
 /// A `federation serve` process.
 pub struct Service {
     pub child: Child,

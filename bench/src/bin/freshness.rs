@@ -341,36 +341,17 @@ async fn visibility(
         let hub = args.hubs + n % PROBES;
         *seq += 1;
         let want = *seq;
-        let (subject, payload) = message(hub, want, HubStatus::Online);
         let path = format!("/api/fed/projects/hub{hub}");
-        let slug = format!("hub{hub}");
-        let t0 = Instant::now();
-        client.publish(subject, payload).await?;
-        client.flush().await?;
-        loop {
-            let seen = match target {
-                Some(r) => r.get(http, &path).await?["heartbeat_seq"].as_u64(),
-                None => sqlx::query_scalar::<_, Option<i64>>(
-                    "SELECT heartbeat_seq FROM projects WHERE slug = $1",
-                )
-                .bind(&slug)
-                .fetch_one(pool)
-                .await?
-                .and_then(|s| u64::try_from(s).ok()),
-            };
-            if seen == Some(want) {
-                break;
+        let heartbeat = message(hub, want, HubStatus::Online);
+        let pause = Duration::from_micros(200);
+        let latency = bench::time_until_seen(client, heartbeat, want, pause, || async {
+            match target {
+                Some(r) => Ok(r.get(http, &path).await?["heartbeat_seq"].as_u64()),
+                None => bench::stored_seq(pool, hub).await,
             }
-            anyhow::ensure!(
-                t0.elapsed() < Duration::from_secs(10),
-                "heartbeat {want} never became visible"
-            );
-            // Tokio's timer rounds this up to its 1 ms tick: that is the
-            // resolution of the measure. Polling back to back instead
-            // starves the service of CPU on two cores.
-            tokio::time::sleep(Duration::from_micros(200)).await;
-        }
-        latencies.push(t0.elapsed());
+        })
+        .await?;
+        latencies.push(latency);
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let (p50, p99, max) = percentiles(&mut latencies);

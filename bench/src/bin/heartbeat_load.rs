@@ -182,26 +182,12 @@ async fn main() -> anyhow::Result<()> {
     for n in 0..args.samples {
         let hub = args.hubs + n % PROBES;
         let seq = 1_000_000 + n as u64;
-        let (subject, payload) = message(hub, seq);
-        let t0 = Instant::now();
-        client.publish(subject, payload).await?;
-        client.flush().await?;
-        loop {
-            let seen: Option<i64> =
-                sqlx::query_scalar("SELECT heartbeat_seq FROM projects WHERE slug = $1")
-                    .bind(format!("hub{hub}"))
-                    .fetch_one(&pool)
-                    .await?;
-            if seen == Some(seq as i64) {
-                break;
-            }
-            anyhow::ensure!(
-                t0.elapsed() < Duration::from_secs(10),
-                "heartbeat {seq} never became visible"
-            );
-            tokio::time::sleep(Duration::from_micros(500)).await;
-        }
-        latencies.push(t0.elapsed());
+        let pause = Duration::from_micros(500);
+        let latency = bench::time_until_seen(&client, message(hub, seq), seq, pause, || {
+            bench::stored_seq(&pool, hub)
+        })
+        .await?;
+        latencies.push(latency);
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     stop.store(true, Ordering::Relaxed);

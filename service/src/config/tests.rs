@@ -36,6 +36,15 @@ fn assert_mentions(e: &ConfigErrors, words: &[&str]) {
     }
 }
 
+/// With an admin key, `yaml` as the file is refused with errors that
+/// mention each of `words`.
+fn file_errors_mention(yaml: &'static str, words: &'static [&'static str]) {
+    with_admin_key(|jail| {
+        assert_mentions(&file_errors(jail, yaml)?, words);
+        Ok(())
+    });
+}
+
 /// Runs `test` in a jail with a clean environment and an admin key.
 fn with_admin_key(test: impl FnOnce(&mut Jail) -> figment::error::Result<()>) {
     Jail::expect_with(|jail| {
@@ -210,11 +219,10 @@ fn every_problem_is_reported_at_once_with_path_and_origin() {
 
 #[test]
 fn unknown_keys_and_sections_are_errors() {
-    with_admin_key(|jail| {
-        let e = file_errors(jail, "server:\n  prot: 1\nservre:\n  port: 1\n")?;
-        assert_mentions(&e, &["servre: is not a known section", "prot"]);
-        Ok(())
-    });
+    file_errors_mention(
+        "server:\n  prot: 1\nservre:\n  port: 1\n",
+        &["servre: is not a known section", "prot"],
+    );
 }
 
 #[test]
@@ -264,11 +272,7 @@ fn a_named_config_file_must_exist_but_the_default_may_not() {
 
 #[test]
 fn broken_yaml_is_located() {
-    with_admin_key(|jail| {
-        let e = file_errors(jail, "server:\n  port: [1,\n")?;
-        assert_mentions(&e, &["f.yaml", "line"]);
-        Ok(())
-    });
+    file_errors_mention("server:\n  port: [1,\n", &["f.yaml", "line"]);
 }
 
 #[test]
