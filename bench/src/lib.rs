@@ -24,9 +24,19 @@ pub fn default_service_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("target/release/federation"))
 }
 
-/// The binary named by `--service-bin`, else [`default_service_bin`].
-pub fn service_bin(arg: &Option<PathBuf>) -> PathBuf {
-    arg.clone().unwrap_or_else(default_service_bin)
+/// The option every load generator takes.
+#[derive(Debug, clap::Args)]
+pub struct ServiceBin {
+    /// The service binary (default: `federation` beside this one).
+    #[arg(long)]
+    service_bin: Option<PathBuf>,
+}
+
+impl ServiceBin {
+    /// The binary named by `--service-bin`, else [`default_service_bin`].
+    pub fn path(&self) -> PathBuf {
+        self.service_bin.clone().unwrap_or_else(default_service_bin)
+    }
 }
 
 /// Hub `hub{i}`'s heartbeat number `seq`, sent by `agent`: its subject and

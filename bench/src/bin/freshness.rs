@@ -58,9 +58,8 @@ struct Args {
     /// Seconds of each wrk run.
     #[arg(long, default_value_t = 10)]
     wrk_secs: u64,
-    /// The service binary (default: `federation` beside this one).
-    #[arg(long)]
-    service_bin: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    service: bench::ServiceBin,
 }
 
 const PROBES: usize = 100;
@@ -90,7 +89,7 @@ impl Replica {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let bin = bench::service_bin(&args.service_bin);
+    let bin = args.service.path();
     let nats = testkit::NatsServer::start().await;
     let db = testkit::TestDb::create().await;
     let thresholds = [

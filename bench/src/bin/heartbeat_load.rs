@@ -46,9 +46,8 @@ struct Args {
     degraded_after: u64,
     #[arg(long, default_value_t = 6)]
     stale_threshold: u64,
-    /// The service binary (default: `federation` beside this one).
-    #[arg(long)]
-    service_bin: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    service: bench::ServiceBin,
 }
 
 const PROBES: usize = 100;
@@ -56,7 +55,7 @@ const PROBES: usize = 100;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let bin = bench::service_bin(&args.service_bin);
+    let bin = args.service.path();
     let nats = testkit::NatsServer::start().await;
     let db = testkit::TestDb::create().await;
     let service = Service::start(
