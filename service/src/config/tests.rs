@@ -28,6 +28,12 @@ fn sorted_paths(e: &ConfigErrors) -> Vec<String> {
     p
 }
 
+/// Asserts that the error at `path` names `origin` as where it came from.
+fn assert_origin(e: &ConfigErrors, path: &str, origin: &str) {
+    let error = e.0.iter().find(|x| x.path == path).unwrap();
+    assert!(error.origin.as_deref().unwrap().contains(origin), "{error}");
+}
+
 /// Asserts that the errors, as text, mention each of `words`.
 fn assert_mentions(e: &ConfigErrors, words: &[&str]) {
     let text = e.to_string();
@@ -160,39 +166,24 @@ fn api_keys_as_json_array_or_comma_list() {
 fn every_problem_is_reported_at_once_with_path_and_origin() {
     Jail::expect_with(|jail| {
         jail.clear_env();
-        jail.create_file(
-            "bad.yaml",
-            "server:\n  port: lots\ndatabase:\n  max_connections: 0\n  url: mysql://x\nheartbeat:\n  stale_threshold: 30s\n  degraded_after: 45s\n  max_batch: 0\nnats:\n  url: http://nats\n  token: t\n  user: u\n  password: p\nlog:\n  level: 'info,,=='\nauth:\n  admin_keys: [short]\n  agent_keys: [short]\ncatalog:\n  projects_file: nowhere.yaml\n",
-        )?;
+        // Every section breaks a rule; the server's port is of the wrong type.
+        let rules = "database:\n  max_connections: 0\n  url: mysql://x\nheartbeat:\n  stale_threshold: 30s\n  degraded_after: 45s\n  max_batch: 0\nnats:\n  url: http://nats\n  token: t\n  user: u\n  password: p\nlog:\n  level: 'info,,=='\nauth:\n  admin_keys: [short]\n  agent_keys: [short]\ncatalog:\n  projects_file: nowhere.yaml\n";
+        jail.create_file("bad.yaml", &format!("server:\n  port: lots\n{rules}"))?;
         jail.set_env("FEDERATION__HEARTBEAT__FLUSH_INTERVAL", "forever");
         let e = load_in(jail, Some("bad.yaml")).unwrap_err();
         // Type errors stop their own section only.
         let p = paths(&e);
         assert!(p.contains(&"server.port".to_owned()), "{e}");
         assert!(p.contains(&"heartbeat.flush_interval".to_owned()), "{e}");
-        let port = e.0.iter().find(|x| x.path == "server.port").unwrap();
-        assert!(
-            port.origin.as_deref().unwrap().contains("bad.yaml"),
-            "{port}"
-        );
-        let flush =
-            e.0.iter()
-                .find(|x| x.path == "heartbeat.flush_interval")
-                .unwrap();
-        assert!(
-            flush
-                .origin
-                .as_deref()
-                .unwrap()
-                .contains("FEDERATION__HEARTBEAT__FLUSH_INTERVAL"),
-            "{flush}"
+        assert_origin(&e, "server.port", "bad.yaml");
+        assert_origin(
+            &e,
+            "heartbeat.flush_interval",
+            "FEDERATION__HEARTBEAT__FLUSH_INTERVAL",
         );
 
         // Fix the type errors: every semantic rule is then reported together.
-        jail.create_file(
-            "bad.yaml",
-            "database:\n  max_connections: 0\n  url: mysql://x\nheartbeat:\n  stale_threshold: 30s\n  degraded_after: 45s\n  max_batch: 0\nnats:\n  url: http://nats\n  token: t\n  user: u\n  password: p\nlog:\n  level: 'info,,=='\nauth:\n  admin_keys: [short]\n  agent_keys: [short]\ncatalog:\n  projects_file: nowhere.yaml\n",
-        )?;
+        jail.create_file("bad.yaml", rules)?;
         jail.set_env("FEDERATION__HEARTBEAT__FLUSH_INTERVAL", "100ms");
         let e = load_in(jail, Some("bad.yaml")).unwrap_err();
         let p = sorted_paths(&e);
@@ -248,11 +239,7 @@ fn each_problem_of_a_section_is_a_sentence_with_its_origin() {
         ] {
             assert!(lines.iter().any(|l| l.starts_with(want)), "{want}\nnot in:\n{e}");
         }
-        let colour = e.0.iter().find(|x| x.path == "server.colour").unwrap();
-        assert!(
-            colour.origin.as_deref().unwrap().contains("f.yaml"),
-            "{colour}"
-        );
+        assert_origin(&e, "server.colour", "f.yaml");
         // A value that may be a secret is described, never repeated.
         let password = e.0.iter().find(|x| x.path == "nats.password").unwrap();
         assert!(!password.to_string().contains("12345"), "{password}");
