@@ -44,12 +44,8 @@ async fn register_creates_then_updates_then_is_idempotent() {
 async fn the_original_minimal_body_is_accepted() {
     let app = spawn_app().await;
     // As in the original service's README.
-    let body = json!({
-        "project_slug": "newproject",
-        "name": "New Project",
-        "hub_url": "http://localhost:9003",
-        "mesh_namespace": "hub.newproject"
-    });
+    let body = json!({"project_slug": "newproject", "name": "New Project",
+        "hub_url": "http://localhost:9003", "mesh_namespace": "hub.newproject"});
     app.create_project(&body).await;
     // The original service's own example, as its clients send it.
     let body = json!({"slug": "commandcenter", "name": "CommandCenter",
@@ -65,27 +61,18 @@ async fn the_original_minimal_body_is_accepted() {
 #[tokio::test]
 async fn invalid_fields_are_all_listed_and_nothing_is_written() {
     let app = spawn_app().await;
-    let body = json!({
-        "project_slug": "Bad_Slug",
-        "name": "",
-        "hub_url": "ftp://nope",
-        "tags": [""],
-        "allow_fanout": ["hub.Nope!"],
-    });
+    let body = json!({"project_slug": "Bad_Slug", "name": "", "hub_url": "ftp://nope",
+        "tags": [""], "allow_fanout": ["hub.Nope!"]});
     let res = app.post_project(Some(ADMIN_KEY), &body).await;
     let problem = assert_problem(res, 422).await;
-    let fields = error_fields(&problem);
-    assert_eq!(
-        fields,
-        [
-            "allow_fanout[0]",
-            "hub_url",
-            "name",
-            "project_slug",
-            "tags[0]"
-        ],
-        "{problem}"
-    );
+    let want = [
+        "allow_fanout[0]",
+        "hub_url",
+        "name",
+        "project_slug",
+        "tags[0]",
+    ];
+    assert_eq!(error_fields(&problem), want, "{problem}");
     for e in problem["errors"].as_array().unwrap() {
         assert!(!e["message"].as_str().unwrap().is_empty());
     }
