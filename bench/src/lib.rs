@@ -96,6 +96,26 @@ pub fn background_load(
     })
 }
 
+/// Asks `done` every `pause` until it says yes; after `limit`, an error
+/// that says `what` did not happen.
+pub async fn wait_until<F, Fut>(
+    limit: Duration,
+    pause: Duration,
+    what: &str,
+    mut done: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let t0 = std::time::Instant::now();
+    while !done().await? {
+        anyhow::ensure!(t0.elapsed() < limit, "{what}");
+        tokio::time::sleep(pause).await;
+    }
+    Ok(())
+}
+
 /// Hub `hub{i}`'s `heartbeat_seq` as the table holds it.
 pub async fn stored_seq(pool: &sqlx::PgPool, i: usize) -> anyhow::Result<Option<u64>> {
     let seq: Option<i64> = sqlx::query_scalar("SELECT heartbeat_seq FROM projects WHERE slug = $1")

@@ -375,20 +375,13 @@ async fn wait_listed(
     n: usize,
     limit: Duration,
 ) -> anyhow::Result<()> {
-    let t0 = Instant::now();
     let path = format!("/api/fed/projects?{query}");
-    loop {
+    let what = format!("{} never listed {n} hubs with ?{query}", r.name);
+    bench::wait_until(limit, Duration::from_millis(1), &what, || async {
         let list = r.get(http, &path).await?;
-        if list.as_array().map_or(0, Vec::len) >= n {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            t0.elapsed() < limit,
-            "{} never listed {n} hubs with ?{query}",
-            r.name
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+        Ok(list.as_array().map_or(0, Vec::len) >= n)
+    })
+    .await
 }
 
 fn which_wrk() -> bool {

@@ -282,12 +282,11 @@ async fn wait_metric(
     want: f64,
     limit: Duration,
 ) -> anyhow::Result<()> {
-    let t0 = Instant::now();
-    while service.metric(http, name).await < want {
-        anyhow::ensure!(t0.elapsed() < limit, "{name} did not reach {want}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
+    let what = format!("{name} did not reach {want}");
+    bench::wait_until(limit, Duration::from_millis(50), &what, || async {
+        Ok(service.metric(http, name).await >= want)
+    })
+    .await
 }
 
 fn message(i: usize, seq: u64) -> (Subject, Bytes) {

@@ -140,20 +140,17 @@ fn api_keys_as_json_array_or_comma_list() {
         jail.set_env("FEDERATION_API_KEYS", format!(r#"["{ADMIN}","{ADMIN}-2"]"#));
         jail.set_env("FEDERATION_AGENT_API_KEYS", format!("{AGENT}, {AGENT}-2"));
         let s = load_in(jail, None).unwrap();
-        let admin: Vec<_> = s
-            .auth
-            .admin_keys
-            .iter()
-            .map(|k| k.expose_secret().to_owned())
-            .collect();
-        let agent: Vec<_> = s
-            .auth
-            .agent_keys
-            .iter()
-            .map(|k| k.expose_secret().to_owned())
-            .collect();
-        assert_eq!(admin, [ADMIN.to_owned(), format!("{ADMIN}-2")]);
-        assert_eq!(agent, [AGENT.to_owned(), format!("{AGENT}-2")]);
+        let exposed = |keys: &[SecretString]| -> Vec<String> {
+            keys.iter().map(|k| k.expose_secret().to_owned()).collect()
+        };
+        assert_eq!(
+            exposed(&s.auth.admin_keys),
+            [ADMIN.to_owned(), format!("{ADMIN}-2")]
+        );
+        assert_eq!(
+            exposed(&s.auth.agent_keys),
+            [AGENT.to_owned(), format!("{AGENT}-2")]
+        );
 
         jail.set_env("FEDERATION__AUTH__ADMIN_KEYS", format!(r#"["{ADMIN}-3"]"#));
         let s = load_in(jail, None).unwrap();

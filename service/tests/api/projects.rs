@@ -203,20 +203,13 @@ async fn get_list_and_filters() {
         assert_eq!(strings(&list, "slug"), slugs, "{query}");
     }
 
-    let problem = assert_problem(
-        app.get("/api/fed/projects?status=sleeping", Some(ADMIN_KEY))
-            .await,
-        422,
-    )
-    .await;
-    assert_eq!(problem["errors"][0]["field"], "status", "{problem}");
-    let problem = assert_problem(
-        app.get("/api/fed/projects?stauts=online", Some(ADMIN_KEY))
-            .await,
-        422,
-    )
-    .await;
-    assert_eq!(problem["errors"][0]["field"], "stauts", "{problem}");
+    for (query, field) in [("status=sleeping", "status"), ("stauts=online", "stauts")] {
+        let res = app
+            .get(&format!("/api/fed/projects?{query}"), Some(ADMIN_KEY))
+            .await;
+        let problem = assert_problem(res, 422).await;
+        assert_eq!(problem["errors"][0]["field"], field, "{problem}");
+    }
 
     let one: Value = app
         .get_value("/api/fed/projects/beta", Some(ADMIN_KEY))
