@@ -4,9 +4,15 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use async_nats::Subject;
+use bytes::Bytes;
+use chrono::Utc;
+use protocol::{Heartbeat, HubStatus};
 
 pub const ADMIN_KEY: &str = "bench-admin-key-0123456789abcdef";
 
@@ -16,6 +22,135 @@ pub fn default_service_bin() -> PathBuf {
         .ok()
         .and_then(|p| p.parent().map(|d| d.join("federation")))
         .unwrap_or_else(|| PathBuf::from("target/release/federation"))
+}
+
+/// The option every load generator takes.
+#[derive(Debug, clap::Args)]
+pub struct ServiceBin {
+    /// The service binary (default: `federation` beside this one).
+    #[arg(long)]
+    service_bin: Option<PathBuf>,
+}
+
+impl ServiceBin {
+    /// The binary named by `--service-bin`, else [`default_service_bin`].
+    pub fn path(&self) -> PathBuf {
+        self.service_bin.clone().unwrap_or_else(default_service_bin)
+    }
+}
+
+/// Hub `hub{i}`'s heartbeat number `seq`, sent by `agent`: its subject and
+/// payload.
+pub fn heartbeat(i: usize, seq: u64, status: HubStatus, agent: &str) -> (Subject, Bytes) {
+    let slug = format!("hub{i}");
+    let hb = Heartbeat {
+        project_slug: slug.clone(),
+        mesh_namespace: Some(protocol::mesh_namespace(&slug)),
+        hub_url: Some(format!("http://{slug}:9001")),
+        status,
+        timestamp: Some(Utc::now()),
+        agent_id: Some(agent.into()),
+        seq: Some(seq),
+        interval_s: Some(30),
+        version: Some("bench".into()),
+    };
+    (
+        Subject::from(protocol::subjects::heartbeat_subject(&slug)),
+        hb.to_payload().into(),
+    )
+}
+
+/// Publishes every message once, then flushes.
+pub async fn publish_each(
+    client: &async_nats::Client,
+    messages: &[(Subject, Bytes)],
+) -> anyhow::Result<()> {
+    for (subject, payload) in messages {
+        client.publish(subject.clone(), payload.clone()).await?;
+    }
+    client.flush().await?;
+    Ok(())
+}
+
+/// Steady load until `stop`: every `tick`, the next `per_tick` of the first
+/// `hubs` messages, round robin. Publish errors are ignored.
+pub fn background_load(
+    client: async_nats::Client,
+    messages: Arc<Vec<(Subject, Bytes)>>,
+    hubs: usize,
+    (tick, per_tick): (Duration, usize),
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut i = 0usize;
+        let mut next = tokio::time::Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            for _ in 0..per_tick {
+                let (subject, payload) = &messages[i % hubs];
+                let _ = client.publish(subject.clone(), payload.clone()).await;
+                i += 1;
+            }
+            next += tick;
+            tokio::time::sleep_until(next).await;
+        }
+    })
+}
+
+/// Asks `done` every `pause` until it says yes; after `limit`, an error
+/// that says `what` did not happen.
+pub async fn wait_until<F, Fut>(
+    limit: Duration,
+    pause: Duration,
+    what: &str,
+    mut done: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let t0 = std::time::Instant::now();
+    while !done().await? {
+        anyhow::ensure!(t0.elapsed() < limit, "{what}");
+        tokio::time::sleep(pause).await;
+    }
+    Ok(())
+}
+
+/// Hub `hub{i}`'s `heartbeat_seq` as the table holds it.
+pub async fn stored_seq(pool: &sqlx::PgPool, i: usize) -> anyhow::Result<Option<u64>> {
+    let seq: Option<i64> = sqlx::query_scalar("SELECT heartbeat_seq FROM projects WHERE slug = $1")
+        .bind(format!("hub{i}"))
+        .fetch_one(pool)
+        .await?;
+    Ok(seq.and_then(|s| u64::try_from(s).ok()))
+}
+
+/// Publishes one heartbeat, number `want`, and times until `seen` reports
+/// it, asking every `pause` (Tokio's timer rounds that up to its 1 ms tick:
+/// the resolution of the measure; asking back to back instead starves the
+/// service of CPU on two cores). An error after 10 s.
+pub async fn time_until_seen<F, Fut>(
+    client: &async_nats::Client,
+    (subject, payload): (Subject, Bytes),
+    want: u64,
+    pause: Duration,
+    mut seen: F,
+) -> anyhow::Result<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<u64>>>,
+{
+    let t0 = std::time::Instant::now();
+    client.publish(subject, payload).await?;
+    client.flush().await?;
+    while seen().await? != Some(want) {
+        anyhow::ensure!(
+            t0.elapsed() < Duration::from_secs(10),
+            "heartbeat {want} never became visible"
+        );
+        tokio::time::sleep(pause).await;
+    }
+    Ok(t0.elapsed())
 }
 
 /// A `federation serve` process.

@@ -120,12 +120,15 @@ fn registering(c: &Catalog) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn signal(child: &Child, sig: &str) {
+/// Sends `sig`, then waits for the process to exit: its exit code and
+/// stderr.
+async fn stop_with(child: Child, sig: &str) -> (Option<i32>, String) {
     assert!(Command::new("kill")
         .args([sig, &child.id().to_string()])
         .status()
         .unwrap()
         .success());
+    exit_code(child).await
 }
 
 /// Waits for the process to exit (bounded, so a hang fails the test).
@@ -162,8 +165,7 @@ async fn the_agent_registers_its_hub_keeps_it_online_and_says_offline_on_sigterm
     })
     .await;
 
-    signal(&child, "-TERM");
-    let (code, logs) = exit_code(child).await;
+    let (code, logs) = stop_with(child, "-TERM").await;
     assert_eq!(code, Some(0), "{logs}");
     assert!(logs.contains("offline heartbeat sent"), "{logs}");
     // Offline at once, said by the hub itself, not found by the sweeper.
@@ -194,8 +196,7 @@ async fn a_killed_agent_goes_degraded_then_offline_at_the_deadlines() {
         || async { (c.project("alpha").await?["heartbeat_seq"].as_i64()? >= 15).then_some(()) },
     )
     .await;
-    signal(&child, "-KILL");
-    let _ = exit_code(child).await;
+    let _ = stop_with(child, "-KILL").await;
     c.wait_status("alpha", "degraded").await;
     c.wait_status("alpha", "offline").await;
     let last: DateTime<Utc> =
@@ -238,8 +239,7 @@ async fn a_failing_health_probe_reports_degraded() {
     c.wait_status("sick", "degraded").await;
     c.wait_status("well", "online").await;
     for child in [a, b] {
-        signal(&child, "-TERM");
-        assert_eq!(exit_code(child).await.0, Some(0));
+        assert_eq!(stop_with(child, "-TERM").await.0, Some(0));
     }
     c.stop.cancel();
 }
@@ -266,8 +266,7 @@ async fn the_agent_survives_a_nats_restart_and_resumes() {
         },
     )
     .await;
-    signal(&child, "-TERM");
-    assert_eq!(exit_code(child).await.0, Some(0));
+    assert_eq!(stop_with(child, "-TERM").await.0, Some(0));
     c.stop.cancel();
 }
 
@@ -279,8 +278,7 @@ async fn sigterm_with_nats_unreachable_still_exits_promptly() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     nats.kill().await;
     let started = std::time::Instant::now();
-    signal(&child, "-TERM");
-    let (code, logs) = exit_code(child).await;
+    let (code, logs) = stop_with(child, "-TERM").await;
     assert_eq!(code, Some(0), "{logs}");
     assert!(
         started.elapsed() < Duration::from_secs(2),
@@ -365,16 +363,14 @@ async fn with_per_hub_nats_credentials_an_agent_speaks_only_for_its_own_hub() {
     assert_eq!(b["status"], "offline", "{b}");
     assert!(b["last_heartbeat_at"].is_null(), "{b}");
 
-    signal(&beta, "-TERM");
-    let (_, logs) = exit_code(beta).await;
+    let (_, logs) = stop_with(beta, "-TERM").await;
     let seed = secrecy::ExposeSecret::expose_secret(&issued.creds)
         .lines()
         .find(|l| l.starts_with("SU"))
         .unwrap()
         .to_owned();
     assert!(!logs.contains(&seed), "a seed appears in the agent's logs");
-    signal(&alpha, "-TERM");
-    let (code, logs) = exit_code(alpha).await;
+    let (code, logs) = stop_with(alpha, "-TERM").await;
     assert_eq!(code, Some(0), "{logs}");
     assert!(!logs.contains(&seed), "a seed appears in the agent's logs");
     c.stop.cancel();

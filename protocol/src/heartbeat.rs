@@ -488,6 +488,11 @@ mod tests {
 
     const MAX: usize = DEFAULT_MAX_PAYLOAD_BYTES;
 
+    /// The heartbeat's timestamp, in RFC 3339.
+    fn timestamp(hb: &Heartbeat) -> String {
+        hb.timestamp.unwrap().to_rfc3339()
+    }
+
     fn payload(slug: &str) -> String {
         format!(
             r#"{{"project_slug":"{slug}","mesh_namespace":"hub.{slug}","hub_url":"http://{slug}:9001","status":"online","timestamp":"2026-01-01T00:00:00Z"}}"#
@@ -506,10 +511,7 @@ mod tests {
         assert_eq!(hb.project_slug, "commandcenter");
         assert_eq!(hb.status, HubStatus::Online, "missing status means online");
         assert_eq!(hb.hub_url.as_deref(), Some("http://localhost:3000"));
-        assert_eq!(
-            hb.timestamp.unwrap().to_rfc3339(),
-            "2025-11-18T04:00:00+00:00"
-        );
+        assert_eq!(timestamp(&hb), "2025-11-18T04:00:00+00:00");
     }
 
     #[test]
@@ -596,10 +598,7 @@ mod tests {
         assert_eq!(hb.seq, Some(7));
         assert_eq!(hb.interval_s, Some(30));
         assert_eq!(hb.agent_id.as_deref(), Some("ag-1"));
-        assert_eq!(
-            hb.timestamp.unwrap().to_rfc3339(),
-            "2025-12-31T22:00:00+00:00"
-        );
+        assert_eq!(timestamp(&hb), "2025-12-31T22:00:00+00:00");
     }
 
     #[test]
@@ -616,173 +615,112 @@ mod tests {
         let ok = payload("alpha");
         let s = "hub.presence.alpha";
         let long = |n: usize| "x".repeat(n);
-        let cases: Vec<(&str, String, Rejection, &str)> = vec![
+        use Rejection::*;
+        // (whole body, reason, what the detail says)
+        let bodies = [
+            (format!("{ok:<5000}"), TooLarge, "exceeds 4096"),
+            ("not json".into(), NotJson, "not JSON"),
+            ("{\"project_slug\":".into(), NotJson, "not JSON"),
+            ("[1,2]".into(), WrongType, "not a JSON object"),
+            ("7".into(), WrongType, "not a JSON object"),
             (
-                s,
-                format!("{ok:<5000}"),
-                Rejection::TooLarge,
-                "exceeds 4096",
-            ),
-            (s, "not json".into(), Rejection::NotJson, "not JSON"),
-            (
-                s,
-                "{\"project_slug\":".into(),
-                Rejection::NotJson,
-                "not JSON",
-            ),
-            (s, "[1,2]".into(), Rejection::WrongType, "not a JSON object"),
-            (s, "7".into(), Rejection::WrongType, "not a JSON object"),
-            (
-                s,
-                ok.replace("\"online\"", "5"),
-                Rejection::WrongType,
-                "wrong type",
-            ),
-            (
-                s,
                 r#"{"hub_url":"http://a"}"#.into(),
-                Rejection::WrongType,
+                WrongType,
                 "missing field project_slug",
             ),
             (
-                s,
-                r#"{"project_slug":"alpha","seq":-1}"#.into(),
-                Rejection::OutOfRange,
+                payload("beta"),
+                SubjectMismatch,
+                "differs from the slug in the subject",
+            ),
+        ];
+        // (a field beside project_slug alpha, reason, what the detail says)
+        let fields = [
+            (r#""seq":-1"#.into(), OutOfRange, "seq is out of range"),
+            (
+                r#""seq":9223372036854775808"#.into(),
+                OutOfRange,
                 "seq is out of range",
             ),
+            (r#""seq":1.5"#.into(), WrongType, "seq must be an integer"),
             (
-                s,
-                r#"{"project_slug":"alpha","seq":9223372036854775808}"#.into(),
-                Rejection::OutOfRange,
-                "seq is out of range",
-            ),
-            (
-                s,
-                r#"{"project_slug":"alpha","seq":1.5}"#.into(),
-                Rejection::WrongType,
-                "seq must be an integer",
-            ),
-            (
-                s,
-                r#"{"project_slug":"alpha","interval_s":0}"#.into(),
-                Rejection::OutOfRange,
+                r#""interval_s":0"#.into(),
+                OutOfRange,
                 "interval_s is out of range",
             ),
+            (r#""interval_s":86401"#.into(), OutOfRange, "interval_s"),
+            (r#""interval_s":"30""#.into(), WrongType, "wrong type"),
             (
-                s,
-                r#"{"project_slug":"alpha","interval_s":86401}"#.into(),
-                Rejection::OutOfRange,
-                "interval_s",
-            ),
-            (
-                s,
-                r#"{"project_slug":"alpha","interval_s":"30"}"#.into(),
-                Rejection::WrongType,
-                "wrong type",
-            ),
-            (
-                s,
-                r#"{"project_slug":"alpha","agent_id":"a\u0000b"}"#.into(),
-                Rejection::BadText,
+                r#""agent_id":"a\u0000b""#.into(),
+                BadText,
                 "agent_id contains control characters",
             ),
             (
-                s,
-                r#"{"project_slug":"alpha","version":"1\n2"}"#.into(),
-                Rejection::BadText,
+                r#""version":"1\n2""#.into(),
+                BadText,
                 "version contains control characters",
             ),
             (
-                s,
-                format!(r#"{{"project_slug":"alpha","agent_id":"{}"}}"#, long(129)),
-                Rejection::BadText,
+                format!(r#""agent_id":"{}""#, long(129)),
+                BadText,
                 "agent_id is longer than 128",
             ),
             (
-                s,
-                format!(r#"{{"project_slug":"alpha","version":"{}"}}"#, long(65)),
-                Rejection::BadText,
+                format!(r#""version":"{}""#, long(65)),
+                BadText,
                 "version is longer than 64",
             ),
+        ];
+        // (text of the good payload, replaced by, reason, what the detail says)
+        let url = "http://alpha:9001";
+        let long_url = format!("http://a/{}", long(2048));
+        let edits = [
+            ("\"online\"", "5", WrongType, "wrong type"),
+            ("\"alpha\"", "\"al_pha\"", BadSlug, "slug rule"),
             (
-                "hub.presence.Alpha",
-                ok.clone(),
-                Rejection::BadSlug,
-                "subject",
-            ),
-            (
-                s,
-                ok.replace("\"alpha\"", "\"al_pha\""),
-                Rejection::BadSlug,
-                "slug rule",
-            ),
-            (
-                s,
-                payload("beta"),
-                Rejection::SubjectMismatch,
-                "differs from the slug in the subject",
-            ),
-            (
-                s,
-                ok.replace("hub.alpha", "hub.beta"),
-                Rejection::NamespaceMismatch,
+                "hub.alpha",
+                "hub.beta",
+                NamespaceMismatch,
                 "mesh_namespace is not hub.alpha",
             ),
+            ("\"online\"", "\"up\"", BadStatus, "status is not"),
+            (url, "ftp://alpha", BadUrl, "hub_url is not http(s)"),
             (
-                s,
-                ok.replace("\"online\"", "\"up\""),
-                Rejection::BadStatus,
-                "status is not",
-            ),
-            (
-                s,
-                ok.replace("http://alpha:9001", "ftp://alpha"),
-                Rejection::BadUrl,
-                "hub_url is not http(s)",
-            ),
-            (
-                s,
-                ok.replace("http://alpha:9001", "not a url"),
-                Rejection::BadUrl,
+                url,
+                "not a url",
+                BadUrl,
                 "hub_url contains control characters or spaces",
             ),
+            (url, "nourl", BadUrl, "hub_url is not a URL"),
+            (url, "http://u:p@alpha", BadUrl, "credentials"),
             (
-                s,
-                ok.replace("http://alpha:9001", "nourl"),
-                Rejection::BadUrl,
-                "hub_url is not a URL",
-            ),
-            (
-                s,
-                ok.replace("http://alpha:9001", "http://u:p@alpha"),
-                Rejection::BadUrl,
-                "credentials",
-            ),
-            (
-                s,
-                ok.replace("http://alpha:9001", "http://alpha\\u0000x:9001"),
-                Rejection::BadUrl,
+                url,
+                "http://alpha\\u0000x:9001",
+                BadUrl,
                 "control characters",
             ),
+            (url, "http://-alpha-/x", BadUrl, "no valid host"),
+            (url, &long_url, BadUrl, "longer than 2048"),
             (
-                s,
-                ok.replace("http://alpha:9001", "http://-alpha-/x"),
-                Rejection::BadUrl,
-                "no valid host",
-            ),
-            (
-                s,
-                ok.replace("http://alpha:9001", &format!("http://a/{}", long(2048))),
-                Rejection::BadUrl,
-                "longer than 2048",
-            ),
-            (
-                s,
-                ok.replace("2026-01-01T00:00:00Z", "1900-01-01T00:00:00Z"),
-                Rejection::BadTimestamp,
+                "2026-01-01T00:00:00Z",
+                "1900-01-01T00:00:00Z",
+                BadTimestamp,
                 "outside",
             ),
         ];
+        let mut cases: Vec<(&str, String, Rejection, &str)> = vec![];
+        cases.extend(bodies.into_iter().map(|(b, want, d)| (s, b, want, d)));
+        cases.extend(
+            fields
+                .into_iter()
+                .map(|(f, want, d)| (s, format!(r#"{{"project_slug":"alpha",{f}}}"#), want, d)),
+        );
+        cases.extend(
+            edits
+                .into_iter()
+                .map(|(from, to, want, d)| (s, ok.replace(from, to), want, d)),
+        );
+        cases.push(("hub.presence.Alpha", ok.clone(), BadSlug, "subject"));
         for (subject, body, want, detail) in cases {
             let got = Heartbeat::parse(subject, body.as_bytes(), MAX);
             let Err(r) = got else {

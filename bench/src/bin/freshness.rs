@@ -26,7 +26,7 @@ use bench::{ms, percentiles, Service, ADMIN_KEY};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use clap::Parser;
-use protocol::{Heartbeat, HubStatus};
+use protocol::HubStatus;
 use serde_json::Value;
 
 #[derive(Debug, Parser)]
@@ -58,12 +58,12 @@ struct Args {
     /// Seconds of each wrk run.
     #[arg(long, default_value_t = 10)]
     wrk_secs: u64,
-    /// The service binary (default: `federation` beside this one).
-    #[arg(long)]
-    service_bin: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    service: bench::ServiceBin,
 }
 
 const PROBES: usize = 100;
+const PROBE_ONLINE: &str = "status=online&tag=probe";
 
 /// slug → (when REST first listed it offline, its last_heartbeat_at).
 type FirstSeenOffline = HashMap<String, (DateTime<Utc>, DateTime<Utc>)>;
@@ -89,10 +89,7 @@ impl Replica {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let bin = args
-        .service_bin
-        .clone()
-        .unwrap_or_else(bench::default_service_bin);
+    let bin = args.service.path();
     let nats = testkit::NatsServer::start().await;
     let db = testkit::TestDb::create().await;
     let thresholds = [
@@ -130,33 +127,21 @@ async fn main() -> anyhow::Result<()> {
             .collect(),
     );
     let client = async_nats::connect(nats.url()).await?;
-    for (subject, payload) in online.iter() {
-        client.publish(subject.clone(), payload.clone()).await?;
-    }
-    client.flush().await?;
-    wait_listed(&a, &http, "online", total, Duration::from_secs(60)).await?;
+    bench::publish_each(&client, &online).await?;
+    wait_listed(&a, &http, "status=online", total, Duration::from_secs(60)).await?;
 
     // Background load on the non-probe hubs.
     let stop = Arc::new(AtomicBool::new(false));
-    let background = {
-        let (client, messages, stop) = (client.clone(), online.clone(), stop.clone());
-        let (hubs, rate) = (
-            args.background_hubs.clamp(1, args.hubs),
-            args.background.max(1),
-        );
-        tokio::spawn(async move {
-            let tick = Duration::from_secs_f64(1.0 / rate as f64);
-            let mut next = tokio::time::Instant::now();
-            let mut i = 0usize;
-            while !stop.load(Ordering::Relaxed) {
-                let (subject, payload) = &messages[i % hubs];
-                let _ = client.publish(subject.clone(), payload.clone()).await;
-                i += 1;
-                next += tick;
-                tokio::time::sleep_until(next).await;
-            }
-        })
-    };
+    let background = bench::background_load(
+        client.clone(),
+        online.clone(),
+        args.background_hubs.clamp(1, args.hubs),
+        (
+            Duration::from_secs_f64(1.0 / args.background.max(1) as f64),
+            1,
+        ),
+        stop.clone(),
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let mut report = vec![format!(
@@ -181,7 +166,7 @@ async fn main() -> anyhow::Result<()> {
         service: Service::start(&bin, &db.url, &nats.url(), &b_env)?,
     };
     b.service.wait_ready().await;
-    wait_listed_tag(&b, &http, "online", "probe", PROBES).await?;
+    wait_listed(&b, &http, PROBE_ONLINE, PROBES, Duration::from_secs(30)).await?;
     for target in [Some(&a), Some(&b)] {
         let line = visibility(&client, &http, &pool, target, &args, &mut seq).await?;
         report.push(format!("{line} (A and B) |"));
@@ -209,7 +194,7 @@ async fn main() -> anyhow::Result<()> {
     }
     client.flush().await?;
     for r in [&a, &b] {
-        wait_listed_tag(r, &http, "online", "probe", PROBES).await?;
+        wait_listed(r, &http, PROBE_ONLINE, PROBES, Duration::from_secs(30)).await?;
     }
     let mut seen: [FirstSeenOffline; 2] = [HashMap::new(), HashMap::new()];
     let waited = Instant::now();
@@ -265,7 +250,7 @@ async fn main() -> anyhow::Result<()> {
     }
     client.flush().await?;
     for r in [&a, &b] {
-        wait_listed(r, &http, "offline", total, Duration::from_secs(60)).await?;
+        wait_listed(r, &http, "status=offline", total, Duration::from_secs(60)).await?;
     }
     let before = a.service.metric(&http, "heartbeat_total").await;
     let published = Instant::now();
@@ -297,7 +282,14 @@ async fn main() -> anyhow::Result<()> {
     let written = Instant::now();
     let mut listed = Vec::new();
     for r in [&a, &b] {
-        wait_listed(r, &http, "online", args.hubs, Duration::from_secs(30)).await?;
+        wait_listed(
+            r,
+            &http,
+            "status=online",
+            args.hubs,
+            Duration::from_secs(30),
+        )
+        .await?;
         listed.push((r.name, written.elapsed(), last_published.elapsed()));
     }
     report.push(format!(
@@ -348,36 +340,17 @@ async fn visibility(
         let hub = args.hubs + n % PROBES;
         *seq += 1;
         let want = *seq;
-        let (subject, payload) = message(hub, want, HubStatus::Online);
         let path = format!("/api/fed/projects/hub{hub}");
-        let slug = format!("hub{hub}");
-        let t0 = Instant::now();
-        client.publish(subject, payload).await?;
-        client.flush().await?;
-        loop {
-            let seen = match target {
-                Some(r) => r.get(http, &path).await?["heartbeat_seq"].as_u64(),
-                None => sqlx::query_scalar::<_, Option<i64>>(
-                    "SELECT heartbeat_seq FROM projects WHERE slug = $1",
-                )
-                .bind(&slug)
-                .fetch_one(pool)
-                .await?
-                .and_then(|s| u64::try_from(s).ok()),
-            };
-            if seen == Some(want) {
-                break;
+        let heartbeat = message(hub, want, HubStatus::Online);
+        let pause = Duration::from_micros(200);
+        let latency = bench::time_until_seen(client, heartbeat, want, pause, || async {
+            match target {
+                Some(r) => Ok(r.get(http, &path).await?["heartbeat_seq"].as_u64()),
+                None => bench::stored_seq(pool, hub).await,
             }
-            anyhow::ensure!(
-                t0.elapsed() < Duration::from_secs(10),
-                "heartbeat {want} never became visible"
-            );
-            // Tokio's timer rounds this up to its 1 ms tick: that is the
-            // resolution of the measure. Polling back to back instead
-            // starves the service of CPU on two cores.
-            tokio::time::sleep(Duration::from_micros(200)).await;
-        }
-        latencies.push(t0.elapsed());
+        })
+        .await?;
+        latencies.push(latency);
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let (p50, p99, max) = percentiles(&mut latencies);
@@ -394,52 +367,21 @@ async fn visibility(
     ))
 }
 
-/// Waits until `?status=&tag=` lists at least `n` hubs.
-async fn wait_listed_tag(
-    r: &Replica,
-    http: &reqwest::Client,
-    status: &str,
-    tag: &str,
-    n: usize,
-) -> anyhow::Result<()> {
-    let t0 = Instant::now();
-    let path = format!("/api/fed/projects?status={status}&tag={tag}");
-    loop {
-        let list = r.get(http, &path).await?;
-        if list.as_array().map_or(0, Vec::len) >= n {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            t0.elapsed() < Duration::from_secs(30),
-            "{} never listed {n} {tag} hubs {status}",
-            r.name
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
-/// Waits until `?status=` lists at least `n` hubs.
+/// Waits until `?{query}` lists at least `n` hubs.
 async fn wait_listed(
     r: &Replica,
     http: &reqwest::Client,
-    status: &str,
+    query: &str,
     n: usize,
     limit: Duration,
 ) -> anyhow::Result<()> {
-    let t0 = Instant::now();
-    let path = format!("/api/fed/projects?status={status}");
-    loop {
+    let path = format!("/api/fed/projects?{query}");
+    let what = format!("{} never listed {n} hubs with ?{query}", r.name);
+    bench::wait_until(limit, Duration::from_millis(1), &what, || async {
         let list = r.get(http, &path).await?;
-        if list.as_array().map_or(0, Vec::len) >= n {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            t0.elapsed() < limit,
-            "{} never listed {n} hubs {status}",
-            r.name
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+        Ok(list.as_array().map_or(0, Vec::len) >= n)
+    })
+    .await
 }
 
 fn which_wrk() -> bool {
@@ -464,20 +406,5 @@ fn wrk(base: &str, path: &str, secs: u64) -> anyhow::Result<f64> {
 }
 
 fn message(i: usize, seq: u64, status: HubStatus) -> (Subject, Bytes) {
-    let slug = format!("hub{i}");
-    let hb = Heartbeat {
-        project_slug: slug.clone(),
-        mesh_namespace: Some(protocol::mesh_namespace(&slug)),
-        hub_url: Some(format!("http://{slug}:9001")),
-        status,
-        timestamp: Some(Utc::now()),
-        agent_id: Some("freshness".into()),
-        seq: Some(seq),
-        interval_s: Some(30),
-        version: Some("bench".into()),
-    };
-    (
-        Subject::from(protocol::subjects::heartbeat_subject(&slug)),
-        hb.to_payload().into(),
-    )
+    bench::heartbeat(i, seq, status, "freshness")
 }

@@ -18,7 +18,7 @@ use bench::{ms, percentiles, Service};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use clap::Parser;
-use protocol::{Heartbeat, HubStatus};
+use protocol::HubStatus;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -46,9 +46,8 @@ struct Args {
     degraded_after: u64,
     #[arg(long, default_value_t = 6)]
     stale_threshold: u64,
-    /// The service binary (default: `federation` beside this one).
-    #[arg(long)]
-    service_bin: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    service: bench::ServiceBin,
 }
 
 const PROBES: usize = 100;
@@ -56,10 +55,7 @@ const PROBES: usize = 100;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let bin = args
-        .service_bin
-        .clone()
-        .unwrap_or_else(bench::default_service_bin);
+    let bin = args.service.path();
     let nats = testkit::NatsServer::start().await;
     let db = testkit::TestDb::create().await;
     let service = Service::start(
@@ -95,10 +91,7 @@ async fn main() -> anyhow::Result<()> {
     let client = async_nats::connect(nats.url()).await?;
 
     // Warm-up: every hub once, all online.
-    for (subject, payload) in messages.iter() {
-        client.publish(subject.clone(), payload.clone()).await?;
-    }
-    client.flush().await?;
+    bench::publish_each(&client, &messages).await?;
     wait_metric(
         &service,
         &http,
@@ -173,50 +166,27 @@ async fn main() -> anyhow::Result<()> {
 
     // 2. Publish → visible latency under steady background load.
     let stop = Arc::new(AtomicBool::new(false));
-    let background = {
-        let (client, messages, stop) = (client.clone(), messages.clone(), stop.clone());
-        let (hubs, rate) = (args.hubs, args.steady_rate);
-        tokio::spawn(async move {
-            let tick = Duration::from_millis(10);
-            let per_tick = (rate / 100).max(1) as usize;
-            let mut i = 0usize;
-            let mut next = tokio::time::Instant::now();
-            while !stop.load(Ordering::Relaxed) {
-                for _ in 0..per_tick {
-                    let (subject, payload) = &messages[i % hubs];
-                    let _ = client.publish(subject.clone(), payload.clone()).await;
-                    i += 1;
-                }
-                next += tick;
-                tokio::time::sleep_until(next).await;
-            }
-        })
-    };
+    let background = bench::background_load(
+        client.clone(),
+        messages.clone(),
+        args.hubs,
+        (
+            Duration::from_millis(10),
+            (args.steady_rate / 100).max(1) as usize,
+        ),
+        stop.clone(),
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut latencies = Vec::with_capacity(args.samples);
     for n in 0..args.samples {
         let hub = args.hubs + n % PROBES;
         let seq = 1_000_000 + n as u64;
-        let (subject, payload) = message(hub, seq);
-        let t0 = Instant::now();
-        client.publish(subject, payload).await?;
-        client.flush().await?;
-        loop {
-            let seen: Option<i64> =
-                sqlx::query_scalar("SELECT heartbeat_seq FROM projects WHERE slug = $1")
-                    .bind(format!("hub{hub}"))
-                    .fetch_one(&pool)
-                    .await?;
-            if seen == Some(seq as i64) {
-                break;
-            }
-            anyhow::ensure!(
-                t0.elapsed() < Duration::from_secs(10),
-                "heartbeat {seq} never became visible"
-            );
-            tokio::time::sleep(Duration::from_micros(500)).await;
-        }
-        latencies.push(t0.elapsed());
+        let pause = Duration::from_micros(500);
+        let latency = bench::time_until_seen(&client, message(hub, seq), seq, pause, || {
+            bench::stored_seq(&pool, hub)
+        })
+        .await?;
+        latencies.push(latency);
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     stop.store(true, Ordering::Relaxed);
@@ -312,29 +282,13 @@ async fn wait_metric(
     want: f64,
     limit: Duration,
 ) -> anyhow::Result<()> {
-    let t0 = Instant::now();
-    while service.metric(http, name).await < want {
-        anyhow::ensure!(t0.elapsed() < limit, "{name} did not reach {want}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
+    let what = format!("{name} did not reach {want}");
+    bench::wait_until(limit, Duration::from_millis(50), &what, || async {
+        Ok(service.metric(http, name).await >= want)
+    })
+    .await
 }
 
 fn message(i: usize, seq: u64) -> (Subject, Bytes) {
-    let slug = format!("hub{i}");
-    let hb = Heartbeat {
-        project_slug: slug.clone(),
-        mesh_namespace: Some(protocol::mesh_namespace(&slug)),
-        hub_url: Some(format!("http://{slug}:9001")),
-        status: HubStatus::Online,
-        timestamp: Some(Utc::now()),
-        agent_id: Some("heartbeat-load".into()),
-        seq: Some(seq),
-        interval_s: Some(30),
-        version: Some("bench".into()),
-    };
-    (
-        Subject::from(protocol::subjects::heartbeat_subject(&slug)),
-        hb.to_payload().into(),
-    )
+    bench::heartbeat(i, seq, HubStatus::Online, "heartbeat-load")
 }

@@ -31,9 +31,8 @@ struct Args {
     /// reaches every client).
     #[arg(long, default_value_t = 20)]
     events: usize,
-    /// The service binary (default: `federation` beside this one).
-    #[arg(long)]
-    service_bin: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    service: bench::ServiceBin,
     /// Extra environment for the service, NAME=VALUE (repeatable), e.g.
     /// MALLOC_ARENA_MAX=2.
     #[arg(long = "env")]
@@ -84,10 +83,7 @@ async fn wait_metric(service: &Service, http: &reqwest::Client, name: &str, want
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let bin = args
-        .service_bin
-        .clone()
-        .unwrap_or_else(bench::default_service_bin);
+    let bin = args.service.path();
     let db = testkit::TestDb::create().await;
     let mut env = vec![
         ("FEDERATION__NATS__ENABLED", "false".to_owned()),

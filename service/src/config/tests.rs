@@ -22,6 +22,50 @@ fn paths(e: &ConfigErrors) -> Vec<String> {
     e.0.iter().map(|e| e.path.clone()).collect()
 }
 
+fn sorted_paths(e: &ConfigErrors) -> Vec<String> {
+    let mut p = paths(e);
+    p.sort();
+    p
+}
+
+/// Asserts that the error at `path` names `origin` as where it came from.
+fn assert_origin(e: &ConfigErrors, path: &str, origin: &str) {
+    let error = e.0.iter().find(|x| x.path == path).unwrap();
+    assert!(error.origin.as_deref().unwrap().contains(origin), "{error}");
+}
+
+/// Asserts that the errors, as text, mention each of `words`.
+fn assert_mentions(e: &ConfigErrors, words: &[&str]) {
+    let text = e.to_string();
+    for w in words {
+        assert!(text.contains(w), "{w} not in {text}");
+    }
+}
+
+/// With an admin key, `yaml` as the file is refused with errors that
+/// mention each of `words`.
+fn file_errors_mention(yaml: &'static str, words: &'static [&'static str]) {
+    with_admin_key(|jail| {
+        assert_mentions(&file_errors(jail, yaml)?, words);
+        Ok(())
+    });
+}
+
+/// Runs `test` in a jail with a clean environment and an admin key.
+fn with_admin_key(test: impl FnOnce(&mut Jail) -> figment::error::Result<()>) {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+        test(jail)
+    });
+}
+
+/// Writes `yaml` to f.yaml and loads it, expecting errors.
+fn file_errors(jail: &mut Jail, yaml: &str) -> figment::error::Result<ConfigErrors> {
+    jail.create_file("f.yaml", yaml)?;
+    Ok(load_in(jail, Some("f.yaml")).unwrap_err())
+}
+
 #[test]
 fn defaults_need_only_an_admin_key() {
     Jail::expect_with(|jail| {
@@ -96,20 +140,17 @@ fn api_keys_as_json_array_or_comma_list() {
         jail.set_env("FEDERATION_API_KEYS", format!(r#"["{ADMIN}","{ADMIN}-2"]"#));
         jail.set_env("FEDERATION_AGENT_API_KEYS", format!("{AGENT}, {AGENT}-2"));
         let s = load_in(jail, None).unwrap();
-        let admin: Vec<_> = s
-            .auth
-            .admin_keys
-            .iter()
-            .map(|k| k.expose_secret().to_owned())
-            .collect();
-        let agent: Vec<_> = s
-            .auth
-            .agent_keys
-            .iter()
-            .map(|k| k.expose_secret().to_owned())
-            .collect();
-        assert_eq!(admin, [ADMIN.to_owned(), format!("{ADMIN}-2")]);
-        assert_eq!(agent, [AGENT.to_owned(), format!("{AGENT}-2")]);
+        let exposed = |keys: &[SecretString]| -> Vec<String> {
+            keys.iter().map(|k| k.expose_secret().to_owned()).collect()
+        };
+        assert_eq!(
+            exposed(&s.auth.admin_keys),
+            [ADMIN.to_owned(), format!("{ADMIN}-2")]
+        );
+        assert_eq!(
+            exposed(&s.auth.agent_keys),
+            [AGENT.to_owned(), format!("{AGENT}-2")]
+        );
 
         jail.set_env("FEDERATION__AUTH__ADMIN_KEYS", format!(r#"["{ADMIN}-3"]"#));
         let s = load_in(jail, None).unwrap();
@@ -122,43 +163,27 @@ fn api_keys_as_json_array_or_comma_list() {
 fn every_problem_is_reported_at_once_with_path_and_origin() {
     Jail::expect_with(|jail| {
         jail.clear_env();
-        jail.create_file(
-            "bad.yaml",
-            "server:\n  port: lots\ndatabase:\n  max_connections: 0\n  url: mysql://x\nheartbeat:\n  stale_threshold: 30s\n  degraded_after: 45s\n  max_batch: 0\nnats:\n  url: http://nats\n  token: t\n  user: u\n  password: p\nlog:\n  level: 'info,,=='\nauth:\n  admin_keys: [short]\n  agent_keys: [short]\ncatalog:\n  projects_file: nowhere.yaml\n",
-        )?;
+        // Every section breaks a rule; the server's port is of the wrong type.
+        let rules = "database:\n  max_connections: 0\n  url: mysql://x\nheartbeat:\n  stale_threshold: 30s\n  degraded_after: 45s\n  max_batch: 0\nnats:\n  url: http://nats\n  token: t\n  user: u\n  password: p\nlog:\n  level: 'info,,=='\nauth:\n  admin_keys: [short]\n  agent_keys: [short]\ncatalog:\n  projects_file: nowhere.yaml\n";
+        jail.create_file("bad.yaml", &format!("server:\n  port: lots\n{rules}"))?;
         jail.set_env("FEDERATION__HEARTBEAT__FLUSH_INTERVAL", "forever");
         let e = load_in(jail, Some("bad.yaml")).unwrap_err();
         // Type errors stop their own section only.
         let p = paths(&e);
         assert!(p.contains(&"server.port".to_owned()), "{e}");
         assert!(p.contains(&"heartbeat.flush_interval".to_owned()), "{e}");
-        let port = e.0.iter().find(|x| x.path == "server.port").unwrap();
-        assert!(
-            port.origin.as_deref().unwrap().contains("bad.yaml"),
-            "{port}"
-        );
-        let flush =
-            e.0.iter()
-                .find(|x| x.path == "heartbeat.flush_interval")
-                .unwrap();
-        assert!(
-            flush
-                .origin
-                .as_deref()
-                .unwrap()
-                .contains("FEDERATION__HEARTBEAT__FLUSH_INTERVAL"),
-            "{flush}"
+        assert_origin(&e, "server.port", "bad.yaml");
+        assert_origin(
+            &e,
+            "heartbeat.flush_interval",
+            "FEDERATION__HEARTBEAT__FLUSH_INTERVAL",
         );
 
         // Fix the type errors: every semantic rule is then reported together.
-        jail.create_file(
-            "bad.yaml",
-            "database:\n  max_connections: 0\n  url: mysql://x\nheartbeat:\n  stale_threshold: 30s\n  degraded_after: 45s\n  max_batch: 0\nnats:\n  url: http://nats\n  token: t\n  user: u\n  password: p\nlog:\n  level: 'info,,=='\nauth:\n  admin_keys: [short]\n  agent_keys: [short]\ncatalog:\n  projects_file: nowhere.yaml\n",
-        )?;
+        jail.create_file("bad.yaml", rules)?;
         jail.set_env("FEDERATION__HEARTBEAT__FLUSH_INTERVAL", "100ms");
         let e = load_in(jail, Some("bad.yaml")).unwrap_err();
-        let mut p = paths(&e);
-        p.sort();
+        let p = sorted_paths(&e);
         assert_eq!(
             p,
             [
@@ -182,32 +207,23 @@ fn every_problem_is_reported_at_once_with_path_and_origin() {
 
 #[test]
 fn unknown_keys_and_sections_are_errors() {
-    Jail::expect_with(|jail| {
-        jail.clear_env();
-        jail.set_env("FEDERATION_API_KEYS", ADMIN);
-        jail.create_file("f.yaml", "server:\n  prot: 1\nservre:\n  port: 1\n")?;
-        let e = load_in(jail, Some("f.yaml")).unwrap_err();
-        let text = e.to_string();
-        assert!(text.contains("servre: is not a known section"), "{text}");
-        assert!(text.contains("prot"), "{text}");
-        Ok(())
-    });
+    file_errors_mention(
+        "server:\n  prot: 1\nservre:\n  port: 1\n",
+        &["servre: is not a known section", "prot"],
+    );
 }
 
 #[test]
 fn each_problem_of_a_section_is_a_sentence_with_its_origin() {
-    Jail::expect_with(|jail| {
-        jail.clear_env();
-        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+    with_admin_key(|jail| {
         jail.set_env("FEDERATION_PORT", "99999");
         jail.set_env("FEDERATION__SERVER__HOST", "localhost");
         jail.set_env("FEDERATION__NATS__ENABLED", "maybe");
         jail.set_env("FEDERATION__NATS__PASSWORD", "12345");
-        jail.create_file(
-            "f.yaml",
+        let e = file_errors(
+            jail,
             "server:\n  colour: red\n  shutdown_grace: soon\nlog:\n  format: xml\n",
         )?;
-        let e = load_in(jail, Some("f.yaml")).unwrap_err();
         let lines: Vec<String> = e.0.iter().map(ToString::to_string).collect();
         // Several problems in one section are all reported, not only the first.
         for want in [
@@ -220,11 +236,7 @@ fn each_problem_of_a_section_is_a_sentence_with_its_origin() {
         ] {
             assert!(lines.iter().any(|l| l.starts_with(want)), "{want}\nnot in:\n{e}");
         }
-        let colour = e.0.iter().find(|x| x.path == "server.colour").unwrap();
-        assert!(
-            colour.origin.as_deref().unwrap().contains("f.yaml"),
-            "{colour}"
-        );
+        assert_origin(&e, "server.colour", "f.yaml");
         // A value that may be a secret is described, never repeated.
         let password = e.0.iter().find(|x| x.path == "nats.password").unwrap();
         assert!(!password.to_string().contains("12345"), "{password}");
@@ -234,9 +246,7 @@ fn each_problem_of_a_section_is_a_sentence_with_its_origin() {
 
 #[test]
 fn a_named_config_file_must_exist_but_the_default_may_not() {
-    Jail::expect_with(|jail| {
-        jail.clear_env();
-        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+    with_admin_key(|jail| {
         assert!(load_in(jail, None).is_ok());
         let e = load_in(jail, Some("missing.yaml")).unwrap_err();
         assert!(e.to_string().contains("missing.yaml"), "{e}");
@@ -246,16 +256,7 @@ fn a_named_config_file_must_exist_but_the_default_may_not() {
 
 #[test]
 fn broken_yaml_is_located() {
-    Jail::expect_with(|jail| {
-        jail.clear_env();
-        jail.set_env("FEDERATION_API_KEYS", ADMIN);
-        jail.create_file("f.yaml", "server:\n  port: [1,\n")?;
-        let e = load_in(jail, Some("f.yaml")).unwrap_err();
-        let text = e.to_string();
-        assert!(text.contains("f.yaml"), "{text}");
-        assert!(text.contains("line"), "{text}");
-        Ok(())
-    });
+    file_errors_mention("server:\n  port: [1,\n", &["f.yaml", "line"]);
 }
 
 #[test]
@@ -277,9 +278,7 @@ fn secrets_never_appear_in_errors() {
 #[test]
 fn the_example_file_in_the_repository_is_valid() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/federation.yaml");
-    Jail::expect_with(|jail| {
-        jail.clear_env();
-        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+    with_admin_key(|_| {
         let s = Settings::load(&Sources {
             file: Some(path.clone()),
             file_required: true,
@@ -298,9 +297,7 @@ fn the_example_file_in_the_repository_is_valid() {
 
 #[test]
 fn events_and_federation_settings_are_checked() {
-    Jail::expect_with(|jail| {
-        jail.clear_env();
-        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+    with_admin_key(|jail| {
         let s = load_in(jail, None).unwrap();
         assert_eq!(s.events.stream, "FEDERATION_EVENTS");
         assert_eq!(s.events.duplicate_window, Duration::from_secs(600));
@@ -311,15 +308,13 @@ fn events_and_federation_settings_are_checked() {
         let s = load_in(jail, None).unwrap();
         assert_eq!(s.events.poll_interval, Duration::from_millis(250));
         assert_eq!(s.federation.hub_code, "FRA");
-        jail.create_file(
-            "f.yaml",
-            "events:\n  stream: fed.events\n  duplicate_window: 0s\n  retention: 10s\n  batch_size: 0\n  poll_interval: 1ms\n  publish_timeout: 0s\n  source: \"a b\"\nfederation:\n  hub_code: XKX\n",
-        )?;
         jail.clear_env();
         jail.set_env("FEDERATION_API_KEYS", ADMIN);
-        let e = load_in(jail, Some("f.yaml")).unwrap_err();
-        let mut got = paths(&e);
-        got.sort();
+        let e = file_errors(
+            jail,
+            "events:\n  stream: fed.events\n  duplicate_window: 0s\n  retention: 10s\n  batch_size: 0\n  poll_interval: 1ms\n  publish_timeout: 0s\n  source: \"a b\"\nfederation:\n  hub_code: XKX\n",
+        )?;
+        let got = sorted_paths(&e);
         assert_eq!(
             got,
             [
@@ -376,9 +371,7 @@ fn the_original_stale_threshold_alone_starts_the_service() {
         (90, 45_000),
         (600, 300_000),
     ] {
-        Jail::expect_with(|jail| {
-            jail.clear_env();
-            jail.set_env("FEDERATION_API_KEYS", ADMIN);
+        with_admin_key(|jail| {
             jail.set_env("HEARTBEAT_STALE_THRESHOLD_SECONDS", secs);
             let s = load_in(jail, None).unwrap_or_else(|e| panic!("{secs}s: {e}"));
             assert_eq!(s.heartbeat.stale_threshold, Duration::from_secs(secs));
@@ -394,9 +387,7 @@ fn the_original_stale_threshold_alone_starts_the_service() {
 
 #[test]
 fn an_explicit_degraded_after_is_kept_and_a_bad_combination_is_still_an_error() {
-    Jail::expect_with(|jail| {
-        jail.clear_env();
-        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+    with_admin_key(|jail| {
         jail.set_env("HEARTBEAT_STALE_THRESHOLD_SECONDS", "30");
         jail.set_env("FEDERATION__HEARTBEAT__DEGRADED_AFTER", "20s");
         let s = load_in(jail, None).unwrap();
@@ -410,9 +401,7 @@ fn an_explicit_degraded_after_is_kept_and_a_bad_combination_is_still_an_error() 
 
 #[test]
 fn config_projects_yaml_is_read_when_present_as_the_original_does() {
-    Jail::expect_with(|jail| {
-        jail.clear_env();
-        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+    with_admin_key(|jail| {
         // Absent: nothing to seed.
         assert!(load_in(jail, None).unwrap().catalog.projects_file.is_none());
         std::fs::create_dir_all(jail.directory().join("config")).map_err(|e| e.to_string())?;
@@ -438,21 +427,17 @@ fn config_projects_yaml_is_read_when_present_as_the_original_does() {
 
 #[test]
 fn server_limits_have_defaults_and_are_checked() {
-    Jail::expect_with(|jail| {
-        jail.clear_env();
-        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+    with_admin_key(|jail| {
         let s = load_in(jail, None).unwrap();
         assert_eq!(s.server.max_connections, 4096);
         assert_eq!(s.server.header_read_timeout, Duration::from_secs(10));
         assert_eq!(s.server.idle_timeout, Duration::from_secs(75));
         assert_eq!(s.server.max_watch_clients, 1000);
-        jail.create_file(
-            "f.yaml",
+        let e = file_errors(
+            jail,
             "server:\n  max_connections: 0\n  header_read_timeout: 0s\n  idle_timeout: 2h\n",
         )?;
-        let e = load_in(jail, Some("f.yaml")).unwrap_err();
-        let mut got = paths(&e);
-        got.sort();
+        let got = sorted_paths(&e);
         assert_eq!(
             got,
             [
@@ -462,11 +447,12 @@ fn server_limits_have_defaults_and_are_checked() {
                 "server.max_watch_clients",
             ]
         );
-        let text = e.to_string();
-        assert!(text.contains("between 100ms and 1h"), "{text}");
-        assert!(
-            text.contains("each watch client holds a connection"),
-            "{text}"
+        assert_mentions(
+            &e,
+            &[
+                "between 100ms and 1h",
+                "each watch client holds a connection",
+            ],
         );
         Ok(())
     });

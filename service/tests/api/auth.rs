@@ -4,7 +4,7 @@ use crate::helpers::*;
 
 /// Every documented operation under /api, with a concrete path.
 async fn api_operations(app: &TestApp) -> Vec<(String, String, bool)> {
-    let doc: Value = app.get("/openapi.json", None).await.json().await.unwrap();
+    let doc: Value = app.get_value("/openapi.json", None).await;
     let mut ops = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
@@ -35,29 +35,15 @@ async fn every_keyed_route_answers_401_without_a_key_and_403_with_a_wrong_one() 
     }
     for (method, path, _) in keyed {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let res = app
-            .client
-            .request(m.clone(), app.url(path))
-            .header("content-type", "application/json")
-            .body("{}")
-            .send()
-            .await
-            .unwrap();
+        let res = app.send_raw(m.clone(), path, None, JSON_BODY).await;
         let www = res.headers().get("www-authenticate").cloned();
         let body = assert_problem(res, 401).await;
         assert!(www.is_some(), "{method} {path}: no WWW-Authenticate");
         assert!(www.unwrap().to_str().unwrap().contains("X-API-Key"));
         assert!(body["detail"].as_str().unwrap().contains("X-API-Key"));
 
-        let res = app
-            .client
-            .request(m, app.url(path))
-            .header("X-API-Key", "not-a-key-not-a-key-not-a-key")
-            .header("content-type", "application/json")
-            .body("{}")
-            .send()
-            .await
-            .unwrap();
+        let wrong = Some("not-a-key-not-a-key-not-a-key");
+        let res = app.send_raw(m, path, wrong, JSON_BODY).await;
         assert_problem(res, 403).await;
     }
 }
@@ -66,25 +52,22 @@ async fn every_keyed_route_answers_401_without_a_key_and_403_with_a_wrong_one() 
 async fn both_rotated_admin_keys_work() {
     let app = spawn_app().await;
     for key in [ADMIN_KEY, ADMIN_KEY_2] {
-        assert_eq!(app.get("/api/fed/projects", Some(key)).await.status(), 200);
+        assert_eq!(app.get_status("/api/fed/projects", Some(key)).await, 200);
     }
 }
 
 #[tokio::test]
 async fn agent_keys_register_and_read_but_never_delete() {
     let app = spawn_app().await;
-    let res = app
-        .post_json("/api/fed/projects", Some(AGENT_KEY), &project("alpha"))
-        .await;
+    let res = app.post_project(Some(AGENT_KEY), &project("alpha")).await;
     assert_eq!(res.status(), 201);
     assert_eq!(
-        app.get("/api/fed/projects/alpha", Some(AGENT_KEY))
-            .await
-            .status(),
+        app.get_status("/api/fed/projects/alpha", Some(AGENT_KEY))
+            .await,
         200
     );
     assert_eq!(
-        app.get("/api/fed/projects", Some(AGENT_KEY)).await.status(),
+        app.get_status("/api/fed/projects", Some(AGENT_KEY)).await,
         200
     );
     let mut body = project("alpha");
@@ -104,9 +87,8 @@ async fn agent_keys_register_and_read_but_never_delete() {
     assert!(body["detail"].as_str().unwrap().contains("admin"), "{body}");
     // Still there.
     assert_eq!(
-        app.get("/api/fed/projects/alpha", Some(AGENT_KEY))
-            .await
-            .status(),
+        app.get_status("/api/fed/projects/alpha", Some(AGENT_KEY))
+            .await,
         200
     );
     assert_eq!(
@@ -128,6 +110,6 @@ async fn public_routes_need_no_key() {
         "/metrics",
         "/openapi.json",
     ] {
-        assert_eq!(app.get(path, None).await.status(), 200, "{path}");
+        assert_eq!(app.get_status(path, None).await, 200, "{path}");
     }
 }

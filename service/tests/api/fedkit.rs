@@ -7,17 +7,28 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-pub fn spoke_body(code: &str) -> Value {
-    let lower = code.to_lowercase();
+/// A registration of `code` whose IdP answers at these URLs.
+pub fn registration_with(code: &str, idp_public_url: &str, idp_internal_url: &str) -> Value {
     json!({
         "instance_code": code,
         "name": format!("{code} Instance"),
-        "base_url": format!("https://{lower}.example:3010"),
-        "idp_public_url": format!("https://idp.{lower}.example:8453"),
-        "idp_internal_url": format!("https://keycloak-{lower}:8443"),
-        "contact": format!("ops@{lower}.example"),
-        "cert_fingerprint": "AB".repeat(32),
+        "base_url": format!("https://{}.example:3010", code.to_lowercase()),
+        "idp_public_url": idp_public_url,
+        "idp_internal_url": idp_internal_url,
     })
+}
+
+/// A full registration: contact and certificate fingerprint too.
+pub fn spoke_body(code: &str) -> Value {
+    let lower = code.to_lowercase();
+    let mut body = registration_with(
+        code,
+        &format!("https://idp.{lower}.example:8453"),
+        &format!("https://keycloak-{lower}:8443"),
+    );
+    body["contact"] = json!(format!("ops@{lower}.example"));
+    body["cert_fingerprint"] = json!("AB".repeat(32));
+    body
 }
 
 /// Registers a spoke (agent key) and returns it.
@@ -63,13 +74,6 @@ pub async fn spoke_in(app: &TestApp, code: &str, status: &str) -> String {
         act_ok(app, &id, action).await;
     }
     id
-}
-
-pub async fn count(app: &TestApp, table: &str) -> i64 {
-    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
-        .fetch_one(&app.pool)
-        .await
-        .unwrap()
 }
 
 /// Outbox event ids in log order.
@@ -155,6 +159,17 @@ pub async fn stream_events(js: &async_nats::jetstream::Context) -> Vec<StreamEve
         assert!(out.len() > before, "the consumer stopped delivering");
     }
     out
+}
+
+/// `GET path` (the watch route) with the agent key and `Last-Event-ID`.
+pub async fn watch_resuming(app: &TestApp, path: &str, last_event_id: &str) -> reqwest::Response {
+    app.client
+        .get(app.url(path))
+        .header("X-API-Key", AGENT_KEY)
+        .header("Last-Event-ID", last_event_id)
+        .send()
+        .await
+        .unwrap()
 }
 
 /// A minimal Server-Sent-Events reader over a streaming response.

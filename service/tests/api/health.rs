@@ -9,9 +9,7 @@ use crate::helpers::*;
 #[tokio::test]
 async fn liveness_needs_nothing_and_says_healthy() {
     let app = spawn_app().await;
-    let res = app.get("/health", None).await;
-    assert_eq!(res.status(), 200);
-    let body: Value = res.json().await.unwrap();
+    let body = app.get_ok("/health", None).await;
     assert_eq!(body["status"], "healthy");
     assert!(body["timestamp"].is_string());
 }
@@ -54,9 +52,7 @@ async fn every_response_carries_a_request_id_and_a_given_one_is_kept() {
 #[tokio::test]
 async fn database_health_reports_connected() {
     let app = spawn_app().await;
-    let res = app.get("/health/db", None).await;
-    assert_eq!(res.status(), 200);
-    let body: Value = res.json().await.unwrap();
+    let body = app.get_ok("/health/db", None).await;
     assert_eq!(body["status"], "connected");
     assert!(body["latency_ms"].as_f64().unwrap() >= 0.0);
 }
@@ -96,14 +92,7 @@ async fn ready_is_503_until_the_database_exists_then_200() {
         async move { (client.get(&url).send().await.ok()?.status() == 200).then_some(()) }
     })
     .await;
-    let body: Value = client
-        .get(format!("{base}/ready"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = json_of(client.get(format!("{base}/ready"))).await;
     assert_eq!(body["status"], "ready");
     assert_eq!(body["reasons"], serde_json::json!([]));
 
@@ -115,12 +104,10 @@ async fn ready_is_503_until_the_database_exists_then_200() {
 async fn ready_reports_pending_migrations() {
     let app = spawn_app().await;
     // Pretend a migration was never applied.
-    sqlx::query(
+    app.sql(
         "DELETE FROM _sqlx_migrations WHERE version = (SELECT max(version) FROM _sqlx_migrations)",
     )
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    .await;
     // Seen at the next database check, within about a second.
     let body = testkit::eventually(Duration::from_secs(10), "/ready to see it", || async {
         let res = app.get("/ready", None).await;

@@ -20,11 +20,7 @@ async fn no_heartbeat_accepted_by_validation_can_make_the_write_fail() {
     let app = spawn_app().await;
     for i in 0..HUBS {
         let res = app
-            .post_json(
-                "/api/fed/projects",
-                Some(ADMIN_KEY),
-                &project(&format!("h{i}")),
-            )
+            .post_project(Some(ADMIN_KEY), &project(&format!("h{i}")))
             .await;
         assert_eq!(res.status(), 201);
     }

@@ -47,9 +47,7 @@ async fn the_original_services_documented_heartbeat_is_accepted_unchanged() {
 #[tokio::test]
 async fn a_field_left_out_never_erases_what_is_stored() {
     let r = rig("").await;
-    r.register("alpha").await;
-    r.beat("alpha", "online").await;
-    let full = r.wait_status("alpha", "online").await;
+    let full = r.online("alpha").await;
     assert_eq!(full["agent_id"], "test-agent");
     r.publish(
         "hub.presence.alpha",
@@ -289,15 +287,12 @@ async fn a_refused_batch_is_split_until_the_culprit_stands_alone() {
     let app = spawn_app().await;
     let slugs: Vec<String> = (0..9).map(|i| format!("h{i}")).collect();
     for slug in &slugs {
-        app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project(slug))
-            .await;
+        app.post_project(Some(ADMIN_KEY), &project(slug)).await;
     }
-    sqlx::query(
+    app.sql(
         "ALTER TABLE projects ADD CONSTRAINT no_poison CHECK (agent_id IS DISTINCT FROM 'poison')",
     )
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    .await;
     let batch: Vec<Pending> = slugs
         .iter()
         .map(|slug| {
@@ -334,9 +329,5 @@ async fn a_refused_batch_is_split_until_the_culprit_stands_alone() {
     );
     assert_eq!(done.outcome.hubs(), 7);
     assert_eq!(done.outcome.messages, 14);
-    let online: i64 = sqlx::query_scalar("SELECT count(*) FROM projects WHERE status = 'online'")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    assert_eq!(online, 7);
+    assert_eq!(app.count("projects WHERE status = 'online'").await, 7);
 }

@@ -31,11 +31,7 @@ pub struct Rig {
 
 pub async fn rig(extra: &str) -> Rig {
     let nats = NatsServer::start().await;
-    let app = spawn_app_with(
-        &format!("nats:\n  url: \"{}\"\n{extra}", nats.url()),
-        Vec::new(),
-    )
-    .await;
+    let app = spawn_app_yaml(&format!("nats:\n  url: \"{}\"\n{extra}", nats.url())).await;
     let client = async_nats::connect(nats.url()).await.unwrap();
     // The service subscribes after start-up; wait until it hears us.
     Rig { nats, client, app }
@@ -56,20 +52,20 @@ impl Rig {
     }
 
     pub async fn register(&self, slug: &str) {
-        let res = self
-            .app
-            .post_json("/api/fed/projects", Some(ADMIN_KEY), &project(slug))
-            .await;
-        assert_eq!(res.status(), 201);
+        self.app.create_project(&project(slug)).await;
+    }
+
+    /// Registers the hub, beats once and waits until it is online.
+    pub async fn online(&self, slug: &str) -> Value {
+        self.register(slug).await;
+        self.beat(slug, "online").await;
+        self.wait_status(slug, "online").await
     }
 
     pub async fn project(&self, slug: &str) -> Value {
         self.app
-            .get(&format!("/api/fed/projects/{slug}"), Some(ADMIN_KEY))
+            .get_value(&format!("/api/fed/projects/{slug}"), Some(ADMIN_KEY))
             .await
-            .json()
-            .await
-            .unwrap()
     }
 
     pub async fn wait_status(&self, slug: &str, status: &str) -> Value {
@@ -113,9 +109,7 @@ pub fn metric_value(text: &str, prefix: &str) -> f64 {
 #[tokio::test]
 async fn a_heartbeat_makes_a_registered_hub_online_with_its_details() {
     let r = rig("").await;
-    r.register("alpha").await;
-    r.beat("alpha", "online").await;
-    let p = r.wait_status("alpha", "online").await;
+    let p = r.online("alpha").await;
     assert!(p["last_heartbeat_at"].is_string());
     assert_eq!(p["agent_id"], "test-agent");
     assert_eq!(p["agent_version"], "9.9.9");
@@ -166,11 +160,11 @@ async fn what_the_hub_says_is_its_status() {
     // A clean shutdown says offline: no waiting for the threshold.
     r.beat("alpha", "offline").await;
     r.wait_status("alpha", "offline").await;
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM project_transitions")
-        .fetch_one(&r.app.pool)
-        .await
-        .unwrap();
-    assert_eq!(n, 3, "offline→degraded→online→offline");
+    assert_eq!(
+        r.app.count("project_transitions").await,
+        3,
+        "offline→degraded→online→offline"
+    );
 }
 
 #[tokio::test]
@@ -232,11 +226,7 @@ async fn every_rejection_reason_is_counted_and_writes_nothing() {
     .await
     .unwrap();
     assert_eq!(touched, 0, "a rejected heartbeat touched a project");
-    let gamma: i64 = sqlx::query_scalar("SELECT count(*) FROM projects WHERE slug = 'gamma'")
-        .fetch_one(&r.app.pool)
-        .await
-        .unwrap();
-    assert_eq!(gamma, 0);
+    assert_eq!(r.app.count("projects WHERE slug = 'gamma'").await, 0);
     assert!(r
         .app
         .outbox_types()
@@ -321,8 +311,7 @@ async fn writes_are_monotonic_so_replicas_can_share_the_work() {
     use service::ingest::write::apply_batch;
 
     let app = spawn_app().await;
-    app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project("alpha"))
-        .await;
+    app.post_project(Some(ADMIN_KEY), &project("alpha")).await;
     let parse = |status: &str| {
         protocol::Heartbeat::parse("hub.presence.alpha", &payload("alpha", status), 4096).unwrap()
     };
@@ -359,9 +348,5 @@ async fn writes_are_monotonic_so_replicas_can_share_the_work() {
     };
     let out = apply_batch(&app.pool, &[again], false).await.unwrap();
     assert!(out.transitions.is_empty());
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM project_transitions")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    assert_eq!(n, 1);
+    assert_eq!(app.count("project_transitions").await, 1);
 }

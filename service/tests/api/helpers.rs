@@ -17,6 +17,9 @@ pub const ADMIN_KEY: &str = "admin-key-for-tests-0123456789";
 pub const ADMIN_KEY_2: &str = "admin-key-rotated-in-9876543210";
 pub const AGENT_KEY: &str = "agent-key-for-tests-0123456789";
 
+/// An empty JSON object as a raw body, for [`TestApp::send_raw`].
+pub const JSON_BODY: (&str, &str) = ("application/json", "{}");
+
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
@@ -80,7 +83,12 @@ pub fn init_test_log() {
 }
 
 pub async fn spawn_app() -> TestApp {
-    spawn_app_with("", Vec::new()).await
+    spawn_app_yaml("").await
+}
+
+/// A service with `extra_yaml` and no seeds.
+pub async fn spawn_app_yaml(extra_yaml: &str) -> TestApp {
+    spawn_app_with(extra_yaml, Vec::new()).await
 }
 
 pub async fn spawn_app_with(extra_yaml: &str, seeds: Vec<ProjectSpec>) -> TestApp {
@@ -118,29 +126,31 @@ pub async fn start_on(db_url: &str, extra_yaml: &str, seeds: Vec<ProjectSpec>) -
 
 /// Starts the service on `db` and waits until it is ready.
 pub async fn spawn_on(db: TestDb, extra_yaml: &str, seeds: Vec<ProjectSpec>) -> TestApp {
-    let Started {
-        base,
-        shutdown,
-        handle,
-    } = start_on(&db.url, extra_yaml, seeds).await;
-    let client = reqwest::Client::new();
-    let ready_url = format!("{base}/ready");
-    testkit::eventually(Duration::from_secs(30), "the service to be ready", || {
-        let (client, url) = (client.clone(), ready_url.clone());
-        async move {
-            let r = client.get(&url).send().await.ok()?;
-            (r.status() == 200).then_some(())
+    start_on(&db.url, extra_yaml, seeds).await.ready(db).await
+}
+
+impl Started {
+    /// Waits until the service is ready; the test's handle on it and `db`.
+    pub async fn ready(self, db: TestDb) -> TestApp {
+        let client = reqwest::Client::new();
+        let ready_url = format!("{}/ready", self.base);
+        testkit::eventually(Duration::from_secs(30), "the service to be ready", || {
+            let (client, url) = (client.clone(), ready_url.clone());
+            async move {
+                let r = client.get(&url).send().await.ok()?;
+                (r.status() == 200).then_some(())
+            }
+        })
+        .await;
+        let pool = PgPool::connect(&db.url).await.expect("test pool");
+        TestApp {
+            base: self.base,
+            client,
+            pool,
+            db,
+            shutdown: self.shutdown,
+            handle: self.handle,
         }
-    })
-    .await;
-    let pool = PgPool::connect(&db.url).await.expect("test pool");
-    TestApp {
-        base,
-        client,
-        pool,
-        db,
-        shutdown,
-        handle,
     }
 }
 
@@ -149,12 +159,17 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
-    pub async fn get(&self, path: &str, key: Option<&str>) -> reqwest::Response {
-        let mut req = self.client.get(self.url(path));
-        if let Some(k) = key {
-            req = req.header("X-API-Key", k);
-        }
+    /// Sends `req`, with the API key if there is one.
+    async fn send(&self, req: reqwest::RequestBuilder, key: Option<&str>) -> reqwest::Response {
+        let req = match key {
+            Some(k) => req.header("X-API-Key", k),
+            None => req,
+        };
         req.send().await.expect("request")
+    }
+
+    pub async fn get(&self, path: &str, key: Option<&str>) -> reqwest::Response {
+        self.send(self.client.get(self.url(path)), key).await
     }
 
     pub async fn post_json(
@@ -163,27 +178,78 @@ impl TestApp {
         key: Option<&str>,
         body: &Value,
     ) -> reqwest::Response {
-        let mut req = self.client.post(self.url(path)).json(body);
-        if let Some(k) = key {
-            req = req.header("X-API-Key", k);
-        }
-        req.send().await.expect("request")
+        self.send(self.client.post(self.url(path)).json(body), key)
+            .await
+    }
+
+    /// GET, and the body as JSON if it is JSON (for `eventually`).
+    pub async fn try_get_value(&self, path: &str, key: Option<&str>) -> Option<Value> {
+        self.get(path, key).await.json().await.ok()
+    }
+
+    /// Registers or updates a project: `POST /api/fed/projects`.
+    pub async fn post_project(&self, key: Option<&str>, body: &Value) -> reqwest::Response {
+        self.post_json("/api/fed/projects", key, body).await
+    }
+
+    /// Registers a new project with the admin key, expecting 201; the
+    /// project as answered.
+    pub async fn create_project(&self, body: &Value) -> Value {
+        let res = self.post_project(Some(ADMIN_KEY), body).await;
+        assert_eq!(res.status(), 201, "{body}");
+        res.json().await.unwrap()
+    }
+
+    /// The status code of a GET.
+    pub async fn get_status(&self, path: &str, key: Option<&str>) -> u16 {
+        self.get(path, key).await.status().as_u16()
+    }
+
+    /// GET, expecting 200; the body as JSON.
+    pub async fn get_ok(&self, path: &str, key: Option<&str>) -> Value {
+        let res = self.get(path, key).await;
+        assert_eq!(res.status(), 200, "GET {path}");
+        res.json().await.unwrap()
+    }
+
+    /// GET, and the body read as JSON whatever the status.
+    pub async fn get_value(&self, path: &str, key: Option<&str>) -> Value {
+        self.get(path, key).await.json().await.unwrap()
+    }
+
+    /// POST, and the body read as JSON whatever the status.
+    pub async fn post_value(&self, path: &str, key: Option<&str>, body: &Value) -> Value {
+        self.post_json(path, key, body).await.json().await.unwrap()
+    }
+
+    /// Runs one SQL statement on the test database.
+    pub async fn sql(&self, statement: &str) {
+        sqlx::query(statement).execute(&self.pool).await.unwrap();
     }
 
     pub async fn put_json(&self, path: &str, key: Option<&str>, body: &Value) -> reqwest::Response {
-        let mut req = self.client.put(self.url(path)).json(body);
-        if let Some(k) = key {
-            req = req.header("X-API-Key", k);
-        }
-        req.send().await.expect("request")
+        self.send(self.client.put(self.url(path)).json(body), key)
+            .await
     }
 
     pub async fn delete(&self, path: &str, key: Option<&str>) -> reqwest::Response {
-        let mut req = self.client.delete(self.url(path));
-        if let Some(k) = key {
-            req = req.header("X-API-Key", k);
-        }
-        req.send().await.expect("request")
+        self.send(self.client.delete(self.url(path)), key).await
+    }
+
+    /// Any method, with a raw body of `content_type`.
+    pub async fn send_raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: Option<&str>,
+        (content_type, body): (&str, &'static str),
+    ) -> reqwest::Response {
+        let req = self
+            .client
+            .request(method, self.url(path))
+            .header("content-type", content_type)
+            .body(body);
+        self.send(req, key).await
     }
 
     /// Stops the service and waits for it to exit.
@@ -192,6 +258,21 @@ impl TestApp {
         let result = self.handle.await.expect("service task");
         self.pool.close().await;
         (self.db, result)
+    }
+
+    /// `SELECT count(*) FROM {from}`: a table, maybe with a WHERE clause.
+    pub async fn count(&self, from: &str) -> i64 {
+        sqlx::query_scalar(&format!("SELECT count(*) FROM {from}"))
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Asserts the row count of each `(from, n)`; `case` names the check.
+    pub async fn assert_counts(&self, expected: &[(&str, i64)], case: &str) {
+        for (from, n) in expected {
+            assert_eq!(self.count(from).await, *n, "{from}: {case}");
+        }
     }
 
     pub async fn outbox_types(&self) -> Vec<String> {
@@ -229,6 +310,37 @@ pub async fn assert_problem(res: reqwest::Response, status: u16) -> Value {
     assert!(body["type"].is_string(), "{body}");
     assert!(body["detail"].is_string(), "{body}");
     body
+}
+
+/// Sends a request and reads the answer as JSON, whatever the status.
+pub async fn json_of(req: reqwest::RequestBuilder) -> Value {
+    req.send().await.unwrap().json().await.unwrap()
+}
+
+/// The text at `key` of each item of a JSON array, in order.
+pub fn strings<'a>(list: &'a Value, key: &str) -> Vec<&'a str> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item[key].as_str().unwrap())
+        .collect()
+}
+
+/// The texts at `a` and `b` of each item of a JSON array, in order.
+pub fn string_pairs(list: &Value, a: &str, b: &str) -> Vec<(String, String)> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|item| {
+            let text = |key: &str| item[key].as_str().unwrap().to_owned();
+            (text(a), text(b))
+        })
+        .collect()
+}
+
+/// The `field` of each error in a problem document, in order.
+pub fn error_fields(problem: &Value) -> Vec<&str> {
+    strings(&problem["errors"], "field")
 }
 
 pub fn repo_path(rel: &str) -> std::path::PathBuf {

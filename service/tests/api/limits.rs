@@ -76,11 +76,7 @@ async fn metric_line(app: &TestApp, prefix: &str) -> Option<String> {
 
 #[tokio::test]
 async fn a_request_head_sent_slowly_is_cut_at_the_header_timeout() {
-    let app = spawn_app_with(
-        "server:\n  header_read_timeout: 1s\n  idle_timeout: 60s\n",
-        Vec::new(),
-    )
-    .await;
+    let app = spawn_app_yaml("server:\n  header_read_timeout: 1s\n  idle_timeout: 60s\n").await;
     let mut slow = connect(&app).await;
     slow.write_all(b"GET /health HTTP/1.1\r\nhost: test\r\n")
         .await
@@ -115,11 +111,7 @@ async fn a_request_head_sent_slowly_is_cut_at_the_header_timeout() {
 
 #[tokio::test]
 async fn idle_connections_are_closed_after_the_idle_timeout() {
-    let app = spawn_app_with(
-        "server:\n  idle_timeout: 1s\n  header_read_timeout: 10s\n",
-        Vec::new(),
-    )
-    .await;
+    let app = spawn_app_yaml("server:\n  idle_timeout: 1s\n  header_read_timeout: 10s\n").await;
     // A keep-alive connection after its request, and one that never sent
     // anything.
     let mut used = connect(&app).await;
@@ -143,11 +135,7 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
 
 #[tokio::test]
 async fn at_the_connection_cap_probes_still_get_through_and_the_rest_is_shed() {
-    let app = spawn_app_with(
-        "server:\n  max_connections: 3\n  max_watch_clients: 1\n",
-        Vec::new(),
-    )
-    .await;
+    let app = spawn_app_yaml("server:\n  max_connections: 3\n  max_watch_clients: 1\n").await;
     // Hold full connections until one lands in the reserve (the test
     // client's own pooled connection may hold a slot already): the reserve
     // answers the health route, then closes.
@@ -209,7 +197,7 @@ async fn at_the_connection_cap_probes_still_get_through_and_the_rest_is_shed() {
 
 #[tokio::test]
 async fn watch_clients_past_the_cap_get_503_with_retry_after() {
-    let app = spawn_app_with("server:\n  max_watch_clients: 2\n", Vec::new()).await;
+    let app = spawn_app_yaml("server:\n  max_watch_clients: 2\n").await;
     let first = crate::fedkit::SseClient::connect(&app, None).await;
     let _second = crate::fedkit::SseClient::connect(&app, None).await;
     let res = app.get("/api/fed/watch", Some(AGENT_KEY)).await;

@@ -40,15 +40,12 @@ async fn the_documented_metric_names_are_exported() {
 async fn counts_are_exact_and_routes_are_templates_not_slugs() {
     let app = spawn_app().await;
     for slug in ["alpha", "beta", "gamma"] {
-        app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project(slug))
-            .await;
+        app.post_project(Some(ADMIN_KEY), &project(slug)).await;
     }
-    sqlx::query(
+    app.sql(
         "UPDATE projects SET status = 'online', last_heartbeat_at = now() WHERE slug <> 'gamma'",
     )
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    .await;
     app.get("/api/fed/projects/alpha", Some(ADMIN_KEY)).await;
     app.get("/api/fed/projects/beta", Some(ADMIN_KEY)).await;
     app.get("/api/fed/projects/nope", Some(ADMIN_KEY)).await;

@@ -21,11 +21,23 @@ async fn wait_nats(app: &TestApp, want: &'static str) {
     .await;
 }
 
+/// Settings for the service on `nats`, with `auth` (indented YAML lines)
+/// added to the `nats:` section.
+fn on(nats: &NatsServer, auth: &str) -> String {
+    format!("nats:\n  url: \"{}\"\n{auth}", nats.url())
+}
+
+/// A service on `nats` with `auth`, once it reports connected.
+async fn connected(nats: &NatsServer, auth: &str) -> TestApp {
+    let app = spawn_app_yaml(&on(nats, auth)).await;
+    wait_nats(&app, "connected").await;
+    app
+}
+
 #[tokio::test]
 async fn health_follows_the_connection_through_an_outage() {
     let mut nats = NatsServer::start().await;
-    let app = spawn_app_with(&format!("nats:\n  url: \"{}\"\n", nats.url()), Vec::new()).await;
-    wait_nats(&app, "connected").await;
+    let app = connected(&nats, "").await;
     let (code, body) = nats_status(&app).await;
     assert_eq!(code, 200);
     assert_eq!(body["url"], nats.url());
@@ -37,9 +49,7 @@ async fn health_follows_the_connection_through_an_outage() {
     let (code, _) = nats_status(&app).await;
     assert_eq!(code, 503);
     // The REST API does not need NATS: still ready, with a warning.
-    let res = app.get("/ready", None).await;
-    assert_eq!(res.status(), 200);
-    let ready: Value = res.json().await.unwrap();
+    let ready = app.get_ok("/ready", None).await;
     assert!(
         ready["warnings"][0]
             .as_str()
@@ -52,7 +62,7 @@ async fn health_follows_the_connection_through_an_outage() {
 
     nats.restart().await;
     wait_nats(&app, "connected").await;
-    let ready: Value = app.get("/ready", None).await.json().await.unwrap();
+    let ready: Value = app.get_value("/ready", None).await;
     assert!(!ready["warnings"].to_string().contains("nats:"), "{ready}");
     let metrics = app.get("/metrics", None).await.text().await.unwrap();
     assert!(metrics.contains("nats_reconnects_total 1"), "{metrics}");
@@ -110,7 +120,7 @@ async fn a_broker_down_at_start_up_does_not_keep_the_api_from_serving() {
 async fn user_password_auth_works_and_credentials_never_show() {
     let nats = NatsServer::start_with_args(&["--user", "hub", "--pass", "n4ts-s3cret"]).await;
     let url = format!("nats://hub:n4ts-s3cret@127.0.0.1:{}", nats.port());
-    let app = spawn_app_with(&format!("nats:\n  url: \"{url}\"\n"), Vec::new()).await;
+    let app = spawn_app_yaml(&format!("nats:\n  url: \"{url}\"\n")).await;
     wait_nats(&app, "connected").await;
     let (_, body) = nats_status(&app).await;
     assert_eq!(body["url"], nats.url());
@@ -120,32 +130,14 @@ async fn user_password_auth_works_and_credentials_never_show() {
     }
 
     // The same with user and password as separate settings.
-    let app2 = spawn_app_with(
-        &format!(
-            "nats:\n  url: \"{}\"\n  user: hub\n  password: n4ts-s3cret\n",
-            nats.url()
-        ),
-        Vec::new(),
-    )
-    .await;
-    wait_nats(&app2, "connected").await;
+    connected(&nats, "  user: hub\n  password: n4ts-s3cret\n").await;
 }
 
 #[tokio::test]
 async fn token_auth_works_and_a_wrong_token_stays_disconnected() {
     let nats = NatsServer::start_with_args(&["--auth", "t0ken-t0ken"]).await;
-    let good = spawn_app_with(
-        &format!("nats:\n  url: \"{}\"\n  token: t0ken-t0ken\n", nats.url()),
-        Vec::new(),
-    )
-    .await;
-    wait_nats(&good, "connected").await;
-
-    assert_never_connects(&format!(
-        "nats:\n  url: \"{}\"\n  token: wrong-token\n",
-        nats.url()
-    ))
-    .await;
+    let _good = connected(&nats, "  token: t0ken-t0ken\n").await;
+    assert_never_connects(&on(&nats, "  token: wrong-token\n")).await;
 }
 
 #[tokio::test]
@@ -163,15 +155,7 @@ async fn nkey_auth_works() {
     .unwrap();
     let nats = NatsServer::start_with_args(&["-c", conf.to_str().unwrap()]).await;
     let seed = user.seed().unwrap();
-    let app = spawn_app_with(
-        &format!(
-            "nats:\n  url: \"{}\"\n  nkey_seed: \"{seed}\"\n",
-            nats.url()
-        ),
-        Vec::new(),
-    )
-    .await;
-    wait_nats(&app, "connected").await;
+    let app = connected(&nats, &format!("  nkey_seed: \"{seed}\"\n")).await;
     let text = app.get("/ready", None).await.text().await.unwrap();
     assert!(!text.contains(&seed));
 }
@@ -213,13 +197,10 @@ async fn tls_with_a_trusted_ca_connects_and_an_untrusted_one_does_not() {
     ])
     .await;
     let url = format!("tls://localhost:{}", nats.port());
-    let app = spawn_app_with(
-        &format!(
-            "nats:\n  url: \"{url}\"\n  tls:\n    required: true\n    ca_file: \"{}\"\n",
-            ca.display()
-        ),
-        Vec::new(),
-    )
+    let app = spawn_app_yaml(&format!(
+        "nats:\n  url: \"{url}\"\n  tls:\n    required: true\n    ca_file: \"{}\"\n",
+        ca.display()
+    ))
     .await;
     wait_nats(&app, "connected").await;
 
@@ -243,14 +224,7 @@ async fn assert_never_connects(nats_yaml: &str) {
     let client = reqwest::Client::new();
     for _ in 0..10 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let body: Value = client
-            .get(format!("{base}/health/nats"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body: Value = json_of(client.get(format!("{base}/health/nats"))).await;
         assert_eq!(body["status"], "disconnected");
     }
     app.stop().await;

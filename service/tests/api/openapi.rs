@@ -5,7 +5,7 @@ use crate::helpers::*;
 #[tokio::test]
 async fn the_document_covers_every_route_with_its_errors() {
     let app = spawn_app().await;
-    let doc: Value = app.get("/openapi.json", None).await.json().await.unwrap();
+    let doc: Value = app.get_value("/openapi.json", None).await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let paths = doc["paths"].as_object().unwrap();
     for (path, method) in [
@@ -96,22 +96,14 @@ async fn the_document_covers_every_route_with_its_errors() {
 #[tokio::test]
 async fn every_documented_operation_is_routed() {
     let app = spawn_app().await;
-    let doc: Value = app.get("/openapi.json", None).await.json().await.unwrap();
+    let doc: Value = app.get_value("/openapi.json", None).await;
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
             let concrete = path
                 .replace("{slug}", "alpha")
                 .replace("{id}", "spoke-fra-00000000");
             let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-            let res = app
-                .client
-                .request(m, app.url(&concrete))
-                .header("X-API-Key", ADMIN_KEY)
-                .header("content-type", "application/json")
-                .body("{}")
-                .send()
-                .await
-                .unwrap();
+            let res = app.send_raw(m, &concrete, Some(ADMIN_KEY), JSON_BODY).await;
             let status = res.status().as_u16();
             let streaming = res
                 .headers()
@@ -138,7 +130,7 @@ async fn the_rules_are_published_from_the_constants_that_enforce_them() {
     use service::spoke::{MAX_REASON_LEN, OPERATOR, REASON};
 
     let app = spawn_app().await;
-    let doc: Value = app.get("/openapi.json", None).await.json().await.unwrap();
+    let doc: Value = app.get_value("/openapi.json", None).await;
     let schemas = &doc["components"]["schemas"];
 
     // ProjectInput: the derived object, plus one of project_slug and slug.

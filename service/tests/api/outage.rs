@@ -9,7 +9,6 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use sqlx::PgPool;
 use testkit::proxy::{Line, TcpProxy};
 use testkit::TestDb;
 
@@ -22,32 +21,22 @@ const WAIT: Duration = Duration::from_secs(20);
 async fn spawn_behind_proxy() -> (TestApp, TcpProxy) {
     let db = TestDb::create().await;
     let proxy = TcpProxy::in_front_of(&db.url).await;
-    let Started {
-        base,
-        shutdown,
-        handle,
-    } = start_on(&proxy.url_through(&db.url), "", Vec::new()).await;
-    let client = reqwest::Client::new();
-    testkit::eventually(WAIT, "the service to be ready", || {
-        let (client, url) = (client.clone(), format!("{base}/ready"));
-        async move { (client.get(&url).send().await.ok()?.status() == 200).then_some(()) }
-    })
-    .await;
-    let pool = PgPool::connect(&db.url).await.expect("test pool");
-    let app = TestApp {
-        base,
-        client,
-        pool,
-        db,
-        shutdown,
-        handle,
-    };
+    let app = start_on(&proxy.url_through(&db.url), "", Vec::new())
+        .await
+        .ready(db)
+        .await;
     (app, proxy)
+}
+
+/// A GET with the admin key, answered within the bound.
+async fn prompt_get(app: &TestApp, path: &str, what: &str) -> reqwest::Response {
+    let req = app.client.get(app.url(path)).header("X-API-Key", ADMIN_KEY);
+    prompt(req, what).await
 }
 
 async fn wait_database(app: &TestApp, status: &'static str) {
     testkit::eventually(WAIT, status, || async {
-        let body: Value = app.get("/health/db", None).await.json().await.ok()?;
+        let body: Value = app.try_get_value("/health/db", None).await?;
         (body["status"] == status).then_some(())
     })
     .await;
@@ -123,10 +112,7 @@ async fn everything_answers_promptly(app: &TestApp) {
 #[tokio::test]
 async fn with_the_database_cut_off_every_route_answers_promptly() {
     let (app, proxy) = spawn_behind_proxy().await;
-    let res = app
-        .post_json("/api/fed/projects", Some(ADMIN_KEY), &project("alpha"))
-        .await;
-    assert_eq!(res.status(), 201);
+    app.create_project(&project("alpha")).await;
     let metrics = app.get("/metrics", None).await.text().await.unwrap();
     assert!(
         metrics.contains("catalog_projects_by_status{status=\"offline\"} 1"),
@@ -149,10 +135,7 @@ async fn with_the_database_cut_off_every_route_answers_promptly() {
         (app.get("/ready", None).await.status() == 200).then_some(())
     })
     .await;
-    let res = app
-        .post_json("/api/fed/projects", Some(ADMIN_KEY), &project("beta"))
-        .await;
-    assert_eq!(res.status(), 201);
+    app.create_project(&project("beta")).await;
     let metrics = app.get("/metrics", None).await.text().await.unwrap();
     assert!(metrics.contains("\ndatabase_up 1\n"), "{metrics}");
 }
@@ -168,7 +151,7 @@ async fn with_the_database_hanging_metrics_answer_at_once_and_the_rest_once_noti
     // The check gives up on a silent database after a second (the first
     // failure may be the proxy closing the connection the check held).
     testkit::eventually(WAIT, "a check timing out", || async {
-        let db: Value = app.get("/health/db", None).await.json().await.ok()?;
+        let db: Value = app.try_get_value("/health/db", None).await?;
         db["error"].as_str()?.contains("no answer").then_some(())
     })
     .await;
@@ -181,37 +164,23 @@ async fn with_the_database_hanging_metrics_answer_at_once_and_the_rest_once_noti
 async fn with_the_database_cut_off_catalog_reads_come_from_the_view() {
     let (app, proxy) = spawn_behind_proxy().await;
     for slug in ["alpha", "beta"] {
-        let res = app
-            .post_json("/api/fed/projects", Some(ADMIN_KEY), &project(slug))
-            .await;
-        assert_eq!(res.status(), 201);
+        app.create_project(&project(slug)).await;
     }
     proxy.set(Line::Cut);
     wait_database(&app, "disconnected").await;
-    let c = &app.client;
-    let res = prompt(
-        c.get(app.url("/api/fed/projects/alpha"))
-            .header("X-API-Key", ADMIN_KEY),
-        "GET one project",
-    )
-    .await;
+    let res = prompt_get(&app, "/api/fed/projects/alpha", "GET one project").await;
     assert_eq!(res.status(), 200);
     let p: Value = res.json().await.unwrap();
     assert_eq!(p["slug"], "alpha");
-    let res = prompt(
-        c.get(app.url("/api/fed/projects?status=offline"))
-            .header("X-API-Key", ADMIN_KEY),
-        "list projects",
-    )
-    .await;
+    let res = prompt_get(&app, "/api/fed/projects?status=offline", "list projects").await;
     assert_eq!(res.status(), 200);
     let list: Value = res.json().await.unwrap();
     assert_eq!(list.as_array().unwrap().len(), 2);
     // What the view does not have needs the database: 503 at once, not a
     // 404 (it may exist) and not a wait.
-    let res = prompt(
-        c.get(app.url("/api/fed/projects/gamma"))
-            .header("X-API-Key", ADMIN_KEY),
+    let res = prompt_get(
+        &app,
+        "/api/fed/projects/gamma",
         "GET a project the view lacks",
     )
     .await;

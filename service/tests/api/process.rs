@@ -1,7 +1,7 @@
 //! The `federation` binary as an operator runs it: exit codes, signals,
 //! what it prints and what it logs.
 
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use testkit::TestDb;
@@ -18,6 +18,53 @@ pub fn federation(args: &[&str]) -> Command {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .current_dir(std::env::temp_dir());
     cmd
+}
+
+/// `federation serve` on `port` against `db_url`, with the admin key.
+pub fn serve(db_url: &str, port: u16) -> Command {
+    let mut cmd = federation(&["serve"]);
+    cmd.env("FEDERATION_API_KEYS", ADMIN_KEY)
+        .env("DATABASE_URL", db_url)
+        .env("FEDERATION_PORT", port.to_string());
+    cmd
+}
+
+/// [`serve`] on a new database and a free port, with `env` besides, its
+/// output piped, once it is ready.
+async fn serve_ready(env: &[(&str, &str)]) -> (TestDb, u16, Child) {
+    let db = TestDb::create().await;
+    let port = testkit::free_port();
+    let child = serve(&db.url, port)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_ready(port).await;
+    (db, port, child)
+}
+
+/// [`serve`] with `env` besides, its output dropped; returns at once.
+pub fn serve_quiet(db_url: &str, port: u16, env: &[(&str, &str)]) -> Child {
+    serve(db_url, port)
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Sends `sig` and waits for the exit: the output, and stdout then stderr
+/// as one text.
+async fn stop_with(child: Child, sig: &str) -> (Output, String) {
+    signal(child.id(), sig);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let logs =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out, logs)
 }
 
 fn output(cmd: &mut Command) -> (i32, String, String) {
@@ -199,21 +246,13 @@ pub fn signal(pid: u32, sig: &str) {
 
 #[tokio::test]
 async fn serve_logs_no_key_material_and_stops_cleanly_on_sigterm() {
-    let db = TestDb::create().await;
-    let port = testkit::free_port();
-    let child = federation(&["serve"])
-        .env("FEDERATION_API_KEYS", ADMIN_KEY)
-        .env("FEDERATION_AGENT_API_KEYS", AGENT_KEY)
-        .env("DATABASE_URL", &db.url)
-        .env("FEDERATION__NATS__ENABLED", "false")
-        .env("FEDERATION_PORT", port.to_string())
-        .env("FEDERATION__SERVER__HOST", "127.0.0.1")
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_ready(port).await;
+    let (_db, port, child) = serve_ready(&[
+        ("FEDERATION_AGENT_API_KEYS", AGENT_KEY),
+        ("FEDERATION__NATS__ENABLED", "false"),
+        ("FEDERATION__SERVER__HOST", "127.0.0.1"),
+        ("RUST_LOG", "debug"),
+    ])
+    .await;
 
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/api/fed/projects");
@@ -240,19 +279,13 @@ async fn serve_logs_no_key_material_and_stops_cleanly_on_sigterm() {
         .await
         .unwrap();
 
-    signal(child.id(), "-TERM");
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let (out, logs) = stop_with(child, "-TERM").await;
     assert_eq!(
         out.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let logs =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     for key in [ADMIN_KEY, AGENT_KEY, wrong] {
         assert!(!logs.contains(key), "a key appears in the logs");
     }
@@ -272,23 +305,8 @@ async fn serve_logs_no_key_material_and_stops_cleanly_on_sigterm() {
 
 #[tokio::test]
 async fn serve_stops_cleanly_on_sigint() {
-    let db = TestDb::create().await;
-    let port = testkit::free_port();
-    let child = federation(&["serve"])
-        .env("FEDERATION_API_KEYS", ADMIN_KEY)
-        .env("DATABASE_URL", &db.url)
-        .env("FEDERATION__NATS__ENABLED", "false")
-        .env("FEDERATION_PORT", port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_ready(port).await;
-    signal(child.id(), "-INT");
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let (_db, _, child) = serve_ready(&[("FEDERATION__NATS__ENABLED", "false")]).await;
+    let (out, _) = stop_with(child, "-INT").await;
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -301,30 +319,10 @@ async fn serve_stops_cleanly_on_sigint() {
 async fn nats_credentials_stay_out_of_trace_logs() {
     let nats =
         testkit::NatsServer::start_with_args(&["--user", "hub", "--pass", "tr4ce-s3cret"]).await;
-    let db = TestDb::create().await;
-    let port = testkit::free_port();
-    let child = federation(&["serve"])
-        .env("FEDERATION_API_KEYS", ADMIN_KEY)
-        .env("DATABASE_URL", &db.url)
-        .env(
-            "NATS_URL",
-            format!("nats://hub:tr4ce-s3cret@127.0.0.1:{}", nats.port()),
-        )
-        .env("FEDERATION_PORT", port.to_string())
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_ready(port).await;
-    signal(child.id(), "-TERM");
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let nats_url = format!("nats://hub:tr4ce-s3cret@127.0.0.1:{}", nats.port());
+    let (_db, _, child) = serve_ready(&[("NATS_URL", &nats_url), ("RUST_LOG", "trace")]).await;
+    let (out, logs) = stop_with(child, "-TERM").await;
     assert_eq!(out.status.code(), Some(0));
-    let logs =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(logs.contains("connected to NATS"), "never connected");
     assert!(
         !logs.contains("tr4ce-s3cret"),
@@ -334,20 +332,12 @@ async fn nats_credentials_stay_out_of_trace_logs() {
 
 #[tokio::test]
 async fn a_flood_of_wrong_keys_logs_a_few_lines_not_one_each() {
-    let db = TestDb::create().await;
-    let port = testkit::free_port();
-    let child = federation(&["serve"])
-        .env("FEDERATION_API_KEYS", ADMIN_KEY)
-        .env("DATABASE_URL", &db.url)
-        .env("FEDERATION__NATS__ENABLED", "false")
-        .env("FEDERATION_PORT", port.to_string())
-        .env("FEDERATION__SERVER__HOST", "127.0.0.1")
-        .env("LOG_LEVEL", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_ready(port).await;
+    let (_db, port, child) = serve_ready(&[
+        ("FEDERATION__NATS__ENABLED", "false"),
+        ("FEDERATION__SERVER__HOST", "127.0.0.1"),
+        ("LOG_LEVEL", "info"),
+    ])
+    .await;
 
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/api/fed/projects");
@@ -364,14 +354,8 @@ async fn a_flood_of_wrong_keys_logs_a_few_lines_not_one_each() {
     }
 
     let took = started.elapsed();
-    signal(child.id(), "-TERM");
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let (out, logs) = stop_with(child, "-TERM").await;
     assert_eq!(out.status.code(), Some(0));
-    let logs =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = logs
         .lines()
         .filter(|l| l.contains("rejected unknown API key"))

@@ -1,3 +1,4 @@
+use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
@@ -5,9 +6,7 @@ use crate::helpers::*;
 #[tokio::test]
 async fn register_creates_then_updates_then_is_idempotent() {
     let app = spawn_app().await;
-    let res = app
-        .post_json("/api/fed/projects", Some(ADMIN_KEY), &project("alpha"))
-        .await;
+    let res = app.post_project(Some(ADMIN_KEY), &project("alpha")).await;
     assert_eq!(res.status(), 201);
     assert_eq!(res.headers()["location"], "/api/fed/projects/alpha");
     let created: Value = res.json().await.unwrap();
@@ -18,9 +17,7 @@ async fn register_creates_then_updates_then_is_idempotent() {
     assert!(created["last_heartbeat_at"].is_null());
 
     // Same body: 200, nothing changed, no event.
-    let res = app
-        .post_json("/api/fed/projects", Some(ADMIN_KEY), &project("alpha"))
-        .await;
+    let res = app.post_project(Some(ADMIN_KEY), &project("alpha")).await;
     assert_eq!(res.status(), 200);
     let same: Value = res.json().await.unwrap();
     assert_eq!(same["updated_at"], created["updated_at"]);
@@ -28,9 +25,7 @@ async fn register_creates_then_updates_then_is_idempotent() {
     // Changed body: 200, updated.
     let mut body = project("alpha");
     body["hub_url"] = "https://alpha.example".into();
-    let res = app
-        .post_json("/api/fed/projects", Some(ADMIN_KEY), &body)
-        .await;
+    let res = app.post_project(Some(ADMIN_KEY), &body).await;
     assert_eq!(res.status(), 200);
     let updated: Value = res.json().await.unwrap();
     assert_eq!(updated["hub_url"], "https://alpha.example");
@@ -49,73 +44,39 @@ async fn register_creates_then_updates_then_is_idempotent() {
 async fn the_original_minimal_body_is_accepted() {
     let app = spawn_app().await;
     // As in the original service's README.
-    let body = json!({
-        "project_slug": "newproject",
-        "name": "New Project",
-        "hub_url": "http://localhost:9003",
-        "mesh_namespace": "hub.newproject"
-    });
-    let res = app
-        .post_json("/api/fed/projects", Some(ADMIN_KEY), &body)
-        .await;
-    assert_eq!(res.status(), 201);
+    let body = json!({"project_slug": "newproject", "name": "New Project",
+        "hub_url": "http://localhost:9003", "mesh_namespace": "hub.newproject"});
+    app.create_project(&body).await;
     // The original service's own example, as its clients send it.
     let body = json!({"slug": "commandcenter", "name": "CommandCenter",
         "hub_url": "http://localhost:8000", "mesh_namespace": "hub.commandcenter",
         "tags": ["python", "fastapi", "rag"]});
-    let res = app
-        .post_json("/api/fed/projects", Some(ADMIN_KEY), &body)
-        .await;
-    assert_eq!(res.status(), 201);
+    app.create_project(&body).await;
     // And `slug` for `project_slug`, with the namespace derived.
     let body = json!({"slug": "other", "name": "Other", "hub_url": "http://localhost:9004"});
-    let res = app
-        .post_json("/api/fed/projects", Some(ADMIN_KEY), &body)
-        .await;
-    assert_eq!(res.status(), 201);
-    let p: Value = res.json().await.unwrap();
+    let p = app.create_project(&body).await;
     assert_eq!(p["mesh_namespace"], "hub.other");
 }
 
 #[tokio::test]
 async fn invalid_fields_are_all_listed_and_nothing_is_written() {
     let app = spawn_app().await;
-    let body = json!({
-        "project_slug": "Bad_Slug",
-        "name": "",
-        "hub_url": "ftp://nope",
-        "tags": [""],
-        "allow_fanout": ["hub.Nope!"],
-    });
-    let res = app
-        .post_json("/api/fed/projects", Some(ADMIN_KEY), &body)
-        .await;
+    let body = json!({"project_slug": "Bad_Slug", "name": "", "hub_url": "ftp://nope",
+        "tags": [""], "allow_fanout": ["hub.Nope!"]});
+    let res = app.post_project(Some(ADMIN_KEY), &body).await;
     let problem = assert_problem(res, 422).await;
-    let fields: Vec<&str> = problem["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        fields,
-        [
-            "allow_fanout[0]",
-            "hub_url",
-            "name",
-            "project_slug",
-            "tags[0]"
-        ],
-        "{problem}"
-    );
+    let want = [
+        "allow_fanout[0]",
+        "hub_url",
+        "name",
+        "project_slug",
+        "tags[0]",
+    ];
+    assert_eq!(error_fields(&problem), want, "{problem}");
     for e in problem["errors"].as_array().unwrap() {
         assert!(!e["message"].as_str().unwrap().is_empty());
     }
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM projects")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    assert_eq!(count, 0);
+    assert_eq!(app.count("projects").await, 0);
     assert!(app.outbox_types().await.is_empty());
 }
 
@@ -124,12 +85,7 @@ async fn namespace_must_match_the_slug() {
     let app = spawn_app().await;
     let mut body = project("alpha");
     body["mesh_namespace"] = "hub.beta".into();
-    let problem = assert_problem(
-        app.post_json("/api/fed/projects", Some(ADMIN_KEY), &body)
-            .await,
-        422,
-    )
-    .await;
+    let problem = assert_problem(app.post_project(Some(ADMIN_KEY), &body).await, 422).await;
     assert_eq!(problem["errors"][0]["field"], "mesh_namespace");
     assert_eq!(
         problem["errors"][0]["message"],
@@ -140,49 +96,27 @@ async fn namespace_must_match_the_slug() {
 #[tokio::test]
 async fn malformed_bodies_get_problem_documents() {
     let app = spawn_app().await;
-    let url = app.url("/api/fed/projects");
+    let url = "/api/fed/projects";
     // Not JSON.
     let res = app
-        .client
-        .post(&url)
-        .header("X-API-Key", ADMIN_KEY)
-        .header("content-type", "application/json")
-        .body("{nope")
-        .send()
-        .await
-        .unwrap();
+        .send_raw(
+            Method::POST,
+            url,
+            Some(ADMIN_KEY),
+            ("application/json", "{nope"),
+        )
+        .await;
     assert_problem(res, 400).await;
     // Wrong content type.
     let res = app
-        .client
-        .post(&url)
-        .header("X-API-Key", ADMIN_KEY)
-        .header("content-type", "text/plain")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+        .send_raw(Method::POST, url, Some(ADMIN_KEY), ("text/plain", "{}"))
+        .await;
     assert_problem(res, 415).await;
     // Missing, mistyped and unknown fields and broken rules: one 422 that
     // lists them all, in words.
     let body = json!({"name": 5, "hub_url": "ftp://a", "tags": "prod", "colour": "red"});
-    let problem = assert_problem(
-        app.post_json("/api/fed/projects", Some(ADMIN_KEY), &body)
-            .await,
-        422,
-    )
-    .await;
-    let errors: Vec<(String, String)> = problem["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["field"].as_str().unwrap().to_owned(),
-                e["message"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let problem = assert_problem(app.post_project(Some(ADMIN_KEY), &body).await, 422).await;
+    let errors = string_pairs(&problem["errors"], "field", "message");
     let known = "allow_fanout, hub_url, mesh_namespace, name, project_slug, slug, tags";
     assert_eq!(
         errors,
@@ -211,12 +145,8 @@ async fn malformed_bodies_get_problem_documents() {
         "{detail}"
     );
     let problem = assert_problem(
-        app.post_json(
-            "/api/fed/projects",
-            Some(ADMIN_KEY),
-            &json!({"project_slug": "a", "name": "A"}),
-        )
-        .await,
+        app.post_project(Some(ADMIN_KEY), &json!({"project_slug": "a", "name": "A"}))
+            .await,
         422,
     )
     .await;
@@ -233,30 +163,20 @@ async fn malformed_bodies_get_problem_documents() {
             "colour",
         ),
     ] {
-        let problem = assert_problem(
-            app.post_json("/api/fed/projects", Some(ADMIN_KEY), &body)
-                .await,
-            422,
-        )
-        .await;
+        let problem = assert_problem(app.post_project(Some(ADMIN_KEY), &body).await, 422).await;
         assert_eq!(problem["errors"][0]["field"], field, "{problem}");
     }
     // Too large (the limit is 1 MiB).
     let mut body = project("alpha");
     body["name"] = "x".repeat(2 << 20).into();
-    assert_problem(
-        app.post_json("/api/fed/projects", Some(ADMIN_KEY), &body)
-            .await,
-        413,
-    )
-    .await;
+    assert_problem(app.post_project(Some(ADMIN_KEY), &body).await, 413).await;
 }
 
 #[tokio::test]
 async fn get_list_and_filters() {
     // The database path; the in-memory view applies the same filters
     // (catalog_view unit tests) and is exercised by the other tests.
-    let app = spawn_app_with("catalog:\n  view: false\n", Vec::new()).await;
+    let app = spawn_app_yaml("catalog:\n  view: false\n").await;
     for (slug, tags) in [
         ("alpha", vec!["prod"]),
         ("beta", vec!["prod", "eu"]),
@@ -264,84 +184,36 @@ async fn get_list_and_filters() {
     ] {
         let mut body = project(slug);
         body["tags"] = json!(tags);
-        assert_eq!(
-            app.post_json("/api/fed/projects", Some(ADMIN_KEY), &body)
-                .await
-                .status(),
-            201
-        );
+        assert_eq!(app.post_project(Some(ADMIN_KEY), &body).await.status(), 201);
     }
-    sqlx::query(
-        "UPDATE projects SET status = 'online', last_heartbeat_at = now() WHERE slug = 'beta'",
-    )
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    app.sql("UPDATE projects SET status = 'online', last_heartbeat_at = now() WHERE slug = 'beta'")
+        .await;
 
-    let slugs = |v: Value| -> Vec<String> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["slug"].as_str().unwrap().to_owned())
-            .collect()
-    };
-    let all: Value = app
-        .get("/api/fed/projects", Some(ADMIN_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(slugs(all), ["alpha", "beta", "gamma"]);
-    let prod: Value = app
-        .get("/api/fed/projects?tag=prod", Some(ADMIN_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(slugs(prod), ["alpha", "beta"]);
-    let online: Value = app
-        .get("/api/fed/projects?status=online", Some(ADMIN_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(slugs(online), ["beta"]);
-    let both: Value = app
-        .get("/api/fed/projects?status=offline&tag=prod", Some(ADMIN_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(slugs(both), ["alpha"]);
-    let none: Value = app
-        .get("/api/fed/projects?tag=nothing", Some(ADMIN_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(none, json!([]));
+    let lists: [(&str, &[&str]); 5] = [
+        ("", &["alpha", "beta", "gamma"]),
+        ("?tag=prod", &["alpha", "beta"]),
+        ("?status=online", &["beta"]),
+        ("?status=offline&tag=prod", &["alpha"]),
+        ("?tag=nothing", &[]),
+    ];
+    for (query, slugs) in lists {
+        let list = app
+            .get_value(&format!("/api/fed/projects{query}"), Some(ADMIN_KEY))
+            .await;
+        assert_eq!(strings(&list, "slug"), slugs, "{query}");
+    }
 
-    let problem = assert_problem(
-        app.get("/api/fed/projects?status=sleeping", Some(ADMIN_KEY))
-            .await,
-        422,
-    )
-    .await;
-    assert_eq!(problem["errors"][0]["field"], "status", "{problem}");
-    let problem = assert_problem(
-        app.get("/api/fed/projects?stauts=online", Some(ADMIN_KEY))
-            .await,
-        422,
-    )
-    .await;
-    assert_eq!(problem["errors"][0]["field"], "stauts", "{problem}");
+    for (query, field) in [("status=sleeping", "status"), ("stauts=online", "stauts")] {
+        let res = app
+            .get(&format!("/api/fed/projects?{query}"), Some(ADMIN_KEY))
+            .await;
+        let problem = assert_problem(res, 422).await;
+        assert_eq!(problem["errors"][0]["field"], field, "{problem}");
+    }
 
     let one: Value = app
-        .get("/api/fed/projects/beta", Some(ADMIN_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_value("/api/fed/projects/beta", Some(ADMIN_KEY))
+        .await;
     assert_eq!(one["slug"], "beta");
     assert_eq!(one["status"], "online");
     assert!(one["last_heartbeat_at"].is_string());
@@ -363,8 +235,7 @@ async fn put_replaces_an_existing_project_only() {
     )
     .await;
 
-    app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project("alpha"))
-        .await;
+    app.post_project(Some(ADMIN_KEY), &project("alpha")).await;
     let res = app
         .put_json("/api/fed/projects/alpha", Some(ADMIN_KEY), &body)
         .await;
@@ -395,8 +266,7 @@ async fn put_replaces_an_existing_project_only() {
 #[tokio::test]
 async fn delete_removes_and_emits_an_event() {
     let app = spawn_app().await;
-    app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project("alpha"))
-        .await;
+    app.post_project(Some(ADMIN_KEY), &project("alpha")).await;
     assert_eq!(
         app.delete("/api/fed/projects/alpha", Some(ADMIN_KEY))
             .await
@@ -480,18 +350,11 @@ async fn re_registration_keeps_what_it_does_not_mention() {
     full["name"] = "Alpha, as the operator named it".into();
     full["tags"] = json!(["prod", "eu"]);
     full["allow_fanout"] = json!(["hub.beta"]);
-    assert_eq!(
-        app.post_json("/api/fed/projects", Some(ADMIN_KEY), &full)
-            .await
-            .status(),
-        201
-    );
+    assert_eq!(app.post_project(Some(ADMIN_KEY), &full).await.status(), 201);
 
     // An agent re-registers with only what it knows.
     let minimal = json!({"project_slug": "alpha", "hub_url": "http://alpha.example:9001"});
-    let res = app
-        .post_json("/api/fed/projects", Some(AGENT_KEY), &minimal)
-        .await;
+    let res = app.post_project(Some(AGENT_KEY), &minimal).await;
     assert_eq!(res.status(), 200);
     let p: Value = res.json().await.unwrap();
     assert_eq!(p["name"], "Alpha, as the operator named it");
@@ -505,8 +368,7 @@ async fn re_registration_keeps_what_it_does_not_mention() {
 
     // A new project registered that way gets the defaults.
     let res = app
-        .post_json(
-            "/api/fed/projects",
+        .post_project(
             Some(AGENT_KEY),
             &json!({"project_slug": "beta", "hub_url": "http://b"}),
         )
@@ -532,73 +394,41 @@ async fn re_registration_keeps_what_it_does_not_mention() {
 #[tokio::test]
 async fn reads_come_from_a_view_that_every_write_updates() {
     let app = spawn_app().await;
-    app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project("alpha"))
-        .await;
-    let statuses = |v: Value| -> Vec<String> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["status"].as_str().unwrap().to_owned())
-            .collect()
-    };
-    let first: Value = app
-        .get("/api/fed/projects", Some(ADMIN_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(statuses(first), ["offline"]);
+    app.post_project(Some(ADMIN_KEY), &project("alpha")).await;
+    let first: Value = app.get_value("/api/fed/projects", Some(ADMIN_KEY)).await;
+    assert_eq!(strings(&first, "status"), ["offline"]);
     // A write through the API shows at once, in the list and alone.
     let mut renamed = project("alpha");
     renamed["name"] = "Renamed".into();
-    app.post_json("/api/fed/projects", Some(ADMIN_KEY), &renamed)
-        .await;
+    app.post_project(Some(ADMIN_KEY), &renamed).await;
     let one: Value = app
-        .get("/api/fed/projects/alpha", Some(ADMIN_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(one["name"], "Renamed");
-    app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project("beta"))
+        .get_value("/api/fed/projects/alpha", Some(ADMIN_KEY))
         .await;
-    let list: Value = app
-        .get("/api/fed/projects", Some(ADMIN_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(statuses(list), ["offline", "offline"]);
+    assert_eq!(one["name"], "Renamed");
+    app.post_project(Some(ADMIN_KEY), &project("beta")).await;
+    let list: Value = app.get_value("/api/fed/projects", Some(ADMIN_KEY)).await;
+    assert_eq!(strings(&list, "status"), ["offline", "offline"]);
     // A change the API did not make (another replica, psql) is pushed by
     // PostgreSQL: there is no reload period to wait for.
-    sqlx::query("UPDATE projects SET status = 'online' WHERE slug = 'alpha'")
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    app.sql("UPDATE projects SET status = 'online' WHERE slug = 'alpha'")
+        .await;
     testkit::eventually(
         std::time::Duration::from_secs(5),
         "the change to be pushed",
         || async {
             let one: Value = app
-                .get("/api/fed/projects/alpha", Some(ADMIN_KEY))
-                .await
-                .json()
-                .await
-                .ok()?;
+                .try_get_value("/api/fed/projects/alpha", Some(ADMIN_KEY))
+                .await?;
             (one["status"] == "online").then_some(())
         },
     )
     .await;
     // A project created behind the view's back is found at once (pushed,
     // or read from the database on a miss).
-    sqlx::query("INSERT INTO projects (slug, name, hub_url, mesh_namespace) VALUES ('gamma', 'G', 'http://g', 'hub.gamma')")
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    app.sql("INSERT INTO projects (slug, name, hub_url, mesh_namespace) VALUES ('gamma', 'G', 'http://g', 'hub.gamma')").await;
     assert_eq!(
-        app.get("/api/fed/projects/gamma", Some(ADMIN_KEY))
-            .await
-            .status(),
+        app.get_status("/api/fed/projects/gamma", Some(ADMIN_KEY))
+            .await,
         200
     );
     // Deleted through the API: gone at once.
@@ -609,20 +439,14 @@ async fn reads_come_from_a_view_that_every_write_updates() {
     )
     .await;
     // Deleted behind its back: gone as soon as the notification arrives.
-    sqlx::query("DELETE FROM projects WHERE slug = 'gamma'")
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    app.sql("DELETE FROM projects WHERE slug = 'gamma'").await;
     testkit::eventually(
         std::time::Duration::from_secs(5),
         "the deletion to be pushed",
         || async {
             let list: Value = app
-                .get("/api/fed/projects", Some(ADMIN_KEY))
-                .await
-                .json()
-                .await
-                .ok()?;
+                .try_get_value("/api/fed/projects", Some(ADMIN_KEY))
+                .await?;
             (list.as_array()?.len() == 1).then_some(())
         },
     )
@@ -631,26 +455,15 @@ async fn reads_come_from_a_view_that_every_write_updates() {
 
 #[tokio::test]
 async fn without_the_view_every_read_goes_to_the_database() {
-    let app = spawn_app_with("catalog:\n  view: false\n", Vec::new()).await;
-    app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project("alpha"))
-        .await;
+    let app = spawn_app_yaml("catalog:\n  view: false\n").await;
+    app.post_project(Some(ADMIN_KEY), &project("alpha")).await;
     app.get("/api/fed/projects", Some(ADMIN_KEY)).await;
-    sqlx::query("UPDATE projects SET status = 'online' WHERE slug = 'alpha'")
-        .execute(&app.pool)
-        .await
-        .unwrap();
-    let list: Value = app
-        .get("/api/fed/projects", Some(ADMIN_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+    app.sql("UPDATE projects SET status = 'online' WHERE slug = 'alpha'")
+        .await;
+    let list: Value = app.get_value("/api/fed/projects", Some(ADMIN_KEY)).await;
     assert_eq!(list[0]["status"], "online");
     let one: Value = app
-        .get("/api/fed/projects/alpha", Some(ADMIN_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_value("/api/fed/projects/alpha", Some(ADMIN_KEY))
+        .await;
     assert_eq!(one["status"], "online");
 }

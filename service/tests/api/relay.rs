@@ -2,16 +2,17 @@
 //! order, de-duplication, outages, and a service killed with SIGKILL in the
 //! middle of a burst.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 use service::events::outbox;
+use service::events::relay::OutboxRelay;
 use sqlx::PgPool;
 use testkit::{eventually, NatsServer, TestDb};
 
 use crate::fedkit::*;
 use crate::helpers::*;
+use crate::process::{serve_quiet, signal, wait_ready};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -60,15 +61,14 @@ async fn assert_stream_matches_outbox(js: &async_nats::jetstream::Context, pool:
 #[tokio::test]
 async fn every_committed_event_reaches_jetstream_once_in_order() {
     let nats = NatsServer::start().await;
-    let app = spawn_app_with(
-        &format!("{}  duplicate_window: 42s\n", nats_yaml(&nats.url())),
-        Vec::new(),
-    )
+    let app = spawn_app_yaml(&format!(
+        "{}  duplicate_window: 42s\n",
+        nats_yaml(&nats.url())
+    ))
     .await;
     let fra = spoke_in(&app, "FRA", "approved").await;
     act_ok(&app, &fra, "suspend").await;
-    app.post_json("/api/fed/projects", Some(AGENT_KEY), &project("fra"))
-        .await;
+    app.post_project(Some(AGENT_KEY), &project("fra")).await;
     // A transaction that rolls back leaves no event behind.
     let mut tx = app.pool.begin().await.unwrap();
     outbox::enqueue(
@@ -106,10 +106,7 @@ async fn every_committed_event_reaches_jetstream_once_in_order() {
     // Crash between publish and mark, replayed exactly: the events are in
     // the stream but the outbox says unsent. They go out again and the
     // server drops every copy.
-    sqlx::query("UPDATE outbox SET published_at = NULL")
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    app.sql("UPDATE outbox SET published_at = NULL").await;
     wait_all_published(&app.pool).await;
     assert_eq!(stream_len(&js).await, 4);
     assert_eq!(metric(&app, "nats_publish_duplicates_total").await, 4.0);
@@ -119,7 +116,7 @@ async fn every_committed_event_reaches_jetstream_once_in_order() {
 #[tokio::test]
 async fn with_nats_down_events_wait_and_then_all_go_out_in_order() {
     let mut nats = NatsServer::start().await;
-    let app = spawn_app_with(&nats_yaml(&nats.url()), Vec::new()).await;
+    let app = spawn_app_yaml(&nats_yaml(&nats.url())).await;
     let first = register(&app, "FRA").await;
     wait_all_published(&app.pool).await;
 
@@ -156,7 +153,7 @@ async fn with_nats_down_events_wait_and_then_all_go_out_in_order() {
 /// ours, and holds the horizon back for a moment (it only delays, see
 /// docs/decisions.md, "Event order"); with tests running side by side on
 /// one server, a single step may therefore publish fewer.
-async fn publish_all(relay: &service::events::relay::OutboxRelay, n: usize) -> usize {
+async fn publish_all(relay: &OutboxRelay, n: usize) -> usize {
     let mut published = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while published < n && tokio::time::Instant::now() < deadline {
@@ -169,6 +166,19 @@ async fn publish_all(relay: &service::events::relay::OutboxRelay, n: usize) -> u
     published
 }
 
+/// A relay driven by the test, with its own metrics, its stream made.
+async fn manual_relay(
+    app: &TestApp,
+    nats: &NatsServer,
+    settings: service::config::EventSettings,
+) -> (OutboxRelay, service::metrics::Metrics) {
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let metrics = service::metrics::Metrics::new();
+    let relay = OutboxRelay::new(app.pool.clone(), client, settings, metrics.events.clone());
+    relay.ensure_stream().await.unwrap();
+    (relay, metrics)
+}
+
 /// seq is assigned at insert, not at commit: an event inserted first and
 /// committed last must not be skipped, and goes out first. The relay is
 /// driven step by step here (the service's own relay is off: no NATS).
@@ -176,15 +186,7 @@ async fn publish_all(relay: &service::events::relay::OutboxRelay, n: usize) -> u
 async fn an_event_that_commits_late_is_not_skipped() {
     let nats = NatsServer::start().await;
     let app = spawn_app().await;
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    let metrics = service::metrics::Metrics::new();
-    let relay = service::events::relay::OutboxRelay::new(
-        app.pool.clone(),
-        client,
-        Default::default(),
-        metrics.events.clone(),
-    );
-    relay.ensure_stream().await.unwrap();
+    let (relay, metrics) = manual_relay(&app, &nats, Default::default()).await;
     let kind = protocol::EventKind::ProjectUpdated;
     let mut early = app.pool.begin().await.unwrap();
     let a = outbox::enqueue(&mut early, kind, Some("a"), &serde_json::json!({"n": 1}))
@@ -210,35 +212,19 @@ async fn an_event_that_commits_late_is_not_skipped() {
 
 // ---- kill -9 in the middle of a burst -------------------------------------
 
-const BIN: &str = env!("CARGO_BIN_EXE_federation");
-
 fn start_service(db: &TestDb, nats: &NatsServer, port: u16) -> std::process::Child {
-    Command::new(BIN)
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .current_dir(std::env::temp_dir())
-        .env("FEDERATION_API_KEYS", ADMIN_KEY)
-        .env("DATABASE_URL", &db.url)
-        .env("NATS_URL", nats.url())
-        .env("FEDERATION_PORT", port.to_string())
-        .env("FEDERATION__SERVER__HOST", "127.0.0.1")
-        .env("FEDERATION__EVENTS__BATCH_SIZE", "25")
-        .env("FEDERATION__EVENTS__POLL_INTERVAL", "100ms")
-        .env("LOG_LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-async fn wait_ready(port: u16) {
-    let client = reqwest::Client::new();
-    eventually(WAIT, "the service to be ready", || {
-        let (client, url) = (client.clone(), format!("http://127.0.0.1:{port}/ready"));
-        async move { (client.get(&url).send().await.ok()?.status() == 200).then_some(()) }
-    })
-    .await;
+    let nats_url = nats.url();
+    serve_quiet(
+        &db.url,
+        port,
+        &[
+            ("NATS_URL", &nats_url),
+            ("FEDERATION__SERVER__HOST", "127.0.0.1"),
+            ("FEDERATION__EVENTS__BATCH_SIZE", "25"),
+            ("FEDERATION__EVENTS__POLL_INTERVAL", "100ms"),
+            ("LOG_LEVEL", "warn"),
+        ],
+    )
 }
 
 /// `n` events in transactions of `per_tx`, as the service's writers make them.
@@ -281,10 +267,7 @@ async fn a_service_killed_mid_burst_loses_nothing_and_duplicates_nothing() {
         async move { (stream_len(&js).await >= 200).then_some(()) }
     })
     .await;
-    Command::new("kill")
-        .args(["-KILL", &first.id().to_string()])
-        .status()
-        .unwrap();
+    signal(first.id(), "-KILL");
     first.wait().unwrap();
     writer.await.unwrap();
     let at_kill = stream_len(&js).await;
@@ -364,18 +347,11 @@ fn docs_events_md_has_a_valid_example_per_type() {
 async fn published_events_are_pruned_after_the_retention_and_pending_ones_never() {
     let nats = NatsServer::start().await;
     let app = spawn_app().await;
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    let metrics = service::metrics::Metrics::new();
-    let relay = service::events::relay::OutboxRelay::new(
-        app.pool.clone(),
-        client,
-        service::config::EventSettings {
-            retention: Duration::from_secs(3600),
-            ..Default::default()
-        },
-        metrics.events.clone(),
-    );
-    relay.ensure_stream().await.unwrap();
+    let settings = service::config::EventSettings {
+        retention: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let (relay, metrics) = manual_relay(&app, &nats, settings).await;
     for code in ["FRA", "DEU", "GBR"] {
         register(&app, code).await;
     }
@@ -390,12 +366,10 @@ async fn published_events_are_pruned_after_the_retention_and_pending_ones_never(
     .await
     .unwrap();
     register(&app, "NLD").await;
-    sqlx::query(
+    app.sql(
         "UPDATE outbox SET occurred_at = now() - interval '3 hours' WHERE published_at IS NULL",
     )
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    .await;
     assert_eq!(relay.prune().await.unwrap(), 2);
     assert_eq!(metrics.events.pruned.get(), 2);
     let left = outbox_ids(&app.pool).await;
@@ -404,14 +378,7 @@ async fn published_events_are_pruned_after_the_retention_and_pending_ones_never(
     assert_eq!(outbox_unpublished(&app.pool).await, 1);
 
     // A watcher can no longer resume from a pruned event, and says so.
-    let res = app
-        .client
-        .get(app.url("/api/fed/watch"))
-        .header("X-API-Key", AGENT_KEY)
-        .header("Last-Event-ID", &ids[0])
-        .send()
-        .await
-        .unwrap();
+    let res = watch_resuming(&app, "/api/fed/watch", &ids[0]).await;
     let problem = assert_problem(res, 410).await;
     assert!(problem["detail"].as_str().unwrap().contains("retention"));
     // From the oldest kept event it resumes normally.

@@ -1,14 +1,14 @@
 //! Several service processes on one NATS and one database, and NATS going
 //! away under load.
 
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use testkit::{eventually, NatsServer, TestDb};
 
 use crate::heartbeats::{metric_value, payload, rig};
 use crate::helpers::*;
-use crate::process::{federation, signal, wait_ready};
+use crate::process::{serve_quiet, signal, wait_ready};
 
 struct Replica {
     child: Child,
@@ -17,19 +17,18 @@ struct Replica {
 
 fn replica(db: &TestDb, nats: &NatsServer) -> Replica {
     let port = testkit::free_port();
-    let child = federation(&["serve"])
-        .env("FEDERATION_API_KEYS", ADMIN_KEY)
-        .env("DATABASE_URL", &db.url)
-        .env("NATS_URL", nats.url())
-        .env("FEDERATION_PORT", port.to_string())
-        .env("FEDERATION__SERVER__HOST", "127.0.0.1")
-        .env("FEDERATION__HEARTBEAT__DEGRADED_AFTER", "1s")
-        .env("FEDERATION__HEARTBEAT__STALE_THRESHOLD", "2s")
-        .env("FEDERATION__HEARTBEAT__CHECK_INTERVAL", "1s")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let nats_url = nats.url();
+    let child = serve_quiet(
+        &db.url,
+        port,
+        &[
+            ("NATS_URL", &nats_url),
+            ("FEDERATION__SERVER__HOST", "127.0.0.1"),
+            ("FEDERATION__HEARTBEAT__DEGRADED_AFTER", "1s"),
+            ("FEDERATION__HEARTBEAT__STALE_THRESHOLD", "2s"),
+            ("FEDERATION__HEARTBEAT__CHECK_INTERVAL", "1s"),
+        ],
+    );
     Replica { child, port }
 }
 

@@ -8,18 +8,8 @@ async fn the_example_projects_file_seeds_the_catalog_idempotently() {
     let specs = seed::load(&repo_path("config/projects.yaml")).unwrap();
     assert_eq!(specs.len(), 2);
     let app = spawn_app_with("", specs.clone()).await;
-    let list: Value = app
-        .get("/api/fed/projects", Some(ADMIN_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let slugs: Vec<&str> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["slug"].as_str().unwrap())
-        .collect();
+    let list: Value = app.get_value("/api/fed/projects", Some(ADMIN_KEY)).await;
+    let slugs = strings(&list, "slug");
     assert_eq!(slugs, ["commandcenter", "projecta"]);
     let before: Vec<(String, chrono::DateTime<chrono::Utc>)> =
         sqlx::query_as("SELECT slug, updated_at FROM projects ORDER BY slug")
@@ -45,24 +35,19 @@ async fn the_example_projects_file_seeds_the_catalog_idempotently() {
     );
 
     // A changed file updates only what changed; projects added by the API stay.
-    app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project("extra"))
-        .await;
+    app.post_project(Some(ADMIN_KEY), &project("extra")).await;
     let (db, result) = app.stop().await;
     result.unwrap();
     let mut changed = specs;
     changed[1].name = Some("Renamed".into());
     let app = spawn_on(db, "", changed).await;
     let p: Value = app
-        .get("/api/fed/projects/projecta", Some(ADMIN_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_value("/api/fed/projects/projecta", Some(ADMIN_KEY))
+        .await;
     assert_eq!(p["name"], "Renamed");
     assert_eq!(
-        app.get("/api/fed/projects/extra", Some(ADMIN_KEY))
-            .await
-            .status(),
+        app.get_status("/api/fed/projects/extra", Some(ADMIN_KEY))
+            .await,
         200
     );
     assert_eq!(

@@ -59,19 +59,11 @@ async fn a_registration_lands_pending_and_registering_again_returns_it() {
     assert_eq!(deu["cert_fingerprint"], Value::Null);
     assert_eq!(deu["contact"], Value::Null);
 
-    let got: Value = app
-        .get(&location, Some(AGENT_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let got: Value = app.get_value(&location, Some(AGENT_KEY)).await;
     assert_eq!(got, spoke);
     let history: Value = app
-        .get(&format!("{location}/history"), Some(AGENT_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_value(&format!("{location}/history"), Some(AGENT_KEY))
+        .await;
     assert_eq!(history.as_array().unwrap().len(), 1);
     assert_eq!(history[0]["from_status"], Value::Null);
     assert_eq!(history[0]["to_status"], "pending");
@@ -91,85 +83,41 @@ async fn nothing_in_a_registration_can_approve_it_and_bad_input_writes_nothing()
         b.as_object_mut().unwrap().remove(field);
         b
     };
-    let cases: Vec<(Value, &[&str], &str)> = vec![
-        (
-            with("status", json!("approved")),
-            &["status"],
-            "is not a known field",
-        ),
-        (
-            with("id", json!("spoke-fra-00000000")),
-            &["id"],
-            "is not a known field",
-        ),
-        (
-            with("instance_code", json!("fra")),
-            &["instance_code"],
-            "upper-case",
-        ),
-        (
-            with("instance_code", json!("FR")),
-            &["instance_code"],
-            "upper-case",
-        ),
-        (
-            with("instance_code", json!("XKX")),
-            &["instance_code"],
-            "not an assigned",
-        ),
-        (
-            with("instance_code", json!("USA")),
-            &["instance_code"],
-            "hub's own code",
-        ),
-        (
-            with("base_url", json!("ftp://fra")),
-            &["base_url"],
-            "http(s) URL",
-        ),
-        (
-            with("idp_public_url", json!("https://u:p@idp")),
-            &["idp_public_url"],
-            "no credentials",
-        ),
-        (
-            with("idp_internal_url", json!("not a url")),
-            &["idp_internal_url"],
-            "http(s) URL",
-        ),
-        (
-            with("cert_fingerprint", json!("abc")),
-            &["cert_fingerprint"],
-            "SHA-256",
-        ),
-        (with("name", json!("   ")), &["name"], "not blank"),
-        (
-            with("name", json!(42)),
-            &["name"],
-            "must be a string, not a number",
-        ),
-        (
-            without("idp_public_url"),
-            &["idp_public_url"],
-            "is required",
-        ),
-        (
-            json!({"instance_code": "fra", "name": "", "base_url": "x", "idp_public_url": "y"}),
-            &["base_url", "idp_public_url", "instance_code", "name"],
-            "",
-        ),
+    // (field, value, what the message says): one wrong field at a time.
+    let wrong: [(&str, Value, &str); 12] = [
+        ("status", json!("approved"), "is not a known field"),
+        ("id", json!("spoke-fra-00000000"), "is not a known field"),
+        ("instance_code", json!("fra"), "upper-case"),
+        ("instance_code", json!("FR"), "upper-case"),
+        ("instance_code", json!("XKX"), "not an assigned"),
+        ("instance_code", json!("USA"), "hub's own code"),
+        ("base_url", json!("ftp://fra"), "http(s) URL"),
+        ("idp_public_url", json!("https://u:p@idp"), "no credentials"),
+        ("idp_internal_url", json!("not a url"), "http(s) URL"),
+        ("cert_fingerprint", json!("abc"), "SHA-256"),
+        ("name", json!("   "), "not blank"),
+        ("name", json!(42), "must be a string, not a number"),
     ];
+    let mut cases: Vec<(Value, Vec<&str>, &str)> = wrong
+        .into_iter()
+        .map(|(field, value, words)| (with(field, value), vec![field], words))
+        .collect();
+    cases.push((
+        without("idp_public_url"),
+        vec!["idp_public_url"],
+        "is required",
+    ));
+    cases.push((
+        json!({"instance_code": "fra", "name": "", "base_url": "x", "idp_public_url": "y"}),
+        vec!["base_url", "idp_public_url", "instance_code", "name"],
+        "",
+    ));
     for (body, fields, words) in cases {
         let res = app
             .post_json("/api/federation/register", Some(AGENT_KEY), &body)
             .await;
         let problem = assert_problem(res, 422).await;
-        let got: Vec<&str> = problem["errors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["field"].as_str().unwrap())
-            .collect();
+        let got = error_fields(&problem);
         assert_eq!(got, fields, "{body}: {problem}");
         assert!(
             problem["errors"][0]["message"]
@@ -179,9 +127,11 @@ async fn nothing_in_a_registration_can_approve_it_and_bad_input_writes_nothing()
             "{body}: {problem}"
         );
     }
-    assert_eq!(count(&app, "spokes").await, 0);
-    assert_eq!(count(&app, "spoke_transitions").await, 0);
-    assert_eq!(count(&app, "outbox").await, 0);
+    app.assert_counts(
+        &[("spokes", 0), ("spoke_transitions", 0), ("outbox", 0)],
+        "",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -202,8 +152,7 @@ async fn a_live_code_registered_with_other_attributes_is_a_conflict() {
         detail.contains("instance_code FRA") && detail.contains("base_url"),
         "{detail}"
     );
-    assert_eq!(count(&app, "spokes").await, 1);
-    assert_eq!(count(&app, "outbox").await, 1);
+    app.assert_counts(&[("spokes", 1), ("outbox", 1)], "").await;
 }
 
 #[tokio::test]
@@ -224,18 +173,12 @@ async fn a_revoked_spoke_registers_again_as_a_fresh_pending_record() {
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.unwrap()["id"], fresh["id"]);
     let all: Value = app
-        .get("/api/federation/spokes", Some(AGENT_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_value("/api/federation/spokes", Some(AGENT_KEY))
+        .await;
     assert_eq!(all.as_array().unwrap().len(), 2);
     let revoked: Value = app
-        .get("/api/federation/spokes?status=revoked", Some(AGENT_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_value("/api/federation/spokes?status=revoked", Some(AGENT_KEY))
+        .await;
     assert_eq!(revoked.as_array().unwrap().len(), 1);
     assert_eq!(revoked[0]["id"], old.as_str());
     let bad = app
@@ -275,8 +218,8 @@ async fn lifecycle_table_of_every_allowed_and_forbidden_transition() {
     ];
     for ((from, action, to, links_after), code) in table.into_iter().zip(codes) {
         let id = spoke_in(&app, code, from).await;
-        let events_before = count(&app, "outbox").await;
-        let transitions_before = count(&app, "spoke_transitions").await;
+        let events_before = app.count("outbox").await;
+        let transitions_before = app.count("spoke_transitions").await;
         let res = act(&app, &id, action).await;
         let case = format!("{from} --{action}-->");
         match to {
@@ -293,12 +236,14 @@ async fn lifecycle_table_of_every_allowed_and_forbidden_transition() {
                     service::auth::fingerprint(ADMIN_KEY),
                     "{case}"
                 );
-                assert_eq!(count(&app, "outbox").await, events_before + 1, "{case}");
-                assert_eq!(
-                    count(&app, "spoke_transitions").await,
-                    transitions_before + 1,
-                    "{case}"
-                );
+                app.assert_counts(
+                    &[
+                        ("outbox", events_before + 1),
+                        ("spoke_transitions", transitions_before + 1),
+                    ],
+                    &case,
+                )
+                .await;
                 let kind = match action {
                     "approve" => "approved",
                     "suspend" => "suspended",
@@ -325,39 +270,30 @@ async fn lifecycle_table_of_every_allowed_and_forbidden_transition() {
                         .contains(&format!("it is {from}")),
                     "{case}: {problem}"
                 );
-                assert_eq!(count(&app, "outbox").await, events_before, "{case}");
-                assert_eq!(
-                    count(&app, "spoke_transitions").await,
-                    transitions_before,
-                    "{case}"
-                );
+                app.assert_counts(
+                    &[
+                        ("outbox", events_before),
+                        ("spoke_transitions", transitions_before),
+                    ],
+                    &case,
+                )
+                .await;
             }
         }
         let links: Value = app
-            .get(
+            .get_value(
                 &format!("/api/federation/links?spoke_id={id}"),
                 Some(AGENT_KEY),
             )
-            .await
-            .json()
-            .await
-            .unwrap();
-        let statuses: Vec<&str> = links
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| l["status"].as_str().unwrap())
-            .collect();
+            .await;
+        let statuses = strings(&links, "status");
         match links_after {
             Some(s) => assert_eq!(statuses, [s, s], "{case} links"),
             None => assert!(statuses.is_empty(), "{case} links: {statuses:?}"),
         }
         let spoke: Value = app
-            .get(&format!("/api/federation/spokes/{id}"), Some(AGENT_KEY))
-            .await
-            .json()
-            .await
-            .unwrap();
+            .get_value(&format!("/api/federation/spokes/{id}"), Some(AGENT_KEY))
+            .await;
         assert_eq!(spoke["status"], to.unwrap_or(from), "{case}");
     }
 }
@@ -367,11 +303,8 @@ async fn approval_creates_both_directed_links_and_the_log_keeps_every_step() {
     let app = spawn_app().await;
     let id = spoke_in(&app, "FRA", "approved").await;
     let links: Value = app
-        .get("/api/federation/links", Some(AGENT_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_value("/api/federation/links", Some(AGENT_KEY))
+        .await;
     let pairs: Vec<(String, String, String)> = links
         .as_array()
         .unwrap()
@@ -407,14 +340,11 @@ async fn approval_creates_both_directed_links_and_the_log_keeps_every_step() {
     act_ok(&app, &id, "reinstate").await;
     act_ok(&app, &id, "revoke").await;
     let history: Value = app
-        .get(
+        .get_value(
             &format!("/api/federation/spokes/{id}/history"),
             Some(AGENT_KEY),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     let steps: Vec<(Value, Value)> = history
         .as_array()
         .unwrap()
@@ -442,11 +372,8 @@ async fn approval_creates_both_directed_links_and_the_log_keeps_every_step() {
         ]
     );
     let disabled: Value = app
-        .get("/api/federation/links?status=DISABLED", Some(AGENT_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_value("/api/federation/links?status=DISABLED", Some(AGENT_KEY))
+        .await;
     assert_eq!(disabled.as_array().unwrap().len(), 2);
     assert_problem(
         app.get("/api/federation/links?spoke_id=FRA", Some(AGENT_KEY))
@@ -463,7 +390,7 @@ async fn concurrent_transitions_on_one_spoke_serialize() {
     for (action, start) in [("approve", "pending"), ("revoke", "suspended")] {
         let code = if action == "approve" { "FRA" } else { "DEU" };
         let id = spoke_in(&app, code, start).await;
-        let events_before = count(&app, "outbox").await;
+        let events_before = app.count("outbox").await;
         let n = 40;
         let requests = (0..n).map(|_| {
             let (client, url) = (
@@ -486,7 +413,7 @@ async fn concurrent_transitions_on_one_spoke_serialize() {
         let ok = statuses.iter().filter(|s| **s == 200).count();
         let conflict = statuses.iter().filter(|s| **s == 409).count();
         assert_eq!((ok, conflict), (1, n - 1), "{action}: {statuses:?}");
-        assert_eq!(count(&app, "outbox").await, events_before + 1, "{action}");
+        assert_eq!(app.count("outbox").await, events_before + 1, "{action}");
         let transitions: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM spoke_transitions WHERE spoke_id = $1 AND reason = 'race'",
         )
@@ -505,10 +432,7 @@ async fn fifty_sessions_racing_to_approve_one_spoke_make_one_approval() {
     use service::spoke::{SpokeAction, TransitionRequest};
     use service::store::spokes::{self, TransitionOutcome};
     let app = spawn_app().await;
-    let id = register(&app, "FRA").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = spoke_in(&app, "FRA", "pending").await;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(50)
         .min_connections(50)
@@ -543,9 +467,15 @@ async fn fifty_sessions_racing_to_approve_one_spoke_make_one_approval() {
         .filter(|o| matches!(o, TransitionOutcome::NotAllowed(s) if s.status == service::spoke::SpokeStatus::Approved))
         .count();
     assert_eq!((done, refused), (1, 49));
-    assert_eq!(count(&app, "outbox").await, 2);
-    assert_eq!(count(&app, "spoke_transitions").await, 2);
-    assert_eq!(count(&app, "federation_links").await, 2);
+    app.assert_counts(
+        &[
+            ("outbox", 2),
+            ("spoke_transitions", 2),
+            ("federation_links", 2),
+        ],
+        "",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -575,17 +505,13 @@ async fn concurrent_registrations_of_one_code_make_one_spoke() {
     );
     assert!(results.iter().all(|r| r.0 == 201 || r.0 == 200));
     assert!(results.iter().all(|r| r.1 == results[0].1));
-    assert_eq!(count(&app, "spokes").await, 1);
-    assert_eq!(count(&app, "outbox").await, 1);
+    app.assert_counts(&[("spokes", 1), ("outbox", 1)], "").await;
 }
 
 #[tokio::test]
 async fn transitions_need_an_admin_key_and_a_reason() {
     let app = spawn_app().await;
-    let id = register(&app, "FRA").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = spoke_in(&app, "FRA", "pending").await;
     let path = format!("/api/federation/spokes/{id}/approve");
     let problem = assert_problem(
         app.post_json(&path, Some(AGENT_KEY), &json!({"reason": "x"}))
@@ -616,34 +542,17 @@ async fn transitions_need_an_admin_key_and_a_reason() {
             404,
         )
         .await;
-        assert_problem(
-            app.get(
-                &format!("/api/federation/spokes/{missing}"),
-                Some(AGENT_KEY),
-            )
-            .await,
-            404,
-        )
-        .await;
-        assert_problem(
-            app.get(
-                &format!("/api/federation/spokes/{missing}/history"),
-                Some(AGENT_KEY),
-            )
-            .await,
-            404,
-        )
-        .await;
+        for tail in ["", "/history"] {
+            let path = format!("/api/federation/spokes/{missing}{tail}");
+            assert_problem(app.get(&path, Some(AGENT_KEY)).await, 404).await;
+        }
     }
     let spoke: Value = app
-        .get(&format!("/api/federation/spokes/{id}"), Some(AGENT_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_value(&format!("/api/federation/spokes/{id}"), Some(AGENT_KEY))
+        .await;
     assert_eq!(spoke["status"], "pending");
-    assert_eq!(count(&app, "outbox").await, 1);
-    assert_eq!(count(&app, "spoke_transitions").await, 1);
+    app.assert_counts(&[("outbox", 1), ("spoke_transitions", 1)], "")
+        .await;
 }
 
 /// The event is the transaction's last write: if it fails, the state change
@@ -651,24 +560,16 @@ async fn transitions_need_an_admin_key_and_a_reason() {
 #[tokio::test]
 async fn a_failed_transaction_emits_nothing_and_changes_nothing() {
     let app = spawn_app().await;
-    let id = register(&app, "FRA").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    sqlx::query(
+    let id = spoke_in(&app, "FRA", "pending").await;
+    app.sql(
         "CREATE FUNCTION fail_now() RETURNS trigger LANGUAGE plpgsql AS \
          $$ BEGIN RAISE EXCEPTION 'injected failure'; END; $$",
     )
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    .await;
     for table in ["outbox", "federation_links", "spoke_transitions"] {
-        sqlx::query(&format!(
+        app.sql(&format!(
             "CREATE TRIGGER fail_now BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION fail_now()"
-        ))
-        .execute(&app.pool)
-        .await
-        .unwrap();
+        )).await;
         let res = act(&app, &id, "approve").await;
         assert_problem(res, 500).await;
         let status: String = sqlx::query_scalar("SELECT status FROM spokes WHERE id = $1")
@@ -677,17 +578,15 @@ async fn a_failed_transaction_emits_nothing_and_changes_nothing() {
             .await
             .unwrap();
         assert_eq!(status, "pending", "failure in {table}");
-        assert_eq!(count(&app, "outbox").await, 1, "failure in {table}");
-        assert_eq!(
-            count(&app, "spoke_transitions").await,
-            1,
-            "failure in {table}"
-        );
-        assert_eq!(
-            count(&app, "federation_links").await,
-            0,
-            "failure in {table}"
-        );
+        app.assert_counts(
+            &[
+                ("outbox", 1),
+                ("spoke_transitions", 1),
+                ("federation_links", 0),
+            ],
+            &format!("failure in {table}"),
+        )
+        .await;
         // A registration fails as a whole too.
         let res = app
             .post_json(
@@ -698,28 +597,20 @@ async fn a_failed_transaction_emits_nothing_and_changes_nothing() {
             .await;
         if table != "federation_links" {
             assert_problem(res, 500).await;
-            assert_eq!(count(&app, "spokes").await, 1, "failure in {table}");
+            assert_eq!(app.count("spokes").await, 1, "failure in {table}");
         } else {
             // Registration writes no link: it succeeds. Undo it for the next round.
             assert_eq!(res.status(), 201);
-            sqlx::query("DELETE FROM outbox WHERE event_type = 'federation.spoke.registered' AND ce_subject LIKE 'spoke-deu-%'")
-                .execute(&app.pool)
-                .await
-                .unwrap();
-            sqlx::query("DELETE FROM spokes WHERE instance_code = 'DEU'")
-                .execute(&app.pool)
-                .await
-                .unwrap();
+            app.sql("DELETE FROM outbox WHERE event_type = 'federation.spoke.registered' AND ce_subject LIKE 'spoke-deu-%'").await;
+            app.sql("DELETE FROM spokes WHERE instance_code = 'DEU'")
+                .await;
         }
-        sqlx::query(&format!("DROP TRIGGER fail_now ON {table}"))
-            .execute(&app.pool)
-            .await
-            .unwrap();
+        app.sql(&format!("DROP TRIGGER fail_now ON {table}")).await;
     }
     // With the database healthy again the same request goes through.
     act_ok(&app, &id, "approve").await;
-    assert_eq!(count(&app, "outbox").await, 2);
-    assert_eq!(count(&app, "federation_links").await, 2);
+    app.assert_counts(&[("outbox", 2), ("federation_links", 2)], "")
+        .await;
 }
 
 #[tokio::test]
@@ -736,26 +627,13 @@ async fn public_idps_are_approved_spokes_whose_hub_is_live() {
     spoke_in(&app, "BEL", "pending").await;
     spoke_in(&app, "ITA", "suspended").await;
     for slug in ["fra", "nld", "deu", "bel", "ita"] {
-        let res = app
-            .post_json("/api/fed/projects", Some(ADMIN_KEY), &project(slug))
-            .await;
-        assert_eq!(res.status(), 201);
+        app.create_project(&project(slug)).await;
     }
-    sqlx::query(
+    app.sql(
         "UPDATE projects SET status = CASE slug WHEN 'nld' THEN 'degraded' WHEN 'deu' THEN 'offline' ELSE 'online' END",
-    )
-    .execute(&app.pool)
-    .await
-    .unwrap();
-    let res = app.get("/api/idps/public", None).await;
-    assert_eq!(res.status(), 200);
-    let idps: Value = res.json().await.unwrap();
-    let codes: Vec<&str> = idps
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["instance_code"].as_str().unwrap())
-        .collect();
+    ).await;
+    let idps = app.get_ok("/api/idps/public", None).await;
+    let codes = strings(&idps, "instance_code");
     assert_eq!(codes, ["FRA", "NLD"]);
     assert_eq!(idps[0]["alias"], "fra-idp");
     assert_eq!(idps[0]["spoke_id"], fra.as_str());
@@ -765,12 +643,7 @@ async fn public_idps_are_approved_spokes_whose_hub_is_live() {
 
     // Suspending FRA hides it at once.
     act_ok(&app, &fra, "suspend").await;
-    let idps: Value = app
-        .get("/api/idps/public", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let idps: Value = app.get_value("/api/idps/public", None).await;
     assert_eq!(idps.as_array().unwrap().len(), 1);
 }
 
@@ -818,11 +691,8 @@ async fn the_sync_worker_moves_links_and_cannot_revive_a_disabled_one() {
     assert!(link.last_verified_at.is_some());
 
     let api: Value = app
-        .get("/api/federation/links?status=ACTIVE", Some(AGENT_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_value("/api/federation/links?status=ACTIVE", Some(AGENT_KEY))
+        .await;
     assert_eq!(api.as_array().unwrap().len(), 1);
     assert_eq!(api[0]["direction"], "HUB_TO_SPOKE");
 

@@ -46,8 +46,7 @@ fn secs(s: i64) -> chrono::Duration {
 async fn silence_degrades_then_takes_offline_at_the_deadlines() {
     let app = spawn_app().await;
     for slug in ["alpha", "beta"] {
-        app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project(slug))
-            .await;
+        app.post_project(Some(ADMIN_KEY), &project(slug)).await;
     }
     let t0 = Utc::now().trunc_subsecs(6);
     set_online(&app.pool, "alpha", t0).await;
@@ -99,11 +98,13 @@ async fn silence_degrades_then_takes_offline_at_the_deadlines() {
         ]
     );
     assert_eq!(rows[1].3, t0 + secs(91));
-    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE event_type = 'federation.project.status' AND data->>'cause' = 'sweeper'")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    assert_eq!(events, 4);
+    assert_eq!(
+        app.count(
+            "outbox WHERE event_type = 'federation.project.status' AND data->>'cause' = 'sweeper'"
+        )
+        .await,
+        4
+    );
     let data: Vec<serde_json::Value> = sqlx::query_scalar(
         "SELECT data FROM outbox WHERE event_type = 'federation.project.status' ORDER BY seq",
     )
@@ -124,8 +125,7 @@ async fn silence_degrades_then_takes_offline_at_the_deadlines() {
 #[tokio::test]
 async fn nothing_is_judged_while_blind_and_only_over_time_seen() {
     let app = spawn_app().await;
-    app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project("alpha"))
-        .await;
+    app.post_project(Some(ADMIN_KEY), &project("alpha")).await;
     let t0 = Utc::now().trunc_subsecs(6);
     set_online(&app.pool, "alpha", t0).await;
     let sweeper = StaleSweeper::new(app.pool.clone(), CatalogView::new(false), &settings(45, 90));
@@ -157,8 +157,7 @@ async fn nothing_is_judged_while_blind_and_only_over_time_seen() {
 #[tokio::test]
 async fn a_heartbeat_that_lands_while_the_sweep_waits_wins() {
     let app = spawn_app().await;
-    app.post_json("/api/fed/projects", Some(ADMIN_KEY), &project("alpha"))
-        .await;
+    app.post_project(Some(ADMIN_KEY), &project("alpha")).await;
     let t0 = Utc::now().trunc_subsecs(6);
     set_online(&app.pool, "alpha", t0).await;
     // A writer holds the row, as the flusher would mid-statement.
@@ -242,9 +241,7 @@ async fn a_nats_outage_marks_nobody_offline_and_says_so() {
     let mut r =
         rig("heartbeat:\n  degraded_after: 1s\n  stale_threshold: 2s\n  check_interval: 1s\n")
             .await;
-    r.register("alpha").await;
-    r.beat("alpha", "online").await;
-    r.wait_status("alpha", "online").await;
+    r.online("alpha").await;
     r.nats.kill().await;
 
     // Blind: self-preservation is announced in /ready (which stays 200: the
@@ -290,6 +287,6 @@ async fn a_nats_outage_marks_nobody_offline_and_says_so() {
         "offline {:?} after the last heartbeat: judged during the outage",
         at - last
     );
-    let ready: serde_json::Value = r.app.get("/ready", None).await.json().await.unwrap();
+    let ready: serde_json::Value = r.app.get_value("/ready", None).await;
     assert_eq!(ready["warnings"], serde_json::json!([]));
 }

@@ -34,25 +34,25 @@ async fn first_sync_creates_exactly_the_idps_and_the_file_and_a_second_changes_n
     assert_eq!(fra_idp["enabled"], true);
     assert_eq!(fra_idp["displayName"], "FRA Instance");
     let c = &fra_idp["config"];
-    assert_eq!(c["issuer"], "https://idp.fra.example/realms/fra");
-    assert_eq!(
-        c["authorizationUrl"],
-        "https://idp.fra.example/realms/fra/protocol/openid-connect/auth"
-    );
-    assert_eq!(
-        c["tokenUrl"],
-        "http://keycloak-fra:8080/realms/fra/protocol/openid-connect/token"
-    );
-    assert_eq!(
-        c["jwksUrl"],
-        "http://keycloak-fra:8080/realms/fra/protocol/openid-connect/certs"
-    );
-    assert_eq!(c["clientAuthMethod"], "client_secret_post");
-    assert_eq!(c["syncMode"], "FORCE");
-    assert_eq!(c["pkceEnabled"], "true");
-    assert_eq!(c["validateSignature"], "true");
-    assert_eq!(c["clientSecret"], "${vault.fra-idp-client-secret}");
-    assert_eq!(c["federation.managedBy"], "federation-sync");
+    let public = "https://idp.fra.example/realms/fra";
+    let internal = "http://keycloak-fra:8080/realms/fra/protocol/openid-connect";
+    for (key, want) in [
+        ("issuer", public.to_owned()),
+        (
+            "authorizationUrl",
+            format!("{public}/protocol/openid-connect/auth"),
+        ),
+        ("tokenUrl", format!("{internal}/token")),
+        ("jwksUrl", format!("{internal}/certs")),
+        ("clientAuthMethod", "client_secret_post".into()),
+        ("syncMode", "FORCE".into()),
+        ("pkceEnabled", "true".into()),
+        ("validateSignature", "true".into()),
+        ("clientSecret", "${vault.fra-idp-client-secret}".into()),
+        ("federation.managedBy", "federation-sync".into()),
+    ] {
+        assert_eq!(c[key], want.as_str(), "{key}");
+    }
     let writes = env.stub.writes();
     assert_eq!(writes.len(), 2, "{writes:?}");
     assert!(writes.iter().all(|w| w.method == "POST" && w.status == 201));
@@ -202,12 +202,7 @@ async fn hand_made_identity_providers_survive() {
     // GBR cannot get its IdP: reported, its links FAILED; FRA is fine.
     assert_eq!(run["keycloak"]["result"], "failure", "{run}");
     assert!(links_all(app, &fra, "ACTIVE").await);
-    let l = links(app, &gbr).await;
-    assert!(
-        l.iter()
-            .all(|x| x.1 == "FAILED" && x.3.as_deref() == Some("IDP_ALIAS_TAKEN")),
-        "{l:?}"
-    );
+    assert_links_failed(app, &gbr, "IDP_ALIAS_TAKEN").await;
     let d = drift(app).await;
     let items = d["items"].as_array().unwrap();
     assert!(
@@ -259,30 +254,10 @@ async fn keycloak_down_opens_the_breaker_without_blocking_tfvars_and_recovery_cl
         .contains("circuit_breaker_state{target=\"keycloak\"} 1"));
 
     // Open: the next run does not call Keycloak at all.
-    let calls = env.stub.admin_requests() + env.stub.token_requests();
-    let run = reconcile(app).await;
-    assert_eq!(run["keycloak"]["result"], "skipped", "{run}");
+    let run = reconcile_skipped(app, &env.stub).await;
     assert!(run["keycloak"]["retry_at"].is_string(), "{run}");
-    assert_eq!(env.stub.admin_requests() + env.stub.token_requests(), calls);
-    let l = links(app, &fra).await;
-    assert!(
-        l.iter()
-            .all(|x| x.1 == "FAILED" && x.3.as_deref() == Some("CIRCUIT_OPEN")),
-        "{l:?}"
-    );
-    let status: Value = app
-        .get("/api/federation/sync/status", Some(AGENT_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let kc = status["breakers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["target"] == "keycloak")
-        .unwrap()
-        .clone();
+    assert_links_failed(app, &fra, "CIRCUIT_OPEN").await;
+    let (status, kc) = keycloak_breaker(app, AGENT_KEY).await;
     assert_eq!(kc["state"], "open", "{status}");
     assert!(
         kc["last_error"].as_str().unwrap().contains("503"),
@@ -330,14 +305,7 @@ async fn a_slow_keycloak_times_out_and_does_not_hold_up_the_file() {
     env.stub.set_delay(Duration::from_secs(3)); // above request_timeout (2s)
     approved(app, "FRA").await;
     let run = reconcile(app).await;
-    assert_eq!(run["keycloak"]["result"], "failure", "{run}");
-    assert!(
-        run["keycloak"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("timed out"),
-        "{run}"
-    );
+    assert_failed(&run, "keycloak", "timed out");
     assert_eq!(run["tfvars"]["result"], "success");
     // The file was there long before Keycloak gave up.
     let tf = chrono::DateTime::parse_from_rfc3339(run["tfvars"]["finished_at"].as_str().unwrap())
@@ -378,31 +346,12 @@ async fn the_breaker_state_survives_a_restart() {
     )
     .await;
 
-    let status: Value = app
-        .get("/api/federation/sync/status", Some(ADMIN_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let kc = status["breakers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["target"] == "keycloak")
-        .unwrap()
-        .clone();
+    let (status, kc) = keycloak_breaker(&app, ADMIN_KEY).await;
     assert_eq!(kc["state"], "open", "{status}");
     assert!(metrics_text(&app)
         .await
         .contains("circuit_breaker_state{target=\"keycloak\"} 1"));
-    let calls = stub.admin_requests() + stub.token_requests();
-    let run = reconcile(&app).await;
-    assert_eq!(run["keycloak"]["result"], "skipped", "{run}");
-    assert_eq!(
-        stub.admin_requests() + stub.token_requests(),
-        calls,
-        "no call while open"
-    );
+    reconcile_skipped(&app, &stub).await;
     drop(dir);
 }
 
@@ -438,7 +387,7 @@ async fn a_refused_login_fails_the_target_without_echoing_the_secret() {
         "client_secret: stub-client-secret",
         "client_secret: wrong-secret-value",
     );
-    let app = spawn_app_with(&yaml, Vec::new()).await;
+    let app = spawn_app_yaml(&yaml).await;
     let fra = approved(&app, "FRA").await;
     let run = reconcile(&app).await;
     assert_eq!(run["keycloak"]["result"], "failure", "{run}");
@@ -485,7 +434,7 @@ async fn the_post_command_runs_after_a_change_until_it_succeeds() {
         dir.path().join("hub.auto.tfvars").display()
     );
     let yaml = base.replace(&tfvars_block, &extra);
-    let app = spawn_app_with(&yaml, Vec::new()).await;
+    let app = spawn_app_yaml(&yaml).await;
     approved(&app, "FRA").await;
     let runs = || {
         std::fs::read_to_string(dir.path().join("runs.log"))
@@ -495,20 +444,10 @@ async fn the_post_command_runs_after_a_change_until_it_succeeds() {
     };
 
     let run = reconcile(&app).await;
-    assert_eq!(run["tfvars"]["result"], "failure", "{run}");
-    assert!(
-        run["tfvars"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("exited with status 4"),
-        "{run}"
-    );
+    assert_failed(&run, "tfvars", "exited with status 4");
     let status: Value = app
-        .get("/api/federation/sync/status", Some(ADMIN_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_value("/api/federation/sync/status", Some(ADMIN_KEY))
+        .await;
     let pc = &status["post_command"];
     assert_eq!(pc["exit_code"], 4, "{status}");
     assert!(
@@ -534,11 +473,8 @@ async fn the_post_command_runs_after_a_change_until_it_succeeds() {
     reconcile(&app).await;
     assert_eq!(runs(), 3);
     let status: Value = app
-        .get("/api/federation/sync/status", Some(ADMIN_KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_value("/api/federation/sync/status", Some(ADMIN_KEY))
+        .await;
     assert_eq!(status["post_command"]["exit_code"], 0, "{status}");
     assert!(status["post_command"]["output_tail"]
         .as_str()
@@ -559,7 +495,7 @@ async fn json_format_and_an_empty_registry_give_an_empty_map() {
         &format!("    path: \"{}\"\n", path.display()),
         &format!("    path: \"{}\"\n    format: json\n", path.display()),
     );
-    let app = spawn_app_with(&yaml, Vec::new()).await;
+    let app = spawn_app_yaml(&yaml).await;
     let run = reconcile(&app).await;
     assert_eq!(run["tfvars"]["changes"], 1, "{run}");
     let v: Value = serde_json::from_str(&read(&path)).unwrap();
@@ -615,17 +551,7 @@ async fn the_drift_report_lists_each_kind_and_the_fix_leaves_only_what_it_cannot
 
     let d = drift(app).await;
     assert_eq!(d["clean"], false);
-    let kinds: Vec<(String, String)> = d["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            (
-                i["kind"].as_str().unwrap().to_owned(),
-                i["subject"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let kinds = string_pairs(&d["items"], "kind", "subject");
     for want in [
         ("spoke_without_idp", "FRA"),
         ("orphan_idp", "zzz-idp"),
@@ -662,15 +588,12 @@ async fn the_drift_report_lists_each_kind_and_the_fix_leaves_only_what_it_cannot
 
     // The dry run says what a fix would do, and does nothing.
     let plan: Value = app
-        .post_json(
+        .post_value(
             "/api/federation/drift?dry_run=true",
             Some(ADMIN_KEY),
             &json!({}),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(plan["dry_run"], true);
     let changes = plan["plan"]["keycloak"]["changes"].as_array().unwrap();
     let actions: Vec<(String, String)> = changes
@@ -705,17 +628,9 @@ async fn the_drift_report_lists_each_kind_and_the_fix_leaves_only_what_it_cannot
 
     // The fix: only the hub liveness is left.
     let fixed: Value = app
-        .post_json("/api/federation/drift", Some(ADMIN_KEY), &json!({}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let left: Vec<&str> = fixed["drift"]["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["kind"].as_str().unwrap())
-        .collect();
+        .post_value("/api/federation/drift", Some(ADMIN_KEY), &json!({}))
+        .await;
+    let left = strings(&fixed["drift"]["items"], "kind");
     assert_eq!(left, ["hub_offline"], "{fixed}");
     hub_online(app, "FRA").await;
     assert_eq!(drift(app).await["clean"], true);
@@ -730,22 +645,16 @@ async fn the_drift_report_lists_each_kind_and_the_fix_leaves_only_what_it_cannot
 /// operator would in the console.
 async fn delete_idp(env: &SyncEnv, alias: &str) -> bool {
     let client = reqwest::Client::new();
-    let token: Value = client
-        .post(format!(
-            "{}/realms/master/protocol/openid-connect/token",
-            env.stub.url()
-        ))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", "federation-sync"),
-            ("client_secret", "stub-client-secret"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token_url = format!(
+        "{}/realms/master/protocol/openid-connect/token",
+        env.stub.url()
+    );
+    let token = json_of(client.post(token_url).form(&[
+        ("grant_type", "client_credentials"),
+        ("client_id", "federation-sync"),
+        ("client_secret", "stub-client-secret"),
+    ]))
+    .await;
     let res = client
         .delete(format!(
             "{}/admin/realms/{REALM}/identity-provider/instances/{alias}",
@@ -799,7 +708,7 @@ async fn password_grant_and_tokens_renewed_before_they_expire() {
         "    client_id: admin-cli\n    username: admin\n    password: stub-admin-password\n",
     );
     assert!(yaml.contains("username: admin"));
-    let app = spawn_app_with(&yaml, Vec::new()).await;
+    let app = spawn_app_yaml(&yaml).await;
     approved(&app, "FRA").await;
     let run = reconcile(&app).await;
     assert_eq!(run["keycloak"]["result"], "success", "{run}");
@@ -821,17 +730,10 @@ async fn a_file_that_cannot_be_written_does_not_stop_keycloak() {
     // The parent "directory" is a file: nothing can be written there.
     std::fs::write(dir.path().join("not-a-dir"), "").unwrap();
     let path = dir.path().join("not-a-dir/hub.auto.tfvars");
-    let app = spawn_app_with(&sync_yaml(&stub, &path, ""), Vec::new()).await;
+    let app = spawn_app_yaml(&sync_yaml(&stub, &path, "")).await;
     let fra = approved(&app, "FRA").await;
     let run = reconcile(&app).await;
-    assert_eq!(run["tfvars"]["result"], "failure", "{run}");
-    assert!(
-        run["tfvars"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("not-a-dir"),
-        "{run}"
-    );
+    assert_failed(&run, "tfvars", "not-a-dir");
     assert_eq!(run["keycloak"]["result"], "success", "{run}");
     assert!(stub.idp(REALM, "fra-idp").is_some());
     assert!(links_all(&app, &fra, "ACTIVE").await);

@@ -39,6 +39,17 @@ async fn run(cmd: &mut Command) -> (Option<i32>, String, String) {
     )
 }
 
+/// The environment's settings as a file for the `federation` binary.
+fn write_config(env: &SyncEnv) -> std::path::PathBuf {
+    let config = env.dir.path().join("federation.yaml");
+    std::fs::write(
+        &config,
+        settings_yaml(&env.app.db.url, &sync_yaml(&env.stub, &env.tfvars, "")),
+    )
+    .unwrap();
+    config
+}
+
 fn temp_files(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .unwrap()
@@ -56,12 +67,7 @@ async fn a_crash_mid_write_leaves_the_old_file_whole_and_the_next_run_completes(
     let v1 = read(&env.tfvars);
     approved(app, "GBR").await;
 
-    let config = env.dir.path().join("federation.yaml");
-    std::fs::write(
-        &config,
-        settings_yaml(&env.app.db.url, &sync_yaml(&env.stub, &env.tfvars, "")),
-    )
-    .unwrap();
+    let config = write_config(&env);
 
     // The process dies half-way through the temporary file, then after it
     // is complete but before the rename: each time the file is the old one,
@@ -112,12 +118,7 @@ async fn drift_command_exit_status_json_fix_and_dry_run() {
     let app = &env.app;
     approved(app, "FRA").await;
     hub_online(app, "FRA").await;
-    let config = env.dir.path().join("federation.yaml");
-    std::fs::write(
-        &config,
-        settings_yaml(&env.app.db.url, &sync_yaml(&env.stub, &env.tfvars, "")),
-    )
-    .unwrap();
+    let config = write_config(&env);
 
     // Drift: exit 1, each item listed.
     let (code, out, err) = run(&mut federation(&config, &["drift"])).await;

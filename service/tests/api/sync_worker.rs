@@ -24,6 +24,44 @@ fn worker_yaml(stub: &KeycloakStub, tfvars: &std::path::Path, nats: &NatsServer)
     )
 }
 
+/// A nats-server, a Keycloak stub, a tfvars path in a temporary directory,
+/// and the worker's settings for them.
+struct WorkerRig {
+    nats: NatsServer,
+    stub: KeycloakStub,
+    _dir: tempfile::TempDir,
+    tfvars: std::path::PathBuf,
+    yaml: String,
+}
+
+async fn worker_rig() -> WorkerRig {
+    let nats = NatsServer::start().await;
+    let stub = KeycloakStub::start(Default::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tfvars = dir.path().join("hub.auto.tfvars");
+    let yaml = worker_yaml(&stub, &tfvars, &nats);
+    WorkerRig {
+        nats,
+        stub,
+        _dir: dir,
+        tfvars,
+        yaml,
+    }
+}
+
+/// A service started on a new rig, and the rig's parts.
+async fn worker_app() -> (
+    TestApp,
+    NatsServer,
+    KeycloakStub,
+    std::path::PathBuf,
+    tempfile::TempDir,
+) {
+    let rig = worker_rig().await;
+    let app = spawn_app_yaml(&rig.yaml).await;
+    (app, rig.nats, rig.stub, rig.tfvars, rig._dir)
+}
+
 async fn consumer_info(nats: &NatsServer) -> Option<jetstream::consumer::Info> {
     let client = async_nats::connect(nats.url()).await.ok()?;
     let js = jetstream::new(client);
@@ -79,17 +117,11 @@ async fn publish_events(nats: &NatsServer, n: usize) {
 
 #[tokio::test]
 async fn approving_a_spoke_makes_the_worker_write_the_file_and_create_the_idp() {
-    let nats = NatsServer::start().await;
-    let stub = KeycloakStub::start(Default::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let tfvars = dir.path().join("hub.auto.tfvars");
-    let app = spawn_app_with(&worker_yaml(&stub, &tfvars, &nats), Vec::new()).await;
+    let (app, nats, stub, tfvars, _dir) = worker_app().await;
 
     // The worker's first run renders the empty registry.
-    eventually(QUICK, "the startup run to write an empty map", || async {
-        std::fs::read_to_string(&tfvars)
-            .ok()
-            .filter(|t| t.contains("federation_partners = {}"))
+    eventually(QUICK, "the startup run to write an empty map", || {
+        file_with(&tfvars, "federation_partners = {}")
     })
     .await;
     eventually(QUICK, "the durable consumer", || consumer_info(&nats)).await;
@@ -100,10 +132,8 @@ async fn approving_a_spoke_makes_the_worker_write_the_file_and_create_the_idp() 
         stub.idp(REALM, "fra-idp").map(|_| ())
     })
     .await;
-    eventually(QUICK, "the partner in the file", || async {
-        std::fs::read_to_string(&tfvars)
-            .ok()
-            .filter(|t| t.contains("  fra = {"))
+    eventually(QUICK, "the partner in the file", || {
+        file_with(&tfvars, "  fra = {")
     })
     .await;
     eventually(QUICK, "the links to go ACTIVE", || async {
@@ -143,11 +173,7 @@ async fn approving_a_spoke_makes_the_worker_write_the_file_and_create_the_idp() 
 
 #[tokio::test]
 async fn a_burst_of_events_becomes_one_run_and_events_are_acked_only_after_it() {
-    let nats = NatsServer::start().await;
-    let stub = KeycloakStub::start(Default::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let tfvars = dir.path().join("hub.auto.tfvars");
-    let app = spawn_app_with(&worker_yaml(&stub, &tfvars, &nats), Vec::new()).await;
+    let (app, nats, stub, tfvars, _dir) = worker_app().await;
     eventually(QUICK, "the durable consumer", || consumer_info(&nats)).await;
     eventually(QUICK, "the startup run", || async {
         tfvars.exists().then_some(())
@@ -223,11 +249,13 @@ async fn leads(r: &Replica) -> Option<bool> {
 
 #[tokio::test]
 async fn one_replica_leads_the_sync_and_the_other_takes_over() {
-    let nats = NatsServer::start().await;
-    let stub = KeycloakStub::start(Default::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let tfvars = dir.path().join("hub.auto.tfvars");
-    let yaml = worker_yaml(&stub, &tfvars, &nats);
+    let WorkerRig {
+        nats: _nats,
+        stub,
+        yaml,
+        _dir,
+        ..
+    } = worker_rig().await;
     let db = testkit::TestDb::create().await;
     let a = replica(&db.url, &yaml).await;
     let b = replica(&db.url, &yaml).await;
@@ -284,22 +312,18 @@ async fn one_replica_leads_the_sync_and_the_other_takes_over() {
 
 #[tokio::test]
 async fn the_worker_retries_by_itself_until_keycloak_is_back() {
-    let nats = NatsServer::start().await;
-    let stub = KeycloakStub::start(Default::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let tfvars = dir.path().join("hub.auto.tfvars");
-    let yaml = worker_yaml(&stub, &tfvars, &nats).replace(
+    let rig = worker_rig().await;
+    let (stub, tfvars) = (rig.stub, rig.tfvars);
+    let yaml = rig.yaml.replace(
         "  enabled: true\n",
         "  enabled: true\n  breaker:\n    failure_threshold: 2\n    open_duration: 1s\n",
     );
     stub.set_failing(true);
-    let app = spawn_app_with(&yaml, Vec::new()).await;
+    let app = spawn_app_yaml(&yaml).await;
     let fra = approved(&app, "FRA").await;
     // The file does not wait for Keycloak.
-    eventually(QUICK, "the partner in the file", || async {
-        std::fs::read_to_string(&tfvars)
-            .ok()
-            .filter(|t| t.contains("  fra = {"))
+    eventually(QUICK, "the partner in the file", || {
+        file_with(&tfvars, "  fra = {")
     })
     .await;
     eventually(QUICK, "the breaker to open", || async {

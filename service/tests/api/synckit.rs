@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use testkit::keycloak::{KeycloakStub, StubConfig};
 
+use crate::fedkit::registration_with;
 use crate::helpers::*;
 
 pub const REALM: &str = "hub";
@@ -43,7 +44,7 @@ pub async fn sync_env_with(extra: &str, more: &str) -> SyncEnv {
     let dir = tempfile::tempdir().unwrap();
     let tfvars = dir.path().join("hub.auto.tfvars");
     let yaml = format!("{}{more}", sync_yaml(&stub, &tfvars, extra));
-    let app = spawn_app_with(&yaml, Vec::new()).await;
+    let app = spawn_app_yaml(&yaml).await;
     SyncEnv {
         app,
         stub,
@@ -54,13 +55,11 @@ pub async fn sync_env_with(extra: &str, more: &str) -> SyncEnv {
 
 pub fn registration(code: &str) -> Value {
     let lower = code.to_lowercase();
-    json!({
-        "instance_code": code,
-        "name": format!("{code} Instance"),
-        "base_url": format!("https://{lower}.example:3010"),
-        "idp_public_url": format!("https://idp.{lower}.example/realms/{lower}"),
-        "idp_internal_url": format!("http://keycloak-{lower}:8080/realms/{lower}"),
-    })
+    registration_with(
+        code,
+        &format!("https://idp.{lower}.example/realms/{lower}"),
+        &format!("http://keycloak-{lower}:8080/realms/{lower}"),
+    )
 }
 
 /// Registers a spoke through the API; returns its id.
@@ -144,9 +143,7 @@ pub async fn links_all(app: &TestApp, spoke_id: &str, status: &str) -> bool {
 /// Marks a spoke's hub online in the catalog (as heartbeats would).
 pub async fn hub_online(app: &TestApp, code: &str) {
     let slug = code.to_lowercase();
-    let res = app
-        .post_json("/api/fed/projects", Some(ADMIN_KEY), &project(&slug))
-        .await;
+    let res = app.post_project(Some(ADMIN_KEY), &project(&slug)).await;
     assert!(res.status().is_success());
     sqlx::query("UPDATE projects SET status = 'online', last_heartbeat_at = now() WHERE slug = $1")
         .bind(&slug)
@@ -155,12 +152,65 @@ pub async fn hub_online(app: &TestApp, code: &str) {
         .unwrap();
 }
 
+/// The file's text, if it contains `needle` (for `eventually`).
+pub async fn file_with(path: &std::path::Path, needle: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .filter(|t| t.contains(needle))
+}
+
 pub fn read(path: &std::path::Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 pub async fn metrics_text(app: &TestApp) -> String {
     app.get("/metrics", None).await.text().await.unwrap()
+}
+
+/// The run report says `part` failed, with an error that mentions `words`.
+pub fn assert_failed(run: &Value, part: &str, words: &str) {
+    assert_eq!(run[part]["result"], "failure", "{run}");
+    let error = run[part]["error"].as_str().unwrap();
+    assert!(error.contains(words), "{run}");
+}
+
+/// Every link of the spoke is FAILED with this error code.
+pub async fn assert_links_failed(app: &TestApp, spoke_id: &str, code: &str) {
+    let l = links(app, spoke_id).await;
+    assert!(
+        l.iter()
+            .all(|x| x.1 == "FAILED" && x.3.as_deref() == Some(code)),
+        "{l:?}"
+    );
+}
+
+/// The sync status (read with `key`) and its Keycloak breaker.
+pub async fn keycloak_breaker(app: &TestApp, key: &str) -> (Value, Value) {
+    let status = app
+        .get_value("/api/federation/sync/status", Some(key))
+        .await;
+    let kc = status["breakers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["target"] == "keycloak")
+        .unwrap()
+        .clone();
+    (status, kc)
+}
+
+/// Reconciles once, expecting the open breaker to skip Keycloak: not a
+/// single call reaches the stub. Returns the run report.
+pub async fn reconcile_skipped(app: &TestApp, stub: &KeycloakStub) -> Value {
+    let calls = stub.admin_requests() + stub.token_requests();
+    let run = reconcile(app).await;
+    assert_eq!(run["keycloak"]["result"], "skipped", "{run}");
+    assert_eq!(
+        stub.admin_requests() + stub.token_requests(),
+        calls,
+        "no call while open"
+    );
+    run
 }
 
 pub const QUICK: Duration = Duration::from_secs(20);

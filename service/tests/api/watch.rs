@@ -28,8 +28,7 @@ async fn the_watch_stream_follows_changes_from_now() {
     let ids = outbox_ids(&app.pool).await;
     assert_eq!(ids[1], id);
 
-    app.post_json("/api/fed/projects", Some(AGENT_KEY), &project("alpha"))
-        .await;
+    app.post_project(Some(AGENT_KEY), &project("alpha")).await;
     let (_, event) = sse.next(WAIT).await;
     assert_eq!(event["type"], "federation.project.registered");
     assert_eq!(event["subject"], "alpha");
@@ -78,41 +77,15 @@ async fn a_client_resumes_after_its_last_event_id_without_gap_or_repeat() {
     // Unknown and malformed ids are refused, so a client never silently
     // misses events.
     let unknown = uuid::Uuid::now_v7().to_string();
-    let res = app
-        .client
-        .get(app.url("/api/fed/watch"))
-        .header("X-API-Key", AGENT_KEY)
-        .header("Last-Event-ID", &unknown)
-        .send()
-        .await
-        .unwrap();
+    let res = watch_resuming(&app, "/api/fed/watch", &unknown).await;
     assert_problem(res, 410).await;
-    let res = app
-        .client
-        .get(app.url("/api/fed/watch"))
-        .header("X-API-Key", AGENT_KEY)
-        .header("Last-Event-ID", "not-an-id")
-        .send()
-        .await
-        .unwrap();
+    let res = watch_resuming(&app, "/api/fed/watch", "not-an-id").await;
     let problem = assert_problem(res, 422).await;
     assert_eq!(problem["errors"][0]["field"], "Last-Event-ID");
     // Both are checked, even when the header would win; an empty id is no id.
-    let res = app
-        .client
-        .get(app.url("/api/fed/watch?last_event_id="))
-        .header("X-API-Key", AGENT_KEY)
-        .header("Last-Event-ID", "null")
-        .send()
-        .await
-        .unwrap();
+    let res = watch_resuming(&app, "/api/fed/watch?last_event_id=", "null").await;
     let problem = assert_problem(res, 422).await;
-    let fields: Vec<&str> = problem["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = error_fields(&problem);
     assert_eq!(fields, ["Last-Event-ID", "last_event_id"], "{problem}");
 }
 
