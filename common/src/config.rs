@@ -192,14 +192,7 @@ fn probe<T: DeserializeOwned>(
         }
     }
     for err in e {
-        let mut full: Vec<&str> = Vec::new();
-        if !section.is_empty() {
-            full.push(section);
-        }
-        full.extend(err.path.iter().map(String::as_str));
-        if let figment::error::Kind::MissingField(field) = &err.kind {
-            full.push(field);
-        }
+        let full = error_path(section, &err);
         let message = describe(&err.kind, &full);
         let dotted = full.join(".");
         out.push(ConfigError {
@@ -212,8 +205,25 @@ fn probe<T: DeserializeOwned>(
     }
 }
 
+/// The loaded settings when nothing is wrong; else every error: `errors`
+/// (from parsing) and those of the semantic `rules` that concern sections
+/// that parsed (a section in `failed` was replaced by its defaults).
+pub fn conclude<T>(
+    settings: T,
+    mut errors: Vec<ConfigError>,
+    rules: Vec<ConfigError>,
+    failed: &[&str],
+) -> Result<T, ConfigErrors> {
+    errors.extend(without_failed(rules, failed));
+    if errors.is_empty() {
+        Ok(settings)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
 /// Keeps only the rule errors about sections that parsed.
-pub fn without_failed<'a>(
+fn without_failed<'a>(
     rules: Vec<ConfigError>,
     failed: &'a [&'a str],
 ) -> impl Iterator<Item = ConfigError> + 'a {
@@ -230,14 +240,7 @@ fn collect_figment(
     e: figment::Error,
 ) {
     for err in e {
-        let mut path: Vec<&str> = Vec::new();
-        if !section.is_empty() {
-            path.push(section);
-        }
-        path.extend(err.path.iter().map(String::as_str));
-        if let figment::error::Kind::MissingField(field) = &err.kind {
-            path.push(field);
-        }
+        let path = error_path(section, &err);
         let origin = err.metadata.as_ref().map(|m| origin(m, &path, env_prefix));
         errors.push(ConfigError {
             message: describe(&err.kind, &path),
@@ -249,6 +252,20 @@ fn collect_figment(
             origin,
         });
     }
+}
+
+/// The keys from the top down to what `err` is about: the section's, the
+/// error's own path, and a missing field's name.
+fn error_path<'a>(section: &'a str, err: &'a figment::Error) -> Vec<&'a str> {
+    let mut path: Vec<&str> = Vec::new();
+    if !section.is_empty() {
+        path.push(section);
+    }
+    path.extend(err.path.iter().map(String::as_str));
+    if let figment::error::Kind::MissingField(field) = &err.kind {
+        path.push(field);
+    }
+    path
 }
 
 /// Where a value came from: the file, or the variable that set it.

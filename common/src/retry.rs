@@ -167,49 +167,30 @@ mod tests {
         assert!(s.next_delay() <= Duration::from_millis(10));
     }
 
+    /// Runs `policy()` over an operation whose call number `n` (from 0)
+    /// answers `answer(n)`; the result and how many calls were made.
+    async fn run(
+        answer: impl Fn(u32) -> Result<u32, &'static str>,
+        transient: bool,
+    ) -> (Result<u32, &'static str>, u32) {
+        let calls = AtomicU32::new(0);
+        let r = policy()
+            .retry(
+                || async { answer(calls.fetch_add(1, Ordering::SeqCst)) },
+                |_| transient,
+            )
+            .await;
+        (r, calls.load(Ordering::SeqCst))
+    }
+
     #[tokio::test(start_paused = true)]
     async fn retries_transient_errors_only_and_at_most_max_attempts() {
-        let b = policy();
-        let calls = AtomicU32::new(0);
-        let r: Result<(), &str> = b
-            .retry(
-                || async {
-                    calls.fetch_add(1, Ordering::SeqCst);
-                    Err("down")
-                },
-                |_| true,
-            )
-            .await;
-        assert_eq!(r, Err("down"));
-        assert_eq!(calls.load(Ordering::SeqCst), 4);
-
-        calls.store(0, Ordering::SeqCst);
-        let r: Result<(), &str> = b
-            .retry(
-                || async {
-                    calls.fetch_add(1, Ordering::SeqCst);
-                    Err("bad request")
-                },
-                |_| false,
-            )
-            .await;
-        assert_eq!(r, Err("bad request"));
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
-
-        calls.store(0, Ordering::SeqCst);
-        let r: Result<u32, &str> = b
-            .retry(
-                || async {
-                    let n = calls.fetch_add(1, Ordering::SeqCst);
-                    if n < 2 {
-                        Err("down")
-                    } else {
-                        Ok(n)
-                    }
-                },
-                |_| true,
-            )
-            .await;
-        assert_eq!(r, Ok(2));
+        assert_eq!(run(|_| Err("down"), true).await, (Err("down"), 4));
+        assert_eq!(
+            run(|_| Err("bad request"), false).await,
+            (Err("bad request"), 1)
+        );
+        let r = run(|n| if n < 2 { Err("down") } else { Ok(n) }, true).await;
+        assert_eq!(r, (Ok(2), 3));
     }
 }

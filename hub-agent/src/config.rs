@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::config::{
-    check_root, section, without_failed, ConfigError, ConfigErrors, LegacyEnv, LegacyKind, Sources,
+    check_root, conclude, section, ConfigError, ConfigErrors, LegacyEnv, LegacyKind, Sources,
 };
 use common::de;
 use common::nats::NatsSettings;
@@ -140,12 +140,7 @@ impl AgentSettings {
         settings.check(&mut rules);
         // The hub keys sit at the root: a root failure hides their rules.
         let failed: Vec<&str> = failed.into_iter().filter(|f| !f.is_empty()).collect();
-        errors.extend(without_failed(rules, &failed));
-        if errors.is_empty() {
-            Ok(settings)
-        } else {
-            Err(ConfigErrors(errors))
-        }
+        conclude(settings, errors, rules, &failed)
     }
 
     fn check(&self, errors: &mut Vec<ConfigError>) {

@@ -59,17 +59,7 @@ fn main() -> ExitCode {
     }
     common::telemetry::init(&settings.log, std::io::stderr);
     // One thread is plenty for one heartbeat every few seconds.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
+    common::runtime::run(tokio::runtime::Builder::new_current_thread(), async {
         let shutdown = CancellationToken::new();
         tokio::spawn(common::signal::cancel_on_signal(shutdown.clone()));
         match agent::run(settings, shutdown).await {

@@ -22,7 +22,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::config::{check_root, flatten_validation, section, without_failed};
+use common::config::{check_root, conclude, flatten_validation, section};
 use common::de;
 use figment::Figment;
 use secrecy::{ExposeSecret, SecretString};
@@ -401,12 +401,7 @@ impl Settings {
                 settings.nats.creds_file = Some(creds);
             }
         }
-        errors.extend(without_failed(rules, &failed));
-        if errors.is_empty() {
-            Ok(settings)
-        } else {
-            Err(ConfigErrors(errors))
-        }
+        conclude(settings, errors, rules, &failed)
     }
 
     /// Semantic rules, beyond what the types say.

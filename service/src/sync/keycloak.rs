@@ -307,7 +307,7 @@ impl KeycloakClient {
     ) -> Result<Answer, KeycloakError> {
         self.backoff
             .retry(
-                || self.call_once(op, method.clone(), url, body),
+                || self.call_once(op, &method, url, body),
                 KeycloakError::is_transient,
             )
             .await
@@ -316,7 +316,7 @@ impl KeycloakClient {
     async fn call_once(
         &self,
         op: &'static str,
-        method: Method,
+        method: &Method,
         url: &str,
         body: Option<&IdentityProvider>,
     ) -> Result<Answer, KeycloakError> {
