@@ -3,7 +3,7 @@
 //! memory, and summarising latencies.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +37,21 @@ impl ServiceBin {
     pub fn path(&self) -> PathBuf {
         self.service_bin.clone().unwrap_or_else(default_service_bin)
     }
+}
+
+/// The service's liveness thresholds, as the environment it reads them from.
+pub fn liveness_env(
+    degraded_after: Duration,
+    stale_threshold: Duration,
+) -> Vec<(&'static str, String)> {
+    let ms = |d: Duration| format!("{}ms", d.as_millis());
+    vec![
+        ("FEDERATION__HEARTBEAT__DEGRADED_AFTER", ms(degraded_after)),
+        (
+            "FEDERATION__HEARTBEAT__STALE_THRESHOLD",
+            ms(stale_threshold),
+        ),
+    ]
 }
 
 /// Hub `hub{i}`'s heartbeat number `seq`, sent by `agent`: its subject and
@@ -161,24 +176,24 @@ pub struct Service {
 }
 
 impl Service {
+    /// `federation serve` (the binary `bin` names) on `db_url` and
+    /// `nats_url`, with `env` besides; returns at once.
     pub fn start(
-        bin: &PathBuf,
+        bin: &ServiceBin,
         db_url: &str,
         nats_url: &str,
         env: &[(&str, String)],
     ) -> anyhow::Result<Service> {
         let port = testkit::free_port();
-        let mut cmd = Command::new(bin);
+        let bin = bin.path();
+        let mut cmd = testkit::clean_command(&bin);
         cmd.arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("FEDERATION_API_KEYS", ADMIN_KEY)
             .env("DATABASE_URL", db_url)
             .env("NATS_URL", nats_url)
             .env("FEDERATION_PORT", port.to_string())
             .env("FEDERATION__SERVER__HOST", "127.0.0.1")
             .env("LOG_LEVEL", "warn")
-            .current_dir(std::env::temp_dir())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         for (k, v) in env {
@@ -195,13 +210,8 @@ impl Service {
     }
 
     pub async fn wait_ready(&self) {
-        let http = reqwest::Client::new();
         let url = format!("{}/ready", self.base);
-        testkit::eventually(Duration::from_secs(60), "the service to be ready", || {
-            let (http, url) = (http.clone(), url.clone());
-            async move { (http.get(url).send().await.ok()?.status() == 200).then_some(()) }
-        })
-        .await;
+        testkit::wait_ok(&url, Duration::from_secs(60), "the service to be ready").await;
     }
 
     /// One sample value from `/metrics` (0 when absent).
@@ -215,6 +225,21 @@ impl Service {
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0)
+    }
+
+    /// Waits until `reached(value, want)` holds for the metric `name`,
+    /// asking every 50 ms; after `limit`, an error saying it did not.
+    pub async fn wait_metric(
+        &self,
+        http: &reqwest::Client,
+        (name, reached, want): (&str, fn(&f64, &f64) -> bool, f64),
+        limit: Duration,
+    ) -> anyhow::Result<()> {
+        let what = format!("{name} did not reach {want}");
+        wait_until(limit, Duration::from_millis(50), &what, || async {
+            Ok(reached(&self.metric(http, name).await, &want))
+        })
+        .await
     }
 
     /// (current RSS, peak RSS) in KiB, from /proc.
@@ -233,9 +258,7 @@ impl Service {
     }
 
     pub fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        testkit::signal(self.child.id(), "-TERM");
         let _ = self.child.wait();
     }
 }

@@ -46,10 +46,11 @@ async fn catalog_with(nats: &NatsServer, heartbeat: &str, extra: &str) -> Catalo
     let stop = app.shutdown_token();
     tokio::spawn(app.run_until_stopped());
     let http = reqwest::Client::new();
-    eventually(Duration::from_secs(30), "the catalog to be ready", || {
-        let (http, url) = (http.clone(), format!("{base}/ready"));
-        async move { (http.get(url).send().await.ok()?.status() == 200).then_some(()) }
-    })
+    testkit::wait_ok(
+        &format!("{base}/ready"),
+        Duration::from_secs(30),
+        "the catalog to be ready",
+    )
     .await;
     Catalog {
         pool: PgPool::connect(&db.url).await.unwrap(),
@@ -84,6 +85,14 @@ impl Catalog {
         .await
     }
 
+    /// Waits up to `limit` until `slug`'s `heartbeat_seq` is above `seq`.
+    async fn wait_seq_above(&self, slug: &str, seq: i64, limit: Duration, what: &str) {
+        eventually(limit, what, || async {
+            (self.project(slug).await?["heartbeat_seq"].as_i64()? > seq).then_some(())
+        })
+        .await;
+    }
+
     async fn transitions(&self, slug: &str) -> Vec<(String, String, DateTime<Utc>)> {
         sqlx::query_as(
             "SELECT t.to_status, t.cause, t.at FROM project_transitions t JOIN projects p ON p.id = t.project_id \
@@ -97,14 +106,12 @@ impl Catalog {
 }
 
 fn agent(nats: &NatsServer, slug: &str, extra: &[(&str, String)]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hub-agent"));
-    cmd.env_clear()
-        .env("HUB_AGENT__SLUG", slug)
+    let mut cmd = testkit::clean_command(env!("CARGO_BIN_EXE_hub-agent"));
+    cmd.env("HUB_AGENT__SLUG", slug)
         .env("HUB_AGENT__HUB_URL", format!("http://{slug}.example:9001"))
         .env("HUB_AGENT__INTERVAL", "200ms")
         .env("HUB_AGENT__NATS__URL", nats.url())
         .env("HUB_AGENT__LOG__FORMAT", "text")
-        .current_dir(std::env::temp_dir())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     for (k, v) in extra {
@@ -123,11 +130,7 @@ fn registering(c: &Catalog) -> Vec<(&'static str, String)> {
 /// Sends `sig`, then waits for the process to exit: its exit code and
 /// stderr.
 async fn stop_with(child: Child, sig: &str) -> (Option<i32>, String) {
-    assert!(Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
+    assert!(testkit::signal(child.id(), sig), "kill {sig}");
     exit_code(child).await
 }
 
@@ -160,9 +163,12 @@ async fn the_agent_registers_its_hub_keeps_it_online_and_says_offline_on_sigterm
     assert!(p["agent_id"].as_str().unwrap().starts_with("alpha-"));
     // The sequence keeps increasing.
     let first = p["heartbeat_seq"].as_i64().unwrap();
-    eventually(Duration::from_secs(10), "more heartbeats", || async {
-        (c.project("alpha").await?["heartbeat_seq"].as_i64()? > first + 2).then_some(())
-    })
+    c.wait_seq_above(
+        "alpha",
+        first + 2,
+        Duration::from_secs(10),
+        "more heartbeats",
+    )
     .await;
 
     let (code, logs) = stop_with(child, "-TERM").await;
@@ -190,10 +196,11 @@ async fn a_killed_agent_goes_degraded_then_offline_at_the_deadlines() {
     let child = agent(&nats, "alpha", &registering(&c));
     c.wait_status("alpha", "online").await;
     // Let the service have a full threshold of sight first.
-    eventually(
+    c.wait_seq_above(
+        "alpha",
+        14,
         Duration::from_secs(20),
         "three seconds of heartbeats",
-        || async { (c.project("alpha").await?["heartbeat_seq"].as_i64()? >= 15).then_some(()) },
     )
     .await;
     let _ = stop_with(child, "-KILL").await;
@@ -258,12 +265,11 @@ async fn the_agent_survives_a_nats_restart_and_resumes() {
         "the agent died with NATS"
     );
     nats.restart().await;
-    eventually(
+    c.wait_seq_above(
+        "alpha",
+        before + 5,
         Duration::from_secs(20),
         "heartbeats after the restart",
-        || async {
-            (c.project("alpha").await?["heartbeat_seq"].as_i64()? > before + 5).then_some(())
-        },
     )
     .await;
     assert_eq!(stop_with(child, "-TERM").await.0, Some(0));
@@ -351,12 +357,11 @@ async fn with_per_hub_nats_credentials_an_agent_speaks_only_for_its_own_hub() {
     let first = c.project("alpha").await.unwrap()["heartbeat_seq"]
         .as_i64()
         .unwrap();
-    eventually(
+    c.wait_seq_above(
+        "alpha",
+        first + 2,
         Duration::from_secs(10),
         "more of alpha's heartbeats",
-        || async {
-            (c.project("alpha").await?["heartbeat_seq"].as_i64()? > first + 2).then_some(())
-        },
     )
     .await;
     let b = c.project("beta").await.unwrap();

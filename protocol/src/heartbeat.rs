@@ -674,39 +674,20 @@ mod tests {
         // (text of the good payload, replaced by, reason, what the detail says)
         let url = "http://alpha:9001";
         let long_url = format!("http://a/{}", long(2048));
+        #[rustfmt::skip]
         let edits = [
             ("\"online\"", "5", WrongType, "wrong type"),
             ("\"alpha\"", "\"al_pha\"", BadSlug, "slug rule"),
-            (
-                "hub.alpha",
-                "hub.beta",
-                NamespaceMismatch,
-                "mesh_namespace is not hub.alpha",
-            ),
+            ("hub.alpha", "hub.beta", NamespaceMismatch, "mesh_namespace is not hub.alpha"),
             ("\"online\"", "\"up\"", BadStatus, "status is not"),
             (url, "ftp://alpha", BadUrl, "hub_url is not http(s)"),
-            (
-                url,
-                "not a url",
-                BadUrl,
-                "hub_url contains control characters or spaces",
-            ),
+            (url, "not a url", BadUrl, "hub_url contains control characters or spaces"),
             (url, "nourl", BadUrl, "hub_url is not a URL"),
             (url, "http://u:p@alpha", BadUrl, "credentials"),
-            (
-                url,
-                "http://alpha\\u0000x:9001",
-                BadUrl,
-                "control characters",
-            ),
+            (url, "http://alpha\\u0000x:9001", BadUrl, "control characters"),
             (url, "http://-alpha-/x", BadUrl, "no valid host"),
             (url, &long_url, BadUrl, "longer than 2048"),
-            (
-                "2026-01-01T00:00:00Z",
-                "1900-01-01T00:00:00Z",
-                BadTimestamp,
-                "outside",
-            ),
+            ("2026-01-01T00:00:00Z", "1900-01-01T00:00:00Z", BadTimestamp, "outside"),
         ];
         let mut cases: Vec<(&str, String, Rejection, &str)> = vec![];
         cases.extend(bodies.into_iter().map(|(b, want, d)| (s, b, want, d)));

@@ -138,14 +138,8 @@ async fn fan_out(clients: usize, samples: usize, burst: usize) -> (f64, f64, f64
     let base = format!("http://127.0.0.1:{}", app.port());
     let stop = app.shutdown_token();
     let handle = tokio::spawn(app.run_until_stopped());
-    loop {
-        if let Ok(r) = reqwest::get(format!("{base}/ready")).await {
-            if r.status() == 200 {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let ready = format!("{base}/ready");
+    testkit::wait_ok(&ready, Duration::from_secs(60), "the service to be ready").await;
     let pool = PgPool::connect(&db.url).await.unwrap();
     let mut sses = Vec::new();
     for _ in 0..clients {

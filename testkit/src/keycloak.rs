@@ -21,8 +21,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use axum::extract::Request;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
@@ -123,7 +125,6 @@ impl KeycloakStub {
             base: format!("http://{addr}"),
         });
         let router = Router::new()
-            .route("/realms/{realm}/protocol/openid-connect/token", post(token))
             .route(
                 "/admin/realms/{realm}/identity-provider/instances",
                 get(list_idps).post(create_idp),
@@ -132,6 +133,8 @@ impl KeycloakStub {
                 "/admin/realms/{realm}/identity-provider/instances/{alias}",
                 get(get_idp).put(update_idp).delete(delete_idp),
             )
+            .route_layer(middleware::from_fn_with_state(shared.clone(), admit))
+            .route("/realms/{realm}/protocol/openid-connect/token", post(token))
             .with_state(shared.clone());
         let handle = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
@@ -261,6 +264,22 @@ fn error(status: StatusCode, body: Value) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// The token endpoint's answer to a form without a grant type.
+const NO_GRANT_TYPE: (StatusCode, &str, &str) = (
+    StatusCode::BAD_REQUEST,
+    "invalid_request",
+    "Missing form parameter: grant_type",
+);
+
+/// An OAuth error document (status, error, description), as the token
+/// endpoint answers.
+fn oauth_error((status, error, description): (StatusCode, &str, &str)) -> Response {
+    self::error(
+        status,
+        json!({"error": error, "error_description": description}),
+    )
+}
+
 /// Applies the delay and the failure switch; `Some` short-circuits.
 async fn gate(shared: &Shared) -> Option<Response> {
     let (delay, failing) = {
@@ -304,53 +323,39 @@ async fn token(
         );
     }
     let Ok(Form(f)) = form else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            json!({"error": "invalid_request", "error_description": "Missing form parameter: grant_type"}),
-        );
+        return oauth_error(NO_GRANT_TYPE);
     };
-    let ok = match f.grant_type.as_deref() {
-        Some("client_credentials") => {
+    let bad_client = "Invalid client or Invalid client credentials";
+    let refusal = match f.grant_type.as_deref() {
+        None => Some(NO_GRANT_TYPE),
+        Some("client_credentials")
             if f.client_id.as_deref() != Some(cfg.client_id.as_str())
-                || f.client_secret.as_deref() != Some(cfg.client_secret.as_str())
-            {
-                return error(
-                    StatusCode::UNAUTHORIZED,
-                    json!({"error": "unauthorized_client", "error_description": "Invalid client or Invalid client credentials"}),
-                );
-            }
-            true
+                || f.client_secret.as_deref() != Some(cfg.client_secret.as_str()) =>
+        {
+            Some((StatusCode::UNAUTHORIZED, "unauthorized_client", bad_client))
         }
-        Some("password") => {
-            if f.client_id.is_none() {
-                return error(
-                    StatusCode::UNAUTHORIZED,
-                    json!({"error": "invalid_client", "error_description": "Invalid client or Invalid client credentials"}),
-                );
-            }
+        Some("password") if f.client_id.is_none() => {
+            Some((StatusCode::UNAUTHORIZED, "invalid_client", bad_client))
+        }
+        Some("password")
             if f.username.as_deref() != Some(cfg.username.as_str())
-                || f.password.as_deref() != Some(cfg.password.as_str())
-            {
-                return error(
-                    StatusCode::UNAUTHORIZED,
-                    json!({"error": "invalid_grant", "error_description": "Invalid user credentials"}),
-                );
-            }
-            true
+                || f.password.as_deref() != Some(cfg.password.as_str()) =>
+        {
+            Some((
+                StatusCode::UNAUTHORIZED,
+                "invalid_grant",
+                "Invalid user credentials",
+            ))
         }
-        None => false,
-        Some(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                json!({"error": "unsupported_grant_type", "error_description": "Unsupported grant_type"}),
-            )
-        }
-    };
-    if !ok {
-        return error(
+        Some("client_credentials" | "password") => None,
+        Some(_) => Some((
             StatusCode::BAD_REQUEST,
-            json!({"error": "invalid_request", "error_description": "Missing form parameter: grant_type"}),
-        );
+            "unsupported_grant_type",
+            "Unsupported grant_type",
+        )),
+    };
+    if let Some(refusal) = refusal {
+        return oauth_error(refusal);
     }
     let token = format!("stub.{}", uuid::Uuid::new_v4().simple());
     shared
@@ -368,9 +373,22 @@ async fn token(
     .into_response()
 }
 
-/// Counts the request, applies the switches, checks the bearer token and
-/// the realm.
-async fn admit(shared: &Shared, headers: &HeaderMap, realm: &str) -> Option<Response> {
+/// Every admin request, before its handler: counts it, applies the
+/// switches, checks the bearer token and the realm.
+async fn admit(
+    State(shared): State<Arc<Shared>>,
+    Path(params): Path<HashMap<String, String>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let realm = params.get("realm").map_or("", String::as_str);
+    match refusal(&shared, req.headers(), realm).await {
+        Some(refused) => refused,
+        None => next.run(req).await,
+    }
+}
+
+async fn refusal(shared: &Shared, headers: &HeaderMap, realm: &str) -> Option<Response> {
     shared.lock().admin_requests += 1;
     if let Some(r) = gate(shared).await {
         return Some(r);
@@ -457,6 +475,21 @@ fn with_defaults(mut rep: Map<String, Value>, internal_id: Option<Value>) -> Map
     rep
 }
 
+const INVALID_IDP: &str = "Invalid identity provider representation";
+const INCOMPLETE_IDP: &str = "Invalid identity provider: alias and providerId are required";
+
+/// Records a refused write and answers 400 with Keycloak's `message`.
+fn bad_write(
+    shared: &Shared,
+    method: &'static str,
+    realm: &str,
+    alias: &str,
+    message: &str,
+) -> Response {
+    record(shared, method, realm, alias, StatusCode::BAD_REQUEST);
+    error(StatusCode::BAD_REQUEST, json!({ "errorMessage": message }))
+}
+
 fn record(shared: &Shared, method: &'static str, realm: &str, alias: &str, status: StatusCode) {
     shared.lock().writes.push(WriteRecord {
         method,
@@ -478,11 +511,7 @@ async fn list_idps(
     State(shared): State<Arc<Shared>>,
     Path(realm): Path<String>,
     Query(page): Query<Page>,
-    headers: HeaderMap,
 ) -> Response {
-    if let Some(r) = admit(&shared, &headers, &realm).await {
-        return r;
-    }
     let inner = shared.lock();
     let list: Vec<Value> = inner
         .realms
@@ -504,18 +533,10 @@ pub const LIST_DEFAULT_MAX: usize = 100;
 async fn create_idp(
     State(shared): State<Arc<Shared>>,
     Path(realm): Path<String>,
-    headers: HeaderMap,
     body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if let Some(r) = admit(&shared, &headers, &realm).await {
-        return r;
-    }
     let Ok(Json(Value::Object(rep))) = body else {
-        record(&shared, "POST", &realm, "", StatusCode::BAD_REQUEST);
-        return error(
-            StatusCode::BAD_REQUEST,
-            json!({"errorMessage": "Invalid identity provider representation"}),
-        );
+        return bad_write(&shared, "POST", &realm, "", INVALID_IDP);
     };
     let alias = rep
         .get("alias")
@@ -523,11 +544,7 @@ async fn create_idp(
         .unwrap_or_default()
         .to_owned();
     if alias.is_empty() || rep.get("providerId").and_then(Value::as_str).is_none() {
-        record(&shared, "POST", &realm, &alias, StatusCode::BAD_REQUEST);
-        return error(
-            StatusCode::BAD_REQUEST,
-            json!({"errorMessage": "Invalid identity provider: alias and providerId are required"}),
-        );
+        return bad_write(&shared, "POST", &realm, &alias, INCOMPLETE_IDP);
     }
     let status = {
         let mut inner = shared.lock();
@@ -556,11 +573,7 @@ async fn create_idp(
 async fn get_idp(
     State(shared): State<Arc<Shared>>,
     Path((realm, alias)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Response {
-    if let Some(r) = admit(&shared, &headers, &realm).await {
-        return r;
-    }
     let inner = shared.lock();
     match inner.realms.get(&realm).and_then(|m| m.get(&alias)) {
         Some(rep) => Json(masked(rep)).into_response(),
@@ -571,18 +584,10 @@ async fn get_idp(
 async fn update_idp(
     State(shared): State<Arc<Shared>>,
     Path((realm, alias)): Path<(String, String)>,
-    headers: HeaderMap,
     body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if let Some(r) = admit(&shared, &headers, &realm).await {
-        return r;
-    }
     let Ok(Json(Value::Object(mut rep))) = body else {
-        record(&shared, "PUT", &realm, &alias, StatusCode::BAD_REQUEST);
-        return error(
-            StatusCode::BAD_REQUEST,
-            json!({"errorMessage": "Invalid identity provider representation"}),
-        );
+        return bad_write(&shared, "PUT", &realm, &alias, INVALID_IDP);
     };
     let status = {
         let mut inner = shared.lock();
@@ -618,11 +623,7 @@ async fn update_idp(
 async fn delete_idp(
     State(shared): State<Arc<Shared>>,
     Path((realm, alias)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Response {
-    if let Some(r) = admit(&shared, &headers, &realm).await {
-        return r;
-    }
     let removed = shared
         .lock()
         .realms
@@ -661,8 +662,8 @@ mod tests {
         v["access_token"].as_str().unwrap().to_owned()
     }
 
-    /// A minimal HTTP/1.1 client over a TCP stream, so testkit needs no
-    /// HTTP client dependency.
+    /// A minimal HTTP/1.1 client over a TCP stream: the stub's answer as
+    /// sent, its head (status line and headers) as text.
     async fn raw(
         method: &str,
         url: &str,

@@ -1,7 +1,8 @@
 //! Test support: a throwaway PostgreSQL database per test (copied from a
 //! template migrated once per set of migrations), a private
-//! `nats-server` on a free port, and waiting for a condition instead of
-//! sleeping.
+//! `nats-server` on a free port, waiting for a condition (or a URL answering
+//! 200) instead of sleeping, and child processes started with a clean
+//! environment and stopped by signal.
 //!
 //! The server is found from `TEST_DATABASE_URL`, else `DATABASE_URL`, else
 //! `postgres://postgres@127.0.0.1:5432/postgres`. `nats-server` from
@@ -117,15 +118,14 @@ async fn ensure_template(admin_url: &str) -> String {
 /// while anyone is connected to it.
 async fn build_template(admin: &mut PgConnection, admin_url: &str, name: &str) {
     let scratch = format!("{name}_building");
-    for statement in [
-        format!("DROP DATABASE IF EXISTS \"{scratch}\" WITH (FORCE)"),
-        format!("CREATE DATABASE \"{scratch}\""),
-    ] {
-        sqlx::query(&statement)
-            .execute(&mut *admin)
-            .await
-            .unwrap_or_else(|e| panic!("{statement}: {e}"));
-    }
+    execute_all(
+        admin,
+        [
+            format!("DROP DATABASE IF EXISTS \"{scratch}\" WITH (FORCE)"),
+            format!("CREATE DATABASE \"{scratch}\""),
+        ],
+    )
+    .await;
     let mut conn = PgConnection::connect(&url_with_database(admin_url, &scratch))
         .await
         .unwrap_or_else(|e| panic!("cannot connect to {scratch}: {e}"));
@@ -134,10 +134,19 @@ async fn build_template(admin: &mut PgConnection, admin_url: &str, name: &str) {
         .await
         .unwrap_or_else(|e| panic!("migrating the template database {scratch}: {e}"));
     let _ = conn.close().await;
-    for statement in [
-        format!("ALTER DATABASE \"{scratch}\" RENAME TO \"{name}\""),
-        format!("ALTER DATABASE \"{name}\" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false"),
-    ] {
+    execute_all(
+        admin,
+        [
+            format!("ALTER DATABASE \"{scratch}\" RENAME TO \"{name}\""),
+            format!("ALTER DATABASE \"{name}\" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false"),
+        ],
+    )
+    .await;
+}
+
+/// Runs each statement in turn on `admin`; a failure panics naming it.
+async fn execute_all(admin: &mut PgConnection, statements: impl IntoIterator<Item = String>) {
+    for statement in statements {
         sqlx::query(&statement)
             .execute(&mut *admin)
             .await
@@ -272,6 +281,36 @@ where
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// `program` with a clean environment (only `PATH`), run from the
+/// temporary directory: it sees only what the caller sets.
+pub fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    let mut cmd = std::process::Command::new(program);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .current_dir(std::env::temp_dir());
+    cmd
+}
+
+/// Sends `sig` (as `kill` takes it: `-TERM`) to the process `pid`; whether
+/// `kill` succeeded.
+pub fn signal(pid: u32, sig: &str) -> bool {
+    std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Waits until `GET url` answers 200 (a service's `/ready`), or panics
+/// after `timeout` naming `what` was awaited.
+pub async fn wait_ok(url: &str, timeout: Duration, what: &str) {
+    let client = reqwest::Client::new();
+    eventually(timeout, what, || {
+        let request = client.get(url).send();
+        async move { (request.await.ok()?.status() == 200).then_some(()) }
+    })
+    .await;
 }
 
 /// The `nats-server` binary.
@@ -433,22 +472,23 @@ mod tests {
     #[tokio::test]
     async fn a_created_database_is_migrated_an_empty_one_is_not_and_both_are_dropped() {
         let (created, empty) = tokio::join!(TestDb::create(), TestDb::empty());
-        let mut conn = PgConnection::connect(&created.url).await.unwrap();
-        let applied: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        // What `count` (a query) finds in the database at `url`.
+        let count_in = |url: String, count: &'static str| async move {
+            let mut conn = PgConnection::connect(&url).await.unwrap();
+            let n: i64 = sqlx::query_scalar(count)
                 .fetch_one(&mut conn)
                 .await
                 .unwrap();
-        assert_eq!(applied, MIGRATOR.iter().count() as i64);
-        conn.close().await.unwrap();
-        let mut conn = PgConnection::connect(&empty.url).await.unwrap();
-        let tables: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
-                .fetch_one(&mut conn)
-                .await
-                .unwrap();
-        assert_eq!(tables, 0);
-        conn.close().await.unwrap();
+            conn.close().await.unwrap();
+            n
+        };
+        let applied = "SELECT count(*) FROM _sqlx_migrations WHERE success";
+        assert_eq!(
+            count_in(created.url.clone(), applied).await,
+            MIGRATOR.iter().count() as i64
+        );
+        let tables = "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'";
+        assert_eq!(count_in(empty.url.clone(), tables).await, 0);
 
         let names = [created.name.clone(), empty.name.clone()];
         drop((created, empty));

@@ -89,22 +89,15 @@ impl Replica {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let bin = args.service.path();
     let nats = testkit::NatsServer::start().await;
     let db = testkit::TestDb::create().await;
-    let thresholds = [
-        (
-            "FEDERATION__HEARTBEAT__STALE_THRESHOLD",
-            format!("{}s", args.stale_threshold),
-        ),
-        (
-            "FEDERATION__HEARTBEAT__DEGRADED_AFTER",
-            format!("{}ms", args.stale_threshold * 500),
-        ),
-    ];
+    let thresholds = bench::liveness_env(
+        Duration::from_millis(args.stale_threshold * 500),
+        Duration::from_secs(args.stale_threshold),
+    );
     let a = Replica {
         name: "A (ingests)",
-        service: Service::start(&bin, &db.url, &nats.url(), &thresholds)?,
+        service: Service::start(&args.service, &db.url, &nats.url(), &thresholds)?,
     };
     a.service.wait_ready().await;
     let pool = sqlx::PgPool::connect(&db.url).await?;
@@ -163,7 +156,7 @@ async fn main() -> anyhow::Result<()> {
     b_env.push(("FEDERATION__NATS__ENABLED", "false".into()));
     let b = Replica {
         name: "B (REST only)",
-        service: Service::start(&bin, &db.url, &nats.url(), &b_env)?,
+        service: Service::start(&args.service, &db.url, &nats.url(), &b_env)?,
     };
     b.service.wait_ready().await;
     wait_listed(&b, &http, PROBE_ONLINE, PROBES, Duration::from_secs(30)).await?;

@@ -55,24 +55,13 @@ const PROBES: usize = 100;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let bin = args.service.path();
+    let thresholds = bench::liveness_env(
+        Duration::from_secs(args.degraded_after),
+        Duration::from_secs(args.stale_threshold),
+    );
     let nats = testkit::NatsServer::start().await;
     let db = testkit::TestDb::create().await;
-    let service = Service::start(
-        &bin,
-        &db.url,
-        &nats.url(),
-        &[
-            (
-                "FEDERATION__HEARTBEAT__DEGRADED_AFTER",
-                format!("{}s", args.degraded_after),
-            ),
-            (
-                "FEDERATION__HEARTBEAT__STALE_THRESHOLD",
-                format!("{}s", args.stale_threshold),
-            ),
-        ],
-    )?;
+    let service = Service::start(&args.service, &db.url, &nats.url(), &thresholds)?;
     service.wait_ready().await;
     let pool = sqlx::PgPool::connect(&db.url).await?;
     let http = reqwest::Client::new();
@@ -92,14 +81,14 @@ async fn main() -> anyhow::Result<()> {
 
     // Warm-up: every hub once, all online.
     bench::publish_each(&client, &messages).await?;
-    wait_metric(
-        &service,
-        &http,
+    let persisted = (
         "heartbeat_total",
+        f64::ge as fn(&f64, &f64) -> bool,
         total as f64,
-        Duration::from_secs(60),
-    )
-    .await?;
+    );
+    service
+        .wait_metric(&http, persisted, Duration::from_secs(60))
+        .await?;
     let online: i64 = sqlx::query_scalar("SELECT count(*) FROM projects WHERE status = 'online'")
         .fetch_one(&pool)
         .await?;
@@ -273,20 +262,6 @@ async fn main() -> anyhow::Result<()> {
     service.stop();
     drop(db);
     Ok(())
-}
-
-async fn wait_metric(
-    service: &Service,
-    http: &reqwest::Client,
-    name: &str,
-    want: f64,
-    limit: Duration,
-) -> anyhow::Result<()> {
-    let what = format!("{name} did not reach {want}");
-    bench::wait_until(limit, Duration::from_millis(50), &what, || async {
-        Ok(service.metric(http, name).await >= want)
-    })
-    .await
 }
 
 fn message(i: usize, seq: u64) -> (Subject, Bytes) {

@@ -69,21 +69,21 @@ async fn open(port: u16) -> anyhow::Result<(u16, TcpStream)> {
     Ok((status, s))
 }
 
+/// Waits up to 2 minutes for the metric `name` to be `want`; only warns if
+/// it never is.
 async fn wait_metric(service: &Service, http: &reqwest::Client, name: &str, want: f64) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while service.metric(http, name).await != want {
-        if Instant::now() > deadline {
-            eprintln!("warning: {name} did not reach {want}");
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let equal = (name, f64::eq as fn(&f64, &f64) -> bool, want);
+    if let Err(e) = service
+        .wait_metric(http, equal, Duration::from_secs(120))
+        .await
+    {
+        eprintln!("warning: {e}");
     }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let bin = args.service.path();
     let db = testkit::TestDb::create().await;
     let mut env = vec![
         ("FEDERATION__NATS__ENABLED", "false".to_owned()),
@@ -107,7 +107,7 @@ async fn main() -> anyhow::Result<()> {
     for (k, v) in &extra {
         env.push((k.as_str(), v.clone()));
     }
-    let service = Service::start(&bin, &db.url, "nats://127.0.0.1:1", &env)?;
+    let service = Service::start(&args.service, &db.url, "nats://127.0.0.1:1", &env)?;
     service.wait_ready().await;
     // One connection for everything the bench asks besides the streams.
     let http = reqwest::Client::builder()

@@ -13,16 +13,15 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use testkit::keycloak::{KeycloakStub, StubConfig};
 use testkit::{eventually, NatsServer, TestDb};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 use crate::prometheus::Prometheus;
-use crate::promql::ALERTS;
+use crate::promql::{alert_names, rules_of, ALERTS};
 use crate::running::sample;
 use crate::support::*;
 
@@ -108,12 +107,7 @@ const NOT_DRIVEN: [(&str, &str); 6] = [
 /// A new alert is either driven end to end here or says why not.
 #[test]
 fn every_alert_is_driven_end_to_end_or_says_why_not() {
-    let in_file: BTreeSet<String> = list_of(&read_yaml(ALERTS), "groups")
-        .iter()
-        .flat_map(|g| list_of(g, "rules"))
-        .map(|r| str_of(r, "alert").to_owned())
-        .filter(|a| !a.is_empty())
-        .collect();
+    let in_file = alert_names();
     let accounted: BTreeSet<String> = DRIVEN
         .iter()
         .chain(NOT_DRIVEN.iter())
@@ -456,25 +450,9 @@ impl Stack {
 
     /// Registers projects through the API.
     async fn register(&self, slugs: &[&str]) {
-        let client = reqwest::Client::new();
         for slug in slugs {
-            let res = client
-                .post(format!("{}/api/fed/projects", self.service.base))
-                .header("X-API-Key", AGENT_KEY)
-                .json(&json!({
-                    "project_slug": slug,
-                    "name": format!("Project {slug}"),
-                    "hub_url": format!("http://{slug}.example:9001"),
-                    "mesh_namespace": format!("hub.{slug}"),
-                }))
-                .send()
-                .await
-                .expect("register");
-            assert!(
-                res.status().is_success(),
-                "register {slug}: {}",
-                res.status()
-            );
+            let base = &self.service.server.base;
+            register_project(base, AGENT_KEY, slug, json!({})).await;
         }
     }
 
@@ -611,9 +589,7 @@ fn unix_now() -> f64 {
 
 /// The expression of `alert` in the repository's rule file.
 fn expr_of(alert: &str) -> String {
-    list_of(&read_yaml(ALERTS), "groups")
-        .iter()
-        .flat_map(|g| list_of(g, "rules"))
+    rules_of(&read_yaml(ALERTS))
         .find(|r| str_of(r, "alert") == alert)
         .map(|r| str_of(r, "expr").to_owned())
         .unwrap_or_else(|| panic!("{alert} is not in {ALERTS}"))
@@ -631,13 +607,8 @@ fn rules_with_short_for(dir: &Path) -> PathBuf {
             }
         }
     }
-    let exprs = |v: &Value| -> Vec<String> {
-        list_of(v, "groups")
-            .iter()
-            .flat_map(|g| list_of(g, "rules"))
-            .map(|r| str_of(r, "expr").to_owned())
-            .collect()
-    };
+    let exprs =
+        |v: &Value| -> Vec<String> { rules_of(v).map(|r| str_of(r, "expr").to_owned()).collect() };
     assert_eq!(exprs(&rules), exprs(&original));
     let path = dir.join("alerts.yml");
     std::fs::write(&path, rules.to_string()).expect("write the rule file");
@@ -681,23 +652,7 @@ fn keep_beating(nats: &async_nats::Client, slugs: &[&'static str]) -> tokio::tas
 /// The `federation` binary running `serve`, killed when dropped; its log is
 /// printed when a test fails.
 struct Federation {
-    base: String,
-    log: PathBuf,
-    _child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Federation {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
-            eprintln!(
-                "--- federation log (last lines) ---\n{}",
-                lines[lines.len().saturating_sub(40)..].join("\n")
-            );
-        }
-    }
+    server: Server,
 }
 
 impl Federation {
@@ -719,49 +674,29 @@ impl Federation {
         let config = dir.path().join("federation.yaml");
         // JSON is YAML.
         std::fs::write(&config, settings.to_string()).expect("write the settings");
-        let log = dir.path().join("federation.log");
-        let out = std::fs::File::create(&log).expect("log file");
-        let err = out.try_clone().expect("log file");
-        let child = Command::new(federation_bin())
+        let mut serve = Command::from(testkit::clean_command(federation_bin()));
+        serve
             .arg("--config")
             .arg(&config)
             .arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .current_dir(dir.path())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start federation serve");
-        let service = Federation {
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-            _child: child,
-            _dir: dir,
-        };
-        let ready = format!("{}/ready", service.base);
-        let client = reqwest::Client::new();
-        eventually(
-            Duration::from_secs(60),
-            "federation serve to be ready",
-            || {
-                let (client, url) = (client.clone(), ready.clone());
-                async move { (client.get(&url).send().await.ok()?.status() == 200).then_some(()) }
-            },
-        )
-        .await;
-        service
+            .current_dir(dir.path());
+        let limit = Duration::from_secs(60);
+        let server = Server::start("federation", serve, (dir, port), "/ready", limit);
+        Federation {
+            server: server.await,
+        }
     }
 
     /// `host:port`, as Prometheus labels the target.
     fn target(&self) -> String {
-        self.base.trim_start_matches("http://").to_owned()
+        self.server.base.trim_start_matches("http://").to_owned()
     }
 
     /// The value of one series of its /metrics, if exported.
     async fn metric(&self, series: &str) -> Option<f64> {
-        let res = reqwest::get(format!("{}/metrics", self.base)).await.ok()?;
+        let res = reqwest::get(format!("{}/metrics", self.server.base))
+            .await
+            .ok()?;
         sample(&res.text().await.ok()?, series)
     }
 }

@@ -1,13 +1,13 @@
 //! Alertmanager's configuration: amtool accepts it, routes by severity, and
 //! its inhibition rules name alerts that exist.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::promql::ALERTS;
+use crate::promql::{alert_names, ALERTS};
 use crate::support::*;
 
 const CONFIG: &str = "monitoring/alertmanager.yml";
@@ -48,11 +48,7 @@ fn critical_alerts_go_to_oncall_and_the_rest_to_the_team() {
 
 #[test]
 fn inhibition_rules_name_alerts_that_exist() {
-    let alerts: BTreeSet<String> = list_of(&read_yaml(ALERTS), "groups")
-        .iter()
-        .flat_map(|g| list_of(g, "rules"))
-        .map(|r| str_of(r, "alert").to_owned())
-        .collect();
+    let alerts = alert_names();
     let config = read_yaml(CONFIG);
     let rules = list_of(&config, "inhibit_rules");
     assert!(!rules.is_empty(), "no inhibit_rules");
@@ -105,57 +101,18 @@ async fn a_real_alertmanager_mutes_exactly_what_the_inhibition_rules_say() {
         l.insert("alertname", name);
         json!({ "labels": l })
     };
+    #[rustfmt::skip]
     let cases: [Case; 10] = [
-        (
-            "FederationNatsDisconnected",
-            &[("instance", "fed-1"), ("severity", "critical")],
-            false,
-        ),
-        (
-            "FederationHeartbeatWritesFailing",
-            &[("instance", "fed-3"), ("severity", "critical")],
-            false,
-        ),
-        (
-            "FederationServiceNotReady",
-            &[("instance", "fed-3"), ("severity", "warning")],
-            true,
-        ),
-        (
-            "FederationServiceNotReady",
-            &[("instance", "fed-1"), ("severity", "warning")],
-            true,
-        ),
-        (
-            "FederationServiceNotReady",
-            &[("instance", "fed-2"), ("severity", "warning")],
-            false,
-        ),
-        (
-            "FederationSyncCircuitOpen",
-            &[("target", "keycloak"), ("severity", "critical")],
-            false,
-        ),
-        (
-            "FederationSyncFailing",
-            &[("target", "keycloak"), ("severity", "warning")],
-            true,
-        ),
-        (
-            "FederationSyncFailing",
-            &[("target", "tfvars"), ("severity", "warning")],
-            false,
-        ),
-        (
-            "FederationNoProjectOnline",
-            &[("severity", "critical")],
-            false,
-        ),
-        (
-            "FederationProjectsGoingStale",
-            &[("severity", "warning")],
-            true,
-        ),
+        ("FederationNatsDisconnected", &[("instance", "fed-1"), ("severity", "critical")], false),
+        ("FederationHeartbeatWritesFailing", &[("instance", "fed-3"), ("severity", "critical")], false),
+        ("FederationServiceNotReady", &[("instance", "fed-3"), ("severity", "warning")], true),
+        ("FederationServiceNotReady", &[("instance", "fed-1"), ("severity", "warning")], true),
+        ("FederationServiceNotReady", &[("instance", "fed-2"), ("severity", "warning")], false),
+        ("FederationSyncCircuitOpen", &[("target", "keycloak"), ("severity", "critical")], false),
+        ("FederationSyncFailing", &[("target", "keycloak"), ("severity", "warning")], true),
+        ("FederationSyncFailing", &[("target", "tfvars"), ("severity", "warning")], false),
+        ("FederationNoProjectOnline", &[("severity", "critical")], false),
+        ("FederationProjectsGoingStale", &[("severity", "warning")], true),
     ];
     let body: Vec<Value> = cases.iter().map(|(n, l, _)| alert(n, l)).collect();
     let key = |v: &Value| -> String {

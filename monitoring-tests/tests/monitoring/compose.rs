@@ -356,15 +356,19 @@ fn monitoring_files_are_mounted_where_their_configs_expect_them() {
             .map(|(_, t)| t)
             .unwrap_or_else(|| panic!("{svc} does not mount {rel}"))
     };
+    // Each server is started on the configuration mounted for it.
+    let started_on = |svc: &str, config: &str| {
+        let command = list_of(service(&stack, svc), "command")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>();
+        assert!(
+            command.contains(&format!("--config.file={config}").as_str()),
+            "{command:?}"
+        );
+    };
     let prom_config = mounted("prometheus", "monitoring/prometheus.yml");
-    let command = list_of(service(&stack, "prometheus"), "command")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect::<Vec<_>>();
-    assert!(
-        command.contains(&format!("--config.file={prom_config}").as_str()),
-        "{command:?}"
-    );
+    started_on("prometheus", &prom_config);
     // rule_files are relative to the config file: alerts.yml must sit beside it.
     let dir = Path::new(&prom_config).parent().expect("config dir");
     let alerts = mounted("prometheus", "monitoring/alerts.yml");
@@ -375,14 +379,7 @@ fn monitoring_files_are_mounted_where_their_configs_expect_them() {
         );
     }
     let am_config = mounted("alertmanager", "monitoring/alertmanager.yml");
-    let am_command = list_of(service(&stack, "alertmanager"), "command")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect::<Vec<_>>();
-    assert!(
-        am_command.contains(&format!("--config.file={am_config}").as_str()),
-        "{am_command:?}"
-    );
+    started_on("alertmanager", &am_config);
     // Every scrape and alerting target is a service of the stack.
     let prom = read_yaml("monitoring/prometheus.yml");
     let mut targets: Vec<String> = Vec::new();

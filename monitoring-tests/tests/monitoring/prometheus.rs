@@ -6,34 +6,20 @@
 //! service's exposition.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use testkit::{eventually, NatsServer, TestDb};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 use crate::promql::{all_expressions, exported_names, missing_names, ALERTS};
 use crate::running::RunningService;
 use crate::support::*;
 
-/// A real Prometheus on a free port of 127.0.0.1, killed when dropped.
+/// A real Prometheus on a free port of 127.0.0.1, killed when dropped; on
+/// a failed test, its own log says why.
 pub struct Prometheus {
-    base: String,
-    log: PathBuf,
-    _child: Child,
-    _dir: tempfile::TempDir,
-}
-
-/// On a failed test, Prometheus' own log says why.
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let log = self.log_tail();
-        if std::thread::panicking() && !log.trim().is_empty() {
-            eprintln!("--- prometheus log (last lines) ---\n{log}");
-        }
-    }
+    server: Server,
 }
 
 impl Prometheus {
@@ -50,46 +36,24 @@ impl Prometheus {
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config.to_string()).expect("write config");
         let port = testkit::free_port();
-        let log = dir.path().join("prometheus.log");
-        let log_file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(prometheus())
-            .arg(format!("--config.file={}", config_path.display()))
+        let mut cmd = Command::new(prometheus());
+        cmd.arg(format!("--config.file={}", config_path.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
                 dir.path().join("data").display()
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--log.level=warn")
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start prometheus: {e}"));
-        let server = Prometheus {
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-            _child: child,
-            _dir: dir,
-        };
-        let ready = format!("{}/-/ready", server.base);
-        let client = reqwest::Client::new();
-        eventually(Duration::from_secs(30), "prometheus to be ready", || {
-            let (client, url) = (client.clone(), ready.clone());
-            async move { (client.get(&url).send().await.ok()?.status() == 200).then_some(()) }
-        })
-        .await;
-        server
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+            .arg("--log.level=warn");
+        let limit = Duration::from_secs(30);
+        let server = Server::start("prometheus", cmd, (dir, port), "/-/ready", limit);
+        Prometheus {
+            server: server.await,
+        }
     }
 
     pub async fn api(&self, path: &str, params: &[(&str, &str)]) -> Value {
-        let url =
-            url::Url::parse_with_params(&format!("{}{path}", self.base), params).expect("url");
+        let url = url::Url::parse_with_params(&format!("{}{path}", self.server.base), params)
+            .expect("url");
         let res = reqwest::get(url).await.expect("prometheus API");
         res.json().await.expect("prometheus API answers JSON")
     }

@@ -203,24 +203,37 @@ fn is_ident_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_'
 }
 
+/// Every rule of every group of a rules file, in order.
+pub fn rules_of(rules: &Value) -> impl Iterator<Item = &Value> {
+    list_of(rules, "groups")
+        .iter()
+        .flat_map(|g| list_of(g, "rules"))
+}
+
+/// The names of the alerts of the repository's rule file.
+pub fn alert_names() -> BTreeSet<String> {
+    rules_of(&read_yaml(ALERTS))
+        .map(|r| str_of(r, "alert").to_owned())
+        .filter(|a| !a.is_empty())
+        .collect()
+}
+
 /// The alerting and recording rules of a rules file.
 pub fn rule_expressions(rules: &Value, file: &str) -> Vec<Expression> {
-    let mut out = Vec::new();
-    for group in list_of(rules, "groups") {
-        for rule in list_of(group, "rules") {
+    rules_of(rules)
+        .map(|rule| {
             let name = match (str_of(rule, "alert"), str_of(rule, "record")) {
                 ("", record) => record,
                 (alert, _) => alert,
             };
             let expr = str_of(rule, "expr").trim().to_owned();
-            out.push(Expression {
+            Expression {
                 origin: format!("{file}: {name}"),
                 raw: expr.clone(),
                 promql: expr,
-            });
-        }
-    }
-    out
+            }
+        })
+        .collect()
 }
 
 /// Parses an expression with `promql-parser` (Prometheus's grammar), so a

@@ -12,6 +12,8 @@ use service::config::Settings;
 use testkit::{eventually, NatsServer, TestDb};
 use tokio_util::sync::CancellationToken;
 
+use crate::support::register_project;
+
 const ADMIN_KEY: &str = "monitoring-admin-key-0123456789";
 const AGENT_KEY: &str = "monitoring-agent-key-0123456789";
 
@@ -51,13 +53,8 @@ impl RunningService {
         let base = format!("http://127.0.0.1:{}", app.port());
         let shutdown = app.shutdown_token();
         let handle = tokio::spawn(app.run_until_stopped());
-        let client = reqwest::Client::new();
         let ready = format!("{base}/ready");
-        eventually(Duration::from_secs(30), "the service to be ready", || {
-            let (client, url) = (client.clone(), ready.clone());
-            async move { (client.get(&url).send().await.ok()?.status() == 200).then_some(()) }
-        })
-        .await;
+        testkit::wait_ok(&ready, Duration::from_secs(30), "the service to be ready").await;
         RunningService {
             base,
             shutdown,
@@ -71,26 +68,8 @@ impl RunningService {
     pub async fn demo_traffic(&self) {
         let client = reqwest::Client::new();
         for slug in ["alpha", "beta"] {
-            let body = json!({
-                "project_slug": slug,
-                "name": format!("Project {slug}"),
-                "hub_url": format!("http://{slug}.example:9001"),
-                "mesh_namespace": format!("hub.{slug}"),
-                "tags": ["demo"],
-                "allow_fanout": [],
-            });
-            let res = client
-                .post(format!("{}/api/fed/projects", self.base))
-                .header("X-API-Key", AGENT_KEY)
-                .json(&body)
-                .send()
-                .await
-                .expect("register");
-            assert!(
-                res.status().is_success(),
-                "register {slug}: {}",
-                res.status()
-            );
+            let more = json!({"tags": ["demo"], "allow_fanout": []});
+            register_project(&self.base, AGENT_KEY, slug, more).await;
         }
         for (path, key, status) in [
             ("/api/fed/projects", Some(ADMIN_KEY), 200),

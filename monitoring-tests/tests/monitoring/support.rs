@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -209,4 +210,88 @@ pub fn list_of<'a>(v: &'a Value, key: &str) -> &'a [Value] {
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default()
+}
+
+/// A server a test started on 127.0.0.1, killed when dropped; when the test
+/// fails, the last lines of its log say why.
+pub struct Server {
+    pub base: String,
+    name: &'static str,
+    log: PathBuf,
+    _child: tokio::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts `cmd` (`name`), which listens on `port`, its output in
+    /// `{name}.log` in `dir` (kept as long as the server), and waits until
+    /// `ready_path` answers 200 within `limit`.
+    pub async fn start(
+        name: &'static str,
+        mut cmd: tokio::process::Command,
+        (dir, port): (tempfile::TempDir, u16),
+        ready_path: &str,
+        limit: Duration,
+    ) -> Server {
+        let log = dir.path().join(format!("{name}.log"));
+        let out = std::fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let child = cmd
+            .stdout(out)
+            .stderr(err)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let server = Server {
+            base: format!("http://127.0.0.1:{port}"),
+            name,
+            log,
+            _child: child,
+            _dir: dir,
+        };
+        let ready = format!("{}{ready_path}", server.base);
+        testkit::wait_ok(&ready, limit, &format!("{name} to be ready")).await;
+        server
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let log = self.log_tail();
+        if std::thread::panicking() && !log.trim().is_empty() {
+            eprintln!("--- {} log (last lines) ---\n{log}", self.name);
+        }
+    }
+}
+
+/// Registers the project `slug` with the service at `base`, using `key`;
+/// the fields of `more` (an object) join its name, hub URL and namespace.
+pub async fn register_project(base: &str, key: &str, slug: &str, more: Value) {
+    let mut body = serde_json::json!({
+        "project_slug": slug,
+        "name": format!("Project {slug}"),
+        "hub_url": format!("http://{slug}.example:9001"),
+        "mesh_namespace": format!("hub.{slug}"),
+    });
+    if let (Some(body), Value::Object(more)) = (body.as_object_mut(), more) {
+        body.extend(more);
+    }
+    let res = reqwest::Client::new()
+        .post(format!("{base}/api/fed/projects"))
+        .header("X-API-Key", key)
+        .json(&body)
+        .send()
+        .await
+        .expect("register");
+    assert!(
+        res.status().is_success(),
+        "register {slug}: {}",
+        res.status()
+    );
 }

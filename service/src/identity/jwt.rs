@@ -258,31 +258,25 @@ pub fn now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::new_claims;
 
     #[test]
     fn a_signed_user_jwt_decodes_and_verifies() {
         let account = KeyPair::new_account();
         let signer = KeyPair::new_account();
         let user = KeyPair::new_user();
-        let claims = Claims {
-            jti: String::new(),
-            iat: now(),
-            iss: String::new(),
-            sub: user.public_key(),
-            name: "alpha".into(),
-            exp: Some(now() + 60),
-            nats: User::new(
-                Permission {
-                    allow: vec!["hub.presence.alpha".into()],
-                    deny: vec![],
-                },
-                Permission {
-                    allow: vec![],
-                    deny: vec![">".into()],
-                },
-                account.public_key(),
-            ),
-        };
+        let nats = User::new(
+            Permission {
+                allow: vec!["hub.presence.alpha".into()],
+                deny: vec![],
+            },
+            Permission {
+                allow: vec![],
+                deny: vec![">".into()],
+            },
+            account.public_key(),
+        );
+        let claims = new_claims(&user, "alpha", Some(now() + 60), nats);
         let jwt = encode(claims, &signer).expect("signed");
         let back: Claims<User> = decode(&jwt).expect("decoded");
         assert_eq!(back.iss, signer.public_key());
@@ -304,15 +298,7 @@ mod tests {
     #[test]
     fn a_tampered_jwt_is_refused() {
         let signer = KeyPair::new_operator();
-        let claims = Claims {
-            jti: String::new(),
-            iat: now(),
-            iss: String::new(),
-            sub: signer.public_key(),
-            name: "op".into(),
-            exp: None,
-            nats: Operator::new(vec![], String::new()),
-        };
+        let claims = new_claims(&signer, "op", None, Operator::new(vec![], String::new()));
         let jwt = encode(claims, &signer).expect("signed");
         let mut parts: Vec<String> = jwt.split('.').map(str::to_owned).collect();
         let mut body: serde_json::Value =

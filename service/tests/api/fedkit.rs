@@ -31,15 +31,15 @@ pub fn spoke_body(code: &str) -> Value {
     body
 }
 
+/// `POST /api/federation/register` with `key`.
+pub async fn post_registration(app: &TestApp, key: &str, body: &Value) -> reqwest::Response {
+    app.post_json("/api/federation/register", Some(key), body)
+        .await
+}
+
 /// Registers a spoke (agent key) and returns it.
 pub async fn register(app: &TestApp, code: &str) -> Value {
-    let res = app
-        .post_json(
-            "/api/federation/register",
-            Some(AGENT_KEY),
-            &spoke_body(code),
-        )
-        .await;
+    let res = post_registration(app, AGENT_KEY, &spoke_body(code)).await;
     assert_eq!(res.status(), 201, "registering {code}");
     res.json().await.unwrap()
 }
@@ -74,6 +74,14 @@ pub async fn spoke_in(app: &TestApp, code: &str, status: &str) -> String {
         act_ok(app, &id, action).await;
     }
     id
+}
+
+/// A service with one spoke, `code`, brought to `status`: the app and the
+/// spoke's id.
+pub async fn app_with_spoke(code: &str, status: &str) -> (TestApp, String) {
+    let app = spawn_app().await;
+    let id = spoke_in(&app, code, status).await;
+    (app, id)
 }
 
 /// Outbox event ids in log order.

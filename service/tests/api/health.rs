@@ -17,18 +17,8 @@ async fn liveness_needs_nothing_and_says_healthy() {
 #[tokio::test]
 async fn every_response_carries_a_request_id_and_a_given_one_is_kept() {
     let app = spawn_app().await;
-    let a = app
-        .client
-        .get(format!("{}/health", app.base))
-        .send()
-        .await
-        .unwrap();
-    let b = app
-        .client
-        .get(format!("{}/health", app.base))
-        .send()
-        .await
-        .unwrap();
+    let a = app.get("/health", None).await;
+    let b = app.get("/health", None).await;
     let id = |r: &reqwest::Response| {
         r.headers()
             .get("x-request-id")
@@ -87,10 +77,11 @@ async fn ready_is_503_until_the_database_exists_then_200() {
 
     // The database appears: start-up connects, migrates, and the service is ready.
     db.materialize().await;
-    testkit::eventually(Duration::from_secs(30), "/ready to turn 200", || {
-        let (client, url) = (client.clone(), format!("{base}/ready"));
-        async move { (client.get(&url).send().await.ok()?.status() == 200).then_some(()) }
-    })
+    testkit::wait_ok(
+        &format!("{base}/ready"),
+        Duration::from_secs(30),
+        "/ready to turn 200",
+    )
     .await;
     let body: Value = json_of(client.get(format!("{base}/ready"))).await;
     assert_eq!(body["status"], "ready");

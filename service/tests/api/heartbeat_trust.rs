@@ -256,10 +256,7 @@ async fn spawn_on_same_db(url: &str, extra: &str) -> ReplicaB {
     let started = start_on(url, extra, Vec::new()).await;
     let client = reqwest::Client::new();
     let ready = format!("{}/ready", started.base);
-    eventually(Duration::from_secs(30), "replica B to be ready", || async {
-        (client.get(&ready).send().await.ok()?.status() == 200).then_some(())
-    })
-    .await;
+    testkit::wait_ok(&ready, Duration::from_secs(30), "replica B to be ready").await;
     ReplicaB {
         base: started.base.clone(),
         client,

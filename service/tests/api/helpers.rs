@@ -132,25 +132,30 @@ pub async fn spawn_on(db: TestDb, extra_yaml: &str, seeds: Vec<ProjectSpec>) -> 
 impl Started {
     /// Waits until the service is ready; the test's handle on it and `db`.
     pub async fn ready(self, db: TestDb) -> TestApp {
-        let client = reqwest::Client::new();
         let ready_url = format!("{}/ready", self.base);
-        testkit::eventually(Duration::from_secs(30), "the service to be ready", || {
-            let (client, url) = (client.clone(), ready_url.clone());
-            async move {
-                let r = client.get(&url).send().await.ok()?;
-                (r.status() == 200).then_some(())
-            }
-        })
+        testkit::wait_ok(
+            &ready_url,
+            Duration::from_secs(30),
+            "the service to be ready",
+        )
         .await;
         let pool = PgPool::connect(&db.url).await.expect("test pool");
         TestApp {
             base: self.base,
-            client,
+            client: reqwest::Client::new(),
             pool,
             db,
             shutdown: self.shutdown,
             handle: self.handle,
         }
+    }
+}
+
+/// `req` with the API key if there is one.
+fn with_key(req: reqwest::RequestBuilder, key: Option<&str>) -> reqwest::RequestBuilder {
+    match key {
+        Some(k) => req.header("X-API-Key", k),
+        None => req,
     }
 }
 
@@ -161,11 +166,20 @@ impl TestApp {
 
     /// Sends `req`, with the API key if there is one.
     async fn send(&self, req: reqwest::RequestBuilder, key: Option<&str>) -> reqwest::Response {
-        let req = match key {
-            Some(k) => req.header("X-API-Key", k),
-            None => req,
-        };
-        req.send().await.expect("request")
+        with_key(req, key).send().await.expect("request")
+    }
+
+    /// `method path` with `key`, without a body; an error if it could not
+    /// be sent.
+    pub async fn try_request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: Option<&str>,
+    ) -> reqwest::Result<reqwest::Response> {
+        with_key(self.client.request(method, self.url(path)), key)
+            .send()
+            .await
     }
 
     pub async fn get(&self, path: &str, key: Option<&str>) -> reqwest::Response {
@@ -185,6 +199,20 @@ impl TestApp {
     /// GET, and the body as JSON if it is JSON (for `eventually`).
     pub async fn try_get_value(&self, path: &str, key: Option<&str>) -> Option<Value> {
         self.get(path, key).await.json().await.ok()
+    }
+
+    /// Waits up to `limit` until GET `path` (admin key) answers JSON that
+    /// `pushed` accepts.
+    pub async fn wait_value(
+        &self,
+        (path, limit, what): (&str, Duration, &str),
+        pushed: impl Fn(&Value) -> Option<bool>,
+    ) {
+        testkit::eventually(limit, what, || async {
+            let value = self.try_get_value(path, Some(ADMIN_KEY)).await?;
+            pushed(&value)?.then_some(())
+        })
+        .await;
     }
 
     /// Registers or updates a project: `POST /api/fed/projects`.

@@ -90,6 +90,39 @@ fn service_creds(dir: &Path) -> String {
     std::fs::read_to_string(dir.join(identity::SERVICE_CREDS)).unwrap()
 }
 
+/// Fresh credentials for the hub `slug` from the authority in `dir`, and a
+/// client connected with them to `nats`, with the events it sees.
+async fn connect_hub(
+    dir: &Path,
+    nats: &NatsServer,
+    slug: &str,
+) -> (
+    identity::Issued,
+    async_nats::Client,
+    mpsc::UnboundedReceiver<Event>,
+) {
+    let issued = Authority::open(dir).unwrap().hub_creds(slug, DAY).unwrap();
+    let (client, events) = connect(&nats.url(), issued.creds.expose_secret())
+        .await
+        .unwrap();
+    (issued, client, events)
+}
+
+/// Publishes `payload` to `subject`, and waits for the server to refuse it.
+async fn publish_refused(
+    client: &async_nats::Client,
+    events: &mut mpsc::UnboundedReceiver<Event>,
+    subject: &str,
+    payload: impl Into<Vec<u8>>,
+) {
+    client
+        .publish(subject.to_owned(), payload.into().into())
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    violation(events, subject).await;
+}
+
 /// Waits for the server's permissions violation naming `subject`.
 async fn violation(events: &mut mpsc::UnboundedReceiver<Event>, subject: &str) {
     let found = tokio::time::timeout(Duration::from_secs(10), async {
@@ -319,13 +352,7 @@ async fn a_hub_may_publish_only_its_own_presence() {
     let mut seen = watcher.subscribe("hub.presence.>").await.unwrap();
     watcher.flush().await.unwrap();
 
-    let creds = Authority::open(tmp.path())
-        .unwrap()
-        .hub_creds("alpha", DAY)
-        .unwrap();
-    let (alpha, mut events) = connect(&nats.url(), creds.creds.expose_secret())
-        .await
-        .unwrap();
+    let (_, alpha, mut events) = connect_hub(tmp.path(), &nats, "alpha").await;
     // A spoofed beat for beta, then alpha's own: the server refuses the
     // first; one connection's messages arrive in order, so the first one a
     // subscriber sees tells whether the spoof got through.
@@ -386,25 +413,15 @@ async fn only_the_service_touches_the_events_stream() {
     )
     .await;
 
-    let creds = Authority::open(tmp.path())
-        .unwrap()
-        .hub_creds("alpha", DAY)
-        .unwrap();
-    let (alpha, mut events) = connect(&nats.url(), creds.creds.expose_secret())
-        .await
-        .unwrap();
-    alpha
-        .publish("fed.events.spoke.approved", "forged".into())
-        .await
-        .unwrap();
-    alpha.flush().await.unwrap();
-    violation(&mut events, "fed.events.spoke.approved").await;
-    alpha
-        .publish("$JS.API.STREAM.PURGE.FEDERATION_EVENTS", "".into())
-        .await
-        .unwrap();
-    alpha.flush().await.unwrap();
-    violation(&mut events, "$JS.API.STREAM.PURGE.FEDERATION_EVENTS").await;
+    let (_, alpha, mut events) = connect_hub(tmp.path(), &nats, "alpha").await;
+    publish_refused(&alpha, &mut events, "fed.events.spoke.approved", "forged").await;
+    publish_refused(
+        &alpha,
+        &mut events,
+        "$JS.API.STREAM.PURGE.FEDERATION_EVENTS",
+        "",
+    )
+    .await;
     // Nor may it subscribe, even to replies.
     let _ = alpha.subscribe("_INBOX.>").await;
     alpha.flush().await.unwrap();
@@ -467,12 +484,9 @@ async fn serve_with_identity_logs_no_seed() {
     let nats = NatsServer::start_with_config(&tmp.path().join(identity::SERVER_CONF)).await;
     let db = testkit::TestDb::create().await;
     let port = testkit::free_port();
-    let child = crate::process::federation(&["serve"])
-        .env("FEDERATION_API_KEYS", ADMIN_KEY)
-        .env("DATABASE_URL", &db.url)
+    let child = crate::process::serve(&db.url, port)
         .env("NATS_URL", nats.url())
         .env("FEDERATION__IDENTITY__DIR", tmp.path())
-        .env("FEDERATION_PORT", port.to_string())
         .env("FEDERATION__SERVER__HOST", "127.0.0.1")
         .env("RUST_LOG", "trace")
         .stdout(std::process::Stdio::piped())
@@ -491,10 +505,7 @@ async fn serve_with_identity_logs_no_seed() {
     })
     .await;
     // A hub's traffic, refused and admitted, while the service logs at trace.
-    let hub = Authority::open(tmp.path())
-        .unwrap()
-        .hub_creds("alpha", DAY)
-        .unwrap();
+    let (hub, alpha, mut events) = connect_hub(tmp.path(), &nats, "alpha").await;
     let hub_seed = hub
         .creds
         .expose_secret()
@@ -502,24 +513,15 @@ async fn serve_with_identity_logs_no_seed() {
         .find(|l| l.starts_with("SU"))
         .unwrap()
         .to_owned();
-    let (alpha, mut events) = connect(&nats.url(), hub.creds.expose_secret())
-        .await
-        .unwrap();
-    alpha
-        .publish("hub.presence.beta", payload("beta", "online").into())
-        .await
-        .unwrap();
-    alpha.flush().await.unwrap();
-    violation(&mut events, "hub.presence.beta").await;
+    publish_refused(
+        &alpha,
+        &mut events,
+        "hub.presence.beta",
+        payload("beta", "online"),
+    )
+    .await;
 
-    crate::process::signal(child.id(), "-TERM");
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    let logs =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{logs}");
+    let logs = crate::process::stop_cleanly(child, "-TERM").await;
     assert!(logs.contains("NATS authority"), "{logs}");
     assert!(logs.contains("connected to NATS"), "{logs}");
     for s in secrets.iter().chain([&hub_seed]) {

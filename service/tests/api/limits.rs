@@ -224,14 +224,8 @@ async fn watch_clients_past_the_cap_get_503_with_retry_after() {
     // A client that leaves gives its place back.
     drop(first);
     testkit::eventually(WITHIN, "a watch place to free up", || async {
-        let res = app
-            .client
-            .get(app.url("/api/fed/watch"))
-            .header("X-API-Key", AGENT_KEY)
-            .send()
-            .await
-            .ok()?;
-        (res.status() == 200).then_some(())
+        let watch = app.try_request(reqwest::Method::GET, "/api/fed/watch", Some(AGENT_KEY));
+        (watch.await.ok()?.status() == 200).then_some(())
     })
     .await;
 }

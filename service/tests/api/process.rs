@@ -12,11 +12,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_federation");
 
 /// A command with a clean environment: only what the test sets.
 pub fn federation(args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .current_dir(std::env::temp_dir());
+    let mut cmd = testkit::clean_command(BIN);
+    cmd.args(args);
     cmd
 }
 
@@ -44,6 +41,18 @@ async fn serve_ready(env: &[(&str, &str)]) -> (TestDb, u16, Child) {
     (db, port, child)
 }
 
+/// [`serve_ready`] without NATS, on 127.0.0.1: the URL of its project
+/// list.
+async fn serve_without_nats(env: &[(&str, &str)]) -> (TestDb, String, Child) {
+    let local = [
+        ("FEDERATION__NATS__ENABLED", "false"),
+        ("FEDERATION__SERVER__HOST", "127.0.0.1"),
+    ];
+    let (db, port, child) = serve_ready(&[&local[..], env].concat()).await;
+    let url = format!("http://127.0.0.1:{port}/api/fed/projects");
+    (db, url, child)
+}
+
 /// [`serve`] with `env` besides, its output dropped; returns at once.
 pub fn serve_quiet(db_url: &str, port: u16, env: &[(&str, &str)]) -> Child {
     serve(db_url, port)
@@ -54,10 +63,24 @@ pub fn serve_quiet(db_url: &str, port: u16, env: &[(&str, &str)]) -> Child {
         .unwrap()
 }
 
+/// [`stop_with`], expecting a clean exit (0): stdout then stderr as one
+/// text.
+pub async fn stop_cleanly(child: Child, sig: &str) -> String {
+    let (out, logs) = stop_with(child, sig).await;
+    assert_eq!(out.status.code(), Some(0), "{logs}");
+    logs
+}
+
 /// Sends `sig` and waits for the exit: the output, and stdout then stderr
 /// as one text.
 async fn stop_with(child: Child, sig: &str) -> (Output, String) {
     signal(child.id(), sig);
+    wait_output(child).await
+}
+
+/// Waits for `child` to exit by itself: the output, and stdout then stderr
+/// as one text.
+pub async fn wait_output(child: Child) -> (Output, String) {
     let out = tokio::task::spawn_blocking(move || child.wait_with_output())
         .await
         .unwrap()
@@ -228,34 +251,23 @@ fn serve_exits_1_when_the_database_never_answers() {
 }
 
 pub async fn wait_ready(port: u16) {
-    let client = reqwest::Client::new();
-    testkit::eventually(Duration::from_secs(30), "the service to be ready", || {
-        let (client, url) = (client.clone(), format!("http://127.0.0.1:{port}/ready"));
-        async move { (client.get(&url).send().await.ok()?.status() == 200).then_some(()) }
-    })
-    .await;
+    let url = format!("http://127.0.0.1:{port}/ready");
+    testkit::wait_ok(&url, Duration::from_secs(30), "the service to be ready").await;
 }
 
 pub fn signal(pid: u32, sig: &str) {
-    let status = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    assert!(testkit::signal(pid, sig), "kill {sig} {pid}");
 }
 
 #[tokio::test]
 async fn serve_logs_no_key_material_and_stops_cleanly_on_sigterm() {
-    let (_db, port, child) = serve_ready(&[
+    let env = [
         ("FEDERATION_AGENT_API_KEYS", AGENT_KEY),
-        ("FEDERATION__NATS__ENABLED", "false"),
-        ("FEDERATION__SERVER__HOST", "127.0.0.1"),
         ("RUST_LOG", "debug"),
-    ])
-    .await;
+    ];
+    let (_db, url, child) = serve_without_nats(&env).await;
 
     let client = reqwest::Client::new();
-    let url = format!("http://127.0.0.1:{port}/api/fed/projects");
     let wrong = "wrong-key-that-must-not-be-logged";
     for key in [ADMIN_KEY, AGENT_KEY, wrong] {
         client
@@ -279,13 +291,7 @@ async fn serve_logs_no_key_material_and_stops_cleanly_on_sigterm() {
         .await
         .unwrap();
 
-    let (out, logs) = stop_with(child, "-TERM").await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let logs = stop_cleanly(child, "-TERM").await;
     for key in [ADMIN_KEY, AGENT_KEY, wrong] {
         assert!(!logs.contains(key), "a key appears in the logs");
     }
@@ -305,14 +311,8 @@ async fn serve_logs_no_key_material_and_stops_cleanly_on_sigterm() {
 
 #[tokio::test]
 async fn serve_stops_cleanly_on_sigint() {
-    let (_db, _, child) = serve_ready(&[("FEDERATION__NATS__ENABLED", "false")]).await;
-    let (out, _) = stop_with(child, "-INT").await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (_db, _, child) = serve_without_nats(&[]).await;
+    stop_cleanly(child, "-INT").await;
 }
 
 #[tokio::test]
@@ -321,8 +321,7 @@ async fn nats_credentials_stay_out_of_trace_logs() {
         testkit::NatsServer::start_with_args(&["--user", "hub", "--pass", "tr4ce-s3cret"]).await;
     let nats_url = format!("nats://hub:tr4ce-s3cret@127.0.0.1:{}", nats.port());
     let (_db, _, child) = serve_ready(&[("NATS_URL", &nats_url), ("RUST_LOG", "trace")]).await;
-    let (out, logs) = stop_with(child, "-TERM").await;
-    assert_eq!(out.status.code(), Some(0));
+    let logs = stop_cleanly(child, "-TERM").await;
     assert!(logs.contains("connected to NATS"), "never connected");
     assert!(
         !logs.contains("tr4ce-s3cret"),
@@ -332,15 +331,9 @@ async fn nats_credentials_stay_out_of_trace_logs() {
 
 #[tokio::test]
 async fn a_flood_of_wrong_keys_logs_a_few_lines_not_one_each() {
-    let (_db, port, child) = serve_ready(&[
-        ("FEDERATION__NATS__ENABLED", "false"),
-        ("FEDERATION__SERVER__HOST", "127.0.0.1"),
-        ("LOG_LEVEL", "info"),
-    ])
-    .await;
+    let (_db, url, child) = serve_without_nats(&[("LOG_LEVEL", "info")]).await;
 
     let client = reqwest::Client::new();
-    let url = format!("http://127.0.0.1:{port}/api/fed/projects");
     let tries = 300;
     let started = std::time::Instant::now();
     for i in 0..tries {
@@ -354,8 +347,7 @@ async fn a_flood_of_wrong_keys_logs_a_few_lines_not_one_each() {
     }
 
     let took = started.elapsed();
-    let (out, logs) = stop_with(child, "-TERM").await;
-    assert_eq!(out.status.code(), Some(0));
+    let logs = stop_cleanly(child, "-TERM").await;
     let lines: Vec<&str> = logs
         .lines()
         .filter(|l| l.contains("rejected unknown API key"))

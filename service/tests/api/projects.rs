@@ -245,22 +245,20 @@ async fn put_replaces_an_existing_project_only() {
     assert_eq!(p["tags"], json!(["x"]));
     assert_eq!(p["allow_fanout"], json!([]));
 
-    let other = json!({"project_slug": "beta", "name": "B", "hub_url": "http://b"});
-    let problem = assert_problem(
-        app.put_json("/api/fed/projects/alpha", Some(ADMIN_KEY), &other)
-            .await,
-        422,
-    )
-    .await;
-    assert_eq!(problem["errors"][0]["field"], "project_slug");
-    let bad = json!({"name": "B", "hub_url": "nope"});
-    let problem = assert_problem(
-        app.put_json("/api/fed/projects/alpha", Some(ADMIN_KEY), &bad)
-            .await,
-        422,
-    )
-    .await;
-    assert_eq!(problem["errors"][0]["field"], "hub_url");
+    // (body, the field its error names)
+    for (body, field) in [
+        (
+            json!({"project_slug": "beta", "name": "B", "hub_url": "http://b"}),
+            "project_slug",
+        ),
+        (json!({"name": "B", "hub_url": "nope"}), "hub_url"),
+    ] {
+        let res = app
+            .put_json("/api/fed/projects/alpha", Some(ADMIN_KEY), &body)
+            .await;
+        let problem = assert_problem(res, 422).await;
+        assert_eq!(problem["errors"][0]["field"], field);
+    }
 }
 
 #[tokio::test]
@@ -331,13 +329,12 @@ async fn unknown_routes_and_methods_answer_json_problems() {
     let app = spawn_app().await;
     let body = assert_problem(app.get("/nope", None).await, 404).await;
     assert_eq!(body["detail"], "no such route");
-    let res = app
-        .client
-        .patch(app.url("/api/fed/projects/alpha"))
-        .header("X-API-Key", ADMIN_KEY)
-        .send()
-        .await
-        .unwrap();
+    let patch = app.try_request(
+        reqwest::Method::PATCH,
+        "/api/fed/projects/alpha",
+        Some(ADMIN_KEY),
+    );
+    let res = patch.await.unwrap();
     let allow = res.headers().get("allow").cloned();
     assert_problem(res, 405).await;
     assert!(allow.is_some(), "405 keeps its Allow header");
@@ -412,17 +409,10 @@ async fn reads_come_from_a_view_that_every_write_updates() {
     // PostgreSQL: there is no reload period to wait for.
     app.sql("UPDATE projects SET status = 'online' WHERE slug = 'alpha'")
         .await;
-    testkit::eventually(
-        std::time::Duration::from_secs(5),
-        "the change to be pushed",
-        || async {
-            let one: Value = app
-                .try_get_value("/api/fed/projects/alpha", Some(ADMIN_KEY))
-                .await?;
-            (one["status"] == "online").then_some(())
-        },
-    )
-    .await;
+    let within = std::time::Duration::from_secs(5);
+    let alpha = ("/api/fed/projects/alpha", within, "the change to be pushed");
+    app.wait_value(alpha, |one| Some(one["status"] == "online"))
+        .await;
     // A project created behind the view's back is found at once (pushed,
     // or read from the database on a miss).
     app.sql("INSERT INTO projects (slug, name, hub_url, mesh_namespace) VALUES ('gamma', 'G', 'http://g', 'hub.gamma')").await;
@@ -440,17 +430,9 @@ async fn reads_come_from_a_view_that_every_write_updates() {
     .await;
     // Deleted behind its back: gone as soon as the notification arrives.
     app.sql("DELETE FROM projects WHERE slug = 'gamma'").await;
-    testkit::eventually(
-        std::time::Duration::from_secs(5),
-        "the deletion to be pushed",
-        || async {
-            let list: Value = app
-                .try_get_value("/api/fed/projects", Some(ADMIN_KEY))
-                .await?;
-            (list.as_array()?.len() == 1).then_some(())
-        },
-    )
-    .await;
+    let all = ("/api/fed/projects", within, "the deletion to be pushed");
+    app.wait_value(all, |list| Some(list.as_array()?.len() == 1))
+        .await;
 }
 
 #[tokio::test]

@@ -11,13 +11,7 @@ use crate::helpers::*;
 #[tokio::test]
 async fn a_registration_lands_pending_and_registering_again_returns_it() {
     let app = spawn_app().await;
-    let res = app
-        .post_json(
-            "/api/federation/register",
-            Some(AGENT_KEY),
-            &spoke_body("FRA"),
-        )
-        .await;
+    let res = post_registration(&app, AGENT_KEY, &spoke_body("FRA")).await;
     assert_eq!(res.status(), 201);
     let location = res.headers()["location"].to_str().unwrap().to_owned();
     let spoke: Value = res.json().await.unwrap();
@@ -35,13 +29,7 @@ async fn a_registration_lands_pending_and_registering_again_returns_it() {
     assert_eq!(spoke["cert_fingerprint"], "ab".repeat(32));
 
     // Again, same attributes (with an admin key this time): the same record, nothing written.
-    let res = app
-        .post_json(
-            "/api/federation/register",
-            Some(ADMIN_KEY),
-            &spoke_body("FRA"),
-        )
-        .await;
+    let res = post_registration(&app, ADMIN_KEY, &spoke_body("FRA")).await;
     assert_eq!(res.status(), 200);
     let again: Value = res.json().await.unwrap();
     assert_eq!(again, spoke);
@@ -51,9 +39,7 @@ async fn a_registration_lands_pending_and_registering_again_returns_it() {
     let mut blank = spoke_body("DEU");
     blank["cert_fingerprint"] = json!("");
     blank["contact"] = json!(" ");
-    let res = app
-        .post_json("/api/federation/register", Some(AGENT_KEY), &blank)
-        .await;
+    let res = post_registration(&app, AGENT_KEY, &blank).await;
     assert_eq!(res.status(), 201);
     let deu: Value = res.json().await.unwrap();
     assert_eq!(deu["cert_fingerprint"], Value::Null);
@@ -113,9 +99,7 @@ async fn nothing_in_a_registration_can_approve_it_and_bad_input_writes_nothing()
         "",
     ));
     for (body, fields, words) in cases {
-        let res = app
-            .post_json("/api/federation/register", Some(AGENT_KEY), &body)
-            .await;
+        let res = post_registration(&app, AGENT_KEY, &body).await;
         let problem = assert_problem(res, 422).await;
         let got = error_fields(&problem);
         assert_eq!(got, fields, "{body}: {problem}");
@@ -140,12 +124,7 @@ async fn a_live_code_registered_with_other_attributes_is_a_conflict() {
     let first = register(&app, "FRA").await;
     let mut other = spoke_body("FRA");
     other["base_url"] = json!("https://elsewhere.example");
-    let problem = assert_problem(
-        app.post_json("/api/federation/register", Some(AGENT_KEY), &other)
-            .await,
-        409,
-    )
-    .await;
+    let problem = assert_problem(post_registration(&app, AGENT_KEY, &other).await, 409).await;
     assert_eq!(problem["current"]["id"], first["id"]);
     let detail = problem["detail"].as_str().unwrap();
     assert!(
@@ -157,19 +136,12 @@ async fn a_live_code_registered_with_other_attributes_is_a_conflict() {
 
 #[tokio::test]
 async fn a_revoked_spoke_registers_again_as_a_fresh_pending_record() {
-    let app = spawn_app().await;
-    let old = spoke_in(&app, "DEU", "revoked").await;
+    let (app, old) = app_with_spoke("DEU", "revoked").await;
     let fresh = register(&app, "DEU").await;
     assert_ne!(fresh["id"], old.as_str());
     assert_eq!(fresh["status"], "pending");
     // And that one is now the live record.
-    let res = app
-        .post_json(
-            "/api/federation/register",
-            Some(AGENT_KEY),
-            &spoke_body("DEU"),
-        )
-        .await;
+    let res = post_registration(&app, AGENT_KEY, &spoke_body("DEU")).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.unwrap()["id"], fresh["id"]);
     let all: Value = app
@@ -300,8 +272,7 @@ async fn lifecycle_table_of_every_allowed_and_forbidden_transition() {
 
 #[tokio::test]
 async fn approval_creates_both_directed_links_and_the_log_keeps_every_step() {
-    let app = spawn_app().await;
-    let id = spoke_in(&app, "FRA", "approved").await;
+    let (app, id) = app_with_spoke("FRA", "approved").await;
     let links: Value = app
         .get_value("/api/federation/links", Some(AGENT_KEY))
         .await;
@@ -431,8 +402,7 @@ async fn concurrent_transitions_on_one_spoke_serialize() {
 async fn fifty_sessions_racing_to_approve_one_spoke_make_one_approval() {
     use service::spoke::{SpokeAction, TransitionRequest};
     use service::store::spokes::{self, TransitionOutcome};
-    let app = spawn_app().await;
-    let id = spoke_in(&app, "FRA", "pending").await;
+    let (app, id) = app_with_spoke("FRA", "pending").await;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(50)
         .min_connections(50)
@@ -510,8 +480,7 @@ async fn concurrent_registrations_of_one_code_make_one_spoke() {
 
 #[tokio::test]
 async fn transitions_need_an_admin_key_and_a_reason() {
-    let app = spawn_app().await;
-    let id = spoke_in(&app, "FRA", "pending").await;
+    let (app, id) = app_with_spoke("FRA", "pending").await;
     let path = format!("/api/federation/spokes/{id}/approve");
     let problem = assert_problem(
         app.post_json(&path, Some(AGENT_KEY), &json!({"reason": "x"}))
@@ -559,8 +528,7 @@ async fn transitions_need_an_admin_key_and_a_reason() {
 /// before it is rolled back; if an earlier write fails, no event exists.
 #[tokio::test]
 async fn a_failed_transaction_emits_nothing_and_changes_nothing() {
-    let app = spawn_app().await;
-    let id = spoke_in(&app, "FRA", "pending").await;
+    let (app, id) = app_with_spoke("FRA", "pending").await;
     app.sql(
         "CREATE FUNCTION fail_now() RETURNS trigger LANGUAGE plpgsql AS \
          $$ BEGIN RAISE EXCEPTION 'injected failure'; END; $$",
@@ -588,13 +556,7 @@ async fn a_failed_transaction_emits_nothing_and_changes_nothing() {
         )
         .await;
         // A registration fails as a whole too.
-        let res = app
-            .post_json(
-                "/api/federation/register",
-                Some(AGENT_KEY),
-                &spoke_body("DEU"),
-            )
-            .await;
+        let res = post_registration(&app, AGENT_KEY, &spoke_body("DEU")).await;
         if table != "federation_links" {
             assert_problem(res, 500).await;
             assert_eq!(app.count("spokes").await, 1, "failure in {table}");
@@ -650,40 +612,30 @@ async fn public_idps_are_approved_spokes_whose_hub_is_live() {
 /// The store functions the sync worker drives links with.
 #[tokio::test]
 async fn the_sync_worker_moves_links_and_cannot_revive_a_disabled_one() {
-    let app = spawn_app().await;
-    let id = spoke_in(&app, "FRA", "approved").await;
+    let (app, id) = app_with_spoke("FRA", "approved").await;
     let failed = LinkUpdate::Failed {
         code: "KC_UNREACHABLE".into(),
         message: "connection refused".into(),
     };
+    // The hub-to-spoke link after `update`, which must find it.
+    let hub_to_spoke = |update: LinkUpdate| {
+        let (pool, id) = (app.pool.clone(), id.clone());
+        async move {
+            links::update_status(&pool, &id, LinkDirection::HubToSpoke, &update)
+                .await
+                .unwrap()
+                .expect("the link")
+        }
+    };
     for expected in [1, 2] {
-        let link = links::update_status(&app.pool, &id, LinkDirection::HubToSpoke, &failed)
-            .await
-            .unwrap()
-            .unwrap();
+        let link = hub_to_spoke(failed.clone()).await;
         assert_eq!(link.status, LinkStatus::Failed);
         assert_eq!(link.retry_count, expected);
         assert_eq!(link.last_error_code.as_deref(), Some("KC_UNREACHABLE"));
     }
-    let link = links::update_status(
-        &app.pool,
-        &id,
-        LinkDirection::HubToSpoke,
-        &LinkUpdate::Creating,
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let link = hub_to_spoke(LinkUpdate::Creating).await;
     assert_eq!((link.status, link.retry_count), (LinkStatus::Creating, 2));
-    let link = links::update_status(
-        &app.pool,
-        &id,
-        LinkDirection::HubToSpoke,
-        &LinkUpdate::Active,
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let link = hub_to_spoke(LinkUpdate::Active).await;
     assert_eq!(link.status, LinkStatus::Active);
     assert_eq!(link.retry_count, 0);
     assert_eq!(link.last_error, None);

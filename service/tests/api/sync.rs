@@ -117,10 +117,8 @@ async fn first_sync_creates_exactly_the_idps_and_the_file_and_a_second_changes_n
 
 #[tokio::test]
 async fn suspend_revoke_and_reinstate_round_trip() {
-    let env = sync_env("").await;
+    let (env, fra) = synced_env("FRA").await;
     let app = &env.app;
-    let fra = approved(app, "FRA").await;
-    reconcile(app).await;
     let internal_id = env.stub.idp(REALM, "fra-idp").unwrap()["internalId"].clone();
 
     // Suspended: the IdP is disabled (not deleted), the partner leaves the file.
@@ -357,10 +355,8 @@ async fn the_breaker_state_survives_a_restart() {
 
 #[tokio::test]
 async fn tokens_are_cached_renewed_on_401_and_never_shown() {
-    let env = sync_env("").await;
+    let (env, _) = synced_env("FRA").await;
     let app = &env.app;
-    approved(app, "FRA").await;
-    reconcile(app).await;
     reconcile(app).await;
     assert_eq!(env.stub.token_requests(), 1, "one login for several runs");
     // The token dies early (revoked, or Keycloak restarted).
@@ -515,13 +511,11 @@ async fn the_drift_report_lists_each_kind_and_the_fix_leaves_only_what_it_cannot
     let env = sync_env("").await;
     let app = &env.app;
     // spoke_without_idp + hub_offline: FRA approved, never synced, no hub.
-    let _fra = approved(app, "FRA").await;
+    approved(app, "FRA").await;
     // idp_differs: GBR's managed IdP points elsewhere; its hub is live.
-    let _gbr = approved(app, "GBR").await;
-    hub_online(app, "GBR").await;
+    approved_live(app, "GBR").await;
     // idp_enabled_for_suspended_spoke: DEU suspended, its IdP still enabled.
-    let deu = approved(app, "DEU").await;
-    hub_online(app, "DEU").await;
+    let deu = approved_live(app, "DEU").await;
     reconcile(app).await;
     transition(app, &deu, "suspend").await;
     env.stub.edit_idp(REALM, "gbr-idp", |rep| {
@@ -569,22 +563,19 @@ async fn the_drift_report_lists_each_kind_and_the_fix_leaves_only_what_it_cannot
     }
     assert_eq!(kinds.len(), 8, "{kinds:?}");
     let m = metrics_text(app).await;
-    for k in [
-        "spoke_without_idp",
-        "orphan_idp",
-        "idp_enabled_for_suspended_spoke",
-        "idp_differs",
-        "hub_offline",
+    for (k, n) in [
+        ("spoke_without_idp", 1),
+        ("orphan_idp", 1),
+        ("idp_enabled_for_suspended_spoke", 1),
+        ("idp_differs", 1),
+        ("hub_offline", 1),
+        ("tfvars_entry_differs", 3),
     ] {
         assert!(
-            m.contains(&format!("federation_drift_items{{kind=\"{k}\"}} 1")),
+            m.contains(&format!("federation_drift_items{{kind=\"{k}\"}} {n}")),
             "{k}: {m}"
         );
     }
-    assert!(
-        m.contains("federation_drift_items{kind=\"tfvars_entry_differs\"} 3"),
-        "{m}"
-    );
 
     // The dry run says what a fix would do, and does nothing.
     let plan: Value = app

@@ -14,13 +14,8 @@ use crate::synckit::*;
 const BIN: &str = env!("CARGO_BIN_EXE_federation");
 
 fn federation(config: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("--config")
-        .arg(config)
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .current_dir(std::env::temp_dir());
+    let mut cmd = testkit::clean_command(BIN);
+    cmd.arg("--config").arg(config).args(args);
     cmd
 }
 
@@ -60,10 +55,8 @@ fn temp_files(dir: &Path) -> Vec<String> {
 
 #[tokio::test]
 async fn a_crash_mid_write_leaves_the_old_file_whole_and_the_next_run_completes() {
-    let env = sync_env("").await;
+    let (env, _) = synced_env("FRA").await;
     let app = &env.app;
-    approved(app, "FRA").await;
-    reconcile(app).await;
     let v1 = read(&env.tfvars);
     approved(app, "GBR").await;
 
@@ -116,8 +109,7 @@ async fn a_crash_mid_write_leaves_the_old_file_whole_and_the_next_run_completes(
 async fn drift_command_exit_status_json_fix_and_dry_run() {
     let env = sync_env("").await;
     let app = &env.app;
-    approved(app, "FRA").await;
-    hub_online(app, "FRA").await;
+    approved_live(app, "FRA").await;
     let config = write_config(&env);
 
     // Drift: exit 1, each item listed.

@@ -214,30 +214,15 @@ async fn a_burst_of_events_becomes_one_run_and_events_are_acked_only_after_it() 
     assert_eq!(event_runs(&app).await, runs + 1);
 }
 
-struct Replica {
-    base: String,
-    stop: tokio_util::sync::CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+/// A replica on `db_url`, once ready.
+async fn replica(db_url: &str, yaml: &str) -> Started {
+    let started = start_on(db_url, yaml, Vec::new()).await;
+    let ready = format!("{}/ready", started.base);
+    testkit::wait_ok(&ready, QUICK, "the replica to be ready").await;
+    started
 }
 
-async fn replica(db_url: &str, yaml: &str) -> Replica {
-    init_test_log();
-    let settings = settings_from_yaml(&settings_yaml(db_url, yaml));
-    let app = service::app::Application::build(settings, Vec::new())
-        .await
-        .unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let stop = app.shutdown_token();
-    let task = tokio::spawn(app.run_until_stopped());
-    eventually(QUICK, "the replica to be ready", || async {
-        let r = reqwest::get(format!("{base}/ready")).await.ok()?;
-        (r.status() == 200).then_some(())
-    })
-    .await;
-    Replica { base, stop, task }
-}
-
-async fn leads(r: &Replica) -> Option<bool> {
+async fn leads(r: &Started) -> Option<bool> {
     let text = reqwest::get(format!("{}/metrics", r.base))
         .await
         .ok()?
@@ -270,8 +255,7 @@ async fn one_replica_leads_the_sync_and_the_other_takes_over() {
         assert_ne!(leads(&a).await, leads(&b).await);
     }
     let (leader, standby) = if a_leads { (a, b) } else { (b, a) };
-    leader.stop.cancel();
-    leader.task.await.unwrap().unwrap();
+    leader.stop().await;
     eventually(QUICK, "the standby to take over", || async {
         leads(&standby).await.filter(|l| *l)
     })
@@ -305,8 +289,7 @@ async fn one_replica_leads_the_sync_and_the_other_takes_over() {
         stub.idp(REALM, "fra-idp").map(|_| ())
     })
     .await;
-    standby.stop.cancel();
-    standby.task.await.unwrap().unwrap();
+    standby.stop().await;
     pool.close().await;
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use testkit::keycloak::{KeycloakStub, StubConfig};
 
-use crate::fedkit::registration_with;
+use crate::fedkit::{post_registration, registration_with};
 use crate::helpers::*;
 
 pub const REALM: &str = "hub";
@@ -38,6 +38,15 @@ pub async fn sync_env(extra: &str) -> SyncEnv {
     sync_env_with(extra, "").await
 }
 
+/// A [`sync_env`] where `code` is approved and reconciled once: the
+/// environment and the spoke's id.
+pub async fn synced_env(code: &str) -> (SyncEnv, String) {
+    let env = sync_env("").await;
+    let id = approved(&env.app, code).await;
+    reconcile(&env.app).await;
+    (env, id)
+}
+
 /// As [`sync_env`], with other top-level YAML sections in `more`.
 pub async fn sync_env_with(extra: &str, more: &str) -> SyncEnv {
     let stub = KeycloakStub::start(StubConfig::default()).await;
@@ -64,13 +73,7 @@ pub fn registration(code: &str) -> Value {
 
 /// Registers a spoke through the API; returns its id.
 pub async fn register(app: &TestApp, code: &str) -> String {
-    let res = app
-        .post_json(
-            "/api/federation/register",
-            Some(AGENT_KEY),
-            &registration(code),
-        )
-        .await;
+    let res = post_registration(app, AGENT_KEY, &registration(code)).await;
     assert!(
         res.status().is_success(),
         "register {code}: {}",
@@ -141,6 +144,13 @@ pub async fn links_all(app: &TestApp, spoke_id: &str, status: &str) -> bool {
 }
 
 /// Marks a spoke's hub online in the catalog (as heartbeats would).
+/// An approved spoke whose hub is online; its id.
+pub async fn approved_live(app: &TestApp, code: &str) -> String {
+    let id = approved(app, code).await;
+    hub_online(app, code).await;
+    id
+}
+
 pub async fn hub_online(app: &TestApp, code: &str) {
     let slug = code.to_lowercase();
     let res = app.post_project(Some(ADMIN_KEY), &project(&slug)).await;

@@ -10,7 +10,7 @@ use service::app::Application;
 use testkit::TestDb;
 
 use crate::helpers::*;
-use crate::process::{federation, wait_ready};
+use crate::process::{federation, serve, stop_cleanly, wait_output, wait_ready};
 
 #[tokio::test]
 async fn a_worker_that_panics_makes_the_service_unready_and_stop_with_an_error() {
@@ -59,11 +59,8 @@ async fn a_worker_that_panics_makes_the_service_unready_and_stop_with_an_error()
 async fn serve_logs_the_failed_worker_by_name_and_exits_1() {
     let db = TestDb::create().await;
     let port = testkit::free_port();
-    let child = federation(&["serve"])
-        .env("FEDERATION_API_KEYS", ADMIN_KEY)
-        .env("DATABASE_URL", &db.url)
+    let child = serve(&db.url, port)
         .env("FEDERATION__NATS__ENABLED", "false")
-        .env("FEDERATION_PORT", port.to_string())
         .env("FEDERATION__SERVER__HOST", "127.0.0.1")
         .env("FEDERATION_TEST_WORKER_PANIC", "catalog_follow@2000")
         .env("LOG_LEVEL", "info")
@@ -72,12 +69,7 @@ async fn serve_logs_the_failed_worker_by_name_and_exits_1() {
         .spawn()
         .unwrap();
     wait_ready(port).await;
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    let logs =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let (out, logs) = wait_output(child).await;
     assert_eq!(out.status.code(), Some(1), "{logs}");
     let line = logs
         .lines()
@@ -114,14 +106,7 @@ async fn federation_sync_runs_the_supervised_worker_until_sigterm() {
         async move { exists.then_some(()) }
     })
     .await;
-    crate::process::signal(child.id(), "-TERM");
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    let logs =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{logs}");
+    let logs = stop_cleanly(child, "-TERM").await;
     assert!(logs.contains("sync worker leading"), "{logs}");
     assert!(logs.contains("sync worker stopped"), "{logs}");
     assert!(
