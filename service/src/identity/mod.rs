@@ -140,36 +140,15 @@ pub fn init(dir: &Path) -> Result<InitReport, IdentityError> {
             }
         }
     }
-    let operator = key(
-        &keys.join("operator.nk"),
-        KeyPairType::Operator,
-        &mut report,
-    )?;
-    let operator_signing = key(
-        &keys.join("operator-signing.nk"),
-        KeyPairType::Operator,
-        &mut report,
-    )?;
-    let system = key(
-        &keys.join(format!("{SYSTEM_ACCOUNT}.nk")),
-        KeyPairType::Account,
-        &mut report,
-    )?;
-    let system_signing = key(
-        &keys.join(format!("{SYSTEM_ACCOUNT}-signing.nk")),
-        KeyPairType::Account,
-        &mut report,
-    )?;
-    let account = key(
-        &keys.join(format!("{ACCOUNT}.nk")),
-        KeyPairType::Account,
-        &mut report,
-    )?;
-    let account_signing = key(
-        &keys.join(format!("{ACCOUNT}-signing.nk")),
-        KeyPairType::Account,
-        &mut report,
-    )?;
+    // Each key in DIR/keys/<name>.nk, made when missing.
+    let mut key_named =
+        |name: &str, kind: KeyPairType| key(&keys.join(format!("{name}.nk")), kind, &mut report);
+    let operator = key_named("operator", KeyPairType::Operator)?;
+    let operator_signing = key_named("operator-signing", KeyPairType::Operator)?;
+    let system = key_named(SYSTEM_ACCOUNT, KeyPairType::Account)?;
+    let system_signing = key_named(&format!("{SYSTEM_ACCOUNT}-signing"), KeyPairType::Account)?;
+    let account = key_named(ACCOUNT, KeyPairType::Account)?;
+    let account_signing = key_named(&format!("{ACCOUNT}-signing"), KeyPairType::Account)?;
 
     let operator_jwt = claims_file(
         &dir.join("operator.jwt"),
