@@ -268,7 +268,7 @@ impl OutboxRelay {
         let still_leading = |l: &tokio::sync::watch::Receiver<bool>| *l.borrow();
         let mut listener = listen(&self.db).await;
         let mut stream_ready = false;
-        let mut backoff = Backoff::new(self.settings.poll_interval);
+        let mut backoff = PublishFailures::new(self.settings.poll_interval);
         let mut next_prune = tokio::time::Instant::now();
         let mut held = log::held_back_delay(self.settings.poll_interval);
         while still_leading(&leadership) && !shutdown.is_cancelled() {
@@ -380,15 +380,15 @@ async fn wait(
 
 /// Failures to publish: spaced by the shared retry policy, logged at the
 /// first and then every tenth.
-struct Backoff {
+struct PublishFailures {
     schedule: common::retry::Schedule,
     failures: u64,
 }
 
-impl Backoff {
+impl PublishFailures {
     fn new(base: Duration) -> Self {
         let base = base.min(Duration::from_millis(200));
-        Backoff {
+        PublishFailures {
             schedule: common::retry::Backoff::new(base, Duration::from_secs(5)).schedule(),
             failures: 0,
         }
