@@ -6,7 +6,11 @@
 //! from "now"), then follows the broadcast, skipping what it already sent.
 //! It subscribes before catching up, so an event broadcast before the
 //! subscription was readable before the catch-up query and is in its
-//! answer: nothing falls between the two. A client that lags behind the
+//! answer: nothing falls between the two. Readability is not quite
+//! monotonic (a transaction of another database that ends while the horizon
+//! is computed counts as ours for that one statement), so a client catches
+//! up at least to the position the tail had broadcast when it subscribed,
+//! reading again until it gets there. A client that lags behind the
 //! broadcast catches up from the database again. Every client sees the
 //! same events in the same (xid, seq) order as the relay publishes them.
 
@@ -57,9 +61,11 @@ pub struct ClientSlot(#[allow(dead_code)] OwnedSemaphorePermit);
 pub struct EventFeed {
     db: PgPool,
     tx: broadcast::Sender<Arc<FeedEvent>>,
-    /// Set once the tail has read the head: clients subscribe only then, so
-    /// no event can fall between the tail's start and their catch-up.
-    tailing: tokio::sync::watch::Sender<bool>,
+    /// Where the tail has broadcast up to; `None` until it has read the
+    /// head. Clients subscribe only once it is set, so no event can fall
+    /// between the tail's start and their catch-up, and catch up at least to
+    /// it. Advanced before the events are broadcast.
+    broadcast_to: tokio::sync::watch::Sender<Option<Cursor>>,
     source: String,
     poll_interval: Duration,
     metrics: EventMetrics,
@@ -81,7 +87,7 @@ impl EventFeed {
             clients: Arc::new(Semaphore::new(max_clients)),
             db,
             tx,
-            tailing: tokio::sync::watch::Sender::new(false),
+            broadcast_to: tokio::sync::watch::Sender::new(None),
             source: settings.source.clone(),
             poll_interval: settings.poll_interval,
             metrics,
@@ -104,11 +110,14 @@ impl EventFeed {
                 }
             }
         };
-        self.tailing.send_replace(true);
+        self.broadcast_to.send_replace(Some(cursor));
         let mut held = log::held_back_delay(self.poll_interval);
         loop {
             let delay = match log::read_after(&self.db, cursor, PAGE).await {
                 Ok(rows) => {
+                    if let Some(last) = rows.last() {
+                        self.broadcast_to.send_replace(Some(last.cursor()));
+                    }
                     for row in &rows {
                         // No receivers is fine: nobody is watching.
                         let _ = self
@@ -196,8 +205,8 @@ impl EventFeed {
             let _slot = slot;
             feed.metrics.watch_clients.inc();
             let serve = async {
-                let mut tailing = feed.tailing.subscribe();
-                if tailing.wait_for(|t| *t).await.is_err() {
+                let mut tailing = feed.broadcast_to.subscribe();
+                if tailing.wait_for(Option::is_some).await.is_err() {
                     return;
                 }
                 // Subscribe before any catch-up query runs.
@@ -221,7 +230,11 @@ impl EventFeed {
         tx: &mpsc::Sender<Arc<FeedEvent>>,
     ) {
         loop {
-            // Catch up from the database.
+            // Catch up from the database, at least to where the broadcast
+            // stood when this client subscribed (or lagged): those events
+            // are committed, and become readable again if a read misses them.
+            let target = (*self.broadcast_to.borrow()).unwrap_or(Cursor::START);
+            let mut again = log::held_back_delay(self.poll_interval);
             loop {
                 let rows = match log::read_after(&self.db, cursor, PAGE).await {
                     Ok(rows) => rows,
@@ -241,9 +254,13 @@ impl EventFeed {
                     }
                     cursor = row.cursor();
                 }
-                if (rows.len() as i64) < PAGE {
+                if (rows.len() as i64) == PAGE {
+                    continue;
+                }
+                if cursor >= target {
                     break;
                 }
+                tokio::time::sleep(again.next_delay()).await;
             }
             // Follow the broadcast.
             loop {
