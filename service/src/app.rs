@@ -22,7 +22,7 @@ use crate::events::relay::OutboxRelay;
 use crate::events::watch::EventFeed;
 use crate::health::{DatabaseMonitor, Readiness};
 use crate::ingest::{Ingest, Sight, Sinks};
-use crate::leader::{self, Election};
+use crate::leader::{self, Candidacy, Election};
 use crate::metrics::Metrics;
 use crate::nats::NatsConnection;
 use crate::state::{App, AppState};
@@ -125,14 +125,14 @@ impl Components {
         gauge: prometheus_client::metrics::gauge::Gauge,
         shutdown: &CancellationToken,
     ) -> Election {
-        let (election, campaign) = Election::prepare(
+        let (election, campaign) = Election::prepare(Candidacy {
             name,
             key,
-            (*self.db.connect_options()).clone(),
-            self.settings.workers.leader_check_interval,
+            connect: (*self.db.connect_options()).clone(),
+            check_every: self.settings.workers.leader_check_interval,
             gauge,
-            shutdown.clone(),
-        );
+            shutdown: shutdown.clone(),
+        });
         workers.spawn(election_name, campaign);
         election
     }

@@ -36,36 +36,37 @@ pub struct Election {
     rx: watch::Receiver<bool>,
 }
 
+/// What a replica campaigns with: which role, its lock, how to reach the
+/// database, how often to check, the gauge that shows the outcome, and when
+/// to stop.
+pub struct Candidacy {
+    pub name: &'static str,
+    pub key: i64,
+    pub connect: PgConnectOptions,
+    pub check_every: Duration,
+    /// 1 while this replica leads.
+    pub gauge: Gauge,
+    pub shutdown: CancellationToken,
+}
+
 impl Election {
-    /// Starts campaigning for `key` until `shutdown`.
-    pub fn spawn(
-        name: &'static str,
-        key: i64,
-        connect: PgConnectOptions,
-        check_every: Duration,
-        gauge: Gauge,
-        shutdown: CancellationToken,
-    ) -> (Election, JoinHandle<()>) {
-        let (election, campaign) = Self::prepare(name, key, connect, check_every, gauge, shutdown);
+    /// Starts campaigning until the candidacy's shutdown.
+    pub fn spawn(candidacy: Candidacy) -> (Election, JoinHandle<()>) {
+        let (election, campaign) = Self::prepare(candidacy);
         (election, tokio::spawn(campaign))
     }
 
     /// As [`Self::spawn`], with the campaign returned for the caller to run
     /// (under its supervisor).
     pub fn prepare(
-        name: &'static str,
-        key: i64,
-        connect: PgConnectOptions,
-        check_every: Duration,
-        gauge: Gauge,
-        shutdown: CancellationToken,
+        candidacy: Candidacy,
     ) -> (
         Election,
         impl std::future::Future<Output = ()> + Send + 'static,
     ) {
         let (tx, rx) = watch::channel(false);
-        let campaign = campaign(name, key, connect, check_every, gauge, tx, shutdown);
-        (Election { name, rx }, campaign)
+        let name = candidacy.name;
+        (Election { name, rx }, campaign(candidacy, tx))
     }
 
     pub fn name(&self) -> &'static str {
@@ -93,15 +94,15 @@ impl Election {
     }
 }
 
-async fn campaign(
-    name: &'static str,
-    key: i64,
-    connect: PgConnectOptions,
-    check_every: Duration,
-    gauge: Gauge,
-    tx: watch::Sender<bool>,
-    shutdown: CancellationToken,
-) {
+async fn campaign(candidacy: Candidacy, tx: watch::Sender<bool>) {
+    let Candidacy {
+        name,
+        key,
+        connect,
+        check_every,
+        gauge,
+        shutdown,
+    } = candidacy;
     let set = |leading: bool| {
         gauge.set(i64::from(leading));
         tx.send_replace(leading);

@@ -283,6 +283,19 @@ pub fn example(mut schema: Object, value: &str) -> Object {
     schema
 }
 
+/// Declares the functions `#[schema(schema_with = ...)]` names: each
+/// returns a rule's schema with an example value.
+macro_rules! example_schemas {
+    ($($name:ident => $schema:expr, $value:literal;)+) => {
+        $(
+            fn $name() -> utoipa::openapi::Object {
+                $crate::rules::example($schema, $value)
+            }
+        )+
+    };
+}
+pub(crate) use example_schemas;
+
 /// One of `values`.
 pub fn one_of_schema<'a>(values: impl IntoIterator<Item = &'a str>) -> Object {
     string(false).enum_values(Some(values)).build()

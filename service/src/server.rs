@@ -550,20 +550,35 @@ mod tests {
         }))
     }
 
+    /// Serves one connection of `router` over a 4 KiB pipe (it fills as
+    /// soon as the client stops reading) with idle timeout `idle`, and sends
+    /// `GET path`. The client side, the connection's task, and the token
+    /// that starts a graceful stop.
+    async fn connect(
+        router: Router,
+        idle: Duration,
+        path: &str,
+    ) -> (
+        tokio::io::DuplexStream,
+        tokio::task::JoinHandle<Option<CloseReason>>,
+        CancellationToken,
+    ) {
+        let (mut client, server) = tokio::io::duplex(4096);
+        let (stop, force) = (CancellationToken::new(), CancellationToken::new());
+        let stopper = stop.clone();
+        let task = tokio::spawn(async move {
+            let l = limits(idle, Duration::from_secs(5));
+            serve_connection(server, router, false, l, &stop, &force).await
+        });
+        let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n");
+        client.write_all(request.as_bytes()).await.unwrap();
+        (client, task, stopper)
+    }
+
     #[tokio::test]
     async fn a_client_that_stops_reading_a_response_is_dropped() {
         let router = Router::new().route("/stream", get(|| async { endless() }));
-        // A 4 KiB pipe: it fills as soon as the client stops reading.
-        let (mut client, server) = tokio::io::duplex(4096);
-        let (stop, force) = (CancellationToken::new(), CancellationToken::new());
-        let task = tokio::spawn(async move {
-            let l = limits(Duration::from_millis(300), Duration::from_secs(5));
-            serve_connection(server, router, false, l, &stop, &force).await
-        });
-        client
-            .write_all(b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n")
-            .await
-            .unwrap();
+        let (mut client, task, _) = connect(router, Duration::from_millis(300), "/stream").await;
         // Read a little, then never again.
         let mut first = [0u8; 512];
         client.read_exact(&mut first).await.unwrap();
@@ -577,16 +592,7 @@ mod tests {
     #[tokio::test]
     async fn a_client_reading_slowly_but_steadily_is_kept() {
         let router = Router::new().route("/stream", get(|| async { endless() }));
-        let (mut client, server) = tokio::io::duplex(4096);
-        let (stop, force) = (CancellationToken::new(), CancellationToken::new());
-        let task = tokio::spawn(async move {
-            let l = limits(Duration::from_secs(1), Duration::from_secs(5));
-            serve_connection(server, router, false, l, &stop, &force).await
-        });
-        client
-            .write_all(b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n")
-            .await
-            .unwrap();
+        let (mut client, task, _) = connect(router, Duration::from_secs(1), "/stream").await;
         // Several idle timeouts' worth of reading, a little every 50 ms.
         let mut buf = [0u8; 2048];
         for _ in 0..60 {
@@ -609,17 +615,7 @@ mod tests {
                 "done"
             }),
         );
-        let (mut client, server) = tokio::io::duplex(4096);
-        let (stop, force) = (CancellationToken::new(), CancellationToken::new());
-        let stopper = stop.clone();
-        let task = tokio::spawn(async move {
-            let l = limits(Duration::from_secs(60), Duration::from_secs(5));
-            serve_connection(server, router, false, l, &stop, &force).await
-        });
-        client
-            .write_all(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n")
-            .await
-            .unwrap();
+        let (mut client, task, stopper) = connect(router, Duration::from_secs(60), "/slow").await;
         entered.notified().await;
         stopper.cancel();
         let mut answer = String::new();

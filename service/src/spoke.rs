@@ -212,32 +212,14 @@ pub fn spoke_code_schema(hub_code: &str) -> Object {
     )
 }
 
-fn name_schema() -> Object {
-    rules::example(NAME.schema(false), "FRA Instance")
-}
-
-fn base_url_schema() -> Object {
-    rules::example(rules::url_schema(false), "https://fra.example:3010")
-}
-
-fn idp_public_url_schema() -> Object {
-    rules::example(rules::url_schema(false), "https://idp.fra.example:8453")
-}
-
-fn idp_internal_url_schema() -> Object {
-    rules::example(rules::url_schema(true), "https://keycloak-fra:8443")
-}
-
-fn contact_schema() -> Object {
-    rules::example(CONTACT.schema(true), "ops@fra.example")
-}
-
-fn reason_schema() -> Object {
-    rules::example(REASON.schema(false), "MoU signed 2026-01-10")
-}
-
-fn operator_schema() -> Object {
-    rules::example(OPERATOR.schema(true), "alice")
+rules::example_schemas! {
+    name_schema => NAME.schema(false), "FRA Instance";
+    base_url_schema => rules::url_schema(false), "https://fra.example:3010";
+    idp_public_url_schema => rules::url_schema(false), "https://idp.fra.example:8453";
+    idp_internal_url_schema => rules::url_schema(true), "https://keycloak-fra:8443";
+    contact_schema => CONTACT.schema(true), "ops@fra.example";
+    reason_schema => REASON.schema(false), "MoU signed 2026-01-10";
+    operator_schema => OPERATOR.schema(true), "alice";
 }
 
 /// A validated registration, ready to store.
@@ -255,37 +237,31 @@ pub struct SpokeSpec {
 impl SpokeSpec {
     /// Whether `spoke` was registered with exactly these attributes.
     pub fn matches(&self, spoke: &Spoke) -> bool {
-        self.instance_code == spoke.instance_code
-            && self.name == spoke.name
-            && self.base_url == spoke.base_url
-            && self.idp_public_url == spoke.idp_public_url
-            && self.idp_internal_url == spoke.idp_internal_url
-            && self.contact == spoke.contact
-            && self.cert_fingerprint == spoke.cert_fingerprint
+        self.instance_code == spoke.instance_code && self.differences(spoke).is_empty()
     }
 
     /// The attributes that differ from `spoke`'s, by field name.
     pub fn differences(&self, spoke: &Spoke) -> Vec<&'static str> {
-        let mut out = Vec::new();
-        if self.name != spoke.name {
-            out.push("name");
-        }
-        if self.base_url != spoke.base_url {
-            out.push("base_url");
-        }
-        if self.idp_public_url != spoke.idp_public_url {
-            out.push("idp_public_url");
-        }
-        if self.idp_internal_url != spoke.idp_internal_url {
-            out.push("idp_internal_url");
-        }
-        if self.contact != spoke.contact {
-            out.push("contact");
-        }
-        if self.cert_fingerprint != spoke.cert_fingerprint {
-            out.push("cert_fingerprint");
-        }
-        out
+        [
+            ("name", self.name != spoke.name),
+            ("base_url", self.base_url != spoke.base_url),
+            (
+                "idp_public_url",
+                self.idp_public_url != spoke.idp_public_url,
+            ),
+            (
+                "idp_internal_url",
+                self.idp_internal_url != spoke.idp_internal_url,
+            ),
+            ("contact", self.contact != spoke.contact),
+            (
+                "cert_fingerprint",
+                self.cert_fingerprint != spoke.cert_fingerprint,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(field, differs)| differs.then_some(field))
+        .collect()
     }
 }
 

@@ -200,24 +200,12 @@ fn slug_schema() -> Object {
     rules::slug_schema(false)
 }
 
-fn slug_example_schema() -> Object {
-    rules::example(slug_schema(), "alpha")
-}
-
-fn name_schema() -> Object {
-    rules::example(NAME.schema(false), "Alpha hub")
-}
-
-fn optional_name_schema() -> Object {
-    rules::example(NAME.schema(true), "Alpha hub")
-}
-
-fn hub_url_schema() -> Object {
-    rules::example(rules::url_schema(false), "http://alpha:9001")
-}
-
-fn namespace_schema() -> Object {
-    rules::example(rules::namespace_schema(true), "hub.alpha")
+rules::example_schemas! {
+    slug_example_schema => slug_schema(), "alpha";
+    name_schema => NAME.schema(false), "Alpha hub";
+    optional_name_schema => NAME.schema(true), "Alpha hub";
+    hub_url_schema => rules::url_schema(false), "http://alpha:9001";
+    namespace_schema => rules::namespace_schema(true), "hub.alpha";
 }
 
 fn tags_schema() -> Array {

@@ -426,17 +426,37 @@ impl Settings {
             }
         }
 
-        let server = &self.server;
+        // Durations with bounds: (path, value, least, most).
+        let (ms, secs) = (Duration::from_millis, Duration::from_secs);
+        let (server, hb, ev, w) = (&self.server, &self.heartbeat, &self.events, &self.workers);
+        #[rustfmt::skip]
+        let bounds = [
+            ("server.header_read_timeout", server.header_read_timeout, ms(100), Some(secs(3600))),
+            ("server.idle_timeout", server.idle_timeout, ms(100), Some(secs(3600))),
+            ("heartbeat.stale_threshold", hb.stale_threshold, secs(1), None),
+            ("heartbeat.flush_interval", hb.flush_interval, ms(1), Some(secs(10))),
+            ("heartbeat.write_failure_grace", hb.write_failure_grace, secs(1), None),
+            ("events.duplicate_window", ev.duplicate_window, secs(1), None),
+            ("events.retention", ev.retention, secs(60), None),
+            ("events.poll_interval", ev.poll_interval, ms(10), Some(secs(60))),
+            ("events.publish_timeout", ev.publish_timeout, ms(10), Some(secs(300))),
+            ("workers.shutdown_deadline", w.shutdown_deadline, secs(1), Some(secs(600))),
+            ("workers.leader_check_interval", w.leader_check_interval, ms(100), Some(secs(60))),
+        ];
+        for (path, d, least, most) in bounds {
+            let show = humantime::format_duration;
+            match most {
+                Some(most) if d < least || d > most => push(
+                    path,
+                    format!("must be between {} and {}", show(least), show(most)),
+                ),
+                None if d < least => push(path, format!("must be at least {}", show(least))),
+                _ => {}
+            }
+        }
+
         if server.request_timeout.is_zero() {
             push("server.request_timeout", "must be greater than zero".into());
-        }
-        for (path, d) in [
-            ("server.header_read_timeout", server.header_read_timeout),
-            ("server.idle_timeout", server.idle_timeout),
-        ] {
-            if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
-                push(path, "must be between 100ms and 1h".into());
-            }
         }
         if server.max_watch_clients > server.max_connections {
             push(
@@ -511,10 +531,6 @@ impl Settings {
             }
         }
 
-        let hb = &self.heartbeat;
-        if hb.stale_threshold < Duration::from_secs(1) {
-            push("heartbeat.stale_threshold", "must be at least 1s".into());
-        }
         if hb.degraded_after.is_zero() || hb.degraded_after >= hb.stale_threshold {
             push(
                 "heartbeat.degraded_after",
@@ -530,14 +546,7 @@ impl Settings {
                 "must be greater than zero".into(),
             );
         }
-        if hb.flush_interval.is_zero() || hb.flush_interval > Duration::from_secs(10) {
-            push(
-                "heartbeat.flush_interval",
-                "must be between 1ms and 10s".into(),
-            );
-        }
 
-        let ev = &self.events;
         let stream_ok = !ev.stream.is_empty()
             && ev.stream.len() <= 255
             && ev
@@ -548,28 +557,6 @@ impl Settings {
             push(
                 "events.stream",
                 "must be 1 to 255 letters, digits, '_' or '-'".into(),
-            );
-        }
-        if ev.duplicate_window < Duration::from_secs(1) {
-            push("events.duplicate_window", "must be at least 1s".into());
-        }
-        if ev.retention < Duration::from_secs(60) {
-            push("events.retention", "must be at least 1m".into());
-        }
-        if ev.poll_interval < Duration::from_millis(10)
-            || ev.poll_interval > Duration::from_secs(60)
-        {
-            push(
-                "events.poll_interval",
-                "must be between 10ms and 60s".into(),
-            );
-        }
-        if ev.publish_timeout < Duration::from_millis(10)
-            || ev.publish_timeout > Duration::from_secs(300)
-        {
-            push(
-                "events.publish_timeout",
-                "must be between 10ms and 5m".into(),
             );
         }
         if ev.source.trim().is_empty() || ev.source.chars().any(char::is_whitespace) {
@@ -585,24 +572,6 @@ impl Settings {
             );
         }
 
-        let w = &self.workers;
-        if w.shutdown_deadline < Duration::from_secs(1)
-            || w.shutdown_deadline > Duration::from_secs(600)
-        {
-            push(
-                "workers.shutdown_deadline",
-                "must be between 1s and 10m".into(),
-            );
-        }
-        if w.leader_check_interval < Duration::from_millis(100)
-            || w.leader_check_interval > Duration::from_secs(60)
-        {
-            push(
-                "workers.leader_check_interval",
-                "must be between 100ms and 60s".into(),
-            );
-        }
-
         if let Err(e) = crate::telemetry::env_filter(&self.log.level) {
             push("log.level", e);
         }
@@ -612,12 +581,6 @@ impl Settings {
             push(
                 "catalog.resync_interval",
                 "must be 0 (never) or at least 1s".into(),
-            );
-        }
-        if hb.write_failure_grace < Duration::from_secs(1) {
-            push(
-                "heartbeat.write_failure_grace",
-                "must be at least 1s".into(),
             );
         }
         if let Some(p) = &self.catalog.projects_file {

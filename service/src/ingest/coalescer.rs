@@ -196,6 +196,11 @@ mod tests {
         }
     }
 
+    /// Offers an online heartbeat of `slug` received at `ms`.
+    fn beat(c: &HeartbeatCoalescer, slug: &str, ms: i64, known: bool) -> Offer {
+        c.offer(hb(slug, HubStatus::Online), at(ms), known)
+    }
+
     fn at(ms: i64) -> DateTime<Utc> {
         DateTime::from_timestamp_millis(1_700_000_000_000 + ms).unwrap()
     }
@@ -203,10 +208,7 @@ mod tests {
     #[test]
     fn the_latest_heartbeat_per_hub_wins_and_counts_add_up() {
         let c = HeartbeatCoalescer::new(10);
-        assert_eq!(
-            c.offer(hb("a", HubStatus::Online), at(1), true),
-            Offer::Added
-        );
+        assert_eq!(beat(&c, "a", 1, true), Offer::Added);
         assert_eq!(
             c.offer(hb("a", HubStatus::Degraded), at(2), true),
             Offer::Coalesced
@@ -216,10 +218,7 @@ mod tests {
             c.offer(hb("a", HubStatus::Offline), at(0), true),
             Offer::Coalesced
         );
-        assert_eq!(
-            c.offer(hb("b", HubStatus::Online), at(1), true),
-            Offer::Added
-        );
+        assert_eq!(beat(&c, "b", 1, true), Offer::Added);
         let mut batch = c.take(10);
         batch.sort_by(|x, y| x.heartbeat.project_slug.cmp(&y.heartbeat.project_slug));
         assert_eq!(batch.len(), 2);
@@ -249,7 +248,7 @@ mod tests {
         // never overrides.
         let mut late = hb("a", HubStatus::Offline);
         late.agent_id = Some("late".into());
-        c.offer(hb("a", HubStatus::Online), at(5), true);
+        beat(&c, "a", 5, true);
         let mut newest = hb("a", HubStatus::Online);
         newest.agent_id = None;
         c.offer(newest, at(6), true);
@@ -263,52 +262,37 @@ mod tests {
     fn memory_is_bounded_by_distinct_hubs() {
         let c = HeartbeatCoalescer::new(2);
         for i in 0..1000 {
-            c.offer(hb("a", HubStatus::Online), at(i), false);
-            c.offer(hb("b", HubStatus::Online), at(i), false);
+            beat(&c, "a", i, false);
+            beat(&c, "b", i, false);
         }
         assert_eq!(c.len(), 2);
-        assert_eq!(
-            c.offer(hb("c", HubStatus::Online), at(0), false),
-            Offer::Dropped
-        );
+        assert_eq!(beat(&c, "c", 0, false), Offer::Dropped);
         // Pending hubs are still coalesced when the budget is spent.
-        assert_eq!(
-            c.offer(hb("a", HubStatus::Online), at(5000), false),
-            Offer::Coalesced
-        );
+        assert_eq!(beat(&c, "a", 5000, false), Offer::Coalesced);
         // Taking them frees the budget.
         assert_eq!(c.take(1).len(), 1);
-        assert_eq!(
-            c.offer(hb("c", HubStatus::Online), at(0), false),
-            Offer::Added
-        );
+        assert_eq!(beat(&c, "c", 0, false), Offer::Added);
     }
 
     #[test]
     fn a_hub_the_catalog_knows_is_never_dropped_however_many_there_are() {
         let c = HeartbeatCoalescer::new(10);
         for i in 0..250_000 {
-            assert_eq!(
-                c.offer(hb(&format!("h{i}"), HubStatus::Online), at(0), true),
-                Offer::Added
-            );
+            assert_eq!(beat(&c, &format!("h{i}"), 0, true), Offer::Added);
         }
         assert_eq!(c.len(), 250_000);
         // Unknown ones still have only their budget.
         for i in 0..10 {
-            c.offer(hb(&format!("x{i}"), HubStatus::Online), at(0), false);
+            beat(&c, &format!("x{i}"), 0, false);
         }
-        assert_eq!(
-            c.offer(hb("x10", HubStatus::Online), at(0), false),
-            Offer::Dropped
-        );
+        assert_eq!(beat(&c, "x10", 0, false), Offer::Dropped);
     }
 
     #[test]
     fn take_respects_the_batch_bound() {
         let c = HeartbeatCoalescer::new(100);
         for i in 0..10 {
-            c.offer(hb(&format!("h{i}"), HubStatus::Online), at(i), true);
+            beat(&c, &format!("h{i}"), i, true);
         }
         assert_eq!(c.take(4).len(), 4);
         assert_eq!(c.len(), 6);
@@ -318,7 +302,7 @@ mod tests {
     #[test]
     fn a_failed_batch_goes_back_without_hiding_newer_heartbeats() {
         let c = HeartbeatCoalescer::new(10);
-        c.offer(hb("a", HubStatus::Online), at(1), true);
+        beat(&c, "a", 1, true);
         let batch = c.take(10);
         c.offer(hb("a", HubStatus::Degraded), at(2), true);
         c.put_back(batch);

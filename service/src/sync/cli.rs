@@ -93,16 +93,10 @@ pub fn run_text(r: &RunReport) -> String {
         r.approved_spokes
     );
     for (name, t) in [("tfvars", &r.tfvars), ("keycloak", &r.keycloak)] {
-        let _ = writeln!(
-            out,
-            "  {name:<9} {} ({} change(s)){}",
-            t.result.as_str(),
-            t.changes,
-            t.error
-                .as_deref()
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default()
-        );
+        let (result, changes) = (t.result.as_str(), t.changes);
+        let error = t.error.as_deref().map(|e| format!(": {e}"));
+        let error = error.unwrap_or_default();
+        let _ = writeln!(out, "  {name:<9} {result} ({changes} change(s)){error}");
         for a in &t.actions {
             let _ = writeln!(out, "    {a}");
         }
@@ -127,13 +121,8 @@ pub fn drift_text(r: &DriftReport) -> String {
         r.approved_spokes
     );
     for i in &r.items {
-        let _ = writeln!(
-            out,
-            "  {:<32} {:<12} {}",
-            i.kind.as_str(),
-            i.subject,
-            i.detail
-        );
+        let (kind, subject, detail) = (i.kind.as_str(), &i.subject, &i.detail);
+        let _ = writeln!(out, "  {kind:<32} {subject:<12} {detail}");
     }
     for u in &r.unchecked {
         let _ = writeln!(out, "  not checked: {}: {}", u.target.as_str(), u.reason);

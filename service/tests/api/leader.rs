@@ -4,7 +4,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use prometheus_client::metrics::gauge::Gauge;
-use service::leader::Election;
+use service::leader::{Candidacy, Election};
 use sqlx::postgres::PgConnectOptions;
 use testkit::{eventually, TestDb};
 use tokio_util::sync::CancellationToken;
@@ -14,8 +14,14 @@ const CHECK: Duration = Duration::from_millis(100);
 
 fn candidate(db: &TestDb, stop: &CancellationToken) -> (Election, Gauge) {
     let gauge = Gauge::default();
-    let opts = PgConnectOptions::from_str(&db.url).unwrap();
-    let (e, _) = Election::spawn("test", KEY, opts, CHECK, gauge.clone(), stop.clone());
+    let (e, _) = Election::spawn(Candidacy {
+        name: "test",
+        key: KEY,
+        connect: PgConnectOptions::from_str(&db.url).unwrap(),
+        check_every: CHECK,
+        gauge: gauge.clone(),
+        shutdown: stop.clone(),
+    });
     (e, gauge)
 }
 
