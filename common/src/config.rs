@@ -50,12 +50,22 @@ pub struct ConfigErrors(pub Vec<ConfigError>);
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "invalid configuration ({} problem(s)):", self.0.len())?;
-        for e in &self.0 {
-            writeln!(f, "  - {e}")?;
-        }
-        Ok(())
+        write_problems(f, "invalid configuration", &self.0)
     }
+}
+
+/// `<what> (N problem(s)):` and one indented line per problem: how every
+/// "all that is wrong at once" error reads.
+pub fn write_problems<E: fmt::Display>(
+    f: &mut fmt::Formatter<'_>,
+    what: &str,
+    problems: &[E],
+) -> fmt::Result {
+    writeln!(f, "{what} ({} problem(s)):", problems.len())?;
+    for p in problems {
+        writeln!(f, "  - {p}")?;
+    }
+    Ok(())
 }
 
 impl std::error::Error for ConfigErrors {}

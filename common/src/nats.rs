@@ -22,8 +22,10 @@ pub struct NatsSettings {
     pub url: SecretString,
     /// Client name shown by the server's monitoring.
     pub client_name: String,
+    /// User name, with `password` (NATS user/password authentication).
     pub user: Option<String>,
     pub password: Option<SecretString>,
+    /// Token authentication.
     pub token: Option<SecretString>,
     /// NKey seed (`SU...`).
     pub nkey_seed: Option<SecretString>,

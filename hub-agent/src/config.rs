@@ -61,12 +61,15 @@ pub struct HubSettings {
     pub hub_url: String,
     /// Tags for registration. Unset: an existing project keeps its tags.
     pub tags: Option<Vec<String>>,
+    /// Time between heartbeats; sent as `interval_s` so the catalog knows
+    /// when this hub is late.
     #[serde(deserialize_with = "de::duration")]
     pub interval: Duration,
     /// Each wait is `interval × (1 ± jitter)`, so hubs do not beat in step.
     pub jitter: f64,
     /// Local health endpoint; a failed probe makes the agent report `degraded`.
     pub health_url: Option<String>,
+    /// A probe slower than this counts as failed.
     #[serde(deserialize_with = "de::duration")]
     pub health_timeout: Duration,
 }
@@ -94,6 +97,7 @@ pub struct CatalogSettings {
     pub url: Option<String>,
     /// An agent (or admin) API key.
     pub api_key: Option<SecretString>,
+    /// Longest one registration request may take.
     #[serde(deserialize_with = "de::duration")]
     pub timeout: Duration,
 }

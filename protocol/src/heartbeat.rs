@@ -82,8 +82,10 @@ impl fmt::Display for HubStatus {
 pub struct Heartbeat {
     /// Lower case, as the original service stores it.
     pub project_slug: String,
+    /// `hub.<project_slug>` when given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mesh_namespace: Option<String>,
+    /// Where the hub answers; a hub that omits it keeps the stored one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hub_url: Option<String>,
     /// `online` when the hub did not say.
@@ -91,6 +93,7 @@ pub struct Heartbeat {
     /// The hub's own clock. Stored for diagnosis, never used for liveness.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<DateTime<Utc>>,
+    /// Identifies one agent process (a restart is a new id).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent_id: Option<String>,
     /// Monotonic per agent run.

@@ -114,26 +114,24 @@ impl Components {
         Supervisor::new(self.metrics.workers.clone())
     }
 
-    /// Campaigns for `key` under the supervisor (as `<name>_election`),
+    /// Campaigns for `office` under the supervisor (as `office.campaign`),
     /// checking every `workers.leader_check_interval`.
     fn elect(
         &self,
         workers: &mut Supervisor,
-        name: &'static str,
-        election_name: &'static str,
-        key: i64,
+        office: leader::Office,
         gauge: prometheus_client::metrics::gauge::Gauge,
         shutdown: &CancellationToken,
     ) -> Election {
         let (election, campaign) = Election::prepare(Candidacy {
-            name,
-            key,
+            name: office.name,
+            key: office.key,
             connect: (*self.db.connect_options()).clone(),
             check_every: self.settings.workers.leader_check_interval,
             gauge,
             shutdown: shutdown.clone(),
         });
-        workers.spawn(election_name, campaign);
+        workers.spawn(office.campaign, campaign);
         election
     }
 
@@ -146,9 +144,7 @@ impl Components {
         };
         let election = self.elect(
             workers,
-            "relay",
-            "relay_election",
-            leader::keys::RELAY,
+            leader::RELAY,
             self.metrics.events.relay_leader.clone(),
             shutdown,
         );
@@ -167,9 +163,7 @@ impl Components {
     pub fn spawn_sync_worker(&self, workers: &mut Supervisor, shutdown: &CancellationToken) {
         let election = self.elect(
             workers,
-            "sync",
-            "sync_election",
-            leader::keys::SYNC,
+            leader::SYNC,
             self.metrics.sync.leader.clone(),
             shutdown,
         );
@@ -253,9 +247,7 @@ impl Components {
         workers.spawn("heartbeat_flusher", ingest.flusher);
         let election = self.elect(
             workers,
-            "sweeper",
-            "sweeper_election",
-            leader::keys::SWEEPER,
+            leader::SWEEPER,
             self.metrics.sweeper.leader.clone(),
             shutdown,
         );

@@ -19,15 +19,33 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// Advisory lock keys, one per elected role.
-pub mod keys {
-    /// The stale sweeper.
-    pub const SWEEPER: i64 = 0x6665_6473_7765_6570; // "fedswep"
-    /// The outbox relay.
-    pub const RELAY: i64 = 0x6665_6472_656c_6179; // "fedrelay"
-    /// The federation sync worker.
-    pub const SYNC: i64 = 0x6665_6473_796e_6321; // "fedsync!"
+/// An office a replica can be elected to: its name (logs), the supervised worker that campaigns
+/// for it (`worker_up`), and its advisory lock key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Office {
+    pub name: &'static str,
+    pub campaign: &'static str,
+    pub key: i64,
 }
+
+/// The stale sweeper.
+pub const SWEEPER: Office = Office {
+    name: "sweeper",
+    campaign: "sweeper_election",
+    key: 0x6665_6473_7765_6570, // "fedswep"
+};
+/// The outbox relay.
+pub const RELAY: Office = Office {
+    name: "relay",
+    campaign: "relay_election",
+    key: 0x6665_6472_656c_6179, // "fedrelay"
+};
+/// The federation sync worker.
+pub const SYNC: Office = Office {
+    name: "sync",
+    campaign: "sync_election",
+    key: 0x6665_6473_796e_6321, // "fedsync!"
+};
 
 /// A replica's view of one election.
 #[derive(Clone)]

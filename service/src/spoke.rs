@@ -225,12 +225,18 @@ rules::example_schemas! {
 /// A validated registration, ready to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpokeSpec {
+    /// ISO 3166-1 alpha-3, upper case.
     pub instance_code: String,
     pub name: String,
+    /// The spoke's application URL.
     pub base_url: String,
+    /// Where browsers reach the spoke's IdP.
     pub idp_public_url: String,
+    /// Where the hub's Keycloak reaches it, when not the public URL.
     pub idp_internal_url: Option<String>,
+    /// Trimmed; blank became `None`.
     pub contact: Option<String>,
+    /// 64 lower-case hex digits.
     pub cert_fingerprint: Option<String>,
 }
 

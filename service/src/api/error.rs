@@ -79,6 +79,34 @@ pub enum KeyedErrors {
     Unavailable(Problem),
 }
 
+/// What every route that reads a JSON body may answer about the body;
+/// named once in each such route's OpenAPI `responses`.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // documentation only: handlers answer with ApiError
+pub enum BodyErrors {
+    /// Malformed JSON
+    #[response(status = 400, content_type = "application/problem+json")]
+    Malformed(Problem),
+    /// Body larger than `server.body_limit_bytes`
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(Problem),
+    /// Not `application/json`
+    #[response(status = 415, content_type = "application/problem+json")]
+    NotJson(Problem),
+    /// Invalid, missing or unknown fields, each listed in `errors`
+    #[response(status = 422, content_type = "application/problem+json")]
+    Invalid(Problem),
+}
+
+/// What a route with query parameters answers when they are wrong.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // documentation only: handlers answer with ApiError
+pub enum QueryErrors {
+    /// A bad or unknown query parameter, each listed in `errors`
+    #[response(status = 422, content_type = "application/problem+json")]
+    Invalid(Problem),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("malformed request: {0}")]

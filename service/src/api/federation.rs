@@ -8,7 +8,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::auth::{Caller, Role};
-use super::error::{ApiError, ApiResult, KeyedErrors, Problem};
+use super::error::{ApiError, ApiResult, BodyErrors, KeyedErrors, Problem, QueryErrors};
 use super::extract::{Json, Query};
 use crate::field_error::FieldError;
 use crate::rules;
@@ -40,12 +40,9 @@ pub struct SpokePath {
     responses(
         (status = 201, description = "Registered, pending approval", body = Spoke, headers(("Location" = String, description = "URL of the spoke"))),
         (status = 200, description = "Already registered with these attributes: the same record", body = Spoke),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        BodyErrors,
         KeyedErrors,
         (status = 409, description = "A live spoke of this instance code is registered with other attributes; `current` holds it", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid or unknown fields, each listed", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn register_spoke(
@@ -98,7 +95,7 @@ pub struct SpokeListParams {
     responses(
         (status = 200, description = "The matching spokes", body = [Spoke]),
         KeyedErrors,
-        (status = 422, description = "Bad filter", body = Problem, content_type = "application/problem+json"),
+        QueryErrors,
     )
 )]
 pub async fn list_spokes(
@@ -220,12 +217,10 @@ macro_rules! action_route {
             security(("api_key" = [])),
             responses(
                 (status = 200, description = "Done: the spoke's new state and the transition", body = SpokeEventData),
-                (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+                BodyErrors,
                 KeyedErrors,
                 (status = 404, description = "No such spoke", body = Problem, content_type = "application/problem+json"),
                 (status = 409, description = $from, body = Problem, content_type = "application/problem+json"),
-                (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-                (status = 422, description = "Missing or blank reason, or unknown fields", body = Problem, content_type = "application/problem+json"),
             )
         )]
         pub async fn $fn(
@@ -287,7 +282,7 @@ pub struct LinkListParams {
     responses(
         (status = 200, description = "The matching links, by spoke then direction", body = [FederationLink]),
         KeyedErrors,
-        (status = 422, description = "Bad filter", body = Problem, content_type = "application/problem+json"),
+        QueryErrors,
     )
 )]
 pub async fn list_links(

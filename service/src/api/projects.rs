@@ -10,7 +10,7 @@ use utoipa::IntoParams;
 use protocol::naming::is_valid_slug;
 
 use super::auth::{Caller, Role};
-use super::error::{ApiError, ApiResult, KeyedErrors, Problem};
+use super::error::{ApiError, ApiResult, BodyErrors, KeyedErrors, Problem, QueryErrors};
 use super::extract::{Json, Query};
 use crate::catalog;
 use crate::catalog::{Project, ProjectInput, ProjectStatus, ProjectUpdate};
@@ -54,7 +54,7 @@ fn slug_param_schema() -> utoipa::openapi::schema::Object {
     responses(
         (status = 200, description = "The matching projects", body = [Project]),
         KeyedErrors,
-        (status = 422, description = "Bad filter", body = Problem, content_type = "application/problem+json"),
+        QueryErrors,
     )
 )]
 pub async fn list_projects(
@@ -96,11 +96,8 @@ pub async fn list_projects(
     responses(
         (status = 201, description = "Registered", body = Project, headers(("Location" = String, description = "URL of the project"))),
         (status = 200, description = "Updated, or already so", body = Project),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        BodyErrors,
         KeyedErrors,
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, each listed", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn register_project(
@@ -176,12 +173,9 @@ pub async fn get_project(
     security(("api_key" = [])),
     responses(
         (status = 200, description = "Updated, or already so", body = Project),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        BodyErrors,
         KeyedErrors,
         (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, each listed", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn replace_project(

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Caller, Role};
-use super::error::{ApiError, ApiResult, KeyedErrors, Problem};
+use super::error::{ApiError, ApiResult, KeyedErrors, QueryErrors};
 use super::extract::Query;
 use crate::state::AppState;
 use crate::sync::drift::DriftReport;
@@ -73,7 +73,7 @@ pub struct FixOutcome {
     responses(
         (status = 200, description = "The plan (dry run), or the run and the drift left after it", body = FixOutcome),
         KeyedErrors,
-        (status = 422, description = "Bad query parameter", body = Problem, content_type = "application/problem+json"),
+        QueryErrors,
     )
 )]
 pub async fn fix_drift(

@@ -53,16 +53,13 @@ impl fmt::Display for SeedError {
     }
 }
 
+/// Every problem found in the projects file.
 #[derive(Debug, Clone)]
 pub struct SeedErrors(pub Vec<SeedError>);
 
 impl fmt::Display for SeedErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "invalid projects file ({} problem(s)):", self.0.len())?;
-        for e in &self.0 {
-            writeln!(f, "  - {e}")?;
-        }
-        Ok(())
+        common::config::write_problems(f, "invalid projects file", &self.0)
     }
 }
 

@@ -361,21 +361,19 @@ impl Settings {
         // are then skipped, its parse errors already say what is wrong.
         let mut failed: Vec<&str> = Vec::new();
         let p = ENV_PREFIX;
-        let settings = Settings {
-            server: section(fig, "server", p, &mut errors, &mut failed),
-            database: section(fig, "database", p, &mut errors, &mut failed),
-            nats: section(fig, "nats", p, &mut errors, &mut failed),
-            auth: section(fig, "auth", p, &mut errors, &mut failed),
-            heartbeat: section(fig, "heartbeat", p, &mut errors, &mut failed),
-            catalog: section(fig, "catalog", p, &mut errors, &mut failed),
-            log: section(fig, "log", p, &mut errors, &mut failed),
-            sync: section(fig, "sync", p, &mut errors, &mut failed),
-            events: section(fig, "events", p, &mut errors, &mut failed),
-            federation: section(fig, "federation", p, &mut errors, &mut failed),
-            workers: section(fig, "workers", p, &mut errors, &mut failed),
-            identity: section(fig, "identity", p, &mut errors, &mut failed),
-        };
-        let mut settings = settings;
+        // Each section is read on its own, so one bad section does not hide
+        // another's errors.
+        macro_rules! sections {
+            ($($name:ident),+) => {
+                Settings {
+                    $($name: section(fig, stringify!($name), p, &mut errors, &mut failed),)+
+                }
+            };
+        }
+        let mut settings = sections!(
+            server, database, nats, auth, heartbeat, catalog, log, sync, events, federation,
+            workers, identity
+        );
         // Derived defaults, as the original's settings imply them.
         if fig.find_value("heartbeat.degraded_after").is_err() {
             settings.heartbeat.degraded_after = settings.heartbeat.stale_threshold / 2;

@@ -71,6 +71,7 @@ pub struct TfvarsSettings {
     pub enabled: bool,
     /// Where the file is written (atomically: temp file, fsync, rename).
     pub path: PathBuf,
+    /// `hcl` (a `.tfvars` file) or `json` (`.tfvars.json`).
     pub format: TfvarsFormat,
     /// Also list suspended spokes, with `enabled = false` (for a Terraform
     /// module that disables rather than destroys). Default: approved only.
@@ -109,7 +110,9 @@ pub struct KeycloakSettings {
     /// Client of the service account (client-credentials grant), or the
     /// public client used with username/password (password grant).
     pub client_id: String,
+    /// For the client-credentials grant.
     pub client_secret: Option<SecretString>,
+    /// With `password`, for the password grant.
     pub username: Option<String>,
     pub password: Option<SecretString>,
     /// Longest one Admin API request may take.

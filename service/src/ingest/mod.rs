@@ -97,9 +97,11 @@ pub struct Sinks {
     /// buffers at its largest message), named as this replica's direct
     /// writer (see [`crate::catalog_view::follow`]).
     pub pool: PgPool,
+    /// Heartbeats received, rejected, written; batch sizes and times.
     pub metrics: IngestMetrics,
     /// Status transitions and auto-registrations are counted here.
     pub catalog_metrics: CatalogMetrics,
+    /// Told when a batch was written or could not be.
     pub sight: Arc<Sight>,
     /// Written rows are applied here right after commit.
     pub view: Arc<CatalogView>,

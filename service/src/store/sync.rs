@@ -12,11 +12,15 @@ use utoipa::ToSchema;
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RunRecord {
     pub id: i64,
+    /// `tfvars` or `keycloak`.
     pub target: String,
+    /// What started the run: `startup`, `event`, `resync`, `retry` or `manual`.
     pub trigger: String,
     /// success | failure | skipped
     pub result: String,
+    /// Changes made (written entries, created/updated/deleted IdPs).
     pub changes: i32,
+    /// Why it failed or was skipped.
     pub error: Option<String>,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
@@ -36,13 +40,18 @@ pub struct NewRun<'a> {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PostCommandStatus {
+    /// The command that ran (`sync.tfvars.post_command`).
     pub command: String,
+    /// `None` when it was killed or could not start.
     pub exit_code: Option<i32>,
+    /// How it ended: `exited` (see the exit code), killed by a signal, timed
+    /// out, or could not start, in words.
     pub outcome: String,
     /// The last 4 KiB of its output.
     pub output_tail: String,
     /// SHA-256 of the file content it ran for.
     pub content_sha256: String,
+    /// SHA-256 of the content it last succeeded for.
     pub succeeded_sha256: Option<String>,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,

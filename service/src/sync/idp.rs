@@ -80,25 +80,22 @@ pub fn desired(spoke: &Spoke, settings: &SyncSettings) -> IdentityProvider {
 /// The fields of `actual` that differ from `want`, by name. Only what we
 /// manage counts: fields and config keys Keycloak adds are left alone.
 pub fn differences(want: &IdentityProvider, actual: &IdentityProvider) -> Vec<String> {
-    let mut out = Vec::new();
-    if want.display_name != actual.display_name {
-        out.push("displayName".to_owned());
-    }
-    if want.provider_id != actual.provider_id {
-        out.push("providerId".to_owned());
-    }
-    if want.enabled != actual.enabled {
-        out.push("enabled".to_owned());
-    }
-    if want.trust_email != actual.trust_email {
-        out.push("trustEmail".to_owned());
-    }
-    if want.store_token != actual.store_token {
-        out.push("storeToken".to_owned());
-    }
-    if want.first_broker_login_flow_alias != actual.first_broker_login_flow_alias {
-        out.push("firstBrokerLoginFlowAlias".to_owned());
-    }
+    let fields = [
+        ("displayName", want.display_name != actual.display_name),
+        ("providerId", want.provider_id != actual.provider_id),
+        ("enabled", want.enabled != actual.enabled),
+        ("trustEmail", want.trust_email != actual.trust_email),
+        ("storeToken", want.store_token != actual.store_token),
+        (
+            "firstBrokerLoginFlowAlias",
+            want.first_broker_login_flow_alias != actual.first_broker_login_flow_alias,
+        ),
+    ];
+    let mut out: Vec<String> = fields
+        .into_iter()
+        .filter(|(_, differs)| *differs)
+        .map(|(field, _)| field.to_owned())
+        .collect();
     for (k, v) in &want.config {
         if actual.config.get(k) != Some(v) {
             out.push(format!("config.{k}"));

@@ -124,8 +124,10 @@ pub struct TargetReport {
     pub changes: usize,
     /// What was done, one line each.
     pub actions: Vec<String>,
+    /// Why it failed or was skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The target's circuit breaker after the run.
     pub breaker: BreakerState,
     /// When an open breaker lets the next attempt through.
     #[serde(skip_serializing_if = "Option::is_none")]

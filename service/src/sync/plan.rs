@@ -32,13 +32,17 @@ pub struct TfvarsSide {
 /// The plan for the tfvars file.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TfvarsPlan {
+    /// `sync.tfvars.path`.
     pub path: String,
     /// Partners the file will list.
     pub partners: usize,
     /// The file will be (re)written.
     pub write: bool,
+    /// Instance codes that will appear in the file.
     pub added: Vec<String>,
+    /// Instance codes that will leave it.
     pub removed: Vec<String>,
+    /// Instance codes whose entry will change.
     pub changed: Vec<String>,
 }
 

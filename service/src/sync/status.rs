@@ -19,8 +19,11 @@ const KEEP_RUNS: i64 = 200;
 pub struct SyncStatus {
     /// Whether this replica runs the worker (`sync.enabled` in `serve`).
     pub worker_enabled: bool,
+    /// Whether `sync.keycloak.base_url` is set.
     pub keycloak_configured: bool,
+    /// `sync.tfvars.path`, when the tfvars target is on.
     pub tfvars_path: Option<String>,
+    /// One per target.
     pub breakers: Vec<BreakerStatus>,
     /// Most recent first, at most 20 per target.
     pub recent_runs: Vec<RunRecord>,
