@@ -191,12 +191,7 @@ pub fn report(obs: &Observation, settings: &SyncSettings) -> DriftReport {
                 .iter()
                 .map(|s| idp::alias(&s.code_lower()))
                 .collect();
-            let mut orphans: Vec<_> = idps
-                .iter()
-                .filter(|i| idp::is_managed(i) && !wanted.contains(&i.alias))
-                .collect();
-            orphans.sort_by(|a, b| a.alias.cmp(&b.alias));
-            for o in orphans {
+            for o in idp::orphans(&idps, |alias| wanted.contains(alias)) {
                 items.push(DriftItem {
                     kind: DriftKind::OrphanIdp,
                     subject: o.alias.clone(),

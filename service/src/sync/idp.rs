@@ -23,6 +23,19 @@ pub fn is_managed(idp: &IdentityProvider) -> bool {
     idp.config.get(MANAGED_BY_KEY).map(String::as_str) == Some(MANAGED_BY_VALUE)
 }
 
+/// The managed identity providers whose alias is not `wanted`, by alias.
+pub fn orphans<'a>(
+    idps: &'a [IdentityProvider],
+    wanted: impl Fn(&str) -> bool,
+) -> Vec<&'a IdentityProvider> {
+    let mut out: Vec<_> = idps
+        .iter()
+        .filter(|i| is_managed(i) && !wanted(&i.alias))
+        .collect();
+    out.sort_by(|a, b| a.alias.cmp(&b.alias));
+    out
+}
+
 /// The OIDC identity provider for a spoke: enabled when approved, disabled
 /// when suspended. Browser-facing endpoints come from the public IdP URL,
 /// back-channel ones from the internal URL when there is one.

@@ -198,14 +198,6 @@ pub struct SyncEngine {
     metrics: SyncMetrics,
 }
 
-impl std::fmt::Debug for SyncEngine {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SyncEngine")
-            .field("keycloak", &self.keycloak)
-            .finish_non_exhaustive()
-    }
-}
-
 impl SyncEngine {
     pub fn new(
         pool: PgPool,

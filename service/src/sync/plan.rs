@@ -155,12 +155,7 @@ pub fn keycloak_actions(
             }
         }
     }
-    let mut orphans: Vec<&IdentityProvider> = idps
-        .iter()
-        .filter(|i| idp::is_managed(i) && !wanted.contains_key(&i.alias))
-        .collect();
-    orphans.sort_by(|a, b| a.alias.cmp(&b.alias));
-    for o in orphans {
+    for o in idp::orphans(idps, |alias| wanted.contains_key(alias)) {
         out.push(IdpAction {
             change: IdpChange::Delete {
                 alias: o.alias.clone(),
