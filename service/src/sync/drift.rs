@@ -191,7 +191,7 @@ pub fn report(obs: &Observation, settings: &SyncSettings) -> DriftReport {
                 .iter()
                 .map(|s| idp::alias(&s.code_lower()))
                 .collect();
-            for o in idp::orphans(&idps, |alias| wanted.contains(alias)) {
+            for o in idp::orphans(idps, |alias| wanted.contains(alias)) {
                 items.push(DriftItem {
                     kind: DriftKind::OrphanIdp,
                     subject: o.alias.clone(),
