@@ -383,6 +383,9 @@ impl Application {
             state.db_health.clone().run(shutdown.clone()),
         );
         tracing::info!(%addr, max_connections = state.settings.server.max_connections, "listening");
+        for warning in state.settings.compatibility_warnings() {
+            tracing::warn!("{warning}");
+        }
 
         let startup = start(&state, &seeds, &shutdown);
         let started = tokio::select! {
