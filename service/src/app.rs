@@ -208,6 +208,14 @@ impl Components {
             );
         }
         self.spawn_event_workers(workers, shutdown);
+        workers.spawn(
+            "audit_pruner",
+            crate::audit::run_pruner(
+                self.db.clone(),
+                self.settings.audit.retention,
+                shutdown.clone(),
+            ),
+        );
         if self.settings.sync.enabled {
             self.spawn_sync_worker(workers, shutdown);
         }

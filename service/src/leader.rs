@@ -27,6 +27,9 @@ pub mod keys {
     pub const RELAY: i64 = 0x6665_6472_656c_6179; // "fedrelay"
     /// The federation sync worker.
     pub const SYNC: i64 = 0x6665_6473_796e_6321; // "fedsync!"
+    /// A pass of the audit log's pruning (a transaction-scoped lock, not an
+    /// election: see `crate::audit`).
+    pub const AUDIT_PRUNE: i64 = 0x6665_6461_7564_6974; // "fedaudit"
 }
 
 /// A replica's view of one election.

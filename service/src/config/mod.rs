@@ -54,6 +54,7 @@ pub struct Settings {
     pub federation: FederationSettings,
     pub workers: WorkerSettings,
     pub identity: IdentitySettings,
+    pub audit: AuditSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Validate)]
@@ -325,6 +326,24 @@ impl Default for WorkerSettings {
     }
 }
 
+/// The audit log (`GET /api/fed/audit`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Rows older than this are deleted, about once an hour, by one replica
+    /// at a time.
+    #[serde(deserialize_with = "de::duration")]
+    pub retention: Duration,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            retention: Duration::from_secs(365 * 24 * 3600),
+        }
+    }
+}
+
 /// The identity federation this control plane serves.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -390,7 +409,7 @@ impl Settings {
 
     /// Extracts every section, then checks every rule; all problems at once.
     pub fn from_figment(fig: &Figment) -> Result<Settings, ConfigErrors> {
-        const SECTIONS: [&str; 12] = [
+        const SECTIONS: [&str; 13] = [
             "server",
             "database",
             "nats",
@@ -403,6 +422,7 @@ impl Settings {
             "federation",
             "workers",
             "identity",
+            "audit",
         ];
         let mut errors = check_root(fig, &SECTIONS);
         // A broken file stops here; unknown sections do not.
@@ -427,6 +447,7 @@ impl Settings {
             federation: section(fig, "federation", p, &mut errors, &mut failed),
             workers: section(fig, "workers", p, &mut errors, &mut failed),
             identity: section(fig, "identity", p, &mut errors, &mut failed),
+            audit: section(fig, "audit", p, &mut errors, &mut failed),
         };
         let mut settings = settings;
         // Derived defaults, as the original's settings imply them.
@@ -654,6 +675,10 @@ impl Settings {
                 "workers.leader_check_interval",
                 "must be between 100ms and 60s".into(),
             );
+        }
+
+        if self.audit.retention < Duration::from_secs(24 * 3600) {
+            push("audit.retention", "must be at least 1d".into());
         }
 
         if let Err(e) = crate::telemetry::env_filter(&self.log.level) {
