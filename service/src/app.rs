@@ -223,6 +223,14 @@ impl Components {
             tracing::info!("NATS disabled: no heartbeat ingestion, no stale sweeping");
             return Ok(());
         };
+        // With identity.dir the servers should refuse anonymous clients;
+        // a one-off check, not a worker: it ends once it has an answer.
+        if self.settings.identity.dir.is_some() {
+            tokio::spawn(
+                nats.clone()
+                    .watch_for_anonymous_access(self.settings.nats.clone(), shutdown.clone()),
+            );
+        }
         let settings = &self.settings;
         // The flusher's statements carry thousands of rows; a connection keeps
         // its buffers at the largest message it sent, so one connection of its

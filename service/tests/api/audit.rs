@@ -451,3 +451,64 @@ async fn shared_agent_keys_beside_per_hub_identity_are_warned_of_at_start() {
     assert!(!logs.contains(AGENT_KEY), "a key appears in the logs");
     assert!(!logs.contains("open NATS (no operator mode"), "{logs}");
 }
+
+fn nats_settings(url: &str) -> service::config::NatsSettings {
+    service::config::NatsSettings {
+        url: secrecy::SecretString::from(url.to_owned()),
+        connect_timeout: Duration::from_secs(2),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn the_anonymous_probe_tells_an_open_server_from_one_in_operator_mode() {
+    use service::nats::admits_anonymous;
+    let open = NatsServer::start().await;
+    assert_eq!(
+        admits_anonymous(&nats_settings(&open.url())).await,
+        Ok(true)
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    identity::init(tmp.path()).unwrap();
+    let operator = NatsServer::start_with_config(&tmp.path().join(identity::SERVER_CONF)).await;
+    assert_eq!(
+        admits_anonymous(&nats_settings(&operator.url())).await,
+        Ok(false)
+    );
+    let nobody = format!("nats://127.0.0.1:{}", testkit::free_port());
+    assert!(admits_anonymous(&nats_settings(&nobody)).await.is_err());
+}
+
+#[tokio::test]
+async fn identity_dir_beside_a_server_that_admits_anyone_is_warned_of_in_ready() {
+    let tmp = tempfile::tempdir().unwrap();
+    identity::init(tmp.path()).unwrap();
+    // The service has its credentials, but the server is an open one.
+    let nats = NatsServer::start().await;
+    let dir = tmp.path().display().to_string();
+    let app = spawn_app_yaml(&format!(
+        "{}identity:\n  dir: \"{dir}\"\n",
+        nats_yaml(&nats.url())
+    ))
+    .await;
+    let warning = json!(service::nats::OPEN_NATS_ANONYMOUS_WARNING);
+    testkit::eventually(
+        Duration::from_secs(20),
+        "the open-server warning",
+        || async {
+            let res = app.get("/ready", None).await;
+            let ok = res.status() == 200;
+            let ready: Value = res.json().await.ok()?;
+            (ok && ready["warnings"].as_array()?.contains(&warning)).then_some(())
+        },
+    )
+    .await;
+    let ready = app.get_ok("/ready", None).await;
+    assert!(
+        !ready["warnings"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(OPEN_NATS_WARNING)),
+        "identity.dir is set: the configuration is not the open one"
+    );
+}
