@@ -512,3 +512,40 @@ async fn identity_dir_beside_a_server_that_admits_anyone_is_warned_of_in_ready()
         "identity.dir is set: the configuration is not the open one"
     );
 }
+
+#[test]
+fn check_config_shows_the_switch_and_the_retention_and_lists_their_errors_together() {
+    let run = |env: &[(&str, &str)]| {
+        let out = crate::process::federation(&["check-config"])
+            .env("FEDERATION_API_KEYS", ADMIN_KEY)
+            .env("FEDERATION_AGENT_API_KEYS", AGENT_KEY)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run(&[
+        ("FEDERATION__AUTH__ALLOW_SHARED_AGENT_KEYS", "false"),
+        ("FEDERATION__AUDIT__RETENTION", "30d"),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("(refused: auth.allow_shared_agent_keys is false)"),
+        "{out}"
+    );
+    assert!(out.contains("audit log:        kept 30days"), "{out}");
+    assert!(!out.contains(AGENT_KEY) && !err.contains(AGENT_KEY));
+
+    let (code, out, err) = run(&[
+        ("FEDERATION__AUTH__ALLOW_SHARED_AGENT_KEYS", "sometimes"),
+        ("FEDERATION__AUDIT__RETENTION", "1h"),
+    ]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    for path in ["auth.allow_shared_agent_keys", "audit.retention"] {
+        assert!(err.contains(path), "{path} not reported:\n{err}");
+    }
+}
