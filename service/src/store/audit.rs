@@ -40,6 +40,7 @@ impl Actor {
 
 /// What became of the attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema, sqlx::Type)]
+#[schema(as = AuditOutcome)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum Outcome {
