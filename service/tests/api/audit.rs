@@ -549,3 +549,32 @@ fn check_config_shows_the_switch_and_the_retention_and_lists_their_errors_togeth
         assert!(err.contains(path), "{path} not reported:\n{err}");
     }
 }
+
+#[tokio::test]
+async fn the_seed_is_audited_as_the_projects_file_once_not_at_every_start() {
+    let specs = service::catalog::seed::load(&repo_path("config/projects.yaml")).unwrap();
+    let app = spawn_app_with("", specs.clone()).await;
+    let page = audit_page(&app, "?actor=system:projects_file").await;
+    assert_eq!(
+        rows(&page),
+        vec![
+            row(
+                "system:projects_file",
+                "project.register",
+                "project:projecta",
+                "success"
+            ),
+            row(
+                "system:projects_file",
+                "project.register",
+                "project:commandcenter",
+                "success"
+            ),
+        ]
+    );
+    // The same file again: nothing changes, nothing is recorded.
+    let (db, result) = app.stop().await;
+    result.unwrap();
+    let app = spawn_on(db, "", specs).await;
+    assert_eq!(app.count("audit_log").await, 2);
+}
