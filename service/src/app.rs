@@ -202,6 +202,14 @@ impl Components {
             );
         }
         self.spawn_event_workers(workers, shutdown);
+        workers.spawn(
+            "audit_pruner",
+            crate::audit::run_pruner(
+                self.db.clone(),
+                self.settings.audit.retention,
+                shutdown.clone(),
+            ),
+        );
         if self.settings.sync.enabled {
             self.spawn_sync_worker(workers, shutdown);
         }
@@ -209,6 +217,14 @@ impl Components {
             tracing::info!("NATS disabled: no heartbeat ingestion, no stale sweeping");
             return Ok(());
         };
+        // With identity.dir the servers should refuse anonymous clients;
+        // a one-off check, not a worker: it ends once it has an answer.
+        if self.settings.identity.dir.is_some() {
+            tokio::spawn(
+                nats.clone()
+                    .watch_for_anonymous_access(self.settings.nats.clone(), shutdown.clone()),
+            );
+        }
         let settings = &self.settings;
         // The flusher's statements carry thousands of rows; a connection keeps
         // its buffers at the largest message it sent, so one connection of its
@@ -375,6 +391,9 @@ impl Application {
             state.db_health.clone().run(shutdown.clone()),
         );
         tracing::info!(%addr, max_connections = state.settings.server.max_connections, "listening");
+        for warning in state.settings.compatibility_warnings() {
+            tracing::warn!("{warning}");
+        }
 
         let startup = start(&state, &seeds, &shutdown);
         let started = tokio::select! {

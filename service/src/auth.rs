@@ -43,9 +43,29 @@ impl Role {
     }
 }
 
+/// What a presented key is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyVerdict {
+    Valid(Role),
+    /// A configured shared agent key, while `auth.allow_shared_agent_keys`
+    /// is false.
+    SharedAgentKeyDisabled,
+    Unknown,
+}
+
+impl KeyVerdict {
+    pub fn role(self) -> Option<Role> {
+        match self {
+            KeyVerdict::Valid(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
 /// The configured keys, kept only as digests.
 pub struct ApiKeys {
-    keys: Vec<([u8; 32], Role)>,
+    /// Digest, role, and whether the key is accepted.
+    keys: Vec<([u8; 32], Role, bool)>,
     /// Unknown keys presented, for rate-limited logging.
     refusals: Mutex<LogLimiter<()>>,
 }
@@ -54,11 +74,17 @@ impl ApiKeys {
     pub fn new(settings: &AuthSettings) -> Arc<Self> {
         let digest =
             |k: &SecretString| -> [u8; 32] { Sha256::digest(k.expose_secret().as_bytes()).into() };
+        let agents_on = settings.allow_shared_agent_keys;
         let keys = settings
             .admin_keys
             .iter()
-            .map(|k| (digest(k), Role::Admin))
-            .chain(settings.agent_keys.iter().map(|k| (digest(k), Role::Agent)))
+            .map(|k| (digest(k), Role::Admin, true))
+            .chain(
+                settings
+                    .agent_keys
+                    .iter()
+                    .map(|k| (digest(k), Role::Agent, agents_on)),
+            )
             .collect();
         Arc::new(ApiKeys {
             keys,
@@ -66,18 +92,26 @@ impl ApiKeys {
         })
     }
 
-    /// The role of a presented key. Every configured key is compared, in
-    /// constant time, whatever matches first.
-    pub fn check(&self, presented: &[u8]) -> (Option<Role>, String) {
+    /// What a presented key is, and its fingerprint. Every configured key
+    /// is compared, in constant time, whatever matches first.
+    pub fn check(&self, presented: &[u8]) -> (KeyVerdict, String) {
         let digest: [u8; 32] = Sha256::digest(presented).into();
         let mut found: Option<Role> = None;
-        for (key, role) in &self.keys {
+        let mut disabled = false;
+        for (key, role, enabled) in &self.keys {
             let hit: bool = key.ct_eq(&digest).into();
-            if hit && found.is_none_or(|r| *role > r) {
+            if hit && !*enabled {
+                disabled = true;
+            } else if hit && found.is_none_or(|r| *role > r) {
                 found = Some(*role);
             }
         }
-        (found, fingerprint_of(&digest))
+        let verdict = match found {
+            Some(role) => KeyVerdict::Valid(role),
+            None if disabled => KeyVerdict::SharedAgentKeyDisabled,
+            None => KeyVerdict::Unknown,
+        };
+        (verdict, fingerprint_of(&digest))
     }
 }
 
@@ -108,17 +142,36 @@ mod tests {
                 SecretString::from("admin-key-rotated-999"),
             ],
             agent_keys: vec![SecretString::from("agent-key-0123456789")],
+            allow_shared_agent_keys: true,
         })
     }
 
     #[test]
     fn each_key_has_its_role() {
         let k = keys();
-        assert_eq!(k.check(b"admin-key-0123456789").0, Some(Role::Admin));
-        assert_eq!(k.check(b"admin-key-rotated-999").0, Some(Role::Admin));
-        assert_eq!(k.check(b"agent-key-0123456789").0, Some(Role::Agent));
-        assert_eq!(k.check(b"admin-key-012345678").0, None);
-        assert_eq!(k.check(b"").0, None);
+        assert_eq!(k.check(b"admin-key-0123456789").0.role(), Some(Role::Admin));
+        assert_eq!(
+            k.check(b"admin-key-rotated-999").0.role(),
+            Some(Role::Admin)
+        );
+        assert_eq!(k.check(b"agent-key-0123456789").0.role(), Some(Role::Agent));
+        assert_eq!(k.check(b"admin-key-012345678").0, KeyVerdict::Unknown);
+        assert_eq!(k.check(b"").0, KeyVerdict::Unknown);
+    }
+
+    #[test]
+    fn shared_agent_keys_can_be_turned_off_without_touching_admin_keys() {
+        let k = ApiKeys::new(&AuthSettings {
+            admin_keys: vec![SecretString::from("admin-key-0123456789")],
+            agent_keys: vec![SecretString::from("agent-key-0123456789")],
+            allow_shared_agent_keys: false,
+        });
+        assert_eq!(k.check(b"admin-key-0123456789").0.role(), Some(Role::Admin));
+        assert_eq!(
+            k.check(b"agent-key-0123456789").0,
+            KeyVerdict::SharedAgentKeyDisabled
+        );
+        assert_eq!(k.check(b"other-key-0123456789").0, KeyVerdict::Unknown);
     }
 
     #[test]

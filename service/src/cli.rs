@@ -303,9 +303,18 @@ fn summary(s: &Settings, seeds: &[ProjectSpec]) -> String {
         fps(&s.auth.admin_keys)
     );
     out += &format!(
-        "  agent keys:       {} [{}]\n",
+        "  agent keys:       {} [{}]{}\n",
         s.auth.agent_keys.len(),
-        fps(&s.auth.agent_keys)
+        fps(&s.auth.agent_keys),
+        if s.auth.allow_shared_agent_keys {
+            ""
+        } else {
+            " (refused: auth.allow_shared_agent_keys is false)"
+        }
+    );
+    out += &format!(
+        "  audit log:        kept {}\n",
+        humantime::format_duration(s.audit.retention)
     );
     out += &format!(
         "  heartbeat:        degraded after {}, offline after {}, check every {}\n",

@@ -47,6 +47,10 @@ pub const SYNC: Office = Office {
     key: 0x6665_6473_796e_6321, // "fedsync!"
 };
 
+/// The lock a pass of the audit log's pruning takes (transaction-scoped,
+/// not an election: see `crate::audit`).
+pub const AUDIT_PRUNE_KEY: i64 = 0x6665_6461_7564_6974; // "fedaudit"
+
 /// A replica's view of one election.
 #[derive(Clone)]
 pub struct Election {

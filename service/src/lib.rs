@@ -8,13 +8,14 @@
 //! compile time against `.sqlx/`), `catalog` (projects, their
 //! seeding and metrics), `catalog_view` (the catalog in memory), `spoke` (the
 //! spoke registry's rules), `events`, `ingest`, `sweeper`, `leader`, `sync`
-//! (tfvars, Keycloak, links, drift), `auth`, `identity` (the NATS authority), `api`, `health`, `server`,
+//! (tfvars, Keycloak, links, drift), `auth`, `audit` (the audit log's retention), `identity` (the NATS authority), `api`, `health`, `server`,
 //! `metrics` (the registry), and the leaves `rules`, `field_error`,
 //! `instrument`, `log_limit`, `telemetry`, `supervisor`. No module reaches back into one
 //! that depends on it (`tests/api/structure.rs` checks).
 
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod catalog_view;

@@ -3,13 +3,16 @@
 //! watched so health, readiness, metrics and the sweeper know whether the
 //! service can see heartbeats right now and since when.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use async_nats::{Client, Event};
+use async_nats::{Client, ConnectErrorKind, ConnectOptions, Event};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::NatsSettings;
 
@@ -53,6 +56,8 @@ pub struct NatsConnection {
     client: Client,
     display_url: String,
     state: Arc<Mutex<LinkState>>,
+    /// The servers were seen to admit a client without credentials.
+    admits_anonymous: AtomicBool,
 }
 
 impl NatsConnection {
@@ -93,6 +98,7 @@ impl NatsConnection {
             client,
             display_url,
             state,
+            admits_anonymous: AtomicBool::new(false),
         })
     }
 
@@ -103,6 +109,45 @@ impl NatsConnection {
     /// Server URL(s) without credentials.
     pub fn display_url(&self) -> &str {
         &self.display_url
+    }
+
+    /// Whether [`Self::watch_for_anonymous_access`] found that the servers
+    /// admit a client without credentials.
+    pub fn admits_anonymous(&self) -> bool {
+        self.admits_anonymous.load(Ordering::Acquire)
+    }
+
+    /// Once connected, tries the servers once without credentials, retrying
+    /// until one answers (or `shutdown`): an operator-mode server refuses
+    /// it; one that admits it is open whatever the service's own
+    /// credentials, and is warned of (log and `/ready`).
+    pub async fn watch_for_anonymous_access(
+        self: Arc<Self>,
+        settings: NatsSettings,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            if self.is_connected() {
+                match admits_anonymous(&settings).await {
+                    Ok(true) => {
+                        self.admits_anonymous.store(true, Ordering::Release);
+                        tracing::warn!(url = %self.display_url, "{OPEN_NATS_ANONYMOUS_WARNING}");
+                        return;
+                    }
+                    Ok(false) => {
+                        tracing::info!(url = %self.display_url, "NATS refuses clients without credentials (operator mode)");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot check whether NATS admits clients without credentials; trying again");
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(ANONYMOUS_PROBE_RETRY) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
     }
 
     pub fn is_connected(&self) -> bool {
@@ -188,5 +233,43 @@ fn on_event(event: &Event, state: &Mutex<LinkState>, metrics: &NatsMetrics, url:
             }
             tracing::debug!("NATS connection draining")
         }
+    }
+}
+
+/// What the log and `/ready` say when the servers admit anonymous clients
+/// although the service has its own credentials.
+pub const OPEN_NATS_ANONYMOUS_WARNING: &str = "open NATS: the server admits clients without \
+     credentials although identity.dir is set, so any client may publish any hub's heartbeat; \
+     run nats-server with the conf `federation nats-init` wrote";
+
+/// How long the anonymous probe waits before trying an unreachable server again.
+const ANONYMOUS_PROBE_RETRY: Duration = Duration::from_secs(5);
+
+/// One attempt, without credentials and without retrying, at the servers
+/// of `settings` (its TLS settings kept): `true` if admitted, `false` if
+/// refused for authorization, an error if none answered.
+pub async fn admits_anonymous(settings: &NatsSettings) -> Result<bool, String> {
+    let (_, addrs) = settings
+        .connect_options()
+        .await
+        .map_err(|e| format!("NATS settings: {e}"))?;
+    let tls = &settings.tls;
+    let mut options = ConnectOptions::new()
+        .name(format!("{}-anonymous-probe", settings.client_name))
+        .require_tls(tls.required)
+        .connection_timeout(settings.connect_timeout);
+    if let Some(ca) = &tls.ca_file {
+        options = options.add_root_certificates(ca.clone());
+    }
+    if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    match options.connect(addrs).await {
+        Ok(client) => {
+            drop(client);
+            Ok(true)
+        }
+        Err(e) if e.kind() == ConnectErrorKind::AuthorizationViolation => Ok(false),
+        Err(e) => Err(e.to_string()),
     }
 }

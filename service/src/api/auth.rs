@@ -12,8 +12,9 @@ use axum::response::Response;
 
 use super::error::ApiError;
 use crate::auth::may_log;
-pub use crate::auth::{ApiKeys, Role, FAILURE_LINES, FAILURE_WINDOW};
+pub use crate::auth::{ApiKeys, KeyVerdict, Role, FAILURE_LINES, FAILURE_WINDOW};
 use crate::log_limit::LogLimiter;
+use crate::store::audit::Actor;
 
 /// Refusals of valid keys for lacking a role, across the process.
 static ROLE_REFUSALS: LazyLock<Mutex<LogLimiter<()>>> =
@@ -30,6 +31,11 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Who this caller is in the audit log: its key's fingerprint.
+    pub fn actor(&self) -> Actor {
+        Actor::key(&self.fingerprint)
+    }
+
     pub fn require(&self, role: Role) -> Result<(), ApiError> {
         if self.role >= role {
             Ok(())
@@ -58,8 +64,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// Layer: 401 without a key, 403 with an unknown one, else the request goes
-/// on with its [`Caller`].
+/// Layer: 401 without a key or with a shared agent key while they are
+/// turned off, 403 with an unknown one, else the request goes on with its
+/// [`Caller`].
 pub async fn require_api_key(
     State(keys): State<Arc<ApiKeys>>,
     mut req: Request,
@@ -68,14 +75,24 @@ pub async fn require_api_key(
     let Some(presented) = req.headers().get(API_KEY_HEADER) else {
         return Err(ApiError::Unauthenticated);
     };
-    let (role, fingerprint) = keys.check(presented.as_bytes());
-    match role {
-        Some(role) => {
+    let (verdict, fingerprint) = keys.check(presented.as_bytes());
+    match verdict {
+        KeyVerdict::Valid(role) => {
             tracing::debug!(key = %fingerprint, role = role.as_str(), "authenticated");
             req.extensions_mut().insert(Caller { role, fingerprint });
             Ok(next.run(req).await)
         }
-        None => {
+        KeyVerdict::SharedAgentKeyDisabled => {
+            if let Some(suppressed) = keys.may_log_refusal() {
+                tracing::warn!(key = %fingerprint, path = %req.uri().path(), suppressed, "refused a shared agent key: auth.allow_shared_agent_keys is false");
+            }
+            Err(ApiError::Rejected(
+                "shared agent keys are disabled on this server (auth.allow_shared_agent_keys: false); \
+                 use the hub's own credentials"
+                    .into(),
+            ))
+        }
+        KeyVerdict::Unknown => {
             if let Some(suppressed) = keys.may_log_refusal() {
                 tracing::warn!(key = %fingerprint, path = %req.uri().path(), suppressed, "rejected unknown API key");
             }

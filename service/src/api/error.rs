@@ -68,7 +68,8 @@ impl IntoResponse for Problem {
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)] // documentation only: handlers answer with ApiError
 pub enum KeyedErrors {
-    /// No API key (`WWW-Authenticate` says how to send one)
+    /// No API key (`WWW-Authenticate` says how to send one), or a shared
+    /// agent key while `auth.allow_shared_agent_keys` is false
     #[response(status = 401, content_type = "application/problem+json")]
     Unauthenticated(Problem),
     /// Unknown API key, or a key without the role the action needs
@@ -115,6 +116,9 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("missing API key")]
     Unauthenticated,
+    /// A key that is known but not accepted (401, with the reason).
+    #[error("refused credentials: {0}")]
+    Rejected(String),
     #[error("forbidden: {0}")]
     Forbidden(String),
     #[error("not found: {0}")]
@@ -175,6 +179,9 @@ impl ApiError {
                 "this route needs an API key in the X-API-Key header",
             )
             .typed("unauthenticated"),
+            ApiError::Rejected(d) => {
+                Problem::new(StatusCode::UNAUTHORIZED, d.clone()).typed("unauthenticated")
+            }
             ApiError::Forbidden(d) => {
                 Problem::new(StatusCode::FORBIDDEN, d.clone()).typed("forbidden")
             }
@@ -208,7 +215,7 @@ impl IntoResponse for ApiError {
             );
         }
         let mut res = self.problem().into_response();
-        if matches!(self, ApiError::Unauthenticated) {
+        if matches!(self, ApiError::Unauthenticated | ApiError::Rejected(_)) {
             res.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static(r#"ApiKey realm="federation", header="X-API-Key""#),

@@ -53,7 +53,7 @@ pub async fn register_spoke(
     caller.require(Role::Agent)?;
     let hub_code = &state.settings.federation.hub_code;
     let spec = input.check(|i| i.into_spec(hub_code))?;
-    match spokes::register(&state.db, &spec, &caller.fingerprint).await? {
+    match spokes::register(&state.db, &spec, &caller.actor(), &caller.fingerprint).await? {
         Registered::Created(s) => {
             tracing::info!(spoke = %s.id, code = %s.instance_code, key = %caller.fingerprint, "spoke registered, pending approval");
             let location = format!("/api/federation/spokes/{}", s.id);
@@ -169,7 +169,7 @@ async fn act(
         return Err(not_found(&id));
     }
     let hub = &state.settings.federation.hub_code;
-    match spokes::transition(&state.db, &id, &spec, hub).await? {
+    match spokes::transition(&state.db, &id, &spec, hub, &caller.actor()).await? {
         TransitionOutcome::Done(data) => {
             tracing::info!(
                 spoke = %id,

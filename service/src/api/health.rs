@@ -113,6 +113,12 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<ReadyRepo
             ));
         }
     }
+    if state.settings.nats_is_open() {
+        warnings.push(crate::config::OPEN_NATS_WARNING.to_owned());
+    }
+    if state.nats.as_ref().is_some_and(|n| n.admits_anonymous()) {
+        warnings.push(crate::nats::OPEN_NATS_ANONYMOUS_WARNING.to_owned());
+    }
     let mut extra = Vec::new();
     if let Some((failing_for, error)) = state.sight.write_failure() {
         if failing_for >= state.settings.heartbeat.write_failure_grace {

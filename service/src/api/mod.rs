@@ -1,5 +1,6 @@
 //! The HTTP API: a flat route table, layers applied in one place.
 
+pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod extract;
@@ -90,6 +91,7 @@ fn protected(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(federation::reinstate_spoke))
         .routes(routes!(federation::revoke_spoke))
         .routes(routes!(federation::list_links))
+        .routes(routes!(audit::list_audit))
         .routes(routes!(watch::watch))
         .route_layer(from_fn_with_state(
             state.db_health.clone(),

@@ -107,7 +107,7 @@ pub async fn register_project(
 ) -> ApiResult<Response> {
     caller.require(Role::Agent)?;
     let spec = input.check(ProjectInput::into_spec)?;
-    let outcome = projects::upsert(&state.db, &spec).await?;
+    let outcome = projects::upsert(&state.db, &spec, &caller.actor()).await?;
     state.metrics.catalog.register.inc();
     state.view.apply([outcome.project().clone()]);
     Ok(match outcome {
@@ -189,7 +189,7 @@ pub async fn replace_project(
         return Err(not_found(&slug));
     }
     let spec = update.check(|u| u.for_slug(&slug).and_then(ProjectInput::into_spec))?;
-    let outcome = projects::update(&state.db, &spec)
+    let outcome = projects::update(&state.db, &spec, &caller.actor())
         .await?
         .ok_or_else(|| not_found(&slug))?;
     state.metrics.catalog.register.inc();
@@ -220,7 +220,7 @@ pub async fn delete_project(
     if !is_valid_slug(&slug) {
         return Err(not_found(&slug));
     }
-    let deleted = projects::delete(&state.db, &slug)
+    let deleted = projects::delete(&state.db, &slug, &caller.actor())
         .await?
         .ok_or_else(|| not_found(&slug))?;
     state.view.remove(&deleted.slug);

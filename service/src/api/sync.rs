@@ -9,6 +9,7 @@ use super::auth::{Caller, Role};
 use super::error::{ApiError, ApiResult, KeyedErrors, QueryErrors};
 use super::extract::Query;
 use crate::state::AppState;
+use crate::store::audit::{self, AuditEntry};
 use crate::sync::drift::DriftReport;
 use crate::sync::plan::Plan;
 use crate::sync::status::SyncStatus;
@@ -64,6 +65,9 @@ pub struct FixOutcome {
     pub drift: Option<DriftReport>,
 }
 
+/// Audit action of a reconcile requested through the API.
+pub const RECONCILE_ACTION: &str = "sync.reconcile";
+
 /// Fix the drift: run one reconcile now (admin key), or with `dry_run=true`
 /// show the plan.
 #[utoipa::path(
@@ -91,6 +95,17 @@ pub async fn fix_drift(
         }));
     }
     tracing::info!(key = %caller.fingerprint, "reconcile requested through the API");
+    // The reconcile spans many transactions and outside systems: its audit
+    // row records the request, before it runs.
+    let mut conn = state.db.acquire().await?;
+    let actor = caller.actor();
+    let entry = AuditEntry::success(
+        &actor,
+        RECONCILE_ACTION,
+        audit::target("sync", "federation"),
+    );
+    audit::record(&mut conn, &entry).await?;
+    drop(conn);
     let run = state.sync.reconcile(Trigger::Manual).await?;
     let drift = state.sync.drift().await?;
     Ok(axum::Json(FixOutcome {

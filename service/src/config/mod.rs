@@ -54,6 +54,7 @@ pub struct Settings {
     pub federation: FederationSettings,
     pub workers: WorkerSettings,
     pub identity: IdentitySettings,
+    pub audit: AuditSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Validate)]
@@ -138,17 +139,44 @@ impl Default for DatabaseSettings {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
     /// Keys that may do everything. Several at once, for rotation.
     #[serde(deserialize_with = "de::secret_list")]
     pub admin_keys: Vec<SecretString>,
     /// Keys for hub agents and spokes: register, update and read; never delete
-    /// or approve.
+    /// or approve. Shared by every hub that holds one (the original's model).
     #[serde(deserialize_with = "de::secret_list")]
     pub agent_keys: Vec<SecretString>,
+    /// Whether `agent_keys` are accepted. True by default, for migration
+    /// from the original; false refuses them (401) once every hub has its
+    /// own credentials.
+    pub allow_shared_agent_keys: bool,
 }
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            admin_keys: Vec::new(),
+            agent_keys: Vec::new(),
+            allow_shared_agent_keys: true,
+        }
+    }
+}
+
+/// What the start-up log says while shared agent keys work beside per-hub
+/// identity.
+pub const SHARED_AGENT_KEYS_WARNING: &str =
+    "shared agent keys are accepted beside per-hub identity: \
+     any holder of one may register or update any project; set \
+     auth.allow_shared_agent_keys: false once every hub has its own credentials";
+
+/// What the start-up log and `/ready` say while NATS runs without operator
+/// mode.
+pub const OPEN_NATS_WARNING: &str = "open NATS (no operator mode, identity.dir not set): any \
+     client that reaches the server may publish any hub's heartbeat; run `federation nats-init` \
+     and set identity.dir";
 
 #[derive(Debug, Clone, Deserialize, Validate)]
 #[serde(default, deny_unknown_fields)]
@@ -298,6 +326,24 @@ impl Default for WorkerSettings {
     }
 }
 
+/// The audit log (`GET /api/fed/audit`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Rows older than this are deleted, about once an hour, by one replica
+    /// at a time.
+    #[serde(deserialize_with = "de::duration")]
+    pub retention: Duration,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            retention: Duration::from_secs(365 * 24 * 3600),
+        }
+    }
+}
+
 /// The identity federation this control plane serves.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -330,6 +376,32 @@ pub fn sources(path: Option<&Path>) -> Sources {
 }
 
 impl Settings {
+    /// NATS without operator mode: kept for migration from the original.
+    pub fn nats_is_open(&self) -> bool {
+        self.nats.enabled && self.identity.dir.is_none()
+    }
+
+    /// Shared agent keys configured and accepted while per-hub identity is
+    /// on.
+    pub fn shared_agent_keys_beside_identity(&self) -> bool {
+        self.identity.dir.is_some()
+            && self.auth.allow_shared_agent_keys
+            && !self.auth.agent_keys.is_empty()
+    }
+
+    /// The compatibility modes an operator should know are on, for the
+    /// start-up log.
+    pub fn compatibility_warnings(&self) -> Vec<&'static str> {
+        let mut warnings = Vec::new();
+        if self.shared_agent_keys_beside_identity() {
+            warnings.push(SHARED_AGENT_KEYS_WARNING);
+        }
+        if self.nats_is_open() {
+            warnings.push(OPEN_NATS_WARNING);
+        }
+        warnings
+    }
+
     /// Loads and validates, from the process environment.
     pub fn load(sources: &Sources) -> Result<Settings, ConfigErrors> {
         Self::from_figment(&figment(sources))
@@ -337,7 +409,7 @@ impl Settings {
 
     /// Extracts every section, then checks every rule; all problems at once.
     pub fn from_figment(fig: &Figment) -> Result<Settings, ConfigErrors> {
-        const SECTIONS: [&str; 12] = [
+        const SECTIONS: [&str; 13] = [
             "server",
             "database",
             "nats",
@@ -350,6 +422,7 @@ impl Settings {
             "federation",
             "workers",
             "identity",
+            "audit",
         ];
         let mut errors = check_root(fig, &SECTIONS);
         // A broken file stops here; unknown sections do not.
@@ -372,7 +445,7 @@ impl Settings {
         }
         let mut settings = sections!(
             server, database, nats, auth, heartbeat, catalog, log, sync, events, federation,
-            workers, identity
+            workers, identity, audit
         );
         // Derived defaults, as the original's settings imply them.
         if fig.find_value("heartbeat.degraded_after").is_err() {
@@ -568,6 +641,10 @@ impl Settings {
                 "federation.hub_code",
                 "must be an upper-case, assigned ISO 3166-1 alpha-3 code such as USA".into(),
             );
+        }
+
+        if self.audit.retention < Duration::from_secs(24 * 3600) {
+            push("audit.retention", "must be at least 1d".into());
         }
 
         if let Err(e) = crate::telemetry::env_filter(&self.log.level) {

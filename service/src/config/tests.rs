@@ -457,3 +457,62 @@ fn server_limits_have_defaults_and_are_checked() {
         Ok(())
     });
 }
+
+#[test]
+fn shared_agent_keys_are_on_by_default_and_can_be_turned_off() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+        jail.set_env("FEDERATION_AGENT_API_KEYS", AGENT);
+        let s = load_in(jail, None).unwrap();
+        assert!(s.auth.allow_shared_agent_keys);
+        assert_eq!(s.audit.retention, Duration::from_secs(365 * 24 * 3600));
+        jail.set_env("FEDERATION__AUTH__ALLOW_SHARED_AGENT_KEYS", "false");
+        jail.set_env("FEDERATION__AUDIT__RETENTION", "90d");
+        let s = load_in(jail, None).unwrap();
+        assert!(!s.auth.allow_shared_agent_keys);
+        assert_eq!(s.auth.agent_keys.len(), 1, "kept, but refused");
+        assert_eq!(s.audit.retention, Duration::from_secs(90 * 24 * 3600));
+        // Every problem at once, each with its path.
+        jail.set_env("FEDERATION__AUTH__ALLOW_SHARED_AGENT_KEYS", "sometimes");
+        jail.set_env("FEDERATION__AUDIT__RETENTION", "1h");
+        jail.set_env("FEDERATION__HEARTBEAT__CHECK_INTERVAL", "0s");
+        let e = load_in(jail, None).unwrap_err();
+        let p = sorted_paths(&e);
+        assert!(
+            p.contains(&"auth.allow_shared_agent_keys".to_owned())
+                && p.contains(&"heartbeat.check_interval".to_owned()),
+            "{e}"
+        );
+        jail.set_env("FEDERATION__AUTH__ALLOW_SHARED_AGENT_KEYS", "true");
+        let e = load_in(jail, None).unwrap_err();
+        assert_eq!(
+            sorted_paths(&e),
+            ["audit.retention", "heartbeat.check_interval"]
+        );
+        assert!(e.to_string().contains("must be at least 1d"), "{e}");
+        Ok(())
+    });
+}
+
+#[test]
+fn the_compatibility_modes_are_named_for_the_start_up_log() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+        jail.set_env("FEDERATION_AGENT_API_KEYS", AGENT);
+        let s = load_in(jail, None).unwrap();
+        // NATS on, no identity.dir: open NATS; shared keys are not "beside
+        // identity" without it.
+        assert_eq!(s.compatibility_warnings(), [OPEN_NATS_WARNING]);
+        jail.set_env("FEDERATION__NATS__ENABLED", "false");
+        let s = load_in(jail, None).unwrap();
+        assert!(s.compatibility_warnings().is_empty());
+        let mut s = s;
+        s.identity.dir = Some("/nonexistent".into());
+        assert_eq!(s.compatibility_warnings(), [SHARED_AGENT_KEYS_WARNING]);
+        s.auth.allow_shared_agent_keys = false;
+        assert!(s.compatibility_warnings().is_empty());
+        Ok(())
+    });
+}

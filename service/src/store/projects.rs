@@ -1,9 +1,10 @@
-//! Queries on `projects`. Every change writes its outbox event in the same
-//! transaction.
+//! Queries on `projects`. Every change writes its outbox event and its
+//! audit row in the same transaction.
 
 use protocol::EventKind;
 use sqlx::{PgConnection, PgExecutor, PgPool};
 
+use super::audit::{self, Actor, AuditEntry};
 use super::outbox;
 use crate::catalog::{Project, ProjectSpec, ProjectStatus};
 
@@ -37,31 +38,42 @@ pub struct ProjectFilter {
     pub tag: Option<String>,
 }
 
-/// Creates the project or brings it to `spec`.
-pub async fn upsert(pool: &PgPool, spec: &ProjectSpec) -> Result<Upserted, sqlx::Error> {
+/// Creates the project or brings it to `spec`, as `actor`.
+pub async fn upsert(
+    pool: &PgPool,
+    spec: &ProjectSpec,
+    actor: &Actor,
+) -> Result<Upserted, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let outcome = upsert_in(&mut tx, spec, true).await?;
+    let outcome = upsert_in(&mut tx, spec, true, actor).await?;
     tx.commit().await?;
     outcome.ok_or(sqlx::Error::RowNotFound)
 }
 
-/// Brings an existing project to `spec`; `None` if there is no such project.
-pub async fn update(pool: &PgPool, spec: &ProjectSpec) -> Result<Option<Upserted>, sqlx::Error> {
+/// Brings an existing project to `spec`, as `actor`; `None` if there is no
+/// such project.
+pub async fn update(
+    pool: &PgPool,
+    spec: &ProjectSpec,
+    actor: &Actor,
+) -> Result<Option<Upserted>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let outcome = upsert_in(&mut tx, spec, false).await?;
+    let outcome = upsert_in(&mut tx, spec, false, actor).await?;
     tx.commit().await?;
     Ok(outcome)
 }
 
 /// Seeds the catalog; returns how many were created, updated, unchanged.
+/// Audited as [`SEED_ACTOR`].
 pub async fn seed(
     pool: &PgPool,
     specs: &[ProjectSpec],
 ) -> Result<(usize, usize, usize), sqlx::Error> {
     let mut tx = pool.begin().await?;
+    let actor = Actor::system(SEED_ACTOR);
     let (mut created, mut updated, mut unchanged) = (0, 0, 0);
     for spec in specs {
-        match upsert_in(&mut tx, spec, true).await? {
+        match upsert_in(&mut tx, spec, true, &actor).await? {
             Some(Upserted::Created(_)) => created += 1,
             Some(Upserted::Updated(_)) => updated += 1,
             _ => unchanged += 1,
@@ -71,10 +83,21 @@ pub async fn seed(
     Ok((created, updated, unchanged))
 }
 
+/// Who the seed from `catalog.projects_file` is audited as (`system:…`).
+pub const SEED_ACTOR: &str = "projects_file";
+
+/// Audit actions of projects.
+pub mod actions {
+    pub const REGISTER: &str = "project.register";
+    pub const UPDATE: &str = "project.update";
+    pub const DELETE: &str = "project.delete";
+}
+
 async fn upsert_in(
     conn: &mut PgConnection,
     spec: &ProjectSpec,
     create: bool,
+    actor: &Actor,
 ) -> Result<Option<Upserted>, sqlx::Error> {
     // Lock the row (if any) so concurrent writers of one slug serialise.
     let existing = sqlx::query_file_as!(Project, "src/store/sql/project_lock.sql", spec.slug)
@@ -96,6 +119,8 @@ async fn upsert_in(
             .fetch_one(&mut *conn)
             .await?;
             outbox::enqueue(conn, EventKind::ProjectUpdated, Some(&p.slug), &p).await?;
+            let target = audit::target("project", &p.slug);
+            audit::record(conn, &AuditEntry::success(actor, actions::UPDATE, target)).await?;
             Ok(Some(Upserted::Updated(p)))
         }
         None if !create => Ok(None),
@@ -117,9 +142,12 @@ async fn upsert_in(
             match inserted {
                 Some(p) => {
                     outbox::enqueue(conn, EventKind::ProjectRegistered, Some(&p.slug), &p).await?;
+                    let target = audit::target("project", &p.slug);
+                    let entry = AuditEntry::success(actor, actions::REGISTER, target);
+                    audit::record(conn, &entry).await?;
                     Ok(Some(Upserted::Created(p)))
                 }
-                None => Box::pin(upsert_in(conn, spec, create)).await,
+                None => Box::pin(upsert_in(conn, spec, create, actor)).await,
             }
         }
     }
@@ -162,14 +190,24 @@ pub async fn list_by_slugs(pool: &PgPool, slugs: &[String]) -> Result<Vec<Projec
         .await
 }
 
-/// Deletes a project; returns it as it was, or `None` if absent.
-pub async fn delete(pool: &PgPool, slug: &str) -> Result<Option<Project>, sqlx::Error> {
+/// Deletes a project as `actor`; returns it as it was, or `None` if absent.
+pub async fn delete(
+    pool: &PgPool,
+    slug: &str,
+    actor: &Actor,
+) -> Result<Option<Project>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let deleted = sqlx::query_file_as!(Project, "src/store/sql/project_delete.sql", slug)
         .fetch_optional(&mut *tx)
         .await?;
     if let Some(p) = &deleted {
         outbox::enqueue(&mut tx, EventKind::ProjectDeleted, Some(&p.slug), p).await?;
+        let target = audit::target("project", &p.slug);
+        audit::record(
+            &mut tx,
+            &AuditEntry::success(actor, actions::DELETE, target),
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(deleted)

@@ -1,9 +1,11 @@
 //! Queries on `spokes` and `spoke_transitions`. Every change writes its
-//! transition row, its link changes and its outbox event in one transaction.
+//! transition row, its link changes, its outbox event and its audit row in
+//! one transaction; a refused change (a conflict) commits only its audit row.
 
 use protocol::EventKind;
 use sqlx::{PgConnection, PgExecutor, PgPool};
 
+use super::audit::{self, Actor, AuditEntry};
 use super::{links, outbox};
 use crate::catalog::ProjectStatus;
 use crate::spoke::{
@@ -28,10 +30,15 @@ pub enum Registered {
     },
 }
 
+/// Audit action of a registration.
+pub const REGISTER_ACTION: &str = "spoke.register";
+
 /// Registers a spoke as `pending`, or returns the live record of its code.
+/// `actor` is audited; `key_fingerprint` names the key in the transition row.
 pub async fn register(
     pool: &PgPool,
     spec: &SpokeSpec,
+    actor: &Actor,
     key_fingerprint: &str,
 ) -> Result<Registered, sqlx::Error> {
     let mut tx = pool.begin().await?;
@@ -46,13 +53,22 @@ pub async fn register(
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(existing) = live {
-            tx.rollback().await?;
-            return Ok(if spec.matches(&existing) {
-                Registered::Existing(existing)
-            } else {
-                let fields = spec.differences(&existing);
-                Registered::Conflict { existing, fields }
-            });
+            if spec.matches(&existing) {
+                tx.rollback().await?;
+                return Ok(Registered::Existing(existing));
+            }
+            let fields = spec.differences(&existing);
+            let reason = format!(
+                "instance_code {} is already registered ({}) with a different {}",
+                existing.instance_code,
+                existing.status.as_str(),
+                fields.join(", ")
+            );
+            let target = audit::target("spoke", &existing.id);
+            let entry = AuditEntry::refused(actor, REGISTER_ACTION, target, &reason);
+            audit::record(&mut tx, &entry).await?;
+            tx.commit().await?;
+            return Ok(Registered::Conflict { existing, fields });
         }
         let inserted = sqlx::query_file_as!(
             Spoke,
@@ -84,6 +100,9 @@ pub async fn register(
                 transition,
             };
             outbox::enqueue(&mut tx, EventKind::SpokeRegistered, Some(&spoke.id), &data).await?;
+            let target = audit::target("spoke", &spoke.id);
+            let entry = AuditEntry::success(actor, REGISTER_ACTION, target);
+            audit::record(&mut tx, &entry).await?;
             tx.commit().await?;
             return Ok(Registered::Created(spoke));
         }
@@ -102,22 +121,30 @@ pub enum TransitionOutcome {
     NotFound,
 }
 
-/// Applies a lifecycle action: the spoke's status, its transition row, its
-/// links and its event, in one transaction; or nothing at all.
+/// Applies a lifecycle action as `actor`: the spoke's status, its
+/// transition row, its links, its event and its audit row, in one
+/// transaction. A refused action commits only its audit row (outcome
+/// `refused`); an unknown spoke changes nothing.
 pub async fn transition(
     pool: &PgPool,
     id: &str,
     spec: &TransitionSpec,
     hub_code: &str,
+    actor: &Actor,
 ) -> Result<TransitionOutcome, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let outcome = transition_in(&mut tx, id, spec, hub_code).await?;
-    if matches!(outcome, TransitionOutcome::Done(_)) {
-        tx.commit().await?;
-    } else {
+    let outcome = transition_in(&mut tx, id, spec, hub_code, actor).await?;
+    if matches!(outcome, TransitionOutcome::NotFound) {
         tx.rollback().await?;
+    } else {
+        tx.commit().await?;
     }
     Ok(outcome)
+}
+
+/// The audit action of a lifecycle action, e.g. `spoke.approve`.
+pub fn action_name(spec: &TransitionSpec) -> String {
+    format!("spoke.{}", spec.action.as_str())
 }
 
 /// [`transition`] inside the caller's transaction.
@@ -126,7 +153,9 @@ pub async fn transition_in(
     id: &str,
     spec: &TransitionSpec,
     hub_code: &str,
+    actor: &Actor,
 ) -> Result<TransitionOutcome, sqlx::Error> {
+    let action = action_name(spec);
     // The row lock serialises concurrent transitions of one spoke: the
     // second sees the first's result and is refused if it no longer applies.
     let current = sqlx::query_file_as!(Spoke, "src/store/sql/spoke_lock.sql", id)
@@ -136,6 +165,13 @@ pub async fn transition_in(
         return Ok(TransitionOutcome::NotFound);
     };
     let Some(to) = spec.action.apply(current.status) else {
+        let reason = format!(
+            "cannot {} a spoke that is {}",
+            spec.action.as_str(),
+            current.status.as_str()
+        );
+        let entry = AuditEntry::refused(actor, &action, audit::target("spoke", id), &reason);
+        audit::record(conn, &entry).await?;
         return Ok(TransitionOutcome::NotAllowed(current));
     };
     let spoke = sqlx::query_file_as!(
@@ -160,6 +196,9 @@ pub async fn transition_in(
     links::apply(conn, &spoke, spec.action.link_effect(), hub_code).await?;
     let data = SpokeEventData { spoke, transition };
     outbox::enqueue(conn, spec.action.event(), Some(id), &data).await?;
+    let entry =
+        AuditEntry::success(actor, &action, audit::target("spoke", id)).with_detail(&spec.reason);
+    audit::record(conn, &entry).await?;
     Ok(TransitionOutcome::Done(data))
 }
 

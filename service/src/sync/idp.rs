@@ -24,10 +24,7 @@ pub fn is_managed(idp: &IdentityProvider) -> bool {
 }
 
 /// The managed identity providers whose alias is not `wanted`, by alias.
-pub fn orphans<'a>(
-    idps: &'a [IdentityProvider],
-    wanted: impl Fn(&str) -> bool,
-) -> Vec<&'a IdentityProvider> {
+pub fn orphans(idps: &[IdentityProvider], wanted: impl Fn(&str) -> bool) -> Vec<&IdentityProvider> {
     let mut out: Vec<_> = idps
         .iter()
         .filter(|i| is_managed(i) && !wanted(&i.alias))

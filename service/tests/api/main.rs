@@ -3,6 +3,7 @@
 //! Integration tests of the HTTP API against a real PostgreSQL. One binary;
 //! each test gets its own database and port.
 
+mod audit;
 mod auth;
 mod contract;
 mod fedkit;

@@ -31,6 +31,7 @@ async fn the_document_covers_every_route_with_its_errors() {
         ("/api/federation/links", "get"),
         ("/api/fed/watch", "get"),
         ("/api/idps/public", "get"),
+        ("/api/fed/audit", "get"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),
@@ -59,6 +60,27 @@ async fn the_document_covers_every_route_with_its_errors() {
         }
         assert!(op["responses"]["409"]["content"]["application/problem+json"].is_object());
     }
+    let audit = &paths["/api/fed/audit"]["get"];
+    for code in ["200", "401", "403", "422", "503"] {
+        assert!(audit["responses"].get(code).is_some(), "audit lacks {code}");
+    }
+    let params: Vec<(&str, &Value)> = audit["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap(), &p["schema"]))
+        .collect();
+    let limit = params.iter().find(|(n, _)| *n == "limit").unwrap().1;
+    assert_eq!(
+        (&limit["minimum"], &limit["maximum"]),
+        (&1.into(), &1000.into())
+    );
+    let before = params.iter().find(|(n, _)| *n == "before").unwrap().1;
+    assert_eq!(before["minimum"], 1);
+    for name in ["target", "actor"] {
+        let schema = params.iter().find(|(n, _)| *n == name).unwrap().1;
+        assert_eq!(schema["maxLength"], 200, "{name}");
+    }
     let watch = &paths["/api/fed/watch"]["get"]["responses"];
     assert!(
         watch["200"]["content"]["text/event-stream"].is_object(),
@@ -84,6 +106,9 @@ async fn the_document_covers_every_route_with_its_errors() {
         "LinkStatus",
         "LinkDirection",
         "PublicIdp",
+        "AuditPage",
+        "AuditRecord",
+        "AuditOutcome",
     ] {
         assert!(schemas.contains_key(s), "schema {s} missing");
     }

@@ -401,6 +401,7 @@ async fn concurrent_transitions_on_one_spoke_serialize() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_sessions_racing_to_approve_one_spoke_make_one_approval() {
     use service::spoke::{SpokeAction, TransitionRequest};
+    use service::store::audit::Actor;
     use service::store::spokes::{self, TransitionOutcome};
     let (app, id) = app_with_spoke("FRA", "pending").await;
     let pool = sqlx::postgres::PgPoolOptions::new()
@@ -420,7 +421,9 @@ async fn fifty_sessions_racing_to_approve_one_spoke_make_one_approval() {
             .into_spec(SpokeAction::Approve, "sha256:test")
             .unwrap();
             barrier.wait().await;
-            spokes::transition(&pool, &id, &spec, "USA").await.unwrap()
+            spokes::transition(&pool, &id, &spec, "USA", &Actor::key("sha256:test"))
+                .await
+                .unwrap()
         })
     });
     let outcomes: Vec<TransitionOutcome> = futures::future::join_all(racers)
@@ -442,6 +445,8 @@ async fn fifty_sessions_racing_to_approve_one_spoke_make_one_approval() {
             ("outbox", 2),
             ("spoke_transitions", 2),
             ("federation_links", 2),
+            // The registration, the approval, and 49 refusals.
+            ("audit_log", 51),
         ],
         "",
     )
