@@ -1,5 +1,5 @@
-//! The agent's work: connect, register once, publish a heartbeat every
-//! interval, say `offline` on the way out.
+//! The agent's work: connect, keep its hub registered, publish a heartbeat
+//! every interval, say `offline` on the way out.
 
 use std::time::Duration;
 
@@ -51,7 +51,11 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> anyhow
         .build()
         .context("building the HTTP client")?;
     if settings.catalog.url.is_some() {
-        tokio::spawn(register(settings.clone(), http.clone(), shutdown.clone()));
+        tokio::spawn(keep_registered(
+            settings.clone(),
+            http.clone(),
+            shutdown.clone(),
+        ));
     }
     tracing::info!(%subject, agent_id, interval_s = hub.interval.as_secs_f64(), "publishing heartbeats");
 
@@ -158,11 +162,60 @@ fn jittered(interval: Duration, jitter: f64) -> Duration {
 const REGISTER_RETRY: common::retry::Backoff =
     common::retry::Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
 
-/// Registers (or updates) the project, retrying with backoff until the
-/// catalog accepts it. Registration is idempotent on the service side.
-async fn register(settings: AgentSettings, http: reqwest::Client, shutdown: CancellationToken) {
+/// Registers the project, then every `catalog.recheck_interval` asks the
+/// catalog for it and registers it again when the answer is 404 (deleted,
+/// or a database restored from before it existed). Other answers change
+/// nothing: an unreachable catalog is not a missing project.
+async fn keep_registered(
+    settings: AgentSettings,
+    http: reqwest::Client,
+    shutdown: CancellationToken,
+) {
     let (Some(base), Some(key)) = (&settings.catalog.url, &settings.catalog.api_key) else {
         return;
+    };
+    let base = base.trim_end_matches('/');
+    let url = format!("{base}/api/fed/projects/{}", settings.hub.slug);
+    let every = settings.catalog.recheck_interval;
+    loop {
+        if !register(&settings, &http, &shutdown).await || every.is_zero() {
+            return;
+        }
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            let known = http
+                .get(&url)
+                .header("X-API-Key", key.expose_secret())
+                .send()
+                .await;
+            match known {
+                Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => {
+                    tracing::warn!("the catalog no longer knows this hub; registering it again");
+                    break;
+                }
+                Ok(r) if !r.status().is_success() => {
+                    tracing::debug!(status = r.status().as_u16(), "registration check refused")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "registration check failed"),
+            }
+        }
+    }
+}
+
+/// Registers (or updates) the project, retrying with backoff until the
+/// catalog accepts it (`true`) or shutdown (`false`). Registration is
+/// idempotent on the service side.
+async fn register(
+    settings: &AgentSettings,
+    http: &reqwest::Client,
+    shutdown: &CancellationToken,
+) -> bool {
+    let (Some(base), Some(key)) = (&settings.catalog.url, &settings.catalog.api_key) else {
+        return false;
     };
     let url = format!("{}/api/fed/projects", base.trim_end_matches('/'));
     let hub = &settings.hub;
@@ -194,7 +247,7 @@ async fn register(settings: AgentSettings, http: reqwest::Client, shutdown: Canc
                     attempt,
                     "registered with the catalog"
                 );
-                return;
+                return true;
             }
             Ok(r) => {
                 let status = r.status().as_u16();
@@ -222,9 +275,10 @@ async fn register(settings: AgentSettings, http: reqwest::Client, shutdown: Canc
         }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => return false,
         }
     }
+    false
 }
 
 fn r_is_client_error(status: u16) -> bool {

@@ -100,6 +100,11 @@ pub struct CatalogSettings {
     /// Longest one registration request may take.
     #[serde(deserialize_with = "de::duration")]
     pub timeout: Duration,
+    /// How often the agent asks whether the catalog still knows its hub,
+    /// and registers it again if not (a deleted or restored project comes
+    /// back without an agent restart). 0: register once only.
+    #[serde(deserialize_with = "de::duration")]
+    pub recheck_interval: Duration,
 }
 
 impl Default for CatalogSettings {
@@ -108,6 +113,7 @@ impl Default for CatalogSettings {
             url: None,
             api_key: None,
             timeout: Duration::from_secs(5),
+            recheck_interval: Duration::from_secs(60),
         }
     }
 }
@@ -197,6 +203,13 @@ impl AgentSettings {
                 "registration needs an agent API key".into(),
             ),
             _ => {}
+        }
+        let recheck = self.catalog.recheck_interval;
+        if !recheck.is_zero() && recheck < Duration::from_millis(100) {
+            push(
+                "catalog.recheck_interval",
+                "must be 0 (register once) or at least 100ms".into(),
+            );
         }
         if let Err(e) = common::telemetry::env_filter(&self.log.level) {
             push("log.level", e);

@@ -186,6 +186,39 @@ async fn the_agent_registers_its_hub_keeps_it_online_and_says_offline_on_sigterm
 }
 
 #[tokio::test]
+async fn a_project_deleted_from_the_catalog_is_registered_again_by_its_running_agent() {
+    let nats = NatsServer::start().await;
+    let c = catalog(&nats, "  degraded_after: 5s\n  stale_threshold: 10s\n").await;
+    let mut env = registering(&c);
+    env.push(("HUB_AGENT__CATALOG__RECHECK_INTERVAL", "200ms".into()));
+    let child = agent(&nats, "alpha", &env);
+    let before = c.wait_status("alpha", "online").await;
+    let deleted = c
+        .http
+        .delete(format!("{}/api/fed/projects/alpha", c.base))
+        .header("X-API-Key", ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    // Back, as a new project (heartbeats alone do not register here:
+    // heartbeat.auto_register is off).
+    let again = eventually(Duration::from_secs(10), "alpha registered again", || async {
+        let p = c.project("alpha").await?;
+        (p["id"] != before["id"]).then_some(p)
+    })
+    .await;
+    assert_eq!(again["hub_url"], "http://alpha.example:9001");
+    let (code, logs) = stop_with(child, "-TERM").await;
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(
+        logs.contains("the catalog no longer knows this hub; registering it again"),
+        "{logs}"
+    );
+    c.stop.cancel();
+}
+
+#[tokio::test]
 async fn a_killed_agent_goes_degraded_then_offline_at_the_deadlines() {
     let nats = NatsServer::start().await;
     let c = catalog(
