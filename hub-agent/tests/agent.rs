@@ -203,10 +203,14 @@ async fn a_project_deleted_from_the_catalog_is_registered_again_by_its_running_a
     assert_eq!(deleted.status(), 204);
     // Back, as a new project (heartbeats alone do not register here:
     // heartbeat.auto_register is off).
-    let again = eventually(Duration::from_secs(10), "alpha registered again", || async {
-        let p = c.project("alpha").await?;
-        (p["id"] != before["id"]).then_some(p)
-    })
+    let again = eventually(
+        Duration::from_secs(10),
+        "alpha registered again",
+        || async {
+            let p = c.project("alpha").await?;
+            (p["id"] != before["id"]).then_some(p)
+        },
+    )
     .await;
     assert_eq!(again["hub_url"], "http://alpha.example:9001");
     let (code, logs) = stop_with(child, "-TERM").await;

@@ -146,6 +146,61 @@ impl Label {
     }
 }
 
+/// Keyset paging of a list newest first: `limit` rows (1 to `max`,
+/// `default` when not given) older than the row `before` (an id, at least 1;
+/// the previous page's last).
+#[derive(Debug, Clone, Copy)]
+pub struct Paging {
+    pub default: i64,
+    pub max: i64,
+}
+
+impl Paging {
+    /// The page size asked for, or what is wrong with the two parameters.
+    pub fn check(
+        &self,
+        limit: Option<i64>,
+        before: Option<i64>,
+    ) -> Result<i64, Vec<crate::field_error::FieldError>> {
+        use crate::field_error::FieldError;
+        let mut problems = Vec::new();
+        let limit = limit.unwrap_or(self.default);
+        if !(1..=self.max).contains(&limit) {
+            problems.push(FieldError::new(
+                "limit",
+                format!("must be between 1 and {}", self.max),
+            ));
+        }
+        if before.is_some_and(|b| b < 1) {
+            problems.push(FieldError::new("before", "must be at least 1"));
+        }
+        if problems.is_empty() {
+            Ok(limit)
+        } else {
+            Err(problems)
+        }
+    }
+
+    pub fn limit_schema(&self) -> Object {
+        integer(1)
+            .maximum(Some(self.max))
+            .default(Some(self.default.into()))
+            .build()
+    }
+
+    pub fn before_schema() -> Object {
+        integer(1).build()
+    }
+}
+
+/// A 64-bit integer of at least `min`.
+fn integer(min: i64) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .minimum(Some(min))
+}
+
 /// The project slug rule, `protocol::naming::is_valid_slug`, as a pattern.
 pub fn slug_pattern() -> String {
     format!("^{}$", slug_body())

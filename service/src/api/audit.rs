@@ -5,19 +5,15 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Caller, Role};
-use super::error::{ApiError, ApiResult, KeyedErrors, Problem};
+use super::error::{ApiError, ApiResult, KeyedErrors, QueryErrors};
 use super::extract::Query;
 use crate::field_error::FieldError;
-use crate::rules::Label;
+use crate::rules::{Label, Paging};
 use crate::state::AppState;
 use crate::store::audit::{self, AuditQuery, AuditRecord};
 
 pub const TAG: &str = "federation";
 
-/// Rows per page when `limit` is not given.
-pub const DEFAULT_LIMIT: i64 = 100;
-/// Most rows per page.
-pub const MAX_LIMIT: i64 = 1000;
 /// The `target` and `actor` filters.
 const FILTER: Label = Label { max: 200 };
 
@@ -25,26 +21,14 @@ fn filter_schema() -> utoipa::openapi::schema::Object {
     FILTER.schema()
 }
 
-fn limit_schema() -> utoipa::openapi::schema::Object {
-    utoipa::openapi::schema::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::Integer)
-        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
-            utoipa::openapi::KnownFormat::Int64,
-        )))
-        .minimum(Some(1))
-        .maximum(Some(MAX_LIMIT))
-        .default(Some(DEFAULT_LIMIT.into()))
-        .build()
-}
+/// The audit log's pages.
+pub const PAGING: Paging = Paging {
+    default: 100,
+    max: 1000,
+};
 
-fn before_schema() -> utoipa::openapi::schema::Object {
-    utoipa::openapi::schema::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::Integer)
-        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
-            utoipa::openapi::KnownFormat::Int64,
-        )))
-        .minimum(Some(1))
-        .build()
+fn limit_schema() -> utoipa::openapi::schema::Object {
+    PAGING.limit_schema()
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -63,7 +47,7 @@ pub struct AuditParams {
     #[param(schema_with = limit_schema)]
     pub limit: Option<i64>,
     /// Only rows older than this one: the previous page's `next_before`.
-    #[param(schema_with = before_schema)]
+    #[param(schema_with = Paging::before_schema)]
     pub before: Option<i64>,
 }
 
@@ -85,7 +69,7 @@ pub struct AuditPage {
     responses(
         (status = 200, description = "One page of the audit log, newest first", body = AuditPage),
         KeyedErrors,
-        (status = 422, description = "Bad filter or page, each listed", body = Problem, content_type = "application/problem+json"),
+        QueryErrors,
     )
 )]
 pub async fn list_audit(
@@ -94,21 +78,14 @@ pub async fn list_audit(
     Query(params): Query<AuditParams>,
 ) -> ApiResult<axum::Json<AuditPage>> {
     caller.require(Role::Admin)?;
-    let mut problems = Vec::new();
+    let (limit, mut problems) = match PAGING.check(params.limit, params.before) {
+        Ok(limit) => (limit, Vec::new()),
+        Err(problems) => (0, problems),
+    };
     for (name, value) in [("actor", &params.actor), ("target", &params.target)] {
         if value.as_deref().is_some_and(|v| !FILTER.accepts(v)) {
             problems.push(FieldError::new(name, FILTER.message()));
         }
-    }
-    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        problems.push(FieldError::new(
-            "limit",
-            format!("must be between 1 and {MAX_LIMIT}"),
-        ));
-    }
-    if params.before.is_some_and(|b| b < 1) {
-        problems.push(FieldError::new("before", "must be at least 1"));
     }
     if !problems.is_empty() {
         return Err(ApiError::validation(problems));
