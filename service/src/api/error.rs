@@ -87,6 +87,9 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("missing API key")]
     Unauthenticated,
+    /// A credential that is unknown, revoked or expired (401).
+    #[error("invalid credential: {0}")]
+    InvalidCredential(String),
     #[error("forbidden: {0}")]
     Forbidden(String),
     #[error("not found: {0}")]
@@ -147,6 +150,9 @@ impl ApiError {
                 "this route needs an API key in the X-API-Key header",
             )
             .typed("unauthenticated"),
+            ApiError::InvalidCredential(d) => {
+                Problem::new(StatusCode::UNAUTHORIZED, d.clone()).typed("unauthenticated")
+            }
             ApiError::Forbidden(d) => {
                 Problem::new(StatusCode::FORBIDDEN, d.clone()).typed("forbidden")
             }
@@ -180,7 +186,10 @@ impl IntoResponse for ApiError {
             );
         }
         let mut res = self.problem().into_response();
-        if matches!(self, ApiError::Unauthenticated) {
+        if matches!(
+            self,
+            ApiError::Unauthenticated | ApiError::InvalidCredential(_)
+        ) {
             res.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static(r#"ApiKey realm="federation", header="X-API-Key""#),

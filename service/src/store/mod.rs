@@ -1,6 +1,7 @@
 //! PostgreSQL: the pool, migrations, and one module of queries per table
 //! group.
 
+pub mod credentials;
 pub mod links;
 pub mod liveness;
 pub mod outbox;

@@ -5,6 +5,7 @@
 
 mod auth;
 mod contract;
+mod credentials;
 mod fedkit;
 mod health;
 mod heartbeat_props;
