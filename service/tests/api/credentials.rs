@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use async_nats::{ConnectErrorKind, ConnectOptions, Event};
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use service::identity;
 use sha2::{Digest, Sha256};
@@ -518,6 +519,35 @@ async fn a_revoked_hub_loses_rest_at_once_and_nats_within_five_seconds_and_no_se
         metrics.contains("identity_revocation_pushes_total 1"),
         "{metrics}"
     );
+
+    // A server started afresh from the conf (an empty resolver store: only
+    // the preload) refuses the revoked users and admits others.
+    let fresh = tmp.path().join("fresh");
+    std::fs::create_dir(&fresh).unwrap();
+    let dir = tmp.path().to_str().unwrap();
+    let fresh_conf = conf
+        .replace(
+            &format!("\"{dir}/jwt\""),
+            &format!("\"{}/jwt\"", fresh.display()),
+        )
+        .replace(
+            &format!("\"{dir}/jetstream\""),
+            &format!("\"{}/jetstream\"", fresh.display()),
+        );
+    assert_ne!(fresh_conf, conf);
+    std::fs::write(fresh.join("nats-server.conf"), &fresh_conf).unwrap();
+    let restarted = NatsServer::start_with_config(&fresh.join("nats-server.conf")).await;
+    refused(&restarted.url(), &creds).await;
+    refused(&restarted.url(), &new_creds).await;
+    let beta = identity::Authority::open(tmp.path())
+        .unwrap()
+        .hub_creds("beta", Duration::from_secs(3600))
+        .unwrap();
+    let (beta, _) = connect(&restarted.url(), beta.creds.expose_secret())
+        .await
+        .unwrap();
+    beta.flush().await.unwrap();
+    drop(restarted);
 
     // Deleting the project revokes a later credential just the same.
     let later = issue(&base, &client, "alpha").await;
