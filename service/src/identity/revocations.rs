@@ -34,6 +34,11 @@ const PUSH_RETRY: Backoff =
     Backoff::new(Duration::from_millis(200), Duration::from_secs(1)).attempts(4);
 /// After a failed pass, the next one comes after this (or at a wake-up).
 const REPAIR: Backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(60));
+/// Between wake-ups, the set is read again this often: a revocation made
+/// through another replica (whose push may have raced this one's) or an
+/// expiry is pushed by this replica too, so every replica's last push
+/// carries the whole set.
+pub const RESYNC: Duration = Duration::from_secs(30);
 
 metrics! {
     pub struct RevocationMetrics {
@@ -107,7 +112,8 @@ impl Revocations {
         self.wake.notify_one();
     }
 
-    /// Pushes at start (when anything is revoked) and after every wake-up;
+    /// Pushes at start (when anything is revoked), after every wake-up and
+    /// whenever the set read every [`RESYNC`] differs from the last pushed;
     /// a failed pass is repeated with backoff until it succeeds.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut pushed: Option<BTreeMap<String, i64>> = None;
@@ -124,12 +130,7 @@ impl Revocations {
                     Some(repair.next_delay())
                 }
             };
-            let retry = async {
-                match wait {
-                    Some(d) => tokio::time::sleep(d).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let retry = tokio::time::sleep(wait.unwrap_or(RESYNC));
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.wake.notified() => {}
