@@ -68,10 +68,10 @@ impl IntoResponse for Problem {
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)] // documentation only: handlers answer with ApiError
 pub enum KeyedErrors {
-    /// No API key (`WWW-Authenticate` says how to send one)
+    /// No API key (`WWW-Authenticate` says how to send one), or a hub token that is unknown, revoked or expired
     #[response(status = 401, content_type = "application/problem+json")]
     Unauthenticated(Problem),
-    /// Unknown API key, or a key without the role the action needs
+    /// Unknown API key, a key without the role the action needs, or a hub token outside its own project
     #[response(status = 403, content_type = "application/problem+json")]
     Forbidden(Problem),
     /// The database is unavailable
