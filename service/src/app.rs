@@ -21,6 +21,8 @@ use crate::config::Settings;
 use crate::events::relay::OutboxRelay;
 use crate::events::watch::EventFeed;
 use crate::health::{DatabaseMonitor, Readiness};
+use crate::identity::revocations::Revocations;
+use crate::identity::Authority;
 use crate::ingest::{Ingest, Sight, Sinks};
 use crate::leader::{self, Candidacy, Election};
 use crate::metrics::Metrics;
@@ -46,6 +48,10 @@ pub struct Components {
     pub sight: Arc<Sight>,
     pub view: Arc<CatalogView>,
     pub events: Arc<EventFeed>,
+    /// The NATS authority, when `identity.dir` is set.
+    pub authority: Option<Arc<Authority>>,
+    /// Pushes hub revocations to NATS (authority and NATS both on).
+    pub revocations: Option<Arc<Revocations>>,
 }
 
 impl Components {
@@ -68,6 +74,25 @@ impl Components {
             SyncEngine::new(db.clone(), settings.sync.clone(), metrics.sync.clone())
                 .context("setting up the Keycloak client")?,
         );
+        let authority = Authority::from_settings(&settings.identity)
+            .context("identity.dir")?
+            .map(Arc::new);
+        if let Some(authority) = &authority {
+            tracing::info!(
+                dir = %authority.dir().display(),
+                account = authority.account(),
+                "NATS authority: connecting with its service credentials; hub credentials are issued by the FEDERATION account's signing key"
+            );
+        }
+        let revocations = match (&authority, settings.nats.enabled) {
+            (Some(authority), true) => Some(Revocations::new(
+                authority.clone(),
+                db.clone(),
+                &settings.nats,
+                metrics.revocations.clone(),
+            )),
+            _ => None,
+        };
         let events = EventFeed::new(
             db.clone(),
             &settings.events,
@@ -84,6 +109,8 @@ impl Components {
             nats,
             sync,
             events,
+            authority,
+            revocations,
         })
     }
 
@@ -99,6 +126,9 @@ impl Components {
             view: self.view.clone(),
             sync: self.sync.clone(),
             keys: ApiKeys::new(&self.settings.auth),
+            last_used: Arc::default(),
+            authority: self.authority.clone(),
+            revocations: self.revocations.clone(),
             settings: self.settings.clone(),
             db: self.db.clone(),
             metrics: self.metrics.clone(),
@@ -210,6 +240,9 @@ impl Components {
                 shutdown.clone(),
             ),
         );
+        if let Some(revocations) = &self.revocations {
+            workers.spawn("revocations", revocations.clone().run(shutdown.clone()));
+        }
         if self.settings.sync.enabled {
             self.spawn_sync_worker(workers, shutdown);
         }

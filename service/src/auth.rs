@@ -25,9 +25,13 @@ pub fn may_log<K: std::hash::Hash + Eq>(limiter: &Mutex<LogLimiter<K>>, kind: K)
     }
 }
 
-/// What a key may do. Admin can do everything an agent can.
+/// What a key may do. Admin can do everything an agent can; an agent
+/// everything a hub can.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
+    /// A per-hub token: read the catalog, register or update its own
+    /// project, refresh its own credentials. Nothing else (NodeRestriction).
+    Hub,
     /// Hub agents and spokes: register, update, read.
     Agent,
     /// Operators: everything, including delete and approve.
@@ -37,6 +41,7 @@ pub enum Role {
 impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
+            Role::Hub => "hub",
             Role::Agent => "agent",
             Role::Admin => "admin",
         }
@@ -122,6 +127,64 @@ impl ApiKeys {
     }
 }
 
+/// How every hub token begins, so a presented key that is not one is never
+/// looked up in the database.
+pub const HUB_TOKEN_PREFIX: &str = "fedhub_";
+
+/// A new hub token: the prefix and 256 random bits, base64url. The secret
+/// is returned once; only [`token_digest`] of it is kept.
+pub fn new_hub_token() -> SecretString {
+    let bytes: [u8; 32] = rand::random();
+    SecretString::from(format!(
+        "{HUB_TOKEN_PREFIX}{}",
+        data_encoding::BASE64URL_NOPAD.encode(&bytes)
+    ))
+}
+
+/// SHA-256 of a presented key: what is stored and looked up.
+pub fn token_digest(presented: &[u8]) -> [u8; 32] {
+    Sha256::digest(presented).into()
+}
+
+/// The fingerprint of a digest made by [`token_digest`].
+pub fn fingerprint_of_digest(digest: &[u8; 32]) -> String {
+    fingerprint_of(digest)
+}
+
+/// Whether a presented key has the form of a hub token.
+pub fn looks_like_hub_token(presented: &[u8]) -> bool {
+    presented.starts_with(HUB_TOKEN_PREFIX.as_bytes())
+}
+
+/// How often a credential's `last_used_at` is written, at most, per replica.
+pub const LAST_USED_EVERY: Duration = Duration::from_secs(60);
+
+/// Which credentials had their use recorded, and when: a write at most once
+/// per [`LAST_USED_EVERY`] per credential, not one per request.
+#[derive(Default)]
+pub struct LastUsed {
+    written: Mutex<std::collections::HashMap<i64, std::time::Instant>>,
+}
+
+impl LastUsed {
+    /// True if the use of credential `id` should be written now (and
+    /// remembers that it was).
+    pub fn due(&self, id: i64) -> bool {
+        let now = std::time::Instant::now();
+        let mut written = match self.written.lock() {
+            Ok(w) => w,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        match written.get(&id) {
+            Some(at) if now.duration_since(*at) < LAST_USED_EVERY => false,
+            _ => {
+                written.insert(id, now);
+                true
+            }
+        }
+    }
+}
+
 /// A short, non-reversible name for a key, safe to log.
 pub fn fingerprint(key: &str) -> String {
     fingerprint_of(&Sha256::digest(key.as_bytes()).into())
@@ -172,6 +235,29 @@ mod tests {
             KeyVerdict::SharedAgentKeyDisabled
         );
         assert_eq!(k.check(b"other-key-0123456789").0, KeyVerdict::Unknown);
+    }
+
+    #[test]
+    fn hub_tokens_are_random_prefixed_and_fingerprinted() {
+        let a = new_hub_token();
+        let b = new_hub_token();
+        assert_ne!(a.expose_secret(), b.expose_secret());
+        assert!(looks_like_hub_token(a.expose_secret().as_bytes()));
+        assert_eq!(a.expose_secret().len(), HUB_TOKEN_PREFIX.len() + 43);
+        let fp = fingerprint_of_digest(&token_digest(a.expose_secret().as_bytes()));
+        assert_eq!(fp, fingerprint(a.expose_secret()));
+        assert_eq!(
+            keys().check(a.expose_secret().as_bytes()).0,
+            KeyVerdict::Unknown
+        );
+    }
+
+    #[test]
+    fn last_use_is_written_once_a_minute() {
+        let used = LastUsed::default();
+        assert!(used.due(1));
+        assert!(!used.due(1));
+        assert!(used.due(2));
     }
 
     #[test]

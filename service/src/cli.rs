@@ -221,17 +221,6 @@ pub fn load(sources: &Sources) -> Result<(Settings, Vec<ProjectSpec>), String> {
 }
 
 async fn serve(settings: Settings, seeds: Vec<ProjectSpec>) -> anyhow::Result<()> {
-    // The NATS authority: its signing key must be readable before anything
-    // starts (the connection itself uses identity.dir's service.creds).
-    if let Some(authority) =
-        crate::identity::Authority::from_settings(&settings.identity).context("identity.dir")?
-    {
-        tracing::info!(
-            dir = %authority.dir().display(),
-            account = authority.account(),
-            "NATS authority: connecting with its service credentials; hub credentials are issued by the FEDERATION account's signing key"
-        );
-    }
     #[allow(unused_mut)] // mutated in debug builds only
     let mut app = Application::build(settings, seeds).await?;
     // Tests of the failure path (debug builds only, never in a release):

@@ -8,11 +8,13 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 use sqlx::PgPool;
 
-use crate::auth::ApiKeys;
+use crate::auth::{ApiKeys, LastUsed};
 use crate::catalog_view::CatalogView;
 use crate::config::Settings;
 use crate::events::watch::EventFeed;
 use crate::health::{DatabaseMonitor, Readiness};
+use crate::identity::revocations::Revocations;
+use crate::identity::Authority;
 use crate::ingest::Sight;
 use crate::metrics::gather::DbGauges;
 use crate::metrics::Metrics;
@@ -24,6 +26,12 @@ pub struct App {
     pub db: PgPool,
     pub metrics: Arc<Metrics>,
     pub keys: Arc<ApiKeys>,
+    /// Hub credentials whose use was recorded lately.
+    pub last_used: Arc<LastUsed>,
+    /// The NATS authority, when `identity.dir` is set: issues hub creds.
+    pub authority: Option<Arc<Authority>>,
+    /// Pushes hub revocations to NATS (with an authority and NATS enabled).
+    pub revocations: Option<Arc<Revocations>>,
     pub readiness: Arc<Readiness>,
     /// `None` when `nats.enabled` is false.
     pub nats: Option<Arc<NatsConnection>>,

@@ -68,11 +68,12 @@ impl IntoResponse for Problem {
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)] // documentation only: handlers answer with ApiError
 pub enum KeyedErrors {
-    /// No API key (`WWW-Authenticate` says how to send one), or a shared
-    /// agent key while `auth.allow_shared_agent_keys` is false
+    /// No API key (`WWW-Authenticate` says how to send one), a shared agent
+    /// key while `auth.allow_shared_agent_keys` is false, or a hub token that
+    /// is unknown, revoked or expired
     #[response(status = 401, content_type = "application/problem+json")]
     Unauthenticated(Problem),
-    /// Unknown API key, or a key without the role the action needs
+    /// Unknown API key, a key without the role the action needs, or a hub token outside its own project
     #[response(status = 403, content_type = "application/problem+json")]
     Forbidden(Problem),
     /// The database is unavailable
@@ -116,7 +117,9 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("missing API key")]
     Unauthenticated,
-    /// A key that is known but not accepted (401, with the reason).
+    /// A credential that is known to be no good: a shared agent key while
+    /// they are turned off, or a hub token that is unknown, revoked or
+    /// expired (401, with the reason).
     #[error("refused credentials: {0}")]
     Rejected(String),
     #[error("forbidden: {0}")]

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod credentials;
 pub mod error;
 pub mod extract;
 pub mod federation;
@@ -65,7 +66,7 @@ impl Modify for SecurityAddon {
             "api_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 "X-API-Key",
-                "An admin or agent key; several may be valid at once for rotation",
+                "An admin or agent key (several may be valid at once for rotation), or a per-hub token (`fedhub_...`) that may only read the catalog, register or update its own project and refresh its own credentials",
             ))),
         );
     }
@@ -80,6 +81,13 @@ fn protected(state: &AppState) -> OpenApiRouter<AppState> {
             projects::replace_project,
             projects::delete_project
         ))
+        .routes(routes!(
+            credentials::issue_credential,
+            credentials::list_credentials,
+            credentials::revoke_all_credentials
+        ))
+        .routes(routes!(credentials::revoke_credential))
+        .routes(routes!(credentials::refresh_credential))
         .routes(routes!(sync::get_drift, sync::fix_drift))
         .routes(routes!(sync::sync_status))
         .routes(routes!(federation::register_spoke))
@@ -97,10 +105,7 @@ fn protected(state: &AppState) -> OpenApiRouter<AppState> {
             state.db_health.clone(),
             shed::database_down,
         ))
-        .route_layer(from_fn_with_state(
-            state.keys.clone(),
-            auth::require_api_key,
-        ))
+        .route_layer(from_fn_with_state(state.clone(), auth::require_api_key))
 }
 
 /// Routes anyone may call.

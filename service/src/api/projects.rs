@@ -105,8 +105,9 @@ pub async fn register_project(
     caller: Caller,
     input: Json<ProjectInput>,
 ) -> ApiResult<Response> {
-    caller.require(Role::Agent)?;
+    caller.require(Role::Hub)?;
     let spec = input.check(ProjectInput::into_spec)?;
+    caller.require_project(&spec.slug)?;
     let outcome = projects::upsert(&state.db, &spec, &caller.actor()).await?;
     state.metrics.catalog.register.inc();
     state.view.apply([outcome.project().clone()]);
@@ -184,7 +185,7 @@ pub async fn replace_project(
     Path(slug): Path<String>,
     update: Json<ProjectUpdate>,
 ) -> ApiResult<axum::Json<Project>> {
-    caller.require(Role::Agent)?;
+    caller.require_project(&slug)?;
     if !is_valid_slug(&slug) {
         return Err(not_found(&slug));
     }
@@ -200,7 +201,7 @@ pub async fn replace_project(
     Ok(axum::Json(outcome.into_project()))
 }
 
-/// Delete a project (admin keys only).
+/// Delete a project (admin keys only); its hub credentials are revoked.
 #[utoipa::path(
     delete, path = "/api/fed/projects/{slug}", tag = TAG,
     params(SlugPath),
@@ -223,8 +224,13 @@ pub async fn delete_project(
     let deleted = projects::delete(&state.db, &slug, &caller.actor())
         .await?
         .ok_or_else(|| not_found(&slug))?;
-    state.view.remove(&deleted.slug);
-    tracing::info!(slug = %deleted.slug, key = %caller.fingerprint, "project deleted");
+    state.view.remove(&deleted.project.slug);
+    tracing::info!(slug = %deleted.project.slug, key = %caller.fingerprint, revoked_credentials = deleted.revoked_credentials, "project deleted");
+    if deleted.revoked_credentials > 0 {
+        if let Some(revocations) = &state.revocations {
+            revocations.wake();
+        }
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

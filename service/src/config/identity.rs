@@ -14,6 +14,10 @@ use super::ConfigError;
 pub const SERVICE_CREDS: &str = "service.creds";
 const ACCOUNT_SIGNING_KEY: &str = "keys/FEDERATION-signing.nk";
 const ACCOUNT_JWT: &str = "FEDERATION.jwt";
+/// Re-signs the account JWT with the hub revocations.
+const OPERATOR_SIGNING_KEY: &str = "keys/operator-signing.nk";
+/// Pushes the account JWT to the servers.
+const SYSTEM_CREDS: &str = "sys.creds";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -71,7 +75,13 @@ impl IdentitySettings {
             );
             return;
         }
-        for file in [SERVICE_CREDS, ACCOUNT_SIGNING_KEY, ACCOUNT_JWT] {
+        for file in [
+            SERVICE_CREDS,
+            ACCOUNT_SIGNING_KEY,
+            ACCOUNT_JWT,
+            OPERATOR_SIGNING_KEY,
+            SYSTEM_CREDS,
+        ] {
             if !dir.join(file).is_file() {
                 push(
                     "identity.dir",

@@ -26,7 +26,9 @@
 pub mod cli;
 pub mod creds;
 pub mod jwt;
+pub mod revocations;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -371,6 +373,62 @@ impl Authority {
             hub_subscribe(),
             Some(expires_at),
         )
+    }
+}
+
+impl Authority {
+    /// Re-signs the federation account JWT (with the operator's signing key)
+    /// so it carries exactly `revocations` (user public key → Unix time),
+    /// and writes it where a restarted nats-server reads it: `FEDERATION.jwt`
+    /// and the account's `resolver_preload` entry in `nats-server.conf`.
+    /// Returns the new JWT, to be pushed to the running servers.
+    pub fn resign_account(
+        &self,
+        revocations: &BTreeMap<String, i64>,
+    ) -> Result<String, IdentityError> {
+        let path = self.dir.join(format!("{ACCOUNT}.jwt"));
+        let old = fs::read_to_string(&path).map_err(io_error(&path))?;
+        let old = old.trim();
+        let mut claims: Claims<Account> =
+            jwt::decode(old).map_err(|e| invalid(&path, e.to_string()))?;
+        let signing_path = self.dir.join("keys").join("operator-signing.nk");
+        let operator_signing = read_key(&signing_path, KeyPairType::Operator)?;
+        if claims.iss != operator_signing.public_key() {
+            return Err(invalid(
+                &path,
+                "not signed by the operator signing key in keys/",
+            ));
+        }
+        claims.nats.revocations = revocations.clone();
+        // A server keeps the newer of two JWTs of an account: never older
+        // than the one it has, even within one second.
+        claims.iat = jwt::now().max(claims.iat + 1);
+        claims.exp = None;
+        let new =
+            jwt::encode(claims, &operator_signing).map_err(|e| invalid(&path, e.to_string()))?;
+        write_private(&path, new.as_bytes())?;
+        self.replace_preload(old, &new)?;
+        Ok(new)
+    }
+
+    /// Replaces the account's JWT in `nats-server.conf`, keeping the file's
+    /// mode. A configuration without it (edited by hand) is left alone.
+    fn replace_preload(&self, old: &str, new: &str) -> Result<(), IdentityError> {
+        let conf = self.dir.join(SERVER_CONF);
+        let text = match fs::read_to_string(&conf) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_error(&conf)(e)),
+        };
+        let entry = format!("{}: \"{old}\"", self.account);
+        if !text.contains(&entry) {
+            tracing::warn!(conf = %conf.display(), "nats-server.conf does not preload the federation account's current JWT; a restarted nats-server relies on its resolver store for revocations");
+            return Ok(());
+        }
+        let mode = fs::metadata(&conf).map_err(io_error(&conf))?.permissions();
+        let text = text.replace(&entry, &format!("{}: \"{new}\"", self.account));
+        write_private(&conf, text.as_bytes())?;
+        fs::set_permissions(&conf, mode).map_err(io_error(&conf))
     }
 }
 

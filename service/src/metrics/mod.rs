@@ -31,6 +31,7 @@ pub struct Metrics {
     pub sweeper: crate::sweeper::SweeperMetrics,
     pub events: EventMetrics,
     pub workers: crate::supervisor::WorkerMetrics,
+    pub revocations: crate::identity::revocations::RevocationMetrics,
 }
 
 impl Metrics {
@@ -51,6 +52,7 @@ impl Metrics {
         let sweeper = crate::sweeper::SweeperMetrics::register(&mut registry);
         let events = EventMetrics::register(&mut registry);
         let workers = crate::supervisor::WorkerMetrics::register(&mut registry);
+        let revocations = crate::identity::revocations::RevocationMetrics::register(&mut registry);
         Metrics {
             registry,
             http,
@@ -63,6 +65,7 @@ impl Metrics {
             sweeper,
             events,
             workers,
+            revocations,
         }
     }
 

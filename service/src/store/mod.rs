@@ -2,6 +2,7 @@
 //! group.
 
 pub mod audit;
+pub mod credentials;
 pub mod links;
 pub mod liveness;
 pub mod outbox;

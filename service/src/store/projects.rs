@@ -190,27 +190,47 @@ pub async fn list_by_slugs(pool: &PgPool, slugs: &[String]) -> Result<Vec<Projec
         .await
 }
 
-/// Deletes a project as `actor`; returns it as it was, or `None` if absent.
+/// Deletes a project as `actor`, revoking its hub credentials; returns it
+/// as it was, or `None` if absent.
 pub async fn delete(
     pool: &PgPool,
     slug: &str,
     actor: &Actor,
-) -> Result<Option<Project>, sqlx::Error> {
+) -> Result<Option<Deleted>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let deleted = sqlx::query_file_as!(Project, "src/store/sql/project_delete.sql", slug)
         .fetch_optional(&mut *tx)
         .await?;
-    if let Some(p) = &deleted {
-        outbox::enqueue(&mut tx, EventKind::ProjectDeleted, Some(&p.slug), p).await?;
-        let target = audit::target("project", &p.slug);
-        audit::record(
-            &mut tx,
-            &AuditEntry::success(actor, actions::DELETE, target),
-        )
-        .await?;
-    }
+    let Some(project) = deleted else {
+        return Ok(None);
+    };
+    outbox::enqueue(
+        &mut tx,
+        EventKind::ProjectDeleted,
+        Some(&project.slug),
+        &project,
+    )
+    .await?;
+    // The hub's credentials go with its project.
+    let revoked_credentials = super::credentials::revoke_all(&mut *tx, slug).await?;
+    let target = audit::target("project", &project.slug);
+    audit::record(
+        &mut tx,
+        &AuditEntry::success(actor, actions::DELETE, target),
+    )
+    .await?;
     tx.commit().await?;
-    Ok(deleted)
+    Ok(Some(Deleted {
+        project,
+        revoked_credentials,
+    }))
+}
+
+/// A deleted project, and how many of its hub credentials were revoked.
+#[derive(Debug)]
+pub struct Deleted {
+    pub project: Project,
+    pub revoked_credentials: u64,
 }
 
 /// Number of projects per status (statuses with none are absent).

@@ -6,6 +6,7 @@
 mod audit;
 mod auth;
 mod contract;
+mod credentials;
 mod fedkit;
 mod health;
 mod heartbeat_props;
