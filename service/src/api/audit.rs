@@ -25,7 +25,7 @@ fn filter_schema() -> utoipa::openapi::schema::Object {
     FILTER.schema()
 }
 
-fn limit_schema() -> utoipa::openapi::schema::Object {
+pub fn limit_schema() -> utoipa::openapi::schema::Object {
     utoipa::openapi::schema::ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::Type::Integer)
         .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
@@ -37,7 +37,7 @@ fn limit_schema() -> utoipa::openapi::schema::Object {
         .build()
 }
 
-fn before_schema() -> utoipa::openapi::schema::Object {
+pub fn before_schema() -> utoipa::openapi::schema::Object {
     utoipa::openapi::schema::ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::Type::Integer)
         .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(

@@ -2,8 +2,10 @@
 //! group.
 
 pub mod audit;
+pub mod history;
 pub mod links;
 pub mod liveness;
+pub mod maintenance;
 pub mod outbox;
 pub mod projects;
 pub mod spokes;
