@@ -3,7 +3,7 @@
 //! Each change records its transition (cause `maintenance`), its
 //! `project.maintenance` event and its audit row with it.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use protocol::events::{MaintenanceChange, ProjectMaintenanceData};
 use protocol::EventKind;
 use sqlx::types::Json;
@@ -39,7 +39,10 @@ pub async fn start(
     let Some(held) = lock(&mut tx, slug).await? else {
         return Ok(None);
     };
-    let now = Utc::now();
+    // Microseconds, as PostgreSQL keeps times: the window in the JSON and
+    // the times compared with it in SQL are then the same.
+    let now = Utc::now().trunc_subsecs(6);
+    let until = until.trunc_subsecs(6);
     let since = held.maintenance_at(now).map_or(now, |m| m.since);
     let window = Maintenance {
         since,
@@ -70,7 +73,7 @@ pub async fn stop(pool: &PgPool, slug: &str, actor: &Actor) -> Result<Stopped, s
     let Some(held) = lock(&mut tx, slug).await? else {
         return Ok(Stopped::NoProject);
     };
-    let now = Utc::now();
+    let now = Utc::now().trunc_subsecs(6);
     let Some(window) = held.maintenance_at(now).cloned() else {
         return Ok(Stopped::NotInMaintenance);
     };
