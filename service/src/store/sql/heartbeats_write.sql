@@ -59,7 +59,7 @@ events AS (
            project_status_data(slug, old_status, status, 'heartbeat', received_at, last_heartbeat_at)
     FROM changed
     UNION ALL
-    SELECT gen_random_uuid(), $13, $14, slug, to_jsonb(registered) - 'revision' - 'maintenance' - 'maintenance_ended_at'
+    SELECT gen_random_uuid(), $13, $14, slug, to_jsonb(registered) - 'revision' - 'maintenance_ended_at'
     FROM registered
 )
 SELECT 'updated' AS "kind!", old_status AS "old_status: ProjectStatus",
