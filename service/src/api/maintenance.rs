@@ -218,7 +218,7 @@ pub async fn stop_maintenance(
     }
     match maintenance::stop(&state.db, &slug, &caller.actor()).await? {
         Stopped::Ended(project) => {
-            state.view.apply([project]);
+            state.view.apply([*project]);
             tracing::info!(slug = %slug, key = %caller.fingerprint, "maintenance window ended");
             Ok(StatusCode::NO_CONTENT)
         }

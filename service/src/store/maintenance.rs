@@ -22,7 +22,7 @@ pub enum Stopped {
     NoProject,
     /// The project is not in a window (or its window already ran out).
     NotInMaintenance,
-    Ended(Project),
+    Ended(Box<Project>),
 }
 
 /// Puts `slug` in maintenance until `until` for `reason`, as `actor`
@@ -94,7 +94,7 @@ pub async fn stop(pool: &PgPool, slug: &str, actor: &Actor) -> Result<Stopped, s
     );
     audit::record(&mut tx, &entry).await?;
     tx.commit().await?;
-    Ok(Stopped::Ended(project))
+    Ok(Stopped::Ended(Box::new(project)))
 }
 
 /// Ends every window that ran out by `now` (statement in
