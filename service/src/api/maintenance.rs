@@ -7,13 +7,15 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, OneOfBuilder, Schema};
+use utoipa::openapi::schema::{
+    AllOfBuilder, KnownFormat, Object, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type,
+};
 use utoipa::ToSchema;
 
 use protocol::naming::is_valid_slug;
 
 use super::auth::{Caller, Role};
-use super::error::{ApiError, ApiResult, BodyErrors, KeyedErrors, Problem};
+use super::error::{ApiResult, BodyErrors, KeyedErrors, Problem};
 use super::extract::Json;
 use super::history::not_found;
 use super::projects::SlugPath;
@@ -38,12 +40,12 @@ pub const REASON: Text = Text::required(500);
 pub struct MaintenanceRequest {
     /// When the window ends (RFC 3339), at most 30 days ahead.
     #[serde(default)]
-    #[schema(value_type = Option<String>, format = DateTime, example = "2026-12-01T02:00:00Z")]
+    #[schema(schema_with = until_schema)]
     pub until: Option<String>,
     /// How long it lasts from now, e.g. `2h` or `90m` (humantime), at most
     /// 30 days.
     #[serde(default)]
-    #[schema(example = "2h")]
+    #[schema(schema_with = duration_schema)]
     pub duration: Option<String>,
     /// Why; recorded in the history, the event and the audit log.
     #[schema(schema_with = reason_schema)]
@@ -52,6 +54,25 @@ pub struct MaintenanceRequest {
 
 rules::example_schemas! {
     reason_schema => REASON.schema(false), "kernel upgrade";
+    until_schema => time_schema(), "2026-12-01T02:00:00Z";
+    duration_schema => duration_text_schema(), "2h";
+}
+
+// Left out when not given, never null: a null would satisfy the
+// document's "one of until and duration is present".
+fn time_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+        .build()
+}
+
+fn duration_text_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(100))
+        .build()
 }
 
 /// A checked request.
@@ -195,16 +216,16 @@ pub async fn start_maintenance(
 }
 
 /// End a hub's maintenance window now (admin keys only); its silence is
-/// judged from now on. 404 when the project does not exist or is not in
-/// maintenance (the window is the resource).
+/// judged from now on. Idempotent: a project not in maintenance answers
+/// 204 too, and nothing is recorded. 404 when there is no such project.
 #[utoipa::path(
     delete, path = "/api/fed/projects/{slug}/maintenance", tag = TAG,
     params(SlugPath),
     security(("api_key" = [])),
     responses(
-        (status = 204, description = "The window ended"),
+        (status = 204, description = "The window ended, or there was none"),
         KeyedErrors,
-        (status = 404, description = "No such project, or not in maintenance", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn stop_maintenance(
@@ -222,9 +243,7 @@ pub async fn stop_maintenance(
             tracing::info!(slug = %slug, key = %caller.fingerprint, "maintenance window ended");
             Ok(StatusCode::NO_CONTENT)
         }
-        Stopped::NotInMaintenance => Err(ApiError::NotFound(format!(
-            "project {slug:?} is not in maintenance"
-        ))),
+        Stopped::NotInMaintenance => Ok(StatusCode::NO_CONTENT),
         Stopped::NoProject => Err(not_found(&slug)),
     }
 }

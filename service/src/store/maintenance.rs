@@ -68,6 +68,7 @@ pub async fn start(
 }
 
 /// Ends the window `slug` is in, as `actor`; silence is judged from now on.
+/// A project not in a window is left as it is (nothing recorded).
 pub async fn stop(pool: &PgPool, slug: &str, actor: &Actor) -> Result<Stopped, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let Some(held) = lock(&mut tx, slug).await? else {
