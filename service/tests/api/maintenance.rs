@@ -314,3 +314,26 @@ async fn maintenance_requests_are_checked_and_bad_ones_change_nothing() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn hubs_in_maintenance_are_counted_for_metrics() {
+    let app = spawn_app().await;
+    for slug in ["alpha", "beta", "gamma"] {
+        app.create_project(&project(slug)).await;
+    }
+    for slug in ["alpha", "beta"] {
+        let res = app
+            .put_json(
+                &format!("/api/fed/projects/{slug}/maintenance"),
+                Some(ADMIN_KEY),
+                &json!({"duration": "1h", "reason": "racks"}),
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+    }
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        text.lines().any(|l| l == "catalog_projects_in_maintenance 2"),
+        "{text}"
+    );
+}
