@@ -258,3 +258,22 @@ async fn history_older_than_the_retention_is_pruned() {
         [entry("degraded", "offline", "sweeper", "-")]
     );
 }
+
+#[tokio::test]
+async fn an_agent_saying_offline_over_nats_is_recorded_as_its_shutdown() {
+    let rig = crate::heartbeats::rig("").await;
+    rig.online("alpha").await;
+    rig.beat("alpha", "offline").await;
+    rig.wait_status("alpha", "offline").await;
+    let page = rig
+        .app
+        .get_ok("/api/fed/projects/alpha/history", Some(AGENT_KEY))
+        .await;
+    assert_eq!(
+        entries(&page),
+        [
+            entry("online", "offline", "agent_shutdown", "hub:alpha"),
+            entry("offline", "online", "heartbeat", "hub:alpha"),
+        ]
+    );
+}

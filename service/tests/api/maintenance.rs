@@ -333,7 +333,8 @@ async fn hubs_in_maintenance_are_counted_for_metrics() {
     }
     let text = app.get("/metrics", None).await.text().await.unwrap();
     assert!(
-        text.lines().any(|l| l == "catalog_projects_in_maintenance 2"),
+        text.lines()
+            .any(|l| l == "catalog_projects_in_maintenance 2"),
         "{text}"
     );
 }
