@@ -25,6 +25,10 @@ ALTER TABLE projects
     ADD COLUMN maintenance JSONB
         CHECK (maintenance IS NULL OR (jsonb_typeof(maintenance) = 'object'
                                        AND maintenance ? 'until' AND maintenance ? 'reason')),
-    -- When the latest window ended (ran out or was stopped): silence is
-    -- judged from then, not from the last heartbeat before the window.
+    -- When the latest window ended (ran out or was stopped), until the next
+    -- heartbeat clears it: silence is judged from then, not from the last
+    -- heartbeat before the window.
     ADD COLUMN maintenance_ended_at TIMESTAMPTZ;
+-- Both sets are small: the sweeper's deadlines read them whole.
+CREATE INDEX projects_in_maintenance_idx ON projects (id) WHERE maintenance IS NOT NULL;
+CREATE INDEX projects_maintenance_ended_idx ON projects (id) WHERE maintenance_ended_at IS NOT NULL;

@@ -156,7 +156,10 @@ pub async fn sweep(pool: &PgPool, cutoffs: SweepCutoffs) -> Result<Vec<Project>,
 /// What the sweeper's next deadlines follow from: the start of silence
 /// (last heartbeat, or the end of a maintenance window if later) of the
 /// longest-silent online hub and of the longest-silent hub not offline,
-/// hubs in a window left out; and the earliest end of a window.
+/// hubs in a window left out; and the earliest end of a window. Hubs
+/// silent since a window ended (few: a heartbeat clears
+/// `maintenance_ended_at`) are read apart, so the others are read in
+/// `last_heartbeat_at` order from the liveness index as before.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Oldest {
     pub online: Option<DateTime<Utc>>,
@@ -166,15 +169,22 @@ pub struct Oldest {
 
 pub async fn oldest_heartbeats(pool: &PgPool) -> Result<Oldest, sqlx::Error> {
     let row = sqlx::query!(
-        r#"WITH judged AS (
-               SELECT status, GREATEST(last_heartbeat_at, maintenance_ended_at) AS silent_since
-               FROM projects
-               WHERE maintenance IS NULL AND last_heartbeat_at IS NOT NULL AND status <> 'offline'
-           )
-           SELECT (SELECT min(silent_since) FROM judged WHERE status = 'online') AS online,
-                  (SELECT min(silent_since) FROM judged) AS live,
-                  (SELECT min((maintenance ->> 'until')::timestamptz) FROM projects
-                    WHERE maintenance IS NOT NULL) AS window_end"#
+        r#"SELECT
+             LEAST((SELECT last_heartbeat_at FROM projects
+                     WHERE status = 'online' AND last_heartbeat_at IS NOT NULL
+                       AND maintenance IS NULL AND maintenance_ended_at IS NULL
+                     ORDER BY last_heartbeat_at LIMIT 1),
+                   (SELECT min(GREATEST(last_heartbeat_at, maintenance_ended_at)) FROM projects
+                     WHERE status = 'online' AND last_heartbeat_at IS NOT NULL
+                       AND maintenance IS NULL AND maintenance_ended_at IS NOT NULL)) AS online,
+             LEAST((SELECT min(last_heartbeat_at) FROM projects
+                     WHERE status <> 'offline' AND maintenance IS NULL
+                       AND maintenance_ended_at IS NULL),
+                   (SELECT min(GREATEST(last_heartbeat_at, maintenance_ended_at)) FROM projects
+                     WHERE status <> 'offline' AND last_heartbeat_at IS NOT NULL
+                       AND maintenance IS NULL AND maintenance_ended_at IS NOT NULL)) AS live,
+             (SELECT min((maintenance ->> 'until')::timestamptz) FROM projects
+               WHERE maintenance IS NOT NULL) AS window_end"#
     )
     .fetch_one(pool)
     .await?;

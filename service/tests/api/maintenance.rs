@@ -338,3 +338,29 @@ async fn hubs_in_maintenance_are_counted_for_metrics() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_window_stopped_early_judges_silence_from_the_stop() {
+    let app = spawn_app().await;
+    app.create_project(&project("alpha")).await;
+    let t0 = Utc::now().trunc_subsecs(6) - secs(3600);
+    beat_at(&app.pool, "alpha", "online", t0).await;
+    let ok = json!({"duration": "2h", "reason": "upgrade"});
+    assert_eq!(app.put_json(PATH, Some(ADMIN_KEY), &ok).await.status(), 200);
+    let before = Utc::now();
+    assert_eq!(app.delete(PATH, Some(ADMIN_KEY)).await.status(), 204);
+    let after = Utc::now().trunc_subsecs(6);
+
+    let sweeper = sweeper_of(&app.pool, 45, 90);
+    let sight = Some(t0 - secs(3600));
+    // An hour silent, but the window ended moments ago.
+    let out = sweeper.sweep_once(before + secs(10), sight).await.unwrap();
+    assert!(out.degraded.is_empty() && out.offline.is_empty(), "{out:?}");
+    assert_eq!(status(&app, "alpha").await, "online");
+    let out = sweeper.sweep_once(after + secs(46), sight).await.unwrap();
+    assert_eq!(out.degraded, ["alpha"]);
+    // Heard from again: silence counts from that heartbeat.
+    beat_at(&app.pool, "alpha", "online", after + secs(50)).await;
+    let out = sweeper.sweep_once(after + secs(60), sight).await.unwrap();
+    assert_eq!(out.next_deadline, Some(after + secs(50) + secs(45)));
+}

@@ -26,6 +26,8 @@ upd AS (
         heartbeat_seq = CASE WHEN l.fresher THEN COALESCE(l.seq, p.heartbeat_seq) ELSE p.heartbeat_seq END,
         heartbeat_interval_s = CASE WHEN l.fresher THEN COALESCE(l.interval_s, p.heartbeat_interval_s)
                                     ELSE p.heartbeat_interval_s END,
+        -- Heard from again: silence no longer counts from a window's end.
+        maintenance_ended_at = CASE WHEN l.fresher THEN NULL ELSE p.maintenance_ended_at END,
         revision = p.revision + 1
     FROM locked l
     WHERE p.id = l.id

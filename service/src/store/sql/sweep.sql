@@ -9,7 +9,8 @@ WITH due AS (
            CASE WHEN $3 AND silent_since < $2 THEN 'offline' ELSE 'degraded' END AS new_status
     FROM (SELECT *, GREATEST(last_heartbeat_at, maintenance_ended_at) AS silent_since
           FROM projects
-          WHERE last_heartbeat_at IS NOT NULL
+          -- (implied by the outer conditions; lets the liveness index serve)
+          WHERE status <> 'offline' AND last_heartbeat_at < $1
             AND (maintenance IS NULL OR (maintenance ->> 'until')::timestamptz <= $4)) AS p
     WHERE status <> 'offline'
       AND silent_since < $1
