@@ -179,7 +179,7 @@ async fn the_agent_registers_its_hub_keeps_it_online_and_says_offline_on_sigterm
     let t = c.transitions("alpha").await;
     assert_eq!(
         t.last().map(|x| (x.0.as_str(), x.1.as_str())),
-        Some(("offline", "heartbeat")),
+        Some(("offline", "agent_shutdown")),
         "{t:?}"
     );
     c.stop.cancel();

@@ -20,6 +20,7 @@ pub enum EventKind {
     ProjectUpdated,
     ProjectDeleted,
     ProjectStatusChanged,
+    ProjectMaintenance,
     SpokeRegistered,
     SpokeApproved,
     SpokeSuspended,
@@ -28,11 +29,12 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 10] = [
         EventKind::ProjectRegistered,
         EventKind::ProjectUpdated,
         EventKind::ProjectDeleted,
         EventKind::ProjectStatusChanged,
+        EventKind::ProjectMaintenance,
         EventKind::SpokeRegistered,
         EventKind::SpokeApproved,
         EventKind::SpokeSuspended,
@@ -47,6 +49,7 @@ impl EventKind {
             EventKind::ProjectUpdated => "project.updated",
             EventKind::ProjectDeleted => "project.deleted",
             EventKind::ProjectStatusChanged => "project.status",
+            EventKind::ProjectMaintenance => "project.maintenance",
             EventKind::SpokeRegistered => "spoke.registered",
             EventKind::SpokeApproved => "spoke.approved",
             EventKind::SpokeSuspended => "spoke.suspended",
@@ -148,6 +151,38 @@ pub struct ProjectStatusData {
     /// When the change took effect: the heartbeat's arrival, or the sweep.
     pub at: DateTime<Utc>,
     pub last_heartbeat_at: Option<DateTime<Utc>>,
+}
+
+/// Whether a maintenance window began or ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MaintenanceChange {
+    Started,
+    /// Stopped by a request, or ran out.
+    Ended,
+}
+
+/// The `data` of a `project.maintenance` event
+/// ([`EventKind::ProjectMaintenance`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectMaintenanceData {
+    pub slug: String,
+    pub change: MaintenanceChange,
+    /// When the change took effect.
+    pub at: DateTime<Utc>,
+    /// The window: when it began and when it was to end.
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub reason: String,
+    /// Who started the window (an API key's fingerprint).
+    pub by: String,
+    /// Who ended it: a key's fingerprint, or `system:maintenance` when it
+    /// ran out. Absent on `started`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_by: Option<String>,
+    /// The project's status at that moment.
+    pub status: String,
 }
 
 #[cfg(test)]

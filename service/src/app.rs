@@ -243,6 +243,14 @@ impl Components {
         if let Some(revocations) = &self.revocations {
             workers.spawn("revocations", revocations.clone().run(shutdown.clone()));
         }
+        workers.spawn(
+            "history_pruner",
+            crate::history::run_pruner(
+                self.db.clone(),
+                self.settings.catalog.history_retention,
+                shutdown.clone(),
+            ),
+        );
         if self.settings.sync.enabled {
             self.spawn_sync_worker(workers, shutdown);
         }

@@ -24,6 +24,7 @@ pub mod config;
 pub mod events;
 pub mod field_error;
 pub mod health;
+pub mod history;
 pub mod identity;
 pub mod ingest;
 pub mod instrument;

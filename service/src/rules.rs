@@ -193,6 +193,27 @@ impl Paging {
     }
 }
 
+/// The pages of the logs (audit log, hub history).
+pub const LOG_PAGES: Paging = Paging {
+    default: 100,
+    max: 1000,
+};
+
+/// [`LOG_PAGES`]' `limit`, for `#[param(schema_with = ...)]`.
+pub fn log_limit_schema() -> Object {
+    LOG_PAGES.limit_schema()
+}
+
+/// The `before` of the next page: the last row's id when the page is full
+/// (`limit` rows), `None` on the last page.
+pub fn next_before<T>(rows: &[T], limit: i64, id: impl Fn(&T) -> i64) -> Option<i64> {
+    if rows.len() as i64 == limit {
+        rows.last().map(id)
+    } else {
+        None
+    }
+}
+
 /// A 64-bit integer of at least `min`.
 fn integer(min: i64) -> ObjectBuilder {
     ObjectBuilder::new()

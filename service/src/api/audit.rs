@@ -8,7 +8,7 @@ use super::auth::{Caller, Role};
 use super::error::{ApiError, ApiResult, KeyedErrors, QueryErrors};
 use super::extract::Query;
 use crate::field_error::FieldError;
-use crate::rules::{Label, Paging};
+use crate::rules::{self, Label, Paging};
 use crate::state::AppState;
 use crate::store::audit::{self, AuditQuery, AuditRecord};
 
@@ -19,16 +19,6 @@ const FILTER: Label = Label { max: 200 };
 
 fn filter_schema() -> utoipa::openapi::schema::Object {
     FILTER.schema()
-}
-
-/// The audit log's pages.
-pub const PAGING: Paging = Paging {
-    default: 100,
-    max: 1000,
-};
-
-fn limit_schema() -> utoipa::openapi::schema::Object {
-    PAGING.limit_schema()
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -44,7 +34,7 @@ pub struct AuditParams {
     #[param(schema_with = filter_schema)]
     pub actor: Option<String>,
     /// Rows per page, 1 to 1000 (default 100).
-    #[param(schema_with = limit_schema)]
+    #[param(schema_with = rules::log_limit_schema)]
     pub limit: Option<i64>,
     /// Only rows older than this one: the previous page's `next_before`.
     #[param(schema_with = Paging::before_schema)]
@@ -78,7 +68,7 @@ pub async fn list_audit(
     Query(params): Query<AuditParams>,
 ) -> ApiResult<axum::Json<AuditPage>> {
     caller.require(Role::Admin)?;
-    let (limit, mut problems) = match PAGING.check(params.limit, params.before) {
+    let (limit, mut problems) = match rules::LOG_PAGES.check(params.limit, params.before) {
         Ok(limit) => (limit, Vec::new()),
         Err(problems) => (0, problems),
     };
@@ -97,11 +87,7 @@ pub async fn list_audit(
         limit,
     };
     let entries = audit::list(&state.db, &query).await?;
-    let next_before = if entries.len() as i64 == limit {
-        entries.last().map(|e| e.id)
-    } else {
-        None
-    };
+    let next_before = rules::next_before(&entries, limit, |e| e.id);
     Ok(axum::Json(AuditPage {
         entries,
         next_before,

@@ -45,7 +45,7 @@ pub struct HubCaller {
 }
 
 /// What a hub token may do, said in every refusal of one.
-pub const HUB_SCOPE: &str = "a hub token may only read the catalog, register or update its own project and refresh its own credentials (NodeRestriction)";
+pub const HUB_SCOPE: &str = "a hub token may only read the catalog, register or update its own project, put it in maintenance and refresh its own credentials (NodeRestriction)";
 
 impl Caller {
     /// Who this caller is in the audit log: its hub, or its key's
@@ -124,6 +124,9 @@ const HUB_ROUTES: &[(Method, &str)] = &[
     (Method::GET, "/api/fed/projects/{slug}"),
     (Method::PUT, "/api/fed/projects/{slug}"),
     (Method::POST, "/api/fed/projects/{slug}/credentials/refresh"),
+    (Method::GET, "/api/fed/projects/{slug}/history"),
+    (Method::PUT, "/api/fed/projects/{slug}/maintenance"),
+    (Method::DELETE, "/api/fed/projects/{slug}/maintenance"),
 ];
 
 fn hub_may_call(method: &Method, route: Option<&str>) -> bool {

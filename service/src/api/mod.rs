@@ -7,7 +7,9 @@ pub mod error;
 pub mod extract;
 pub mod federation;
 pub mod health;
+pub mod history;
 pub mod idps;
+pub mod maintenance;
 pub mod observability;
 pub mod projects;
 pub mod shape;
@@ -88,6 +90,11 @@ fn protected(state: &AppState) -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(credentials::revoke_credential))
         .routes(routes!(credentials::refresh_credential))
+        .routes(routes!(history::project_history))
+        .routes(routes!(
+            maintenance::start_maintenance,
+            maintenance::stop_maintenance
+        ))
         .routes(routes!(sync::get_drift, sync::fix_drift))
         .routes(routes!(sync::sync_status))
         .routes(routes!(federation::register_spoke))
@@ -167,6 +174,12 @@ fn publish_what_derives_cannot_say(doc: &mut utoipa::openapi::OpenApi, hub_code:
         components
             .schemas
             .insert("ProjectInput".into(), RefOr::T(published));
+    }
+    if let Some(RefOr::T(schema)) = components.schemas.remove("MaintenanceRequest") {
+        components.schemas.insert(
+            "MaintenanceRequest".into(),
+            RefOr::T(maintenance::request_schema(schema)),
+        );
     }
     if let Some(RefOr::T(Schema::Object(registration))) =
         components.schemas.get_mut("SpokeRegistration")

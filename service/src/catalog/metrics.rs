@@ -45,6 +45,8 @@ metrics! {
     pub struct CatalogMetrics {
         /// Projects in the catalog, by status
         pub projects_by_status: Family<StatusLabels, Gauge> = "catalog_projects_by_status",
+        /// Projects in a maintenance window (not judged by the stale sweeper)
+        pub in_maintenance: Gauge = "catalog_projects_in_maintenance",
         /// Projects registered or updated through the API or the seed file
         pub register: Counter = "catalog_register",
         /// Catalog reads (list or get) answered

@@ -87,10 +87,39 @@ pub struct Project {
     pub heartbeat_interval_s: Option<i32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The planned-downtime window the hub is in, `null` when none (see
+    /// `PUT /api/fed/projects/{slug}/maintenance`).
+    #[schema(value_type = Option<Maintenance>)]
+    pub maintenance: Option<sqlx::types::Json<Maintenance>>,
     /// Grows with every update of the row; with `id` it orders two copies
     /// of a project (see `catalog_view`). Not served.
     #[serde(skip)]
     pub revision: i64,
+}
+
+/// A planned-downtime window: while it lasts the stale sweeper does not
+/// judge the hub's silence; afterwards silence counts from its end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Maintenance {
+    /// When the window was started.
+    pub since: DateTime<Utc>,
+    /// When it ends by itself.
+    pub until: DateTime<Utc>,
+    #[schema(example = "kernel upgrade")]
+    pub reason: String,
+    /// Who started it: an API key's fingerprint.
+    #[schema(example = "sha256:1a2b3c4d")]
+    pub by: String,
+}
+
+impl Project {
+    /// The window, if one is in effect at `now`.
+    pub fn maintenance_at(&self, now: DateTime<Utc>) -> Option<&Maintenance> {
+        self.maintenance
+            .as_ref()
+            .map(|m| &m.0)
+            .filter(|m| m.until > now)
+    }
 }
 
 /// Register or update a project (`POST /api/fed/projects`). Same fields as

@@ -332,6 +332,7 @@ mod tests {
             created_at: Utc::now(),
             updated_at: Utc::now(),
             revision: 1,
+            maintenance: None,
         }
     }
 

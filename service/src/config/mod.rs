@@ -241,6 +241,11 @@ pub struct CatalogSettings {
     /// also reloads whenever its notification connection was lost).
     #[serde(deserialize_with = "de::duration")]
     pub resync_interval: Duration,
+    /// How long each hub's status transitions are kept (served by
+    /// `GET /api/fed/projects/{slug}/history`); older ones are pruned about
+    /// hourly.
+    #[serde(deserialize_with = "de::duration")]
+    pub history_retention: Duration,
 }
 
 impl Default for CatalogSettings {
@@ -249,6 +254,7 @@ impl Default for CatalogSettings {
             projects_file: None,
             view: true,
             resync_interval: Duration::from_secs(600),
+            history_retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -509,6 +515,7 @@ impl Settings {
             ("heartbeat.write_failure_grace", hb.write_failure_grace, secs(1), None),
             ("events.duplicate_window", ev.duplicate_window, secs(1), None),
             ("events.retention", ev.retention, secs(60), None),
+            ("catalog.history_retention", self.catalog.history_retention, secs(3600), None),
             ("events.poll_interval", ev.poll_interval, ms(10), Some(secs(60))),
             ("events.publish_timeout", ev.publish_timeout, ms(10), Some(secs(300))),
             ("workers.shutdown_deadline", w.shutdown_deadline, secs(1), Some(secs(600))),

@@ -516,3 +516,27 @@ fn the_compatibility_modes_are_named_for_the_start_up_log() {
         Ok(())
     });
 }
+
+#[test]
+fn history_retention_defaults_to_30_days_and_is_at_least_an_hour() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+        let s = load_in(jail, None).unwrap();
+        assert_eq!(
+            s.catalog.history_retention,
+            Duration::from_secs(30 * 24 * 3600)
+        );
+        jail.set_env("FEDERATION__CATALOG__HISTORY_RETENTION", "90d");
+        let s = load_in(jail, None).unwrap();
+        assert_eq!(
+            s.catalog.history_retention,
+            Duration::from_secs(90 * 24 * 3600)
+        );
+        jail.set_env("FEDERATION__CATALOG__HISTORY_RETENTION", "5m");
+        let e = load_in(jail, None).unwrap_err();
+        assert_eq!(sorted_paths(&e), ["catalog.history_retention"]);
+        assert!(e.to_string().contains("must be at least 1h"), "{e}");
+        Ok(())
+    });
+}

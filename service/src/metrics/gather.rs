@@ -1,5 +1,5 @@
 //! The gauges derived from the database (outbox backlog, circuit breakers,
-//! and projects by status when there is no catalog view), so they are exact
+//! projects in maintenance, and projects by status when there is no catalog view), so they are exact
 //! whichever replica made the change.
 //!
 //! They are gathered when `/metrics` is scraped, but at most once per
@@ -71,6 +71,12 @@ async fn gather(from: &Sources<'_>, metrics: &Metrics) {
             Ok(counts) => metrics.catalog.set_counts(&counts),
             Err(e) => tracing::debug!(error = %e, "cannot count projects for /metrics"),
         }
+    }
+    match crate::store::maintenance::count_active(from.db).await {
+        Ok(n) => {
+            metrics.catalog.in_maintenance.set(n);
+        }
+        Err(e) => tracing::debug!(error = %e, "cannot count projects in maintenance for /metrics"),
     }
     // Another replica may have moved a breaker.
     if let Err(e) = from.sync.refresh_breaker_gauges().await {

@@ -5,9 +5,10 @@
 
 use chrono::{DateTime, Utc};
 use protocol::EventKind;
+use sqlx::types::Json;
 use sqlx::PgPool;
 
-use crate::catalog::{Project, ProjectStatus};
+use crate::catalog::{Maintenance, Project, ProjectStatus};
 
 /// A batch of heartbeats as columns: one element per hub in each.
 #[derive(Debug, Default, Clone)]
@@ -54,6 +55,7 @@ struct WrittenRow {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     revision: i64,
+    maintenance: Option<Json<Maintenance>>,
 }
 
 impl WrittenRow {
@@ -81,6 +83,7 @@ impl WrittenRow {
             created_at: self.created_at,
             updated_at: self.updated_at,
             revision: self.revision,
+            maintenance: self.maintenance,
         };
         (written, project)
     }
@@ -150,18 +153,44 @@ pub async fn sweep(pool: &PgPool, cutoffs: SweepCutoffs) -> Result<Vec<Project>,
     .await
 }
 
-/// The last heartbeat of the longest-silent online hub, and of the
-/// longest-silent hub not offline: what the next deadlines follow from.
-pub async fn oldest_heartbeats(
-    pool: &PgPool,
-) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), sqlx::Error> {
+/// What the sweeper's next deadlines follow from: the start of silence
+/// (last heartbeat, or the end of a maintenance window if later) of the
+/// longest-silent online hub and of the longest-silent hub not offline,
+/// hubs in a window left out; and the earliest end of a window. Hubs
+/// silent since a window ended (few: a heartbeat clears
+/// `maintenance_ended_at`) are read apart, so the others are read in
+/// `last_heartbeat_at` order from the liveness index as before.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Oldest {
+    pub online: Option<DateTime<Utc>>,
+    pub live: Option<DateTime<Utc>>,
+    pub window_end: Option<DateTime<Utc>>,
+}
+
+pub async fn oldest_heartbeats(pool: &PgPool) -> Result<Oldest, sqlx::Error> {
     let row = sqlx::query!(
-        r#"SELECT (SELECT last_heartbeat_at FROM projects
-                    WHERE status = 'online' AND last_heartbeat_at IS NOT NULL
-                    ORDER BY last_heartbeat_at LIMIT 1) AS oldest_online,
-                  (SELECT min(last_heartbeat_at) FROM projects WHERE status <> 'offline') AS oldest_live"#
+        r#"SELECT
+             LEAST((SELECT last_heartbeat_at FROM projects
+                     WHERE status = 'online' AND last_heartbeat_at IS NOT NULL
+                       AND maintenance IS NULL AND maintenance_ended_at IS NULL
+                     ORDER BY last_heartbeat_at LIMIT 1),
+                   (SELECT min(GREATEST(last_heartbeat_at, maintenance_ended_at)) FROM projects
+                     WHERE status = 'online' AND last_heartbeat_at IS NOT NULL
+                       AND maintenance IS NULL AND maintenance_ended_at IS NOT NULL)) AS online,
+             LEAST((SELECT min(last_heartbeat_at) FROM projects
+                     WHERE status <> 'offline' AND maintenance IS NULL
+                       AND maintenance_ended_at IS NULL),
+                   (SELECT min(GREATEST(last_heartbeat_at, maintenance_ended_at)) FROM projects
+                     WHERE status <> 'offline' AND last_heartbeat_at IS NOT NULL
+                       AND maintenance IS NULL AND maintenance_ended_at IS NOT NULL)) AS live,
+             (SELECT min((maintenance ->> 'until')::timestamptz) FROM projects
+               WHERE maintenance IS NOT NULL) AS window_end"#
     )
     .fetch_one(pool)
     .await?;
-    Ok((row.oldest_online, row.oldest_live))
+    Ok(Oldest {
+        online: row.online,
+        live: row.live,
+        window_end: row.window_end,
+    })
 }

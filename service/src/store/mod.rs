@@ -3,8 +3,10 @@
 
 pub mod audit;
 pub mod credentials;
+pub mod history;
 pub mod links;
 pub mod liveness;
+pub mod maintenance;
 pub mod outbox;
 pub mod projects;
 pub mod spokes;

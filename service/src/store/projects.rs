@@ -2,11 +2,12 @@
 //! audit row in the same transaction.
 
 use protocol::EventKind;
+use sqlx::types::Json;
 use sqlx::{PgConnection, PgExecutor, PgPool};
 
 use super::audit::{self, Actor, AuditEntry};
 use super::outbox;
-use crate::catalog::{Project, ProjectSpec, ProjectStatus};
+use crate::catalog::{Maintenance, Project, ProjectSpec, ProjectStatus};
 
 /// What a register-or-update did.
 #[derive(Debug, Clone, PartialEq)]

@@ -24,6 +24,7 @@ use crate::ingest::Sight;
 use crate::instrument::metrics;
 use crate::leader::Election;
 use crate::store::liveness::{self, SweepCutoffs};
+use crate::store::maintenance;
 
 metrics! {
     pub struct SweeperMetrics {
@@ -45,6 +46,8 @@ pub struct SweepOutcome {
     pub offline: Vec<String>,
     /// The rows as the sweep left them, for the catalog view.
     pub rows: Vec<Project>,
+    /// Hubs whose maintenance window ran out in this sweep.
+    pub windows_ended: Vec<String>,
     /// The earliest moment another hub may become due, if any.
     pub next_deadline: Option<DateTime<Utc>>,
 }
@@ -80,6 +83,11 @@ impl StaleSweeper {
         sight_since: Option<DateTime<Utc>>,
     ) -> Result<SweepOutcome, sqlx::Error> {
         let mut out = SweepOutcome::default();
+        // Windows that ran out end whether or not the service can see
+        // heartbeats: ending one judges nothing by itself.
+        let ended = maintenance::end_expired(&self.pool, now).await?;
+        out.windows_ended = ended.iter().map(|p| p.slug.clone()).collect();
+        self.view.apply(ended);
         let Some(since) = sight_since else {
             return Ok(out);
         };
@@ -105,10 +113,13 @@ impl StaleSweeper {
             self.view.apply(rows.iter().cloned());
             out.rows = rows;
         }
-        let (oldest_online, oldest_live) = liveness::oldest_heartbeats(&self.pool).await?;
-        let degraded_at = oldest_online.map(|t| t.max(since) + self.degraded_after);
-        let offline_at = oldest_live.map(|t| t.max(since) + self.stale_threshold);
-        out.next_deadline = [degraded_at, offline_at].into_iter().flatten().min();
+        let oldest = liveness::oldest_heartbeats(&self.pool).await?;
+        let degraded_at = oldest.online.map(|t| t.max(since) + self.degraded_after);
+        let offline_at = oldest.live.map(|t| t.max(since) + self.stale_threshold);
+        out.next_deadline = [degraded_at, offline_at, oldest.window_end]
+            .into_iter()
+            .flatten()
+            .min();
         Ok(out)
     }
 
@@ -151,6 +162,9 @@ impl StaleSweeper {
                 Ok(out) => {
                     metrics.runs.inc();
                     metrics.stale.inc_by(out.offline.len() as u64);
+                    for slug in &out.windows_ended {
+                        tracing::info!(slug = %slug, "maintenance window over: the hub is judged again");
+                    }
                     for slug in &out.degraded {
                         catalog_metrics.transition("degraded", "sweeper");
                         tracing::info!(slug = %slug, "hub degraded: heartbeat late");

@@ -78,6 +78,40 @@ async fn a_hub_token_may_read_the_catalog_and_change_only_its_own_project() {
     let mut again = project("alpha");
     again["name"] = json!("Alpha again");
     assert_eq!(app.post_project(Some(token), &again).await.status(), 200);
+    // Its own maintenance window and history, by itself: recorded as the hub.
+    let window = json!({"duration": "1h", "reason": "kernel upgrade"});
+    let res = app
+        .put_json("/api/fed/projects/alpha/maintenance", Some(token), &window)
+        .await;
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["maintenance"]["by"], "hub:alpha", "{body}");
+    assert_eq!(
+        app.get_status("/api/fed/projects/alpha/history", Some(token))
+            .await,
+        200
+    );
+    let res = app
+        .delete("/api/fed/projects/alpha/maintenance", Some(token))
+        .await;
+    assert_eq!(res.status(), 204);
+    // Never another hub's.
+    forbidden_says_why(
+        &assert_problem(
+            app.put_json("/api/fed/projects/beta/maintenance", Some(token), &window)
+                .await,
+            403,
+        )
+        .await,
+    );
+    forbidden_says_why(
+        &assert_problem(
+            app.delete("/api/fed/projects/beta/maintenance", Some(token))
+                .await,
+            403,
+        )
+        .await,
+    );
 
     // Another hub's project, deletion, spokes, sync, credentials: 403, saying why.
     let evil = json!({"name": "Beta", "hub_url": "http://attacker.example", "tags": []});

@@ -14,6 +14,7 @@ async fn the_documented_metric_names_are_exported() {
     let text = scrape(&app).await;
     for name in [
         "catalog_projects_by_status",
+        "catalog_projects_in_maintenance",
         "catalog_register_total",
         "catalog_lookup_total",
         "http_requests_total",

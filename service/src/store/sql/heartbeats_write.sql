@@ -26,6 +26,8 @@ upd AS (
         heartbeat_seq = CASE WHEN l.fresher THEN COALESCE(l.seq, p.heartbeat_seq) ELSE p.heartbeat_seq END,
         heartbeat_interval_s = CASE WHEN l.fresher THEN COALESCE(l.interval_s, p.heartbeat_interval_s)
                                     ELSE p.heartbeat_interval_s END,
+        -- Heard from again: silence no longer counts from a window's end.
+        maintenance_ended_at = CASE WHEN l.fresher THEN NULL ELSE p.maintenance_ended_at END,
         revision = p.revision + 1
     FROM locked l
     WHERE p.id = l.id
@@ -46,8 +48,12 @@ changed AS (
     SELECT * FROM upd WHERE status <> old_status
 ),
 history AS (
-    INSERT INTO project_transitions (project_id, from_status, to_status, cause, at)
-    SELECT id, old_status, status, 'heartbeat', received_at FROM changed
+    INSERT INTO project_transitions (project_id, from_status, to_status, cause, actor, at)
+    SELECT id, old_status, status,
+           -- An agent says `offline` only on its way out.
+           CASE WHEN status = 'offline' THEN 'agent_shutdown' ELSE 'heartbeat' END,
+           'hub:' || slug, received_at
+    FROM changed
 ),
 events AS (
     INSERT INTO outbox (id, event_type, subject, ce_subject, data)
@@ -55,7 +61,7 @@ events AS (
            project_status_data(slug, old_status, status, 'heartbeat', received_at, last_heartbeat_at)
     FROM changed
     UNION ALL
-    SELECT gen_random_uuid(), $13, $14, slug, to_jsonb(registered) - 'revision'
+    SELECT gen_random_uuid(), $13, $14, slug, to_jsonb(registered) - 'revision' - 'maintenance_ended_at'
     FROM registered
 )
 SELECT 'updated' AS "kind!", old_status AS "old_status: ProjectStatus",
@@ -64,11 +70,11 @@ SELECT 'updated' AS "kind!", old_status AS "old_status: ProjectStatus",
        status AS "status!: ProjectStatus", status_changed_at AS "status_changed_at!",
        last_heartbeat_at, hub_timestamp, agent_id, agent_version, heartbeat_seq,
        heartbeat_interval_s, created_at AS "created_at!", updated_at AS "updated_at!",
-       revision AS "revision!"
+       revision AS "revision!", maintenance AS "maintenance: Json<Maintenance>"
 FROM upd
 UNION ALL
 SELECT 'registered', NULL,
        id, slug, name, hub_url, mesh_namespace, tags, allow_fanout, status, status_changed_at,
        last_heartbeat_at, hub_timestamp, agent_id, agent_version, heartbeat_seq,
-       heartbeat_interval_s, created_at, updated_at, revision
+       heartbeat_interval_s, created_at, updated_at, revision, maintenance
 FROM registered

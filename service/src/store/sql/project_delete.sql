@@ -1,4 +1,5 @@
 DELETE FROM projects WHERE slug = $1
 RETURNING id, slug, name, hub_url, mesh_namespace, tags, allow_fanout, status AS "status: ProjectStatus",
        status_changed_at, last_heartbeat_at, hub_timestamp, agent_id, agent_version,
-       heartbeat_seq, heartbeat_interval_s, created_at, updated_at, revision
+       heartbeat_seq, heartbeat_interval_s, created_at, updated_at, revision,
+       maintenance AS "maintenance: Json<Maintenance>"

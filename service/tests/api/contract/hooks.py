@@ -1,11 +1,15 @@
 """Schemathesis hooks for the contract test (service/tests/api/contract.rs).
 
-OpenAPI cannot say that one field must equal another, and the API has two
-such rules; every other rule is in the document itself:
+OpenAPI cannot say that one field must equal another, nor compare a time
+with the clock, and the API has three such rules; every other rule is in the
+document itself:
 
 - a project's `mesh_namespace` is `hub.<its slug>`;
 - `PUT /api/fed/projects/{slug}` may repeat the slug in its body
-  (`project_slug` or `slug`), and then it is the one in the path.
+  (`project_slug` or `slug`), and then it is the one in the path;
+- a maintenance window (`PUT /api/fed/projects/{slug}/maintenance`) ends in
+  the future, at most 30 days ahead: `until` a time, or `duration` a
+  humantime span (`2h`).
 
 `map_case` makes generated requests follow them. The stateful phase then
 fills some fields from earlier responses, which can break them again (or
@@ -15,6 +19,7 @@ every problem is one of those, and only those. The run's summary counts what
 it dropped.
 """
 
+import datetime
 import json
 
 import schemathesis
@@ -24,6 +29,11 @@ CROSS_FIELD_RULES = (
     "the namespace of",
     "must be the slug in the path",
     "must be left out when project_slug is given",
+    # service/src/api/maintenance.rs
+    "must be in the future",
+    "must be an RFC 3339 time",
+    "must be a positive duration",
+    "must be at most 30 days",
 )
 
 
@@ -42,6 +52,13 @@ def map_case(context, case):
         return case
     body = case.body
     if not isinstance(body, dict):
+        return case
+    if case.method.upper() == "PUT" and case.operation.path.endswith("/maintenance"):
+        if isinstance(body.get("until"), str):
+            until = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+            body["until"] = until.isoformat()
+        if isinstance(body.get("duration"), str):
+            body["duration"] = "2h"
         return case
     if case.method.upper() == "PUT" and case.operation.path == "/api/fed/projects/{slug}":
         slug = (case.path_parameters or {}).get("slug")
