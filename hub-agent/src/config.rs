@@ -3,7 +3,7 @@
 //! `LOG_LEVEL`) → `HUB_AGENT__KEY` / `HUB_AGENT__SECTION__KEY`. Every
 //! problem is reported at once, like the service.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::config::{
@@ -35,6 +35,8 @@ const KEYS: &[&str] = &[
     "jitter",
     "health_url",
     "health_timeout",
+    "join_token",
+    "state_dir",
     "nats",
     "catalog",
     "log",
@@ -72,7 +74,17 @@ pub struct HubSettings {
     /// A probe slower than this counts as failed.
     #[serde(deserialize_with = "de::duration")]
     pub health_timeout: Duration,
+    /// A single-use join token (enrollment), exchanged once at
+    /// `catalog.url` for this hub's token and NATS credentials. Ignored
+    /// when `state_dir` already holds a token. Never logged.
+    pub join_token: Option<SecretString>,
+    /// Where the hub's token and NATS credentials are kept (0700, files
+    /// 0600): `token`, `hub.creds`, `expires_at`.
+    pub state_dir: PathBuf,
 }
+
+/// Default of `state_dir`.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/hub-agent";
 
 impl Default for HubSettings {
     fn default() -> Self {
@@ -85,6 +97,8 @@ impl Default for HubSettings {
             jitter: 0.1,
             health_url: None,
             health_timeout: Duration::from_secs(2),
+            join_token: None,
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
         }
     }
 }
@@ -129,6 +143,17 @@ impl AgentSettings {
             LegacyEnv::from_process(LEGACY),
             ENV_PREFIX,
         ))
+    }
+
+    /// As [`load`](Self::load), with a join token from the command line
+    /// (`--join-token`), which wins over every other source.
+    pub fn load_with_join_token(
+        sources: &Sources,
+        join_token: String,
+    ) -> Result<AgentSettings, ConfigErrors> {
+        let fig = common::config::figment(sources, LegacyEnv::from_process(LEGACY), ENV_PREFIX)
+            .merge(figment::providers::Serialized::global("join_token", join_token));
+        Self::from_figment(&fig)
     }
 
     pub fn from_figment(fig: &Figment) -> Result<AgentSettings, ConfigErrors> {
@@ -194,15 +219,23 @@ impl AgentSettings {
                 push(&format!("nats{path}"), message);
             }
         }
+        let enrolled = hub.join_token.is_some() || hub.state_dir.join(crate::state::TOKEN).is_file();
         match (&self.catalog.url, &self.catalog.api_key) {
             (Some(u), _) if !u.starts_with("http://") && !u.starts_with("https://") => {
                 push("catalog.url", "must be an http(s) URL".into())
             }
-            (Some(_), None) => push(
+            (Some(_), None) if !enrolled => push(
                 "catalog.api_key",
-                "registration needs an agent API key".into(),
+                "registration needs an agent API key, a join_token, or a hub token in state_dir".into(),
+            ),
+            (None, _) if hub.join_token.is_some() => push(
+                "join_token",
+                "enrollment needs catalog.url".into(),
             ),
             _ => {}
+        }
+        if hub.state_dir.as_os_str().is_empty() {
+            push("state_dir", "must not be empty".into());
         }
         let recheck = self.catalog.recheck_interval;
         if !recheck.is_zero() && recheck < Duration::from_millis(100) {
