@@ -174,7 +174,10 @@ async fn keep_fresh(
                     let _ = tokio::time::timeout(Duration::from_secs(2), old.drain()).await;
                     tracing::info!("reconnected to NATS with the refreshed credentials");
                 }
-                Err(e) => tracing::warn!(error = format!("{e:#}"), "could not connect with the refreshed NATS credentials"),
+                Err(e) => tracing::warn!(
+                    error = format!("{e:#}"),
+                    "could not connect with the refreshed NATS credentials"
+                ),
             }
         }
         held = fresh;

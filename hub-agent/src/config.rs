@@ -151,8 +151,10 @@ impl AgentSettings {
         sources: &Sources,
         join_token: String,
     ) -> Result<AgentSettings, ConfigErrors> {
-        let fig = common::config::figment(sources, LegacyEnv::from_process(LEGACY), ENV_PREFIX)
-            .merge(figment::providers::Serialized::global("join_token", join_token));
+        let fig =
+            common::config::figment(sources, LegacyEnv::from_process(LEGACY), ENV_PREFIX).merge(
+                figment::providers::Serialized::global("join_token", join_token),
+            );
         Self::from_figment(&fig)
     }
 
@@ -219,19 +221,20 @@ impl AgentSettings {
                 push(&format!("nats{path}"), message);
             }
         }
-        let enrolled = hub.join_token.is_some() || hub.state_dir.join(crate::state::TOKEN).is_file();
+        let enrolled =
+            hub.join_token.is_some() || hub.state_dir.join(crate::state::TOKEN).is_file();
         match (&self.catalog.url, &self.catalog.api_key) {
             (Some(u), _) if !u.starts_with("http://") && !u.starts_with("https://") => {
                 push("catalog.url", "must be an http(s) URL".into())
             }
             (Some(_), None) if !enrolled => push(
                 "catalog.api_key",
-                "registration needs an agent API key, a join_token, or a hub token in state_dir".into(),
+                "registration needs an agent API key, a join_token, or a hub token in state_dir"
+                    .into(),
             ),
-            (None, _) if hub.join_token.is_some() => push(
-                "join_token",
-                "enrollment needs catalog.url".into(),
-            ),
+            (None, _) if hub.join_token.is_some() => {
+                push("join_token", "enrollment needs catalog.url".into())
+            }
             _ => {}
         }
         if hub.state_dir.as_os_str().is_empty() {

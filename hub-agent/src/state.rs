@@ -79,10 +79,13 @@ pub async fn obtain(
         match http.post(&url).json(&body).send().await {
             Ok(r) if r.status() == reqwest::StatusCode::CREATED => {
                 let answer: Answer = r.json().await.context("reading the enrollment answer")?;
-                let token = answer
-                    .token
-                    .context("the enrollment answer has no token")?;
-                save(dir, Some(&token), answer.nats_creds.as_ref(), answer.expires_at)?;
+                let token = answer.token.context("the enrollment answer has no token")?;
+                save(
+                    dir,
+                    Some(&token),
+                    answer.nats_creds.as_ref(),
+                    answer.expires_at,
+                )?;
                 tracing::info!(state_dir = %dir.display(), nats = answer.nats_creds.is_some(), expires_at = %answer.expires_at, "enrolled with the join token");
                 return load(dir)?
                     .context("the state directory lost what was just written")
@@ -94,7 +97,12 @@ pub async fn obtain(
                 bail!("the catalog refused the join token ({status}: {detail}); ask an admin for a new one (POST /api/fed/projects/{{slug}}/enrollments)");
             }
             Ok(r) => {
-                tracing::warn!(status = r.status().as_u16(), attempt, retry_in_s = delay.as_secs(), "enrollment failed; retrying")
+                tracing::warn!(
+                    status = r.status().as_u16(),
+                    attempt,
+                    retry_in_s = delay.as_secs(),
+                    "enrollment failed; retrying"
+                )
             }
             Err(e) => {
                 tracing::warn!(error = %e.without_url(), attempt, retry_in_s = delay.as_secs(), "catalog unreachable for enrollment; retrying")
