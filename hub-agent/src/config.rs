@@ -258,6 +258,7 @@ mod tests {
     #![allow(clippy::result_large_err)]
     use super::*;
     use figment::Jail;
+    use secrecy::ExposeSecret;
 
     #[test]
     fn env_and_original_variables_configure_the_agent() {
@@ -302,6 +303,51 @@ mod tests {
                 ],
                 "{e}"
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_join_token_stands_in_for_the_api_key_and_needs_the_catalog() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.set_env("HUB_AGENT__SLUG", "alpha");
+            jail.set_env("HUB_AGENT__HUB_URL", "http://alpha:9001");
+            jail.set_env("HUB_AGENT__STATE_DIR", "state");
+            // A join token without catalog.url: nowhere to exchange it.
+            jail.set_env("HUB_AGENT__JOIN_TOKEN", "fedjoin_x");
+            let e = AgentSettings::load(&Sources::none()).unwrap_err();
+            let paths: Vec<&str> = e.0.iter().map(|x| x.path.as_str()).collect();
+            assert_eq!(paths, ["join_token"], "{e}");
+            // With it, no API key is needed; the token is not shown.
+            jail.set_env("HUB_AGENT__CATALOG__URL", "http://fed:8001");
+            let s = AgentSettings::load(&Sources::none()).unwrap();
+            assert_eq!(s.hub.state_dir, PathBuf::from("state"));
+            assert!(!format!("{s:?}").contains("fedjoin_x"));
+            // --join-token alone does it too.
+            jail.set_env("HUB_AGENT__JOIN_TOKEN", "");
+            let s =
+                AgentSettings::load_with_join_token(&Sources::none(), "fedjoin_y".into()).unwrap();
+            assert_eq!(
+                s.hub
+                    .join_token
+                    .as_ref()
+                    .map(|t| t.expose_secret().to_owned()),
+                Some("fedjoin_y".to_owned())
+            );
+            // Neither key nor join token nor a token in state_dir: refused.
+            jail.clear_env();
+            jail.set_env("HUB_AGENT__SLUG", "alpha");
+            jail.set_env("HUB_AGENT__HUB_URL", "http://alpha:9001");
+            jail.set_env("HUB_AGENT__STATE_DIR", "state");
+            jail.set_env("HUB_AGENT__CATALOG__URL", "http://fed:8001");
+            let e = AgentSettings::load(&Sources::none()).unwrap_err();
+            let paths: Vec<&str> = e.0.iter().map(|x| x.path.as_str()).collect();
+            assert_eq!(paths, ["catalog.api_key"], "{e}");
+            // ...unless the state directory holds a hub token.
+            jail.create_dir("state")?;
+            jail.create_file("state/token", "fedhub_z")?;
+            assert!(AgentSettings::load(&Sources::none()).is_ok());
             Ok(())
         });
     }
