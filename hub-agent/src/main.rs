@@ -52,7 +52,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let sources = config::sources(cli.config.as_deref());
     let loaded = match cli.join_token {
-        Some(token) => config::AgentSettings::load_with_join_token(&sources, token.into()),
+        Some(token) => config::AgentSettings::load_with_join_token(&sources, token),
         None => config::AgentSettings::load(&sources),
     };
     let settings = match loaded {
