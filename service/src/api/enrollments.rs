@@ -121,7 +121,6 @@ pub async fn create_enrollment(
 #[utoipa::path(
     post, path = "/api/fed/enroll", tag = TAG,
     request_body = Enrollment,
-    security(()),
     responses(
         (status = 201, description = "Enrolled; the secrets are in this answer only", body = IssuedCredential),
         BodyErrors,
