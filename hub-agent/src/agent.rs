@@ -33,7 +33,19 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> anyhow
         // The hub's own token and NATS credentials replace any shared ones.
         settings.catalog.api_key = Some(held.token.clone());
         if let Some(creds) = &held.creds {
-            settings.nats.creds_file = Some(creds.clone());
+            let nats = &mut settings.nats;
+            if nats.creds_file.is_some()
+                || nats.user.is_some()
+                || nats.token.is_some()
+                || nats.nkey_seed.is_some()
+            {
+                tracing::warn!("the hub's NATS credentials from the state directory replace the configured NATS authentication");
+            }
+            nats.creds_file = Some(creds.clone());
+            nats.user = None;
+            nats.password = None;
+            nats.token = None;
+            nats.nkey_seed = None;
         }
     }
     let hub = &settings.hub;

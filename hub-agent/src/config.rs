@@ -13,7 +13,7 @@ use common::de;
 use common::nats::NatsSettings;
 use common::telemetry::LogSettings;
 use figment::Figment;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 pub const DEFAULT_CONFIG_PATH: &str = "config/hub-agent.yaml";
@@ -170,6 +170,15 @@ impl AgentSettings {
             catalog: section(fig, "catalog", ENV_PREFIX, &mut errors, &mut failed),
             log: section(fig, "log", ENV_PREFIX, &mut errors, &mut failed),
         };
+        // An empty variable (HUB_AGENT__JOIN_TOKEN=) means no join token.
+        if settings
+            .hub
+            .join_token
+            .as_ref()
+            .is_some_and(|t| t.expose_secret().trim().is_empty())
+        {
+            settings.hub.join_token = None;
+        }
         if !fig.contains("nats.client_name") {
             settings.nats.client_name = format!("hub-agent-{}", settings.hub.slug);
         }
@@ -258,7 +267,6 @@ mod tests {
     #![allow(clippy::result_large_err)]
     use super::*;
     use figment::Jail;
-    use secrecy::ExposeSecret;
 
     #[test]
     fn env_and_original_variables_configure_the_agent() {
