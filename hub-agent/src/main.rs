@@ -48,6 +48,20 @@ struct Cli {
     join_token: Option<String>,
 }
 
+/// How the agent will authenticate, without any secret.
+fn identity_summary(settings: &config::AgentSettings) -> String {
+    let dir = settings.hub.state_dir.display();
+    if settings.hub.state_dir.join(state::TOKEN).is_file() {
+        format!("hub token in {dir}")
+    } else if settings.hub.join_token.is_some() {
+        format!("enroll with the join token, keep the credential in {dir}")
+    } else if settings.catalog.api_key.is_some() {
+        "shared agent key".to_owned()
+    } else {
+        "none".to_owned()
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let sources = config::sources(cli.config.as_deref());
@@ -64,13 +78,14 @@ fn main() -> ExitCode {
     };
     if cli.check_config {
         println!(
-            "configuration OK\n  slug:     {}\n  subject:  {}\n  nats:     {}\n  interval: {:?} ± {}%\n  catalog:  {}",
+            "configuration OK\n  slug:     {}\n  subject:  {}\n  nats:     {}\n  interval: {:?} ± {}%\n  catalog:  {}\n  identity: {}",
             settings.hub.slug,
             protocol::subjects::heartbeat_subject(&settings.hub.slug),
             settings.nats.display_url(),
             settings.hub.interval,
             (settings.hub.jitter * 100.0).round(),
             settings.catalog.url.as_deref().unwrap_or("no registration"),
+            identity_summary(&settings),
         );
         return ExitCode::SUCCESS;
     }
