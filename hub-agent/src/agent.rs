@@ -12,11 +12,42 @@ use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AgentSettings;
+use crate::state::{self, Identity};
+use common::nats::NatsSettings;
+use tokio::sync::watch;
 
 /// The whole of SIGTERM handling must fit in 2 s.
 const GOODBYE_BUDGET: Duration = Duration::from_millis(1500);
 
 pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut settings = settings;
+    let http = reqwest::Client::builder()
+        .timeout(settings.catalog.timeout.max(settings.hub.health_timeout))
+        .build()
+        .context("building the HTTP client")?;
+    let identity = state::obtain(&settings, &http, &shutdown).await?;
+    if shutdown.is_cancelled() {
+        return Ok(());
+    }
+    if let Some(held) = &identity {
+        // The hub's own token and NATS credentials replace any shared ones.
+        settings.catalog.api_key = Some(held.token.clone());
+        if let Some(creds) = &held.creds {
+            let nats = &mut settings.nats;
+            if nats.creds_file.is_some()
+                || nats.user.is_some()
+                || nats.token.is_some()
+                || nats.nkey_seed.is_some()
+            {
+                tracing::warn!("the hub's NATS credentials from the state directory replace the configured NATS authentication");
+            }
+            nats.creds_file = Some(creds.clone());
+            nats.user = None;
+            nats.password = None;
+            nats.token = None;
+            nats.nkey_seed = None;
+        }
+    }
     let hub = &settings.hub;
     let agent_id = format!(
         "{}-{}",
@@ -24,36 +55,20 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> anyhow
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
     let subject = protocol::subjects::heartbeat_subject(&hub.slug);
-    let (options, addrs) = settings
-        .nats
-        .connect_options()
-        .await
-        .context("reading the NATS credentials file")?;
-    let url = settings.nats.display_url();
-    let client = options
-        .event_callback(move |event| {
-            let url = url.clone();
-            async move {
-                match event {
-                    Event::Connected => tracing::info!(url, "connected to NATS"),
-                    Event::Disconnected => {
-                        tracing::warn!(url, "NATS connection lost; reconnecting")
-                    }
-                    other => tracing::debug!(url, event = %other, "NATS event"),
-                }
-            }
-        })
-        .connect(addrs)
-        .await
-        .context("setting up the NATS connection")?;
-    let http = reqwest::Client::builder()
-        .timeout(settings.catalog.timeout.max(hub.health_timeout))
-        .build()
-        .context("building the HTTP client")?;
+    let (current, client_rx) = watch::channel(connect(&settings.nats).await?);
     if settings.catalog.url.is_some() {
         tokio::spawn(keep_registered(
             settings.clone(),
             http.clone(),
+            shutdown.clone(),
+        ));
+    }
+    if let Some(held) = identity {
+        tokio::spawn(keep_fresh(
+            settings.clone(),
+            http.clone(),
+            held,
+            current,
             shutdown.clone(),
         ));
     }
@@ -71,6 +86,7 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> anyhow
             last_status = Some(status);
         }
         seq += 1;
+        let client = client_rx.borrow().clone();
         publish(
             &client,
             &subject,
@@ -87,6 +103,7 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> anyhow
     // Say goodbye so the catalog need not wait for the stale threshold.
     seq += 1;
     let goodbye = heartbeat(&settings, &agent_id, seq, HubStatus::Offline);
+    let client = client_rx.borrow().clone();
     let sent = tokio::time::timeout(GOODBYE_BUDGET, async {
         client
             .publish(subject.clone(), goodbye.to_payload().into())
@@ -103,6 +120,86 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> anyhow
         }
     }
     Ok(())
+}
+
+/// A NATS client with the configured (or the hub's own) credentials.
+async fn connect(nats: &NatsSettings) -> anyhow::Result<Client> {
+    let (options, addrs) = nats
+        .connect_options()
+        .await
+        .context("reading the NATS credentials file")?;
+    let url = nats.display_url();
+    options
+        .event_callback(move |event| {
+            let url = url.clone();
+            async move {
+                match event {
+                    Event::Connected => tracing::info!(url, "connected to NATS"),
+                    Event::Disconnected => {
+                        tracing::warn!(url, "NATS connection lost; reconnecting")
+                    }
+                    other => tracing::debug!(url, event = %other, "NATS event"),
+                }
+            }
+        })
+        .connect(addrs)
+        .await
+        .context("setting up the NATS connection")
+}
+
+/// Refreshes the hub's credentials once two thirds of their lifetime have
+/// passed, keeps them in the state directory, and moves the heartbeats to a
+/// connection made with the new NATS credentials (made before the old one
+/// is dropped, so at most one beat is missed).
+async fn keep_fresh(
+    settings: AgentSettings,
+    http: reqwest::Client,
+    mut held: Identity,
+    current: watch::Sender<Client>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = REGISTER_RETRY.schedule();
+    let mut wait = until(held.refresh_due());
+    loop {
+        tracing::debug!(refresh_in_s = wait.as_secs(), expires_at = %held.expires_at, "next credential refresh");
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let fresh = match state::refresh(&settings, &http, &held).await {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                wait = backoff.next_delay();
+                tracing::warn!(error = format!("{e:#}"), retry_in_s = wait.as_secs(), expires_at = %held.expires_at, "could not refresh the hub credentials");
+                continue;
+            }
+        };
+        backoff = REGISTER_RETRY.schedule();
+        tracing::info!(expires_at = %fresh.expires_at, "hub credentials refreshed");
+        if let Some(creds) = &fresh.creds {
+            let mut nats = settings.nats.clone();
+            nats.creds_file = Some(creds.clone());
+            match connect(&nats).await {
+                Ok(client) => {
+                    let old = current.send_replace(client);
+                    // Let what the old connection still buffers go out.
+                    let _ = tokio::time::timeout(Duration::from_secs(2), old.drain()).await;
+                    tracing::info!("reconnected to NATS with the refreshed credentials");
+                }
+                Err(e) => tracing::warn!(
+                    error = format!("{e:#}"),
+                    "could not connect with the refreshed NATS credentials"
+                ),
+            }
+        }
+        held = fresh;
+        wait = until(held.refresh_due());
+    }
+}
+
+/// How long until `at` (zero if it has passed).
+fn until(at: chrono::DateTime<Utc>) -> Duration {
+    (at - Utc::now()).to_std().unwrap_or(Duration::ZERO)
 }
 
 fn heartbeat(settings: &AgentSettings, agent_id: &str, seq: u64, status: HubStatus) -> Heartbeat {

@@ -3,7 +3,7 @@
 //! `LOG_LEVEL`) → `HUB_AGENT__KEY` / `HUB_AGENT__SECTION__KEY`. Every
 //! problem is reported at once, like the service.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::config::{
@@ -13,7 +13,7 @@ use common::de;
 use common::nats::NatsSettings;
 use common::telemetry::LogSettings;
 use figment::Figment;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 pub const DEFAULT_CONFIG_PATH: &str = "config/hub-agent.yaml";
@@ -35,6 +35,8 @@ const KEYS: &[&str] = &[
     "jitter",
     "health_url",
     "health_timeout",
+    "join_token",
+    "state_dir",
     "nats",
     "catalog",
     "log",
@@ -72,7 +74,17 @@ pub struct HubSettings {
     /// A probe slower than this counts as failed.
     #[serde(deserialize_with = "de::duration")]
     pub health_timeout: Duration,
+    /// A single-use join token (enrollment), exchanged once at
+    /// `catalog.url` for this hub's token and NATS credentials. Ignored
+    /// when `state_dir` already holds a token. Never logged.
+    pub join_token: Option<SecretString>,
+    /// Where the hub's token and NATS credentials are kept (0700, files
+    /// 0600): `token`, `hub.creds`, `expires_at`.
+    pub state_dir: PathBuf,
 }
+
+/// Default of `state_dir`.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/hub-agent";
 
 impl Default for HubSettings {
     fn default() -> Self {
@@ -85,6 +97,8 @@ impl Default for HubSettings {
             jitter: 0.1,
             health_url: None,
             health_timeout: Duration::from_secs(2),
+            join_token: None,
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
         }
     }
 }
@@ -131,6 +145,19 @@ impl AgentSettings {
         ))
     }
 
+    /// As [`load`](Self::load), with a join token from the command line
+    /// (`--join-token`), which wins over every other source.
+    pub fn load_with_join_token(
+        sources: &Sources,
+        join_token: String,
+    ) -> Result<AgentSettings, ConfigErrors> {
+        let fig =
+            common::config::figment(sources, LegacyEnv::from_process(LEGACY), ENV_PREFIX).merge(
+                figment::providers::Serialized::global("join_token", join_token),
+            );
+        Self::from_figment(&fig)
+    }
+
     pub fn from_figment(fig: &Figment) -> Result<AgentSettings, ConfigErrors> {
         let mut errors = check_root(fig, KEYS);
         if errors.iter().any(|e| e.path == "(root)") {
@@ -143,6 +170,15 @@ impl AgentSettings {
             catalog: section(fig, "catalog", ENV_PREFIX, &mut errors, &mut failed),
             log: section(fig, "log", ENV_PREFIX, &mut errors, &mut failed),
         };
+        // An empty variable (HUB_AGENT__JOIN_TOKEN=) means no join token.
+        if settings
+            .hub
+            .join_token
+            .as_ref()
+            .is_some_and(|t| t.expose_secret().trim().is_empty())
+        {
+            settings.hub.join_token = None;
+        }
         if !fig.contains("nats.client_name") {
             settings.nats.client_name = format!("hub-agent-{}", settings.hub.slug);
         }
@@ -194,15 +230,24 @@ impl AgentSettings {
                 push(&format!("nats{path}"), message);
             }
         }
+        let enrolled =
+            hub.join_token.is_some() || hub.state_dir.join(crate::state::TOKEN).is_file();
         match (&self.catalog.url, &self.catalog.api_key) {
             (Some(u), _) if !u.starts_with("http://") && !u.starts_with("https://") => {
                 push("catalog.url", "must be an http(s) URL".into())
             }
-            (Some(_), None) => push(
+            (Some(_), None) if !enrolled => push(
                 "catalog.api_key",
-                "registration needs an agent API key".into(),
+                "registration needs an agent API key, a join_token, or a hub token in state_dir"
+                    .into(),
             ),
+            (None, _) if hub.join_token.is_some() => {
+                push("join_token", "enrollment needs catalog.url".into())
+            }
             _ => {}
+        }
+        if hub.state_dir.as_os_str().is_empty() {
+            push("state_dir", "must not be empty".into());
         }
         let recheck = self.catalog.recheck_interval;
         if !recheck.is_zero() && recheck < Duration::from_millis(100) {
@@ -266,6 +311,51 @@ mod tests {
                 ],
                 "{e}"
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_join_token_stands_in_for_the_api_key_and_needs_the_catalog() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.set_env("HUB_AGENT__SLUG", "alpha");
+            jail.set_env("HUB_AGENT__HUB_URL", "http://alpha:9001");
+            jail.set_env("HUB_AGENT__STATE_DIR", "state");
+            // A join token without catalog.url: nowhere to exchange it.
+            jail.set_env("HUB_AGENT__JOIN_TOKEN", "fedjoin_x");
+            let e = AgentSettings::load(&Sources::none()).unwrap_err();
+            let paths: Vec<&str> = e.0.iter().map(|x| x.path.as_str()).collect();
+            assert_eq!(paths, ["join_token"], "{e}");
+            // With it, no API key is needed; the token is not shown.
+            jail.set_env("HUB_AGENT__CATALOG__URL", "http://fed:8001");
+            let s = AgentSettings::load(&Sources::none()).unwrap();
+            assert_eq!(s.hub.state_dir, PathBuf::from("state"));
+            assert!(!format!("{s:?}").contains("fedjoin_x"));
+            // --join-token alone does it too.
+            jail.set_env("HUB_AGENT__JOIN_TOKEN", "");
+            let s =
+                AgentSettings::load_with_join_token(&Sources::none(), "fedjoin_y".into()).unwrap();
+            assert_eq!(
+                s.hub
+                    .join_token
+                    .as_ref()
+                    .map(|t| t.expose_secret().to_owned()),
+                Some("fedjoin_y".to_owned())
+            );
+            // Neither key nor join token nor a token in state_dir: refused.
+            jail.clear_env();
+            jail.set_env("HUB_AGENT__SLUG", "alpha");
+            jail.set_env("HUB_AGENT__HUB_URL", "http://alpha:9001");
+            jail.set_env("HUB_AGENT__STATE_DIR", "state");
+            jail.set_env("HUB_AGENT__CATALOG__URL", "http://fed:8001");
+            let e = AgentSettings::load(&Sources::none()).unwrap_err();
+            let paths: Vec<&str> = e.0.iter().map(|x| x.path.as_str()).collect();
+            assert_eq!(paths, ["catalog.api_key"], "{e}");
+            // ...unless the state directory holds a hub token.
+            jail.create_dir("state")?;
+            jail.create_file("state/token", "fedhub_z")?;
+            assert!(AgentSettings::load(&Sources::none()).is_ok());
             Ok(())
         });
     }

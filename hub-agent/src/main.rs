@@ -2,6 +2,7 @@
 
 mod agent;
 mod config;
+mod state;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,6 +18,12 @@ use tokio_util::sync::CancellationToken;
 /// register (or update) its project in the catalog with an agent API key,
 /// retrying until the catalog answers. On SIGTERM or SIGINT it publishes an
 /// `offline` heartbeat, flushes, and exits 0 within 2 s.
+///
+/// Enrollment: given a join token (HUB_AGENT__JOIN_TOKEN or --join-token)
+/// and no hub token in its state directory (state_dir, default
+/// /var/lib/hub-agent), it exchanges the join token once at catalog.url for
+/// its hub token and NATS credentials, keeps them there (0600), uses them
+/// from then on and refreshes them before they expire.
 ///
 /// Settings: defaults, then the YAML file (--config, default
 /// config/hub-agent.yaml if present), then the original hub's variables
@@ -34,11 +41,35 @@ struct Cli {
     /// Validate the settings, print a summary and exit.
     #[arg(long)]
     check_config: bool,
+    /// A single-use join token to enroll with (prefer HUB_AGENT__JOIN_TOKEN:
+    /// command lines are visible to other users). Ignored when the state
+    /// directory already holds a hub token.
+    #[arg(long, value_name = "TOKEN")]
+    join_token: Option<String>,
+}
+
+/// How the agent will authenticate, without any secret.
+fn identity_summary(settings: &config::AgentSettings) -> String {
+    let dir = settings.hub.state_dir.display();
+    if settings.hub.state_dir.join(state::TOKEN).is_file() {
+        format!("hub token in {dir}")
+    } else if settings.hub.join_token.is_some() {
+        format!("enroll with the join token, keep the credential in {dir}")
+    } else if settings.catalog.api_key.is_some() {
+        "shared agent key".to_owned()
+    } else {
+        "none".to_owned()
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let settings = match config::AgentSettings::load(&config::sources(cli.config.as_deref())) {
+    let sources = config::sources(cli.config.as_deref());
+    let loaded = match cli.join_token {
+        Some(token) => config::AgentSettings::load_with_join_token(&sources, token),
+        None => config::AgentSettings::load(&sources),
+    };
+    let settings = match loaded {
         Ok(s) => s,
         Err(e) => {
             eprint!("{e}");
@@ -47,13 +78,14 @@ fn main() -> ExitCode {
     };
     if cli.check_config {
         println!(
-            "configuration OK\n  slug:     {}\n  subject:  {}\n  nats:     {}\n  interval: {:?} ± {}%\n  catalog:  {}",
+            "configuration OK\n  slug:     {}\n  subject:  {}\n  nats:     {}\n  interval: {:?} ± {}%\n  catalog:  {}\n  identity: {}",
             settings.hub.slug,
             protocol::subjects::heartbeat_subject(&settings.hub.slug),
             settings.nats.display_url(),
             settings.hub.interval,
             (settings.hub.jitter * 100.0).round(),
             settings.catalog.url.as_deref().unwrap_or("no registration"),
+            identity_summary(&settings),
         );
         return ExitCode::SUCCESS;
     }

@@ -417,3 +417,217 @@ async fn with_per_hub_nats_credentials_an_agent_speaks_only_for_its_own_hub() {
     assert!(!logs.contains(&seed), "a seed appears in the agent's logs");
     c.stop.cancel();
 }
+
+/// An operator-mode nats-server and a catalog that is its NATS authority,
+/// with `identity_extra` in the `identity:` section.
+async fn with_identity(identity_extra: &str) -> (tempfile::TempDir, NatsServer, Catalog) {
+    let dir = tempfile::tempdir().unwrap();
+    service::identity::init(dir.path()).unwrap();
+    let nats =
+        NatsServer::start_with_config(&dir.path().join(service::identity::SERVER_CONF)).await;
+    let c = catalog_with(
+        &nats,
+        "  degraded_after: 5s\n  stale_threshold: 10s\n",
+        &format!(
+            "identity:\n  dir: \"{}\"\n{identity_extra}",
+            dir.path().display()
+        ),
+    )
+    .await;
+    (dir, nats, c)
+}
+
+impl Catalog {
+    /// A join token for `slug`, made by the admin.
+    async fn join_token(&self, slug: &str) -> String {
+        let r = self
+            .http
+            .post(format!("{}/api/fed/projects/{slug}/enrollments", self.base))
+            .header("X-API-Key", ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let body: Value = r.json().await.unwrap();
+        body["join_token"].as_str().unwrap().to_owned()
+    }
+
+    async fn credentials(&self, slug: &str) -> Vec<Value> {
+        let r = self
+            .http
+            .get(format!("{}/api/fed/projects/{slug}/credentials", self.base))
+            .header("X-API-Key", ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<Vec<Value>>().await.unwrap()
+    }
+
+    async fn audit_count(&self, action: &str, outcome: &str) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = $1 AND outcome = $2")
+            .bind(action)
+            .bind(outcome)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+}
+
+fn enrolling(c: &Catalog, state: &std::path::Path, join: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("HUB_AGENT__CATALOG__URL", c.base.clone()),
+        ("HUB_AGENT__JOIN_TOKEN", join.to_owned()),
+        ("HUB_AGENT__STATE_DIR", state.display().to_string()),
+    ]
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// What must never appear in the agent's log: the join token, the hub
+/// token, the NATS seed.
+fn secrets_of(join: &str, state: &std::path::Path) -> Vec<String> {
+    let token = std::fs::read_to_string(state.join("token")).unwrap();
+    let creds = std::fs::read_to_string(state.join("hub.creds")).unwrap();
+    let seed = creds.lines().find(|l| l.starts_with("SU")).unwrap();
+    vec![join.to_owned(), token.trim().to_owned(), seed.to_owned()]
+}
+
+#[tokio::test]
+async fn an_agent_enrolls_with_a_join_token_and_reuses_its_state_after_a_restart() {
+    let (dir, nats, c) = with_identity("").await;
+    let join = c.join_token("alpha").await;
+    let state = dir.path().join("state").join("alpha");
+
+    let alpha = agent(&nats, "alpha", &enrolling(&c, &state, &join));
+    c.wait_status("alpha", "online").await;
+    assert_eq!(mode(&state), 0o700);
+    for file in ["token", "hub.creds", "expires_at"] {
+        assert_eq!(mode(&state.join(file)), 0o600, "{file}");
+    }
+    let token = std::fs::read_to_string(state.join("token")).unwrap();
+    assert!(token.starts_with("fedhub_"));
+    assert!(std::fs::read_to_string(state.join("hub.creds"))
+        .unwrap()
+        .contains("BEGIN NATS USER JWT"));
+    assert_eq!(c.credentials("alpha").await.len(), 1);
+    assert_eq!(c.audit_count("enrollment.exchange", "success").await, 1);
+    let secrets = secrets_of(&join, &state);
+    let (code, logs) = stop_with(alpha, "-TERM").await;
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(logs.contains("enrolled with the join token"), "{logs}");
+    for s in &secrets {
+        assert!(
+            !logs.contains(s.as_str()),
+            "a secret appears in the agent's log"
+        );
+    }
+    c.wait_status("alpha", "offline").await;
+
+    // Restarted with the same, now used, join token: the state directory
+    // wins, the join token is not sent again.
+    let alpha = agent(&nats, "alpha", &enrolling(&c, &state, &join));
+    c.wait_status("alpha", "online").await;
+    let seq = c.project("alpha").await.unwrap()["heartbeat_seq"]
+        .as_i64()
+        .unwrap();
+    c.wait_seq_above(
+        "alpha",
+        seq + 2,
+        Duration::from_secs(10),
+        "beats after the restart",
+    )
+    .await;
+    let (code, logs) = stop_with(alpha, "-TERM").await;
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(logs.contains("the join token is ignored"), "{logs}");
+    for s in &secrets {
+        assert!(
+            !logs.contains(s.as_str()),
+            "a secret appears in the agent's log"
+        );
+    }
+    assert_eq!(c.credentials("alpha").await.len(), 1);
+    assert_eq!(c.audit_count("enrollment.exchange", "refused").await, 0);
+
+    // Another agent with that used join token and an empty state: refused,
+    // exits 1 saying why, without the token.
+    let other = dir.path().join("state").join("other");
+    let again = agent(&nats, "alpha", &enrolling(&c, &other, &join));
+    let (code, logs) = exit_code(again).await;
+    assert_eq!(code, Some(1), "{logs}");
+    assert!(logs.contains("refused the join token"), "{logs}");
+    assert!(
+        !logs.contains(&join),
+        "the join token appears in the agent's log"
+    );
+    assert!(!other.join("token").exists());
+    assert_eq!(c.audit_count("enrollment.exchange", "refused").await, 1);
+    c.stop.cancel();
+}
+
+/// With one-minute credentials the agent refreshes after about 40 s,
+/// writes the new creds, reconnects with them and keeps beating.
+#[tokio::test]
+async fn an_enrolled_agent_refreshes_its_credentials_before_they_expire() {
+    let (dir, nats, c) = with_identity("  hub_creds_ttl: 1m\n").await;
+    let join = c.join_token("alpha").await;
+    let state = dir.path().join("state");
+    let alpha = agent(&nats, "alpha", &enrolling(&c, &state, &join));
+    c.wait_status("alpha", "online").await;
+    let first = std::fs::read_to_string(state.join("hub.creds")).unwrap();
+    let first_expiry: DateTime<Utc> = std::fs::read_to_string(state.join("expires_at"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    eventually(Duration::from_secs(60), "the creds refreshed", || async {
+        let now = std::fs::read_to_string(state.join("hub.creds")).ok()?;
+        (now != first && now.contains("END USER NKEY SEED")).then_some(())
+    })
+    .await;
+    assert_eq!(mode(&state.join("hub.creds")), 0o600);
+    assert_eq!(c.audit_count("credential.refresh", "success").await, 1);
+    // Beats continue on the new connection.
+    let seq = c.project("alpha").await.unwrap()["heartbeat_seq"]
+        .as_i64()
+        .unwrap();
+    c.wait_seq_above(
+        "alpha",
+        seq + 3,
+        Duration::from_secs(10),
+        "beats after the refresh",
+    )
+    .await;
+    // Past the first creds' expiry (nats-server closes connections made
+    // with them), the hub still beats: it speaks with the new ones.
+    let left = (first_expiry - Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(left + Duration::from_secs(2)).await;
+    let seq = c.project("alpha").await.unwrap()["heartbeat_seq"]
+        .as_i64()
+        .unwrap();
+    c.wait_seq_above(
+        "alpha",
+        seq + 3,
+        Duration::from_secs(10),
+        "beats after the old creds expired",
+    )
+    .await;
+    let p = c.project("alpha").await.unwrap();
+    assert_eq!(p["status"], "online", "{p}");
+    let (code, logs) = stop_with(alpha, "-TERM").await;
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(logs.contains("hub credentials refreshed"), "{logs}");
+    assert!(
+        logs.contains("reconnected to NATS with the refreshed credentials"),
+        "{logs}"
+    );
+    assert!(
+        !logs.contains(&join),
+        "the join token appears in the agent's log"
+    );
+    c.stop.cancel();
+}

@@ -131,12 +131,25 @@ impl ApiKeys {
 /// looked up in the database.
 pub const HUB_TOKEN_PREFIX: &str = "fedhub_";
 
+/// How every join token begins (enrollment), so one sent as an API key by
+/// mistake is recognisable and one in a log line is easy to find.
+pub const JOIN_TOKEN_PREFIX: &str = "fedjoin_";
+
 /// A new hub token: the prefix and 256 random bits, base64url. The secret
 /// is returned once; only [`token_digest`] of it is kept.
 pub fn new_hub_token() -> SecretString {
+    new_token(HUB_TOKEN_PREFIX)
+}
+
+/// A new single-use join token, made like [`new_hub_token`].
+pub fn new_join_token() -> SecretString {
+    new_token(JOIN_TOKEN_PREFIX)
+}
+
+fn new_token(prefix: &str) -> SecretString {
     let bytes: [u8; 32] = rand::random();
     SecretString::from(format!(
-        "{HUB_TOKEN_PREFIX}{}",
+        "{prefix}{}",
         data_encoding::BASE64URL_NOPAD.encode(&bytes)
     ))
 }

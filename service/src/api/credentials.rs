@@ -134,46 +134,87 @@ pub async fn issue_credential(
     if !is_valid_slug(&slug) {
         return Err(no_such_slug(&slug));
     }
-    let token = new_hub_token();
-    let digest = token_digest(token.expose_secret().as_bytes());
-    let fingerprint = fingerprint_of_digest(&digest);
-    let (nats_creds, nats_user, expires_at) = nats_creds_for(&state, &slug)?;
-    let mut tx = state.db.begin().await?;
-    let stored = credentials::insert(
-        &mut *tx,
-        &slug,
-        &digest,
-        &fingerprint,
-        nats_user.as_deref(),
-        expires_at,
-    )
-    .await?;
-    let target = audit::target("credential", &format!("{slug}/{}", stored.fingerprint));
     let actor = caller.actor();
-    audit::record(
-        &mut tx,
-        &AuditEntry::success(&actor, actions::ISSUE, target),
-    )
-    .await?;
+    let mut tx = state.db.begin().await?;
+    let issued = Issuing::new().store(&state, &mut tx, &slug, &actor).await?;
     tx.commit().await?;
-    tracing::info!(%slug, credential = %stored.fingerprint, key = %caller.fingerprint, nats = nats_user.is_some(), "hub credential issued");
-    let body = IssuedCredential {
-        slug: slug.clone(),
-        token,
-        nats_creds,
-        fingerprint: stored.fingerprint,
-        expires_at: stored.expires_at,
-    };
-    let location = format!("/api/fed/projects/{slug}/credentials");
-    Ok((
-        StatusCode::CREATED,
-        [
-            (header::LOCATION, location),
-            (header::CACHE_CONTROL, "no-store".to_owned()),
-        ],
-        axum::Json(body),
-    )
-        .into_response())
+    tracing::info!(%slug, credential = %issued.fingerprint, key = %caller.fingerprint, nats = issued.nats_creds.is_some(), "hub credential issued");
+    Ok(issued.into_created())
+}
+
+/// A credential being issued: its token is drawn first, so its fingerprint
+/// can be named (e.g. by the join token it is exchanged for) before it is
+/// stored. Shared by the admin route and enrollment.
+pub struct Issuing {
+    token: SecretString,
+    digest: [u8; 32],
+    pub fingerprint: String,
+}
+
+impl Issuing {
+    pub fn new() -> Self {
+        let token = new_hub_token();
+        let digest = token_digest(token.expose_secret().as_bytes());
+        let fingerprint = fingerprint_of_digest(&digest);
+        Issuing {
+            token,
+            digest,
+            fingerprint,
+        }
+    }
+
+    /// Stores the credential for `slug` and its audit row (by `actor`) in
+    /// the caller's transaction, with NATS credentials when the service is
+    /// the NATS authority.
+    pub async fn store(
+        self,
+        state: &AppState,
+        tx: &mut sqlx::PgConnection,
+        slug: &str,
+        actor: &audit::Actor,
+    ) -> ApiResult<IssuedCredential> {
+        let (nats_creds, nats_user, expires_at) = nats_creds_for(state, slug)?;
+        let stored = credentials::insert(
+            &mut *tx,
+            slug,
+            &self.digest,
+            &self.fingerprint,
+            nats_user.as_deref(),
+            expires_at,
+        )
+        .await?;
+        let target = audit::target("credential", &format!("{slug}/{}", stored.fingerprint));
+        audit::record(tx, &AuditEntry::success(actor, actions::ISSUE, target)).await?;
+        Ok(IssuedCredential {
+            slug: slug.to_owned(),
+            token: self.token,
+            nats_creds,
+            fingerprint: stored.fingerprint,
+            expires_at: stored.expires_at,
+        })
+    }
+}
+
+impl Default for Issuing {
+    fn default() -> Self {
+        Issuing::new()
+    }
+}
+
+impl IssuedCredential {
+    /// 201 with `Location` and `Cache-Control: no-store`.
+    pub fn into_created(self) -> Response {
+        let location = format!("/api/fed/projects/{}/credentials", self.slug);
+        (
+            StatusCode::CREATED,
+            [
+                (header::LOCATION, location),
+                (header::CACHE_CONTROL, "no-store".to_owned()),
+            ],
+            axum::Json(self),
+        )
+            .into_response()
+    }
 }
 
 /// A hub's credentials (admin): fingerprints and times, never a secret.

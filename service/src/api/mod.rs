@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod auth;
 pub mod credentials;
+pub mod enrollments;
 pub mod error;
 pub mod extract;
 pub mod federation;
@@ -95,6 +96,7 @@ fn protected(state: &AppState) -> OpenApiRouter<AppState> {
             maintenance::start_maintenance,
             maintenance::stop_maintenance
         ))
+        .routes(routes!(enrollments::create_enrollment))
         .routes(routes!(sync::get_drift, sync::fix_drift))
         .routes(routes!(sync::sync_status))
         .routes(routes!(federation::register_spoke))
@@ -126,6 +128,7 @@ fn public(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(
             OpenApiRouter::new()
                 .routes(routes!(idps::public_idps))
+                .routes(routes!(enrollments::enroll))
                 .route_layer(from_fn_with_state(
                     state.db_health.clone(),
                     shed::database_down,

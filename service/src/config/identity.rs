@@ -30,6 +30,9 @@ pub struct IdentitySettings {
     /// Lifetime of the NATS credentials issued to a hub.
     #[serde(deserialize_with = "de::duration")]
     pub hub_creds_ttl: Duration,
+    /// Lifetime of a join token (`POST .../enrollments`) before it is used.
+    #[serde(deserialize_with = "de::duration")]
+    pub join_token_ttl: Duration,
 }
 
 impl Default for IdentitySettings {
@@ -37,6 +40,7 @@ impl Default for IdentitySettings {
         IdentitySettings {
             dir: None,
             hub_creds_ttl: Duration::from_secs(30 * 24 * 3600),
+            join_token_ttl: Duration::from_secs(3600),
         }
     }
 }

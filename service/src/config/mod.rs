@@ -520,6 +520,7 @@ impl Settings {
             ("events.publish_timeout", ev.publish_timeout, ms(10), Some(secs(300))),
             ("workers.shutdown_deadline", w.shutdown_deadline, secs(1), Some(secs(600))),
             ("workers.leader_check_interval", w.leader_check_interval, ms(100), Some(secs(60))),
+            ("identity.join_token_ttl", self.identity.join_token_ttl, secs(60), Some(secs(7 * 24 * 3600))),
         ];
         for (path, d, least, most) in bounds {
             let show = humantime::format_duration;

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod credentials;
+pub mod enrollments;
 pub mod history;
 pub mod links;
 pub mod liveness;

@@ -25,14 +25,20 @@ async fn every_keyed_route_answers_401_without_a_key_and_403_with_a_wrong_one() 
     let keyed: Vec<_> = ops.iter().filter(|o| o.2).collect();
     assert!(keyed.len() >= 5, "{ops:?}");
     // Every /api route is keyed, unless documented as public.
+    let public = ["/api/idps/public", "/api/fed/enroll"];
     for (method, path, needs_key) in &ops {
-        if path.starts_with("/api/") && !path.starts_with("/api/idps/public") {
+        if path.starts_with("/api/") && !public.contains(&path.as_str()) {
             assert!(
                 needs_key,
                 "{method} {path} is under /api but documents no key"
             );
         }
     }
+    assert!(
+        ops.iter()
+            .any(|(m, p, key)| m == "POST" && p == "/api/fed/enroll" && !key),
+        "enrollment is public"
+    );
     for (method, path, _) in keyed {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let res = app.send_raw(m.clone(), path, None, JSON_BODY).await;

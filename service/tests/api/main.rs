@@ -7,6 +7,7 @@ mod audit;
 mod auth;
 mod contract;
 mod credentials;
+mod enrollment;
 mod fedkit;
 mod health;
 mod heartbeat_props;

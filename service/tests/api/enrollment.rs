@@ -1,0 +1,321 @@
+//! Enrollment (issue 15, item 4): an admin makes a single-use join token; a
+//! new hub exchanges it, without an API key, for its credential. A second
+//! use, an expired or an unknown token is 401 and audited as refused; two
+//! concurrent uses: exactly one wins. Join tokens are stored only as
+//! digests and never logged.
+
+use figment::providers::Format;
+use serde_json::{json, Value};
+use service::identity;
+use sha2::{Digest, Sha256};
+use testkit::NatsServer;
+
+use crate::helpers::*;
+
+/// `POST .../enrollments` as admin: the join token.
+async fn make_join_token(base: &str, client: &reqwest::Client, slug: &str) -> String {
+    let res = client
+        .post(format!("{base}/api/fed/projects/{slug}/enrollments"))
+        .header("x-api-key", ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let body: Value = res.json().await.unwrap();
+    let expires: chrono::DateTime<chrono::Utc> =
+        body["expires_at"].as_str().unwrap().parse().unwrap();
+    let left = expires - chrono::Utc::now();
+    assert!(
+        left > chrono::Duration::minutes(55) && left <= chrono::Duration::minutes(60),
+        "default lifetime 1 h: {body}"
+    );
+    let token = body["join_token"].as_str().unwrap();
+    assert!(token.starts_with("fedjoin_"), "{body}");
+    token.to_owned()
+}
+
+async fn enroll(base: &str, client: &reqwest::Client, join_token: &str) -> reqwest::Response {
+    client
+        .post(format!("{base}/api/fed/enroll"))
+        .json(&json!({ "join_token": join_token }))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn audit_rows(app: &TestApp) -> Vec<(String, String, String, String)> {
+    sqlx::query_as(
+        "SELECT actor, action, target, outcome FROM audit_log
+         WHERE action LIKE 'enrollment.%' ORDER BY id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap()
+}
+
+async fn dump(app: &TestApp, table: &str) -> String {
+    let rows: Vec<String> =
+        sqlx::query_scalar(&format!("SELECT row_to_json(t)::text FROM {table} t"))
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    rows.join("\n")
+}
+
+#[tokio::test]
+async fn a_join_token_is_exchanged_once_for_a_hub_credential_and_refusals_are_audited() {
+    let app = spawn_app().await;
+    let join = make_join_token(&app.base, &app.client, "alpha").await;
+
+    // Only an admin makes join tokens.
+    let res = app
+        .post_json(
+            "/api/fed/projects/alpha/enrollments",
+            Some(AGENT_KEY),
+            &json!({}),
+        )
+        .await;
+    assert_problem(res, 403).await;
+    let res = app
+        .post_json("/api/fed/projects/alpha/enrollments", None, &json!({}))
+        .await;
+    assert_problem(res, 401).await;
+    let res = app
+        .post_json(
+            "/api/fed/projects/Not_A_Slug/enrollments",
+            Some(ADMIN_KEY),
+            &json!({}),
+        )
+        .await;
+    assert_problem(res, 404).await;
+
+    // The exchange: no key, the credentials route's body.
+    let res = enroll(&app.base, &app.client, &join).await;
+    assert_eq!(res.status(), 201);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let issued: Value = res.json().await.unwrap();
+    assert_eq!(issued["slug"], "alpha");
+    let token = issued["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("fedhub_"), "{issued}");
+    assert!(issued["fingerprint"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    assert!(issued["expires_at"].is_string());
+    assert!(issued["nats_creds"].is_null(), "no identity.dir");
+
+    // The token is alpha's: it registers alpha, and only alpha.
+    assert_eq!(
+        app.post_project(Some(&token), &project("alpha"))
+            .await
+            .status(),
+        201
+    );
+    assert_problem(app.post_project(Some(&token), &project("beta")).await, 403).await;
+    let list = app
+        .get_value("/api/fed/projects/alpha/credentials", Some(ADMIN_KEY))
+        .await;
+    assert_eq!(
+        strings(&list, "fingerprint"),
+        vec![issued["fingerprint"].as_str().unwrap()]
+    );
+
+    // A second use, an unknown token, a malformed body: refused, nothing issued.
+    let problem = assert_problem(enroll(&app.base, &app.client, &join).await, 401).await;
+    assert!(!problem.to_string().contains(&join), "{problem}");
+    assert_problem(
+        enroll(&app.base, &app.client, "fedjoin_nobody-made-this").await,
+        401,
+    )
+    .await;
+    let res = app
+        .post_json("/api/fed/enroll", None, &json!({ "join_token": 7 }))
+        .await;
+    assert_problem(res, 422).await;
+    let res = app.post_json("/api/fed/enroll", None, &json!({})).await;
+    assert_problem(res, 422).await;
+    assert_eq!(app.count("hub_credentials").await, 1);
+
+    // The audit log: made by the admin key, exchanged by `enrollment`,
+    // refused twice (used, unknown); the credential issued by `enrollment`.
+    let rows = audit_rows(&app).await;
+    let fp = rows[0].2.clone();
+    assert!(fp.starts_with("enrollment:alpha/sha256:"), "{rows:?}");
+    let outcomes: Vec<(&str, &str, &str, &str)> = rows
+        .iter()
+        .map(|(a, b, c, d)| (a.as_str(), b.as_str(), c.as_str(), d.as_str()))
+        .collect();
+    assert_eq!(outcomes.len(), 4, "{rows:?}");
+    assert!(outcomes[0].0.starts_with("sha256:"), "{rows:?}");
+    assert_eq!(outcomes[0].1, "enrollment.create", "{rows:?}");
+    assert_eq!(
+        outcomes[1],
+        ("enrollment", "enrollment.exchange", fp.as_str(), "success")
+    );
+    assert_eq!(
+        outcomes[2],
+        ("enrollment", "enrollment.exchange", fp.as_str(), "refused")
+    );
+    assert_eq!(
+        outcomes[3],
+        (
+            "enrollment",
+            "enrollment.exchange",
+            "enrollment:unknown",
+            "refused"
+        )
+    );
+    let issue: (String, String) =
+        sqlx::query_as("SELECT actor, outcome FROM audit_log WHERE action = 'credential.issue'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(issue, ("enrollment".to_owned(), "success".to_owned()));
+    let detail: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT detail FROM audit_log WHERE outcome = 'refused' ORDER BY id")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        detail,
+        vec![
+            Some("join token already used".to_owned()),
+            Some("unknown join token".to_owned())
+        ]
+    );
+
+    // Only digests in the database, nowhere the join token or the hub token.
+    let everything = [
+        dump(&app, "join_tokens").await,
+        dump(&app, "audit_log").await,
+        dump(&app, "hub_credentials").await,
+    ]
+    .join("\n");
+    for secret in [&join, &token] {
+        let body = secret.split_once('_').unwrap().1;
+        assert!(!everything.contains(body), "a secret is stored");
+    }
+    let digest = Sha256::digest(join.as_bytes()).to_vec();
+    let used: bool =
+        sqlx::query_scalar("SELECT used_at IS NOT NULL FROM join_tokens WHERE token_hash = $1")
+            .bind(&digest)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert!(used);
+}
+
+#[tokio::test]
+async fn an_expired_join_token_is_refused_and_audited() {
+    let app = spawn_app().await;
+    let join = make_join_token(&app.base, &app.client, "alpha").await;
+    app.sql("UPDATE join_tokens SET expires_at = now() - interval '1 second'")
+        .await;
+    assert_problem(enroll(&app.base, &app.client, &join).await, 401).await;
+    assert_eq!(app.count("hub_credentials").await, 0);
+    let (outcome, detail): (String, Option<String>) = sqlx::query_as(
+        "SELECT outcome, detail FROM audit_log WHERE action = 'enrollment.exchange'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(outcome, "refused");
+    assert_eq!(detail.as_deref(), Some("join token expired"));
+}
+
+#[tokio::test]
+async fn two_concurrent_exchanges_of_one_join_token_exactly_one_wins() {
+    let app = spawn_app().await;
+    for round in 0..5 {
+        let join = make_join_token(&app.base, &app.client, "alpha").await;
+        let attempts = (0..6).map(|_| enroll(&app.base, &app.client, &join));
+        let statuses: Vec<u16> = futures::future::join_all(attempts)
+            .await
+            .iter()
+            .map(|r| r.status().as_u16())
+            .collect();
+        let won = statuses.iter().filter(|s| **s == 201).count();
+        let refused = statuses.iter().filter(|s| **s == 401).count();
+        assert_eq!((won, refused), (1, 5), "round {round}: {statuses:?}");
+        assert_eq!(app.count("hub_credentials").await, round + 1);
+    }
+}
+
+#[test]
+fn the_join_token_lifetime_is_bounded() {
+    for (ttl, ok) in [("1h", true), ("7d", true), ("59s", false), ("8d", false)] {
+        let yaml = settings_yaml(
+            "postgres://postgres@127.0.0.1:5432/postgres",
+            &format!("identity:\n  join_token_ttl: {ttl}\n"),
+        );
+        let result = service::config::Settings::from_figment(&figment::Figment::from(
+            serde_saphyr::figment::Yaml::string(&yaml),
+        ));
+        assert_eq!(result.is_ok(), ok, "{ttl}: {:?}", result.err());
+    }
+}
+
+/// The real service with `identity.dir` and an operator-mode nats-server:
+/// the exchange answers NATS credentials, and neither the join token nor
+/// the hub token appears in its log, even at trace level.
+#[tokio::test]
+async fn enrollment_with_identity_answers_nats_credentials_and_logs_no_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    identity::init(tmp.path()).unwrap();
+    let nats = NatsServer::start_with_config(&tmp.path().join(identity::SERVER_CONF)).await;
+    let db = testkit::TestDb::create().await;
+    let port = testkit::free_port();
+    let log_path = tmp.path().join("service.log");
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    let mut child = crate::process::serve(&db.url, port)
+        .env("NATS_URL", nats.url())
+        .env("FEDERATION__IDENTITY__DIR", tmp.path())
+        .env("FEDERATION__SERVER__HOST", "127.0.0.1")
+        .env("RUST_LOG", "trace")
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file)
+        .spawn()
+        .unwrap();
+    crate::process::wait_ready(port).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+
+    let join = make_join_token(&base, &client, "alpha").await;
+    let res = enroll(&base, &client, &join).await;
+    assert_eq!(res.status(), 201);
+    let issued: Value = res.json().await.unwrap();
+    let token = issued["token"].as_str().unwrap().to_owned();
+    let creds = issued["nats_creds"]
+        .as_str()
+        .expect("NATS creds")
+        .to_owned();
+    assert!(creds.contains("BEGIN NATS USER JWT"), "{creds}");
+    assert_eq!(enroll(&base, &client, &join).await.status(), 401);
+    // The hub token refreshes its NATS credentials.
+    let res = client
+        .post(format!("{base}/api/fed/projects/alpha/credentials/refresh"))
+        .header("x-api-key", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    crate::process::signal(child.id(), "-TERM");
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    assert!(status.success(), "{status}: {logs}");
+    assert!(logs.contains("hub enrolled"), "{logs}");
+    assert!(logs.contains("refused an enrollment"), "{logs}");
+    let seed = creds.lines().find(|l| l.starts_with("SU")).unwrap();
+    for secret in [join.as_str(), token.as_str(), seed] {
+        assert!(!logs.contains(secret), "a secret appears in the logs");
+    }
+    assert!(
+        !logs.contains("fedjoin_"),
+        "a join token appears in the logs"
+    );
+}
