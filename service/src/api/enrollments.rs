@@ -136,16 +136,21 @@ pub async fn enroll(State(state): State<AppState>, body: Json<Enrollment>) -> Ap
     let issuing = Issuing::new();
     let mut tx = state.db.begin().await?;
     let Some(claimed) = enrollments::claim(&mut *tx, &digest, &issuing.fingerprint).await? else {
-        // Nothing changed; record the refusal, never the token.
+        // Nothing changed. A token that was made (used or expired) has its
+        // refusal recorded, never the token; a guess at one that never
+        // existed is only logged: this route needs no key, and a flood of
+        // guesses must not become a flood of database writes.
         let why = enrollments::why_unclaimable(&mut *tx, &digest).await?;
         let named = why.named.as_deref().unwrap_or("unknown");
-        let target = audit::target("enrollment", named);
-        audit::record(
-            &mut tx,
-            &AuditEntry::refused(&actor, actions::EXCHANGE, target, why.reason),
-        )
-        .await?;
-        tx.commit().await?;
+        if let Some(made) = &why.named {
+            let target = audit::target("enrollment", made);
+            audit::record(
+                &mut tx,
+                &AuditEntry::refused(&actor, actions::EXCHANGE, target, why.reason),
+            )
+            .await?;
+            tx.commit().await?;
+        }
         if let Some(suppressed) = may_log(&REFUSALS, why.reason) {
             tracing::warn!(join_token = %named, reason = why.reason, suppressed, "refused an enrollment");
         }
