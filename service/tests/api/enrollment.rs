@@ -265,6 +265,18 @@ async fn enrollment_with_identity_answers_nats_credentials_and_logs_no_secret() 
         .spawn()
         .unwrap();
     crate::process::wait_ready(port).await;
+    // The service checks once that the server refuses anonymous clients:
+    // quietly (an expected refusal is no ERROR line).
+    testkit::eventually(
+        std::time::Duration::from_secs(20),
+        "the anonymous probe",
+        || async {
+            let logs = std::fs::read_to_string(&log_path).ok()?;
+            logs.contains("NATS refuses clients without credentials")
+                .then_some(())
+        },
+    )
+    .await;
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
 
@@ -297,6 +309,10 @@ async fn enrollment_with_identity_answers_nats_credentials_and_logs_no_secret() 
     assert!(status.success(), "{status}: {logs}");
     assert!(logs.contains("hub enrolled"), "{logs}");
     assert!(logs.contains("refused an enrollment"), "{logs}");
+    assert!(
+        !logs.to_lowercase().contains("authorization violation"),
+        "the anonymous probe's expected refusal was logged as an error: {logs}"
+    );
     let seed = creds.lines().find(|l| l.starts_with("SU")).unwrap();
     for secret in [join.as_str(), token.as_str(), seed] {
         assert!(!logs.contains(secret), "a secret appears in the logs");
