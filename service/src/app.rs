@@ -27,6 +27,7 @@ use crate::ingest::{Ingest, Sight, Sinks};
 use crate::leader::{self, Candidacy, Election};
 use crate::metrics::Metrics;
 use crate::nats::NatsConnection;
+use crate::retention::{self, Log};
 use crate::state::{App, AppState};
 use crate::store;
 use crate::supervisor::Supervisor;
@@ -232,25 +233,16 @@ impl Components {
             );
         }
         self.spawn_event_workers(workers, shutdown);
-        workers.spawn(
-            "audit_pruner",
-            crate::audit::run_pruner(
-                self.db.clone(),
-                self.settings.audit.retention,
-                shutdown.clone(),
-            ),
-        );
+        for (log, retention) in [
+            (Log::Audit, self.settings.audit.retention),
+            (Log::History, self.settings.catalog.history_retention),
+        ] {
+            let pruner = retention::run_pruner(self.db.clone(), log, retention, shutdown.clone());
+            workers.spawn(log.worker(), pruner);
+        }
         if let Some(revocations) = &self.revocations {
             workers.spawn("revocations", revocations.clone().run(shutdown.clone()));
         }
-        workers.spawn(
-            "history_pruner",
-            crate::history::run_pruner(
-                self.db.clone(),
-                self.settings.catalog.history_retention,
-                shutdown.clone(),
-            ),
-        );
         if self.settings.sync.enabled {
             self.spawn_sync_worker(workers, shutdown);
         }

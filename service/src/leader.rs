@@ -48,9 +48,9 @@ pub const SYNC: Office = Office {
 };
 
 /// The lock a pass of the audit log's pruning takes (transaction-scoped,
-/// not an election: see `crate::audit`).
+/// not an election: see `crate::retention`).
 pub const AUDIT_PRUNE_KEY: i64 = 0x6665_6461_7564_6974; // "fedaudit"
-/// The lock a pass of hub history's pruning takes (see `crate::history`).
+/// The lock a pass of hub history's pruning takes (see `crate::retention`).
 pub const HISTORY_PRUNE_KEY: i64 = 0x6665_6468_6973_7421; // "fedhist!"
 
 /// A replica's view of one election.

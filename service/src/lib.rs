@@ -8,14 +8,13 @@
 //! compile time against `.sqlx/`), `catalog` (projects, their
 //! seeding and metrics), `catalog_view` (the catalog in memory), `spoke` (the
 //! spoke registry's rules), `events`, `ingest`, `sweeper`, `leader`, `sync`
-//! (tfvars, Keycloak, links, drift), `auth`, `audit` (the audit log's retention), `identity` (the NATS authority), `api`, `health`, `server`,
+//! (tfvars, Keycloak, links, drift), `auth`, `retention` (pruning the audit log and hub history), `identity` (the NATS authority), `api`, `health`, `server`,
 //! `metrics` (the registry), and the leaves `rules`, `field_error`,
 //! `instrument`, `log_limit`, `telemetry`, `supervisor`. No module reaches back into one
 //! that depends on it (`tests/api/structure.rs` checks).
 
 pub mod api;
 pub mod app;
-pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod catalog_view;
@@ -24,7 +23,6 @@ pub mod config;
 pub mod events;
 pub mod field_error;
 pub mod health;
-pub mod history;
 pub mod identity;
 pub mod ingest;
 pub mod instrument;
@@ -32,6 +30,7 @@ pub mod leader;
 pub mod log_limit;
 pub mod metrics;
 pub mod nats;
+pub mod retention;
 pub mod rules;
 pub mod server;
 pub mod spoke;

@@ -304,7 +304,7 @@ async fn pruning_deletes_only_rows_past_the_retention_one_replica_at_a_time() {
         .await
         .unwrap();
     assert_eq!(
-        service::audit::prune_expired(&app.pool, year)
+        service::retention::prune_expired(&app.pool, service::retention::Log::Audit, year)
             .await
             .unwrap(),
         None
@@ -312,7 +312,7 @@ async fn pruning_deletes_only_rows_past_the_retention_one_replica_at_a_time() {
     other.rollback().await.unwrap();
 
     assert_eq!(
-        service::audit::prune_expired(&app.pool, year)
+        service::retention::prune_expired(&app.pool, service::retention::Log::Audit, year)
             .await
             .unwrap(),
         Some(2)

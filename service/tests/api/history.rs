@@ -246,9 +246,13 @@ async fn history_older_than_the_retention_is_pruned() {
          SELECT id, 'degraded', 'offline', 'sweeper', now() - interval '10 minutes' FROM projects",
     )
     .await;
-    let pruned = service::history::prune_expired(&app.pool, Duration::from_secs(3600))
-        .await
-        .unwrap();
+    let pruned = service::retention::prune_expired(
+        &app.pool,
+        service::retention::Log::History,
+        Duration::from_secs(3600),
+    )
+    .await
+    .unwrap();
     assert_eq!(pruned, Some(1));
     let page = app
         .get_ok("/api/fed/projects/alpha/history", Some(ADMIN_KEY))
