@@ -10,7 +10,7 @@ use protocol::naming::is_valid_slug;
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult, KeyedErrors, Problem, QueryErrors};
 use super::extract::Query;
-use super::projects::SlugPath;
+use super::projects::{not_found, SlugPath};
 use crate::rules::{self, Paging};
 use crate::state::AppState;
 use crate::store::history::{self, ProjectTransition};
@@ -74,8 +74,4 @@ pub async fn project_history(
         transitions,
         next_before,
     }))
-}
-
-pub(super) fn not_found(slug: &str) -> ApiError {
-    ApiError::NotFound(format!("no project with slug {slug:?}"))
 }

@@ -17,7 +17,7 @@ use protocol::naming::is_valid_slug;
 use super::auth::{Caller, Role};
 use super::error::{ApiResult, BodyErrors, KeyedErrors, Problem};
 use super::extract::Json;
-use super::history::not_found;
+use super::projects::not_found;
 use super::projects::SlugPath;
 use crate::catalog::Project;
 use crate::field_error::FieldError;

@@ -249,6 +249,7 @@ fn json_response(body: Bytes) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-fn not_found(slug: &str) -> ApiError {
+/// A project route's 404.
+pub(super) fn not_found(slug: &str) -> ApiError {
     ApiError::NotFound(format!("no project with slug {slug:?}"))
 }
