@@ -312,8 +312,9 @@ fn summary(s: &Settings, seeds: &[ProjectSpec]) -> String {
         humantime::format_duration(s.heartbeat.check_interval),
     );
     out += &format!(
-        "  events:           stream {}, duplicate window {}, retention {}; hub code {}\n",
+        "  events:           stream {} ({} replica(s)), duplicate window {}, retention {}; hub code {}\n",
         s.events.stream,
+        s.events.stream_replicas,
         humantime::format_duration(s.events.duplicate_window),
         humantime::format_duration(s.events.retention),
         s.federation.hub_code,

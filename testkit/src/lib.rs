@@ -444,6 +444,72 @@ impl NatsServer {
     }
 }
 
+/// A cluster of nats-servers on 127.0.0.1, every node with JetStream and its
+/// own store, routed to every other: what a production deployment runs
+/// (three nodes, so a stream with three replicas survives losing one).
+pub struct NatsCluster {
+    nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// `size` nodes named `n0`.. in cluster `federation-test`; returns once
+    /// every node accepts clients (JetStream's meta leader may still be
+    /// being elected: a client's first stream request waits or retries).
+    pub async fn start(size: usize) -> NatsCluster {
+        assert!(size >= 1, "a cluster has at least one node");
+        let cluster_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let routes = cluster_ports
+            .iter()
+            .map(|p| format!("nats-route://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nodes = Vec::with_capacity(size);
+        for (i, cluster_port) in cluster_ports.iter().enumerate() {
+            let mut node = NatsServer {
+                child: None,
+                port: free_port(),
+                store: tempfile::tempdir().expect("temp dir"),
+                extra_args: vec![
+                    format!("--server_name=n{i}"),
+                    "--cluster_name=federation-test".into(),
+                    format!("--cluster=nats://127.0.0.1:{cluster_port}"),
+                    format!("--routes={routes}"),
+                ],
+                config: None,
+            };
+            node.spawn().await;
+            nodes.push(node);
+        }
+        NatsCluster { nodes }
+    }
+
+    /// Every node's client URL, comma-separated (the form `nats.url` takes).
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn node(&self, i: usize) -> &NatsServer {
+        &self.nodes[i]
+    }
+
+    /// To kill (SIGKILL, the store kept) and restart one node.
+    pub fn node_mut(&mut self, i: usize) -> &mut NatsServer {
+        &mut self.nodes[i]
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+}
+
 impl Drop for NatsServer {
     fn drop(&mut self) {
         if let Some(child) = self.child.as_mut() {

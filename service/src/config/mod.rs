@@ -274,6 +274,11 @@ pub struct EventSettings {
     /// re-publish of the same event id within it is dropped by the server.
     #[serde(deserialize_with = "de::duration")]
     pub duplicate_window: Duration,
+    /// Copies JetStream keeps of the stream it creates (1 on a single
+    /// nats-server; 3 on a cluster of three or more, so losing a node loses
+    /// no event and stops no publish). At most 5, as JetStream allows.
+    #[validate(range(min = 1, max = 5))]
+    pub stream_replicas: usize,
     /// Published events stay in the outbox this long (watch-stream resume
     /// by Last-Event-ID reaches back this far), then are pruned.
     #[serde(deserialize_with = "de::duration")]
@@ -297,6 +302,7 @@ impl Default for EventSettings {
         EventSettings {
             stream: protocol::subjects::EVENTS_STREAM.into(),
             duplicate_window: Duration::from_secs(600),
+            stream_replicas: 1,
             retention: Duration::from_secs(7 * 24 * 3600),
             batch_size: 100,
             poll_interval: Duration::from_secs(1),

@@ -77,6 +77,14 @@ pub async fn ensure_stream(
                     "the existing events stream has another duplicate window; leaving it"
                 );
             }
+            if cfg.num_replicas != settings.stream_replicas {
+                tracing::warn!(
+                    stream = %name,
+                    configured = settings.stream_replicas,
+                    actual = cfg.num_replicas,
+                    "the existing events stream has another number of replicas; leaving it (`nats stream edit --replicas` changes it)"
+                );
+            }
             Ok(())
         }
         Err(e)
@@ -90,12 +98,13 @@ pub async fn ensure_stream(
                 name: name.clone(),
                 subjects: vec![protocol::subjects::EVENTS_WILDCARD.into()],
                 duplicate_window: settings.duplicate_window,
+                num_replicas: settings.stream_replicas,
                 storage: stream::StorageType::File,
                 ..Default::default()
             })
             .await
             .map_err(|e| err(e.to_string()))?;
-            tracing::info!(stream = %name, "created the events stream");
+            tracing::info!(stream = %name, replicas = settings.stream_replicas, "created the events stream");
             Ok(())
         }
         Err(e) => Err(err(e.to_string())),

@@ -5,6 +5,7 @@
 
 mod audit;
 mod auth;
+mod cluster;
 mod contract;
 mod credentials;
 mod enrollment;
