@@ -10,7 +10,10 @@
 
 pub mod arbitrary;
 pub mod keycloak;
+pub mod pg;
 pub mod proxy;
+
+pub use pg::PgServer;
 
 use std::future::Future;
 use std::net::TcpListener;

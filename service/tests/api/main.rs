@@ -5,6 +5,7 @@
 
 mod audit;
 mod auth;
+mod chaos;
 mod cluster;
 mod contract;
 mod credentials;
