@@ -63,8 +63,8 @@ pub const SPOKE_SCOPE: &str =
 pub const HUB_SCOPE: &str = "a hub token may only read the catalog, register or update its own project, put it in maintenance and refresh its own credentials (NodeRestriction)";
 
 impl Caller {
-    /// Who this caller is in the audit log: its hub, or its key's
-    /// fingerprint.
+    /// Who this caller is in the audit log: its hub, its spoke, or its
+    /// key's fingerprint.
     pub fn actor(&self) -> Actor {
         match (&self.hub, &self.spoke) {
             (Some(hub), _) => Actor::hub(&hub.slug),
@@ -247,10 +247,12 @@ fn scope_refusal(
     None
 }
 
-/// Layer: 401 without a key, with a hub token that is unknown, revoked or
-/// expired, or with a shared agent key while they are turned off; 403 with
-/// an unknown key or a hub token on a route it may not call; else the
-/// request goes on with its [`Caller`].
+/// Layer: 401 without a key, with a hub or spoke token that is unknown,
+/// revoked or expired (or whose spoke is suspended or revoked), or with a
+/// shared agent key while they are turned off; 403 with an unknown key, a
+/// hub token on a route it may not call, or a spoke token on a route it may
+/// not call or for another spoke; else the request goes on with its
+/// [`Caller`].
 pub async fn require_api_key(
     State(state): State<AppState>,
     mut req: Request,
