@@ -42,7 +42,11 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 federation \
  && useradd --system --uid 10001 --gid federation --home-dir /app --no-create-home \
-      --shell /usr/sbin/nologin federation
+      --shell /usr/sbin/nologin federation \
+ && install -d -o 10001 -g 10001 -m 0700 /var/lib/federation/identity /var/lib/hub-agent
+# Mount points of docker-compose.yml's named volumes (the NATS authority
+# `nats-init` makes, a hub agent's state): a new volume takes its owner and
+# mode from the image, so the non-root user can write it.
 WORKDIR /app
 COPY --from=build /out/federation /out/hub-agent /usr/local/bin/
 # Read from the working directory by default (config/federation.yaml, whose

@@ -36,6 +36,7 @@ const KEYS: &[&str] = &[
     "health_url",
     "health_timeout",
     "join_token",
+    "join_token_file",
     "state_dir",
     "nats",
     "catalog",
@@ -78,6 +79,10 @@ pub struct HubSettings {
     /// `catalog.url` for this hub's token and NATS credentials. Ignored
     /// when `state_dir` already holds a token. Never logged.
     pub join_token: Option<SecretString>,
+    /// A file holding the join token (e.g. written by a one-shot job or
+    /// mounted from a secret store), read at start when `state_dir` holds
+    /// no token yet. Never together with `join_token`.
+    pub join_token_file: Option<PathBuf>,
     /// Where the hub's token and NATS credentials are kept (0700, files
     /// 0600): `token`, `hub.creds`, `expires_at`.
     pub state_dir: PathBuf,
@@ -98,6 +103,7 @@ impl Default for HubSettings {
             health_url: None,
             health_timeout: Duration::from_secs(2),
             join_token: None,
+            join_token_file: None,
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
         }
     }
@@ -179,6 +185,15 @@ impl AgentSettings {
         {
             settings.hub.join_token = None;
         }
+        // So is an empty HUB_AGENT__JOIN_TOKEN_FILE=.
+        if settings
+            .hub
+            .join_token_file
+            .as_ref()
+            .is_some_and(|f| f.as_os_str().is_empty())
+        {
+            settings.hub.join_token_file = None;
+        }
         if !fig.contains("nats.client_name") {
             settings.nats.client_name = format!("hub-agent-{}", settings.hub.slug);
         }
@@ -230,20 +245,31 @@ impl AgentSettings {
                 push(&format!("nats{path}"), message);
             }
         }
-        let enrolled =
-            hub.join_token.is_some() || hub.state_dir.join(crate::state::TOKEN).is_file();
+        if hub.join_token.is_some() && hub.join_token_file.is_some() {
+            push(
+                "join_token_file",
+                "give join_token or join_token_file, not both".into(),
+            );
+        }
+        let joining = hub.join_token.is_some() || hub.join_token_file.is_some();
+        let enrolled = joining || hub.state_dir.join(crate::state::TOKEN).is_file();
         match (&self.catalog.url, &self.catalog.api_key) {
             (Some(u), _) if !u.starts_with("http://") && !u.starts_with("https://") => {
                 push("catalog.url", "must be an http(s) URL".into())
             }
             (Some(_), None) if !enrolled => push(
                 "catalog.api_key",
-                "registration needs an agent API key, a join_token, or a hub token in state_dir"
+                "registration needs an agent API key, a join_token (or join_token_file), or a hub token in state_dir"
                     .into(),
             ),
-            (None, _) if hub.join_token.is_some() => {
-                push("join_token", "enrollment needs catalog.url".into())
-            }
+            (None, _) if joining => push(
+                if hub.join_token.is_some() {
+                    "join_token"
+                } else {
+                    "join_token_file"
+                },
+                "enrollment needs catalog.url".into(),
+            ),
             _ => {}
         }
         if hub.state_dir.as_os_str().is_empty() {
@@ -356,6 +382,41 @@ mod tests {
             jail.create_dir("state")?;
             jail.create_file("state/token", "fedhub_z")?;
             assert!(AgentSettings::load(&Sources::none()).is_ok());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_join_token_file_stands_in_for_the_join_token_but_not_beside_it() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.set_env("HUB_AGENT__SLUG", "alpha");
+            jail.set_env("HUB_AGENT__HUB_URL", "http://alpha:9001");
+            jail.set_env("HUB_AGENT__STATE_DIR", "state");
+            jail.set_env("HUB_AGENT__JOIN_TOKEN_FILE", "state/join-token");
+            // Without catalog.url there is nowhere to exchange it.
+            let e = AgentSettings::load(&Sources::none()).unwrap_err();
+            let paths: Vec<&str> = e.0.iter().map(|x| x.path.as_str()).collect();
+            assert_eq!(paths, ["join_token_file"], "{e}");
+            // With it, no API key is needed; the file is read at start, not
+            // now, so it may be written after the settings are checked.
+            jail.set_env("HUB_AGENT__CATALOG__URL", "http://fed:8001");
+            let s = AgentSettings::load(&Sources::none()).unwrap();
+            assert_eq!(
+                s.hub.join_token_file.as_deref(),
+                Some(Path::new("state/join-token"))
+            );
+            // Not both.
+            jail.set_env("HUB_AGENT__JOIN_TOKEN", "fedjoin_x");
+            let e = AgentSettings::load(&Sources::none()).unwrap_err();
+            let paths: Vec<&str> = e.0.iter().map(|x| x.path.as_str()).collect();
+            assert_eq!(paths, ["join_token_file"], "{e}");
+            // An empty variable is no file: then an API key is needed again.
+            jail.set_env("HUB_AGENT__JOIN_TOKEN", "");
+            jail.set_env("HUB_AGENT__JOIN_TOKEN_FILE", "");
+            let e = AgentSettings::load(&Sources::none()).unwrap_err();
+            let paths: Vec<&str> = e.0.iter().map(|x| x.path.as_str()).collect();
+            assert_eq!(paths, ["catalog.api_key"], "{e}");
             Ok(())
         });
     }

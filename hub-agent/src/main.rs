@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 /// retrying until the catalog answers. On SIGTERM or SIGINT it publishes an
 /// `offline` heartbeat, flushes, and exits 0 within 2 s.
 ///
-/// Enrollment: given a join token (HUB_AGENT__JOIN_TOKEN or --join-token)
-/// and no hub token in its state directory (state_dir, default
+/// Enrollment: given a join token (HUB_AGENT__JOIN_TOKEN or --join-token,
+/// or a file holding one, HUB_AGENT__JOIN_TOKEN_FILE) and no hub token in its state directory (state_dir, default
 /// /var/lib/hub-agent), it exchanges the join token once at catalog.url for
 /// its hub token and NATS credentials, keeps them there (0600), uses them
 /// from then on and refreshes them before they expire.
@@ -55,6 +55,11 @@ fn identity_summary(settings: &config::AgentSettings) -> String {
         format!("hub token in {dir}")
     } else if settings.hub.join_token.is_some() {
         format!("enroll with the join token, keep the credential in {dir}")
+    } else if let Some(file) = &settings.hub.join_token_file {
+        format!(
+            "enroll with the join token in {}, keep the credential in {dir}",
+            file.display()
+        )
     } else if settings.catalog.api_key.is_some() {
         "shared agent key".to_owned()
     } else {

@@ -60,14 +60,19 @@ pub async fn obtain(
 ) -> anyhow::Result<Option<Identity>> {
     let dir = &settings.hub.state_dir;
     if let Some(held) = load(dir)? {
-        if settings.hub.join_token.is_some() {
+        if settings.hub.join_token.is_some() || settings.hub.join_token_file.is_some() {
             tracing::info!(state_dir = %dir.display(), "the state directory holds a hub token; the join token is ignored");
         } else {
             tracing::info!(state_dir = %dir.display(), "using the hub token in the state directory");
         }
         return Ok(Some(held));
     }
-    let (Some(join), Some(base)) = (&settings.hub.join_token, &settings.catalog.url) else {
+    let join = match (&settings.hub.join_token, &settings.hub.join_token_file) {
+        (Some(token), _) => Some(token.clone()),
+        (None, Some(file)) => Some(read_join_token(file)?),
+        (None, None) => None,
+    };
+    let (Some(join), Some(base)) = (join, &settings.catalog.url) else {
         return Ok(None);
     };
     prepare_dir(dir)?;
@@ -114,6 +119,21 @@ pub async fn obtain(
         }
     }
     Ok(None)
+}
+
+/// The join token in `file` (`join_token_file`), trimmed. Its contents
+/// never reach an error message.
+fn read_join_token(file: &Path) -> anyhow::Result<SecretString> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading the join token file {}", file.display()))?;
+    let token = SecretString::from(text.trim().to_owned());
+    if token.expose_secret().is_empty() {
+        bail!(
+            "the join token file {} is empty; ask an admin for a join token (POST /api/fed/projects/{{slug}}/enrollments)",
+            file.display()
+        );
+    }
+    Ok(token)
 }
 
 const ENROLL_RETRY: common::retry::Backoff =
@@ -229,4 +249,28 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     file.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_join_token_file_is_read_trimmed_and_refused_when_empty_or_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("join-token");
+        std::fs::write(&file, "fedjoin_abc\n").unwrap();
+        assert_eq!(
+            read_join_token(&file).unwrap().expose_secret(),
+            "fedjoin_abc"
+        );
+        std::fs::write(&file, " \n").unwrap();
+        let e = format!("{:#}", read_join_token(&file).unwrap_err());
+        assert!(e.contains("is empty"), "{e}");
+        let e = format!(
+            "{:#}",
+            read_join_token(&dir.path().join("none")).unwrap_err()
+        );
+        assert!(e.contains("reading the join token file"), "{e}");
+    }
 }

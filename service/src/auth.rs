@@ -26,9 +26,13 @@ pub fn may_log<K: std::hash::Hash + Eq>(limiter: &Mutex<LogLimiter<K>>, kind: K)
 }
 
 /// What a key may do. Admin can do everything an agent can; an agent
-/// everything a hub can.
+/// everything a hub can. A spoke token can do less than any: read its own
+/// spoke and refresh its own credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
+    /// A per-spoke token: read its own spoke, refresh its own credential
+    /// (and, with issue 12, confirm its own links). Nothing else.
+    Spoke,
     /// A per-hub token: read the catalog, register or update its own
     /// project, refresh its own credentials. Nothing else (NodeRestriction).
     Hub,
@@ -41,6 +45,7 @@ pub enum Role {
 impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
+            Role::Spoke => "spoke",
             Role::Hub => "hub",
             Role::Agent => "agent",
             Role::Admin => "admin",
@@ -135,10 +140,63 @@ pub const HUB_TOKEN_PREFIX: &str = "fedhub_";
 /// mistake is recognisable and one in a log line is easy to find.
 pub const JOIN_TOKEN_PREFIX: &str = "fedjoin_";
 
-/// A new hub token: the prefix and 256 random bits, base64url. The secret
-/// is returned once; only [`token_digest`] of it is kept.
+/// How every spoke token begins.
+pub const SPOKE_TOKEN_PREFIX: &str = "fedspoke_";
+
+/// Whose credential a token is: both kinds are issued, stored, looked up,
+/// refreshed and revoked by the same code (`hub_credentials`, told apart
+/// by `kind`), and recognised by their prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// A hub's (`fedhub_`), named by its project slug.
+    Hub,
+    /// A spoke's (`fedspoke_`), named by its spoke id.
+    Spoke,
+}
+
+impl CredentialKind {
+    /// As stored in `hub_credentials.kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialKind::Hub => "hub",
+            CredentialKind::Spoke => "spoke",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CredentialKind> {
+        match s {
+            "hub" => Some(CredentialKind::Hub),
+            "spoke" => Some(CredentialKind::Spoke),
+            _ => None,
+        }
+    }
+
+    pub fn prefix(self) -> &'static str {
+        match self {
+            CredentialKind::Hub => HUB_TOKEN_PREFIX,
+            CredentialKind::Spoke => SPOKE_TOKEN_PREFIX,
+        }
+    }
+
+    /// The kind of credential a presented key has the form of, if any: a
+    /// key that is none is never looked up in the database.
+    pub fn of_presented(presented: &[u8]) -> Option<CredentialKind> {
+        [CredentialKind::Hub, CredentialKind::Spoke]
+            .into_iter()
+            .find(|k| presented.starts_with(k.prefix().as_bytes()))
+    }
+
+    /// A new token of this kind: the prefix and 256 random bits,
+    /// base64url. The secret is returned once; only [`token_digest`] of it
+    /// is kept.
+    pub fn new_token(self) -> SecretString {
+        new_token(self.prefix())
+    }
+}
+
+/// A new hub token (see [`CredentialKind::new_token`]).
 pub fn new_hub_token() -> SecretString {
-    new_token(HUB_TOKEN_PREFIX)
+    CredentialKind::Hub.new_token()
 }
 
 /// A new single-use join token, made like [`new_hub_token`].
@@ -263,6 +321,28 @@ mod tests {
             keys().check(a.expose_secret().as_bytes()).0,
             KeyVerdict::Unknown
         );
+    }
+
+    #[test]
+    fn spoke_tokens_are_told_apart_from_hub_tokens_by_their_prefix() {
+        let spoke = CredentialKind::Spoke.new_token();
+        let hub = new_hub_token();
+        assert!(spoke.expose_secret().starts_with("fedspoke_"));
+        assert_eq!(
+            CredentialKind::of_presented(spoke.expose_secret().as_bytes()),
+            Some(CredentialKind::Spoke)
+        );
+        assert_eq!(
+            CredentialKind::of_presented(hub.expose_secret().as_bytes()),
+            Some(CredentialKind::Hub)
+        );
+        assert!(!looks_like_hub_token(spoke.expose_secret().as_bytes()));
+        assert_eq!(CredentialKind::of_presented(b"agent-key-0123456789"), None);
+        assert_eq!(CredentialKind::of_presented(b"fedjoin_x"), None);
+        for kind in [CredentialKind::Hub, CredentialKind::Spoke] {
+            assert_eq!(CredentialKind::parse(kind.as_str()), Some(kind));
+        }
+        assert!(Role::Spoke < Role::Hub);
     }
 
     #[test]

@@ -1,35 +1,45 @@
 //! docker-compose.yml, through `docker-compose config` (no Docker engine is
 //! needed to resolve and validate it): the stack, its start-up order, its
-//! ports, and that it refuses to run without its secrets.
+//! ports, that it refuses to run without its secrets, and its identity
+//! wiring (NATS in operator mode from `nats-init`, agents enrolled with join
+//! tokens) run for real with the stack's own commands and environment.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::support::*;
 
 /// Secrets the stack must never run without, with no default.
-const SECRETS: [&str; 5] = [
-    "DB_PASSWORD",
-    "FEDERATION_API_KEYS",
-    "FEDERATION_AGENT_API_KEYS",
-    "HUB_AGENT_API_KEY",
-    "GRAFANA_PASSWORD",
-];
+const SECRETS: [&str; 3] = ["DB_PASSWORD", "FEDERATION_API_KEYS", "GRAFANA_PASSWORD"];
 
-const SERVICES: [&str; 9] = [
+const SERVICES: [&str; 12] = [
     "postgres",
+    "nats-init",
     "nats",
     "nats-exporter",
     "federation",
+    "enroll-commandcenter",
+    "enroll-projecta",
     "agent-commandcenter",
     "agent-projecta",
     "prometheus",
     "alertmanager",
     "grafana",
 ];
+
+/// The demo hubs: each agent and the one-shot job that enrolls it.
+const AGENTS: [(&str, &str); 2] = [
+    ("agent-commandcenter", "enroll-commandcenter"),
+    ("agent-projecta", "enroll-projecta"),
+];
+
+/// Services that run once and exit (waited for with
+/// `service_completed_successfully`).
+const ONE_SHOTS: [&str; 3] = ["nats-init", "enroll-commandcenter", "enroll-projecta"];
 
 /// (service, container port, variable, default published port); the
 /// defaults are the original service's.
@@ -43,12 +53,15 @@ const PORTS: [(&str, u16, &str, u16); 7] = [
     ("alertmanager", 9093, "ALERTMANAGER_PORT", 9093),
 ];
 
+const ADMIN_KEY: &str = "admin-key-0123456789abcdef";
+
+/// Where the NATS authority is mounted, in every container that uses it.
+const IDENTITY_DIR: &str = "/var/lib/federation/identity";
+
 fn secrets_set() -> Vec<(&'static str, &'static str)> {
     vec![
         ("DB_PASSWORD", "db-password-0123456789abcdef"),
-        ("FEDERATION_API_KEYS", "admin-key-0123456789abcdef"),
-        ("FEDERATION_AGENT_API_KEYS", "agent-key-0123456789abcdef"),
-        ("HUB_AGENT_API_KEY", "agent-key-0123456789abcdef"),
+        ("FEDERATION_API_KEYS", ADMIN_KEY),
         ("GRAFANA_PASSWORD", "grafana-password-0123456789"),
     ]
 }
@@ -108,6 +121,18 @@ fn healthcheck(svc: &Value) -> String {
         Value::String(s) => s.clone(),
         _ => String::new(),
     }
+}
+
+/// A service's `command` (or `entrypoint`, `field`) as strings.
+fn strings_of<'a>(svc: &'a Value, field: &str) -> Vec<&'a str> {
+    list_of(svc, field)
+        .iter()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
+fn command(svc: &Value) -> Vec<&str> {
+    strings_of(svc, "command")
 }
 
 fn env_of<'a>(svc: &'a Value, key: &str) -> &'a str {
@@ -194,14 +219,22 @@ fn the_stack_resolves_with_its_secrets_set() {
 #[test]
 fn each_service_starts_once_what_it_needs_is_healthy() {
     let stack = resolved(&[]);
-    let expected: [(&str, &[&str]); 7] = [
-        ("federation", &["postgres", "nats"]),
-        ("agent-commandcenter", &["nats", "federation"]),
-        ("agent-projecta", &["nats", "federation"]),
+    let expected: [(&str, &[&str]); 12] = [
+        ("nats-init", &[]),
+        ("nats", &["nats-init"]),
+        ("federation", &["postgres", "nats-init", "nats"]),
+        ("enroll-commandcenter", &["federation"]),
+        ("enroll-projecta", &["federation"]),
+        (
+            "agent-commandcenter",
+            &["nats", "federation", "enroll-commandcenter"],
+        ),
+        ("agent-projecta", &["nats", "federation", "enroll-projecta"]),
         ("nats-exporter", &["nats"]),
         ("prometheus", &["alertmanager"]),
         ("grafana", &["prometheus"]),
         ("postgres", &[]),
+        ("alertmanager", &[]),
     ];
     for (name, deps) in expected {
         let got: BTreeSet<&str> = stack["services"][name]["depends_on"]
@@ -210,10 +243,19 @@ fn each_service_starts_once_what_it_needs_is_healthy() {
             .unwrap_or_default();
         assert_eq!(got, deps.iter().copied().collect(), "{name} depends_on");
     }
-    // Every dependency waits for health, and so has a health check.
+    // Every dependency waits for health (and so has a health check), or,
+    // for a one-shot job, for its successful end (and it is not restarted).
     for (name, svc) in stack["services"].as_object().expect("services") {
         if let Some(deps) = svc["depends_on"].as_object() {
             for (dep, how) in deps {
+                if ONE_SHOTS.contains(&dep.as_str()) {
+                    assert_eq!(
+                        str_of(how, "condition"),
+                        "service_completed_successfully",
+                        "{name} -> {dep}"
+                    );
+                    continue;
+                }
                 assert_eq!(
                     str_of(how, "condition"),
                     "service_healthy",
@@ -226,6 +268,10 @@ fn each_service_starts_once_what_it_needs_is_healthy() {
                 );
             }
         }
+    }
+    for name in ONE_SHOTS {
+        let restart = service(&stack, name)["restart"].as_str().unwrap_or("no");
+        assert_eq!(restart, "no", "{name} runs once: it must not be restarted");
     }
     let checks = [
         ("postgres", "pg_isready"),
@@ -248,8 +294,16 @@ fn each_service_starts_once_what_it_needs_is_healthy() {
 fn services_are_built_and_configured_as_documented() {
     let stack = resolved(&[]);
     let root = repo_root();
-    // The service and both agents run the image built from the Dockerfile.
-    for name in ["federation", "agent-commandcenter", "agent-projecta"] {
+    // The service, the agents and the one-shot jobs run the image built
+    // from the Dockerfile.
+    for name in [
+        "federation",
+        "nats-init",
+        "agent-commandcenter",
+        "agent-projecta",
+        "enroll-commandcenter",
+        "enroll-projecta",
+    ] {
         let svc = service(&stack, name);
         let context = str_of(&svc["build"], "context");
         assert_eq!(Path::new(context), root, "{name} build context");
@@ -259,11 +313,7 @@ fn services_are_built_and_configured_as_documented() {
         );
     }
     let fed = service(&stack, "federation");
-    let command: Vec<&str> = list_of(fed, "command")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    assert_eq!(command, ["serve"]);
+    assert_eq!(command(fed), ["serve"]);
     // The demo agents are hubs the seed file knows.
     let projects = read_yaml("config/projects.yaml");
     let slugs: BTreeSet<&str> = list_of(&projects, "projects")
@@ -286,20 +336,10 @@ fn services_are_built_and_configured_as_documented() {
             env_of(agent, "HUB_AGENT__CATALOG__URL"),
             "http://federation:8001"
         );
-        assert_eq!(
-            env_of(agent, "HUB_AGENT__CATALOG__API_KEY"),
-            "agent-key-0123456789abcdef"
-        );
     }
-    // NATS with JetStream and its monitoring port (for /healthz and the exporter).
-    let nats: Vec<&str> = list_of(service(&stack, "nats"), "command")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    assert!(
-        nats.contains(&"--jetstream") && nats.contains(&"--http_port=8222"),
-        "{nats:?}"
-    );
+    // NATS with its monitoring port (for /healthz and the exporter).
+    let nats = command(service(&stack, "nats"));
+    assert!(nats.contains(&"--http_port=8222"), "{nats:?}");
     let exporter = list_of(service(&stack, "nats-exporter"), "command")
         .iter()
         .filter_map(Value::as_str)
@@ -308,7 +348,11 @@ fn services_are_built_and_configured_as_documented() {
     // State lives in named volumes; bind mounts point at files in the repository.
     for (name, target) in [
         ("postgres", "/var/lib/postgresql/data"),
-        ("nats", "/data"),
+        ("nats", IDENTITY_DIR),
+        ("federation", IDENTITY_DIR),
+        ("nats-init", IDENTITY_DIR),
+        ("agent-commandcenter", "/var/lib/hub-agent"),
+        ("agent-projecta", "/var/lib/hub-agent"),
         ("prometheus", "/prometheus"),
         ("grafana", "/var/lib/grafana"),
     ] {
@@ -529,58 +573,586 @@ fn the_env_example_holds_no_working_secret() {
     );
 }
 
-/// The service and the agents, run for real with the environment the stack
-/// gives them (container paths mapped to the files mounted there), accept
-/// their settings: no misspelt variable, no value they cannot parse.
+/// The NATS authority lives in one named volume, mounted at the same path
+/// wherever it is used: `nats-init` makes it there, nats-server runs on the
+/// conf it wrote (whose resolver and JetStream paths are in that volume),
+/// the service reads it. Each demo agent has no shared key, and a state
+/// volume of its own, shared only with the job that enrolls it, which
+/// leaves the join token where the agent reads it.
 #[test]
-fn the_service_and_the_agents_accept_the_environment_the_stack_gives_them() {
+fn the_nats_authority_and_each_agents_identity_live_in_named_volumes() {
     let stack = resolved(&[]);
-    let federation = federation_bin();
-    let hub_agent = hub_agent_bin();
-    let image_dir = tempfile::tempdir().expect("temp dir");
-    for (name, binary, args, cwd) in [
-        ("federation", federation, vec!["check-config"], repo_root()),
-        (
-            "agent-commandcenter",
-            hub_agent,
-            vec!["--check-config"],
-            image_dir.path().to_owned(),
-        ),
-        (
-            "agent-projecta",
-            hub_agent,
-            vec!["--check-config"],
-            image_dir.path().to_owned(),
-        ),
-    ] {
-        let svc = service(&stack, name);
-        let mounts = volumes(svc);
-        let mut cmd = Command::new(binary);
+    let services = stack["services"].as_object().expect("services");
+    let mounted = |name: &str, target: &str| -> String {
+        let (source, _) = volumes(service(&stack, name))
+            .into_iter()
+            .find(|(_, t)| t == target)
+            .unwrap_or_else(|| panic!("{name}: nothing mounted at {target}"));
+        assert!(
+            !source.starts_with('/'),
+            "{name}: {target} should be a named volume, is {source}"
+        );
+        source
+    };
+    let users_of = |volume: &str| -> BTreeSet<&str> {
+        services
+            .iter()
+            .filter(|(_, svc)| volumes(svc).iter().any(|(s, _)| s == volume))
+            .map(|(name, _)| name.as_str())
+            .collect()
+    };
+
+    assert_eq!(
+        command(service(&stack, "nats-init")),
+        ["nats-init", "--dir", IDENTITY_DIR]
+    );
+    let identity = mounted("nats-init", IDENTITY_DIR);
+    assert_eq!(mounted("nats", IDENTITY_DIR), identity);
+    assert_eq!(mounted("federation", IDENTITY_DIR), identity);
+    assert_eq!(
+        users_of(&identity),
+        BTreeSet::from(["nats-init", "nats", "federation"]),
+        "the keys are in {identity}"
+    );
+    // nats-server on that conf, and nothing on its command line the conf
+    // says already (nats-server refuses a duplicate store directory).
+    let nats = command(service(&stack, "nats"));
+    let conf = format!("{IDENTITY_DIR}/nats-server.conf");
+    assert_eq!(nats.first(), Some(&"nats-server"), "{nats:?}");
+    assert!(
+        nats.contains(&format!("--config={conf}").as_str())
+            || nats.windows(2).any(|w| w == ["-c", conf.as_str()]),
+        "nats does not run on {conf}: {nats:?}"
+    );
+    for flag in ["-js", "--jetstream", "-sd", "--store_dir"] {
+        assert!(
+            !nats.iter().any(|a| a.split('=').next() == Some(flag)),
+            "{flag}: the conf sets JetStream up: {nats:?}"
+        );
+    }
+    let fed = service(&stack, "federation");
+    assert_eq!(env_of(fed, "FEDERATION__IDENTITY__DIR"), IDENTITY_DIR);
+
+    for (agent, job) in AGENTS {
+        let svc = service(&stack, agent);
+        for key in ["HUB_AGENT__CATALOG__API_KEY", "FEDERATION_API_KEY"] {
+            assert!(
+                svc["environment"].get(key).is_none(),
+                "{agent} is given a shared key ({key})"
+            );
+        }
+        let state = env_of(svc, "HUB_AGENT__STATE_DIR");
+        let volume = mounted(agent, state);
+        assert_eq!(mounted(job, state), volume, "{job} and {agent}");
+        assert_eq!(users_of(&volume), BTreeSet::from([agent, job]));
+        let token_file = env_of(svc, "HUB_AGENT__JOIN_TOKEN_FILE");
+        assert_eq!(
+            Path::new(token_file).parent(),
+            Some(Path::new(state)),
+            "{agent}: the join token file is not in its state volume"
+        );
+        let job_svc = service(&stack, job);
+        assert_eq!(
+            env_of(job_svc, "HUB_SLUG"),
+            env_of(svc, "HUB_AGENT__SLUG"),
+            "{job}"
+        );
+        assert_eq!(
+            env_of(job_svc, "FEDERATION_URL"),
+            env_of(svc, "HUB_AGENT__CATALOG__URL"),
+            "{job} asks another service than {agent} enrolls with"
+        );
+        let script = unescape(&command(job_svc).join("\n"));
+        assert!(
+            script.contains(&format!("state={state}\n")) && script.contains("$state/join-token"),
+            "{job} does not write {token_file}: {script}"
+        );
+    }
+    // A new named volume takes its owner from the image: every mount point
+    // of the federation image's services is made its user's there.
+    let dockerfile = read("Dockerfile");
+    let made = dockerfile
+        .lines()
+        .find(|l| l.contains("install -d -o 10001 -g 10001 -m 0700"))
+        .expect("the Dockerfile makes the volumes' mount points");
+    for (name, svc) in services {
+        if svc.get("build").is_none() {
+            continue;
+        }
+        for (source, target) in volumes(svc) {
+            if !source.starts_with('/') {
+                assert!(
+                    made.split_whitespace().any(|w| w == target),
+                    "{name}: the image does not make {target} its user's: {made}"
+                );
+            }
+        }
+    }
+}
+
+/// Shared agent keys are optional: without them the service is given none
+/// (and accepts none); with them it is, and still no demo agent uses one.
+#[test]
+fn shared_agent_keys_are_optional_and_no_demo_agent_uses_one() {
+    let key = "agent-key-0123456789abcdef";
+    for (set, expected) in [(false, ""), (true, key)] {
+        let extra: &[(&str, &str)] = if set {
+            &[("FEDERATION_AGENT_API_KEYS", key)]
+        } else {
+            &[]
+        };
+        let stack = resolved(extra);
+        assert_eq!(
+            env_of(service(&stack, "federation"), "FEDERATION_AGENT_API_KEYS"),
+            expected
+        );
+        for (name, svc) in stack["services"].as_object().expect("services") {
+            if name == "federation" {
+                continue;
+            }
+            let env = svc["environment"].to_string();
+            assert!(!env.contains(key), "{name} is given the agent key");
+        }
+    }
+}
+
+/// `docker-compose config` writes `$` in commands as `$$`, which a
+/// container's shell sees as `$`.
+fn unescape(text: &str) -> String {
+    text.replace("$$", "$")
+}
+
+/// The stack's container paths on this machine: bind mounts at their
+/// source, each named volume at a temporary directory of its own (0700,
+/// like the mount points the image makes), shared by every service that
+/// mounts it; and the stack's service addresses at the servers a test
+/// started.
+struct HostPaths {
+    volumes: BTreeMap<String, tempfile::TempDir>,
+    addresses: Vec<(String, String)>,
+}
+
+impl HostPaths {
+    fn new(stack: &Value) -> HostPaths {
+        let mut named = BTreeMap::new();
+        for svc in stack["services"].as_object().expect("services").values() {
+            for (source, _) in volumes(svc) {
+                if !source.starts_with('/') {
+                    named
+                        .entry(source)
+                        .or_insert_with(|| tempfile::tempdir().expect("temp dir"));
+                }
+            }
+        }
+        HostPaths {
+            volumes: named,
+            addresses: Vec::new(),
+        }
+    }
+
+    /// The directory standing for named volume `name`.
+    fn volume(&self, name: &str) -> &Path {
+        self.volumes
+            .get(name)
+            .unwrap_or_else(|| panic!("no volume {name}"))
+            .path()
+    }
+
+    /// `from` (e.g. `nats://nats:4222`) is reached at `to` from now on.
+    fn address(&mut self, from: &str, to: &str) {
+        self.addresses.push((from.to_owned(), to.to_owned()));
+    }
+
+    /// `text` (a command argument or an environment value of service
+    /// `svc`) with its container paths and service addresses mapped.
+    fn map(&self, svc: &Value, text: &str) -> String {
+        let mut mounts: Vec<(String, String)> = volumes(svc)
+            .into_iter()
+            .map(|(source, target)| {
+                let host = if source.starts_with('/') {
+                    source
+                } else {
+                    self.volume(&source).display().to_string()
+                };
+                (target, host)
+            })
+            .collect();
+        // The longest first, so a mount inside another wins.
+        mounts.sort_by_key(|(target, _)| std::cmp::Reverse(target.len()));
+        let mut text = text.to_owned();
+        for (target, host) in &mounts {
+            text = text.replace(target.as_str(), host);
+        }
+        for (from, to) in &self.addresses {
+            text = text.replace(from.as_str(), to);
+        }
+        text
+    }
+
+    /// `program` with service `name`'s environment (mapped, nothing
+    /// inherited but PATH) and `args` (mapped), in `cwd`.
+    fn command(
+        &self,
+        stack: &Value,
+        name: &str,
+        program: &Path,
+        args: &[&str],
+        cwd: &Path,
+    ) -> tokio::process::Command {
+        let svc = service(stack, name);
+        let mut cmd = tokio::process::Command::new(program);
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .current_dir(&cwd)
-            .args(&args);
-        for (key, value) in svc["environment"].as_object().expect("environment") {
-            let value = value.as_str().unwrap_or_default();
-            let host = mounts
-                .iter()
-                .find(|(_, target)| target == value)
-                .map(|(source, _)| source.as_str());
-            cmd.env(key, host.unwrap_or(value));
+            .current_dir(cwd)
+            .kill_on_drop(true);
+        for arg in args {
+            cmd.arg(self.map(svc, &unescape(arg)));
         }
-        let out = run(&mut cmd);
-        assert!(
-            out.status.success(),
-            "{name} refuses its compose environment\n{}",
-            describe(&out)
-        );
-        if name.starts_with("agent-") {
-            let text = String::from_utf8_lossy(&out.stdout);
-            let slug = env_of(svc, "HUB_AGENT__SLUG");
+        if let Some(env) = svc["environment"].as_object() {
+            for (key, value) in env {
+                cmd.env(key, self.map(svc, value.as_str().unwrap_or_default()));
+            }
+        }
+        cmd
+    }
+}
+
+/// The service and the agents, run for real with the environment the stack
+/// gives them (container paths mapped to the files mounted there, the NATS
+/// authority made first by the stack's own `nats-init` command), accept
+/// their settings: no misspelt variable, no value they cannot parse; with
+/// and without shared agent keys.
+#[tokio::test]
+async fn the_service_and_the_agents_accept_the_environment_the_stack_gives_them() {
+    for extra in [
+        &[][..],
+        &[("FEDERATION_AGENT_API_KEYS", "agent-key-0123456789abcdef")][..],
+    ] {
+        let stack = resolved(extra);
+        let hosts = HostPaths::new(&stack);
+        let image_dir = tempfile::tempdir().expect("temp dir");
+        let init = command(service(&stack, "nats-init"));
+        let out = hosts
+            .command(&stack, "nats-init", federation_bin(), &init, &repo_root())
+            .output()
+            .await
+            .expect("nats-init");
+        assert!(out.status.success(), "nats-init\n{}", describe(&out));
+        for (name, binary, args, cwd) in [
+            ("federation", federation_bin(), "check-config", repo_root()),
+            (
+                "agent-commandcenter",
+                hub_agent_bin(),
+                "--check-config",
+                image_dir.path().to_owned(),
+            ),
+            (
+                "agent-projecta",
+                hub_agent_bin(),
+                "--check-config",
+                image_dir.path().to_owned(),
+            ),
+        ] {
+            let out = hosts
+                .command(&stack, name, binary, &[args], &cwd)
+                .output()
+                .await
+                .expect("run");
             assert!(
-                text.contains(&format!("hub.presence.{slug}")),
-                "{name}: {text}"
+                out.status.success(),
+                "{name} refuses its compose environment ({extra:?})\n{}",
+                describe(&out)
+            );
+            if name.starts_with("agent-") {
+                let text = String::from_utf8_lossy(&out.stdout);
+                let slug = env_of(service(&stack, name), "HUB_AGENT__SLUG");
+                assert!(
+                    text.contains(&format!("hub.presence.{slug}")),
+                    "{name}: {text}"
+                );
+                assert!(
+                    text.contains("identity: enroll with the join token in"),
+                    "{name} does not enroll: {text}"
+                );
+            }
+        }
+    }
+}
+
+/// A process a test started, killed when dropped; when the test fails, the
+/// last lines of its log say why.
+struct Process {
+    name: String,
+    log: std::path::PathBuf,
+    _child: tokio::process::Child,
+}
+
+impl Process {
+    fn start(name: &str, mut cmd: tokio::process::Command, logs: &Path) -> Process {
+        let log = logs.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = cmd
+            .stdout(out.try_clone().expect("log file"))
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Process {
+            name: name.to_owned(),
+            log,
+            _child: child,
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            eprintln!(
+                "--- {} log (last lines) ---\n{}",
+                self.name,
+                lines[lines.len().saturating_sub(30)..].join("\n")
             );
         }
     }
+}
+
+/// The stack's identity wiring, run with its own commands and environment
+/// (no Docker: the real binaries, container paths and addresses mapped):
+/// `nats-init` makes the authority in the identity volume (twice: the
+/// second changes nothing), nats-server 2.9 runs on the conf it wrote and
+/// refuses anonymous clients, the service runs on it, each enroll job asks
+/// for a join token and leaves it in its agent's volume, and each agent
+/// enrolls with it and beats with its own credentials until both demo hubs
+/// are online. A second run of a job enrolls nothing.
+#[tokio::test]
+async fn the_stack_runs_its_identity_wiring_for_real() {
+    let stack = resolved(&[("HUB_AGENT_INTERVAL", "1s")]);
+    let mut hosts = HostPaths::new(&stack);
+    let logs = tempfile::tempdir().expect("temp dir");
+    let image_dir = tempfile::tempdir().expect("temp dir");
+
+    // nats-init, as the stack runs it; and once more, as every `up` does.
+    let init = command(service(&stack, "nats-init"));
+    for run in ["first", "second"] {
+        let out = hosts
+            .command(&stack, "nats-init", federation_bin(), &init, &repo_root())
+            .output()
+            .await
+            .expect("nats-init");
+        assert!(
+            out.status.success(),
+            "nats-init ({run})\n{}",
+            describe(&out)
+        );
+        if run == "second" {
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(text.contains("nothing changed"), "{text}");
+        }
+    }
+    let identity_volume = volumes(service(&stack, "nats"))
+        .into_iter()
+        .find(|(_, t)| t == IDENTITY_DIR)
+        .map(|(s, _)| s)
+        .expect("identity volume");
+    let identity = hosts.volume(&identity_volume).to_owned();
+    let conf = std::fs::read_to_string(identity.join("nats-server.conf")).expect("conf");
+    assert!(
+        conf.contains(&format!("\"{}/jwt\"", identity.display())),
+        "the conf's resolver is not in the volume: {conf}"
+    );
+
+    // nats-server, on the stack's command (ports on 127.0.0.1 instead).
+    let nats_args: Vec<String> = command(service(&stack, "nats"))
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string())
+        .collect();
+    let (port, http_port) = (testkit::free_port(), testkit::free_port());
+    let mut args: Vec<String> = nats_args
+        .iter()
+        .map(|a| a.replace("--http_port=8222", &format!("--http_port={http_port}")))
+        .collect();
+    args.extend([
+        "-a".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        port.to_string(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let nats_cmd = hosts.command(
+        &stack,
+        "nats",
+        &testkit::nats_server_bin(),
+        &args,
+        image_dir.path(),
+    );
+    let _nats = Server::start(
+        "nats-server",
+        nats_cmd,
+        (tempfile::tempdir().expect("temp dir"), http_port),
+        "/healthz",
+        Duration::from_secs(30),
+    )
+    .await;
+    let nats_url = format!("nats://127.0.0.1:{port}");
+    hosts.address("nats://nats:4222", &nats_url);
+    // Only credentials the service issued connect.
+    let refused = async_nats::ConnectOptions::new()
+        .connect(&nats_url)
+        .await
+        .expect_err("nats-server admitted an anonymous client");
+    assert_eq!(
+        refused.kind(),
+        async_nats::ConnectErrorKind::AuthorizationViolation,
+        "{refused}"
+    );
+
+    // The service, on its own database.
+    let db = testkit::TestDb::create().await;
+    let fed_port = testkit::free_port();
+    let base = format!("http://127.0.0.1:{fed_port}");
+    hosts.address("http://federation:8001", &base);
+    let mut fed_cmd = hosts.command(
+        &stack,
+        "federation",
+        federation_bin(),
+        &["serve"],
+        &repo_root(),
+    );
+    fed_cmd
+        .env("DATABASE_URL", &db.url)
+        .env("FEDERATION__SERVER__PORT", fed_port.to_string())
+        .env("FEDERATION__SERVER__HOST", "127.0.0.1");
+    let _federation = Server::start(
+        "federation",
+        fed_cmd,
+        (tempfile::tempdir().expect("temp dir"), fed_port),
+        "/ready",
+        Duration::from_secs(60),
+    )
+    .await;
+    // The resolver and JetStream stores the conf names are in the volume.
+    assert!(identity.join("jwt").is_dir() && identity.join("jetstream").is_dir());
+
+    // Each enroll job, then its agent.
+    let mut agents = Vec::new();
+    for (agent, job) in AGENTS {
+        let script = command(service(&stack, job));
+        let entry = strings_of(service(&stack, job), "entrypoint");
+        assert_eq!(entry, ["sh", "-c"], "{job}");
+        let out = hosts
+            .command(
+                &stack,
+                job,
+                Path::new("sh"),
+                &["-c", script[0]],
+                image_dir.path(),
+            )
+            .output()
+            .await
+            .expect("enroll job");
+        assert!(out.status.success(), "{job}\n{}", describe(&out));
+        let state = env_of(service(&stack, agent), "HUB_AGENT__STATE_DIR");
+        let volume = volumes(service(&stack, agent))
+            .into_iter()
+            .find(|(_, t)| t == state)
+            .map(|(s, _)| s)
+            .expect("state volume");
+        let file = hosts.volume(&volume).join("join-token");
+        let token = std::fs::read_to_string(&file).expect("the job left a join token");
+        assert!(token.starts_with("fedjoin_"), "{job}: not a join token");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file)
+            .expect("join token")
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "{job}: the join token is readable by others"
+        );
+        let cmd = hosts.command(&stack, agent, hub_agent_bin(), &[], image_dir.path());
+        agents.push(Process::start(agent, cmd, logs.path()));
+    }
+    let client = reqwest::Client::new();
+    let online = |client: reqwest::Client, base: String| async move {
+        let list: Value = client
+            .get(format!("{base}/api/fed/projects?status=online"))
+            .header("X-API-Key", ADMIN_KEY)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let slugs: BTreeSet<String> = list
+            .as_array()?
+            .iter()
+            .filter_map(|p| p["slug"].as_str().map(String::from))
+            .collect();
+        (slugs == BTreeSet::from(["commandcenter".to_owned(), "projecta".to_owned()])).then_some(())
+    };
+    testkit::eventually(
+        Duration::from_secs(60),
+        "both demo hubs online, beating with their own credentials",
+        || online(client.clone(), base.clone()),
+    )
+    .await;
+    // Each agent holds its own token and NATS credentials now.
+    for (agent, job) in AGENTS {
+        let state = env_of(service(&stack, agent), "HUB_AGENT__STATE_DIR");
+        let volume = volumes(service(&stack, agent))
+            .into_iter()
+            .find(|(_, t)| t == state)
+            .map(|(s, _)| s)
+            .expect("state volume");
+        let dir = hosts.volume(&volume);
+        let token = std::fs::read_to_string(dir.join("token")).expect("hub token");
+        assert!(token.starts_with("fedhub_"), "{agent}");
+        assert!(
+            dir.join("hub.creds").is_file(),
+            "{agent}: no NATS credentials"
+        );
+        // A second run of the job (every `up` runs it) enrolls nothing.
+        let script = command(service(&stack, job));
+        let out = hosts
+            .command(
+                &stack,
+                job,
+                Path::new("sh"),
+                &["-c", script[0]],
+                image_dir.path(),
+            )
+            .output()
+            .await
+            .expect("enroll job");
+        assert!(out.status.success(), "{job} (again)\n{}", describe(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("enrolled already"),
+            "{}",
+            describe(&out)
+        );
+    }
+    let audit: Value = client
+        .get(format!("{base}/api/fed/audit?limit=500"))
+        .header("X-API-Key", ADMIN_KEY)
+        .send()
+        .await
+        .expect("audit")
+        .json()
+        .await
+        .expect("audit json");
+    let count = |action: &str| {
+        audit["entries"]
+            .as_array()
+            .expect("audit rows")
+            .iter()
+            .filter(|r| r["action"] == action)
+            .count()
+    };
+    assert_eq!(count("enrollment.create"), 2, "{audit}");
+    assert_eq!(count("enrollment.exchange"), 2, "{audit}");
+    drop(agents);
 }

@@ -4,6 +4,9 @@
 //! credentials with its token. Secrets are answered once and stored only as
 //! digests; a revocation refuses the token at once and is pushed to NATS
 //! (see [`crate::identity::revocations`]).
+//!
+//! `/api/federation/spokes/{id}/credentials`: the same for a spoke, by the
+//! same code (a REST token only: a spoke has no NATS user).
 
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
@@ -17,12 +20,16 @@ use protocol::naming::is_valid_slug;
 
 use super::auth::{Caller, Role};
 use super::error::{ApiError, ApiResult, KeyedErrors, Problem};
+use super::federation::SpokePath;
 use super::projects::SlugPath;
-use crate::auth::{fingerprint_of_digest, new_hub_token, token_digest};
+use crate::auth::{fingerprint_of_digest, token_digest, CredentialKind};
 use crate::identity::jwt;
+use crate::rules;
+use crate::spoke::{is_spoke_id, SpokeStatus};
 use crate::state::AppState;
 use crate::store::audit::{self, AuditEntry};
-use crate::store::credentials::{self, actions, CredentialInfo};
+use crate::store::credentials::{self, actions, audit_target, CredentialInfo};
+use crate::store::spokes;
 
 pub const TAG: &str = "catalog";
 
@@ -63,6 +70,32 @@ pub struct RefreshedCredential {
     pub expires_at: DateTime<Utc>,
 }
 
+/// A spoke credential just issued. Its token is shown this once.
+#[derive(Serialize, ToSchema)]
+pub struct IssuedSpokeCredential {
+    #[schema(example = "spoke-fra-ee18ad42")]
+    pub spoke_id: String,
+    /// The spoke's REST token, sent as `X-API-Key`. Stored only as a digest.
+    #[serde(serialize_with = "expose")]
+    #[schema(value_type = String, example = "fedspoke_3q2-7wVzY...")]
+    pub token: SecretString,
+    /// Names the credential in lists, logs and revocations.
+    #[schema(example = "sha256:1a2b3c4d")]
+    pub fingerprint: String,
+    /// When the token expires (a refresh moves it).
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What a spoke's refresh answers: the new expiry of the same token.
+#[derive(Serialize, ToSchema)]
+pub struct RefreshedSpokeCredential {
+    #[schema(example = "spoke-fra-ee18ad42")]
+    pub spoke_id: String,
+    #[schema(example = "sha256:1a2b3c4d")]
+    pub fingerprint: String,
+    pub expires_at: DateTime<Utc>,
+}
+
 fn expose<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(secret.expose_secret())
 }
@@ -90,6 +123,30 @@ fn slug_param_schema() -> utoipa::openapi::schema::Object {
     crate::rules::slug_schema(false)
 }
 
+/// The `{id}` and `{fingerprint}` of one spoke credential.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct SpokeCredentialPath {
+    /// Spoke id, e.g. spoke-fra-ee18ad42
+    #[param(schema_with = rules::spoke_id_schema)]
+    pub id: String,
+    /// The credential's fingerprint, `sha256:` and 8 hex digits
+    #[param(example = "sha256:1a2b3c4d")]
+    pub fingerprint: String,
+}
+
+fn no_such_spoke(id: &str) -> ApiError {
+    ApiError::NotFound(format!("no spoke with id {id:?}"))
+}
+
+/// When a token of `ttl` issued now expires.
+fn expiry_after(ttl: std::time::Duration) -> ApiResult<(i64, DateTime<Utc>)> {
+    let expires = jwt::now().saturating_add(ttl.as_secs() as i64);
+    let at = DateTime::from_timestamp(expires, 0)
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("expiry out of range")))?;
+    Ok((expires, at))
+}
+
 fn no_such_slug(slug: &str) -> ApiError {
     ApiError::NotFound(format!("no project can have slug {slug:?}"))
 }
@@ -100,10 +157,7 @@ fn nats_creds_for(
     state: &AppState,
     slug: &str,
 ) -> ApiResult<(Option<SecretString>, Option<String>, DateTime<Utc>)> {
-    let ttl = state.settings.identity.hub_creds_ttl.as_secs() as i64;
-    let expires = jwt::now().saturating_add(ttl);
-    let expires_at = DateTime::from_timestamp(expires, 0)
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("expiry out of range")))?;
+    let (expires, expires_at) = expiry_after(state.settings.identity.hub_creds_ttl)?;
     let Some(authority) = &state.authority else {
         return Ok((None, None, expires_at));
     };
@@ -144,28 +198,60 @@ pub async fn issue_credential(
 
 /// A credential being issued: its token is drawn first, so its fingerprint
 /// can be named (e.g. by the join token it is exchanged for) before it is
-/// stored. Shared by the admin route and enrollment.
+/// stored. Shared by the admin routes (hubs and spokes) and enrollment.
 pub struct Issuing {
+    kind: CredentialKind,
     token: SecretString,
     digest: [u8; 32],
     pub fingerprint: String,
 }
 
 impl Issuing {
+    /// A hub credential.
     pub fn new() -> Self {
-        let token = new_hub_token();
+        Issuing::of(CredentialKind::Hub)
+    }
+
+    pub fn of(kind: CredentialKind) -> Self {
+        let token = kind.new_token();
         let digest = token_digest(token.expose_secret().as_bytes());
         let fingerprint = fingerprint_of_digest(&digest);
         Issuing {
+            kind,
             token,
             digest,
             fingerprint,
         }
     }
 
-    /// Stores the credential for `slug` and its audit row (by `actor`) in
-    /// the caller's transaction, with NATS credentials when the service is
-    /// the NATS authority.
+    /// Stores the credential for `subject` and its audit row (by `actor`)
+    /// in the caller's transaction: the token and what was stored.
+    async fn insert(
+        self,
+        tx: &mut sqlx::PgConnection,
+        subject: &str,
+        nats_user: Option<&str>,
+        expires_at: DateTime<Utc>,
+        actor: &audit::Actor,
+    ) -> ApiResult<(SecretString, CredentialInfo)> {
+        let stored = credentials::insert(
+            &mut *tx,
+            self.kind,
+            subject,
+            &self.digest,
+            &self.fingerprint,
+            nats_user,
+            expires_at,
+        )
+        .await?;
+        let target = audit_target(self.kind, subject, &stored.fingerprint);
+        audit::record(tx, &AuditEntry::success(actor, actions::ISSUE, target)).await?;
+        Ok((self.token, stored))
+    }
+
+    /// Stores the hub credential for `slug` and its audit row (by `actor`)
+    /// in the caller's transaction, with NATS credentials when the service
+    /// is the NATS authority.
     pub async fn store(
         self,
         state: &AppState,
@@ -173,22 +259,35 @@ impl Issuing {
         slug: &str,
         actor: &audit::Actor,
     ) -> ApiResult<IssuedCredential> {
+        debug_assert_eq!(self.kind, CredentialKind::Hub);
         let (nats_creds, nats_user, expires_at) = nats_creds_for(state, slug)?;
-        let stored = credentials::insert(
-            &mut *tx,
-            slug,
-            &self.digest,
-            &self.fingerprint,
-            nats_user.as_deref(),
-            expires_at,
-        )
-        .await?;
-        let target = audit::target("credential", &format!("{slug}/{}", stored.fingerprint));
-        audit::record(tx, &AuditEntry::success(actor, actions::ISSUE, target)).await?;
+        let (token, stored) = self
+            .insert(tx, slug, nats_user.as_deref(), expires_at, actor)
+            .await?;
         Ok(IssuedCredential {
             slug: slug.to_owned(),
-            token: self.token,
+            token,
             nats_creds,
+            fingerprint: stored.fingerprint,
+            expires_at: stored.expires_at,
+        })
+    }
+
+    /// Stores the spoke credential for spoke `id` and its audit row (by
+    /// `actor`) in the caller's transaction.
+    pub async fn store_spoke(
+        self,
+        state: &AppState,
+        tx: &mut sqlx::PgConnection,
+        id: &str,
+        actor: &audit::Actor,
+    ) -> ApiResult<IssuedSpokeCredential> {
+        debug_assert_eq!(self.kind, CredentialKind::Spoke);
+        let (_, expires_at) = expiry_after(state.settings.identity.spoke_token_ttl)?;
+        let (token, stored) = self.insert(tx, id, None, expires_at, actor).await?;
+        Ok(IssuedSpokeCredential {
+            spoke_id: id.to_owned(),
+            token,
             fingerprint: stored.fingerprint,
             expires_at: stored.expires_at,
         })
@@ -258,21 +357,32 @@ pub async fn revoke_credential(
     Path(path): Path<CredentialPath>,
 ) -> ApiResult<StatusCode> {
     caller.require(Role::Admin)?;
-    let missing = || {
-        ApiError::NotFound(format!(
-            "no credential {:?} for project {:?}",
-            path.fingerprint, path.slug
-        ))
-    };
+    let missing = ApiError::NotFound(format!(
+        "no credential {:?} for project {:?}",
+        path.fingerprint, path.slug
+    ));
     if !is_valid_slug(&path.slug) {
-        return Err(missing());
+        return Err(missing);
     }
+    let subject = (CredentialKind::Hub, path.slug.as_str());
+    revoke_one(&state, &caller, subject, &path.fingerprint, missing).await
+}
+
+/// Revokes one credential of `kind` for `subject`, with its audit row, in
+/// one transaction; `missing` if there is none by that fingerprint.
+async fn revoke_one(
+    state: &AppState,
+    caller: &Caller,
+    (kind, subject): (CredentialKind, &str),
+    fingerprint: &str,
+    missing: ApiError,
+) -> ApiResult<StatusCode> {
     let mut tx = state.db.begin().await?;
-    let revoked = credentials::revoke(&mut *tx, &path.slug, &path.fingerprint)
-        .await?
-        .ok_or_else(missing)?;
+    let Some(revoked) = credentials::revoke_of(&mut *tx, kind, subject, fingerprint).await? else {
+        return Err(missing);
+    };
     if revoked {
-        let target = audit::target("credential", &format!("{}/{}", path.slug, path.fingerprint));
+        let target = audit_target(kind, subject, fingerprint);
         let actor = caller.actor();
         audit::record(
             &mut tx,
@@ -282,8 +392,15 @@ pub async fn revoke_credential(
     }
     tx.commit().await?;
     if revoked {
-        tracing::info!(slug = %path.slug, credential = %path.fingerprint, key = %caller.fingerprint, "hub credential revoked");
-        wake_revocations(&state);
+        match kind {
+            CredentialKind::Hub => {
+                tracing::info!(slug = %subject, credential = %fingerprint, key = %caller.fingerprint, "hub credential revoked");
+                wake_revocations(state);
+            }
+            CredentialKind::Spoke => {
+                tracing::info!(spoke = %subject, credential = %fingerprint, key = %caller.fingerprint, "spoke credential revoked");
+            }
+        }
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -308,10 +425,21 @@ pub async fn revoke_all_credentials(
     if !is_valid_slug(&slug) {
         return Err(no_such_slug(&slug));
     }
+    let target = audit::target("project", &slug);
+    revoke_every(&state, &caller, (CredentialKind::Hub, &slug), target).await
+}
+
+/// Revokes every credential of `kind` for `subject`, with one audit row
+/// (on `target`) if any was.
+async fn revoke_every(
+    state: &AppState,
+    caller: &Caller,
+    (kind, subject): (CredentialKind, &str),
+    target: String,
+) -> ApiResult<StatusCode> {
     let mut tx = state.db.begin().await?;
-    let revoked = credentials::revoke_all(&mut *tx, &slug).await?;
+    let revoked = credentials::revoke_all_of(&mut *tx, kind, subject).await?;
     if revoked > 0 {
-        let target = audit::target("project", &slug);
         let actor = caller.actor();
         audit::record(
             &mut tx,
@@ -321,8 +449,15 @@ pub async fn revoke_all_credentials(
     }
     tx.commit().await?;
     if revoked > 0 {
-        tracing::info!(%slug, revoked, key = %caller.fingerprint, "hub credentials revoked");
-        wake_revocations(&state);
+        match kind {
+            CredentialKind::Hub => {
+                tracing::info!(slug = %subject, revoked, key = %caller.fingerprint, "hub credentials revoked");
+                wake_revocations(state);
+            }
+            CredentialKind::Spoke => {
+                tracing::info!(spoke = %subject, revoked, key = %caller.fingerprint, "spoke credentials revoked");
+            }
+        }
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -346,16 +481,47 @@ pub async fn refresh_credential(
     let hub = caller.require_hub()?;
     caller.require_project(&slug)?;
     let (nats_creds, nats_user, expires_at) = nats_creds_for(&state, &slug)?;
+    let subject = (CredentialKind::Hub, slug.as_str());
+    let refreshed = refresh_row(
+        &state,
+        &caller,
+        subject,
+        hub.credential,
+        nats_user.as_deref(),
+        expires_at,
+    )
+    .await?;
+    tracing::info!(%slug, credential = %refreshed.fingerprint, "hub credential refreshed");
+    let body = RefreshedCredential {
+        slug,
+        nats_creds,
+        fingerprint: refreshed.fingerprint,
+        expires_at: refreshed.expires_at,
+    };
+    Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response())
+}
+
+/// Moves the expiry of the caller's own credential (row `credential`, of
+/// `kind` for `subject`), adding `nats_user` if any, with its audit row;
+/// 401 if it is no longer valid.
+async fn refresh_row(
+    state: &AppState,
+    caller: &Caller,
+    (kind, subject): (CredentialKind, &str),
+    credential: i64,
+    nats_user: Option<&str>,
+    expires_at: DateTime<Utc>,
+) -> ApiResult<CredentialInfo> {
     let mut tx = state.db.begin().await?;
-    let refreshed =
-        credentials::refresh(&mut *tx, hub.credential, nats_user.as_deref(), expires_at)
-            .await?
-            .ok_or_else(|| {
-                ApiError::Rejected(
-                    "the hub token is not valid (unknown, revoked or expired)".into(),
-                )
-            })?;
-    let target = audit::target("credential", &format!("{slug}/{}", refreshed.fingerprint));
+    let refreshed = credentials::refresh(&mut *tx, credential, nats_user, expires_at)
+        .await?
+        .ok_or_else(|| {
+            ApiError::Rejected(format!(
+                "the {} token is not valid (unknown, revoked or expired)",
+                kind.as_str()
+            ))
+        })?;
+    let target = audit_target(kind, subject, &refreshed.fingerprint);
     let actor = caller.actor();
     audit::record(
         &mut tx,
@@ -363,10 +529,164 @@ pub async fn refresh_credential(
     )
     .await?;
     tx.commit().await?;
-    tracing::info!(%slug, credential = %refreshed.fingerprint, "hub credential refreshed");
-    let body = RefreshedCredential {
-        slug,
-        nats_creds,
+    Ok(refreshed)
+}
+
+/// Issue a credential for a spoke (admin): a REST token (`fedspoke_…`)
+/// that may only read the spoke itself and refresh itself. Shown once.
+#[utoipa::path(
+    post, path = "/api/federation/spokes/{id}/credentials", tag = super::federation::TAG,
+    params(SpokePath),
+    security(("api_key" = [])),
+    responses(
+        (status = 201, description = "Issued; the token is in this answer only", body = IssuedSpokeCredential),
+        KeyedErrors,
+        (status = 404, description = "No such spoke", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The spoke is revoked; `current` holds it", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn issue_spoke_credential(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    caller.require(Role::Admin)?;
+    if !is_spoke_id(&id) {
+        return Err(no_such_spoke(&id));
+    }
+    let mut tx = state.db.begin().await?;
+    // Locked: a concurrent revocation of the spoke waits, then revokes
+    // this credential too.
+    let spoke = spokes::get_for_update(&mut tx, &id)
+        .await?
+        .ok_or_else(|| no_such_spoke(&id))?;
+    if spoke.status == SpokeStatus::Revoked {
+        return Err(ApiError::Conflict {
+            detail: format!(
+                "spoke {id} is revoked: it gets no credential (it may register again as a new spoke)"
+            ),
+            current: serde_json::to_value(&spoke).ok(),
+        });
+    }
+    let actor = caller.actor();
+    let issued = Issuing::of(CredentialKind::Spoke)
+        .store_spoke(&state, &mut tx, &id, &actor)
+        .await?;
+    tx.commit().await?;
+    tracing::info!(spoke = %id, credential = %issued.fingerprint, key = %caller.fingerprint, "spoke credential issued");
+    let location = format!("/api/federation/spokes/{id}/credentials");
+    Ok((
+        StatusCode::CREATED,
+        [
+            (header::LOCATION, location),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        axum::Json(issued),
+    )
+        .into_response())
+}
+
+/// A spoke's credentials (admin): fingerprints and times, never a secret.
+#[utoipa::path(
+    get, path = "/api/federation/spokes/{id}/credentials", tag = super::federation::TAG,
+    params(SpokePath),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Newest first, revoked ones included", body = [CredentialInfo]),
+        KeyedErrors,
+        (status = 404, description = "No such spoke", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_spoke_credentials(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Vec<CredentialInfo>>> {
+    caller.require(Role::Admin)?;
+    if !is_spoke_id(&id) || spokes::get(&state.db, &id).await?.is_none() {
+        return Err(no_such_spoke(&id));
+    }
+    let list = credentials::list_of(&state.db, CredentialKind::Spoke, &id).await?;
+    Ok(axum::Json(list))
+}
+
+/// Revoke one credential of a spoke (admin): its token is refused at once.
+#[utoipa::path(
+    delete, path = "/api/federation/spokes/{id}/credentials/{fingerprint}", tag = super::federation::TAG,
+    params(SpokeCredentialPath),
+    security(("api_key" = [])),
+    responses(
+        (status = 204, description = "Revoked, or revoked already"),
+        KeyedErrors,
+        (status = 404, description = "No such credential", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn revoke_spoke_credential(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(path): Path<SpokeCredentialPath>,
+) -> ApiResult<StatusCode> {
+    caller.require(Role::Admin)?;
+    let missing = ApiError::NotFound(format!(
+        "no credential {:?} for spoke {:?}",
+        path.fingerprint, path.id
+    ));
+    if !is_spoke_id(&path.id) {
+        return Err(missing);
+    }
+    let subject = (CredentialKind::Spoke, path.id.as_str());
+    revoke_one(&state, &caller, subject, &path.fingerprint, missing).await
+}
+
+/// Revoke every credential of a spoke (admin). Revoking the spoke does
+/// this too.
+#[utoipa::path(
+    delete, path = "/api/federation/spokes/{id}/credentials", tag = super::federation::TAG,
+    params(SpokePath),
+    security(("api_key" = [])),
+    responses(
+        (status = 204, description = "Every credential of the spoke revoked (none is fine)"),
+        KeyedErrors,
+        (status = 404, description = "No such spoke", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn revoke_all_spoke_credentials(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require(Role::Admin)?;
+    if !is_spoke_id(&id) || spokes::get(&state.db, &id).await?.is_none() {
+        return Err(no_such_spoke(&id));
+    }
+    let target = audit::target("spoke", &id);
+    revoke_every(&state, &caller, (CredentialKind::Spoke, &id), target).await
+}
+
+/// Refresh the calling spoke's credential (its own token only): a new
+/// expiry, `identity.spoke_token_ttl` from now, for the same token.
+#[utoipa::path(
+    post, path = "/api/federation/spokes/{id}/credentials/refresh", tag = super::federation::TAG,
+    params(SpokePath),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Refreshed: the token's new expiry", body = RefreshedSpokeCredential),
+        KeyedErrors,
+    )
+)]
+pub async fn refresh_spoke_credential(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let spoke = caller.require_spoke(&id)?;
+    let (_, expires_at) = expiry_after(state.settings.identity.spoke_token_ttl)?;
+    let subject = (CredentialKind::Spoke, id.as_str());
+    let refreshed =
+        refresh_row(&state, &caller, subject, spoke.credential, None, expires_at).await?;
+    tracing::info!(spoke = %id, credential = %refreshed.fingerprint, "spoke credential refreshed");
+    let body = RefreshedSpokeCredential {
+        spoke_id: id,
         fingerprint: refreshed.fingerprint,
         expires_at: refreshed.expires_at,
     };

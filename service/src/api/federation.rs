@@ -106,7 +106,7 @@ pub async fn list_spokes(
     Ok(axum::Json(spokes::list(&state.db, params.status).await?))
 }
 
-/// One spoke.
+/// One spoke (any key; a spoke token only its own).
 #[utoipa::path(
     get, path = "/api/federation/spokes/{id}", tag = TAG,
     params(SpokePath),
@@ -119,9 +119,12 @@ pub async fn list_spokes(
 )]
 pub async fn get_spoke(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Spoke>> {
+    // A spoke's own token reads only its own spoke (the auth layer says so
+    // too).
+    caller.may_read_spoke(&id)?;
     if !is_spoke_id(&id) {
         return Err(not_found(&id));
     }

@@ -69,7 +69,7 @@ impl Modify for SecurityAddon {
             "api_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 "X-API-Key",
-                "An admin or agent key (several may be valid at once for rotation), or a per-hub token (`fedhub_...`) that may only read the catalog, register or update its own project and refresh its own credentials",
+                "An admin or agent key (several may be valid at once for rotation), a per-hub token (`fedhub_...`) that may only read the catalog, register or update its own project and refresh its own credentials, or a per-spoke token (`fedspoke_...`) that may only read its own spoke and refresh its own credential",
             ))),
         );
     }
@@ -107,6 +107,13 @@ fn protected(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(federation::suspend_spoke))
         .routes(routes!(federation::reinstate_spoke))
         .routes(routes!(federation::revoke_spoke))
+        .routes(routes!(
+            credentials::issue_spoke_credential,
+            credentials::list_spoke_credentials,
+            credentials::revoke_all_spoke_credentials
+        ))
+        .routes(routes!(credentials::revoke_spoke_credential))
+        .routes(routes!(credentials::refresh_spoke_credential))
         .routes(routes!(federation::list_links))
         .routes(routes!(audit::list_audit))
         .routes(routes!(watch::watch))

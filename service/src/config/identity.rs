@@ -33,6 +33,10 @@ pub struct IdentitySettings {
     /// Lifetime of a join token (`POST .../enrollments`) before it is used.
     #[serde(deserialize_with = "de::duration")]
     pub join_token_ttl: Duration,
+    /// Lifetime of a spoke's REST token (`POST /api/federation/spokes/{id}/credentials`);
+    /// the spoke refreshes it with itself before then.
+    #[serde(deserialize_with = "de::duration")]
+    pub spoke_token_ttl: Duration,
 }
 
 impl Default for IdentitySettings {
@@ -41,6 +45,7 @@ impl Default for IdentitySettings {
             dir: None,
             hub_creds_ttl: Duration::from_secs(30 * 24 * 3600),
             join_token_ttl: Duration::from_secs(3600),
+            spoke_token_ttl: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }
@@ -59,13 +64,13 @@ impl IdentitySettings {
                 origin: None,
             })
         };
-        if self.hub_creds_ttl < Duration::from_secs(60)
-            || self.hub_creds_ttl > Duration::from_secs(366 * 24 * 3600)
-        {
-            push(
-                "identity.hub_creds_ttl",
-                "must be between 1m and 366d".into(),
-            );
+        for (path, ttl) in [
+            ("identity.hub_creds_ttl", self.hub_creds_ttl),
+            ("identity.spoke_token_ttl", self.spoke_token_ttl),
+        ] {
+            if ttl < Duration::from_secs(60) || ttl > Duration::from_secs(366 * 24 * 3600) {
+                push(path, "must be between 1m and 366d".into());
+            }
         }
         let Some(dir) = &self.dir else { return };
         if !dir.is_dir() {

@@ -23,6 +23,11 @@ impl Actor {
         Actor(format!("hub:{slug}"))
     }
 
+    /// A spoke speaking with its own credential.
+    pub fn spoke(id: &str) -> Self {
+        Actor(format!("spoke:{id}"))
+    }
+
     /// Someone presenting a join token.
     pub fn enrollment() -> Self {
         Actor("enrollment".into())
@@ -102,7 +107,7 @@ pub struct AuditRecord {
     pub id: i64,
     pub at: DateTime<Utc>,
     /// `sha256:xxxxxxxx` (an API key's fingerprint), `hub:<slug>`,
-    /// `enrollment`, or `system:<what>`.
+    /// `spoke:<id>`, `enrollment`, or `system:<what>`.
     #[schema(example = "sha256:1a2b3c4d")]
     pub actor: String,
     #[schema(example = "project.update")]

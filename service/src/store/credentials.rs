@@ -1,11 +1,17 @@
-//! `hub_credentials`: per-hub REST tokens (kept as SHA-256 digests) and the
-//! NATS users issued with them. Mutations take an executor so the caller
-//! runs them in its transaction (beside, later, its audit row).
+//! `hub_credentials`: per-hub and per-spoke REST tokens (kept as SHA-256
+//! digests), told apart by their [`CredentialKind`], and the NATS users
+//! issued with a hub's. A credential's subject is its hub's slug or its
+//! spoke's id (the `slug` column). Mutations take an executor so the caller
+//! runs them in its transaction, beside its audit row.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgExecutor;
 use utoipa::ToSchema;
+
+pub use crate::auth::CredentialKind;
+use crate::spoke::SpokeStatus;
+use crate::store::audit;
 
 /// The audit log's names for credential changes.
 pub mod actions {
@@ -29,27 +35,57 @@ pub struct CredentialInfo {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
+/// How a credential of `kind` for `subject` is named in the audit log:
+/// `credential:<slug>/<fingerprint>` for a hub's,
+/// `spoke_credential:<spoke id>/<fingerprint>` for a spoke's.
+pub fn audit_target(kind: CredentialKind, subject: &str, fingerprint: &str) -> String {
+    let what = match kind {
+        CredentialKind::Hub => "credential",
+        CredentialKind::Spoke => "spoke_credential",
+    };
+    audit::target(what, &format!("{subject}/{fingerprint}"))
+}
+
 /// A presented token's row, for authentication.
 #[derive(Debug, Clone)]
 pub struct Presented {
     pub id: i64,
+    pub kind: String,
+    /// The hub's slug, or the spoke's id.
     pub slug: String,
     pub fingerprint: String,
     pub expires_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// For a spoke's credential: its spoke's status now; `None` if the
+    /// spoke is gone.
+    pub spoke_status: Option<SpokeStatus>,
 }
 
 impl Presented {
-    /// Valid now: not revoked, not expired.
+    pub fn kind(&self) -> Option<CredentialKind> {
+        CredentialKind::parse(&self.kind)
+    }
+
+    /// Valid now: not revoked, not expired, and a spoke's only while its
+    /// spoke is pending or approved (suspended: refused until reinstated).
     pub fn is_valid(&self, now: DateTime<Utc>) -> bool {
-        self.revoked_at.is_none() && self.expires_at > now
+        let subject_ok = match self.kind() {
+            Some(CredentialKind::Hub) => true,
+            Some(CredentialKind::Spoke) => matches!(
+                self.spoke_status,
+                Some(SpokeStatus::Pending | SpokeStatus::Approved)
+            ),
+            None => false,
+        };
+        subject_ok && self.revoked_at.is_none() && self.expires_at > now
     }
 }
 
-/// Stores a new credential.
+/// Stores a new credential of `kind` for `subject`.
 pub async fn insert<'e>(
     db: impl PgExecutor<'e>,
-    slug: &str,
+    kind: CredentialKind,
+    subject: &str,
     token_hash: &[u8],
     fingerprint: &str,
     nats_user: Option<&str>,
@@ -58,10 +94,11 @@ pub async fn insert<'e>(
     let users: Vec<String> = nats_user.map(str::to_owned).into_iter().collect();
     sqlx::query_as!(
         CredentialInfo,
-        r#"INSERT INTO hub_credentials (slug, token_hash, fingerprint, nats_users, expires_at)
-           VALUES ($1, $2, $3, $4, $5)
+        r#"INSERT INTO hub_credentials (kind, slug, token_hash, fingerprint, nats_users, expires_at)
+           VALUES ($1, $2, $3, $4, $5, $6)
            RETURNING fingerprint, created_at, last_used_at, expires_at, revoked_at"#,
-        slug,
+        kind.as_str(),
+        subject,
         token_hash,
         fingerprint,
         &users,
@@ -71,30 +108,46 @@ pub async fn insert<'e>(
     .await
 }
 
-/// The credentials of `slug`, newest first, revoked ones included.
+/// The credentials of hub `slug`, newest first, revoked ones included.
 pub async fn list<'e>(
     db: impl PgExecutor<'e>,
     slug: &str,
 ) -> Result<Vec<CredentialInfo>, sqlx::Error> {
+    list_of(db, CredentialKind::Hub, slug).await
+}
+
+/// The credentials of `kind` for `subject`, newest first, revoked ones
+/// included.
+pub async fn list_of<'e>(
+    db: impl PgExecutor<'e>,
+    kind: CredentialKind,
+    subject: &str,
+) -> Result<Vec<CredentialInfo>, sqlx::Error> {
     sqlx::query_as!(
         CredentialInfo,
         r#"SELECT fingerprint, created_at, last_used_at, expires_at, revoked_at
-           FROM hub_credentials WHERE slug = $1 ORDER BY created_at DESC, id DESC"#,
-        slug,
+           FROM hub_credentials WHERE kind = $1 AND slug = $2
+           ORDER BY created_at DESC, id DESC"#,
+        kind.as_str(),
+        subject,
     )
     .fetch_all(db)
     .await
 }
 
-/// The credential whose token has this digest, valid or not.
+/// The credential whose token has this digest, valid or not, with its
+/// spoke's status for a spoke's.
 pub async fn find<'e>(
     db: impl PgExecutor<'e>,
     token_hash: &[u8],
 ) -> Result<Option<Presented>, sqlx::Error> {
     sqlx::query_as!(
         Presented,
-        r#"SELECT id, slug, fingerprint, expires_at, revoked_at
-           FROM hub_credentials WHERE token_hash = $1"#,
+        r#"SELECT c.id, c.kind, c.slug, c.fingerprint, c.expires_at, c.revoked_at,
+                  s.status AS "spoke_status?: SpokeStatus"
+           FROM hub_credentials c
+           LEFT JOIN spokes s ON c.kind = 'spoke' AND s.id = c.slug
+           WHERE c.token_hash = $1"#,
         token_hash,
     )
     .fetch_optional(db)
@@ -112,24 +165,35 @@ pub async fn touch<'e>(db: impl PgExecutor<'e>, id: i64) -> Result<(), sqlx::Err
     Ok(())
 }
 
-/// Revokes one credential of `slug`. `None`: there is none by that
+/// Revokes one credential of hub `slug`. `None`: there is none by that
 /// fingerprint; `Some(false)`: it was revoked already.
 pub async fn revoke<'e>(
     db: impl PgExecutor<'e>,
     slug: &str,
     fingerprint: &str,
 ) -> Result<Option<bool>, sqlx::Error> {
+    revoke_of(db, CredentialKind::Hub, slug, fingerprint).await
+}
+
+/// Revokes one credential of `kind` for `subject`, as [`revoke`].
+pub async fn revoke_of<'e>(
+    db: impl PgExecutor<'e>,
+    kind: CredentialKind,
+    subject: &str,
+    fingerprint: &str,
+) -> Result<Option<bool>, sqlx::Error> {
     let row = sqlx::query!(
         r#"WITH target AS (
                SELECT id, revoked_at IS NULL AS "live" FROM hub_credentials
-               WHERE slug = $1 AND fingerprint = $2 FOR UPDATE
+               WHERE kind = $1 AND slug = $2 AND fingerprint = $3 FOR UPDATE
            ), done AS (
                UPDATE hub_credentials c SET revoked_at = now()
                FROM target WHERE c.id = target.id AND target.live
                RETURNING c.id
            )
            SELECT (SELECT count(*) FROM done) > 0 AS "revoked!" FROM target"#,
-        slug,
+        kind.as_str(),
+        subject,
         fingerprint,
     )
     .fetch_optional(db)
@@ -137,11 +201,22 @@ pub async fn revoke<'e>(
     Ok(row.map(|r| r.revoked))
 }
 
-/// Revokes every valid credential of `slug`; how many were.
+/// Revokes every valid credential of hub `slug`; how many were.
 pub async fn revoke_all<'e>(db: impl PgExecutor<'e>, slug: &str) -> Result<u64, sqlx::Error> {
+    revoke_all_of(db, CredentialKind::Hub, slug).await
+}
+
+/// Revokes every valid credential of `kind` for `subject`; how many were.
+pub async fn revoke_all_of<'e>(
+    db: impl PgExecutor<'e>,
+    kind: CredentialKind,
+    subject: &str,
+) -> Result<u64, sqlx::Error> {
     let done = sqlx::query!(
-        "UPDATE hub_credentials SET revoked_at = now() WHERE slug = $1 AND revoked_at IS NULL",
-        slug,
+        "UPDATE hub_credentials SET revoked_at = now()
+         WHERE kind = $1 AND slug = $2 AND revoked_at IS NULL",
+        kind.as_str(),
+        subject,
     )
     .execute(db)
     .await?;

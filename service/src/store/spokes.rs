@@ -6,6 +6,7 @@ use protocol::EventKind;
 use sqlx::{PgConnection, PgExecutor, PgPool};
 
 use super::audit::{self, Actor, AuditEntry};
+use super::credentials::{self, CredentialKind};
 use super::{links, outbox};
 use crate::catalog::ProjectStatus;
 use crate::spoke::{
@@ -158,10 +159,7 @@ pub async fn transition_in(
     let action = action_name(spec);
     // The row lock serialises concurrent transitions of one spoke: the
     // second sees the first's result and is refused if it no longer applies.
-    let current = sqlx::query_file_as!(Spoke, "src/store/sql/spoke_lock.sql", id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    let Some(current) = current else {
+    let Some(current) = get_for_update(conn, id).await? else {
         return Ok(TransitionOutcome::NotFound);
     };
     let Some(to) = spec.action.apply(current.status) else {
@@ -199,6 +197,20 @@ pub async fn transition_in(
     let entry =
         AuditEntry::success(actor, &action, audit::target("spoke", id)).with_detail(&spec.reason);
     audit::record(conn, &entry).await?;
+    // A revoked spoke's credentials go with it, in this transaction (a
+    // suspended spoke's stay, refused while it is suspended).
+    if to == SpokeStatus::Revoked {
+        let revoked = credentials::revoke_all_of(&mut *conn, CredentialKind::Spoke, id).await?;
+        if revoked > 0 {
+            let entry = AuditEntry::success(
+                actor,
+                credentials::actions::REVOKE_ALL,
+                audit::target("spoke", id),
+            )
+            .with_detail("the spoke was revoked");
+            audit::record(conn, &entry).await?;
+        }
+    }
     Ok(TransitionOutcome::Done(data))
 }
 
@@ -226,6 +238,17 @@ async fn insert_transition(
     )
     .fetch_one(conn)
     .await
+}
+
+/// The spoke, its row locked until the caller's transaction ends (a
+/// concurrent transition waits).
+pub async fn get_for_update(
+    conn: &mut PgConnection,
+    id: &str,
+) -> Result<Option<Spoke>, sqlx::Error> {
+    sqlx::query_file_as!(Spoke, "src/store/sql/spoke_lock.sql", id)
+        .fetch_optional(conn)
+        .await
 }
 
 pub async fn get<'e>(db: impl PgExecutor<'e>, id: &str) -> Result<Option<Spoke>, sqlx::Error> {

@@ -30,6 +30,7 @@ mod projects;
 mod relay;
 mod replicas;
 mod seeding;
+mod spoke_credentials;
 mod spokes;
 mod structure;
 mod sweeper;

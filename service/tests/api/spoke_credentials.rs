@@ -1,0 +1,494 @@
+//! Per-spoke credentials (issue 15, item 5): a spoke's own REST token,
+//! issued, stored, refreshed and revoked like a hub's. It may read only its
+//! own spoke and refresh itself; anything else is 403 saying why. Revoking
+//! the spoke revokes its credentials in the same transaction, and a
+//! suspended spoke's token is refused while the suspension lasts.
+
+use std::process::Stdio;
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::fedkit::{act_ok, spoke_body, spoke_in};
+use crate::helpers::*;
+
+/// `POST /api/federation/spokes/{id}/credentials` as admin: the issued body.
+async fn issue(app: &TestApp, id: &str) -> Value {
+    let res = app
+        .post_json(
+            &format!("/api/federation/spokes/{id}/credentials"),
+            Some(ADMIN_KEY),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let header = |name: &str| {
+        res.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    assert_eq!(header("cache-control").as_deref(), Some("no-store"));
+    assert_eq!(
+        header("location"),
+        Some(format!("/api/federation/spokes/{id}/credentials"))
+    );
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["spoke_id"], id);
+    assert!(body["token"].as_str().unwrap().starts_with("fedspoke_"));
+    assert!(body["fingerprint"].as_str().unwrap().starts_with("sha256:"));
+    assert!(body.get("nats_creds").is_none(), "a spoke has no NATS user");
+    let expires: chrono::DateTime<chrono::Utc> =
+        body["expires_at"].as_str().unwrap().parse().unwrap();
+    let days = (expires - chrono::Utc::now()).num_days();
+    assert!((89..=90).contains(&days), "spoke_token_ttl is 90d: {body}");
+    body
+}
+
+/// A 403 that names the spoke token's scope and whose token it is.
+async fn forbidden_says_why(res: reqwest::Response, own: &str) {
+    let problem = assert_problem(res, 403).await;
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("a spoke token may only read its own spoke"),
+        "{problem}"
+    );
+    assert!(detail.contains(&format!("\"{own}\"")), "{problem}");
+}
+
+fn token_of(issued: &Value) -> String {
+    issued["token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_spoke_token_reads_only_its_own_spoke_and_refreshes_only_itself() {
+    let app = spawn_app().await;
+    app.create_project(&project("alpha")).await;
+    let id = spoke_in(&app, "FRA", "approved").await;
+    let other = spoke_in(&app, "DEU", "pending").await;
+    let issued = issue(&app, &id).await;
+    let token = token_of(&issued);
+
+    // Its own spoke.
+    let own = app
+        .get_ok(&format!("/api/federation/spokes/{id}"), Some(&token))
+        .await;
+    assert_eq!(own["id"], id.as_str());
+    assert_eq!(own["status"], "approved");
+
+    // Another spoke, the lists, the lifecycle, registration, the catalog,
+    // credentials (its own included): 403, saying why.
+    forbidden_says_why(
+        app.get(&format!("/api/federation/spokes/{other}"), Some(&token))
+            .await,
+        &id,
+    )
+    .await;
+    for path in [
+        "/api/federation/spokes".to_owned(),
+        format!("/api/federation/spokes/{id}/history"),
+        format!("/api/federation/spokes/{id}/credentials"),
+        "/api/federation/links".to_owned(),
+        "/api/fed/projects".to_owned(),
+        "/api/fed/projects/alpha".to_owned(),
+        "/api/fed/audit".to_owned(),
+    ] {
+        forbidden_says_why(app.get(&path, Some(&token)).await, &id).await;
+    }
+    for action in ["approve", "suspend", "reinstate", "revoke"] {
+        let path = format!("/api/federation/spokes/{id}/{action}");
+        forbidden_says_why(app.post_json(&path, Some(&token), &json!({})).await, &id).await;
+    }
+    for (path, body) in [
+        (
+            format!("/api/federation/spokes/{id}/credentials"),
+            json!({}),
+        ),
+        (
+            format!("/api/federation/spokes/{other}/credentials/refresh"),
+            json!({}),
+        ),
+        ("/api/federation/register".to_owned(), spoke_body("ITA")),
+        ("/api/fed/projects".to_owned(), project("gamma")),
+        (
+            "/api/fed/projects/alpha/credentials/refresh".to_owned(),
+            json!({}),
+        ),
+    ] {
+        forbidden_says_why(app.post_json(&path, Some(&token), &body).await, &id).await;
+    }
+    forbidden_says_why(
+        app.put_json("/api/fed/projects/alpha", Some(&token), &project("alpha"))
+            .await,
+        &id,
+    )
+    .await;
+    for path in [
+        format!("/api/federation/spokes/{id}/credentials"),
+        "/api/fed/projects/alpha".to_owned(),
+    ] {
+        forbidden_says_why(app.delete(&path, Some(&token)).await, &id).await;
+    }
+
+    // Refreshing itself: the same token, a new expiry, recorded as the spoke.
+    let res = app
+        .post_json(
+            &format!("/api/federation/spokes/{id}/credentials/refresh"),
+            Some(&token),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()
+            .get("cache-control")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        "no-store"
+    );
+    let refreshed: Value = res.json().await.unwrap();
+    assert_eq!(refreshed["spoke_id"], id.as_str());
+    assert_eq!(refreshed["fingerprint"], issued["fingerprint"]);
+    assert!(refreshed.get("token").is_none(), "{refreshed}");
+    assert_eq!(
+        app.get_status(&format!("/api/federation/spokes/{id}"), Some(&token))
+            .await,
+        200
+    );
+    // An admin key is no spoke token: refresh is the spoke's own.
+    assert_problem(
+        app.post_json(
+            &format!("/api/federation/spokes/{id}/credentials/refresh"),
+            Some(ADMIN_KEY),
+            &json!({}),
+        )
+        .await,
+        403,
+    )
+    .await;
+    // A hub token cannot reach the spoke routes at all.
+    let hub = app
+        .post_value(
+            "/api/fed/projects/alpha/credentials",
+            Some(ADMIN_KEY),
+            &json!({}),
+        )
+        .await;
+    let hub_token = hub["token"].as_str().unwrap();
+    assert_problem(
+        app.post_json(
+            &format!("/api/federation/spokes/{id}/credentials/refresh"),
+            Some(hub_token),
+            &json!({}),
+        )
+        .await,
+        403,
+    )
+    .await;
+    assert_eq!(
+        app.get_status(&format!("/api/federation/spokes/{id}"), Some(hub_token))
+            .await,
+        403
+    );
+    // A token of the spoke form that was never issued: 401.
+    assert_problem(
+        app.get(
+            &format!("/api/federation/spokes/{id}"),
+            Some("fedspoke_nothing"),
+        )
+        .await,
+        401,
+    )
+    .await;
+    // Only admins issue: an agent key may not.
+    assert_problem(
+        app.post_json(
+            &format!("/api/federation/spokes/{id}/credentials"),
+            Some(AGENT_KEY),
+            &json!({}),
+        )
+        .await,
+        403,
+    )
+    .await;
+
+    // The audit log: issued by the admin key, refreshed by the spoke.
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT action, actor, target FROM audit_log WHERE action LIKE 'credential.%' ORDER BY id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let fp = issued["fingerprint"].as_str().unwrap();
+    let admin = service::auth::fingerprint(ADMIN_KEY);
+    let target = format!("spoke_credential:{id}/{fp}");
+    assert_eq!(
+        rows[..2],
+        [
+            ("credential.issue".to_owned(), admin, target.clone()),
+            (
+                "credential.refresh".to_owned(),
+                format!("spoke:{id}"),
+                target
+            ),
+        ],
+        "{rows:?}"
+    );
+}
+
+#[tokio::test]
+async fn revoking_the_spoke_revokes_its_credentials_at_once_and_a_suspension_refuses_them() {
+    let app = spawn_app().await;
+    let id = spoke_in(&app, "FRA", "approved").await;
+    let first = issue(&app, &id).await;
+    let second = issue(&app, &id).await;
+    let (token, token2) = (token_of(&first), token_of(&second));
+    let own = format!("/api/federation/spokes/{id}");
+    assert_eq!(app.get_status(&own, Some(&token)).await, 200);
+
+    // Suspended: refused while it lasts; reinstated: accepted again.
+    act_ok(&app, &id, "suspend").await;
+    let problem = assert_problem(app.get(&own, Some(&token)).await, 401).await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("suspended"),
+        "{problem}"
+    );
+    act_ok(&app, &id, "reinstate").await;
+    assert_eq!(app.get_status(&own, Some(&token)).await, 200);
+
+    // One credential revoked: refused at once, the other still works.
+    let fp = first["fingerprint"].as_str().unwrap();
+    let res = app
+        .delete(
+            &format!("/api/federation/spokes/{id}/credentials/{fp}"),
+            Some(ADMIN_KEY),
+        )
+        .await;
+    assert_eq!(res.status(), 204);
+    assert_problem(app.get(&own, Some(&token)).await, 401).await;
+    assert_eq!(app.get_status(&own, Some(&token2)).await, 200);
+    assert_problem(
+        app.delete(
+            &format!("/api/federation/spokes/{id}/credentials/sha256:00000000"),
+            Some(ADMIN_KEY),
+        )
+        .await,
+        404,
+    )
+    .await;
+
+    // Revoking the spoke: every credential refused at once, all listed as
+    // revoked, in the spoke's own transaction.
+    act_ok(&app, &id, "revoke").await;
+    assert_problem(app.get(&own, Some(&token2)).await, 401).await;
+    let list = app
+        .get_value(
+            &format!("/api/federation/spokes/{id}/credentials"),
+            Some(ADMIN_KEY),
+        )
+        .await;
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert!(list.iter().all(|c| c["revoked_at"].is_string()), "{list:?}");
+    assert!(!serde_json::to_string(list).unwrap().contains("fedspoke_"));
+    let xids: Vec<(String, String)> = sqlx::query_as(
+        "SELECT action, xmin::text FROM audit_log
+         WHERE target = $1 AND action IN ('spoke.revoke', 'credential.revoke_all') ORDER BY id",
+    )
+    .bind(format!("spoke:{id}"))
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(xids.len(), 2, "{xids:?}");
+    assert_eq!(xids[0].0, "spoke.revoke");
+    assert_eq!(xids[1].0, "credential.revoke_all");
+    assert_eq!(xids[0].1, xids[1].1, "not one transaction: {xids:?}");
+    let revoked_in: String = sqlx::query_scalar(
+        "SELECT xmin::text FROM hub_credentials WHERE kind = 'spoke' AND token_hash = $1",
+    )
+    .bind(Sha256::digest(token2.as_bytes()).to_vec())
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(revoked_in, xids[0].1);
+
+    // A revoked spoke gets no new credential; an unknown one is 404.
+    let res = app
+        .post_json(
+            &format!("/api/federation/spokes/{id}/credentials"),
+            Some(ADMIN_KEY),
+            &json!({}),
+        )
+        .await;
+    let problem = assert_problem(res, 409).await;
+    assert_eq!(problem["current"]["status"], "revoked", "{problem}");
+    for path in [
+        "/api/federation/spokes/spoke-fra-00000000/credentials",
+        "/api/federation/spokes/not-a-spoke/credentials",
+    ] {
+        assert_problem(app.post_json(path, Some(ADMIN_KEY), &json!({})).await, 404).await;
+        assert_problem(app.get(path, Some(ADMIN_KEY)).await, 404).await;
+        assert_problem(app.delete(path, Some(ADMIN_KEY)).await, 404).await;
+    }
+
+    // Revoking all of a live spoke's credentials, as admin.
+    let again = spoke_in(&app, "FRA", "approved").await;
+    let third = token_of(&issue(&app, &again).await);
+    let res = app
+        .delete(
+            &format!("/api/federation/spokes/{again}/credentials"),
+            Some(ADMIN_KEY),
+        )
+        .await;
+    assert_eq!(res.status(), 204);
+    assert_problem(
+        app.get(&format!("/api/federation/spokes/{again}"), Some(&third))
+            .await,
+        401,
+    )
+    .await;
+}
+
+/// Spoke tokens are answered once and kept only as digests; the real
+/// service logs none of them, even at trace level.
+#[tokio::test]
+async fn spoke_tokens_are_kept_as_digests_and_never_logged() {
+    let db = testkit::TestDb::create().await;
+    let port = testkit::free_port();
+    let tmp = tempfile::tempdir().unwrap();
+    let log_path = tmp.path().join("service.log");
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    let child = crate::process::serve(&db.url, port)
+        .env("FEDERATION_AGENT_API_KEYS", AGENT_KEY)
+        .env("FEDERATION__NATS__ENABLED", "false")
+        .env("FEDERATION__SERVER__HOST", "127.0.0.1")
+        .env("RUST_LOG", "trace")
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file)
+        .spawn()
+        .unwrap();
+    crate::process::wait_ready(port).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: &str, key: &str| {
+        client
+            .request(method, format!("{base}{path}"))
+            .header("x-api-key", key)
+            .json(&json!({}))
+    };
+
+    let spoke: Value = client
+        .post(format!("{base}/api/federation/register"))
+        .header("x-api-key", AGENT_KEY)
+        .json(&spoke_body("FRA"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = spoke["id"].as_str().unwrap().to_owned();
+    let res = call(
+        reqwest::Method::POST,
+        &format!("/api/federation/spokes/{id}/approve"),
+        ADMIN_KEY,
+    )
+    .json(&json!({"reason": "checked"}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 200);
+    let mut tokens = Vec::new();
+    for _ in 0..2 {
+        let res = call(
+            reqwest::Method::POST,
+            &format!("/api/federation/spokes/{id}/credentials"),
+            ADMIN_KEY,
+        )
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(res.status(), 201);
+        let issued: Value = res.json().await.unwrap();
+        tokens.push(issued["token"].as_str().unwrap().to_owned());
+    }
+    let own = format!("/api/federation/spokes/{id}");
+    for (method, path, status) in [
+        (reqwest::Method::GET, own.clone(), 200),
+        (
+            reqwest::Method::POST,
+            format!("{own}/credentials/refresh"),
+            200,
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/federation/spokes".to_owned(),
+            403,
+        ),
+    ] {
+        let res = call(method, &path, &tokens[0]).send().await.unwrap();
+        assert_eq!(res.status(), status, "{path}");
+    }
+    let res = call(reqwest::Method::POST, &format!("{own}/revoke"), ADMIN_KEY)
+        .json(&json!({"reason": "partner left"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    for token in &tokens {
+        let res = call(reqwest::Method::GET, &own, token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401);
+    }
+
+    // Only digests in the table: each token's, none of the tokens.
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let dump: Vec<String> = sqlx::query_scalar(
+        "SELECT row_to_json(c)::text FROM hub_credentials c WHERE kind = 'spoke'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(dump.len(), 2);
+    let dump = dump.join("\n");
+    for token in &tokens {
+        assert!(!dump.contains(token.as_str()), "a token is stored");
+        assert!(
+            !dump.contains(&token["fedspoke_".len()..]),
+            "a token is stored"
+        );
+        let found: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM hub_credentials WHERE kind = 'spoke' AND token_hash = $1",
+        )
+        .bind(Sha256::digest(token.as_bytes()).to_vec())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(found, 1);
+    }
+    pool.close().await;
+
+    crate::process::signal(child.id(), "-TERM");
+    let mut child = child;
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    assert!(status.success(), "{status}: {logs}");
+    assert!(logs.contains("spoke credential issued"), "{logs}");
+    for token in &tokens {
+        assert!(
+            !logs.contains(token.as_str()),
+            "a spoke token is in the logs"
+        );
+        assert!(
+            !logs.contains(&token["fedspoke_".len()..]),
+            "a spoke token is in the logs"
+        );
+    }
+    assert!(!logs.contains("fedspoke_"), "a spoke token is in the logs");
+}
