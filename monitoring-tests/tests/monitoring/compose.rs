@@ -69,6 +69,11 @@ fn secrets_set() -> Vec<(&'static str, &'static str)> {
 /// `docker-compose config` with exactly `env` (nothing inherited from the
 /// caller's environment or a developer's .env) and an optional env file.
 fn compose_config(env: &[(&str, &str)], env_file: Option<&Path>) -> Output {
+    compose_config_of(&["docker-compose.yml"], env, env_file)
+}
+
+/// [`compose_config`] of several files, each overriding the ones before.
+fn compose_config_of(files: &[&str], env: &[(&str, &str)], env_file: Option<&Path>) -> Output {
     let home = tempfile::tempdir().expect("temp dir");
     let empty = home.path().join("empty.env");
     std::fs::write(&empty, "").expect("env file");
@@ -79,8 +84,11 @@ fn compose_config(env: &[(&str, &str)], env_file: Option<&Path>) -> Output {
         .current_dir(repo_root())
         .arg("--env-file")
         .arg(env_file.unwrap_or(&empty))
-        .arg("--file")
-        .arg(repo_path("docker-compose.yml"))
+        .args(
+            files
+                .iter()
+                .flat_map(|f| ["--file".into(), repo_path(f).into_os_string()]),
+        )
         .arg("config");
     for (k, v) in env {
         cmd.env(k, v);
@@ -1155,4 +1163,170 @@ async fn the_stack_runs_its_identity_wiring_for_real() {
     assert_eq!(count("enrollment.create"), 2, "{audit}");
     assert_eq!(count("enrollment.exchange"), 2, "{audit}");
     drop(agents);
+}
+
+const CLUSTER_NODES: [&str; 3] = ["nats", "nats-2", "nats-3"];
+
+/// docker-compose.cluster.yml over docker-compose.yml: three NATS nodes in
+/// one cluster, each with its own resolver and JetStream volumes under the
+/// shared operator configuration; two replicas that list every node and
+/// keep the events stream in three copies. Then the nodes' own commands,
+/// run for real on the configuration `nats-init` writes: they form a
+/// JetStream cluster in operator mode that keeps a stream in three copies.
+#[tokio::test]
+async fn the_cluster_override_forms_a_three_node_jetstream_cluster_in_operator_mode() {
+    let out = compose_config_of(
+        &["docker-compose.yml", "docker-compose.cluster.yml"],
+        &secrets_set(),
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "docker-compose config failed\n{}",
+        describe(&out)
+    );
+    let stack = yaml(&String::from_utf8_lossy(&out.stdout), "the cluster stack");
+
+    let mut own_volumes = BTreeSet::new();
+    for node in CLUSTER_NODES {
+        let svc = service(&stack, node);
+        let args = command(svc);
+        assert!(
+            args.contains(&"--cluster_name=federation"),
+            "{node}: {args:?}"
+        );
+        let routes = args
+            .iter()
+            .find_map(|a| a.strip_prefix("--routes="))
+            .unwrap_or_else(|| panic!("{node} has no routes"));
+        for other in CLUSTER_NODES {
+            assert!(
+                routes.contains(&format!("//{other}:6222")),
+                "{node}: no route to {other}"
+            );
+        }
+        let mounts = volumes(svc);
+        assert!(
+            mounts.iter().any(|(_, t)| t == IDENTITY_DIR),
+            "{node}: no identity volume"
+        );
+        for sub in ["jwt", "jetstream"] {
+            let target = format!("{IDENTITY_DIR}/{sub}");
+            let (source, _) = mounts
+                .iter()
+                .find(|(_, t)| *t == target)
+                .unwrap_or_else(|| panic!("{node}: nothing of its own at {target}"));
+            assert!(
+                own_volumes.insert(source.clone()),
+                "{source} is shared by two nodes"
+            );
+        }
+    }
+    for replica in ["federation", "federation-2"] {
+        let svc = service(&stack, replica);
+        let urls = env_of(svc, "NATS_URL");
+        for node in CLUSTER_NODES {
+            assert!(
+                urls.contains(&format!("nats://{node}:4222")),
+                "{replica}: {urls}"
+            );
+        }
+        assert_eq!(env_of(svc, "FEDERATION__EVENTS__STREAM_REPLICAS"), "3");
+        assert_eq!(env_of(svc, "FEDERATION__IDENTITY__DIR"), IDENTITY_DIR);
+    }
+
+    // For real: the authority once, then each node with its own copy of the
+    // identity directory (as its volumes hide the shared jwt/ and
+    // jetstream/), on the compose's own arguments with 127.0.0.1 ports.
+    let root = tempfile::tempdir().expect("temp dir");
+    let identity = root.path().join("identity");
+    let init = std::process::Command::new(federation_bin())
+        .args(["nats-init", "--dir"])
+        .arg(&identity)
+        .output()
+        .expect("nats-init");
+    assert!(init.status.success(), "nats-init\n{}", describe(&init));
+    let client_ports: Vec<u16> = CLUSTER_NODES.iter().map(|_| testkit::free_port()).collect();
+    let route_ports: Vec<u16> = CLUSTER_NODES.iter().map(|_| testkit::free_port()).collect();
+    let mut servers = Vec::new();
+    for (i, node) in CLUSTER_NODES.iter().enumerate() {
+        let dir = root.path().join(node);
+        std::fs::create_dir_all(&dir).expect("node dir");
+        let conf = std::fs::read_to_string(identity.join("nats-server.conf")).expect("conf");
+        let conf = conf.replace(&identity.display().to_string(), &dir.display().to_string());
+        std::fs::write(dir.join("nats-server.conf"), conf).expect("node conf");
+        let http_port = testkit::free_port();
+        let mut args: Vec<String> = command(service(&stack, node))
+            .iter()
+            .skip(1)
+            .map(|a| {
+                let mut a = a.replace(IDENTITY_DIR, &dir.display().to_string());
+                a = a.replace("--http_port=8222", &format!("--http_port={http_port}"));
+                a = a.replace(
+                    "nats://0.0.0.0:6222",
+                    &format!("nats://127.0.0.1:{}", route_ports[i]),
+                );
+                for (k, other) in CLUSTER_NODES.iter().enumerate() {
+                    a = a.replace(
+                        &format!("//{other}:6222"),
+                        &format!("//127.0.0.1:{}", route_ports[k]),
+                    );
+                }
+                a
+            })
+            .collect();
+        args.extend([
+            "-a".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            client_ports[i].to_string(),
+        ]);
+        let mut cmd = tokio::process::Command::new(testkit::nats_server_bin());
+        cmd.args(&args);
+        servers.push(
+            Server::start(
+                *node,
+                cmd,
+                (tempfile::tempdir().expect("temp dir"), http_port),
+                // Not /healthz: it answers 503 until JetStream's cluster
+                // has formed, which needs the nodes started after this one.
+                "/varz",
+                Duration::from_secs(30),
+            )
+            .await,
+        );
+    }
+    // The service's own user keeps a stream in three copies, one per node.
+    let client = async_nats::ConnectOptions::with_credentials_file(identity.join("service.creds"))
+        .await
+        .expect("service.creds")
+        .connect(format!("nats://127.0.0.1:{}", client_ports[1]))
+        .await
+        .expect("the service's user connects to the cluster");
+    let js = async_nats::jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .build(client);
+    let info = testkit::eventually(
+        Duration::from_secs(60),
+        "a stream in three copies on the cluster",
+        || {
+            let js = js.clone();
+            async move {
+                let mut stream = js
+                    .get_or_create_stream(async_nats::jetstream::stream::Config {
+                        name: "CLUSTER_CHECK".into(),
+                        subjects: vec!["cluster.check".into()],
+                        num_replicas: 3,
+                        ..Default::default()
+                    })
+                    .await
+                    .ok()?;
+                let info = stream.info().await.ok()?.clone();
+                (info.cluster.as_ref()?.replicas.len() == 2).then_some(info)
+            }
+        },
+    )
+    .await;
+    assert_eq!(info.config.num_replicas, 3);
+    drop(servers);
 }
