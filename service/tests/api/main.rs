@@ -5,6 +5,7 @@
 
 mod audit;
 mod auth;
+mod cli;
 mod contract;
 mod credentials;
 mod enrollment;
