@@ -73,6 +73,8 @@ pub fn line(out: Format, data: &str) -> Result<String, ClientError> {
         return Ok(format!("{data}\n"));
     };
     Ok(match out {
+        // As the server sent it (its field order), when it is one line.
+        Format::Json if !data.contains('\n') => format!("{data}\n"),
         Format::Json => format!("{}\n", serde_json::to_string(&event).unwrap_or_default()),
         Format::Yaml => format!("---\n{}", render::document(Format::Yaml, &event)?),
         Format::Table => format!("{}\n", summary(&event).trim_end()),
