@@ -198,11 +198,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     // The client commands read no settings: only the REST API.
     let command = match cli.command.into_client() {
         Ok(client) => return client::run(cli.client, client).await,
-        Err(Command::Completions { shell }) => {
-            let mut cmd = Cli::command();
-            clap_complete::generate(shell, &mut cmd, "federation", &mut std::io::stdout());
-            return ExitCode::SUCCESS;
-        }
+        Err(Command::Completions { shell }) => return completions(shell),
         Err(server) => server,
     };
     let cli = Cli { command, ..cli };
@@ -279,6 +275,21 @@ pub async fn run(cli: Cli) -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Prints the completion script for `shell` (a reader that stops early,
+/// `| head`, is no failure).
+fn completions(shell: clap_complete::Shell) -> ExitCode {
+    use std::io::Write;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "federation", &mut script);
+    match std::io::stdout().lock().write_all(&script) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("error: cannot write the completion script: {e}");
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::SUCCESS,
     }
 }
 
