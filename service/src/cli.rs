@@ -4,11 +4,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use secrecy::ExposeSecret;
 
 use crate::app::Application;
 use crate::catalog::ProjectSpec;
+use crate::client::{self, ClientCommand, ClientOptions};
 use crate::config::{self, Settings, Sources};
 use crate::{store, telemetry};
 
@@ -28,7 +29,13 @@ variables FEDERATION__SECTION__KEY (e.g. FEDERATION__SERVER__PORT=8001). The ori
 service's variables also work: DATABASE_URL, NATS_URL, FEDERATION_API_KEYS, \
 HEARTBEAT_STALE_THRESHOLD_SECONDS, HEARTBEAT_STALE_CHECK_INTERVAL_SECONDS, \
 FEDERATION_PORT, LOG_LEVEL.\n\n\
-Exit status: 0 success, 1 runtime failure, 2 invalid configuration or usage."
+The client commands (projects, spokes, maintenance, watch, status) talk to a running \
+service over its REST API only, at --server (FEDERATION_URL, default \
+http://127.0.0.1:8001) with --api-key (FEDERATION_API_KEY; else the quickstart's \
+.quickstart/keys.env for a server on this machine). See docs/cli.md.\n\n\
+Exit status: 0 success, 1 runtime failure, 2 invalid configuration or usage (also a \
+request the server found invalid: 400, 422), 3 authentication (401, 403), 4 not found \
+(404), 5 conflict (409), 6 server error (5xx) or server unreachable."
 )]
 pub struct Cli {
     /// Settings file (YAML). Without it, config/federation.yaml is read if present.
@@ -40,6 +47,9 @@ pub struct Cli {
         env = "FEDERATION_CONFIG"
     )]
     pub config: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub client: ClientOptions,
 
     #[command(subcommand)]
     pub command: Command,
@@ -94,6 +104,50 @@ pub enum Command {
     /// Writes the .creds file to --out (0600) or prints it on standard
     /// output; what was issued (never the seed) goes to standard error.
     NatsCreds(NatsCredsArgs),
+    /// Hubs in the catalog: list, get, delete, history (client).
+    #[command(subcommand)]
+    Projects(client::ProjectsCommand),
+    /// Partner spokes: list, get, approve, suspend, reinstate, revoke,
+    /// history (client). A spoke is named by its instance code (FRA: the
+    /// live spoke of that code) or its id.
+    #[command(subcommand)]
+    Spokes(client::SpokesCommand),
+    /// A hub's planned downtime: start, stop (client).
+    #[command(subcommand)]
+    Maintenance(client::MaintenanceCommand),
+    /// Follow federation events as they happen, one line each (client).
+    ///
+    /// Reads GET /api/fed/watch (server-sent events) until interrupted; a
+    /// stream that breaks is resumed after the last event seen. With -o
+    /// json, each line is the CloudEvent's JSON.
+    Watch(client::WatchArgs),
+    /// The federation on one screen: hubs by status, maintenance, spokes
+    /// awaiting approval, drift, circuit breakers, self-preservation
+    /// (client).
+    Status,
+    /// Print a shell completion script.
+    ///
+    /// bash: `federation completions bash > /etc/bash_completion.d/federation`;
+    /// zsh: `federation completions zsh > "${fpath[1]}/_federation"`;
+    /// fish: `federation completions fish > ~/.config/fish/completions/federation.fish`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+impl Command {
+    /// The client command this is, if it is one; else itself back.
+    fn into_client(self) -> Result<ClientCommand, Command> {
+        Ok(match self {
+            Command::Projects(c) => ClientCommand::Projects(c),
+            Command::Spokes(c) => ClientCommand::Spokes(c),
+            Command::Maintenance(c) => ClientCommand::Maintenance(c),
+            Command::Watch(a) => ClientCommand::Watch(a),
+            Command::Status => ClientCommand::Status,
+            other => return Err(other),
+        })
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -141,6 +195,13 @@ pub struct DriftArgs {
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> ExitCode {
+    // The client commands read no settings: only the REST API.
+    let command = match cli.command.into_client() {
+        Ok(client) => return client::run(cli.client, client).await,
+        Err(Command::Completions { shell }) => return completions(shell),
+        Err(server) => server,
+    };
+    let cli = Cli { command, ..cli };
     let sources = config::sources(cli.config.as_deref());
     // The authority's commands need no database, keys or NATS settings.
     match &cli.command {
@@ -190,7 +251,14 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
         }
         // Run before the settings are loaded, above.
-        Command::NatsInit(_) | Command::NatsCreds(_) => Ok(()),
+        Command::NatsInit(_)
+        | Command::NatsCreds(_)
+        | Command::Projects(_)
+        | Command::Spokes(_)
+        | Command::Maintenance(_)
+        | Command::Watch(_)
+        | Command::Status
+        | Command::Completions { .. } => Ok(()),
         Command::Drift(args) => {
             telemetry::init(&settings.log, std::io::stderr);
             match crate::sync::cli::drift(settings, args.json, args.fix, args.dry_run).await {
@@ -207,6 +275,21 @@ pub async fn run(cli: Cli) -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Prints the completion script for `shell` (a reader that stops early,
+/// `| head`, is no failure).
+fn completions(shell: clap_complete::Shell) -> ExitCode {
+    use std::io::Write;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "federation", &mut script);
+    match std::io::stdout().lock().write_all(&script) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("error: cannot write the completion script: {e}");
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::SUCCESS,
     }
 }
 

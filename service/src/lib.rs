@@ -8,7 +8,7 @@
 //! compile time against `.sqlx/`), `catalog` (projects, their
 //! seeding and metrics), `catalog_view` (the catalog in memory), `spoke` (the
 //! spoke registry's rules), `events`, `ingest`, `sweeper`, `leader`, `sync`
-//! (tfvars, Keycloak, links, drift), `auth`, `retention` (pruning the audit log and hub history), `identity` (the NATS authority), `api`, `health`, `server`,
+//! (tfvars, Keycloak, links, drift), `auth`, `client` (the operator's CLI, a REST client only), `retention` (pruning the audit log and hub history), `identity` (the NATS authority), `api`, `health`, `server`,
 //! `metrics` (the registry), and the leaves `rules`, `field_error`,
 //! `instrument`, `log_limit`, `telemetry`, `supervisor`. No module reaches back into one
 //! that depends on it (`tests/api/structure.rs` checks).
@@ -19,6 +19,7 @@ pub mod auth;
 pub mod catalog;
 pub mod catalog_view;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod events;
 pub mod field_error;

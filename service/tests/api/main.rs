@@ -6,6 +6,7 @@
 mod audit;
 mod auth;
 mod chaos;
+mod cli;
 mod cluster;
 mod contract;
 mod credentials;

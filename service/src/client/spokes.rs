@@ -1,0 +1,199 @@
+//! `federation spokes ...`: a spoke named by its instance code (the live
+//! spoke of that code) or by its id.
+
+use chrono::Utc;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use super::render::{self, ago, fields, s, short_time, table, time};
+use super::{Api, ClientError, Format, SpokesCommand, TransitionArgs};
+
+const SPOKES: [&str; 3] = ["api", "federation", "spokes"];
+
+fn spoke_path<'a>(id: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut path = SPOKES.to_vec();
+    path.push(id);
+    path.extend_from_slice(rest);
+    path
+}
+
+/// Whether `arg` is an instance code (three letters, any case) rather than
+/// a spoke id.
+fn is_code(arg: &str) -> bool {
+    arg.len() == 3 && arg.bytes().all(|b| b.is_ascii_alphabetic())
+}
+
+/// The id of the spoke `arg` names: an id as given, or the live (not
+/// revoked) spoke of an instance code.
+pub async fn resolve(api: &Api, arg: &str) -> Result<String, ClientError> {
+    if !is_code(arg) {
+        return Ok(arg.to_owned());
+    }
+    let code = arg.to_ascii_uppercase();
+    let spokes = api.list(&SPOKES, &[]).await?;
+    let of_code: Vec<&Value> = spokes
+        .iter()
+        .filter(|sp| s(sp, "instance_code") == code)
+        .collect();
+    let live: Vec<&str> = of_code
+        .iter()
+        .filter(|sp| s(sp, "status") != "revoked")
+        .map(|sp| s(sp, "id"))
+        .collect();
+    match live.as_slice() {
+        [one] => Ok((*one).to_owned()),
+        [] if of_code.is_empty() => Err(ClientError::NotFound(format!(
+            "no spoke has instance code {code}"
+        ))),
+        [] => Err(ClientError::NotFound(format!(
+            "no live spoke has instance code {code}; revoked: {} (name one by its id)",
+            of_code
+                .iter()
+                .map(|sp| s(sp, "id"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+        many => Err(ClientError::Usage(format!(
+            "several live spokes have instance code {code}: {}; name one by its id",
+            many.join(", ")
+        ))),
+    }
+}
+
+pub async fn run(api: &Api, out: Format, cmd: SpokesCommand) -> Result<(), ClientError> {
+    match cmd {
+        SpokesCommand::List { status } => {
+            let query: Vec<(&str, &str)> =
+                status.iter().map(|st| ("status", st.as_str())).collect();
+            let spokes = api.list(&SPOKES, &query).await?;
+            match out {
+                Format::Table => print_list(&spokes),
+                _ => render::print_document(out, &Value::Array(spokes)),
+            }
+        }
+        SpokesCommand::Get { spoke } => {
+            let id = resolve(api, &spoke).await?;
+            let spoke = api.get(&spoke_path(&id, &[]), &[]).await?;
+            match out {
+                Format::Table => render::out(&describe(&spoke)),
+                _ => render::print_document(out, &spoke),
+            }
+        }
+        SpokesCommand::History { spoke } => {
+            let id = resolve(api, &spoke).await?;
+            let history = api.get(&spoke_path(&id, &["history"]), &[]).await?;
+            match out {
+                Format::Table => print_history(&history),
+                _ => render::print_document(out, &history),
+            }
+        }
+        SpokesCommand::Approve(args) => transition(api, out, "approve", args).await,
+        SpokesCommand::Suspend(args) => transition(api, out, "suspend", args).await,
+        SpokesCommand::Reinstate(args) => transition(api, out, "reinstate", args).await,
+        SpokesCommand::Revoke(args) => transition(api, out, "revoke", args).await,
+    }
+}
+
+async fn transition(
+    api: &Api,
+    out: Format,
+    action: &str,
+    args: TransitionArgs,
+) -> Result<(), ClientError> {
+    let id = resolve(api, &args.spoke).await?;
+    let mut body = json!({"reason": args.reason});
+    if let Some(operator) = args.operator {
+        body["operator"] = json!(operator);
+    }
+    let done = api
+        .send_json(Method::POST, &spoke_path(&id, &[action]), &body)
+        .await?;
+    match out {
+        Format::Table => {
+            let t = &done["transition"];
+            render::out(&format!(
+                "spoke {} ({}): {} → {}\n",
+                s(&done, "instance_code"),
+                s(&done, "id"),
+                render::or(t, "from_status", "-"),
+                s(t, "to_status"),
+            ))
+        }
+        _ => render::print_document(out, &done),
+    }
+}
+
+fn print_list(spokes: &[Value]) -> Result<(), ClientError> {
+    if spokes.is_empty() {
+        return render::out("no spokes\n");
+    }
+    let now = Utc::now();
+    let mut t = table(&["code", "id", "name", "status", "since", "reason"]);
+    for sp in spokes {
+        t.add_row(vec![
+            s(sp, "instance_code").to_owned(),
+            s(sp, "id").to_owned(),
+            render::clip(s(sp, "name"), 40),
+            s(sp, "status").to_owned(),
+            ago(time(sp, "status_changed_at"), now, "-"),
+            render::clip(render::or(sp, "status_reason", ""), 50),
+        ]);
+    }
+    render::print_table(t)
+}
+
+fn describe(sp: &Value) -> String {
+    let now = Utc::now();
+    fields(&[
+        ("id", s(sp, "id").to_owned()),
+        ("instance code", s(sp, "instance_code").to_owned()),
+        ("name", s(sp, "name").to_owned()),
+        (
+            "status",
+            format!(
+                "{} (since {})",
+                s(sp, "status"),
+                ago(time(sp, "status_changed_at"), now, "-")
+            ),
+        ),
+        ("reason", render::or(sp, "status_reason", "-").to_owned()),
+        ("base url", s(sp, "base_url").to_owned()),
+        ("idp public url", s(sp, "idp_public_url").to_owned()),
+        (
+            "idp internal url",
+            render::or(sp, "idp_internal_url", "-").to_owned(),
+        ),
+        ("contact", render::or(sp, "contact", "-").to_owned()),
+        (
+            "cert fingerprint",
+            render::or(sp, "cert_fingerprint", "-").to_owned(),
+        ),
+        ("registered", short_time(time(sp, "created_at"))),
+        ("updated", short_time(time(sp, "updated_at"))),
+    ])
+}
+
+fn print_history(history: &Value) -> Result<(), ClientError> {
+    let mut t = table(&["at", "from", "to", "actor", "reason"]);
+    for e in history.as_array().into_iter().flatten() {
+        t.add_row(vec![
+            short_time(time(e, "at")),
+            render::or(e, "from_status", "-").to_owned(),
+            s(e, "to_status").to_owned(),
+            s(e, "actor").to_owned(),
+            render::clip(s(e, "reason"), 60),
+        ]);
+    }
+    render::print_table(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_code;
+
+    #[test]
+    fn codes_are_three_letters_ids_are_not() {
+        assert!(is_code("FRA") && is_code("fra"));
+        assert!(!is_code("spoke-fra-ee18ad42") && !is_code("FR") && !is_code("F1A"));
+    }
+}
