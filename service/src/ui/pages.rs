@@ -185,7 +185,7 @@ fn when(at: DateTime<Utc>) -> String {
 fn maintenance_cell(p: &Project, now: DateTime<Utc>) -> Markup {
     match p.maintenance_at(now) {
         Some(m) => html! {
-            span.maint { "until " time datetime=(m.until.to_rfc3339()) { (when(m.until)) } ": " (m.reason) " (" (m.by) ")" }
+            span.badge.maint { "maintenance" } " until " time datetime=(m.until.to_rfc3339()) { (when(m.until)) } ": " (m.reason) " (" (m.by) ")"
         },
         None => html! { span.none { "—" } },
     }

@@ -453,3 +453,85 @@ fn ui_session_key_must_be_long_enough() {
     );
     assert!(!errors.contains("short\""), "the key is not shown");
 }
+
+#[tokio::test]
+async fn ui_a_hub_token_signs_in_read_only_until_it_is_revoked() {
+    let app = spawn_app_yaml(&ui_yaml()).await;
+    app.create_project(&project("alpha")).await;
+    let id = register(&app, "FRA").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let issued: Value = app
+        .client
+        .post(app.url("/api/fed/projects/alpha/credentials"))
+        .header("x-api-key", ADMIN_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = issued["token"].as_str().unwrap();
+    let cookie = sign_in(&app, token).await;
+    assert!(!cookie.contains(token));
+    let html = page(&app, "/ui/spokes", Some(&cookie))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("hub alpha") && html.contains("Read-only"));
+    assert!(!html.contains(&format!("/ui/spokes/{id}/approve")));
+    let csrf = csrf_of(&html);
+    let approve = format!("/ui/spokes/{id}/approve");
+    let res = post_form(&app, &approve, &cookie, &[("csrf", &csrf), ("reason", "x")]).await;
+    assert_eq!(res.status(), 403);
+
+    // Revoked: its session ends with it.
+    let res = app
+        .delete("/api/fed/projects/alpha/credentials", Some(ADMIN_KEY))
+        .await;
+    assert!(res.status().is_success(), "{}", res.status());
+    assert_signed_out(
+        &page(&app, "/ui/hubs", Some(&cookie)).await,
+        "revoked hub token",
+    );
+    let res = client()
+        .post(app.url("/ui/login"))
+        .form(&[("api_key", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401, "a revoked token cannot sign in");
+}
+
+#[tokio::test]
+async fn ui_shows_the_self_preservation_banner_while_the_sweeper_holds_back() {
+    let nats = testkit::NatsServer::start().await;
+    let app = spawn_app_yaml(&format!(
+        "{}{}heartbeat:\n  stale_threshold: 1h\n",
+        ui_yaml(),
+        crate::fedkit::nats_yaml(&nats.url())
+    ))
+    .await;
+    let cookie = sign_in(&app, AGENT_KEY).await;
+    // Just connected: sight regained less than stale_threshold ago.
+    let html = page(&app, "/ui/hubs", Some(&cookie))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains(r#"id="self-preservation""#), "the banner");
+    assert!(html.contains("Self-preservation is on"));
+    assert!(html.contains("sight regained at"), "and until when");
+
+    // Without NATS there is no sweeper to hold back: no banner.
+    let plain = spawn_app_yaml(&ui_yaml()).await;
+    let cookie = sign_in(&plain, AGENT_KEY).await;
+    let html = page(&plain, "/ui/hubs", Some(&cookie))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!html.contains(r#"id="self-preservation""#));
+}

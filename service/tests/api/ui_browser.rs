@@ -167,6 +167,8 @@ async fn ui_browser_signs_in_watches_a_hub_go_offline_live_and_approves_a_spoke(
         ("alpha", "Alpha hub", vec!["prod", "eu"]),
         ("beta", "Beta hub", vec!["prod"]),
         ("gamma", "Gamma hub", vec!["staging"]),
+        ("delta", "Delta hub", vec!["prod", "us"]),
+        ("epsilon", "Epsilon hub", vec!["staging"]),
     ] {
         let mut body = project(slug);
         body["name"] = json!(name);
@@ -180,6 +182,20 @@ async fn ui_browser_signs_in_watches_a_hub_go_offline_live_and_approves_a_spoke(
         now.to_rfc3339()
     ))
     .await;
+    app.sql(&format!(
+        "UPDATE projects SET status = 'degraded', last_heartbeat_at = '{}', heartbeat_interval_s = 10 \
+         WHERE slug = 'delta'",
+        (now - chrono::Duration::seconds(50)).to_rfc3339()
+    ))
+    .await;
+    let res = app
+        .put_json(
+            "/api/fed/projects/epsilon/maintenance",
+            Some(ADMIN_KEY),
+            &json!({"duration": "2h", "reason": "kernel upgrade, CHG-1234"}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
     let spoke = register(&app, "FRA").await;
     let id = spoke["id"].as_str().unwrap().to_owned();
 

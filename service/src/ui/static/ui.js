@@ -66,7 +66,7 @@
       cells(sel, "last-seen").forEach(function (cell) {
         var t = document.createElement("time");
         t.setAttribute("datetime", data.last_heartbeat_at);
-        t.textContent = new Date(data.last_heartbeat_at).toISOString().replace(".000", "");
+        t.textContent = new Date(data.last_heartbeat_at).toISOString().slice(0, 19).replace("T", " ") + " UTC";
         cell.textContent = "";
         cell.appendChild(t);
       });
