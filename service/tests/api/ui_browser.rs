@@ -19,7 +19,8 @@ use crate::fedkit::register;
 use crate::helpers::*;
 use crate::ui::ui_yaml;
 
-const WAIT: Duration = Duration::from_secs(20);
+/// How long a condition may take before the test fails (only failures wait this long).
+const WAIT: Duration = Duration::from_secs(60);
 
 /// A chromedriver of our own on a free port, killed on drop.
 struct Driver {
