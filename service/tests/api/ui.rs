@@ -535,3 +535,16 @@ async fn ui_shows_the_self_preservation_banner_while_the_sweeper_holds_back() {
         .unwrap();
     assert!(!html.contains(r#"id="self-preservation""#));
 }
+
+#[tokio::test]
+async fn ui_can_be_turned_off() {
+    let app = spawn_app_yaml("ui:\n  enabled: false\n").await;
+    for path in ["/ui/login", "/ui/hubs", "/ui/static/ui.js"] {
+        assert_eq!(page(&app, path, None).await.status(), 404, "{path}");
+    }
+    // The API is unaffected.
+    assert_eq!(
+        app.get_status("/api/fed/projects", Some(ADMIN_KEY)).await,
+        200
+    );
+}
