@@ -214,6 +214,24 @@ ensure_monitoring_tools() {
   export PROMETHEUS_BIN PROMTOOL_BIN ALERTMANAGER_BIN AMTOOL_BIN DOCKER_COMPOSE_BIN
 }
 
+# Sets and exports CHROMIUM_BIN and CHROMEDRIVER_BIN, installing the Debian
+# packages chromium and chromium-driver when one is missing. The web UI's
+# browser tests (service/tests/api/ui_browser.rs) drive a real headless
+# Chromium through chromedriver and fail without them.
+ensure_browser_tools() {
+  local missing=()
+  first_executable "${CHROMIUM_BIN:-}" chromium chromium-browser >/dev/null || missing+=(chromium)
+  first_executable "${CHROMEDRIVER_BIN:-}" chromedriver >/dev/null || missing+=(chromium-driver)
+  if [ ${#missing[@]} -gt 0 ]; then
+    apt_install "${missing[@]}" || die "missing ${missing[*]}, and cannot install from here (needs root and apt-get).
+  Install them:   sudo apt-get install ${missing[*]}
+  or point the tests at them: CHROMIUM_BIN, CHROMEDRIVER_BIN"
+  fi
+  CHROMIUM_BIN=$(first_executable "${CHROMIUM_BIN:-}" chromium chromium-browser) || die "chromium still not found after installing it"
+  CHROMEDRIVER_BIN=$(first_executable "${CHROMEDRIVER_BIN:-}" chromedriver) || die "chromedriver still not found after installing it"
+  export CHROMIUM_BIN CHROMEDRIVER_BIN
+}
+
 # --- Contract test tools -------------------------------------------------------
 
 # The pinned schemathesis the contract test runs against /openapi.json

@@ -406,7 +406,7 @@ impl Application {
         let grace = state.settings.server.shutdown_grace;
         let deadline = state.settings.workers.shutdown_deadline;
         let addr = listener.local_addr()?;
-        let router = crate::api::router(state.clone());
+        let router = crate::api::router(state.clone(), crate::ui::router(&state));
         let mut server = tokio::spawn(crate::server::serve(
             listener,
             router,

@@ -8,7 +8,7 @@
 //! compile time against `.sqlx/`), `catalog` (projects, their
 //! seeding and metrics), `catalog_view` (the catalog in memory), `spoke` (the
 //! spoke registry's rules), `events`, `ingest`, `sweeper`, `leader`, `sync`
-//! (tfvars, Keycloak, links, drift), `auth`, `client` (the operator's CLI, a REST client only), `retention` (pruning the audit log and hub history), `identity` (the NATS authority), `api`, `health`, `server`,
+//! (tfvars, Keycloak, links, drift), `auth`, `client` (the operator's CLI, a REST client only), `retention` (pruning the audit log and hub history), `identity` (the NATS authority), `api`, `ui` (the web UI at `/ui`, over `api`'s handlers and checks), `health`, `server`,
 //! `metrics` (the registry), and the leaves `rules`, `field_error`,
 //! `instrument`, `log_limit`, `telemetry`, `supervisor`. No module reaches back into one
 //! that depends on it (`tests/api/structure.rs` checks).
@@ -41,3 +41,4 @@ pub mod supervisor;
 pub mod sweeper;
 pub mod sync;
 pub mod telemetry;
+pub mod ui;

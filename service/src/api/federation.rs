@@ -14,7 +14,7 @@ use crate::field_error::FieldError;
 use crate::rules;
 use crate::spoke::{
     is_spoke_id, FederationLink, LinkStatus, Spoke, SpokeAction, SpokeEventData, SpokeRegistration,
-    SpokeStatus, Transition, TransitionRequest,
+    SpokeStatus, Transition, TransitionRequest, TransitionSpec,
 };
 use crate::state::AppState;
 use crate::store::links::{self, LinkFilter};
@@ -168,11 +168,25 @@ async fn act(
 ) -> ApiResult<axum::Json<SpokeEventData>> {
     caller.require(Role::Admin)?;
     let spec = request.check(|r| r.into_spec(action, &caller.fingerprint))?;
-    if !is_spoke_id(&id) {
-        return Err(not_found(&id));
+    transition(&state, &caller, &id, spec).await.map(axum::Json)
+}
+
+/// Carries out a checked lifecycle action for an admin `caller`: the one
+/// path of the REST routes and the web UI's forms, so both leave the same
+/// transition, audit row and event.
+pub async fn transition(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    spec: TransitionSpec,
+) -> ApiResult<SpokeEventData> {
+    caller.require(Role::Admin)?;
+    let action = spec.action;
+    if !is_spoke_id(id) {
+        return Err(not_found(id));
     }
     let hub = &state.settings.federation.hub_code;
-    match spokes::transition(&state.db, &id, &spec, hub, &caller.actor()).await? {
+    match spokes::transition(&state.db, id, &spec, hub, &caller.actor()).await? {
         TransitionOutcome::Done(data) => {
             tracing::info!(
                 spoke = %id,
@@ -182,7 +196,7 @@ async fn act(
                 key = %caller.fingerprint,
                 "spoke transition"
             );
-            Ok(axum::Json(data))
+            Ok(data)
         }
         TransitionOutcome::NotAllowed(current) => Err(ApiError::Conflict {
             detail: format!(
@@ -193,7 +207,7 @@ async fn act(
             ),
             current: serde_json::to_value(&current).ok(),
         }),
-        TransitionOutcome::NotFound => Err(not_found(&id)),
+        TransitionOutcome::NotFound => Err(not_found(id)),
     }
 }
 

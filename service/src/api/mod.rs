@@ -201,8 +201,11 @@ fn publish_what_derives_cannot_say(doc: &mut utoipa::openapi::OpenApi, hub_code:
     }
 }
 
-pub fn router(state: AppState) -> Router {
+/// The service's router: the API, with `pages` (routes of other modules,
+/// e.g. the web UI, composed by `app`) merged in under the same layers.
+pub fn router(state: AppState, pages: Router<AppState>) -> Router {
     let (router, doc) = build(&state);
+    let router = router.merge(pages);
     let doc = Arc::new(doc);
     let settings = &state.settings.server;
     let timeout = settings.request_timeout;
@@ -265,12 +268,13 @@ async fn problem_for_bare_errors(
     if !(status.is_client_error() || status.is_server_error()) {
         return res;
     }
-    let is_json = res
+    // JSON already, or a page of the web UI.
+    let is_document = res
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.contains("json"));
-    if is_json {
+        .is_some_and(|ct| ct.contains("json") || ct.starts_with("text/html"));
+    if is_document {
         return res;
     }
     let detail = match status {

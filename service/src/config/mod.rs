@@ -11,8 +11,10 @@
 pub mod identity;
 pub mod legacy_env;
 pub mod sync;
+pub mod ui;
 
 pub use identity::IdentitySettings;
+pub use ui::UiSettings;
 
 pub use sync::{
     BreakerSettings, KeycloakSettings, RetrySettings, SyncSettings, TfvarsFormat, TfvarsSettings,
@@ -55,6 +57,7 @@ pub struct Settings {
     pub workers: WorkerSettings,
     pub identity: IdentitySettings,
     pub audit: AuditSettings,
+    pub ui: UiSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Validate)]
@@ -421,7 +424,7 @@ impl Settings {
 
     /// Extracts every section, then checks every rule; all problems at once.
     pub fn from_figment(fig: &Figment) -> Result<Settings, ConfigErrors> {
-        const SECTIONS: [&str; 13] = [
+        const SECTIONS: [&str; 14] = [
             "server",
             "database",
             "nats",
@@ -435,6 +438,7 @@ impl Settings {
             "workers",
             "identity",
             "audit",
+            "ui",
         ];
         let mut errors = check_root(fig, &SECTIONS);
         // A broken file stops here; unknown sections do not.
@@ -457,7 +461,7 @@ impl Settings {
         }
         let mut settings = sections!(
             server, database, nats, auth, heartbeat, catalog, log, sync, events, federation,
-            workers, identity, audit
+            workers, identity, audit, ui
         );
         // Derived defaults, as the original's settings imply them.
         if fig.find_value("heartbeat.degraded_after").is_err() {
@@ -479,6 +483,7 @@ impl Settings {
             || nats.nkey_seed.is_some()
             || nats.creds_file.is_some();
         settings.identity.check(nats_auth, &mut rules);
+        settings.ui.check(&mut rules);
         if !nats_auth {
             if let Some(creds) = settings.identity.service_creds() {
                 settings.nats.creds_file = Some(creds);

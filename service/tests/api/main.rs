@@ -39,5 +39,7 @@ mod sync;
 mod sync_process;
 mod sync_worker;
 mod synckit;
+mod ui;
+mod ui_browser;
 mod watch;
 mod workers;
