@@ -14,7 +14,12 @@ use serde_json::Value;
 use crate::support::*;
 
 /// Secrets the stack must never run without, with no default.
-const SECRETS: [&str; 3] = ["DB_PASSWORD", "FEDERATION_API_KEYS", "GRAFANA_PASSWORD"];
+const SECRETS: [&str; 4] = [
+    "DB_PASSWORD",
+    "FEDERATION_API_KEYS",
+    "GRAFANA_PASSWORD",
+    "UI_SESSION_KEY",
+];
 
 const SERVICES: [&str; 12] = [
     "postgres",
@@ -63,6 +68,10 @@ fn secrets_set() -> Vec<(&'static str, &'static str)> {
         ("DB_PASSWORD", "db-password-0123456789abcdef"),
         ("FEDERATION_API_KEYS", ADMIN_KEY),
         ("GRAFANA_PASSWORD", "grafana-password-0123456789"),
+        (
+            "UI_SESSION_KEY",
+            "ui-session-key-0123456789abcdef0123456789",
+        ),
     ]
 }
 
@@ -1285,7 +1294,7 @@ async fn the_cluster_override_forms_a_three_node_jetstream_cluster_in_operator_m
         cmd.args(&args);
         servers.push(
             Server::start(
-                *node,
+                node,
                 cmd,
                 (tempfile::tempdir().expect("temp dir"), http_port),
                 // Not /healthz: it answers 503 until JetStream's cluster

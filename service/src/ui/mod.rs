@@ -124,6 +124,7 @@ impl Visitor {
             role: self.claims.role,
             fingerprint: self.claims.fingerprint.clone(),
             hub: None,
+            spoke: None,
         }
     }
 
@@ -292,7 +293,12 @@ async fn login(State(ui): State<Ui>, headers: HeaderMap, Form(form): Form<LoginF
         }
         KeyVerdict::Unknown if looks_like_hub_token(presented) => {
             let found = credentials::find(&ui.app.db, &token_digest(presented)).await?;
-            match found.filter(|c| c.is_valid(Utc::now())) {
+            // A hub's token only: a spoke's (or any other kind) has no
+            // hub to show and is refused like an unknown one.
+            let hub = found.filter(|c| {
+                c.kind() == Some(credentials::CredentialKind::Hub) && c.is_valid(Utc::now())
+            });
+            match hub {
                 Some(c) => {
                     ui.sessions
                         .claims(Principal::Hub { slug: c.slug }, Role::Hub, c.fingerprint)
