@@ -43,6 +43,8 @@ metrics! {
         pub self_preservation: Gauge = "sweeper_self_preservation",
         /// Sweeps run by this replica
         pub runs: Counter = "sweeper_runs",
+        /// Hubs removed after heartbeat.deregister_after offline
+        pub deregistered: Counter = "hubs_deregistered",
     }
 }
 
@@ -220,6 +222,7 @@ impl StaleSweeper {
                 Ok(out) => {
                     metrics.runs.inc();
                     metrics.stale.inc_by(out.offline.len() as u64);
+                    metrics.deregistered.inc_by(out.deregistered.len() as u64);
                     for slug in &out.windows_ended {
                         tracing::info!(slug = %slug, "maintenance window over: the hub is judged again");
                     }
