@@ -153,7 +153,11 @@ async fn exit_code(child: Child) -> (Option<i32>, String) {
 #[tokio::test]
 async fn the_agent_registers_its_hub_keeps_it_online_and_says_offline_on_sigterm() {
     let nats = NatsServer::start().await;
-    let c = catalog(&nats, "  degraded_after: 5s\n  stale_threshold: 10s\n").await;
+    let c = catalog(
+        &nats,
+        "  degraded_after: 5s\n  stale_threshold: 10s\n  min_threshold: 10s\n",
+    )
+    .await;
     let child = agent(&nats, "alpha", &registering(&c));
     let p = c.wait_status("alpha", "online").await;
     assert_eq!(p["name"], "alpha");
@@ -188,7 +192,11 @@ async fn the_agent_registers_its_hub_keeps_it_online_and_says_offline_on_sigterm
 #[tokio::test]
 async fn a_project_deleted_from_the_catalog_is_registered_again_by_its_running_agent() {
     let nats = NatsServer::start().await;
-    let c = catalog(&nats, "  degraded_after: 5s\n  stale_threshold: 10s\n").await;
+    let c = catalog(
+        &nats,
+        "  degraded_after: 5s\n  stale_threshold: 10s\n  min_threshold: 10s\n",
+    )
+    .await;
     let mut env = registering(&c);
     env.push(("HUB_AGENT__CATALOG__RECHECK_INTERVAL", "200ms".into()));
     let child = agent(&nats, "alpha", &env);
@@ -258,8 +266,10 @@ async fn a_killed_agent_goes_degraded_then_offline_at_the_deadlines() {
         swept.iter().map(|t| t.0.as_str()).collect::<Vec<_>>(),
         ["degraded", "offline"]
     );
-    for (t, deadline_s) in swept.iter().zip([1, 2]) {
-        let late = t.2 - last - chrono::Duration::seconds(deadline_s);
+    // The agent says `interval_s: 1` (it beats every 200 ms): its own
+    // deadlines, 1.5 s and 3 s, not the global 1 s and 2 s, judge it.
+    for (t, deadline_ms) in swept.iter().zip([1500, 3000]) {
+        let late = t.2 - last - chrono::Duration::milliseconds(deadline_ms);
         assert!(
             late >= chrono::Duration::zero() && late < chrono::Duration::seconds(1),
             "{} {late:?} late",
@@ -358,7 +368,7 @@ async fn with_per_hub_nats_credentials_an_agent_speaks_only_for_its_own_hub() {
         NatsServer::start_with_config(&dir.path().join(service::identity::SERVER_CONF)).await;
     let c = catalog_with(
         &nats,
-        "  degraded_after: 5s\n  stale_threshold: 10s\n",
+        "  degraded_after: 5s\n  stale_threshold: 10s\n  min_threshold: 10s\n",
         &format!("identity:\n  dir: \"{}\"\n", dir.path().display()),
     )
     .await;
@@ -427,7 +437,7 @@ async fn with_identity(identity_extra: &str) -> (tempfile::TempDir, NatsServer, 
         NatsServer::start_with_config(&dir.path().join(service::identity::SERVER_CONF)).await;
     let c = catalog_with(
         &nats,
-        "  degraded_after: 5s\n  stale_threshold: 10s\n",
+        "  degraded_after: 5s\n  stale_threshold: 10s\n  min_threshold: 10s\n",
         &format!(
             "identity:\n  dir: \"{}\"\n{identity_extra}",
             dir.path().display()

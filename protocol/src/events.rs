@@ -21,6 +21,7 @@ pub enum EventKind {
     ProjectDeleted,
     ProjectStatusChanged,
     ProjectMaintenance,
+    ProjectDeregistered,
     SpokeRegistered,
     SpokeApproved,
     SpokeSuspended,
@@ -29,12 +30,13 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 10] = [
+    pub const ALL: [EventKind; 11] = [
         EventKind::ProjectRegistered,
         EventKind::ProjectUpdated,
         EventKind::ProjectDeleted,
         EventKind::ProjectStatusChanged,
         EventKind::ProjectMaintenance,
+        EventKind::ProjectDeregistered,
         EventKind::SpokeRegistered,
         EventKind::SpokeApproved,
         EventKind::SpokeSuspended,
@@ -50,6 +52,7 @@ impl EventKind {
             EventKind::ProjectDeleted => "project.deleted",
             EventKind::ProjectStatusChanged => "project.status",
             EventKind::ProjectMaintenance => "project.maintenance",
+            EventKind::ProjectDeregistered => "project.deregistered",
             EventKind::SpokeRegistered => "spoke.registered",
             EventKind::SpokeApproved => "spoke.approved",
             EventKind::SpokeSuspended => "spoke.suspended",

@@ -188,6 +188,11 @@ impl Paging {
             .build()
     }
 
+    /// `limit` for a list that, without it, answers everything.
+    pub fn limit_schema_without_default(&self) -> Object {
+        integer(1).maximum(Some(self.max)).build()
+    }
+
     pub fn before_schema() -> Object {
         integer(1).build()
     }

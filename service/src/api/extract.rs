@@ -174,23 +174,46 @@ pub fn parse_query<T: DeserializeOwned + IntoParams>(query: &str) -> Result<T, A
     let mut seen: Vec<String> = Vec::new();
     for (name, raw) in form_urlencoded::parse(query.as_bytes()) {
         let name = name.into_owned();
-        if seen.contains(&name) {
-            problems.push(FieldError::new(&name, "is given more than once"));
-            continue;
-        }
-        seen.push(name.clone());
         let Some(param) = params.iter().find(|p| p.name == name) else {
-            let known: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
-            problems.push(FieldError::new(
-                &name,
-                format!("is not a known parameter (known: {})", known.join(", ")),
-            ));
+            if !seen.contains(&name) {
+                let known: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
+                problems.push(FieldError::new(
+                    &name,
+                    format!("is not a known parameter (known: {})", known.join(", ")),
+                ));
+            }
+            seen.push(name);
             continue;
         };
         let shape = param
             .schema
             .as_ref()
             .map_or(Shape::Any, |s| Shape::of(s, &components));
+        // A list is given by repeating the parameter (`tag=a&tag=b`).
+        if let Shape::List(item) = shape.without_null() {
+            let index = seen.iter().filter(|n| **n == name).count();
+            seen.push(name.clone());
+            let at = format!("{name}[{index}]");
+            let list = typed
+                .entry(name.clone())
+                .or_insert_with(|| Value::Array(Vec::new()));
+            match scalar(item, &raw) {
+                Some(value) => {
+                    if let (Some(v), Value::Array(items)) =
+                        (item.check(&value, &at, &mut problems), list)
+                    {
+                        items.push(v);
+                    }
+                }
+                None => problems.push(FieldError::new(&at, format!("must be {}", item.describe()))),
+            }
+            continue;
+        }
+        if seen.contains(&name) {
+            problems.push(FieldError::new(&name, "is given more than once"));
+            continue;
+        }
+        seen.push(name.clone());
         if let Some(value) = scalar(&shape, &raw) {
             if shape.check(&value, &name, &mut problems).is_some() {
                 typed.insert(name, value);
@@ -357,5 +380,32 @@ mod tests {
         let ok = parse_query::<Params>("status=online&dry_run=true&tag=a%20b").unwrap();
         assert_eq!(ok.tag.as_deref(), Some("a b"));
         assert_eq!(ok.dry_run, Some(true));
+    }
+
+    #[derive(Debug, Deserialize, IntoParams)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct ListParams {
+        tag: Option<Vec<String>>,
+        limit: Option<i64>,
+    }
+
+    #[test]
+    fn a_list_parameter_is_given_by_repeating_it() {
+        let ok = parse_query::<ListParams>("tag=a&limit=3&tag=b%20c").unwrap();
+        assert_eq!(ok.tag.unwrap(), ["a", "b c"]);
+        assert!(parse_query::<ListParams>("").unwrap().tag.is_none());
+        match parse_query::<ListParams>("tag=a&limit=x&limit=2") {
+            Err(ApiError::Validation(v)) => assert_eq!(
+                v.into_iter()
+                    .map(|e| (e.field, e.message))
+                    .collect::<Vec<_>>(),
+                pairs(&[
+                    ("limit", "must be a whole number"),
+                    ("limit", "is given more than once"),
+                ])
+            ),
+            other => panic!("expected a validation error, got {other:?}"),
+        }
     }
 }

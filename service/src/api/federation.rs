@@ -1,8 +1,10 @@
 //! `/api/federation`: spoke self-registration, the operator's lifecycle
 //! actions, the transition log and the federation links.
 
+use std::borrow::Cow;
+
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -10,7 +12,8 @@ use utoipa::IntoParams;
 use super::auth::{Caller, Role};
 use super::error::{ApiError, ApiResult, BodyErrors, KeyedErrors, Problem, QueryErrors};
 use super::extract::{Json, Query};
-use crate::field_error::FieldError;
+use super::listing::{self, Listed, Listing, SortValue};
+use crate::field_error::{sort_by_field, FieldError};
 use crate::rules;
 use crate::spoke::{
     is_spoke_id, FederationLink, LinkStatus, Spoke, SpokeAction, SpokeEventData, SpokeRegistration,
@@ -85,15 +88,60 @@ pub async fn register_spoke(
 pub struct SpokeListParams {
     /// Only spokes in this status.
     pub status: Option<SpokeStatus>,
+    /// Only spokes whose instance code, name or id contains this, whatever
+    /// the case.
+    #[param(schema_with = listing::q_schema)]
+    pub q: Option<String>,
+    /// Order: `instance_code` (default), `name`, `status` (pending,
+    /// approved, suspended, revoked) or `created`; a leading `-` reverses
+    /// it. Ties are broken by id.
+    #[param(schema_with = listing::sort_schema::<Spoke>)]
+    pub sort: Option<String>,
+    /// Spokes per page, 1 to 1000; without it, every matching spoke.
+    #[param(schema_with = listing::limit_schema)]
+    pub limit: Option<i64>,
+    /// Where the page starts: the cursor in the previous page's `Link`
+    /// header (opaque; made for one `sort`).
+    #[param(schema_with = listing::cursor_schema)]
+    pub cursor: Option<String>,
 }
 
-/// List spokes, by instance code (a bare JSON array).
+impl Listed for Spoke {
+    const SORTS: &'static [&'static str] = &["instance_code", "name", "status", "created"];
+
+    fn sort_value(&self, field: &str) -> SortValue<'_> {
+        match field {
+            "name" => SortValue::Text(Cow::Borrowed(&self.name)),
+            "status" => SortValue::Rank(match self.status {
+                SpokeStatus::Pending => 0,
+                SpokeStatus::Approved => 1,
+                SpokeStatus::Suspended => 2,
+                SpokeStatus::Revoked => 3,
+            }),
+            "created" => SortValue::Time(Some(self.created_at)),
+            _ => SortValue::Text(Cow::Borrowed(&self.instance_code)),
+        }
+    }
+
+    fn unique(&self) -> &str {
+        &self.id
+    }
+}
+
+/// List spokes (a bare JSON array), by instance code unless `sort` says
+/// otherwise. With `limit`, one page: the next one is linked in the `Link`
+/// header (`rel="next"`). `X-Total-Count` is the number of spokes matching
+/// the filters, in all pages.
 #[utoipa::path(
     get, path = "/api/federation/spokes", tag = TAG,
     params(SpokeListParams),
     security(("api_key" = [])),
     responses(
-        (status = 200, description = "The matching spokes", body = [Spoke]),
+        (status = 200, description = "The matching spokes (one page with `limit`)", body = [Spoke],
+         headers(
+            ("X-Total-Count" = u64, description = "Spokes matching the filters, in all pages"),
+            ("Link" = String, description = "`<URL>; rel=\"next\"`: the next page, when there is one"),
+         )),
         KeyedErrors,
         QueryErrors,
     )
@@ -101,9 +149,32 @@ pub struct SpokeListParams {
 pub async fn list_spokes(
     State(state): State<AppState>,
     _caller: Caller,
+    uri: Uri,
     Query(params): Query<SpokeListParams>,
-) -> ApiResult<axum::Json<Vec<Spoke>>> {
-    Ok(axum::Json(spokes::list(&state.db, params.status).await?))
+) -> ApiResult<Response> {
+    let mut problems = Vec::new();
+    let q = listing::check_q(params.q.as_deref(), &mut problems);
+    let listing = Listing::check::<Spoke>(
+        params.sort.as_deref(),
+        params.cursor.as_deref(),
+        params.limit,
+        &mut problems,
+    );
+    let Some(listing) = listing.filter(|_| problems.is_empty()) else {
+        sort_by_field(&mut problems);
+        return Err(ApiError::validation(problems));
+    };
+    let mut all = spokes::list(&state.db, params.status).await?;
+    if let Some(q) = &q {
+        all.retain(|s| {
+            [&s.instance_code, &s.name, &s.id]
+                .iter()
+                .any(|f| listing::contains_ci(f, q))
+        });
+    }
+    let page = listing.page(all.iter().collect(), false);
+    let headers = listing::headers(uri.path(), uri.query(), page.total, page.next.as_deref());
+    Ok((headers, axum::Json(page.items)).into_response())
 }
 
 /// One spoke (any key; a spoke token only its own).

@@ -10,6 +10,7 @@ pub mod federation;
 pub mod health;
 pub mod history;
 pub mod idps;
+pub mod listing;
 pub mod maintenance;
 pub mod observability;
 pub mod projects;

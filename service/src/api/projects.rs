@@ -2,7 +2,9 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use std::borrow::Cow;
+
+use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -12,9 +14,11 @@ use protocol::naming::is_valid_slug;
 use super::auth::{Caller, Role};
 use super::error::{ApiError, ApiResult, BodyErrors, KeyedErrors, Problem, QueryErrors};
 use super::extract::{Json, Query};
+use super::listing::{self, Listed, Listing, SortValue};
 use crate::catalog;
 use crate::catalog::{Project, ProjectInput, ProjectStatus, ProjectUpdate};
-use crate::field_error::FieldError;
+use crate::catalog_view::{json_array, PageBody};
+use crate::field_error::{sort_by_field, FieldError};
 use crate::rules;
 use crate::state::AppState;
 use crate::store::projects::{self, ProjectFilter, Upserted};
@@ -27,10 +31,55 @@ pub const TAG: &str = "catalog";
 pub struct ListParams {
     /// Only projects in this status.
     pub status: Option<ProjectStatus>,
-    /// Only projects carrying this tag (a tag: no control characters or
-    /// white space at either end).
-    #[param(schema_with = crate::catalog::tag_filter_schema)]
-    pub tag: Option<String>,
+    /// Only projects carrying this tag; repeat it (`tag=a&tag=b`) for
+    /// projects carrying every one (a tag: no control characters or white
+    /// space at either end).
+    #[param(schema_with = tags_filter_schema, style = Form, explode)]
+    pub tag: Option<Vec<String>>,
+    /// Only projects whose slug or name contains this, whatever the case.
+    #[param(schema_with = listing::q_schema)]
+    pub q: Option<String>,
+    /// Order: `slug` (default), `name`, `status` (online, degraded,
+    /// offline), `last_seen` (last heartbeat, never-seen first) or
+    /// `created`; a leading `-` reverses it. Ties are broken by slug.
+    #[param(schema_with = listing::sort_schema::<Project>)]
+    pub sort: Option<String>,
+    /// Projects per page, 1 to 1000; without it, every matching project.
+    #[param(schema_with = listing::limit_schema)]
+    pub limit: Option<i64>,
+    /// Where the page starts: the cursor in the previous page's `Link`
+    /// header (opaque; made for one `sort`).
+    #[param(schema_with = listing::cursor_schema)]
+    pub cursor: Option<String>,
+}
+
+fn tags_filter_schema() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(crate::catalog::tag_filter_schema())
+        .max_items(Some(catalog::MAX_TAGS))
+        .build()
+}
+
+impl Listed for Project {
+    const SORTS: &'static [&'static str] = &["slug", "name", "status", "last_seen", "created"];
+
+    fn sort_value(&self, field: &str) -> SortValue<'_> {
+        match field {
+            "name" => SortValue::Text(Cow::Borrowed(&self.name)),
+            "status" => SortValue::Rank(match self.status {
+                ProjectStatus::Online => 0,
+                ProjectStatus::Degraded => 1,
+                ProjectStatus::Offline => 2,
+            }),
+            "last_seen" => SortValue::Time(self.last_heartbeat_at),
+            "created" => SortValue::Time(Some(self.created_at)),
+            _ => SortValue::Text(Cow::Borrowed(&self.slug)),
+        }
+    }
+
+    fn unique(&self) -> &str {
+        &self.slug
+    }
 }
 
 /// The `{slug}` of a project route.
@@ -46,13 +95,21 @@ fn slug_param_schema() -> utoipa::openapi::schema::Object {
     rules::slug_schema(false)
 }
 
-/// List projects, ordered by slug (a bare JSON array, as the original).
+/// List projects (a bare JSON array, as the original), by slug unless
+/// `sort` says otherwise. Filters combine (all must match). With `limit`,
+/// one page: the next one is linked in the `Link` header (`rel="next"`),
+/// absent on the last page. `X-Total-Count` is the number of projects
+/// matching the filters, in all pages.
 #[utoipa::path(
     get, path = "/api/fed/projects", tag = TAG,
     params(ListParams),
     security(("api_key" = [])),
     responses(
-        (status = 200, description = "The matching projects", body = [Project]),
+        (status = 200, description = "The matching projects (one page with `limit`)", body = [Project],
+         headers(
+            ("X-Total-Count" = u64, description = "Projects matching the filters, in all pages"),
+            ("Link" = String, description = "`<URL>; rel=\"next\"`: the next page, when there is one"),
+         )),
         KeyedErrors,
         QueryErrors,
     )
@@ -60,32 +117,60 @@ fn slug_param_schema() -> utoipa::openapi::schema::Object {
 pub async fn list_projects(
     State(state): State<AppState>,
     _caller: Caller,
+    uri: Uri,
     Query(params): Query<ListParams>,
 ) -> ApiResult<Response> {
-    if params
-        .tag
-        .as_deref()
-        .is_some_and(|t| !catalog::TAG.accepts(t))
-    {
-        return Err(ApiError::validation(vec![FieldError::new(
-            "tag",
-            catalog::TAG.message(),
-        )]));
+    let mut problems = Vec::new();
+    let tags = params.tag.unwrap_or_default();
+    for (i, t) in tags.iter().enumerate() {
+        if !catalog::TAG.accepts(t) {
+            problems.push(FieldError::new(format!("tag[{i}]"), catalog::TAG.message()));
+        }
     }
-    let body = match state.view.list(params.status, params.tag.as_deref()) {
-        Some(body) => body,
+    if tags.len() > catalog::MAX_TAGS {
+        problems.push(FieldError::new(
+            "tag",
+            format!("is given more than {} times", catalog::MAX_TAGS),
+        ));
+    }
+    let q = listing::check_q(params.q.as_deref(), &mut problems);
+    let listing = Listing::check::<Project>(
+        params.sort.as_deref(),
+        params.cursor.as_deref(),
+        params.limit,
+        &mut problems,
+    );
+    let Some(listing) = listing.filter(|_| problems.is_empty()) else {
+        sort_by_field(&mut problems);
+        return Err(ApiError::validation(problems));
+    };
+    let filter = ProjectFilter {
+        status: params.status,
+        tags,
+        q,
+    };
+    let page = match state.view.page(&filter, &listing) {
+        Some(page) => page,
         None => {
             database_needed(&state)?;
-            let filter = ProjectFilter {
-                status: params.status,
-                tag: params.tag,
-            };
             let list = projects::list(&state.db, &filter).await?;
-            Bytes::from(serde_json::to_vec(&list).map_err(|e| ApiError::Internal(e.into()))?)
+            let page = listing.page(list.iter().collect(), true);
+            let items = page
+                .items
+                .iter()
+                .map(serde_json::to_vec)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ApiError::Internal(e.into()))?;
+            PageBody {
+                body: json_array(items.iter().map(Vec::as_slice)),
+                total: page.total,
+                next: page.next,
+            }
         }
     };
     state.metrics.catalog.lookup.inc();
-    Ok(json_response(body))
+    let headers = listing::headers(uri.path(), uri.query(), page.total, page.next.as_deref());
+    Ok((headers, json_response(page.body)).into_response())
 }
 
 /// Register a project, or update it if the slug exists (201 / 200).

@@ -203,7 +203,7 @@ impl Shape {
 
     /// The shape without its `null` alternative: optional fields may be
     /// null, which is not worth saying in every message.
-    fn without_null(&self) -> &Shape {
+    pub fn without_null(&self) -> &Shape {
         match self {
             Shape::Either(shapes) => {
                 let mut rest = shapes.iter().filter(|s| **s != Shape::Null);

@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use sqlx::PgPool;
 
+use crate::api::listing::{Listed, Listing, SortValue};
 use crate::catalog::{Project, ProjectStatus};
 use crate::store::projects::{self, ProjectFilter};
 
@@ -69,6 +70,38 @@ impl Entry {
         self.json
             .get_or_init(|| Bytes::from(serde_json::to_vec(&self.project).unwrap_or_default()))
     }
+}
+
+impl Listed for Entry {
+    const SORTS: &'static [&'static str] = Project::SORTS;
+    fn sort_value(&self, field: &str) -> SortValue<'_> {
+        self.project.sort_value(field)
+    }
+    fn unique(&self) -> &str {
+        self.project.unique()
+    }
+}
+
+/// One page of a list, as the route serves it.
+pub struct PageBody {
+    /// The JSON array.
+    pub body: Bytes,
+    pub total: usize,
+    pub next: Option<String>,
+}
+
+/// A JSON array of already serialised items.
+pub fn json_array<'a>(items: impl Iterator<Item = &'a [u8]>) -> Bytes {
+    let mut out = Vec::new();
+    out.push(b'[');
+    for (i, json) in items.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(json);
+    }
+    out.push(b']');
+    Bytes::from(out)
 }
 
 #[derive(Default)]
@@ -172,31 +205,25 @@ impl CatalogView {
                 .is_ok_and(|s| s.projects.contains_key(slug))
     }
 
-    /// The JSON array of matching projects, if the view is usable.
-    pub fn list(&self, status: Option<ProjectStatus>, tag: Option<&str>) -> Option<Bytes> {
+    /// One page of the matching projects, if the view is usable. Filters
+    /// and order run over the whole view (kept in slug order).
+    pub fn page(&self, filter: &ProjectFilter, listing: &Listing) -> Option<PageBody> {
         if !self.usable() {
             return None;
         }
         let s = self.state.read().ok()?;
-        let matching: Vec<&Bytes> = s
+        let matching: Vec<&Entry> = s
             .projects
             .values()
-            .filter(|e| {
-                status.is_none_or(|st| e.project.status == st)
-                    && tag.is_none_or(|t| e.project.tags.iter().any(|x| x == t))
-            })
-            .map(|e| e.json())
+            .filter(|e| filter.matches(&e.project))
+            .map(|e| &**e)
             .collect();
-        let mut out = Vec::with_capacity(matching.iter().map(|j| j.len() + 1).sum::<usize>() + 2);
-        out.push(b'[');
-        for (i, json) in matching.into_iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(json);
-        }
-        out.push(b']');
-        Some(Bytes::from(out))
+        let page = listing.page(matching, true);
+        Some(PageBody {
+            body: json_array(page.items.iter().map(|e| &e.json()[..])),
+            total: page.total,
+            next: page.next,
+        })
     }
 
     /// Number of projects per status, if the view is usable.
@@ -342,6 +369,16 @@ mod tests {
         view
     }
 
+    fn list(view: &CatalogView, status: Option<ProjectStatus>, tag: Option<&str>) -> Option<Bytes> {
+        let filter = ProjectFilter {
+            status,
+            tags: tag.into_iter().map(str::to_owned).collect(),
+            q: None,
+        };
+        let listing = Listing::check::<Project>(None, None, None, &mut Vec::new()).unwrap();
+        view.page(&filter, &listing).map(|p| p.body)
+    }
+
     fn status_of(view: &CatalogView, slug: &str) -> Option<String> {
         let v: serde_json::Value = serde_json::from_slice(&view.get(slug)?).ok()?;
         Some(v["status"].as_str()?.to_owned())
@@ -356,7 +393,7 @@ mod tests {
             project(3, "gamma", ProjectStatus::Online, "us"),
         ]);
         let all: serde_json::Value =
-            serde_json::from_slice(&view.list(None, None).unwrap()).unwrap();
+            serde_json::from_slice(&list(&view, None, None).unwrap()).unwrap();
         let slugs: Vec<_> = all
             .as_array()
             .unwrap()
@@ -365,10 +402,10 @@ mod tests {
             .collect();
         assert_eq!(slugs, ["alpha", "beta", "gamma"]);
         let eu_online: serde_json::Value =
-            serde_json::from_slice(&view.list(Some(ProjectStatus::Online), Some("eu")).unwrap())
+            serde_json::from_slice(&list(&view, Some(ProjectStatus::Online), Some("eu")).unwrap())
                 .unwrap();
         assert_eq!(eu_online.as_array().unwrap().len(), 1);
-        assert_eq!(&view.list(None, Some("nowhere")).unwrap()[..], b"[]");
+        assert_eq!(&list(&view, None, Some("nowhere")).unwrap()[..], b"[]");
         assert_eq!(
             view.counts().unwrap(),
             [
@@ -438,7 +475,7 @@ mod tests {
         let view = CatalogView::new(true);
         view.apply([project(1, "alpha", ProjectStatus::Online, "eu")]);
         assert!(view.get("alpha").is_none(), "never loaded");
-        assert!(view.list(None, None).is_none());
+        assert!(list(&view, None, None).is_none());
         view.loaded.store(true, Ordering::Release);
         assert!(view.get("alpha").is_some());
 

@@ -212,6 +212,19 @@ pub struct HeartbeatSettings {
     /// Heartbeat writes failing this long make `/ready` answer 503.
     #[serde(deserialize_with = "de::duration")]
     pub write_failure_grace: Duration,
+    /// A hub that says its `interval_s` is `offline` after 3 intervals of
+    /// silence (`degraded` after half that), but never sooner than this...
+    #[serde(deserialize_with = "de::duration")]
+    pub min_threshold: Duration,
+    /// ...nor later than this. Hubs that send no `interval_s` keep
+    /// `degraded_after` and `stale_threshold`.
+    #[serde(deserialize_with = "de::duration")]
+    pub max_threshold: Duration,
+    /// Hubs offline this long are removed from the catalog by the sweeper
+    /// (0: never, the default). Hubs in maintenance, and hubs never heard
+    /// from, are kept.
+    #[serde(deserialize_with = "de::duration")]
+    pub deregister_after: Duration,
 }
 
 impl Default for HeartbeatSettings {
@@ -226,6 +239,9 @@ impl Default for HeartbeatSettings {
             auto_register: false,
             max_unknown_pending: 10_000,
             write_failure_grace: Duration::from_secs(10),
+            min_threshold: Duration::from_secs(3),
+            max_threshold: Duration::from_secs(3600),
+            deregister_after: Duration::ZERO,
         }
     }
 }
@@ -524,6 +540,8 @@ impl Settings {
             ("heartbeat.stale_threshold", hb.stale_threshold, secs(1), None),
             ("heartbeat.flush_interval", hb.flush_interval, ms(1), Some(secs(10))),
             ("heartbeat.write_failure_grace", hb.write_failure_grace, secs(1), None),
+            ("heartbeat.min_threshold", hb.min_threshold, secs(1), Some(secs(7 * 24 * 3600))),
+            ("heartbeat.max_threshold", hb.max_threshold, secs(1), Some(secs(7 * 24 * 3600))),
             ("events.duplicate_window", ev.duplicate_window, secs(1), None),
             ("events.retention", ev.retention, secs(60), None),
             ("catalog.history_retention", self.catalog.history_retention, secs(3600), None),
@@ -634,6 +652,21 @@ impl Settings {
             push(
                 "heartbeat.check_interval",
                 "must be greater than zero".into(),
+            );
+        }
+        if hb.max_threshold < hb.min_threshold {
+            push(
+                "heartbeat.max_threshold",
+                format!(
+                    "must not be less than heartbeat.min_threshold ({})",
+                    humantime::format_duration(hb.min_threshold)
+                ),
+            );
+        }
+        if !hb.deregister_after.is_zero() && hb.deregister_after < Duration::from_secs(60) {
+            push(
+                "heartbeat.deregister_after",
+                "must be 0 (never) or at least 1m".into(),
             );
         }
 

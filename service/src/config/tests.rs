@@ -540,3 +540,39 @@ fn history_retention_defaults_to_30_days_and_is_at_least_an_hour() {
         Ok(())
     });
 }
+
+#[test]
+fn per_hub_deadline_bounds_and_deregistration_are_checked() {
+    with_admin_key(|jail| {
+        let s = load_in(jail, None).unwrap();
+        assert_eq!(s.heartbeat.min_threshold, Duration::from_secs(3));
+        assert_eq!(s.heartbeat.max_threshold, Duration::from_secs(3600));
+        assert!(s.heartbeat.deregister_after.is_zero(), "off by default");
+        jail.set_env("FEDERATION__HEARTBEAT__DEREGISTER_AFTER", "72h");
+        jail.set_env("FEDERATION__HEARTBEAT__MAX_THRESHOLD", "10m");
+        let s = load_in(jail, None).unwrap();
+        assert_eq!(s.heartbeat.deregister_after, Duration::from_secs(72 * 3600));
+        assert_eq!(s.heartbeat.max_threshold, Duration::from_secs(600));
+
+        jail.set_env("FEDERATION__HEARTBEAT__DEREGISTER_AFTER", "10s");
+        jail.set_env("FEDERATION__HEARTBEAT__MIN_THRESHOLD", "20m");
+        let e = load_in(jail, None).unwrap_err();
+        assert_eq!(
+            sorted_paths(&e),
+            ["heartbeat.deregister_after", "heartbeat.max_threshold"],
+            "{e}"
+        );
+        jail.set_env("FEDERATION__HEARTBEAT__MIN_THRESHOLD", "0s");
+        jail.set_env("FEDERATION__HEARTBEAT__DEREGISTER_AFTER", "soon");
+        let e = load_in(jail, None).unwrap_err();
+        assert_eq!(
+            sorted_paths(&e),
+            ["heartbeat.deregister_after"],
+            "a type error stops its section: {e}"
+        );
+        jail.set_env("FEDERATION__HEARTBEAT__DEREGISTER_AFTER", "0");
+        let e = load_in(jail, None).unwrap_err();
+        assert_eq!(paths(&e), ["heartbeat.min_threshold"], "{e}");
+        Ok(())
+    });
+}

@@ -124,27 +124,30 @@ pub async fn write_heartbeats(
     Ok(rows.into_iter().map(WrittenRow::split).collect())
 }
 
-/// What [`sweep`] judges by.
-#[derive(Debug, Clone, Copy)]
+/// What [`sweep`] judges by: for each class of hubs sharing a heartbeat
+/// interval (`0`: none said), the cutoffs. Classes not listed are not
+/// judged.
+#[derive(Debug, Clone, Default)]
 pub struct SweepCutoffs {
-    /// Hubs online and silent since before this become degraded.
-    pub degraded: DateTime<Utc>,
-    /// Hubs silent since before this become offline, if `allow_offline`.
-    pub offline: DateTime<Utc>,
-    pub allow_offline: bool,
+    pub classes: Vec<i32>,
+    /// Hubs of the class online and silent since before this become degraded.
+    pub degraded: Vec<DateTime<Utc>>,
+    /// Hubs of the class silent since before this become offline; `None`:
+    /// not yet (the service has not seen long enough).
+    pub offline: Vec<Option<DateTime<Utc>>>,
     /// The time the changes are recorded at.
     pub now: DateTime<Utc>,
 }
 
 /// Marks silent hubs (statement in `sql/sweep.sql`); the rows changed, by
 /// slug.
-pub async fn sweep(pool: &PgPool, cutoffs: SweepCutoffs) -> Result<Vec<Project>, sqlx::Error> {
+pub async fn sweep(pool: &PgPool, cutoffs: &SweepCutoffs) -> Result<Vec<Project>, sqlx::Error> {
     sqlx::query_file_as!(
         Project,
         "src/store/sql/sweep.sql",
-        cutoffs.degraded,
-        cutoffs.offline,
-        cutoffs.allow_offline,
+        &cutoffs.classes,
+        &cutoffs.degraded,
+        &cutoffs.offline as _,
         cutoffs.now,
         EventKind::ProjectStatusChanged.type_name(),
         EventKind::ProjectStatusChanged.subject(),
@@ -153,44 +156,95 @@ pub async fn sweep(pool: &PgPool, cutoffs: SweepCutoffs) -> Result<Vec<Project>,
     .await
 }
 
-/// What the sweeper's next deadlines follow from: the start of silence
-/// (last heartbeat, or the end of a maintenance window if later) of the
-/// longest-silent online hub and of the longest-silent hub not offline,
-/// hubs in a window left out; and the earliest end of a window. Hubs
-/// silent since a window ended (few: a heartbeat clears
-/// `maintenance_ended_at`) are read apart, so the others are read in
-/// `last_heartbeat_at` order from the liveness index as before.
-#[derive(Debug, Clone, Copy, Default)]
+/// Where the sweeper's next deadlines come from (statement in
+/// `sql/liveness_oldest.sql`): per class of heartbeat interval (`0`: none
+/// said), the start of silence of the longest-silent online hub and of the
+/// longest-silent hub not offline, hubs in a window left out. Hubs silent
+/// since a window ended come as rows of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Oldest {
+    pub class: i32,
     pub online: Option<DateTime<Utc>>,
     pub live: Option<DateTime<Utc>>,
-    pub window_end: Option<DateTime<Utc>>,
 }
 
-pub async fn oldest_heartbeats(pool: &PgPool) -> Result<Oldest, sqlx::Error> {
-    let row = sqlx::query!(
-        r#"SELECT
-             LEAST((SELECT last_heartbeat_at FROM projects
-                     WHERE status = 'online' AND last_heartbeat_at IS NOT NULL
-                       AND maintenance IS NULL AND maintenance_ended_at IS NULL
-                     ORDER BY last_heartbeat_at LIMIT 1),
-                   (SELECT min(GREATEST(last_heartbeat_at, maintenance_ended_at)) FROM projects
-                     WHERE status = 'online' AND last_heartbeat_at IS NOT NULL
-                       AND maintenance IS NULL AND maintenance_ended_at IS NOT NULL)) AS online,
-             LEAST((SELECT min(last_heartbeat_at) FROM projects
-                     WHERE status <> 'offline' AND maintenance IS NULL
-                       AND maintenance_ended_at IS NULL),
-                   (SELECT min(GREATEST(last_heartbeat_at, maintenance_ended_at)) FROM projects
-                     WHERE status <> 'offline' AND last_heartbeat_at IS NOT NULL
-                       AND maintenance IS NULL AND maintenance_ended_at IS NOT NULL)) AS live,
-             (SELECT min((maintenance ->> 'until')::timestamptz) FROM projects
-               WHERE maintenance IS NOT NULL) AS window_end"#
+pub async fn oldest_heartbeats(pool: &PgPool) -> Result<Vec<Oldest>, sqlx::Error> {
+    let rows = sqlx::query_file!("src/store/sql/liveness_oldest.sql")
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Oldest {
+            class: r.class,
+            online: r.online,
+            live: r.live,
+        })
+        .collect())
+}
+
+/// The earliest end of a maintenance window, if any hub is in one.
+pub async fn earliest_window_end(pool: &PgPool) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT min((maintenance ->> 'until')::timestamptz) FROM projects
+           WHERE maintenance IS NOT NULL"#
     )
     .fetch_one(pool)
-    .await?;
-    Ok(Oldest {
-        online: row.online,
-        live: row.live,
-        window_end: row.window_end,
-    })
+    .await
 }
+
+/// Removes up to `limit` hubs offline and silent since before `cutoff`
+/// (statement in `sql/deregister.sql`), each with a `project.deregistered`
+/// event and an audit row by `system:sweeper`, in one transaction; returns
+/// them as they were.
+pub async fn deregister(
+    pool: &PgPool,
+    cutoff: DateTime<Utc>,
+    limit: i64,
+    detail: &str,
+) -> Result<Vec<Project>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let gone = sqlx::query_file_as!(Project, "src/store/sql/deregister.sql", cutoff, limit)
+        .fetch_all(&mut *tx)
+        .await?;
+    if gone.is_empty() {
+        return Ok(gone);
+    }
+    let slugs: Vec<String> = gone.iter().map(|p| p.slug.clone()).collect();
+    let data = gone
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let ids: Vec<uuid::Uuid> = gone.iter().map(|_| uuid::Uuid::now_v7()).collect();
+    sqlx::query!(
+        "INSERT INTO outbox (id, event_type, subject, ce_subject, data)
+         SELECT id, $2, $3, slug, data FROM UNNEST($1::uuid[], $4::text[], $5::jsonb[]) AS e(id, slug, data)",
+        &ids,
+        EventKind::ProjectDeregistered.type_name(),
+        EventKind::ProjectDeregistered.subject(),
+        &slugs,
+        &data,
+    )
+    .execute(&mut *tx)
+    .await?;
+    let targets: Vec<String> = slugs
+        .iter()
+        .map(|s| super::audit::target("project", s))
+        .collect();
+    let actor = super::audit::Actor::system(DEREGISTER_ACTOR);
+    sqlx::query!(
+        "INSERT INTO audit_log (actor, action, target, outcome, detail)
+         SELECT $1, $2, target, 'success', $3 FROM UNNEST($4::text[]) AS t(target)",
+        actor.as_str(),
+        super::projects::actions::DEREGISTER,
+        detail,
+        &targets,
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(gone)
+}
+
+/// Who deregistration is audited as (`system:…`).
+pub const DEREGISTER_ACTOR: &str = "sweeper";

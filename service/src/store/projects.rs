@@ -36,7 +36,21 @@ impl Upserted {
 #[derive(Debug, Default, Clone)]
 pub struct ProjectFilter {
     pub status: Option<ProjectStatus>,
-    pub tag: Option<String>,
+    /// Every one of these tags.
+    pub tags: Vec<String>,
+    /// Slug or name contains this, whatever the case (given lower-case).
+    pub q: Option<String>,
+}
+
+impl ProjectFilter {
+    pub fn matches(&self, p: &Project) -> bool {
+        self.status.is_none_or(|s| p.status == s)
+            && self.tags.iter().all(|t| p.tags.contains(t))
+            && self.q.as_deref().is_none_or(|q| {
+                crate::api::listing::contains_ci(&p.slug, q)
+                    || crate::api::listing::contains_ci(&p.name, q)
+            })
+    }
 }
 
 /// Creates the project or brings it to `spec`, as `actor`.
@@ -92,6 +106,8 @@ pub mod actions {
     pub const REGISTER: &str = "project.register";
     pub const UPDATE: &str = "project.update";
     pub const DELETE: &str = "project.delete";
+    /// Removed by the sweeper after `heartbeat.deregister_after` offline.
+    pub const DEREGISTER: &str = "project.deregister";
 }
 
 async fn upsert_in(
@@ -174,14 +190,19 @@ pub async fn get(pool: &PgPool, slug: &str) -> Result<Option<Project>, sqlx::Err
 
 /// Projects matching the filter, ordered by slug.
 pub async fn list(pool: &PgPool, filter: &ProjectFilter) -> Result<Vec<Project>, sqlx::Error> {
-    sqlx::query_file_as!(
+    let mut rows = sqlx::query_file_as!(
         Project,
         "src/store/sql/project_list.sql",
         filter.status.map(ProjectStatus::as_str),
-        filter.tag.as_deref(),
+        &filter.tags,
     )
     .fetch_all(pool)
-    .await
+    .await?;
+    // `q` as the catalog view applies it (case folding the same way).
+    if filter.q.is_some() {
+        rows.retain(|p| filter.matches(p));
+    }
+    Ok(rows)
 }
 
 /// The named projects that exist (in no particular order).

@@ -1,11 +1,17 @@
-//! The stale sweeper: marks silent hubs `degraded`, then `offline`.
+//! The stale sweeper: marks silent hubs `degraded`, then `offline`, and
+//! (with `heartbeat.deregister_after`) removes hubs offline too long.
 //!
 //! Deadline-driven: after each sweep it reads the earliest pending deadline
 //! from the liveness index and sleeps until then (never longer than
-//! `check_interval`), so a hub changes state within moments of its
-//! deadline whatever the check interval. One replica sweeps (advisory-lock
-//! election). Silence is judged only over time the service could see
-//! heartbeats (see [`crate::ingest::Sight`]): while blind it marks nothing.
+//! `check_interval`, nor than the shortest threshold a hub can have, so a
+//! hub that starts beating with a short interval is not missed), so a hub
+//! changes state within moments of its deadline whatever the check
+//! interval. Each hub's deadlines follow its heartbeat interval
+//! ([`deadlines`]). One replica sweeps (advisory-lock election). Silence is
+//! judged only over time the service could see heartbeats (see
+//! [`crate::ingest::Sight`]): while blind it marks nothing.
+
+pub mod deadlines;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +31,7 @@ use crate::instrument::metrics;
 use crate::leader::Election;
 use crate::store::liveness::{self, SweepCutoffs};
 use crate::store::maintenance;
+use deadlines::DeadlinePolicy;
 
 metrics! {
     pub struct SweeperMetrics {
@@ -36,6 +43,8 @@ metrics! {
         pub self_preservation: Gauge = "sweeper_self_preservation",
         /// Sweeps run by this replica
         pub runs: Counter = "sweeper_runs",
+        /// Hubs removed after heartbeat.deregister_after offline
+        pub deregistered: Counter = "hubs_deregistered",
     }
 }
 
@@ -48,6 +57,8 @@ pub struct SweepOutcome {
     pub rows: Vec<Project>,
     /// Hubs whose maintenance window ran out in this sweep.
     pub windows_ended: Vec<String>,
+    /// Hubs removed after `heartbeat.deregister_after` offline.
+    pub deregistered: Vec<String>,
     /// The earliest moment another hub may become due, if any.
     pub next_deadline: Option<DateTime<Utc>>,
 }
@@ -55,10 +66,13 @@ pub struct SweepOutcome {
 pub struct StaleSweeper {
     pool: PgPool,
     view: Arc<CatalogView>,
-    degraded_after: chrono::Duration,
-    stale_threshold: chrono::Duration,
+    policy: DeadlinePolicy,
+    deregister_after: Option<chrono::Duration>,
     check_interval: Duration,
 }
+
+/// Most hubs deregistered by one sweep (the rest go in the next ones).
+const DEREGISTER_BATCH: i64 = 1000;
 
 impl StaleSweeper {
     /// `pool` should be this replica's direct-writer pool (see
@@ -69,8 +83,9 @@ impl StaleSweeper {
         StaleSweeper {
             pool,
             view,
-            degraded_after: d(settings.degraded_after),
-            stale_threshold: d(settings.stale_threshold),
+            policy: DeadlinePolicy::new(settings),
+            deregister_after: (!settings.deregister_after.is_zero())
+                .then(|| d(settings.deregister_after)),
             check_interval: settings.check_interval,
         }
     }
@@ -91,18 +106,34 @@ impl StaleSweeper {
         let Some(since) = sight_since else {
             return Ok(out);
         };
-        let degraded_cutoff = now - self.degraded_after;
-        let offline_cutoff = now - self.stale_threshold;
-        let allow_degraded = since < degraded_cutoff;
-        let allow_offline = since < offline_cutoff;
-        if allow_degraded {
-            let cutoffs = SweepCutoffs {
-                degraded: degraded_cutoff,
-                offline: offline_cutoff,
-                allow_offline,
-                now,
-            };
-            let rows = liveness::sweep(&self.pool, cutoffs).await?;
+        // Each class of interval is judged only once the service has seen
+        // for longer than the class's threshold.
+        let mut oldest = liveness::oldest_heartbeats(&self.pool).await?;
+        let mut cutoffs = SweepCutoffs {
+            now,
+            ..Default::default()
+        };
+        let mut classes: Vec<i32> = oldest.iter().map(|o| o.class).collect();
+        classes.sort_unstable();
+        classes.dedup();
+        for class in classes {
+            let t = self.policy.for_interval(Some(class));
+            let degraded = now - t.degraded;
+            if since < degraded {
+                let offline = now - t.offline;
+                cutoffs.classes.push(class);
+                cutoffs.degraded.push(degraded);
+                cutoffs.offline.push((since < offline).then_some(offline));
+            }
+        }
+        // Nothing due (the usual case): no statement.
+        let due = oldest.iter().any(|o| {
+            let t = self.policy.for_interval(Some(o.class));
+            o.online.is_some_and(|at| at < now - t.degraded)
+                || o.live.is_some_and(|at| at < now - t.offline)
+        });
+        if due && !cutoffs.classes.is_empty() {
+            let rows = liveness::sweep(&self.pool, &cutoffs).await?;
             for p in &rows {
                 if p.status == ProjectStatus::Offline {
                     out.offline.push(p.slug.clone());
@@ -112,12 +143,35 @@ impl StaleSweeper {
             }
             self.view.apply(rows.iter().cloned());
             out.rows = rows;
+            oldest = liveness::oldest_heartbeats(&self.pool).await?;
         }
-        let oldest = liveness::oldest_heartbeats(&self.pool).await?;
-        let degraded_at = oldest.online.map(|t| t.max(since) + self.degraded_after);
-        let offline_at = oldest.live.map(|t| t.max(since) + self.stale_threshold);
-        out.next_deadline = [degraded_at, offline_at, oldest.window_end]
-            .into_iter()
+        // Deregistration, once the service has listened long enough to
+        // have heard any hub still beating.
+        if let Some(after) = self.deregister_after {
+            if since <= now - self.policy.longest() {
+                let detail = format!(
+                    "offline longer than heartbeat.deregister_after ({})",
+                    humantime::format_duration(after.to_std().unwrap_or_default())
+                );
+                let gone = liveness::deregister(&self.pool, now - after, DEREGISTER_BATCH, &detail)
+                    .await?;
+                for p in gone {
+                    self.view.remove(&p.slug);
+                    out.deregistered.push(p.slug);
+                }
+            }
+        }
+        let window_end = liveness::earliest_window_end(&self.pool).await?;
+        out.next_deadline = oldest
+            .iter()
+            .flat_map(|o| {
+                let t = self.policy.for_interval(Some(o.class));
+                [
+                    o.online.map(|at| at.max(since) + t.degraded),
+                    o.live.map(|at| at.max(since) + t.offline),
+                ]
+            })
+            .chain([window_end])
             .flatten()
             .min();
         Ok(out)
@@ -139,8 +193,14 @@ impl StaleSweeper {
                 _ = shutdown.cancelled() => break,
             }
             let now = Utc::now();
-            let reason = sight
-                .self_preservation(now, self.stale_threshold.to_std().unwrap_or(Duration::MAX));
+            let reason = sight.self_preservation(
+                now,
+                self.policy
+                    .global()
+                    .offline
+                    .to_std()
+                    .unwrap_or(Duration::MAX),
+            );
             if preserving != Some(reason.is_some()) {
                 match &reason {
                     // Right after start nothing is wrong: the service has
@@ -162,6 +222,7 @@ impl StaleSweeper {
                 Ok(out) => {
                     metrics.runs.inc();
                     metrics.stale.inc_by(out.offline.len() as u64);
+                    metrics.deregistered.inc_by(out.deregistered.len() as u64);
                     for slug in &out.windows_ended {
                         tracing::info!(slug = %slug, "maintenance window over: the hub is judged again");
                     }
@@ -171,7 +232,10 @@ impl StaleSweeper {
                     }
                     for slug in &out.offline {
                         catalog_metrics.transition("offline", "sweeper");
-                        tracing::warn!(slug = %slug, "hub offline: no heartbeat within the stale threshold");
+                        tracing::warn!(slug = %slug, "hub offline: no heartbeat within its deadline");
+                    }
+                    for slug in &out.deregistered {
+                        tracing::warn!(slug = %slug, "hub deregistered: offline longer than heartbeat.deregister_after");
                     }
                     self.next_wait(now, out.next_deadline, sight.since().is_none())
                 }
@@ -190,15 +254,21 @@ impl StaleSweeper {
     }
 
     /// Until the next deadline (plus a hair, so it has passed), never longer
-    /// than `check_interval`; a short poll while there is nothing to wait
-    /// for, so a deadline that appears meanwhile is not missed.
+    /// than `check_interval` nor than the shortest threshold any hub can
+    /// have (a heartbeat with a short interval may bring a deadline sooner
+    /// than the one awaited, never sooner than that); a short poll while
+    /// there is nothing to wait for, so a deadline that appears meanwhile is
+    /// not missed.
     fn next_wait(&self, now: DateTime<Utc>, next: Option<DateTime<Utc>>, blind: bool) -> Duration {
         let idle = self.check_interval.min(Duration::from_secs(1));
+        let most = self
+            .check_interval
+            .min(self.policy.shortest().to_std().unwrap_or(Duration::MAX));
         match next {
             Some(at) if !blind => (at - now + chrono::Duration::milliseconds(20))
                 .to_std()
                 .unwrap_or(Duration::ZERO)
-                .min(self.check_interval),
+                .min(most),
             _ => idle,
         }
     }

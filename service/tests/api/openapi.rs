@@ -220,8 +220,9 @@ async fn the_rules_are_published_from_the_constants_that_enforce_them() {
         param("/api/federation/links", "get", "spoke_id")["pattern"],
         rules::SPOKE_ID_PATTERN
     );
+    // `tag` is repeated (tag=a&tag=b): each item carries the tag rule.
     assert_eq!(
-        param("/api/fed/projects", "get", "tag")["pattern"],
+        param("/api/fed/projects", "get", "tag")["items"]["pattern"],
         TAG.pattern()
     );
     let resume = param("/api/fed/watch", "get", "Last-Event-ID");

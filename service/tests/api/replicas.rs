@@ -27,6 +27,10 @@ fn replica(db: &TestDb, nats: &NatsServer) -> Replica {
             ("FEDERATION__HEARTBEAT__DEGRADED_AFTER", "1s"),
             ("FEDERATION__HEARTBEAT__STALE_THRESHOLD", "2s"),
             ("FEDERATION__HEARTBEAT__CHECK_INTERVAL", "1s"),
+            // The hubs here say `interval_s: 30`: their own deadlines,
+            // clamped to at most 2 s, are the short ones the test needs.
+            ("FEDERATION__HEARTBEAT__MIN_THRESHOLD", "1s"),
+            ("FEDERATION__HEARTBEAT__MAX_THRESHOLD", "2s"),
         ],
     );
     Replica { child, port }
@@ -157,7 +161,7 @@ async fn replicas_share_the_stream_once_and_elect_one_sweeper_with_failover() {
 #[tokio::test]
 async fn nats_restarting_under_load_marks_no_hub_offline_and_ingestion_resumes() {
     let mut r =
-        rig("heartbeat:\n  degraded_after: 1s\n  stale_threshold: 2s\n  check_interval: 1s\n")
+        rig("heartbeat:\n  degraded_after: 1s\n  stale_threshold: 2s\n  check_interval: 1s\n  min_threshold: 1s\n  max_threshold: 2s\n")
             .await;
     let hubs: Vec<String> = (0..50).map(|i| format!("hub{i:02}")).collect();
     for slug in &hubs {

@@ -196,7 +196,7 @@ async fn a_heartbeat_that_lands_while_the_sweep_waits_wins() {
 #[tokio::test]
 async fn the_running_sweeper_meets_deadlines_whatever_the_check_interval() {
     // check_interval of 10 minutes: only deadline wake-ups can meet 1 s.
-    let r = rig("heartbeat:\n  degraded_after: 1s\n  stale_threshold: 2s\n  check_interval: 10m\n")
+    let r = rig("heartbeat:\n  degraded_after: 1s\n  stale_threshold: 2s\n  check_interval: 10m\n  min_threshold: 1s\n  max_threshold: 2s\n")
         .await;
     r.register("alpha").await;
     // Sight must be older than the threshold before the hub goes silent.
@@ -234,7 +234,7 @@ async fn the_running_sweeper_meets_deadlines_whatever_the_check_interval() {
 #[tokio::test]
 async fn a_nats_outage_marks_nobody_offline_and_says_so() {
     let mut r =
-        rig("heartbeat:\n  degraded_after: 1s\n  stale_threshold: 2s\n  check_interval: 1s\n")
+        rig("heartbeat:\n  degraded_after: 1s\n  stale_threshold: 2s\n  check_interval: 1s\n  min_threshold: 1s\n  max_threshold: 2s\n")
             .await;
     r.online("alpha").await;
     r.nats.kill().await;

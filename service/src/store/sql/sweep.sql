@@ -1,22 +1,31 @@
--- One sweep: hubs silent since $1 become degraded, those silent since $2
--- offline ($3: whether offline is allowed at all), as of $4, with their
--- transition rows and events ($5, $6: the event's type and subject).
+-- One sweep as of $4: for each class of hubs sharing a heartbeat interval
+-- ($1, 0: none said), hubs silent since before the class's $2 become
+-- degraded, those silent since before its $3 offline ($3 NULL: offline not
+-- allowed for that class yet), with their transition rows and events ($5,
+-- $6: the event's type and subject). A few classes, each read from the
+-- liveness index by range (class, last_heartbeat_at < cutoff): only hubs
+-- past a deadline are visited.
 -- A hub in a maintenance window is not judged; after one, its silence
 -- counts from the window's end (maintenance_ended_at), not from its last
 -- heartbeat before it.
 WITH due AS (
-    SELECT id, status AS old_status,
-           CASE WHEN $3 AND silent_since < $2 THEN 'offline' ELSE 'degraded' END AS new_status
-    FROM (SELECT *, GREATEST(last_heartbeat_at, maintenance_ended_at) AS silent_since
-          FROM projects
-          -- (implied by the outer conditions; lets the liveness index serve)
-          WHERE status <> 'offline' AND last_heartbeat_at < $1
-            AND (maintenance IS NULL OR (maintenance ->> 'until')::timestamptz <= $4)) AS p
-    WHERE status <> 'offline'
-      AND silent_since < $1
-      AND (status = 'online' OR ($3 AND silent_since < $2))
-    ORDER BY id
-    FOR UPDATE
+    SELECT p.id, p.status AS old_status,
+           CASE WHEN j.offline_cutoff IS NOT NULL
+                     AND GREATEST(p.last_heartbeat_at, p.maintenance_ended_at) < j.offline_cutoff
+                THEN 'offline' ELSE 'degraded' END AS new_status
+    FROM UNNEST($1::int[], $2::timestamptz[], $3::timestamptz[])
+             AS j(class, degraded_cutoff, offline_cutoff)
+    JOIN projects p
+      ON p.status <> 'offline'
+     AND COALESCE(p.heartbeat_interval_s, 0) = j.class
+     AND p.last_heartbeat_at < j.degraded_cutoff
+    WHERE (p.maintenance IS NULL OR (p.maintenance ->> 'until')::timestamptz <= $4)
+      AND GREATEST(p.last_heartbeat_at, p.maintenance_ended_at) < j.degraded_cutoff
+      AND (p.status = 'online'
+           OR (j.offline_cutoff IS NOT NULL
+               AND GREATEST(p.last_heartbeat_at, p.maintenance_ended_at) < j.offline_cutoff))
+    ORDER BY p.id
+    FOR UPDATE OF p
 ),
 upd AS (
     UPDATE projects p SET status = d.new_status, status_changed_at = $4, revision = p.revision + 1

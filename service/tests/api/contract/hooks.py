@@ -1,20 +1,23 @@
 """Schemathesis hooks for the contract test (service/tests/api/contract.rs).
 
 OpenAPI cannot say that one field must equal another, nor compare a time
-with the clock, and the API has three such rules; every other rule is in the
-document itself:
+with the clock, nor that a value must be one the server gave, and the API
+has four such rules; every other rule is in the document itself:
 
 - a project's `mesh_namespace` is `hub.<its slug>`;
 - `PUT /api/fed/projects/{slug}` may repeat the slug in its body
   (`project_slug` or `slug`), and then it is the one in the path;
 - a maintenance window (`PUT /api/fed/projects/{slug}/maintenance`) ends in
   the future, at most 30 days ahead: `until` a time, or `duration` a
-  humantime span (`2h`).
+  humantime span (`2h`);
+- a list's `cursor` (`GET /api/fed/projects`, `GET /api/federation/spokes`)
+  is opaque: one the list gave in its `Link` header, for the same `sort`.
 
-`map_case` makes generated requests follow them. The stateful phase then
-fills some fields from earlier responses, which can break them again (or
-put both `project_slug` and `slug` in one body, which the document itself
-refuses), so `filter_failure` drops a "schema-valid request rejected" whose
+`map_case` makes generated requests follow the first three. The stateful
+phase then fills some fields from earlier responses, which can break them
+again (or put both `project_slug` and `slug` in one body, which the document
+itself refuses), and a generated cursor is never one the server gave, so
+`filter_failure` drops a "schema-valid request rejected" whose
 every problem is one of those, and only those. The run's summary counts what
 it dropped.
 """
@@ -34,6 +37,9 @@ CROSS_FIELD_RULES = (
     "must be an RFC 3339 time",
     "must be a positive duration",
     "must be at most 30 days",
+    # service/src/api/listing.rs
+    "is not a cursor this list gave",
+    "belongs to another sort",
 )
 
 
