@@ -9,7 +9,7 @@
 //! seeding and metrics), `catalog_view` (the catalog in memory), `spoke` (the
 //! spoke registry's rules), `events`, `ingest`, `sweeper`, `leader`, `sync`
 //! (tfvars, Keycloak, links, drift), `auth`, `client` (the operator's CLI, a REST client only), `retention` (pruning the audit log and hub history), `identity` (the NATS authority), `api`, `ui` (the web UI at `/ui`, over `api`'s handlers and checks), `health`, `server`,
-//! `metrics` (the registry), and the leaves `rules`, `field_error`,
+//! `metrics` (the registry), and the leaves `rules`, `field_error`, `listing` (pages, sorts and cursors of the lists),
 //! `instrument`, `log_limit`, `telemetry`, `supervisor`. No module reaches back into one
 //! that depends on it (`tests/api/structure.rs` checks).
 
@@ -28,6 +28,7 @@ pub mod identity;
 pub mod ingest;
 pub mod instrument;
 pub mod leader;
+pub mod listing;
 pub mod log_limit;
 pub mod metrics;
 pub mod nats;

@@ -12,8 +12,8 @@ use utoipa::IntoParams;
 use super::auth::{Caller, Role};
 use super::error::{ApiError, ApiResult, BodyErrors, KeyedErrors, Problem, QueryErrors};
 use super::extract::{Json, Query};
-use super::listing::{self, Listed, Listing, SortValue};
 use crate::field_error::{sort_by_field, FieldError};
+use crate::listing::{self, Listed, Listing, SortValue};
 use crate::rules;
 use crate::spoke::{
     is_spoke_id, FederationLink, LinkStatus, Spoke, SpokeAction, SpokeEventData, SpokeRegistration,

@@ -10,7 +10,6 @@ pub mod federation;
 pub mod health;
 pub mod history;
 pub mod idps;
-pub mod listing;
 pub mod maintenance;
 pub mod observability;
 pub mod projects;

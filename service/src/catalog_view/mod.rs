@@ -36,8 +36,8 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use sqlx::PgPool;
 
-use crate::api::listing::{Listed, Listing, SortValue};
 use crate::catalog::{Project, ProjectStatus};
+use crate::listing::{Listed, Listing, SortValue};
 use crate::store::projects::{self, ProjectFilter};
 
 /// How long a deleted project's id is remembered against late copies.

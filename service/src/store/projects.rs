@@ -47,8 +47,7 @@ impl ProjectFilter {
         self.status.is_none_or(|s| p.status == s)
             && self.tags.iter().all(|t| p.tags.contains(t))
             && self.q.as_deref().is_none_or(|q| {
-                crate::api::listing::contains_ci(&p.slug, q)
-                    || crate::api::listing::contains_ci(&p.name, q)
+                crate::listing::contains_ci(&p.slug, q) || crate::listing::contains_ci(&p.name, q)
             })
     }
 }
