@@ -287,3 +287,67 @@ pub fn percentiles(samples: &mut [Duration]) -> (Duration, Duration, Duration) {
 pub fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
+
+/// Several `federation serve` processes on one database and one NATS,
+/// sharing the heartbeats through the queue group; metrics and memory are
+/// summed over them (what `scripts/bench cluster` compares: 1 vs 3).
+pub struct Replicas(pub Vec<Service>);
+
+impl Replicas {
+    pub fn start(
+        n: usize,
+        bin: &ServiceBin,
+        db_url: &str,
+        nats_url: &str,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Replicas> {
+        anyhow::ensure!(n >= 1, "at least one replica");
+        let services = (0..n)
+            .map(|_| Service::start(bin, db_url, nats_url, env))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Replicas(services))
+    }
+
+    pub async fn wait_ready(&self) {
+        for s in &self.0 {
+            s.wait_ready().await;
+        }
+    }
+
+    /// The sum of one sample over every replica.
+    pub async fn metric(&self, http: &reqwest::Client, name: &str) -> f64 {
+        let mut sum = 0.0;
+        for s in &self.0 {
+            sum += s.metric(http, name).await;
+        }
+        sum
+    }
+
+    /// [`Service::wait_metric`] on the sum over every replica.
+    pub async fn wait_metric(
+        &self,
+        http: &reqwest::Client,
+        (name, reached, want): (&str, fn(&f64, &f64) -> bool, f64),
+        limit: Duration,
+    ) -> anyhow::Result<()> {
+        let what = format!("{name} (all replicas) did not reach {want}");
+        wait_until(limit, Duration::from_millis(50), &what, || async {
+            Ok(reached(&self.metric(http, name).await, &want))
+        })
+        .await
+    }
+
+    /// (current RSS, peak RSS) in KiB, summed over the replicas.
+    pub fn memory_kib(&self) -> (u64, u64) {
+        self.0
+            .iter()
+            .map(Service::memory_kib)
+            .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
+    }
+
+    pub fn stop(self) {
+        for s in self.0 {
+            s.stop();
+        }
+    }
+}

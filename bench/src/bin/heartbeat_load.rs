@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::Subject;
-use bench::{ms, percentiles, Service};
+use bench::{ms, percentiles, Replicas};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use clap::Parser;
@@ -46,6 +46,9 @@ struct Args {
     degraded_after: u64,
     #[arg(long, default_value_t = 6)]
     stale_threshold: u64,
+    /// Service replicas sharing the load (queue group; figures summed).
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
     #[command(flatten)]
     service: bench::ServiceBin,
 }
@@ -61,7 +64,13 @@ async fn main() -> anyhow::Result<()> {
     );
     let nats = testkit::NatsServer::start().await;
     let db = testkit::TestDb::create().await;
-    let service = Service::start(&args.service, &db.url, &nats.url(), &thresholds)?;
+    let service = Replicas::start(
+        args.replicas,
+        &args.service,
+        &db.url,
+        &nats.url(),
+        &thresholds,
+    )?;
     service.wait_ready().await;
     let pool = sqlx::PgPool::connect(&db.url).await?;
     let http = reqwest::Client::new();
@@ -220,8 +229,8 @@ async fn main() -> anyhow::Result<()> {
     let (rss_now, rss_peak) = service.memory_kib();
 
     println!(
-        "\n## heartbeat-load: {} hubs (+{PROBES} probes)\n",
-        args.hubs
+        "\n## heartbeat-load: {} hubs (+{PROBES} probes), {} replica(s)\n",
+        args.hubs, args.replicas
     );
     println!("| measure | value |\n|---|---|");
     println!(
