@@ -27,7 +27,7 @@ use crate::identity::jwt;
 use crate::rules;
 use crate::spoke::{is_spoke_id, SpokeStatus};
 use crate::state::AppState;
-use crate::store::audit::{self, AuditEntry};
+use crate::store::audit;
 use crate::store::credentials::{self, actions, audit_target, CredentialInfo};
 use crate::store::spokes;
 
@@ -96,7 +96,8 @@ pub struct RefreshedSpokeCredential {
     pub expires_at: DateTime<Utc>,
 }
 
-fn expose<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+/// Serializes a secret that is answered once (a token just made).
+pub(super) fn expose<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(secret.expose_secret())
 }
 
@@ -140,14 +141,14 @@ fn no_such_spoke(id: &str) -> ApiError {
 }
 
 /// When a token of `ttl` issued now expires.
-fn expiry_after(ttl: std::time::Duration) -> ApiResult<(i64, DateTime<Utc>)> {
+pub(super) fn expiry_after(ttl: std::time::Duration) -> ApiResult<(i64, DateTime<Utc>)> {
     let expires = jwt::now().saturating_add(ttl.as_secs() as i64);
     let at = DateTime::from_timestamp(expires, 0)
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("expiry out of range")))?;
     Ok((expires, at))
 }
 
-fn no_such_slug(slug: &str) -> ApiError {
+pub(super) fn no_such_slug(slug: &str) -> ApiError {
     ApiError::NotFound(format!("no project can have slug {slug:?}"))
 }
 
@@ -245,7 +246,7 @@ impl Issuing {
         )
         .await?;
         let target = audit_target(self.kind, subject, &stored.fingerprint);
-        audit::record(tx, &AuditEntry::success(actor, actions::ISSUE, target)).await?;
+        audit::record_success(tx, actor, actions::ISSUE, target).await?;
         Ok((self.token, stored))
     }
 
@@ -384,11 +385,7 @@ async fn revoke_one(
     if revoked {
         let target = audit_target(kind, subject, fingerprint);
         let actor = caller.actor();
-        audit::record(
-            &mut tx,
-            &AuditEntry::success(&actor, actions::REVOKE, target),
-        )
-        .await?;
+        audit::record_success(&mut tx, &actor, actions::REVOKE, target).await?;
     }
     tx.commit().await?;
     if revoked {
@@ -441,11 +438,7 @@ async fn revoke_every(
     let revoked = credentials::revoke_all_of(&mut *tx, kind, subject).await?;
     if revoked > 0 {
         let actor = caller.actor();
-        audit::record(
-            &mut tx,
-            &AuditEntry::success(&actor, actions::REVOKE_ALL, target),
-        )
-        .await?;
+        audit::record_success(&mut tx, &actor, actions::REVOKE_ALL, target).await?;
     }
     tx.commit().await?;
     if revoked > 0 {
@@ -523,11 +516,7 @@ async fn refresh_row(
         })?;
     let target = audit_target(kind, subject, &refreshed.fingerprint);
     let actor = caller.actor();
-    audit::record(
-        &mut tx,
-        &AuditEntry::success(&actor, actions::REFRESH, target),
-    )
-    .await?;
+    audit::record_success(&mut tx, &actor, actions::REFRESH, target).await?;
     tx.commit().await?;
     Ok(refreshed)
 }

@@ -20,9 +20,15 @@ pub const AGENT_KEY: &str = "agent-key-for-tests-0123456789";
 /// An empty JSON object as a raw body, for [`TestApp::send_raw`].
 pub const JSON_BODY: (&str, &str) = ("application/json", "{}");
 
-pub struct TestApp {
+/// A running service's API, reached over HTTP: the service in-process
+/// ([`TestApp`] derefs to it) or the binary ([`Api::at`]).
+pub struct Api {
     pub base: String,
     pub client: reqwest::Client,
+}
+
+pub struct TestApp {
+    pub api: Api,
     pub pool: PgPool,
     pub db: TestDb,
     pub shutdown: CancellationToken,
@@ -141,8 +147,7 @@ impl Started {
         .await;
         let pool = PgPool::connect(&db.url).await.expect("test pool");
         TestApp {
-            base: self.base,
-            client: reqwest::Client::new(),
+            api: Api::at(&self.base),
             pool,
             db,
             shutdown: self.shutdown,
@@ -159,7 +164,15 @@ fn with_key(req: reqwest::RequestBuilder, key: Option<&str>) -> reqwest::Request
     }
 }
 
-impl TestApp {
+impl Api {
+    /// The API of the service at `base` (`http://host:port`).
+    pub fn at(base: &str) -> Api {
+        Api {
+            base: base.to_owned(),
+            client: reqwest::Client::new(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -184,6 +197,16 @@ impl TestApp {
 
     pub async fn get(&self, path: &str, key: Option<&str>) -> reqwest::Response {
         self.send(self.client.get(self.url(path)), key).await
+    }
+
+    /// POST without a body.
+    pub async fn post(&self, path: &str, key: Option<&str>) -> reqwest::Response {
+        self.send(self.client.post(self.url(path)), key).await
+    }
+
+    /// POST with an empty JSON object (`{}`) as the body.
+    pub async fn post_empty(&self, path: &str, key: Option<&str>) -> reqwest::Response {
+        self.post_json(path, key, &serde_json::json!({})).await
     }
 
     pub async fn post_json(
@@ -250,11 +273,6 @@ impl TestApp {
         self.post_json(path, key, body).await.json().await.unwrap()
     }
 
-    /// Runs one SQL statement on the test database.
-    pub async fn sql(&self, statement: &str) {
-        sqlx::query(statement).execute(&self.pool).await.unwrap();
-    }
-
     pub async fn put_json(&self, path: &str, key: Option<&str>, body: &Value) -> reqwest::Response {
         self.send(self.client.put(self.url(path)).json(body), key)
             .await
@@ -278,6 +296,21 @@ impl TestApp {
             .header("content-type", content_type)
             .body(body);
         self.send(req, key).await
+    }
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+impl TestApp {
+    /// Runs one SQL statement on the test database.
+    pub async fn sql(&self, statement: &str) {
+        sqlx::query(statement).execute(&self.pool).await.unwrap();
     }
 
     /// Stops the service and waits for it to exit.
@@ -343,6 +376,11 @@ pub async fn assert_problem(res: reqwest::Response, status: u16) -> Value {
 /// Sends a request and reads the answer as JSON, whatever the status.
 pub async fn json_of(req: reqwest::RequestBuilder) -> Value {
     req.send().await.unwrap().json().await.unwrap()
+}
+
+/// [`json_of`] for `eventually`: `None` if it could not be sent or read.
+pub async fn try_json_of(req: reqwest::RequestBuilder) -> Option<Value> {
+    req.send().await.ok()?.json().await.ok()
 }
 
 /// The text at `key` of each item of a JSON array, in order.

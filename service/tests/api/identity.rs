@@ -68,7 +68,7 @@ fn federation(args: &[&str]) -> (bool, String, String) {
 }
 
 /// A client with `creds` (text of a .creds file), and the events it sees.
-async fn connect(
+pub async fn connect(
     url: &str,
     creds: &str,
 ) -> Result<(async_nats::Client, mpsc::UnboundedReceiver<Event>), async_nats::ConnectError> {

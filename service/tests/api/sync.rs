@@ -613,7 +613,7 @@ async fn the_drift_report_lists_each_kind_and_the_fix_leaves_only_what_it_cannot
 
     // Agent keys may look, not fix.
     let res = app
-        .post_json("/api/federation/drift", Some(AGENT_KEY), &json!({}))
+        .post_empty("/api/federation/drift", Some(AGENT_KEY))
         .await;
     assert_problem(res, 403).await;
 

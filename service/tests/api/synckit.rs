@@ -109,7 +109,7 @@ pub async fn approved(app: &TestApp, code: &str) -> String {
 /// Runs one reconcile through the API; returns the run report.
 pub async fn reconcile(app: &TestApp) -> Value {
     let res = app
-        .post_json("/api/federation/drift", Some(ADMIN_KEY), &json!({}))
+        .post_empty("/api/federation/drift", Some(ADMIN_KEY))
         .await;
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
