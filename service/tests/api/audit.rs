@@ -2,7 +2,6 @@
 //! naming the key by its fingerprint; `GET /api/fed/audit` for admins; the
 //! shared agent keys' switch and the compatibility warnings.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -69,9 +68,8 @@ async fn each_mutation_writes_one_row_naming_the_key_by_its_fingerprint() {
         200
     );
     assert_eq!(
-        app.delete("/api/fed/projects/alpha", Some(ADMIN_KEY))
-            .await
-            .status(),
+        app.delete_status("/api/fed/projects/alpha", Some(ADMIN_KEY))
+            .await,
         204
     );
     // Spokes: register (agent), then every lifecycle action (admin).
@@ -266,17 +264,11 @@ async fn only_admin_keys_read_the_audit_log_and_bad_parameters_are_422() {
         ("actor=", "actor"),
         ("colour=red", "colour"),
     ] {
-        let res = app
-            .get(&format!("/api/fed/audit?{query}"), Some(ADMIN_KEY))
-            .await;
-        let problem = assert_problem(res, 422).await;
+        let problem = app.get_invalid(&format!("/api/fed/audit?{query}")).await;
         assert_eq!(error_fields(&problem), [field], "{query}: {problem}");
     }
     // Several at once, each named.
-    let res = app
-        .get("/api/fed/audit?limit=0&before=0", Some(ADMIN_KEY))
-        .await;
-    let problem = assert_problem(res, 422).await;
+    let problem = app.get_invalid("/api/fed/audit?limit=0&before=0").await;
     let mut fields = error_fields(&problem);
     fields.sort();
     assert_eq!(fields, ["before", "limit"]);
@@ -381,16 +373,12 @@ async fn with_shared_agent_keys_off_agent_keys_are_refused_and_admin_keys_still_
 #[tokio::test]
 async fn an_open_nats_is_warned_of_in_the_log_and_in_ready_which_stays_200() {
     let nats = NatsServer::start().await;
-    let db = TestDb::create().await;
-    let port = testkit::free_port();
-    let child = crate::process::serve(&db.url, port)
-        .env("NATS_URL", nats.url())
-        .env("FEDERATION__SERVER__HOST", "127.0.0.1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    crate::process::wait_ready(port).await;
+    let nats_url = nats.url();
+    let env = [
+        ("NATS_URL", nats_url.as_str()),
+        ("FEDERATION__SERVER__HOST", "127.0.0.1"),
+    ];
+    let (_db, port, child) = crate::process::serve_ready(&env).await;
     let res = reqwest::get(format!("http://127.0.0.1:{port}/ready"))
         .await
         .unwrap();
@@ -417,18 +405,14 @@ async fn shared_agent_keys_beside_per_hub_identity_are_warned_of_at_start() {
     let tmp = tempfile::tempdir().unwrap();
     identity::init(tmp.path()).unwrap();
     let nats = NatsServer::start_with_config(&tmp.path().join(identity::SERVER_CONF)).await;
-    let db = TestDb::create().await;
-    let port = testkit::free_port();
-    let child = crate::process::serve(&db.url, port)
-        .env("NATS_URL", nats.url())
-        .env("FEDERATION__IDENTITY__DIR", tmp.path())
-        .env("FEDERATION_AGENT_API_KEYS", AGENT_KEY)
-        .env("FEDERATION__SERVER__HOST", "127.0.0.1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    crate::process::wait_ready(port).await;
+    let nats_url = nats.url();
+    let (_db, port, child) = crate::process::serve_ready(&[
+        ("NATS_URL", &nats_url),
+        ("FEDERATION__IDENTITY__DIR", tmp.path().to_str().unwrap()),
+        ("FEDERATION_AGENT_API_KEYS", AGENT_KEY),
+        ("FEDERATION__SERVER__HOST", "127.0.0.1"),
+    ])
+    .await;
     let ready: Value = reqwest::get(format!("http://127.0.0.1:{port}/ready"))
         .await
         .unwrap()

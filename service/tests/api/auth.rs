@@ -98,9 +98,8 @@ async fn agent_keys_register_and_read_but_never_delete() {
         200
     );
     assert_eq!(
-        app.delete("/api/fed/projects/alpha", Some(ADMIN_KEY))
-            .await
-            .status(),
+        app.delete_status("/api/fed/projects/alpha", Some(ADMIN_KEY))
+            .await,
         204
     );
 }

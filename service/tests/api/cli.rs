@@ -557,14 +557,8 @@ async fn watch_prints_a_line_per_event() {
 async fn status_shows_the_counts() {
     let app = app_with_hubs().await;
     app.create_project(&project("gamma")).await;
-    let res = app
-        .put_json(
-            "/api/fed/projects/gamma/maintenance",
-            Some(ADMIN_KEY),
-            &json!({"duration": "1h", "reason": "rack move"}),
-        )
+    app.start_maintenance("gamma", &json!({"duration": "1h", "reason": "rack move"}))
         .await;
-    assert_eq!(res.status(), 200);
     let pending = spoke_in(&app, "FRA", "pending").await;
     spoke_in(&app, "DEU", "approved").await;
 

@@ -10,7 +10,7 @@ use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use service::identity;
 use sha2::{Digest, Sha256};
-use testkit::{eventually, NatsServer};
+use testkit::NatsServer;
 use tokio::sync::mpsc;
 
 use crate::fedkit::spoke_body;
@@ -24,14 +24,7 @@ async fn issue(api: &Api, slug: &str) -> Value {
     let path = format!("/api/fed/projects/{slug}/credentials");
     let res = api.post(&path, Some(ADMIN_KEY)).await;
     assert_eq!(res.status(), 201);
-    assert_eq!(
-        res.headers()
-            .get("cache-control")
-            .unwrap()
-            .to_str()
-            .unwrap(),
-        "no-store"
-    );
+    assert_no_store(&res);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["slug"], slug);
     assert!(body["token"].as_str().unwrap().starts_with("fedhub_"));
@@ -57,8 +50,8 @@ pub async fn revoke_one_of_two(
     probe: &str,
 ) {
     let fp = revoked["fingerprint"].as_str().unwrap();
-    let res = app.delete(&format!("{credentials}/{fp}"), Some(ADMIN_KEY));
-    assert_eq!(res.await.status(), 204);
+    let path = format!("{credentials}/{fp}");
+    assert_eq!(app.delete_status(&path, Some(ADMIN_KEY)).await, 204);
     let token = revoked["token"].as_str();
     assert_problem(app.get(probe, token).await, 401).await;
     assert_eq!(app.get_status(probe, Some(kept)).await, 200);
@@ -277,9 +270,8 @@ async fn credentials_are_kept_as_digests_listed_without_secrets_and_revoked() {
 
     // Deleting the project revokes the rest.
     assert_eq!(
-        app.delete("/api/fed/projects/alpha", Some(ADMIN_KEY))
-            .await
-            .status(),
+        app.delete_status("/api/fed/projects/alpha", Some(ADMIN_KEY))
+            .await,
         204
     );
     assert_problem(app.get("/api/fed/projects", Some(token2)).await, 401).await;
@@ -297,9 +289,8 @@ async fn credentials_are_kept_as_digests_listed_without_secrets_and_revoked() {
     // Revoking every credential of a hub.
     let third = issue(&app, "alpha").await;
     assert_eq!(
-        app.delete("/api/fed/projects/alpha/credentials", Some(ADMIN_KEY))
-            .await
-            .status(),
+        app.delete_status("/api/fed/projects/alpha/credentials", Some(ADMIN_KEY))
+            .await,
         204
     );
     assert_problem(

@@ -211,14 +211,8 @@ async fn hubs_offline_longer_than_deregister_after_are_removed_with_an_event_and
     assert_eq!(out.offline, ["back", "gone", "resting"]);
     // `resting` goes into maintenance while offline; `back` beats again
     // and goes offline later.
-    let res = app
-        .put_json(
-            "/api/fed/projects/resting/maintenance",
-            Some(ADMIN_KEY),
-            &json!({"duration": "10d", "reason": "parked"}),
-        )
+    app.start_maintenance("resting", &json!({"duration": "10d", "reason": "parked"}))
         .await;
-    assert_eq!(res.status(), 200);
     beat(&app.pool, "back", Some(30), t0 + secs(2000)).await;
     let out = sweeper.sweep_once(t0 + secs(2100), sight).await.unwrap();
     assert_eq!(out.offline, ["back"]);

@@ -219,6 +219,13 @@ impl Api {
             .await
     }
 
+    /// GET, and the body as JSON; `None` if it could not be sent or is no
+    /// JSON (for `eventually` while a service may still be starting).
+    pub async fn try_value(&self, path: &str, key: Option<&str>) -> Option<Value> {
+        let res = self.try_request(reqwest::Method::GET, path, key).await;
+        res.ok()?.json().await.ok()
+    }
+
     /// GET, and the body as JSON if it is JSON (for `eventually`).
     pub async fn try_get_value(&self, path: &str, key: Option<&str>) -> Option<Value> {
         self.get(path, key).await.json().await.ok()
@@ -254,6 +261,26 @@ impl Api {
     /// The status code of a GET.
     pub async fn get_status(&self, path: &str, key: Option<&str>) -> u16 {
         self.get(path, key).await.status().as_u16()
+    }
+
+    /// Starts (or changes) `slug`'s maintenance `window` as admin,
+    /// expecting 200; the project as answered.
+    pub async fn start_maintenance(&self, slug: &str, window: &Value) -> Value {
+        let path = format!("/api/fed/projects/{slug}/maintenance");
+        let res = self.put_json(&path, Some(ADMIN_KEY), window).await;
+        assert_eq!(res.status(), 200);
+        res.json().await.unwrap()
+    }
+
+    /// GET `path` with the admin key, expecting 422 (a bad query); the
+    /// problem document.
+    pub async fn get_invalid(&self, path: &str) -> Value {
+        assert_problem(self.get(path, Some(ADMIN_KEY)).await, 422).await
+    }
+
+    /// The status code of a DELETE.
+    pub async fn delete_status(&self, path: &str, key: Option<&str>) -> u16 {
+        self.delete(path, key).await.status().as_u16()
     }
 
     /// GET, expecting 200; the body as JSON.
@@ -355,6 +382,12 @@ pub fn project(slug: &str) -> Value {
     })
 }
 
+/// Asserts `Cache-Control: no-store`, as on every answer holding a secret.
+pub fn assert_no_store(res: &reqwest::Response) {
+    let cache_control = res.headers().get("cache-control").unwrap();
+    assert_eq!(cache_control.to_str().unwrap(), "no-store");
+}
+
 /// Asserts an RFC 9457 problem document with `status`, and returns it.
 pub async fn assert_problem(res: reqwest::Response, status: u16) -> Value {
     assert_eq!(res.status().as_u16(), status, "status");
@@ -376,11 +409,6 @@ pub async fn assert_problem(res: reqwest::Response, status: u16) -> Value {
 /// Sends a request and reads the answer as JSON, whatever the status.
 pub async fn json_of(req: reqwest::RequestBuilder) -> Value {
     req.send().await.unwrap().json().await.unwrap()
-}
-
-/// [`json_of`] for `eventually`: `None` if it could not be sent or read.
-pub async fn try_json_of(req: reqwest::RequestBuilder) -> Option<Value> {
-    req.send().await.ok()?.json().await.ok()
 }
 
 /// The text at `key` of each item of a JSON array, in order.

@@ -28,7 +28,7 @@ pub fn serve(db_url: &str, port: u16) -> Command {
 
 /// [`serve`] on a new database and a free port, with `env` besides, its
 /// output piped, once it is ready.
-async fn serve_ready(env: &[(&str, &str)]) -> (TestDb, u16, Child) {
+pub async fn serve_ready(env: &[(&str, &str)]) -> (TestDb, u16, Child) {
     let db = TestDb::create().await;
     let port = testkit::free_port();
     let child = serve(&db.url, port)
@@ -266,7 +266,7 @@ pub struct IdentityService {
     pub child: Child,
     pub base: String,
     pub log_path: std::path::PathBuf,
-    pub db: TestDb,
+    pub _db: TestDb,
     pub nats: testkit::NatsServer,
     pub tmp: tempfile::TempDir,
 }
@@ -291,7 +291,7 @@ impl IdentityService {
             child,
             base: format!("http://127.0.0.1:{port}"),
             log_path,
-            db,
+            _db: db,
             nats,
             tmp,
         }

@@ -204,10 +204,7 @@ async fn get_list_and_filters() {
     }
 
     for (query, field) in [("status=sleeping", "status"), ("stauts=online", "stauts")] {
-        let res = app
-            .get(&format!("/api/fed/projects?{query}"), Some(ADMIN_KEY))
-            .await;
-        let problem = assert_problem(res, 422).await;
+        let problem = app.get_invalid(&format!("/api/fed/projects?{query}")).await;
         assert_eq!(problem["errors"][0]["field"], field, "{problem}");
     }
 
@@ -266,9 +263,8 @@ async fn delete_removes_and_emits_an_event() {
     let app = spawn_app().await;
     app.post_project(Some(ADMIN_KEY), &project("alpha")).await;
     assert_eq!(
-        app.delete("/api/fed/projects/alpha", Some(ADMIN_KEY))
-            .await
-            .status(),
+        app.delete_status("/api/fed/projects/alpha", Some(ADMIN_KEY))
+            .await,
         204
     );
     assert_problem(

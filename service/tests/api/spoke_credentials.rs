@@ -127,14 +127,7 @@ async fn a_spoke_token_reads_only_its_own_spoke_and_refreshes_only_itself() {
     let refresh = format!("/api/federation/spokes/{id}/credentials/refresh");
     let res = app.post_empty(&refresh, Some(&token)).await;
     assert_eq!(res.status(), 200);
-    assert_eq!(
-        res.headers()
-            .get("cache-control")
-            .unwrap()
-            .to_str()
-            .unwrap(),
-        "no-store"
-    );
+    assert_no_store(&res);
     let refreshed: Value = res.json().await.unwrap();
     assert_eq!(refreshed["spoke_id"], id.as_str());
     assert_eq!(refreshed["fingerprint"], issued["fingerprint"]);
@@ -291,21 +284,19 @@ async fn spoke_tokens_are_kept_as_digests_and_never_logged() {
     crate::process::wait_ready(port).await;
     let api = Api::at(&format!("http://127.0.0.1:{port}"));
 
-    let spoke = api.post_json(
-        "/api/federation/register",
-        Some(AGENT_KEY),
-        &spoke_body("FRA"),
-    );
+    let spoke = spoke_body("FRA");
+    let spoke = api.post_json("/api/federation/register", Some(AGENT_KEY), &spoke);
     let spoke: Value = spoke.await.json().await.unwrap();
     let id = spoke["id"].as_str().unwrap().to_owned();
     let own = format!("/api/federation/spokes/{id}");
     let approval = json!({"reason": "checked"});
-    let res = api.post_json(&format!("{own}/approve"), Some(ADMIN_KEY), &approval);
-    assert_eq!(res.await.status(), 200);
+    let approve = format!("{own}/approve");
+    let res = api.post_json(&approve, Some(ADMIN_KEY), &approval).await;
+    assert_eq!(res.status(), 200);
     let mut tokens = Vec::new();
     for _ in 0..2 {
-        let res = api.post_empty(&format!("{own}/credentials"), Some(ADMIN_KEY));
-        let res = res.await;
+        let credentials = format!("{own}/credentials");
+        let res = api.post_empty(&credentials, Some(ADMIN_KEY)).await;
         assert_eq!(res.status(), 201);
         let issued: Value = res.json().await.unwrap();
         tokens.push(issued["token"].as_str().unwrap().to_owned());
@@ -317,8 +308,9 @@ async fn spoke_tokens_are_kept_as_digests_and_never_logged() {
     let list = "/api/federation/spokes";
     assert_eq!(api.get_status(list, Some(&tokens[0])).await, 403, "{list}");
     let revocation = json!({"reason": "partner left"});
-    let res = api.post_json(&format!("{own}/revoke"), Some(ADMIN_KEY), &revocation);
-    assert_eq!(res.await.status(), 200);
+    let revoke = format!("{own}/revoke");
+    let res = api.post_json(&revoke, Some(ADMIN_KEY), &revocation).await;
+    assert_eq!(res.status(), 200);
     for token in &tokens {
         assert_eq!(api.get_status(&own, Some(token)).await, 401);
     }

@@ -189,14 +189,11 @@ async fn ui_browser_signs_in_watches_a_hub_go_offline_live_and_approves_a_spoke(
         (now - chrono::Duration::seconds(50)).to_rfc3339()
     ))
     .await;
-    let res = app
-        .put_json(
-            "/api/fed/projects/epsilon/maintenance",
-            Some(ADMIN_KEY),
-            &json!({"duration": "2h", "reason": "kernel upgrade, CHG-1234"}),
-        )
-        .await;
-    assert_eq!(res.status(), 200);
+    app.start_maintenance(
+        "epsilon",
+        &json!({"duration": "2h", "reason": "kernel upgrade, CHG-1234"}),
+    )
+    .await;
     let spoke = register(&app, "FRA").await;
     let id = spoke["id"].as_str().unwrap().to_owned();
 
