@@ -156,7 +156,8 @@ async fn stop_with(child: Child, sig: &str) -> (Option<i32>, String) {
 
 /// Stops the agent (SIGTERM), expecting a clean exit (0); its stderr.
 async fn stop_cleanly(child: Child) -> String {
-    let logs = stop_cleanly(child).await;
+    let (code, logs) = stop_with(child, "-TERM").await;
+    assert_eq!(code, Some(0), "{logs}");
     logs
 }
 
@@ -352,7 +353,7 @@ async fn sigterm_with_nats_unreachable_still_exits_promptly() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     nats.kill().await;
     let started = std::time::Instant::now();
-    let logs = stop_cleanly(child).await;
+    stop_cleanly(child).await;
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "took {:?}",

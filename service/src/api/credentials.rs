@@ -305,16 +305,22 @@ impl IssuedCredential {
     /// 201 with `Location` and `Cache-Control: no-store`.
     pub fn into_created(self) -> Response {
         let location = format!("/api/fed/projects/{}/credentials", self.slug);
-        (
-            StatusCode::CREATED,
-            [
-                (header::LOCATION, location),
-                (header::CACHE_CONTROL, "no-store".to_owned()),
-            ],
-            axum::Json(self),
-        )
-            .into_response()
+        created_secret(location, self)
     }
+}
+
+/// 201 with `Location` and `Cache-Control: no-store`: an answer holding a
+/// secret shown this once.
+fn created_secret(location: String, body: impl Serialize) -> Response {
+    let no_store = (header::CACHE_CONTROL, "no-store".to_owned());
+    let headers = [(header::LOCATION, location), no_store];
+    (StatusCode::CREATED, headers, axum::Json(body)).into_response()
+}
+
+/// 200 with `Cache-Control: no-store`: an answer holding a secret, or
+/// the expiry of one.
+fn no_store(body: impl Serialize) -> Response {
+    ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
 }
 
 /// A hub's credentials (admin): fingerprints and times, never a secret.
@@ -491,7 +497,7 @@ pub async fn refresh_credential(
         fingerprint: refreshed.fingerprint,
         expires_at: refreshed.expires_at,
     };
-    Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response())
+    Ok(no_store(body))
 }
 
 /// Moves the expiry of the caller's own credential (row `credential`, of
@@ -564,15 +570,7 @@ pub async fn issue_spoke_credential(
     tx.commit().await?;
     tracing::info!(spoke = %id, credential = %issued.fingerprint, key = %caller.fingerprint, "spoke credential issued");
     let location = format!("/api/federation/spokes/{id}/credentials");
-    Ok((
-        StatusCode::CREATED,
-        [
-            (header::LOCATION, location),
-            (header::CACHE_CONTROL, "no-store".to_owned()),
-        ],
-        axum::Json(issued),
-    )
-        .into_response())
+    Ok(created_secret(location, issued))
 }
 
 /// A spoke's credentials (admin): fingerprints and times, never a secret.
@@ -679,7 +677,7 @@ pub async fn refresh_spoke_credential(
         fingerprint: refreshed.fingerprint,
         expires_at: refreshed.expires_at,
     };
-    Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response())
+    Ok(no_store(body))
 }
 
 fn wake_revocations(state: &AppState) {

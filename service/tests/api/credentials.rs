@@ -60,7 +60,7 @@ pub async fn revoke_one_of_two(
 }
 
 fn forbidden_says_why(problem: &Value) {
-    let detail = problem["detail"].as_str().unwrap();
+    let detail = detail_of(problem);
     assert!(detail.contains("NodeRestriction"), "{problem}");
     assert!(detail.contains("\"alpha\""), "{problem}");
 }
@@ -425,7 +425,7 @@ async fn a_revoked_hub_loses_rest_at_once_and_nats_within_five_seconds_and_no_se
         conf.contains(account_jwt.trim()),
         "the preload carries the new account JWT"
     );
-    let metrics = api.get("/metrics", None).await.text().await.unwrap();
+    let metrics = api.get_text("/metrics", None).await;
     assert!(
         metrics.contains("identity_revocation_pushes_total 1"),
         "{metrics}"
@@ -480,11 +480,8 @@ async fn a_revoked_hub_loses_rest_at_once_and_nats_within_five_seconds_and_no_se
 
     // The list answers no secret.
     let list = api
-        .get("/api/fed/projects/alpha/credentials", Some(ADMIN_KEY))
-        .await
-        .text()
-        .await
-        .unwrap();
+        .get_text("/api/fed/projects/alpha/credentials", Some(ADMIN_KEY))
+        .await;
     let logs = stop_logged(child, log_path).await;
     assert!(logs.contains("hub credential revoked"), "{logs}");
     assert!(

@@ -216,7 +216,7 @@ impl SseClient {
         }
         let res = req.send().await.unwrap();
         assert_eq!(res.status(), 200);
-        let ct = res.headers()["content-type"].to_str().unwrap().to_owned();
+        let ct = content_type(&res).to_owned();
         assert!(ct.starts_with("text/event-stream"), "{ct}");
         SseClient {
             res,

@@ -245,6 +245,16 @@ impl Api {
         .await;
     }
 
+    /// Waits up to 10 s until GET of project `slug` shows `status` (the
+    /// catalog view has the change).
+    pub async fn wait_project_status(&self, slug: &str, status: &str) {
+        let path = format!("/api/fed/projects/{slug}");
+        let what = format!("the view to see {slug} {status}");
+        let limit = Duration::from_secs(10);
+        self.wait_value((&path, limit, &what), |p| Some(p["status"] == status))
+            .await;
+    }
+
     /// Registers or updates a project: `POST /api/fed/projects`.
     pub async fn post_project(&self, key: Option<&str>, body: &Value) -> reqwest::Response {
         self.post_json("/api/fed/projects", key, body).await
@@ -256,6 +266,18 @@ impl Api {
         let res = self.post_project(Some(ADMIN_KEY), body).await;
         assert_eq!(res.status(), 201, "{body}");
         res.json().await.unwrap()
+    }
+
+    /// Registers each of `slugs` (the admin key, [`project`]'s body).
+    pub async fn create_projects(&self, slugs: &[&str]) {
+        for slug in slugs {
+            self.create_project(&project(slug)).await;
+        }
+    }
+
+    /// GET, and the body as text whatever the status.
+    pub async fn get_text(&self, path: &str, key: Option<&str>) -> String {
+        self.get(path, key).await.text().await.unwrap()
     }
 
     /// The status code of a GET.
@@ -276,6 +298,15 @@ impl Api {
     /// problem document.
     pub async fn get_invalid(&self, path: &str) -> Value {
         assert_problem(self.get(path, Some(ADMIN_KEY)).await, 422).await
+    }
+
+    /// For each `(query, field)`: GET `path?query` (admin key) is a 422
+    /// that names `field` alone.
+    pub async fn assert_each_refused(&self, path: &str, cases: &[(&str, &str)]) {
+        for (query, field) in cases {
+            let problem = self.get_invalid(&format!("{path}?{query}")).await;
+            assert_eq!(error_fields(&problem), [*field], "{query}: {problem}");
+        }
     }
 
     /// The status code of a DELETE.
@@ -380,6 +411,24 @@ pub fn project(slug: &str) -> Value {
         "tags": ["test"],
         "allow_fanout": [],
     })
+}
+
+/// The `Content-Type` of an answer.
+pub fn content_type(res: &reqwest::Response) -> &str {
+    res.headers()["content-type"].to_str().unwrap()
+}
+
+/// Whether `/ready`'s answer lists `warning`.
+pub fn warns(ready: &Value, warning: &str) -> bool {
+    ready["warnings"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from(warning))
+}
+
+/// A problem document's `detail`.
+pub fn detail_of(problem: &Value) -> &str {
+    problem["detail"].as_str().unwrap()
 }
 
 /// Asserts `Cache-Control: no-store`, as on every answer holding a secret.

@@ -379,7 +379,7 @@ async fn a_hub_may_publish_only_its_own_presence() {
     })
     .await;
     assert_eq!(status(&app, "beta").await, "offline");
-    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    let metrics = app.get_text("/metrics", None).await;
     assert_eq!(
         crate::heartbeats::metric_value(&metrics, "heartbeat_total"),
         1.0,

@@ -121,24 +121,8 @@ async fn filtered_and_sorted(app: TestApp) {
             .collect()
     };
     // (the direct SQL reaches the view by notification)
-    app.wait_value(
-        (
-            "/api/fed/projects/gamma",
-            std::time::Duration::from_secs(10),
-            "the view to see gamma online",
-        ),
-        |p| Some(p["status"] == "online"),
-    )
-    .await;
-    app.wait_value(
-        (
-            "/api/fed/projects/beta",
-            std::time::Duration::from_secs(10),
-            "the view to see beta degraded",
-        ),
-        |p| Some(p["status"] == "degraded"),
-    )
-    .await;
+    app.wait_project_status("gamma", "online").await;
+    app.wait_project_status("beta", "degraded").await;
 
     // One tag, as before; several: all of them.
     let (items, total, _) = page(&app, "/api/fed/projects?tag=prod").await;
@@ -201,15 +185,13 @@ async fn bad_list_parameters_are_one_422_naming_each() {
         ["cursor", "limit", "q", "sort", "tag[1]"],
         "{problem}"
     );
-    for (query, field) in [
+    let cases = [
         ("limit=1001", "limit"),
         ("limit=x", "limit"),
         ("sort=-", "sort"),
         ("status=asleep", "status"),
-    ] {
-        let problem = app.get_invalid(&format!("/api/fed/projects?{query}")).await;
-        assert_eq!(error_fields(&problem), [field], "{query}: {problem}");
-    }
+    ];
+    app.assert_each_refused("/api/fed/projects", &cases).await;
     // A cursor made for one sort is refused under another.
     app.create_project(&project("beta")).await;
     let (_, _, next) = page(&app, "/api/fed/projects?limit=1&sort=name").await;

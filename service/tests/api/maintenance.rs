@@ -126,12 +126,7 @@ async fn a_hub_in_maintenance_stays_as_it_was_and_is_judged_from_the_end_of_the_
     let history = app
         .get_ok("/api/fed/projects/alpha/history", Some(ADMIN_KEY))
         .await;
-    let causes: Vec<&str> = history["transitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["cause"].as_str().unwrap())
-        .collect();
+    let causes = strings(&history["transitions"], "cause");
     assert_eq!(
         causes,
         [
@@ -303,14 +298,12 @@ async fn maintenance_requests_are_checked_and_bad_ones_change_nothing() {
 #[tokio::test]
 async fn hubs_in_maintenance_are_counted_for_metrics() {
     let app = spawn_app().await;
-    for slug in ["alpha", "beta", "gamma"] {
-        app.create_project(&project(slug)).await;
-    }
+    app.create_projects(&["alpha", "beta", "gamma"]).await;
     for slug in ["alpha", "beta"] {
         app.start_maintenance(slug, &json!({"duration": "1h", "reason": "racks"}))
             .await;
     }
-    let text = app.get("/metrics", None).await.text().await.unwrap();
+    let text = app.get_text("/metrics", None).await;
     assert!(
         text.lines()
             .any(|l| l == "catalog_projects_in_maintenance 2"),

@@ -138,7 +138,7 @@ async fn malformed_bodies_get_problem_documents() {
         ],
         "{problem}"
     );
-    let detail = problem["detail"].as_str().unwrap();
+    let detail = detail_of(&problem);
     assert!(
         detail.starts_with("5 problems: colour is not a known field")
             && detail.contains("; name must be a string, not a number; "),

@@ -17,7 +17,7 @@ use crate::process::{serve_quiet, signal, wait_ready};
 const WAIT: Duration = Duration::from_secs(30);
 
 async fn metric(app: &TestApp, name: &str) -> f64 {
-    let text = app.get("/metrics", None).await.text().await.unwrap();
+    let text = app.get_text("/metrics", None).await;
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("{name} not in\n{text}"))
@@ -377,7 +377,7 @@ async fn published_events_are_pruned_after_the_retention_and_pending_ones_never(
     // A watcher can no longer resume from a pruned event, and says so.
     let res = watch_resuming(&app, "/api/fed/watch", &ids[0]).await;
     let problem = assert_problem(res, 410).await;
-    assert!(problem["detail"].as_str().unwrap().contains("retention"));
+    assert!(detail_of(&problem).contains("retention"));
     // From the oldest kept event it resumes normally.
     let mut sse = SseClient::connect(&app, Some(&ids[2])).await;
     assert_eq!(sse.next(Duration::from_secs(10)).await.0, left[1]);

@@ -41,7 +41,7 @@ async fn issue(app: &TestApp, id: &str) -> Value {
 /// A 403 that names the spoke token's scope and whose token it is.
 async fn forbidden_says_why(res: reqwest::Response, own: &str) {
     let problem = assert_problem(res, 403).await;
-    let detail = problem["detail"].as_str().unwrap();
+    let detail = detail_of(&problem);
     assert!(
         detail.contains("a spoke token may only read its own spoke"),
         "{problem}"
@@ -185,10 +185,7 @@ async fn revoking_the_spoke_revokes_its_credentials_at_once_and_a_suspension_ref
     // Suspended: refused while it lasts; reinstated: accepted again.
     act_ok(&app, &id, "suspend").await;
     let problem = assert_problem(app.get(&own, Some(&token)).await, 401).await;
-    assert!(
-        problem["detail"].as_str().unwrap().contains("suspended"),
-        "{problem}"
-    );
+    assert!(detail_of(&problem).contains("suspended"), "{problem}");
     act_ok(&app, &id, "reinstate").await;
     assert_eq!(app.get_status(&own, Some(&token)).await, 200);
 

@@ -174,7 +174,7 @@ pub fn read(path: &std::path::Path) -> String {
 }
 
 pub async fn metrics_text(app: &TestApp) -> String {
-    app.get("/metrics", None).await.text().await.unwrap()
+    app.get_text("/metrics", None).await
 }
 
 /// The run report says `part` failed, with an error that mentions `words`.

@@ -198,10 +198,7 @@ async fn ui_sign_in_gives_a_signed_httponly_strict_cookie_that_holds_no_key() {
 
     let js = page(&app, "/ui/static/ui.js", None).await;
     assert_eq!(js.status(), 200);
-    assert!(js.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/javascript"));
+    assert!(content_type(&js).starts_with("text/javascript"));
 }
 
 #[tokio::test]
@@ -358,10 +355,7 @@ async fn ui_pages_render_for_an_admin_and_the_live_feed_needs_a_session() {
     assert!(!html.contains(r#"id="hub-alpha""#), "the search filters");
     let res = page(&app, "/ui/hubs/nope", Some(&cookie)).await;
     assert_eq!(res.status(), 404);
-    assert!(res.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/html"));
+    assert!(content_type(&res).starts_with("text/html"));
 
     assert_signed_out(
         &page(&app, "/ui/events", None).await,
@@ -369,10 +363,7 @@ async fn ui_pages_render_for_an_admin_and_the_live_feed_needs_a_session() {
     );
     let res = page(&app, "/ui/events", Some(&cookie)).await;
     assert_eq!(res.status(), 200);
-    assert!(res.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/event-stream"));
+    assert!(content_type(&res).starts_with("text/event-stream"));
 }
 
 #[test]
