@@ -294,6 +294,21 @@ mod tests {
     use super::*;
     use figment::Jail;
 
+    /// A clean environment naming hub alpha, with its state directory.
+    fn alpha_with_state(jail: &mut Jail) {
+        jail.clear_env();
+        jail.set_env("HUB_AGENT__SLUG", "alpha");
+        jail.set_env("HUB_AGENT__HUB_URL", "http://alpha:9001");
+        jail.set_env("HUB_AGENT__STATE_DIR", "state");
+    }
+
+    /// Loads the settings, expecting errors at exactly `paths`.
+    fn assert_refused(paths: &[&str]) {
+        let e = AgentSettings::load(&Sources::none()).unwrap_err();
+        let got: Vec<&str> = e.0.iter().map(|x| x.path.as_str()).collect();
+        assert_eq!(got, paths, "{e}");
+    }
+
     #[test]
     fn env_and_original_variables_configure_the_agent() {
         Jail::expect_with(|jail| {
@@ -344,15 +359,10 @@ mod tests {
     #[test]
     fn a_join_token_stands_in_for_the_api_key_and_needs_the_catalog() {
         Jail::expect_with(|jail| {
-            jail.clear_env();
-            jail.set_env("HUB_AGENT__SLUG", "alpha");
-            jail.set_env("HUB_AGENT__HUB_URL", "http://alpha:9001");
-            jail.set_env("HUB_AGENT__STATE_DIR", "state");
+            alpha_with_state(jail);
             // A join token without catalog.url: nowhere to exchange it.
             jail.set_env("HUB_AGENT__JOIN_TOKEN", "fedjoin_x");
-            let e = AgentSettings::load(&Sources::none()).unwrap_err();
-            let paths: Vec<&str> = e.0.iter().map(|x| x.path.as_str()).collect();
-            assert_eq!(paths, ["join_token"], "{e}");
+            assert_refused(&["join_token"]);
             // With it, no API key is needed; the token is not shown.
             jail.set_env("HUB_AGENT__CATALOG__URL", "http://fed:8001");
             let s = AgentSettings::load(&Sources::none()).unwrap();
@@ -370,14 +380,9 @@ mod tests {
                 Some("fedjoin_y".to_owned())
             );
             // Neither key nor join token nor a token in state_dir: refused.
-            jail.clear_env();
-            jail.set_env("HUB_AGENT__SLUG", "alpha");
-            jail.set_env("HUB_AGENT__HUB_URL", "http://alpha:9001");
-            jail.set_env("HUB_AGENT__STATE_DIR", "state");
+            alpha_with_state(jail);
             jail.set_env("HUB_AGENT__CATALOG__URL", "http://fed:8001");
-            let e = AgentSettings::load(&Sources::none()).unwrap_err();
-            let paths: Vec<&str> = e.0.iter().map(|x| x.path.as_str()).collect();
-            assert_eq!(paths, ["catalog.api_key"], "{e}");
+            assert_refused(&["catalog.api_key"]);
             // ...unless the state directory holds a hub token.
             jail.create_dir("state")?;
             jail.create_file("state/token", "fedhub_z")?;
@@ -389,15 +394,10 @@ mod tests {
     #[test]
     fn a_join_token_file_stands_in_for_the_join_token_but_not_beside_it() {
         Jail::expect_with(|jail| {
-            jail.clear_env();
-            jail.set_env("HUB_AGENT__SLUG", "alpha");
-            jail.set_env("HUB_AGENT__HUB_URL", "http://alpha:9001");
-            jail.set_env("HUB_AGENT__STATE_DIR", "state");
+            alpha_with_state(jail);
             jail.set_env("HUB_AGENT__JOIN_TOKEN_FILE", "state/join-token");
             // Without catalog.url there is nowhere to exchange it.
-            let e = AgentSettings::load(&Sources::none()).unwrap_err();
-            let paths: Vec<&str> = e.0.iter().map(|x| x.path.as_str()).collect();
-            assert_eq!(paths, ["join_token_file"], "{e}");
+            assert_refused(&["join_token_file"]);
             // With it, no API key is needed; the file is read at start, not
             // now, so it may be written after the settings are checked.
             jail.set_env("HUB_AGENT__CATALOG__URL", "http://fed:8001");
@@ -408,15 +408,11 @@ mod tests {
             );
             // Not both.
             jail.set_env("HUB_AGENT__JOIN_TOKEN", "fedjoin_x");
-            let e = AgentSettings::load(&Sources::none()).unwrap_err();
-            let paths: Vec<&str> = e.0.iter().map(|x| x.path.as_str()).collect();
-            assert_eq!(paths, ["join_token_file"], "{e}");
+            assert_refused(&["join_token_file"]);
             // An empty variable is no file: then an API key is needed again.
             jail.set_env("HUB_AGENT__JOIN_TOKEN", "");
             jail.set_env("HUB_AGENT__JOIN_TOKEN_FILE", "");
-            let e = AgentSettings::load(&Sources::none()).unwrap_err();
-            let paths: Vec<&str> = e.0.iter().map(|x| x.path.as_str()).collect();
-            assert_eq!(paths, ["catalog.api_key"], "{e}");
+            assert_refused(&["catalog.api_key"]);
             Ok(())
         });
     }

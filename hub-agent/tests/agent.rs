@@ -19,6 +19,10 @@ use tokio_util::sync::CancellationToken;
 const ADMIN: &str = "admin-key-for-agent-tests-0123";
 const AGENT: &str = "agent-key-for-agent-tests-0123";
 
+/// Heartbeat settings that keep a beating hub online (no sweep in a test's
+/// time).
+const STEADY: &str = "  degraded_after: 5s\n  stale_threshold: 10s\n  min_threshold: 10s\n";
+
 struct Catalog {
     base: String,
     pool: PgPool,
@@ -62,14 +66,20 @@ async fn catalog_with(nats: &NatsServer, heartbeat: &str, extra: &str) -> Catalo
 }
 
 impl Catalog {
+    /// Sends `method path` with the admin key.
+    async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::Result<reqwest::Response> {
+        let url = format!("{}{path}", self.base);
+        let req = self.http.request(method, url).header("X-API-Key", ADMIN);
+        req.send().await
+    }
+
     async fn project(&self, slug: &str) -> Option<Value> {
-        let r = self
-            .http
-            .get(format!("{}/api/fed/projects/{slug}", self.base))
-            .header("X-API-Key", ADMIN)
-            .send()
-            .await
-            .ok()?;
+        let path = format!("/api/fed/projects/{slug}");
+        let r = self.admin(reqwest::Method::GET, &path).await.ok()?;
         (r.status() == 200).then_some(r.json().await.ok()?)
     }
 
@@ -83,6 +93,16 @@ impl Catalog {
             },
         )
         .await
+    }
+
+    /// Waits up to 10 s until `slug` has sent `more` heartbeats after the
+    /// last one the catalog has now.
+    async fn wait_more_beats(&self, slug: &str, more: i64, what: &str) {
+        let seq = self.project(slug).await.unwrap()["heartbeat_seq"]
+            .as_i64()
+            .unwrap();
+        self.wait_seq_above(slug, seq + more, Duration::from_secs(10), what)
+            .await;
     }
 
     /// Waits up to `limit` until `slug`'s `heartbeat_seq` is above `seq`.
@@ -134,6 +154,23 @@ async fn stop_with(child: Child, sig: &str) -> (Option<i32>, String) {
     exit_code(child).await
 }
 
+/// Stops the agent (SIGTERM), expecting a clean exit (0); its stderr.
+async fn stop_cleanly(child: Child) -> String {
+    let (code, logs) = stop_with(child, "-TERM").await;
+    assert_eq!(code, Some(0), "{logs}");
+    logs
+}
+
+/// Asserts that none of `secrets` is in the agent's `logs`.
+fn assert_no_secret(logs: &str, secrets: &[String]) {
+    for s in secrets {
+        assert!(
+            !logs.contains(s.as_str()),
+            "a secret appears in the agent's log"
+        );
+    }
+}
+
 /// Waits for the process to exit (bounded, so a hang fails the test).
 async fn exit_code(child: Child) -> (Option<i32>, String) {
     let out = tokio::time::timeout(
@@ -153,11 +190,7 @@ async fn exit_code(child: Child) -> (Option<i32>, String) {
 #[tokio::test]
 async fn the_agent_registers_its_hub_keeps_it_online_and_says_offline_on_sigterm() {
     let nats = NatsServer::start().await;
-    let c = catalog(
-        &nats,
-        "  degraded_after: 5s\n  stale_threshold: 10s\n  min_threshold: 10s\n",
-    )
-    .await;
+    let c = catalog(&nats, STEADY).await;
     let child = agent(&nats, "alpha", &registering(&c));
     let p = c.wait_status("alpha", "online").await;
     assert_eq!(p["name"], "alpha");
@@ -175,8 +208,7 @@ async fn the_agent_registers_its_hub_keeps_it_online_and_says_offline_on_sigterm
     )
     .await;
 
-    let (code, logs) = stop_with(child, "-TERM").await;
-    assert_eq!(code, Some(0), "{logs}");
+    let logs = stop_cleanly(child).await;
     assert!(logs.contains("offline heartbeat sent"), "{logs}");
     // Offline at once, said by the hub itself, not found by the sweeper.
     c.wait_status("alpha", "offline").await;
@@ -192,22 +224,13 @@ async fn the_agent_registers_its_hub_keeps_it_online_and_says_offline_on_sigterm
 #[tokio::test]
 async fn a_project_deleted_from_the_catalog_is_registered_again_by_its_running_agent() {
     let nats = NatsServer::start().await;
-    let c = catalog(
-        &nats,
-        "  degraded_after: 5s\n  stale_threshold: 10s\n  min_threshold: 10s\n",
-    )
-    .await;
+    let c = catalog(&nats, STEADY).await;
     let mut env = registering(&c);
     env.push(("HUB_AGENT__CATALOG__RECHECK_INTERVAL", "200ms".into()));
     let child = agent(&nats, "alpha", &env);
     let before = c.wait_status("alpha", "online").await;
-    let deleted = c
-        .http
-        .delete(format!("{}/api/fed/projects/alpha", c.base))
-        .header("X-API-Key", ADMIN)
-        .send()
-        .await
-        .unwrap();
+    let deleted = c.admin(reqwest::Method::DELETE, "/api/fed/projects/alpha");
+    let deleted = deleted.await.unwrap();
     assert_eq!(deleted.status(), 204);
     // Back, as a new project (heartbeats alone do not register here:
     // heartbeat.auto_register is off).
@@ -221,8 +244,7 @@ async fn a_project_deleted_from_the_catalog_is_registered_again_by_its_running_a
     )
     .await;
     assert_eq!(again["hub_url"], "http://alpha.example:9001");
-    let (code, logs) = stop_with(child, "-TERM").await;
-    assert_eq!(code, Some(0), "{logs}");
+    let logs = stop_cleanly(child).await;
     assert!(
         logs.contains("the catalog no longer knows this hub; registering it again"),
         "{logs}"
@@ -331,8 +353,7 @@ async fn sigterm_with_nats_unreachable_still_exits_promptly() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     nats.kill().await;
     let started = std::time::Instant::now();
-    let (code, logs) = stop_with(child, "-TERM").await;
-    assert_eq!(code, Some(0), "{logs}");
+    stop_cleanly(child).await;
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "took {:?}",
@@ -362,16 +383,7 @@ fn invalid_settings_exit_2_listing_every_problem() {
 
 #[tokio::test]
 async fn with_per_hub_nats_credentials_an_agent_speaks_only_for_its_own_hub() {
-    let dir = tempfile::tempdir().unwrap();
-    service::identity::init(dir.path()).unwrap();
-    let nats =
-        NatsServer::start_with_config(&dir.path().join(service::identity::SERVER_CONF)).await;
-    let c = catalog_with(
-        &nats,
-        "  degraded_after: 5s\n  stale_threshold: 10s\n  min_threshold: 10s\n",
-        &format!("identity:\n  dir: \"{}\"\n", dir.path().display()),
-    )
-    .await;
+    let (dir, nats, c) = with_identity("").await;
     let authority = service::identity::Authority::open(dir.path()).unwrap();
     let alpha_creds = dir.path().join("alpha.creds");
     let issued = authority
@@ -401,16 +413,8 @@ async fn with_per_hub_nats_credentials_an_agent_speaks_only_for_its_own_hub() {
     })
     .await;
     // alpha keeps beating (its seq grows) while beta is never heard.
-    let first = c.project("alpha").await.unwrap()["heartbeat_seq"]
-        .as_i64()
-        .unwrap();
-    c.wait_seq_above(
-        "alpha",
-        first + 2,
-        Duration::from_secs(10),
-        "more of alpha's heartbeats",
-    )
-    .await;
+    c.wait_more_beats("alpha", 2, "more of alpha's heartbeats")
+        .await;
     let b = c.project("beta").await.unwrap();
     assert_eq!(b["status"], "offline", "{b}");
     assert!(b["last_heartbeat_at"].is_null(), "{b}");
@@ -422,8 +426,7 @@ async fn with_per_hub_nats_credentials_an_agent_speaks_only_for_its_own_hub() {
         .unwrap()
         .to_owned();
     assert!(!logs.contains(&seed), "a seed appears in the agent's logs");
-    let (code, logs) = stop_with(alpha, "-TERM").await;
-    assert_eq!(code, Some(0), "{logs}");
+    let logs = stop_cleanly(alpha).await;
     assert!(!logs.contains(&seed), "a seed appears in the agent's logs");
     c.stop.cancel();
 }
@@ -437,7 +440,7 @@ async fn with_identity(identity_extra: &str) -> (tempfile::TempDir, NatsServer, 
         NatsServer::start_with_config(&dir.path().join(service::identity::SERVER_CONF)).await;
     let c = catalog_with(
         &nats,
-        "  degraded_after: 5s\n  stale_threshold: 10s\n  min_threshold: 10s\n",
+        STEADY,
         &format!(
             "identity:\n  dir: \"{}\"\n{identity_extra}",
             dir.path().display()
@@ -450,26 +453,16 @@ async fn with_identity(identity_extra: &str) -> (tempfile::TempDir, NatsServer, 
 impl Catalog {
     /// A join token for `slug`, made by the admin.
     async fn join_token(&self, slug: &str) -> String {
-        let r = self
-            .http
-            .post(format!("{}/api/fed/projects/{slug}/enrollments", self.base))
-            .header("X-API-Key", ADMIN)
-            .send()
-            .await
-            .unwrap();
+        let path = format!("/api/fed/projects/{slug}/enrollments");
+        let r = self.admin(reqwest::Method::POST, &path).await.unwrap();
         assert_eq!(r.status(), 201);
         let body: Value = r.json().await.unwrap();
         body["join_token"].as_str().unwrap().to_owned()
     }
 
     async fn credentials(&self, slug: &str) -> Vec<Value> {
-        let r = self
-            .http
-            .get(format!("{}/api/fed/projects/{slug}/credentials", self.base))
-            .header("X-API-Key", ADMIN)
-            .send()
-            .await
-            .unwrap();
+        let path = format!("/api/fed/projects/{slug}/credentials");
+        let r = self.admin(reqwest::Method::GET, &path).await.unwrap();
         assert_eq!(r.status(), 200);
         r.json::<Vec<Value>>().await.unwrap()
     }
@@ -526,40 +519,20 @@ async fn an_agent_enrolls_with_a_join_token_and_reuses_its_state_after_a_restart
     assert_eq!(c.credentials("alpha").await.len(), 1);
     assert_eq!(c.audit_count("enrollment.exchange", "success").await, 1);
     let secrets = secrets_of(&join, &state);
-    let (code, logs) = stop_with(alpha, "-TERM").await;
-    assert_eq!(code, Some(0), "{logs}");
+    let logs = stop_cleanly(alpha).await;
     assert!(logs.contains("enrolled with the join token"), "{logs}");
-    for s in &secrets {
-        assert!(
-            !logs.contains(s.as_str()),
-            "a secret appears in the agent's log"
-        );
-    }
+    assert_no_secret(&logs, &secrets);
     c.wait_status("alpha", "offline").await;
 
     // Restarted with the same, now used, join token: the state directory
     // wins, the join token is not sent again.
     let alpha = agent(&nats, "alpha", &enrolling(&c, &state, &join));
     c.wait_status("alpha", "online").await;
-    let seq = c.project("alpha").await.unwrap()["heartbeat_seq"]
-        .as_i64()
-        .unwrap();
-    c.wait_seq_above(
-        "alpha",
-        seq + 2,
-        Duration::from_secs(10),
-        "beats after the restart",
-    )
-    .await;
-    let (code, logs) = stop_with(alpha, "-TERM").await;
-    assert_eq!(code, Some(0), "{logs}");
+    c.wait_more_beats("alpha", 2, "beats after the restart")
+        .await;
+    let logs = stop_cleanly(alpha).await;
     assert!(logs.contains("the join token is ignored"), "{logs}");
-    for s in &secrets {
-        assert!(
-            !logs.contains(s.as_str()),
-            "a secret appears in the agent's log"
-        );
-    }
+    assert_no_secret(&logs, &secrets);
     assert_eq!(c.credentials("alpha").await.len(), 1);
     assert_eq!(c.audit_count("enrollment.exchange", "refused").await, 0);
 
@@ -602,34 +575,17 @@ async fn an_enrolled_agent_refreshes_its_credentials_before_they_expire() {
     assert_eq!(mode(&state.join("hub.creds")), 0o600);
     assert_eq!(c.audit_count("credential.refresh", "success").await, 1);
     // Beats continue on the new connection.
-    let seq = c.project("alpha").await.unwrap()["heartbeat_seq"]
-        .as_i64()
-        .unwrap();
-    c.wait_seq_above(
-        "alpha",
-        seq + 3,
-        Duration::from_secs(10),
-        "beats after the refresh",
-    )
-    .await;
+    c.wait_more_beats("alpha", 3, "beats after the refresh")
+        .await;
     // Past the first creds' expiry (nats-server closes connections made
     // with them), the hub still beats: it speaks with the new ones.
     let left = (first_expiry - Utc::now()).to_std().unwrap_or_default();
     tokio::time::sleep(left + Duration::from_secs(2)).await;
-    let seq = c.project("alpha").await.unwrap()["heartbeat_seq"]
-        .as_i64()
-        .unwrap();
-    c.wait_seq_above(
-        "alpha",
-        seq + 3,
-        Duration::from_secs(10),
-        "beats after the old creds expired",
-    )
-    .await;
+    c.wait_more_beats("alpha", 3, "beats after the old creds expired")
+        .await;
     let p = c.project("alpha").await.unwrap();
     assert_eq!(p["status"], "online", "{p}");
-    let (code, logs) = stop_with(alpha, "-TERM").await;
-    assert_eq!(code, Some(0), "{logs}");
+    let logs = stop_cleanly(alpha).await;
     assert!(logs.contains("hub credentials refreshed"), "{logs}");
     assert!(
         logs.contains("reconnected to NATS with the refreshed credentials"),

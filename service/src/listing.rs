@@ -22,7 +22,7 @@ use data_encoding::BASE64URL_NOPAD;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
-use crate::field_error::FieldError;
+use crate::field_error::{sort_by_field, FieldError};
 use crate::rules::Paging;
 
 /// `limit`: 1 to 1000; absent, the whole list (as the original served it).
@@ -152,6 +152,26 @@ impl Listing {
             after,
             limit,
         })
+    }
+
+    /// Checks a list route's text filter `q` and its page parameters
+    /// (`sort`, `cursor`, `limit`) for a list of `T`, after the filters'
+    /// own `problems`: the lower-cased `q` and the listing, or every
+    /// problem, sorted by field.
+    pub fn check_with_q<T: Listed>(
+        q: Option<&str>,
+        (sort, cursor, limit): (Option<&str>, Option<&str>, Option<i64>),
+        mut problems: Vec<FieldError>,
+    ) -> Result<(Option<String>, Listing), Vec<FieldError>> {
+        let q = check_q(q, &mut problems);
+        let listing = Listing::check::<T>(sort, cursor, limit, &mut problems);
+        match listing.filter(|_| problems.is_empty()) {
+            Some(listing) => Ok((q, listing)),
+            None => {
+                sort_by_field(&mut problems);
+                Err(problems)
+            }
+        }
     }
 
     fn sort_name(&self) -> String {

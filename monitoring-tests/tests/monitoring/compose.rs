@@ -775,6 +775,25 @@ impl HostPaths {
             .path()
     }
 
+    /// The directory standing for the volume mounted at agent `agent`'s
+    /// state directory.
+    fn state_dir(&self, stack: &Value, agent: &str) -> &Path {
+        let state = env_of(service(stack, agent), "HUB_AGENT__STATE_DIR");
+        let volume = volumes(service(stack, agent))
+            .into_iter()
+            .find(|(_, t)| t == state)
+            .map(|(s, _)| s)
+            .expect("state volume");
+        self.volume(&volume)
+    }
+
+    /// Service `name`'s `command` (one script) run by `sh -c`, as its
+    /// entrypoint says, in `cwd`.
+    fn script(&self, stack: &Value, name: &str, cwd: &Path) -> tokio::process::Command {
+        let script = command(service(stack, name));
+        self.command(stack, name, Path::new("sh"), &["-c", script[0]], cwd)
+    }
+
     /// `from` (e.g. `nats://nats:4222`) is reached at `to` from now on.
     fn address(&mut self, from: &str, to: &str) {
         self.addresses.push((from.to_owned(), to.to_owned()));
@@ -1056,28 +1075,12 @@ async fn the_stack_runs_its_identity_wiring_for_real() {
     // Each enroll job, then its agent.
     let mut agents = Vec::new();
     for (agent, job) in AGENTS {
-        let script = command(service(&stack, job));
         let entry = strings_of(service(&stack, job), "entrypoint");
         assert_eq!(entry, ["sh", "-c"], "{job}");
-        let out = hosts
-            .command(
-                &stack,
-                job,
-                Path::new("sh"),
-                &["-c", script[0]],
-                image_dir.path(),
-            )
-            .output()
-            .await
-            .expect("enroll job");
+        let mut script = hosts.script(&stack, job, image_dir.path());
+        let out = script.output().await.expect("enroll job");
         assert!(out.status.success(), "{job}\n{}", describe(&out));
-        let state = env_of(service(&stack, agent), "HUB_AGENT__STATE_DIR");
-        let volume = volumes(service(&stack, agent))
-            .into_iter()
-            .find(|(_, t)| t == state)
-            .map(|(s, _)| s)
-            .expect("state volume");
-        let file = hosts.volume(&volume).join("join-token");
+        let file = hosts.state_dir(&stack, agent).join("join-token");
         let token = std::fs::read_to_string(&file).expect("the job left a join token");
         assert!(token.starts_with("fedjoin_"), "{job}: not a join token");
         use std::os::unix::fs::PermissionsExt;
@@ -1119,13 +1122,7 @@ async fn the_stack_runs_its_identity_wiring_for_real() {
     .await;
     // Each agent holds its own token and NATS credentials now.
     for (agent, job) in AGENTS {
-        let state = env_of(service(&stack, agent), "HUB_AGENT__STATE_DIR");
-        let volume = volumes(service(&stack, agent))
-            .into_iter()
-            .find(|(_, t)| t == state)
-            .map(|(s, _)| s)
-            .expect("state volume");
-        let dir = hosts.volume(&volume);
+        let dir = hosts.state_dir(&stack, agent);
         let token = std::fs::read_to_string(dir.join("token")).expect("hub token");
         assert!(token.starts_with("fedhub_"), "{agent}");
         assert!(
@@ -1133,18 +1130,8 @@ async fn the_stack_runs_its_identity_wiring_for_real() {
             "{agent}: no NATS credentials"
         );
         // A second run of the job (every `up` runs it) enrolls nothing.
-        let script = command(service(&stack, job));
-        let out = hosts
-            .command(
-                &stack,
-                job,
-                Path::new("sh"),
-                &["-c", script[0]],
-                image_dir.path(),
-            )
-            .output()
-            .await
-            .expect("enroll job");
+        let mut script = hosts.script(&stack, job, image_dir.path());
+        let out = script.output().await.expect("enroll job");
         assert!(out.status.success(), "{job} (again)\n{}", describe(&out));
         assert!(
             String::from_utf8_lossy(&out.stdout).contains("enrolled already"),

@@ -27,7 +27,7 @@ use crate::identity::jwt;
 use crate::rules;
 use crate::spoke::{is_spoke_id, SpokeStatus};
 use crate::state::AppState;
-use crate::store::audit::{self, AuditEntry};
+use crate::store::audit;
 use crate::store::credentials::{self, actions, audit_target, CredentialInfo};
 use crate::store::spokes;
 
@@ -96,7 +96,8 @@ pub struct RefreshedSpokeCredential {
     pub expires_at: DateTime<Utc>,
 }
 
-fn expose<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+/// Serializes a secret that is answered once (a token just made).
+pub(super) fn expose<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(secret.expose_secret())
 }
 
@@ -140,14 +141,14 @@ fn no_such_spoke(id: &str) -> ApiError {
 }
 
 /// When a token of `ttl` issued now expires.
-fn expiry_after(ttl: std::time::Duration) -> ApiResult<(i64, DateTime<Utc>)> {
+pub(super) fn expiry_after(ttl: std::time::Duration) -> ApiResult<(i64, DateTime<Utc>)> {
     let expires = jwt::now().saturating_add(ttl.as_secs() as i64);
     let at = DateTime::from_timestamp(expires, 0)
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("expiry out of range")))?;
     Ok((expires, at))
 }
 
-fn no_such_slug(slug: &str) -> ApiError {
+pub(super) fn no_such_slug(slug: &str) -> ApiError {
     ApiError::NotFound(format!("no project can have slug {slug:?}"))
 }
 
@@ -245,7 +246,7 @@ impl Issuing {
         )
         .await?;
         let target = audit_target(self.kind, subject, &stored.fingerprint);
-        audit::record(tx, &AuditEntry::success(actor, actions::ISSUE, target)).await?;
+        audit::record_success(tx, actor, actions::ISSUE, target).await?;
         Ok((self.token, stored))
     }
 
@@ -304,16 +305,22 @@ impl IssuedCredential {
     /// 201 with `Location` and `Cache-Control: no-store`.
     pub fn into_created(self) -> Response {
         let location = format!("/api/fed/projects/{}/credentials", self.slug);
-        (
-            StatusCode::CREATED,
-            [
-                (header::LOCATION, location),
-                (header::CACHE_CONTROL, "no-store".to_owned()),
-            ],
-            axum::Json(self),
-        )
-            .into_response()
+        created_secret(location, self)
     }
+}
+
+/// 201 with `Location` and `Cache-Control: no-store`: an answer holding a
+/// secret shown this once.
+fn created_secret(location: String, body: impl Serialize) -> Response {
+    let no_store = (header::CACHE_CONTROL, "no-store".to_owned());
+    let headers = [(header::LOCATION, location), no_store];
+    (StatusCode::CREATED, headers, axum::Json(body)).into_response()
+}
+
+/// 200 with `Cache-Control: no-store`: an answer holding a secret, or
+/// the expiry of one.
+fn no_store(body: impl Serialize) -> Response {
+    ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
 }
 
 /// A hub's credentials (admin): fingerprints and times, never a secret.
@@ -384,11 +391,7 @@ async fn revoke_one(
     if revoked {
         let target = audit_target(kind, subject, fingerprint);
         let actor = caller.actor();
-        audit::record(
-            &mut tx,
-            &AuditEntry::success(&actor, actions::REVOKE, target),
-        )
-        .await?;
+        audit::record_success(&mut tx, &actor, actions::REVOKE, target).await?;
     }
     tx.commit().await?;
     if revoked {
@@ -441,11 +444,7 @@ async fn revoke_every(
     let revoked = credentials::revoke_all_of(&mut *tx, kind, subject).await?;
     if revoked > 0 {
         let actor = caller.actor();
-        audit::record(
-            &mut tx,
-            &AuditEntry::success(&actor, actions::REVOKE_ALL, target),
-        )
-        .await?;
+        audit::record_success(&mut tx, &actor, actions::REVOKE_ALL, target).await?;
     }
     tx.commit().await?;
     if revoked > 0 {
@@ -498,7 +497,7 @@ pub async fn refresh_credential(
         fingerprint: refreshed.fingerprint,
         expires_at: refreshed.expires_at,
     };
-    Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response())
+    Ok(no_store(body))
 }
 
 /// Moves the expiry of the caller's own credential (row `credential`, of
@@ -523,11 +522,7 @@ async fn refresh_row(
         })?;
     let target = audit_target(kind, subject, &refreshed.fingerprint);
     let actor = caller.actor();
-    audit::record(
-        &mut tx,
-        &AuditEntry::success(&actor, actions::REFRESH, target),
-    )
-    .await?;
+    audit::record_success(&mut tx, &actor, actions::REFRESH, target).await?;
     tx.commit().await?;
     Ok(refreshed)
 }
@@ -575,15 +570,7 @@ pub async fn issue_spoke_credential(
     tx.commit().await?;
     tracing::info!(spoke = %id, credential = %issued.fingerprint, key = %caller.fingerprint, "spoke credential issued");
     let location = format!("/api/federation/spokes/{id}/credentials");
-    Ok((
-        StatusCode::CREATED,
-        [
-            (header::LOCATION, location),
-            (header::CACHE_CONTROL, "no-store".to_owned()),
-        ],
-        axum::Json(issued),
-    )
-        .into_response())
+    Ok(created_secret(location, issued))
 }
 
 /// A spoke's credentials (admin): fingerprints and times, never a secret.
@@ -690,7 +677,7 @@ pub async fn refresh_spoke_credential(
         fingerprint: refreshed.fingerprint,
         expires_at: refreshed.expires_at,
     };
-    Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response())
+    Ok(no_store(body))
 }
 
 fn wake_revocations(state: &AppState) {

@@ -12,20 +12,19 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use protocol::naming::is_valid_slug;
 
 use super::auth::{Caller, Role};
-use super::credentials::{IssuedCredential, Issuing};
+use super::credentials::{expiry_after, expose, no_such_slug, IssuedCredential, Issuing};
 use super::error::{ApiError, ApiResult, BodyErrors, KeyedErrors, Problem};
 use super::extract::Json;
 use super::projects::SlugPath;
 use crate::auth::{
     fingerprint_of_digest, may_log, new_join_token, token_digest, FAILURE_LINES, FAILURE_WINDOW,
 };
-use crate::identity::jwt;
 use crate::log_limit::LogLimiter;
 use crate::state::AppState;
 use crate::store::audit::{self, Actor, AuditEntry};
@@ -42,10 +41,6 @@ pub struct JoinToken {
     #[schema(value_type = String, example = "fedjoin_Zk3...")]
     pub join_token: SecretString,
     pub expires_at: DateTime<Utc>,
-}
-
-fn expose<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(secret.expose_secret())
 }
 
 /// What a new hub sends to enroll.
@@ -81,26 +76,18 @@ pub async fn create_enrollment(
 ) -> ApiResult<Response> {
     caller.require(Role::Admin)?;
     if !is_valid_slug(&slug) {
-        return Err(ApiError::NotFound(format!(
-            "no project can have slug {slug:?}"
-        )));
+        return Err(no_such_slug(&slug));
     }
     let join_token = new_join_token();
     let digest = token_digest(join_token.expose_secret().as_bytes());
     let fingerprint = fingerprint_of_digest(&digest);
-    let ttl = state.settings.identity.join_token_ttl.as_secs() as i64;
-    let expires_at = DateTime::from_timestamp(jwt::now().saturating_add(ttl), 0)
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("expiry out of range")))?;
+    let (_, expires_at) = expiry_after(state.settings.identity.join_token_ttl)?;
     let mut tx = state.db.begin().await?;
     let expires_at =
         enrollments::insert(&mut *tx, &slug, &digest, &fingerprint, expires_at).await?;
     let target = audit::target("enrollment", &format!("{slug}/{fingerprint}"));
     let actor = caller.actor();
-    audit::record(
-        &mut tx,
-        &AuditEntry::success(&actor, actions::CREATE, target),
-    )
-    .await?;
+    audit::record_success(&mut tx, &actor, actions::CREATE, target).await?;
     tx.commit().await?;
     tracing::info!(%slug, join_token = %fingerprint, key = %caller.fingerprint, %expires_at, "join token made");
     let body = JoinToken {
@@ -162,11 +149,7 @@ pub async fn enroll(State(state): State<AppState>, body: Json<Enrollment>) -> Ap
         "enrollment",
         &format!("{}/{}", claimed.slug, claimed.fingerprint),
     );
-    audit::record(
-        &mut tx,
-        &AuditEntry::success(&actor, actions::EXCHANGE, target),
-    )
-    .await?;
+    audit::record_success(&mut tx, &actor, actions::EXCHANGE, target).await?;
     let issued: IssuedCredential = issuing
         .store(&state, &mut tx, &claimed.slug, &actor)
         .await?;

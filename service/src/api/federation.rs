@@ -12,7 +12,7 @@ use utoipa::IntoParams;
 use super::auth::{Caller, Role};
 use super::error::{ApiError, ApiResult, BodyErrors, KeyedErrors, Problem, QueryErrors};
 use super::extract::{Json, Query};
-use crate::field_error::{sort_by_field, FieldError};
+use crate::field_error::FieldError;
 use crate::listing::{self, Listed, Listing, SortValue};
 use crate::rules;
 use crate::spoke::{
@@ -152,18 +152,13 @@ pub async fn list_spokes(
     uri: Uri,
     Query(params): Query<SpokeListParams>,
 ) -> ApiResult<Response> {
-    let mut problems = Vec::new();
-    let q = listing::check_q(params.q.as_deref(), &mut problems);
-    let listing = Listing::check::<Spoke>(
+    let page = (
         params.sort.as_deref(),
         params.cursor.as_deref(),
         params.limit,
-        &mut problems,
     );
-    let Some(listing) = listing.filter(|_| problems.is_empty()) else {
-        sort_by_field(&mut problems);
-        return Err(ApiError::validation(problems));
-    };
+    let (q, listing) = Listing::check_with_q::<Spoke>(params.q.as_deref(), page, Vec::new())
+        .map_err(ApiError::validation)?;
     let mut all = spokes::list(&state.db, params.status).await?;
     if let Some(q) = &q {
         all.retain(|s| {

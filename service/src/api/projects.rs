@@ -17,7 +17,7 @@ use super::extract::{Json, Query};
 use crate::catalog;
 use crate::catalog::{Project, ProjectInput, ProjectStatus, ProjectUpdate};
 use crate::catalog_view::{json_array, PageBody};
-use crate::field_error::{sort_by_field, FieldError};
+use crate::field_error::FieldError;
 use crate::listing::{self, Listed, Listing, SortValue};
 use crate::rules;
 use crate::state::AppState;
@@ -133,17 +133,13 @@ pub async fn list_projects(
             format!("is given more than {} times", catalog::MAX_TAGS),
         ));
     }
-    let q = listing::check_q(params.q.as_deref(), &mut problems);
-    let listing = Listing::check::<Project>(
+    let page = (
         params.sort.as_deref(),
         params.cursor.as_deref(),
         params.limit,
-        &mut problems,
     );
-    let Some(listing) = listing.filter(|_| problems.is_empty()) else {
-        sort_by_field(&mut problems);
-        return Err(ApiError::validation(problems));
-    };
+    let (q, listing) = Listing::check_with_q::<Project>(params.q.as_deref(), page, problems)
+        .map_err(ApiError::validation)?;
     let filter = ProjectFilter {
         status: params.status,
         tags,

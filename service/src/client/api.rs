@@ -16,6 +16,15 @@ use super::key::{self, ApiKey};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The path segments of one member of a collection, and of `rest` under
+/// it: `[api, fed, projects] + alpha + [history]`.
+pub fn member_path<'a>(collection: &[&'a str], id: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut path = collection.to_vec();
+    path.push(id);
+    path.extend_from_slice(rest);
+    path
+}
+
 pub struct Api {
     base: Url,
     key: Option<ApiKey>,

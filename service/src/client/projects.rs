@@ -4,16 +4,14 @@ use chrono::Utc;
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use super::api::member_path;
 use super::render::{self, ago, fields, s, short_time, table, time};
 use super::{Api, ClientError, Format, MaintenanceCommand, ProjectsCommand};
 
 const PROJECTS: [&str; 3] = ["api", "fed", "projects"];
 
 fn project_path<'a>(slug: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
-    let mut path = PROJECTS.to_vec();
-    path.push(slug);
-    path.extend_from_slice(rest);
-    path
+    member_path(&PROJECTS, slug, rest)
 }
 
 pub async fn run(api: &Api, out: Format, cmd: ProjectsCommand) -> Result<(), ClientError> {
@@ -155,14 +153,7 @@ fn describe(p: &Value) -> String {
     fields(&[
         ("slug", s(p, "slug").to_owned()),
         ("name", s(p, "name").to_owned()),
-        (
-            "status",
-            format!(
-                "{} (since {})",
-                s(p, "status"),
-                ago(time(p, "status_changed_at"), now, "-")
-            ),
-        ),
+        ("status", render::status_since(p, now)),
         ("last seen", ago(time(p, "last_heartbeat_at"), now, "never")),
         ("hub url", s(p, "hub_url").to_owned()),
         ("mesh namespace", s(p, "mesh_namespace").to_owned()),

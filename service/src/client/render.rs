@@ -126,6 +126,12 @@ pub fn span(secs: i64) -> String {
     }
 }
 
+/// `status (since …)`: a record's status and how long it has held.
+pub fn status_since(v: &Value, now: DateTime<Utc>) -> String {
+    let since = ago(time(v, "status_changed_at"), now, "-");
+    format!("{} (since {since})", s(v, "status"))
+}
+
 /// A time as people read it in a table: `2026-01-15 10:08:02Z`.
 pub fn short_time(at: Option<DateTime<Utc>>) -> String {
     at.map(|t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())

@@ -5,16 +5,14 @@ use chrono::Utc;
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use super::api::member_path;
 use super::render::{self, ago, fields, s, short_time, table, time};
 use super::{Api, ClientError, Format, SpokesCommand, TransitionArgs};
 
 const SPOKES: [&str; 3] = ["api", "federation", "spokes"];
 
 fn spoke_path<'a>(id: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
-    let mut path = SPOKES.to_vec();
-    path.push(id);
-    path.extend_from_slice(rest);
-    path
+    member_path(&SPOKES, id, rest)
 }
 
 /// Whether `arg` is an instance code (three letters, any case) rather than
@@ -148,14 +146,7 @@ fn describe(sp: &Value) -> String {
         ("id", s(sp, "id").to_owned()),
         ("instance code", s(sp, "instance_code").to_owned()),
         ("name", s(sp, "name").to_owned()),
-        (
-            "status",
-            format!(
-                "{} (since {})",
-                s(sp, "status"),
-                ago(time(sp, "status_changed_at"), now, "-")
-            ),
-        ),
+        ("status", render::status_since(sp, now)),
         ("reason", render::or(sp, "status_reason", "-").to_owned()),
         ("base url", s(sp, "base_url").to_owned()),
         ("idp public url", s(sp, "idp_public_url").to_owned()),

@@ -334,9 +334,7 @@ fn events_and_federation_settings_are_checked() {
 
 #[test]
 fn worker_settings_have_defaults_and_are_checked() {
-    Jail::expect_with(|jail| {
-        jail.clear_env();
-        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+    with_admin_key(|jail| {
         let s = load_in(jail, None).unwrap();
         assert_eq!(s.workers.shutdown_deadline, Duration::from_secs(20));
         assert_eq!(s.workers.leader_check_interval, Duration::from_secs(1));
@@ -460,9 +458,7 @@ fn server_limits_have_defaults_and_are_checked() {
 
 #[test]
 fn shared_agent_keys_are_on_by_default_and_can_be_turned_off() {
-    Jail::expect_with(|jail| {
-        jail.clear_env();
-        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+    with_admin_key(|jail| {
         jail.set_env("FEDERATION_AGENT_API_KEYS", AGENT);
         let s = load_in(jail, None).unwrap();
         assert!(s.auth.allow_shared_agent_keys);
@@ -497,9 +493,7 @@ fn shared_agent_keys_are_on_by_default_and_can_be_turned_off() {
 
 #[test]
 fn the_compatibility_modes_are_named_for_the_start_up_log() {
-    Jail::expect_with(|jail| {
-        jail.clear_env();
-        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+    with_admin_key(|jail| {
         jail.set_env("FEDERATION_AGENT_API_KEYS", AGENT);
         let s = load_in(jail, None).unwrap();
         // NATS on, no identity.dir: open NATS; shared keys are not "beside
@@ -519,9 +513,7 @@ fn the_compatibility_modes_are_named_for_the_start_up_log() {
 
 #[test]
 fn history_retention_defaults_to_30_days_and_is_at_least_an_hour() {
-    Jail::expect_with(|jail| {
-        jail.clear_env();
-        jail.set_env("FEDERATION_API_KEYS", ADMIN);
+    with_admin_key(|jail| {
         let s = load_in(jail, None).unwrap();
         assert_eq!(
             s.catalog.history_retention,

@@ -161,32 +161,30 @@ pub fn init(dir: &Path) -> Result<InitReport, IdentityError> {
             jwt::encode(new_claims(&operator, OPERATOR, None, nats), &operator)
         },
     )?;
-    let system_jwt = claims_file(
-        &dir.join(format!("{SYSTEM_ACCOUNT}.jwt")),
-        &mut report,
-        |jwt| check_subject::<Account>(jwt, &system, &operator_signing),
-        || {
-            let nats = Account::new(
-                AccountLimits::unlimited(),
-                vec![system_signing.public_key()],
-            );
-            jwt::encode(
-                new_claims(&system, SYSTEM_ACCOUNT, None, nats),
-                &operator_signing,
-            )
-        },
+    // An account's JWT, DIR/<name>.jwt, signed by the operator's signing
+    // key, naming the account's own signing key.
+    let mut account_file = |name: &str, key: &KeyPair, signing: &KeyPair, limits| {
+        claims_file(
+            &dir.join(format!("{name}.jwt")),
+            &mut report,
+            |jwt| check_subject::<Account>(jwt, key, &operator_signing),
+            || {
+                let nats = Account::new(limits, vec![signing.public_key()]);
+                jwt::encode(new_claims(key, name, None, nats), &operator_signing)
+            },
+        )
+    };
+    let system_jwt = account_file(
+        SYSTEM_ACCOUNT,
+        &system,
+        &system_signing,
+        AccountLimits::unlimited(),
     )?;
-    let account_jwt = claims_file(
-        &dir.join(format!("{ACCOUNT}.jwt")),
-        &mut report,
-        |jwt| check_subject::<Account>(jwt, &account, &operator_signing),
-        || {
-            let nats = Account::new(
-                AccountLimits::unlimited_with_jetstream(),
-                vec![account_signing.public_key()],
-            );
-            jwt::encode(new_claims(&account, ACCOUNT, None, nats), &operator_signing)
-        },
+    let account_jwt = account_file(
+        ACCOUNT,
+        &account,
+        &account_signing,
+        AccountLimits::unlimited_with_jetstream(),
     )?;
 
     for (file, name, issuer, signing) in [

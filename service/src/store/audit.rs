@@ -119,6 +119,17 @@ pub struct AuditRecord {
     pub detail: Option<String>,
 }
 
+/// Records that `actor` did `action` on `target`, successfully (see
+/// [`record`]).
+pub async fn record_success(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    action: &str,
+    target: String,
+) -> Result<(), sqlx::Error> {
+    record(conn, &AuditEntry::success(actor, action, target)).await
+}
+
 /// Records `entry` in the caller's transaction.
 pub async fn record(conn: &mut PgConnection, entry: &AuditEntry<'_>) -> Result<(), sqlx::Error> {
     sqlx::query!(

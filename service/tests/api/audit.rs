@@ -2,7 +2,6 @@
 //! naming the key by its fingerprint; `GET /api/fed/audit` for admins; the
 //! shared agent keys' switch and the compatibility warnings.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -69,9 +68,8 @@ async fn each_mutation_writes_one_row_naming_the_key_by_its_fingerprint() {
         200
     );
     assert_eq!(
-        app.delete("/api/fed/projects/alpha", Some(ADMIN_KEY))
-            .await
-            .status(),
+        app.delete_status("/api/fed/projects/alpha", Some(ADMIN_KEY))
+            .await,
         204
     );
     // Spokes: register (agent), then every lifecycle action (admin).
@@ -84,7 +82,7 @@ async fn each_mutation_writes_one_row_naming_the_key_by_its_fingerprint() {
     }
     // A reconcile requested through the API.
     let res = app
-        .post_json("/api/federation/drift", Some(ADMIN_KEY), &json!({}))
+        .post_empty("/api/federation/drift", Some(ADMIN_KEY))
         .await;
     assert_eq!(res.status(), 200);
 
@@ -195,9 +193,7 @@ async fn a_transaction_that_fails_at_commit_leaves_no_audit_row() {
 #[tokio::test]
 async fn filters_and_pages_read_every_row_once_newest_first() {
     let app = spawn_app().await;
-    for slug in ["a1", "a2", "a3", "a4", "a5"] {
-        app.create_project(&project(slug)).await;
-    }
+    app.create_projects(&["a1", "a2", "a3", "a4", "a5"]).await;
     assert_eq!(
         app.post_project(Some(AGENT_KEY), &project("b1"))
             .await
@@ -253,10 +249,10 @@ async fn only_admin_keys_read_the_audit_log_and_bad_parameters_are_422() {
     let app = spawn_app().await;
     let res = app.get("/api/fed/audit", Some(AGENT_KEY)).await;
     let problem = assert_problem(res, 403).await;
-    assert!(problem["detail"].as_str().unwrap().contains("admin"));
+    assert!(detail_of(&problem).contains("admin"));
     assert_problem(app.get("/api/fed/audit", None).await, 401).await;
 
-    for (query, field) in [
+    let cases = [
         ("limit=0", "limit"),
         ("limit=1001", "limit"),
         ("limit=ten", "limit"),
@@ -265,18 +261,10 @@ async fn only_admin_keys_read_the_audit_log_and_bad_parameters_are_422() {
         ("target=%00x", "target"),
         ("actor=", "actor"),
         ("colour=red", "colour"),
-    ] {
-        let res = app
-            .get(&format!("/api/fed/audit?{query}"), Some(ADMIN_KEY))
-            .await;
-        let problem = assert_problem(res, 422).await;
-        assert_eq!(error_fields(&problem), [field], "{query}: {problem}");
-    }
+    ];
+    app.assert_each_refused("/api/fed/audit", &cases).await;
     // Several at once, each named.
-    let res = app
-        .get("/api/fed/audit?limit=0&before=0", Some(ADMIN_KEY))
-        .await;
-    let problem = assert_problem(res, 422).await;
+    let problem = app.get_invalid("/api/fed/audit?limit=0&before=0").await;
     let mut fields = error_fields(&problem);
     fields.sort();
     assert_eq!(fields, ["before", "limit"]);
@@ -353,10 +341,7 @@ async fn with_shared_agent_keys_off_agent_keys_are_refused_and_admin_keys_still_
         assert!(res.headers().contains_key("www-authenticate"));
         let problem = assert_problem(res, 401).await;
         assert!(
-            problem["detail"]
-                .as_str()
-                .unwrap()
-                .contains("shared agent keys are disabled"),
+            detail_of(&problem).contains("shared agent keys are disabled"),
             "{problem}"
         );
     }
@@ -381,29 +366,19 @@ async fn with_shared_agent_keys_off_agent_keys_are_refused_and_admin_keys_still_
 #[tokio::test]
 async fn an_open_nats_is_warned_of_in_the_log_and_in_ready_which_stays_200() {
     let nats = NatsServer::start().await;
-    let db = TestDb::create().await;
-    let port = testkit::free_port();
-    let child = crate::process::serve(&db.url, port)
-        .env("NATS_URL", nats.url())
-        .env("FEDERATION__SERVER__HOST", "127.0.0.1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    crate::process::wait_ready(port).await;
+    let nats_url = nats.url();
+    let env = [
+        ("NATS_URL", nats_url.as_str()),
+        ("FEDERATION__SERVER__HOST", "127.0.0.1"),
+    ];
+    let (_db, port, child) = crate::process::serve_ready(&env).await;
     let res = reqwest::get(format!("http://127.0.0.1:{port}/ready"))
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
     let ready: Value = res.json().await.unwrap();
     assert_eq!(ready["status"], "ready");
-    assert!(
-        ready["warnings"]
-            .as_array()
-            .unwrap()
-            .contains(&json!(OPEN_NATS_WARNING)),
-        "{ready}"
-    );
+    assert!(warns(&ready, OPEN_NATS_WARNING), "{ready}");
     let logs = crate::process::stop_cleanly(child, "-TERM").await;
     let warned = logs
         .lines()
@@ -417,18 +392,14 @@ async fn shared_agent_keys_beside_per_hub_identity_are_warned_of_at_start() {
     let tmp = tempfile::tempdir().unwrap();
     identity::init(tmp.path()).unwrap();
     let nats = NatsServer::start_with_config(&tmp.path().join(identity::SERVER_CONF)).await;
-    let db = TestDb::create().await;
-    let port = testkit::free_port();
-    let child = crate::process::serve(&db.url, port)
-        .env("NATS_URL", nats.url())
-        .env("FEDERATION__IDENTITY__DIR", tmp.path())
-        .env("FEDERATION_AGENT_API_KEYS", AGENT_KEY)
-        .env("FEDERATION__SERVER__HOST", "127.0.0.1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    crate::process::wait_ready(port).await;
+    let nats_url = nats.url();
+    let (_db, port, child) = crate::process::serve_ready(&[
+        ("NATS_URL", &nats_url),
+        ("FEDERATION__IDENTITY__DIR", tmp.path().to_str().unwrap()),
+        ("FEDERATION_AGENT_API_KEYS", AGENT_KEY),
+        ("FEDERATION__SERVER__HOST", "127.0.0.1"),
+    ])
+    .await;
     let ready: Value = reqwest::get(format!("http://127.0.0.1:{port}/ready"))
         .await
         .unwrap()
@@ -436,10 +407,7 @@ async fn shared_agent_keys_beside_per_hub_identity_are_warned_of_at_start() {
         .await
         .unwrap();
     assert!(
-        !ready["warnings"]
-            .as_array()
-            .unwrap()
-            .contains(&json!(OPEN_NATS_WARNING)),
+        !warns(&ready, OPEN_NATS_WARNING),
         "operator mode is not open: {ready}"
     );
     let logs = crate::process::stop_cleanly(child, "-TERM").await;
@@ -505,10 +473,7 @@ async fn identity_dir_beside_a_server_that_admits_anyone_is_warned_of_in_ready()
     .await;
     let ready = app.get_ok("/ready", None).await;
     assert!(
-        !ready["warnings"]
-            .as_array()
-            .unwrap()
-            .contains(&json!(OPEN_NATS_WARNING)),
+        !warns(&ready, OPEN_NATS_WARNING),
         "identity.dir is set: the configuration is not the open one"
     );
 }

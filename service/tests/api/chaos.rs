@@ -415,9 +415,7 @@ async fn under_load_losing_a_nats_node_the_leading_replica_and_postgresql_loses_
 
     // A durable consumer, created before anything happens, that will read
     // every event at the end.
-    let js = async_nats::jetstream::ContextBuilder::new()
-        .timeout(Duration::from_secs(30))
-        .build(async_nats::connect(cluster.node(2).url()).await.unwrap());
+    let js = crate::fedkit::patient_jetstream(&cluster.node(2).url()).await;
     let stream = eventually(WAIT, "the events stream, in three copies", || {
         let js = js.clone();
         async move {

@@ -65,6 +65,11 @@ async fn cli(app: &TestApp, args: &[&str]) -> Run {
     run_cmd(command(&app.base, Some(ADMIN_KEY), args)).await
 }
 
+/// `federation maintenance start alpha` with `more` arguments.
+async fn start_alpha(app: &TestApp, more: &[&str]) -> Run {
+    cli(app, &[&["maintenance", "start", "alpha"], more].concat()).await
+}
+
 /// A service with hubs alpha (online, tags test+prod) and beta (offline).
 async fn app_with_hubs() -> TestApp {
     let app = spawn_app().await;
@@ -73,15 +78,7 @@ async fn app_with_hubs() -> TestApp {
     app.create_project(&alpha).await;
     app.create_project(&project("beta")).await;
     beat_at(&app.pool, "alpha", "online", Utc::now()).await;
-    app.wait_value(
-        (
-            "/api/fed/projects/alpha",
-            Duration::from_secs(10),
-            "alpha online in the view",
-        ),
-        |p| Some(p["status"] == "online"),
-    )
-    .await;
+    app.wait_project_status("alpha", "online").await;
     app
 }
 
@@ -200,19 +197,7 @@ async fn exit_statuses_tell_failures_apart() {
     let run = cli(&app, &["spokes", "approve", &revoked]).await;
     assert_eq!(run.code, USAGE, "{}", run.err);
     assert!(run.err.contains("--reason"), "{}", run.err);
-    let run = cli(
-        &app,
-        &[
-            "maintenance",
-            "start",
-            "alpha",
-            "--for",
-            "forever",
-            "--reason",
-            "x",
-        ],
-    )
-    .await;
+    let run = start_alpha(&app, &["--for", "forever", "--reason", "x"]).await;
     assert_eq!(run.code, USAGE, "{}", run.err);
     assert!(
         run.err.contains("(422)") && run.err.contains("\n  duration: "),
@@ -391,19 +376,9 @@ async fn spokes_are_moved_through_their_lifecycle_by_instance_code() {
 #[tokio::test]
 async fn maintenance_started_and_stopped_by_the_cli_shows_through_rest() {
     let app = app_with_hubs().await;
-    let run = cli(
+    let run = start_alpha(
         &app,
-        &[
-            "maintenance",
-            "start",
-            "alpha",
-            "--for",
-            "2h",
-            "--reason",
-            "kernel upgrade",
-            "-o",
-            "json",
-        ],
+        &["--for", "2h", "--reason", "kernel upgrade", "-o", "json"],
     )
     .await;
     let answered = run.json();
@@ -432,19 +407,7 @@ async fn maintenance_started_and_stopped_by_the_cli_shows_through_rest() {
     // Replaced by an end time.
     let end = (Utc::now() + chrono::Duration::hours(5))
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let run = cli(
-        &app,
-        &[
-            "maintenance",
-            "start",
-            "alpha",
-            "--until",
-            &end,
-            "--reason",
-            "longer",
-        ],
-    )
-    .await;
+    let run = start_alpha(&app, &["--until", &end, "--reason", "longer"]).await;
     assert_eq!(run.code, 0, "{}", run.err);
     assert!(
         run.out.starts_with("alpha in maintenance until "),
@@ -454,12 +417,7 @@ async fn maintenance_started_and_stopped_by_the_cli_shows_through_rest() {
     let project = app.get_ok("/api/fed/projects/alpha", Some(ADMIN_KEY)).await;
     assert_eq!(project["maintenance"]["reason"], "longer");
     // One of --for and --until is needed.
-    assert_eq!(
-        cli(&app, &["maintenance", "start", "alpha", "--reason", "x"])
-            .await
-            .code,
-        USAGE
-    );
+    assert_eq!(start_alpha(&app, &["--reason", "x"]).await.code, USAGE);
 
     let run = cli(&app, &["maintenance", "stop", "alpha"]).await;
     assert_eq!(run.code, 0, "{}", run.err);
@@ -557,14 +515,8 @@ async fn watch_prints_a_line_per_event() {
 async fn status_shows_the_counts() {
     let app = app_with_hubs().await;
     app.create_project(&project("gamma")).await;
-    let res = app
-        .put_json(
-            "/api/fed/projects/gamma/maintenance",
-            Some(ADMIN_KEY),
-            &json!({"duration": "1h", "reason": "rack move"}),
-        )
+    app.start_maintenance("gamma", &json!({"duration": "1h", "reason": "rack move"}))
         .await;
-    assert_eq!(res.status(), 200);
     let pending = spoke_in(&app, "FRA", "pending").await;
     spoke_in(&app, "DEU", "approved").await;
 
@@ -574,19 +526,9 @@ async fn status_shows_the_counts() {
         status["hubs"]["by_status"],
         json!({"online": 1, "degraded": 0, "offline": 2})
     );
-    let in_maintenance: Vec<&str> = status["in_maintenance"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["slug"].as_str().unwrap())
-        .collect();
+    let in_maintenance = strings(&status["in_maintenance"], "slug");
     assert_eq!(in_maintenance, ["gamma"]);
-    let awaiting: Vec<&str> = status["spokes_awaiting_approval"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap())
-        .collect();
+    let awaiting = strings(&status["spokes_awaiting_approval"], "id");
     assert_eq!(awaiting, [pending.as_str()]);
     let drift = app.get_ok("/api/federation/drift", Some(ADMIN_KEY)).await;
     assert_eq!(status["drift"]["counts"], drift["counts"]);

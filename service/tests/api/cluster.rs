@@ -15,25 +15,8 @@ use crate::helpers::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-async fn all_published(app: &TestApp) {
-    eventually(WAIT, "every outbox event to be published", || async {
-        (outbox_unpublished(&app.pool).await == 0).then_some(())
-    })
-    .await;
-}
-
 /// The stream, read through a node that is up, holds exactly the outbox's
 /// events once each in log order.
-/// A JetStream context on one node that waits up to 30 s per API request:
-/// on two busy cores a clustered request can outlast the client's default
-/// 5 s while the cluster settles after a node died.
-async fn patient_jetstream(url: &str) -> async_nats::jetstream::Context {
-    let client = async_nats::connect(url).await.unwrap();
-    async_nats::jetstream::ContextBuilder::new()
-        .timeout(Duration::from_secs(30))
-        .build(client)
-}
-
 async fn stream_matches_outbox(app: &TestApp, url: &str) {
     let js = patient_jetstream(url).await;
     let expected = outbox_ids(&app.pool).await;
@@ -107,7 +90,7 @@ async fn on_a_three_node_cluster_losing_any_node_loses_no_event_and_no_heartbeat
 
     // Created with three replicas, one on each node.
     let fra = spoke_in(&app, "FRA", "approved").await;
-    all_published(&app).await;
+    wait_all_published(&app.pool, WAIT).await;
     let js = patient_jetstream(&cluster.node(0).url()).await;
     let info = js
         .get_stream("FEDERATION_EVENTS")
@@ -142,7 +125,7 @@ async fn on_a_three_node_cluster_losing_any_node_loses_no_event_and_no_heartbeat
     for code in ["DEU", "GBR", "NLD"] {
         spoke_in(&app, code, "approved").await;
     }
-    all_published(&app).await;
+    wait_all_published(&app.pool, WAIT).await;
     stream_matches_outbox(&app, &cluster.node(up).url()).await;
     app.post_project(Some(AGENT_KEY), &project("delta")).await;
     beat_via(&cluster.node(up).url(), "delta").await;
@@ -164,7 +147,7 @@ async fn on_a_three_node_cluster_losing_any_node_loses_no_event_and_no_heartbeat
     for code in ["BEL", "ITA"] {
         spoke_in(&app, code, "pending").await;
     }
-    all_published(&app).await;
+    wait_all_published(&app.pool, WAIT).await;
     stream_matches_outbox(&app, &cluster.node(leader).url()).await;
     stream_matches_outbox(&app, &cluster.node(up).url()).await;
 }

@@ -5,35 +5,26 @@
 
 use std::time::Duration;
 
-use async_nats::{ConnectErrorKind, ConnectOptions, Event};
+use async_nats::{ConnectErrorKind, Event};
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use service::identity;
 use sha2::{Digest, Sha256};
-use testkit::{eventually, NatsServer};
+use testkit::NatsServer;
 use tokio::sync::mpsc;
 
 use crate::fedkit::spoke_body;
 use crate::heartbeats::payload;
 use crate::helpers::*;
+use crate::identity::connect;
+use crate::process::stop_logged;
 
 /// `POST .../credentials` as admin: the issued body.
-async fn issue(base: &str, client: &reqwest::Client, slug: &str) -> Value {
-    let res = client
-        .post(format!("{base}/api/fed/projects/{slug}/credentials"))
-        .header("x-api-key", ADMIN_KEY)
-        .send()
-        .await
-        .unwrap();
+async fn issue(api: &Api, slug: &str) -> Value {
+    let path = format!("/api/fed/projects/{slug}/credentials");
+    let res = api.post(&path, Some(ADMIN_KEY)).await;
     assert_eq!(res.status(), 201);
-    assert_eq!(
-        res.headers()
-            .get("cache-control")
-            .unwrap()
-            .to_str()
-            .unwrap(),
-        "no-store"
-    );
+    assert_no_store(&res);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["slug"], slug);
     assert!(body["token"].as_str().unwrap().starts_with("fedhub_"));
@@ -42,8 +33,34 @@ async fn issue(base: &str, client: &reqwest::Client, slug: &str) -> Value {
     body
 }
 
+/// Sends `req`: a 403 problem document that names the rule and the
+/// token's project.
+async fn forbidden(req: impl std::future::Future<Output = reqwest::Response>) {
+    let problem = assert_problem(req.await, 403).await;
+    forbidden_says_why(&problem);
+}
+
+/// Revokes the credential `revoked` (as issued) of the list at
+/// `credentials` as admin: its token is refused at `probe` at once (401),
+/// the `kept` one still reads it; an unknown fingerprint is 404.
+pub async fn revoke_one_of_two(
+    app: &TestApp,
+    credentials: &str,
+    (revoked, kept): (&Value, &str),
+    probe: &str,
+) {
+    let fp = revoked["fingerprint"].as_str().unwrap();
+    let path = format!("{credentials}/{fp}");
+    assert_eq!(app.delete_status(&path, Some(ADMIN_KEY)).await, 204);
+    let token = revoked["token"].as_str();
+    assert_problem(app.get(probe, token).await, 401).await;
+    assert_eq!(app.get_status(probe, Some(kept)).await, 200);
+    let unknown = format!("{credentials}/sha256:00000000");
+    assert_problem(app.delete(&unknown, Some(ADMIN_KEY)).await, 404).await;
+}
+
 fn forbidden_says_why(problem: &Value) {
-    let detail = problem["detail"].as_str().unwrap();
+    let detail = detail_of(problem);
     assert!(detail.contains("NodeRestriction"), "{problem}");
     assert!(detail.contains("\"alpha\""), "{problem}");
 }
@@ -53,7 +70,7 @@ async fn a_hub_token_may_read_the_catalog_and_change_only_its_own_project() {
     let app = spawn_app().await;
     app.create_project(&project("alpha")).await;
     app.create_project(&project("beta")).await;
-    let issued = issue(&app.base, &app.client, "alpha").await;
+    let issued = issue(&app, "alpha").await;
     assert!(
         issued["nats_creds"].is_null(),
         "no identity.dir: no NATS creds"
@@ -96,55 +113,25 @@ async fn a_hub_token_may_read_the_catalog_and_change_only_its_own_project() {
         .await;
     assert_eq!(res.status(), 204);
     // Never another hub's.
-    forbidden_says_why(
-        &assert_problem(
-            app.put_json("/api/fed/projects/beta/maintenance", Some(token), &window)
-                .await,
-            403,
-        )
-        .await,
-    );
-    forbidden_says_why(
-        &assert_problem(
-            app.delete("/api/fed/projects/beta/maintenance", Some(token))
-                .await,
-            403,
-        )
-        .await,
-    );
+    forbidden(app.put_json("/api/fed/projects/beta/maintenance", Some(token), &window)).await;
+    forbidden(app.delete("/api/fed/projects/beta/maintenance", Some(token))).await;
 
     // Another hub's project, deletion, spokes, sync, credentials: 403, saying why.
     let evil = json!({"name": "Beta", "hub_url": "http://attacker.example", "tags": []});
-    forbidden_says_why(
-        &assert_problem(
-            app.put_json("/api/fed/projects/beta", Some(token), &evil)
-                .await,
-            403,
-        )
-        .await,
-    );
+    forbidden(app.put_json("/api/fed/projects/beta", Some(token), &evil)).await;
     let mut evil_post = project("beta");
     evil_post["hub_url"] = json!("http://attacker.example");
-    forbidden_says_why(&assert_problem(app.post_project(Some(token), &evil_post).await, 403).await);
+    forbidden(app.post_project(Some(token), &evil_post)).await;
     let new_post = project("gamma");
-    forbidden_says_why(&assert_problem(app.post_project(Some(token), &new_post).await, 403).await);
+    forbidden(app.post_project(Some(token), &new_post)).await;
     for path in ["/api/fed/projects/beta", "/api/fed/projects/alpha"] {
-        forbidden_says_why(&assert_problem(app.delete(path, Some(token)).await, 403).await);
+        forbidden(app.delete(path, Some(token))).await;
     }
-    forbidden_says_why(
-        &assert_problem(
-            app.post_json("/api/federation/register", Some(token), &spoke_body("PT"))
-                .await,
-            403,
-        )
-        .await,
-    );
+    forbidden(app.post_json("/api/federation/register", Some(token), &spoke_body("PT"))).await;
     let id = "00000000-0000-0000-0000-000000000001";
     for action in ["approve", "suspend", "reinstate", "revoke"] {
         let path = format!("/api/federation/spokes/{id}/{action}");
-        forbidden_says_why(
-            &assert_problem(app.post_json(&path, Some(token), &json!({})).await, 403).await,
-        );
+        forbidden(app.post_empty(&path, Some(token))).await;
     }
     for path in [
         "/api/federation/spokes",
@@ -153,48 +140,12 @@ async fn a_hub_token_may_read_the_catalog_and_change_only_its_own_project() {
         "/api/federation/sync/status",
         "/api/fed/projects/alpha/credentials",
     ] {
-        forbidden_says_why(&assert_problem(app.get(path, Some(token)).await, 403).await);
+        forbidden(app.get(path, Some(token))).await;
     }
-    forbidden_says_why(
-        &assert_problem(
-            app.post_json("/api/federation/drift", Some(token), &json!({}))
-                .await,
-            403,
-        )
-        .await,
-    );
-    forbidden_says_why(
-        &assert_problem(
-            app.post_json(
-                "/api/fed/projects/alpha/credentials",
-                Some(token),
-                &json!({}),
-            )
-            .await,
-            403,
-        )
-        .await,
-    );
-    forbidden_says_why(
-        &assert_problem(
-            app.delete("/api/fed/projects/alpha/credentials", Some(token))
-                .await,
-            403,
-        )
-        .await,
-    );
-    forbidden_says_why(
-        &assert_problem(
-            app.post_json(
-                "/api/fed/projects/beta/credentials/refresh",
-                Some(token),
-                &json!({}),
-            )
-            .await,
-            403,
-        )
-        .await,
-    );
+    forbidden(app.post_empty("/api/federation/drift", Some(token))).await;
+    forbidden(app.post_empty("/api/fed/projects/alpha/credentials", Some(token))).await;
+    forbidden(app.delete("/api/fed/projects/alpha/credentials", Some(token))).await;
+    forbidden(app.post_empty("/api/fed/projects/beta/credentials/refresh", Some(token))).await;
     let beta_after = app
         .get_value("/api/fed/projects/beta", Some(ADMIN_KEY))
         .await;
@@ -213,21 +164,16 @@ async fn a_hub_token_may_read_the_catalog_and_change_only_its_own_project() {
     .await;
     // A refresh is for hub tokens; without identity.dir it moves the expiry only.
     assert_problem(
-        app.post_json(
+        app.post_empty(
             "/api/fed/projects/alpha/credentials/refresh",
             Some(ADMIN_KEY),
-            &json!({}),
         )
         .await,
         403,
     )
     .await;
     let refreshed = app
-        .post_json(
-            "/api/fed/projects/alpha/credentials/refresh",
-            Some(token),
-            &json!({}),
-        )
+        .post_empty("/api/fed/projects/alpha/credentials/refresh", Some(token))
         .await;
     assert_eq!(refreshed.status(), 200);
     let refreshed: Value = refreshed.json().await.unwrap();
@@ -247,8 +193,8 @@ async fn a_hub_token_may_read_the_catalog_and_change_only_its_own_project() {
 async fn credentials_are_kept_as_digests_listed_without_secrets_and_revoked() {
     let app = spawn_app().await;
     app.create_project(&project("alpha")).await;
-    let first = issue(&app.base, &app.client, "alpha").await;
-    let second = issue(&app.base, &app.client, "alpha").await;
+    let first = issue(&app, "alpha").await;
+    let second = issue(&app, "alpha").await;
     let token = first["token"].as_str().unwrap();
     let token2 = second["token"].as_str().unwrap();
 
@@ -313,25 +259,8 @@ async fn credentials_are_kept_as_digests_listed_without_secrets_and_revoked() {
     }
 
     // Revoking one: its token is refused at once (401), the other still works.
-    let fp = first["fingerprint"].as_str().unwrap();
-    let res = app
-        .delete(
-            &format!("/api/fed/projects/alpha/credentials/{fp}"),
-            Some(ADMIN_KEY),
-        )
-        .await;
-    assert_eq!(res.status(), 204);
-    assert_problem(app.get("/api/fed/projects", Some(token)).await, 401).await;
-    assert_eq!(app.get_status("/api/fed/projects", Some(token2)).await, 200);
-    assert_problem(
-        app.delete(
-            "/api/fed/projects/alpha/credentials/sha256:00000000",
-            Some(ADMIN_KEY),
-        )
-        .await,
-        404,
-    )
-    .await;
+    let credentials = "/api/fed/projects/alpha/credentials";
+    revoke_one_of_two(&app, credentials, (&first, token2), "/api/fed/projects").await;
     // An unknown token of the hub form: 401 too.
     assert_problem(
         app.get("/api/fed/projects", Some("fedhub_nothing")).await,
@@ -341,9 +270,8 @@ async fn credentials_are_kept_as_digests_listed_without_secrets_and_revoked() {
 
     // Deleting the project revokes the rest.
     assert_eq!(
-        app.delete("/api/fed/projects/alpha", Some(ADMIN_KEY))
-            .await
-            .status(),
+        app.delete_status("/api/fed/projects/alpha", Some(ADMIN_KEY))
+            .await,
         204
     );
     assert_problem(app.get("/api/fed/projects", Some(token2)).await, 401).await;
@@ -359,11 +287,10 @@ async fn credentials_are_kept_as_digests_listed_without_secrets_and_revoked() {
     );
 
     // Revoking every credential of a hub.
-    let third = issue(&app.base, &app.client, "alpha").await;
+    let third = issue(&app, "alpha").await;
     assert_eq!(
-        app.delete("/api/fed/projects/alpha/credentials", Some(ADMIN_KEY))
-            .await
-            .status(),
+        app.delete_status("/api/fed/projects/alpha/credentials", Some(ADMIN_KEY))
+            .await,
         204
     );
     assert_problem(
@@ -400,25 +327,6 @@ async fn credentials_are_kept_as_digests_listed_without_secrets_and_revoked() {
     );
 }
 
-/// A client with `creds` (text of a .creds file), and the events it sees.
-async fn connect(
-    url: &str,
-    creds: &str,
-) -> Result<(async_nats::Client, mpsc::UnboundedReceiver<Event>), async_nats::ConnectError> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let client = ConnectOptions::with_credentials(creds)
-        .unwrap()
-        .event_callback(move |event| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send(event);
-            }
-        })
-        .connect(url)
-        .await?;
-    Ok((client, rx))
-}
-
 /// Waits, at most `within`, for the server to drop the client's connection.
 /// False if it is still connected then.
 async fn disconnected(events: &mut mpsc::UnboundedReceiver<Event>, within: Duration) -> bool {
@@ -445,44 +353,13 @@ async fn refused(url: &str, creds: &str) {
 /// a nats-server in operator mode and PostgreSQL.
 #[tokio::test]
 async fn a_revoked_hub_loses_rest_at_once_and_nats_within_five_seconds_and_no_secret_is_logged() {
-    let tmp = tempfile::tempdir().unwrap();
-    identity::init(tmp.path()).unwrap();
-    let nats = NatsServer::start_with_config(&tmp.path().join(identity::SERVER_CONF)).await;
-    let db = testkit::TestDb::create().await;
-    let port = testkit::free_port();
-    let log_path = tmp.path().join("service.log");
-    let log_file = std::fs::File::create(&log_path).unwrap();
-    let child = crate::process::serve(&db.url, port)
-        .env("NATS_URL", nats.url())
-        .env("FEDERATION__IDENTITY__DIR", tmp.path())
-        .env("FEDERATION__SERVER__HOST", "127.0.0.1")
-        .env("RUST_LOG", "trace")
-        // A file, not a pipe: nobody reads a pipe until the end, and a full
-        // one would stall the service's logging.
-        .stdout(log_file.try_clone().unwrap())
-        .stderr(log_file)
-        .spawn()
-        .unwrap();
-    crate::process::wait_ready(port).await;
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let status = |path: &'static str, key: String| {
-        let client = client.clone();
-        let url = format!("{base}{path}");
-        async move {
-            client
-                .get(url)
-                .header("x-api-key", key)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
-    };
+    let svc = crate::process::IdentityService::start().await;
+    let (tmp, nats, log_path) = (&svc.tmp, &svc.nats, &svc.log_path);
+    let child = svc.child;
+    let api = Api::at(&svc.base);
 
     let mut secrets = Vec::new();
-    let issued = issue(&base, &client, "alpha").await;
+    let issued = issue(&api, "alpha").await;
     let token = issued["token"].as_str().unwrap().to_owned();
     let creds = issued["nats_creds"]
         .as_str()
@@ -490,13 +367,7 @@ async fn a_revoked_hub_loses_rest_at_once_and_nats_within_five_seconds_and_no_se
         .to_owned();
     secrets.push(token.clone());
     secrets.push(seed_of(&creds));
-    let res = client
-        .post(format!("{base}/api/fed/projects"))
-        .header("x-api-key", &token)
-        .json(&project("alpha"))
-        .send()
-        .await
-        .unwrap();
+    let res = api.post_project(Some(&token), &project("alpha")).await;
     assert_eq!(res.status(), 201);
 
     // The creds work: alpha publishes its heartbeat and the catalog sees it.
@@ -506,34 +377,19 @@ async fn a_revoked_hub_loses_rest_at_once_and_nats_within_five_seconds_and_no_se
         .await
         .unwrap();
     alpha.flush().await.unwrap();
-    eventually(Duration::from_secs(20), "alpha online", || {
-        let client = client.clone();
-        let url = format!("{base}/api/fed/projects/alpha");
-        async move {
-            let p: Value = client
-                .get(url)
-                .header("x-api-key", ADMIN_KEY)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            (p["status"] == "online").then_some(())
-        }
-    })
-    .await;
+    let online = (
+        "/api/fed/projects/alpha",
+        Duration::from_secs(20),
+        "alpha online",
+    );
+    api.wait_value(online, |p| Some(p["status"] == "online"))
+        .await;
 
     // A refresh with the token: new creds that connect; the old still do.
-    let refreshed: Value = client
-        .post(format!("{base}/api/fed/projects/alpha/credentials/refresh"))
-        .header("x-api-key", &token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let refreshed = api
+        .post("/api/fed/projects/alpha/credentials/refresh", Some(&token))
+        .await;
+    let refreshed: Value = refreshed.json().await.unwrap();
     let new_creds = refreshed["nats_creds"].as_str().unwrap().to_owned();
     secrets.push(seed_of(&new_creds));
     assert_ne!(new_creds, creds);
@@ -542,18 +398,13 @@ async fn a_revoked_hub_loses_rest_at_once_and_nats_within_five_seconds_and_no_se
 
     // Revocation: REST refused at once, both NATS users dropped within 5 s.
     let fp = issued["fingerprint"].as_str().unwrap();
-    let res = client
-        .delete(format!("{base}/api/fed/projects/alpha/credentials/{fp}"))
-        .header("x-api-key", ADMIN_KEY)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204);
-    assert_eq!(status("/api/fed/projects", token.clone()).await, 401);
+    let path = format!("/api/fed/projects/alpha/credentials/{fp}");
+    assert_eq!(api.delete(&path, Some(ADMIN_KEY)).await.status(), 204);
+    assert_eq!(api.get_status("/api/fed/projects", Some(&token)).await, 401);
     let dropped = disconnected(&mut events, Duration::from_secs(5)).await
         && disconnected(&mut events2, Duration::from_secs(5)).await;
     if !dropped {
-        let logs = stop(child, &log_path).await;
+        let logs = stop_logged(child, log_path).await;
         panic!("alpha still connected 5 s after the revocation; the service's log:\n{logs}");
     }
     refused(&nats.url(), &creds).await;
@@ -574,14 +425,7 @@ async fn a_revoked_hub_loses_rest_at_once_and_nats_within_five_seconds_and_no_se
         conf.contains(account_jwt.trim()),
         "the preload carries the new account JWT"
     );
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = api.get_text("/metrics", None).await;
     assert!(
         metrics.contains("identity_revocation_pushes_total 1"),
         "{metrics}"
@@ -617,28 +461,17 @@ async fn a_revoked_hub_loses_rest_at_once_and_nats_within_five_seconds_and_no_se
     drop(restarted);
 
     // Deleting the project revokes a later credential just the same.
-    let later = issue(&base, &client, "alpha").await;
+    let later = issue(&api, "alpha").await;
     let later_creds = later["nats_creds"].as_str().unwrap().to_owned();
     secrets.push(later["token"].as_str().unwrap().to_owned());
     secrets.push(seed_of(&later_creds));
     let (_alpha3, mut events3) = connect(&nats.url(), &later_creds).await.unwrap();
-    let res = client
-        .delete(format!("{base}/api/fed/projects/alpha"))
-        .header("x-api-key", ADMIN_KEY)
-        .send()
-        .await
-        .unwrap();
+    let res = api.delete("/api/fed/projects/alpha", Some(ADMIN_KEY)).await;
     assert_eq!(res.status(), 204);
-    assert_eq!(
-        status(
-            "/api/fed/projects",
-            later["token"].as_str().unwrap().to_owned()
-        )
-        .await,
-        401
-    );
+    let later_token = later["token"].as_str();
+    assert_eq!(api.get_status("/api/fed/projects", later_token).await, 401);
     if !disconnected(&mut events3, Duration::from_secs(5)).await {
-        let logs = stop(child, &log_path).await;
+        let logs = stop_logged(child, log_path).await;
         panic!(
             "alpha still connected 5 s after its project was deleted; the service's log:\n{logs}"
         );
@@ -646,16 +479,10 @@ async fn a_revoked_hub_loses_rest_at_once_and_nats_within_five_seconds_and_no_se
     refused(&nats.url(), &later_creds).await;
 
     // The list answers no secret.
-    let list = client
-        .get(format!("{base}/api/fed/projects/alpha/credentials"))
-        .header("x-api-key", ADMIN_KEY)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let logs = stop(child, &log_path).await;
+    let list = api
+        .get_text("/api/fed/projects/alpha/credentials", Some(ADMIN_KEY))
+        .await;
+    let logs = stop_logged(child, log_path).await;
     assert!(logs.contains("hub credential revoked"), "{logs}");
     assert!(
         logs.contains("federation account updated on NATS"),
@@ -665,19 +492,6 @@ async fn a_revoked_hub_loses_rest_at_once_and_nats_within_five_seconds_and_no_se
         assert!(!list.contains(s.as_str()), "a secret in the list");
         assert!(!logs.contains(s.as_str()), "a secret appears in the logs");
     }
-}
-
-/// Stops the service (SIGTERM) and returns its log.
-async fn stop(child: std::process::Child, log: &std::path::Path) -> String {
-    crate::process::signal(child.id(), "-TERM");
-    let mut child = child;
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    let logs = std::fs::read_to_string(log).unwrap();
-    assert!(status.success(), "{status}: {logs}");
-    logs
 }
 
 fn seed_of(creds: &str) -> String {

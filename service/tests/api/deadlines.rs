@@ -100,9 +100,8 @@ async fn a_hub_beating_every_second_goes_offline_after_three_while_the_others_ke
 #[tokio::test]
 async fn each_hub_is_judged_by_its_interval_clamped_to_the_bounds() {
     let app = spawn_app().await;
-    for slug in ["plain", "quick", "slow", "ten"] {
-        app.create_project(&project(slug)).await;
-    }
+    app.create_projects(&["plain", "quick", "slow", "ten"])
+        .await;
     let t0 = Utc::now().trunc_subsecs(6);
     beat(&app.pool, "plain", None, t0).await;
     beat(&app.pool, "quick", Some(1), t0).await;
@@ -190,9 +189,8 @@ async fn audit_rows(app: &TestApp, action: &str) -> Vec<(String, String, Option<
 #[tokio::test]
 async fn hubs_offline_longer_than_deregister_after_are_removed_with_an_event_and_an_audit_row() {
     let app = spawn_app().await;
-    for slug in ["gone", "resting", "back", "never"] {
-        app.create_project(&project(slug)).await;
-    }
+    app.create_projects(&["gone", "resting", "back", "never"])
+        .await;
     let t0 = Utc::now().trunc_subsecs(6);
     for slug in ["gone", "resting", "back"] {
         beat(&app.pool, slug, Some(30), t0).await;
@@ -211,14 +209,8 @@ async fn hubs_offline_longer_than_deregister_after_are_removed_with_an_event_and
     assert_eq!(out.offline, ["back", "gone", "resting"]);
     // `resting` goes into maintenance while offline; `back` beats again
     // and goes offline later.
-    let res = app
-        .put_json(
-            "/api/fed/projects/resting/maintenance",
-            Some(ADMIN_KEY),
-            &json!({"duration": "10d", "reason": "parked"}),
-        )
+    app.start_maintenance("resting", &json!({"duration": "10d", "reason": "parked"}))
         .await;
-    assert_eq!(res.status(), 200);
     beat(&app.pool, "back", Some(30), t0 + secs(2000)).await;
     let out = sweeper.sweep_once(t0 + secs(2100), sight).await.unwrap();
     assert_eq!(out.offline, ["back"]);

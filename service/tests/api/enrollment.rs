@@ -7,20 +7,14 @@
 
 use figment::providers::Format;
 use serde_json::{json, Value};
-use service::identity;
 use sha2::{Digest, Sha256};
-use testkit::NatsServer;
 
 use crate::helpers::*;
 
 /// `POST .../enrollments` as admin: the join token.
-async fn make_join_token(base: &str, client: &reqwest::Client, slug: &str) -> String {
-    let res = client
-        .post(format!("{base}/api/fed/projects/{slug}/enrollments"))
-        .header("x-api-key", ADMIN_KEY)
-        .send()
-        .await
-        .unwrap();
+async fn make_join_token(api: &Api, slug: &str) -> String {
+    let path = format!("/api/fed/projects/{slug}/enrollments");
+    let res = api.post(&path, Some(ADMIN_KEY)).await;
     assert_eq!(res.status(), 201);
     assert_eq!(res.headers()["cache-control"], "no-store");
     let body: Value = res.json().await.unwrap();
@@ -36,13 +30,9 @@ async fn make_join_token(base: &str, client: &reqwest::Client, slug: &str) -> St
     token.to_owned()
 }
 
-async fn enroll(base: &str, client: &reqwest::Client, join_token: &str) -> reqwest::Response {
-    client
-        .post(format!("{base}/api/fed/enroll"))
-        .json(&json!({ "join_token": join_token }))
-        .send()
-        .await
-        .unwrap()
+async fn enroll(api: &Api, join_token: &str) -> reqwest::Response {
+    let body = json!({ "join_token": join_token });
+    api.post_json("/api/fed/enroll", None, &body).await
 }
 
 async fn audit_rows(app: &TestApp) -> Vec<(String, String, String, String)> {
@@ -67,32 +57,24 @@ async fn dump(app: &TestApp, table: &str) -> String {
 #[tokio::test]
 async fn a_join_token_is_exchanged_once_for_a_hub_credential_and_refusals_are_audited() {
     let app = spawn_app().await;
-    let join = make_join_token(&app.base, &app.client, "alpha").await;
+    let join = make_join_token(&app, "alpha").await;
 
     // Only an admin makes join tokens.
     let res = app
-        .post_json(
-            "/api/fed/projects/alpha/enrollments",
-            Some(AGENT_KEY),
-            &json!({}),
-        )
+        .post_empty("/api/fed/projects/alpha/enrollments", Some(AGENT_KEY))
         .await;
     assert_problem(res, 403).await;
     let res = app
-        .post_json("/api/fed/projects/alpha/enrollments", None, &json!({}))
+        .post_empty("/api/fed/projects/alpha/enrollments", None)
         .await;
     assert_problem(res, 401).await;
     let res = app
-        .post_json(
-            "/api/fed/projects/Not_A_Slug/enrollments",
-            Some(ADMIN_KEY),
-            &json!({}),
-        )
+        .post_empty("/api/fed/projects/Not_A_Slug/enrollments", Some(ADMIN_KEY))
         .await;
     assert_problem(res, 404).await;
 
     // The exchange: no key, the credentials route's body.
-    let res = enroll(&app.base, &app.client, &join).await;
+    let res = enroll(&app, &join).await;
     assert_eq!(res.status(), 201);
     assert_eq!(res.headers()["cache-control"], "no-store");
     let issued: Value = res.json().await.unwrap();
@@ -123,18 +105,14 @@ async fn a_join_token_is_exchanged_once_for_a_hub_credential_and_refusals_are_au
     );
 
     // A second use, an unknown token, a malformed body: refused, nothing issued.
-    let problem = assert_problem(enroll(&app.base, &app.client, &join).await, 401).await;
+    let problem = assert_problem(enroll(&app, &join).await, 401).await;
     assert!(!problem.to_string().contains(&join), "{problem}");
-    assert_problem(
-        enroll(&app.base, &app.client, "fedjoin_nobody-made-this").await,
-        401,
-    )
-    .await;
+    assert_problem(enroll(&app, "fedjoin_nobody-made-this").await, 401).await;
     let res = app
         .post_json("/api/fed/enroll", None, &json!({ "join_token": 7 }))
         .await;
     assert_problem(res, 422).await;
-    let res = app.post_json("/api/fed/enroll", None, &json!({})).await;
+    let res = app.post_empty("/api/fed/enroll", None).await;
     assert_problem(res, 422).await;
     assert_eq!(app.count("hub_credentials").await, 1);
 
@@ -196,10 +174,10 @@ async fn a_join_token_is_exchanged_once_for_a_hub_credential_and_refusals_are_au
 #[tokio::test]
 async fn an_expired_join_token_is_refused_and_audited() {
     let app = spawn_app().await;
-    let join = make_join_token(&app.base, &app.client, "alpha").await;
+    let join = make_join_token(&app, "alpha").await;
     app.sql("UPDATE join_tokens SET expires_at = now() - interval '1 second'")
         .await;
-    assert_problem(enroll(&app.base, &app.client, &join).await, 401).await;
+    assert_problem(enroll(&app, &join).await, 401).await;
     assert_eq!(app.count("hub_credentials").await, 0);
     let (outcome, detail): (String, Option<String>) = sqlx::query_as(
         "SELECT outcome, detail FROM audit_log WHERE action = 'enrollment.exchange'",
@@ -215,8 +193,8 @@ async fn an_expired_join_token_is_refused_and_audited() {
 async fn two_concurrent_exchanges_of_one_join_token_exactly_one_wins() {
     let app = spawn_app().await;
     for round in 0..5 {
-        let join = make_join_token(&app.base, &app.client, "alpha").await;
-        let attempts = (0..6).map(|_| enroll(&app.base, &app.client, &join));
+        let join = make_join_token(&app, "alpha").await;
+        let attempts = (0..6).map(|_| enroll(&app, &join));
         let statuses: Vec<u16> = futures::future::join_all(attempts)
             .await
             .iter()
@@ -248,40 +226,24 @@ fn the_join_token_lifetime_is_bounded() {
 /// the hub token appears in its log, even at trace level.
 #[tokio::test]
 async fn enrollment_with_identity_answers_nats_credentials_and_logs_no_secret() {
-    let tmp = tempfile::tempdir().unwrap();
-    identity::init(tmp.path()).unwrap();
-    let nats = NatsServer::start_with_config(&tmp.path().join(identity::SERVER_CONF)).await;
-    let db = testkit::TestDb::create().await;
-    let port = testkit::free_port();
-    let log_path = tmp.path().join("service.log");
-    let log_file = std::fs::File::create(&log_path).unwrap();
-    let mut child = crate::process::serve(&db.url, port)
-        .env("NATS_URL", nats.url())
-        .env("FEDERATION__IDENTITY__DIR", tmp.path())
-        .env("FEDERATION__SERVER__HOST", "127.0.0.1")
-        .env("RUST_LOG", "trace")
-        .stdout(log_file.try_clone().unwrap())
-        .stderr(log_file)
-        .spawn()
-        .unwrap();
-    crate::process::wait_ready(port).await;
+    let svc = crate::process::IdentityService::start().await;
+    let log_path = &svc.log_path;
     // The service checks once that the server refuses anonymous clients:
     // quietly (an expected refusal is no ERROR line).
     testkit::eventually(
         std::time::Duration::from_secs(20),
         "the anonymous probe",
         || async {
-            let logs = std::fs::read_to_string(&log_path).ok()?;
+            let logs = std::fs::read_to_string(log_path).ok()?;
             logs.contains("NATS refuses clients without credentials")
                 .then_some(())
         },
     )
     .await;
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
+    let api = Api::at(&svc.base);
 
-    let join = make_join_token(&base, &client, "alpha").await;
-    let res = enroll(&base, &client, &join).await;
+    let join = make_join_token(&api, "alpha").await;
+    let res = enroll(&api, &join).await;
     assert_eq!(res.status(), 201);
     let issued: Value = res.json().await.unwrap();
     let token = issued["token"].as_str().unwrap().to_owned();
@@ -290,23 +252,12 @@ async fn enrollment_with_identity_answers_nats_credentials_and_logs_no_secret() 
         .expect("NATS creds")
         .to_owned();
     assert!(creds.contains("BEGIN NATS USER JWT"), "{creds}");
-    assert_eq!(enroll(&base, &client, &join).await.status(), 401);
+    assert_eq!(enroll(&api, &join).await.status(), 401);
     // The hub token refreshes its NATS credentials.
-    let res = client
-        .post(format!("{base}/api/fed/projects/alpha/credentials/refresh"))
-        .header("x-api-key", &token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    let refresh = "/api/fed/projects/alpha/credentials/refresh";
+    assert_eq!(api.post(refresh, Some(&token)).await.status(), 200);
 
-    crate::process::signal(child.id(), "-TERM");
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    let logs = std::fs::read_to_string(&log_path).unwrap();
-    assert!(status.success(), "{status}: {logs}");
+    let logs = crate::process::stop_logged(svc.child, log_path).await;
     assert!(logs.contains("hub enrolled"), "{logs}");
     assert!(logs.contains("refused an enrollment"), "{logs}");
     assert!(

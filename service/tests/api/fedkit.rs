@@ -120,6 +120,24 @@ pub async fn stream_len(js: &async_nats::jetstream::Context) -> u64 {
     }
 }
 
+/// Waits up to `limit` until the outbox holds no unpublished event.
+pub async fn wait_all_published(pool: &sqlx::PgPool, limit: Duration) {
+    testkit::eventually(limit, "every outbox event to be published", || async {
+        (outbox_unpublished(pool).await == 0).then_some(())
+    })
+    .await;
+}
+
+/// A JetStream context on one node that waits up to 30 s per API request:
+/// on two busy cores a clustered request can outlast the client's default
+/// 5 s while the cluster settles after a node died.
+pub async fn patient_jetstream(url: &str) -> async_nats::jetstream::Context {
+    let client = async_nats::connect(url).await.unwrap();
+    async_nats::jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .build(client)
+}
+
 pub async fn jetstream(url: &str) -> async_nats::jetstream::Context {
     let client = async_nats::connect(url).await.unwrap();
     async_nats::jetstream::new(client)
@@ -198,7 +216,7 @@ impl SseClient {
         }
         let res = req.send().await.unwrap();
         assert_eq!(res.status(), 200);
-        let ct = res.headers()["content-type"].to_str().unwrap().to_owned();
+        let ct = content_type(&res).to_owned();
         assert!(ct.starts_with("text/event-stream"), "{ct}");
         SseClient {
             res,

@@ -205,18 +205,9 @@ async fn a_write_shows_through_rest_on_another_replica_without_polling() {
     r.register("alpha").await;
     let b = spawn_on_same_db(&r.app.db.url, "catalog:\n  resync_interval: 0s\n").await;
     let read_b = |slug: &'static str| {
+        let path = format!("/api/fed/projects/{slug}");
         let b = &b;
-        async move {
-            b.client
-                .get(format!("{}/api/fed/projects/{slug}", b.base))
-                .header("X-API-Key", ADMIN_KEY)
-                .send()
-                .await
-                .ok()?
-                .json::<Value>()
-                .await
-                .ok()
-        }
+        async move { b.api.try_value(&path, Some(ADMIN_KEY)).await }
     };
     assert_eq!(read_b("alpha").await.unwrap()["status"], "offline");
     r.beat("alpha", "degraded").await;
@@ -235,16 +226,8 @@ async fn a_write_shows_through_rest_on_another_replica_without_polling() {
         .delete("/api/fed/projects/beta", Some(ADMIN_KEY))
         .await;
     eventually(Duration::from_secs(10), "B to lose beta", || async {
-        let list: Value = b
-            .client
-            .get(format!("{}/api/fed/projects", b.base))
-            .header("X-API-Key", ADMIN_KEY)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let list = b.api.try_value("/api/fed/projects", Some(ADMIN_KEY));
+        let list = list.await?;
         (list.as_array()?.len() == 1).then_some(())
     })
     .await;
@@ -254,19 +237,16 @@ async fn a_write_shows_through_rest_on_another_replica_without_polling() {
 /// A second service on the database at `url`, REST only, once ready.
 async fn spawn_on_same_db(url: &str, extra: &str) -> ReplicaB {
     let started = start_on(url, extra, Vec::new()).await;
-    let client = reqwest::Client::new();
     let ready = format!("{}/ready", started.base);
     testkit::wait_ok(&ready, Duration::from_secs(30), "replica B to be ready").await;
     ReplicaB {
-        base: started.base.clone(),
-        client,
+        api: Api::at(&started.base),
         started,
     }
 }
 
 struct ReplicaB {
-    base: String,
-    client: reqwest::Client,
+    api: Api,
     started: Started,
 }
 

@@ -81,10 +81,7 @@ impl Rig {
     }
 
     pub async fn metric(&self, line_prefix: &str) -> f64 {
-        metric_value(
-            &self.app.get("/metrics", None).await.text().await.unwrap(),
-            line_prefix,
-        )
+        metric_value(&self.app.get_text("/metrics", None).await, line_prefix)
     }
 
     pub async fn wait_metric(&self, line_prefix: &str, want: f64) {
@@ -291,7 +288,7 @@ async fn a_burst_is_coalesced_and_every_message_counted() {
     for i in 0..10 {
         r.wait_status(&format!("hub{i}"), "degraded").await;
     }
-    let text = r.app.get("/metrics", None).await.text().await.unwrap();
+    let text = r.app.get_text("/metrics", None).await;
     let batches = metric_value(&text, "heartbeat_batch_size_count");
     assert!(
         (1.0..2000.0).contains(&batches),

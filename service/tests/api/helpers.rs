@@ -20,9 +20,15 @@ pub const AGENT_KEY: &str = "agent-key-for-tests-0123456789";
 /// An empty JSON object as a raw body, for [`TestApp::send_raw`].
 pub const JSON_BODY: (&str, &str) = ("application/json", "{}");
 
-pub struct TestApp {
+/// A running service's API, reached over HTTP: the service in-process
+/// ([`TestApp`] derefs to it) or the binary ([`Api::at`]).
+pub struct Api {
     pub base: String,
     pub client: reqwest::Client,
+}
+
+pub struct TestApp {
+    pub api: Api,
     pub pool: PgPool,
     pub db: TestDb,
     pub shutdown: CancellationToken,
@@ -141,8 +147,7 @@ impl Started {
         .await;
         let pool = PgPool::connect(&db.url).await.expect("test pool");
         TestApp {
-            base: self.base,
-            client: reqwest::Client::new(),
+            api: Api::at(&self.base),
             pool,
             db,
             shutdown: self.shutdown,
@@ -159,7 +164,15 @@ fn with_key(req: reqwest::RequestBuilder, key: Option<&str>) -> reqwest::Request
     }
 }
 
-impl TestApp {
+impl Api {
+    /// The API of the service at `base` (`http://host:port`).
+    pub fn at(base: &str) -> Api {
+        Api {
+            base: base.to_owned(),
+            client: reqwest::Client::new(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -186,6 +199,16 @@ impl TestApp {
         self.send(self.client.get(self.url(path)), key).await
     }
 
+    /// POST without a body.
+    pub async fn post(&self, path: &str, key: Option<&str>) -> reqwest::Response {
+        self.send(self.client.post(self.url(path)), key).await
+    }
+
+    /// POST with an empty JSON object (`{}`) as the body.
+    pub async fn post_empty(&self, path: &str, key: Option<&str>) -> reqwest::Response {
+        self.post_json(path, key, &serde_json::json!({})).await
+    }
+
     pub async fn post_json(
         &self,
         path: &str,
@@ -194,6 +217,13 @@ impl TestApp {
     ) -> reqwest::Response {
         self.send(self.client.post(self.url(path)).json(body), key)
             .await
+    }
+
+    /// GET, and the body as JSON; `None` if it could not be sent or is no
+    /// JSON (for `eventually` while a service may still be starting).
+    pub async fn try_value(&self, path: &str, key: Option<&str>) -> Option<Value> {
+        let res = self.try_request(reqwest::Method::GET, path, key).await;
+        res.ok()?.json().await.ok()
     }
 
     /// GET, and the body as JSON if it is JSON (for `eventually`).
@@ -215,6 +245,16 @@ impl TestApp {
         .await;
     }
 
+    /// Waits up to 10 s until GET of project `slug` shows `status` (the
+    /// catalog view has the change).
+    pub async fn wait_project_status(&self, slug: &str, status: &str) {
+        let path = format!("/api/fed/projects/{slug}");
+        let what = format!("the view to see {slug} {status}");
+        let limit = Duration::from_secs(10);
+        self.wait_value((&path, limit, &what), |p| Some(p["status"] == status))
+            .await;
+    }
+
     /// Registers or updates a project: `POST /api/fed/projects`.
     pub async fn post_project(&self, key: Option<&str>, body: &Value) -> reqwest::Response {
         self.post_json("/api/fed/projects", key, body).await
@@ -228,9 +268,50 @@ impl TestApp {
         res.json().await.unwrap()
     }
 
+    /// Registers each of `slugs` (the admin key, [`project`]'s body).
+    pub async fn create_projects(&self, slugs: &[&str]) {
+        for slug in slugs {
+            self.create_project(&project(slug)).await;
+        }
+    }
+
+    /// GET, and the body as text whatever the status.
+    pub async fn get_text(&self, path: &str, key: Option<&str>) -> String {
+        self.get(path, key).await.text().await.unwrap()
+    }
+
     /// The status code of a GET.
     pub async fn get_status(&self, path: &str, key: Option<&str>) -> u16 {
         self.get(path, key).await.status().as_u16()
+    }
+
+    /// Starts (or changes) `slug`'s maintenance `window` as admin,
+    /// expecting 200; the project as answered.
+    pub async fn start_maintenance(&self, slug: &str, window: &Value) -> Value {
+        let path = format!("/api/fed/projects/{slug}/maintenance");
+        let res = self.put_json(&path, Some(ADMIN_KEY), window).await;
+        assert_eq!(res.status(), 200);
+        res.json().await.unwrap()
+    }
+
+    /// GET `path` with the admin key, expecting 422 (a bad query); the
+    /// problem document.
+    pub async fn get_invalid(&self, path: &str) -> Value {
+        assert_problem(self.get(path, Some(ADMIN_KEY)).await, 422).await
+    }
+
+    /// For each `(query, field)`: GET `path?query` (admin key) is a 422
+    /// that names `field` alone.
+    pub async fn assert_each_refused(&self, path: &str, cases: &[(&str, &str)]) {
+        for (query, field) in cases {
+            let problem = self.get_invalid(&format!("{path}?{query}")).await;
+            assert_eq!(error_fields(&problem), [*field], "{query}: {problem}");
+        }
+    }
+
+    /// The status code of a DELETE.
+    pub async fn delete_status(&self, path: &str, key: Option<&str>) -> u16 {
+        self.delete(path, key).await.status().as_u16()
     }
 
     /// GET, expecting 200; the body as JSON.
@@ -248,11 +329,6 @@ impl TestApp {
     /// POST, and the body read as JSON whatever the status.
     pub async fn post_value(&self, path: &str, key: Option<&str>, body: &Value) -> Value {
         self.post_json(path, key, body).await.json().await.unwrap()
-    }
-
-    /// Runs one SQL statement on the test database.
-    pub async fn sql(&self, statement: &str) {
-        sqlx::query(statement).execute(&self.pool).await.unwrap();
     }
 
     pub async fn put_json(&self, path: &str, key: Option<&str>, body: &Value) -> reqwest::Response {
@@ -278,6 +354,21 @@ impl TestApp {
             .header("content-type", content_type)
             .body(body);
         self.send(req, key).await
+    }
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+impl TestApp {
+    /// Runs one SQL statement on the test database.
+    pub async fn sql(&self, statement: &str) {
+        sqlx::query(statement).execute(&self.pool).await.unwrap();
     }
 
     /// Stops the service and waits for it to exit.
@@ -320,6 +411,30 @@ pub fn project(slug: &str) -> Value {
         "tags": ["test"],
         "allow_fanout": [],
     })
+}
+
+/// The `Content-Type` of an answer.
+pub fn content_type(res: &reqwest::Response) -> &str {
+    res.headers()["content-type"].to_str().unwrap()
+}
+
+/// Whether `/ready`'s answer lists `warning`.
+pub fn warns(ready: &Value, warning: &str) -> bool {
+    ready["warnings"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from(warning))
+}
+
+/// A problem document's `detail`.
+pub fn detail_of(problem: &Value) -> &str {
+    problem["detail"].as_str().unwrap()
+}
+
+/// Asserts `Cache-Control: no-store`, as on every answer holding a secret.
+pub fn assert_no_store(res: &reqwest::Response) {
+    let cache_control = res.headers().get("cache-control").unwrap();
+    assert_eq!(cache_control.to_str().unwrap(), "no-store");
 }
 
 /// Asserts an RFC 9457 problem document with `status`, and returns it.

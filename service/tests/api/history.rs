@@ -80,14 +80,11 @@ async fn history_lists_each_transition_with_its_cause_newest_first() {
     beat_at(&app.pool, "alpha", "online", t0 + secs(60)).await;
     // The agent's goodbye: `offline` on its way out.
     beat_at(&app.pool, "alpha", "offline", t0 + secs(70)).await;
-    let res = app
-        .put_json(
-            "/api/fed/projects/alpha/maintenance",
-            Some(ADMIN_KEY),
-            &json!({"duration": "2h", "reason": "kernel upgrade"}),
-        )
-        .await;
-    assert_eq!(res.status(), 200);
+    app.start_maintenance(
+        "alpha",
+        &json!({"duration": "2h", "reason": "kernel upgrade"}),
+    )
+    .await;
 
     let page = app
         .get_ok("/api/fed/projects/alpha/history", Some(AGENT_KEY))
@@ -188,25 +185,16 @@ async fn bad_history_parameters_are_422_with_each_field_listed() {
         ("before=0", vec!["before"]),
         ("limit=0&before=-1", vec!["before", "limit"]),
     ] {
-        let res = app
-            .get(
-                &format!("/api/fed/projects/alpha/history?{query}"),
-                Some(ADMIN_KEY),
-            )
+        let problem = app
+            .get_invalid(&format!("/api/fed/projects/alpha/history?{query}"))
             .await;
-        let problem = assert_problem(res, 422).await;
         let mut got = error_fields(&problem);
         got.sort();
         assert_eq!(got, fields, "{query}");
     }
     for query in ["limit=abc", "before=x", "sort=at"] {
-        let res = app
-            .get(
-                &format!("/api/fed/projects/alpha/history?{query}"),
-                Some(ADMIN_KEY),
-            )
+        app.get_invalid(&format!("/api/fed/projects/alpha/history?{query}"))
             .await;
-        assert_problem(res, 422).await;
     }
     // Within bounds is fine.
     let page = app

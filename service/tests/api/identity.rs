@@ -68,7 +68,7 @@ fn federation(args: &[&str]) -> (bool, String, String) {
 }
 
 /// A client with `creds` (text of a .creds file), and the events it sees.
-async fn connect(
+pub async fn connect(
     url: &str,
     creds: &str,
 ) -> Result<(async_nats::Client, mpsc::UnboundedReceiver<Event>), async_nats::ConnectError> {
@@ -379,7 +379,7 @@ async fn a_hub_may_publish_only_its_own_presence() {
     })
     .await;
     assert_eq!(status(&app, "beta").await, "offline");
-    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    let metrics = app.get_text("/metrics", None).await;
     assert_eq!(
         crate::heartbeats::metric_value(&metrics, "heartbeat_total"),
         1.0,

@@ -207,13 +207,7 @@ async fn watch_clients_past_the_cap_get_503_with_retry_after() {
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let body = assert_problem(res, 503).await;
-    assert!(
-        body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("max_watch_clients"),
-        "{body}"
-    );
+    assert!(detail_of(&body).contains("max_watch_clients"), "{body}");
     assert_eq!(retry_after.as_deref(), Some("10"));
     testkit::eventually(WITHIN, "two watch clients counted", || async {
         let line = metric_line(&app, "event_watch_clients ").await?;

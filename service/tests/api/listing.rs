@@ -121,24 +121,8 @@ async fn filtered_and_sorted(app: TestApp) {
             .collect()
     };
     // (the direct SQL reaches the view by notification)
-    app.wait_value(
-        (
-            "/api/fed/projects/gamma",
-            std::time::Duration::from_secs(10),
-            "the view to see gamma online",
-        ),
-        |p| Some(p["status"] == "online"),
-    )
-    .await;
-    app.wait_value(
-        (
-            "/api/fed/projects/beta",
-            std::time::Duration::from_secs(10),
-            "the view to see beta degraded",
-        ),
-        |p| Some(p["status"] == "degraded"),
-    )
-    .await;
+    app.wait_project_status("gamma", "online").await;
+    app.wait_project_status("beta", "degraded").await;
 
     // One tag, as before; several: all of them.
     let (items, total, _) = page(&app, "/api/fed/projects?tag=prod").await;
@@ -193,41 +177,30 @@ async fn without_the_view_the_database_answers_the_same() {
 async fn bad_list_parameters_are_one_422_naming_each() {
     let app = spawn_app().await;
     app.create_project(&project("alpha")).await;
-    let res = app
-        .get(
-            "/api/fed/projects?limit=0&sort=size&cursor=nope&q=&tag=ok&tag=%20bad",
-            Some(ADMIN_KEY),
-        )
+    let problem = app
+        .get_invalid("/api/fed/projects?limit=0&sort=size&cursor=nope&q=&tag=ok&tag=%20bad")
         .await;
-    let problem = assert_problem(res, 422).await;
     assert_eq!(
         error_fields(&problem),
         ["cursor", "limit", "q", "sort", "tag[1]"],
         "{problem}"
     );
-    for (query, field) in [
+    let cases = [
         ("limit=1001", "limit"),
         ("limit=x", "limit"),
         ("sort=-", "sort"),
         ("status=asleep", "status"),
-    ] {
-        let res = app
-            .get(&format!("/api/fed/projects?{query}"), Some(ADMIN_KEY))
-            .await;
-        let problem = assert_problem(res, 422).await;
-        assert_eq!(error_fields(&problem), [field], "{query}: {problem}");
-    }
+    ];
+    app.assert_each_refused("/api/fed/projects", &cases).await;
     // A cursor made for one sort is refused under another.
     app.create_project(&project("beta")).await;
     let (_, _, next) = page(&app, "/api/fed/projects?limit=1&sort=name").await;
     let cursor = next.unwrap().rsplit("cursor=").next().unwrap().to_owned();
-    let res = app
-        .get(
-            &format!("/api/fed/projects?limit=1&sort=slug&cursor={cursor}"),
-            Some(ADMIN_KEY),
-        )
+    let problem = app
+        .get_invalid(&format!(
+            "/api/fed/projects?limit=1&sort=slug&cursor={cursor}"
+        ))
         .await;
-    let problem = assert_problem(res, 422).await;
     assert_eq!(error_fields(&problem), ["cursor"]);
 }
 
@@ -252,9 +225,8 @@ async fn spokes_page_filter_and_sort_the_same_way() {
     let (_, total, next) = page(&app, "/api/federation/spokes?status=pending&limit=4").await;
     assert_eq!(total, 5);
     assert!(next.unwrap().contains("status=pending"));
-    let res = app
-        .get("/api/federation/spokes?limit=0&sort=slug", Some(ADMIN_KEY))
+    let problem = app
+        .get_invalid("/api/federation/spokes?limit=0&sort=slug")
         .await;
-    let problem = assert_problem(res, 422).await;
     assert_eq!(error_fields(&problem), ["limit", "sort"]);
 }

@@ -51,15 +51,9 @@ async fn a_hub_in_maintenance_stays_as_it_was_and_is_judged_from_the_end_of_the_
     let t0 = Utc::now().trunc_subsecs(6);
     beat_at(&app.pool, "alpha", "online", t0).await;
     beat_at(&app.pool, "beta", "online", t0).await;
-    let res = app
-        .put_json(
-            PATH,
-            Some(ADMIN_KEY),
-            &json!({"duration": "1h", "reason": "rack move"}),
-        )
+    let body = app
+        .start_maintenance("alpha", &json!({"duration": "1h", "reason": "rack move"}))
         .await;
-    assert_eq!(res.status(), 200);
-    let body: Value = res.json().await.unwrap();
     let until = time(&body["maintenance"]["until"]);
     assert!(
         until >= t0 + secs(3600) && until < t0 + secs(3660),
@@ -132,12 +126,7 @@ async fn a_hub_in_maintenance_stays_as_it_was_and_is_judged_from_the_end_of_the_
     let history = app
         .get_ok("/api/fed/projects/alpha/history", Some(ADMIN_KEY))
         .await;
-    let causes: Vec<&str> = history["transitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["cause"].as_str().unwrap())
-        .collect();
+    let causes = strings(&history["transitions"], "cause");
     assert_eq!(
         causes,
         [
@@ -156,15 +145,12 @@ async fn start_and_stop_show_the_window_and_leave_transitions_events_and_audit_r
     app.create_project(&project("alpha")).await;
     let admin = fingerprint(ADMIN_KEY);
     let until = (Utc::now() + secs(7200)).trunc_subsecs(0);
-    let res = app
-        .put_json(
-            PATH,
-            Some(ADMIN_KEY),
+    let body = app
+        .start_maintenance(
+            "alpha",
             &json!({"until": until.to_rfc3339(), "reason": "  kernel upgrade "}),
         )
         .await;
-    assert_eq!(res.status(), 200);
-    let body: Value = res.json().await.unwrap();
     assert_eq!(body["slug"], "alpha");
     assert_eq!(time(&body["maintenance"]["until"]), until);
     assert_eq!(body["maintenance"]["reason"], "kernel upgrade");
@@ -178,15 +164,9 @@ async fn start_and_stop_show_the_window_and_leave_transitions_events_and_audit_r
     assert_eq!(list[0]["maintenance"], body["maintenance"]);
 
     // Extending keeps `since`.
-    let res = app
-        .put_json(
-            PATH,
-            Some(ADMIN_KEY),
-            &json!({"duration": "3h", "reason": "longer"}),
-        )
+    let body = app
+        .start_maintenance("alpha", &json!({"duration": "3h", "reason": "longer"}))
         .await;
-    assert_eq!(res.status(), 200);
-    let body: Value = res.json().await.unwrap();
     assert_eq!(time(&body["maintenance"]["since"]), since);
     assert_eq!(body["maintenance"]["reason"], "longer");
 
@@ -195,7 +175,7 @@ async fn start_and_stop_show_the_window_and_leave_transitions_events_and_audit_r
     let got = app.get_ok("/api/fed/projects/alpha", Some(AGENT_KEY)).await;
     assert_eq!(got["maintenance"], Value::Null);
     // Not in maintenance any more: 204 again, and nothing recorded.
-    assert_eq!(app.delete(PATH, Some(ADMIN_KEY)).await.status(), 204);
+    assert_eq!(app.delete_status(PATH, Some(ADMIN_KEY)).await, 204);
 
     let events = maintenance_events(&app).await;
     let changes: Vec<_> = events.iter().map(|e| e.change).collect();
@@ -269,7 +249,7 @@ async fn maintenance_requests_are_checked_and_bad_ones_change_nothing() {
     )
     .await;
     // Not in maintenance: nothing to end (and nothing recorded, below).
-    assert_eq!(app.delete(PATH, Some(ADMIN_KEY)).await.status(), 204);
+    assert_eq!(app.delete_status(PATH, Some(ADMIN_KEY)).await, 204);
 
     let past = (Utc::now() - secs(60)).to_rfc3339();
     let far = (Utc::now() + secs(31 * 24 * 3600)).to_rfc3339();
@@ -318,20 +298,12 @@ async fn maintenance_requests_are_checked_and_bad_ones_change_nothing() {
 #[tokio::test]
 async fn hubs_in_maintenance_are_counted_for_metrics() {
     let app = spawn_app().await;
-    for slug in ["alpha", "beta", "gamma"] {
-        app.create_project(&project(slug)).await;
-    }
+    app.create_projects(&["alpha", "beta", "gamma"]).await;
     for slug in ["alpha", "beta"] {
-        let res = app
-            .put_json(
-                &format!("/api/fed/projects/{slug}/maintenance"),
-                Some(ADMIN_KEY),
-                &json!({"duration": "1h", "reason": "racks"}),
-            )
+        app.start_maintenance(slug, &json!({"duration": "1h", "reason": "racks"}))
             .await;
-        assert_eq!(res.status(), 200);
     }
-    let text = app.get("/metrics", None).await.text().await.unwrap();
+    let text = app.get_text("/metrics", None).await;
     assert!(
         text.lines()
             .any(|l| l == "catalog_projects_in_maintenance 2"),
@@ -348,7 +320,7 @@ async fn a_window_stopped_early_judges_silence_from_the_stop() {
     let ok = json!({"duration": "2h", "reason": "upgrade"});
     assert_eq!(app.put_json(PATH, Some(ADMIN_KEY), &ok).await.status(), 200);
     let before = Utc::now();
-    assert_eq!(app.delete(PATH, Some(ADMIN_KEY)).await.status(), 204);
+    assert_eq!(app.delete_status(PATH, Some(ADMIN_KEY)).await, 204);
     let after = Utc::now().trunc_subsecs(6);
 
     let sweeper = sweeper_of(&app.pool, 45, 90);

@@ -3,7 +3,7 @@ use crate::helpers::*;
 async fn scrape(app: &TestApp) -> String {
     let res = app.get("/metrics", None).await;
     assert_eq!(res.status(), 200);
-    let ct = res.headers()["content-type"].to_str().unwrap().to_owned();
+    let ct = content_type(&res).to_owned();
     assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
     res.text().await.unwrap()
 }

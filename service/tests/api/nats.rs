@@ -41,7 +41,7 @@ async fn health_follows_the_connection_through_an_outage() {
     let (code, body) = nats_status(&app).await;
     assert_eq!(code, 200);
     assert_eq!(body["url"], nats.url());
-    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    let metrics = app.get_text("/metrics", None).await;
     assert!(metrics.contains("nats_connection_status 1"), "{metrics}");
 
     nats.kill().await;
@@ -57,14 +57,14 @@ async fn health_follows_the_connection_through_an_outage() {
             .starts_with("nats: not connected"),
         "{ready}"
     );
-    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    let metrics = app.get_text("/metrics", None).await;
     assert!(metrics.contains("nats_connection_status 0"), "{metrics}");
 
     nats.restart().await;
     wait_nats(&app, "connected").await;
     let ready: Value = app.get_value("/ready", None).await;
     assert!(!ready["warnings"].to_string().contains("nats:"), "{ready}");
-    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    let metrics = app.get_text("/metrics", None).await;
     assert!(metrics.contains("nats_reconnects_total 1"), "{metrics}");
 }
 
@@ -125,7 +125,7 @@ async fn user_password_auth_works_and_credentials_never_show() {
     let (_, body) = nats_status(&app).await;
     assert_eq!(body["url"], nats.url());
     for path in ["/health/nats", "/ready", "/metrics"] {
-        let text = app.get(path, None).await.text().await.unwrap();
+        let text = app.get_text(path, None).await;
         assert!(!text.contains("n4ts-s3cret"), "{path} leaks the password");
     }
 
@@ -156,7 +156,7 @@ async fn nkey_auth_works() {
     let nats = NatsServer::start_with_args(&["-c", conf.to_str().unwrap()]).await;
     let seed = user.seed().unwrap();
     let app = connected(&nats, &format!("  nkey_seed: \"{seed}\"\n")).await;
-    let text = app.get("/ready", None).await.text().await.unwrap();
+    let text = app.get_text("/ready", None).await;
     assert!(!text.contains(&seed));
 }
 

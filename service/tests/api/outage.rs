@@ -92,10 +92,7 @@ async fn everything_answers_promptly(app: &TestApp) {
             "{what}"
         );
         let body = assert_problem(res, 503).await;
-        assert!(
-            body["detail"].as_str().unwrap().contains("database"),
-            "{what}: {body}"
-        );
+        assert!(detail_of(&body).contains("database"), "{what}: {body}");
     }
     let res = prompt(c.get(app.url("/api/idps/public")), "public IdPs").await;
     assert_problem(res, 503).await;
@@ -113,7 +110,7 @@ async fn everything_answers_promptly(app: &TestApp) {
 async fn with_the_database_cut_off_every_route_answers_promptly() {
     let (app, proxy) = spawn_behind_proxy().await;
     app.create_project(&project("alpha")).await;
-    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    let metrics = app.get_text("/metrics", None).await;
     assert!(
         metrics.contains("catalog_projects_by_status{status=\"offline\"} 1"),
         "{metrics}"
@@ -122,7 +119,7 @@ async fn with_the_database_cut_off_every_route_answers_promptly() {
     proxy.set(Line::Cut);
     wait_database(&app, "disconnected").await;
     everything_answers_promptly(&app).await;
-    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    let metrics = app.get_text("/metrics", None).await;
     assert!(metrics.contains("\ndatabase_up 0\n"), "{metrics}");
     // The gauges read from the database keep their last values.
     assert!(
@@ -136,7 +133,7 @@ async fn with_the_database_cut_off_every_route_answers_promptly() {
     })
     .await;
     app.create_project(&project("beta")).await;
-    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    let metrics = app.get_text("/metrics", None).await;
     assert!(metrics.contains("\ndatabase_up 1\n"), "{metrics}");
 }
 
@@ -163,9 +160,7 @@ async fn with_the_database_hanging_metrics_answer_at_once_and_the_rest_once_noti
 #[tokio::test]
 async fn with_the_database_cut_off_catalog_reads_come_from_the_view() {
     let (app, proxy) = spawn_behind_proxy().await;
-    for slug in ["alpha", "beta"] {
-        app.create_project(&project(slug)).await;
-    }
+    app.create_projects(&["alpha", "beta"]).await;
     proxy.set(Line::Cut);
     wait_database(&app, "disconnected").await;
     let res = prompt_get(&app, "/api/fed/projects/alpha", "GET one project").await;

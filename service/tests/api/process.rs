@@ -28,7 +28,7 @@ pub fn serve(db_url: &str, port: u16) -> Command {
 
 /// [`serve`] on a new database and a free port, with `env` besides, its
 /// output piped, once it is ready.
-async fn serve_ready(env: &[(&str, &str)]) -> (TestDb, u16, Child) {
+pub async fn serve_ready(env: &[(&str, &str)]) -> (TestDb, u16, Child) {
     let db = TestDb::create().await;
     let port = testkit::free_port();
     let child = serve(&db.url, port)
@@ -257,6 +257,72 @@ pub async fn wait_ready(port: u16) {
 
 pub fn signal(pid: u32, sig: &str) {
     assert!(testkit::signal(pid, sig), "kill {sig} {pid}");
+}
+
+/// The real service as the NATS authority: `identity.dir` (initialised in
+/// a temporary directory), an operator-mode nats-server, on 127.0.0.1,
+/// logging at trace to a file; started and ready.
+pub struct IdentityService {
+    pub child: Child,
+    pub base: String,
+    pub log_path: std::path::PathBuf,
+    pub _db: TestDb,
+    pub nats: testkit::NatsServer,
+    pub tmp: tempfile::TempDir,
+}
+
+impl IdentityService {
+    pub async fn start() -> IdentityService {
+        let tmp = tempfile::tempdir().unwrap();
+        service::identity::init(tmp.path()).unwrap();
+        let conf = tmp.path().join(service::identity::SERVER_CONF);
+        let nats = testkit::NatsServer::start_with_config(&conf).await;
+        let db = TestDb::create().await;
+        let port = testkit::free_port();
+        let log_path = tmp.path().join("service.log");
+        let mut serve = serve(&db.url, port);
+        serve
+            .env("NATS_URL", nats.url())
+            .env("FEDERATION__IDENTITY__DIR", tmp.path())
+            .env("FEDERATION__SERVER__HOST", "127.0.0.1");
+        let child = spawn_logged(serve, &log_path);
+        wait_ready(port).await;
+        IdentityService {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log_path,
+            _db: db,
+            nats,
+            tmp,
+        }
+    }
+}
+
+/// Starts `cmd` logging at trace level to the file `log` (a file, not a
+/// pipe: nobody reads a pipe until the end, and a full one would stall the
+/// service's logging).
+pub fn spawn_logged(mut cmd: Command, log: &std::path::Path) -> Child {
+    let log_file = std::fs::File::create(log).unwrap();
+    cmd.env("RUST_LOG", "trace")
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file)
+        .spawn()
+        .unwrap()
+}
+
+/// Stops a service that logs to the file `log` (SIGTERM), expecting a
+/// clean exit; returns its log.
+pub async fn stop_logged(child: Child, log: &std::path::Path) -> String {
+    signal(child.id(), "-TERM");
+    let mut child = child;
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let logs = std::fs::read_to_string(log).unwrap();
+    assert!(status.success(), "{status}: {logs}");
+    logs
 }
 
 #[tokio::test]

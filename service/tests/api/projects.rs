@@ -138,7 +138,7 @@ async fn malformed_bodies_get_problem_documents() {
         ],
         "{problem}"
     );
-    let detail = problem["detail"].as_str().unwrap();
+    let detail = detail_of(&problem);
     assert!(
         detail.starts_with("5 problems: colour is not a known field")
             && detail.contains("; name must be a string, not a number; "),
@@ -204,10 +204,7 @@ async fn get_list_and_filters() {
     }
 
     for (query, field) in [("status=sleeping", "status"), ("stauts=online", "stauts")] {
-        let res = app
-            .get(&format!("/api/fed/projects?{query}"), Some(ADMIN_KEY))
-            .await;
-        let problem = assert_problem(res, 422).await;
+        let problem = app.get_invalid(&format!("/api/fed/projects?{query}")).await;
         assert_eq!(problem["errors"][0]["field"], field, "{problem}");
     }
 
@@ -266,9 +263,8 @@ async fn delete_removes_and_emits_an_event() {
     let app = spawn_app().await;
     app.post_project(Some(ADMIN_KEY), &project("alpha")).await;
     assert_eq!(
-        app.delete("/api/fed/projects/alpha", Some(ADMIN_KEY))
-            .await
-            .status(),
+        app.delete_status("/api/fed/projects/alpha", Some(ADMIN_KEY))
+            .await,
         204
     );
     assert_problem(

@@ -16,15 +16,8 @@ use crate::process::{serve_quiet, signal, wait_ready};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-async fn wait_all_published(pool: &PgPool) {
-    eventually(WAIT, "every outbox event to be published", || async {
-        (outbox_unpublished(pool).await == 0).then_some(())
-    })
-    .await;
-}
-
 async fn metric(app: &TestApp, name: &str) -> f64 {
-    let text = app.get("/metrics", None).await.text().await.unwrap();
+    let text = app.get_text("/metrics", None).await;
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("{name} not in\n{text}"))
@@ -80,7 +73,7 @@ async fn every_committed_event_reaches_jetstream_once_in_order() {
     .await
     .unwrap();
     tx.rollback().await.unwrap();
-    wait_all_published(&app.pool).await;
+    wait_all_published(&app.pool, WAIT).await;
 
     let js = jetstream(&nats.url()).await;
     assert_eq!(stream_len(&js).await, 4);
@@ -107,7 +100,7 @@ async fn every_committed_event_reaches_jetstream_once_in_order() {
     // the stream but the outbox says unsent. They go out again and the
     // server drops every copy.
     app.sql("UPDATE outbox SET published_at = NULL").await;
-    wait_all_published(&app.pool).await;
+    wait_all_published(&app.pool, WAIT).await;
     assert_eq!(stream_len(&js).await, 4);
     assert_eq!(metric(&app, "nats_publish_duplicates_total").await, 4.0);
     assert_stream_matches_outbox(&js, &app.pool).await;
@@ -118,7 +111,7 @@ async fn with_nats_down_events_wait_and_then_all_go_out_in_order() {
     let mut nats = NatsServer::start().await;
     let app = spawn_app_yaml(&nats_yaml(&nats.url())).await;
     let first = register(&app, "FRA").await;
-    wait_all_published(&app.pool).await;
+    wait_all_published(&app.pool, WAIT).await;
 
     nats.kill().await;
     let fra = first["id"].as_str().unwrap().to_owned();
@@ -141,7 +134,7 @@ async fn with_nats_down_events_wait_and_then_all_go_out_in_order() {
     assert!(metric(&app, "outbox_oldest_pending_seconds").await > 0.0);
 
     nats.restart().await;
-    wait_all_published(&app.pool).await;
+    wait_all_published(&app.pool, WAIT).await;
     let js = jetstream(&nats.url()).await;
     assert_eq!(stream_len(&js).await as i64, 1 + queued);
     assert_stream_matches_outbox(&js, &app.pool).await;
@@ -281,7 +274,7 @@ async fn a_service_killed_mid_burst_loses_nothing_and_duplicates_nothing() {
 
     let mut second = start_service(&db, &nats, port);
     wait_ready(port).await;
-    wait_all_published(&pool).await;
+    wait_all_published(&pool, WAIT).await;
     let total = BURST + 500;
     assert_eq!(stream_len(&js).await as usize, total);
     let events = stream_events(&js).await;
@@ -384,7 +377,7 @@ async fn published_events_are_pruned_after_the_retention_and_pending_ones_never(
     // A watcher can no longer resume from a pruned event, and says so.
     let res = watch_resuming(&app, "/api/fed/watch", &ids[0]).await;
     let problem = assert_problem(res, 410).await;
-    assert!(problem["detail"].as_str().unwrap().contains("retention"));
+    assert!(detail_of(&problem).contains("retention"));
     // From the oldest kept event it resumes normally.
     let mut sse = SseClient::connect(&app, Some(&ids[2])).await;
     assert_eq!(sse.next(Duration::from_secs(10)).await.0, left[1]);

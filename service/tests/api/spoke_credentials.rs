@@ -4,23 +4,17 @@
 //! the spoke revokes its credentials in the same transaction, and a
 //! suspended spoke's token is refused while the suspension lasts.
 
-use std::process::Stdio;
-
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use crate::credentials::revoke_one_of_two;
 use crate::fedkit::{act_ok, spoke_body, spoke_in};
 use crate::helpers::*;
 
 /// `POST /api/federation/spokes/{id}/credentials` as admin: the issued body.
 async fn issue(app: &TestApp, id: &str) -> Value {
-    let res = app
-        .post_json(
-            &format!("/api/federation/spokes/{id}/credentials"),
-            Some(ADMIN_KEY),
-            &json!({}),
-        )
-        .await;
+    let credentials = format!("/api/federation/spokes/{id}/credentials");
+    let res = app.post_empty(&credentials, Some(ADMIN_KEY)).await;
     assert_eq!(res.status(), 201);
     let header = |name: &str| {
         res.headers()
@@ -47,7 +41,7 @@ async fn issue(app: &TestApp, id: &str) -> Value {
 /// A 403 that names the spoke token's scope and whose token it is.
 async fn forbidden_says_why(res: reqwest::Response, own: &str) {
     let problem = assert_problem(res, 403).await;
-    let detail = problem["detail"].as_str().unwrap();
+    let detail = detail_of(&problem);
     assert!(
         detail.contains("a spoke token may only read its own spoke"),
         "{problem}"
@@ -96,7 +90,7 @@ async fn a_spoke_token_reads_only_its_own_spoke_and_refreshes_only_itself() {
     }
     for action in ["approve", "suspend", "reinstate", "revoke"] {
         let path = format!("/api/federation/spokes/{id}/{action}");
-        forbidden_says_why(app.post_json(&path, Some(&token), &json!({})).await, &id).await;
+        forbidden_says_why(app.post_empty(&path, Some(&token)).await, &id).await;
     }
     for (path, body) in [
         (
@@ -130,87 +124,29 @@ async fn a_spoke_token_reads_only_its_own_spoke_and_refreshes_only_itself() {
     }
 
     // Refreshing itself: the same token, a new expiry, recorded as the spoke.
-    let res = app
-        .post_json(
-            &format!("/api/federation/spokes/{id}/credentials/refresh"),
-            Some(&token),
-            &json!({}),
-        )
-        .await;
+    let refresh = format!("/api/federation/spokes/{id}/credentials/refresh");
+    let res = app.post_empty(&refresh, Some(&token)).await;
     assert_eq!(res.status(), 200);
-    assert_eq!(
-        res.headers()
-            .get("cache-control")
-            .unwrap()
-            .to_str()
-            .unwrap(),
-        "no-store"
-    );
+    assert_no_store(&res);
     let refreshed: Value = res.json().await.unwrap();
     assert_eq!(refreshed["spoke_id"], id.as_str());
     assert_eq!(refreshed["fingerprint"], issued["fingerprint"]);
     assert!(refreshed.get("token").is_none(), "{refreshed}");
-    assert_eq!(
-        app.get_status(&format!("/api/federation/spokes/{id}"), Some(&token))
-            .await,
-        200
-    );
+    let own = format!("/api/federation/spokes/{id}");
+    assert_eq!(app.get_status(&own, Some(&token)).await, 200);
     // An admin key is no spoke token: refresh is the spoke's own.
-    assert_problem(
-        app.post_json(
-            &format!("/api/federation/spokes/{id}/credentials/refresh"),
-            Some(ADMIN_KEY),
-            &json!({}),
-        )
-        .await,
-        403,
-    )
-    .await;
+    assert_problem(app.post_empty(&refresh, Some(ADMIN_KEY)).await, 403).await;
     // A hub token cannot reach the spoke routes at all.
-    let hub = app
-        .post_value(
-            "/api/fed/projects/alpha/credentials",
-            Some(ADMIN_KEY),
-            &json!({}),
-        )
-        .await;
+    let hub = app.post_empty("/api/fed/projects/alpha/credentials", Some(ADMIN_KEY));
+    let hub: Value = hub.await.json().await.unwrap();
     let hub_token = hub["token"].as_str().unwrap();
-    assert_problem(
-        app.post_json(
-            &format!("/api/federation/spokes/{id}/credentials/refresh"),
-            Some(hub_token),
-            &json!({}),
-        )
-        .await,
-        403,
-    )
-    .await;
-    assert_eq!(
-        app.get_status(&format!("/api/federation/spokes/{id}"), Some(hub_token))
-            .await,
-        403
-    );
+    assert_problem(app.post_empty(&refresh, Some(hub_token)).await, 403).await;
+    assert_eq!(app.get_status(&own, Some(hub_token)).await, 403);
     // A token of the spoke form that was never issued: 401.
-    assert_problem(
-        app.get(
-            &format!("/api/federation/spokes/{id}"),
-            Some("fedspoke_nothing"),
-        )
-        .await,
-        401,
-    )
-    .await;
+    assert_problem(app.get(&own, Some("fedspoke_nothing")).await, 401).await;
     // Only admins issue: an agent key may not.
-    assert_problem(
-        app.post_json(
-            &format!("/api/federation/spokes/{id}/credentials"),
-            Some(AGENT_KEY),
-            &json!({}),
-        )
-        .await,
-        403,
-    )
-    .await;
+    let credentials = format!("{own}/credentials");
+    assert_problem(app.post_empty(&credentials, Some(AGENT_KEY)).await, 403).await;
 
     // The audit log: issued by the admin key, refreshed by the spoke.
     let rows: Vec<(String, String, String)> = sqlx::query_as(
@@ -249,33 +185,13 @@ async fn revoking_the_spoke_revokes_its_credentials_at_once_and_a_suspension_ref
     // Suspended: refused while it lasts; reinstated: accepted again.
     act_ok(&app, &id, "suspend").await;
     let problem = assert_problem(app.get(&own, Some(&token)).await, 401).await;
-    assert!(
-        problem["detail"].as_str().unwrap().contains("suspended"),
-        "{problem}"
-    );
+    assert!(detail_of(&problem).contains("suspended"), "{problem}");
     act_ok(&app, &id, "reinstate").await;
     assert_eq!(app.get_status(&own, Some(&token)).await, 200);
 
     // One credential revoked: refused at once, the other still works.
-    let fp = first["fingerprint"].as_str().unwrap();
-    let res = app
-        .delete(
-            &format!("/api/federation/spokes/{id}/credentials/{fp}"),
-            Some(ADMIN_KEY),
-        )
-        .await;
-    assert_eq!(res.status(), 204);
-    assert_problem(app.get(&own, Some(&token)).await, 401).await;
-    assert_eq!(app.get_status(&own, Some(&token2)).await, 200);
-    assert_problem(
-        app.delete(
-            &format!("/api/federation/spokes/{id}/credentials/sha256:00000000"),
-            Some(ADMIN_KEY),
-        )
-        .await,
-        404,
-    )
-    .await;
+    let credentials = format!("{own}/credentials");
+    revoke_one_of_two(&app, &credentials, (&first, &token2), &own).await;
 
     // Revoking the spoke: every credential refused at once, all listed as
     // revoked, in the spoke's own transaction.
@@ -314,10 +230,9 @@ async fn revoking_the_spoke_revokes_its_credentials_at_once_and_a_suspension_ref
 
     // A revoked spoke gets no new credential; an unknown one is 404.
     let res = app
-        .post_json(
+        .post_empty(
             &format!("/api/federation/spokes/{id}/credentials"),
             Some(ADMIN_KEY),
-            &json!({}),
         )
         .await;
     let problem = assert_problem(res, 409).await;
@@ -326,7 +241,7 @@ async fn revoking_the_spoke_revokes_its_credentials_at_once_and_a_suspension_ref
         "/api/federation/spokes/spoke-fra-00000000/credentials",
         "/api/federation/spokes/not-a-spoke/credentials",
     ] {
-        assert_problem(app.post_json(path, Some(ADMIN_KEY), &json!({})).await, 404).await;
+        assert_problem(app.post_empty(path, Some(ADMIN_KEY)).await, 404).await;
         assert_problem(app.get(path, Some(ADMIN_KEY)).await, 404).await;
         assert_problem(app.delete(path, Some(ADMIN_KEY)).await, 404).await;
     }
@@ -357,91 +272,44 @@ async fn spoke_tokens_are_kept_as_digests_and_never_logged() {
     let port = testkit::free_port();
     let tmp = tempfile::tempdir().unwrap();
     let log_path = tmp.path().join("service.log");
-    let log_file = std::fs::File::create(&log_path).unwrap();
-    let child = crate::process::serve(&db.url, port)
+    let mut serve = crate::process::serve(&db.url, port);
+    serve
         .env("FEDERATION_AGENT_API_KEYS", AGENT_KEY)
         .env("FEDERATION__NATS__ENABLED", "false")
-        .env("FEDERATION__SERVER__HOST", "127.0.0.1")
-        .env("RUST_LOG", "trace")
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone().unwrap())
-        .stderr(log_file)
-        .spawn()
-        .unwrap();
+        .env("FEDERATION__SERVER__HOST", "127.0.0.1");
+    let child = crate::process::spawn_logged(serve, &log_path);
     crate::process::wait_ready(port).await;
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let call = |method: reqwest::Method, path: &str, key: &str| {
-        client
-            .request(method, format!("{base}{path}"))
-            .header("x-api-key", key)
-            .json(&json!({}))
-    };
+    let api = Api::at(&format!("http://127.0.0.1:{port}"));
 
-    let spoke: Value = client
-        .post(format!("{base}/api/federation/register"))
-        .header("x-api-key", AGENT_KEY)
-        .json(&spoke_body("FRA"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spoke = spoke_body("FRA");
+    let spoke = api.post_json("/api/federation/register", Some(AGENT_KEY), &spoke);
+    let spoke: Value = spoke.await.json().await.unwrap();
     let id = spoke["id"].as_str().unwrap().to_owned();
-    let res = call(
-        reqwest::Method::POST,
-        &format!("/api/federation/spokes/{id}/approve"),
-        ADMIN_KEY,
-    )
-    .json(&json!({"reason": "checked"}))
-    .send()
-    .await
-    .unwrap();
+    let own = format!("/api/federation/spokes/{id}");
+    let approval = json!({"reason": "checked"});
+    let approve = format!("{own}/approve");
+    let res = api.post_json(&approve, Some(ADMIN_KEY), &approval).await;
     assert_eq!(res.status(), 200);
     let mut tokens = Vec::new();
     for _ in 0..2 {
-        let res = call(
-            reqwest::Method::POST,
-            &format!("/api/federation/spokes/{id}/credentials"),
-            ADMIN_KEY,
-        )
-        .send()
-        .await
-        .unwrap();
+        let credentials = format!("{own}/credentials");
+        let res = api.post_empty(&credentials, Some(ADMIN_KEY)).await;
         assert_eq!(res.status(), 201);
         let issued: Value = res.json().await.unwrap();
         tokens.push(issued["token"].as_str().unwrap().to_owned());
     }
-    let own = format!("/api/federation/spokes/{id}");
-    for (method, path, status) in [
-        (reqwest::Method::GET, own.clone(), 200),
-        (
-            reqwest::Method::POST,
-            format!("{own}/credentials/refresh"),
-            200,
-        ),
-        (
-            reqwest::Method::GET,
-            "/api/federation/spokes".to_owned(),
-            403,
-        ),
-    ] {
-        let res = call(method, &path, &tokens[0]).send().await.unwrap();
-        assert_eq!(res.status(), status, "{path}");
-    }
-    let res = call(reqwest::Method::POST, &format!("{own}/revoke"), ADMIN_KEY)
-        .json(&json!({"reason": "partner left"}))
-        .send()
-        .await
-        .unwrap();
+    let refresh = format!("{own}/credentials/refresh");
+    assert_eq!(api.get_status(&own, Some(&tokens[0])).await, 200, "{own}");
+    let res = api.post_empty(&refresh, Some(&tokens[0])).await;
+    assert_eq!(res.status(), 200, "{refresh}");
+    let list = "/api/federation/spokes";
+    assert_eq!(api.get_status(list, Some(&tokens[0])).await, 403, "{list}");
+    let revocation = json!({"reason": "partner left"});
+    let revoke = format!("{own}/revoke");
+    let res = api.post_json(&revoke, Some(ADMIN_KEY), &revocation).await;
     assert_eq!(res.status(), 200);
     for token in &tokens {
-        let res = call(reqwest::Method::GET, &own, token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 401);
+        assert_eq!(api.get_status(&own, Some(token)).await, 401);
     }
 
     // Only digests in the table: each token's, none of the tokens.
@@ -471,14 +339,7 @@ async fn spoke_tokens_are_kept_as_digests_and_never_logged() {
     }
     pool.close().await;
 
-    crate::process::signal(child.id(), "-TERM");
-    let mut child = child;
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    let logs = std::fs::read_to_string(&log_path).unwrap();
-    assert!(status.success(), "{status}: {logs}");
+    let logs = crate::process::stop_logged(child, &log_path).await;
     assert!(logs.contains("spoke credential issued"), "{logs}");
     for token in &tokens {
         assert!(

@@ -126,7 +126,7 @@ async fn a_live_code_registered_with_other_attributes_is_a_conflict() {
     other["base_url"] = json!("https://elsewhere.example");
     let problem = assert_problem(post_registration(&app, AGENT_KEY, &other).await, 409).await;
     assert_eq!(problem["current"]["id"], first["id"]);
-    let detail = problem["detail"].as_str().unwrap();
+    let detail = detail_of(&problem);
     assert!(
         detail.contains("instance_code FRA") && detail.contains("base_url"),
         "{detail}"
@@ -236,10 +236,7 @@ async fn lifecycle_table_of_every_allowed_and_forbidden_transition() {
                 assert_eq!(problem["current"]["status"], from, "{case}: {problem}");
                 assert_eq!(problem["current"]["id"], id.as_str(), "{case}");
                 assert!(
-                    problem["detail"]
-                        .as_str()
-                        .unwrap()
-                        .contains(&format!("it is {from}")),
+                    detail_of(&problem).contains(&format!("it is {from}")),
                     "{case}: {problem}"
                 );
                 app.assert_counts(
@@ -493,7 +490,7 @@ async fn transitions_need_an_admin_key_and_a_reason() {
         403,
     )
     .await;
-    assert!(problem["detail"].as_str().unwrap().contains("admin"));
+    assert!(detail_of(&problem).contains("admin"));
     for (body, field) in [
         (json!({}), "reason"),
         (json!({"reason": "  "}), "reason"),
@@ -593,9 +590,8 @@ async fn public_idps_are_approved_spokes_whose_hub_is_live() {
     // Live hubs, but pending / suspended spokes: hidden.
     spoke_in(&app, "BEL", "pending").await;
     spoke_in(&app, "ITA", "suspended").await;
-    for slug in ["fra", "nld", "deu", "bel", "ita"] {
-        app.create_project(&project(slug)).await;
-    }
+    app.create_projects(&["fra", "nld", "deu", "bel", "ita"])
+        .await;
     app.sql(
         "UPDATE projects SET status = CASE slug WHEN 'nld' THEN 'degraded' WHEN 'deu' THEN 'offline' ELSE 'online' END",
     ).await;

@@ -38,6 +38,16 @@ async fn status(pool: &PgPool, slug: &str) -> String {
         .unwrap()
 }
 
+/// A service with hub `alpha` online, its last heartbeat at `t0` (now);
+/// and `t0`.
+async fn alpha_online() -> (TestApp, DateTime<Utc>) {
+    let app = spawn_app().await;
+    app.post_project(Some(ADMIN_KEY), &project("alpha")).await;
+    let t0 = Utc::now().trunc_subsecs(6);
+    set_online(&app.pool, "alpha", t0).await;
+    (app, t0)
+}
+
 fn secs(s: i64) -> chrono::Duration {
     chrono::Duration::seconds(s)
 }
@@ -124,10 +134,7 @@ async fn silence_degrades_then_takes_offline_at_the_deadlines() {
 
 #[tokio::test]
 async fn nothing_is_judged_while_blind_and_only_over_time_seen() {
-    let app = spawn_app().await;
-    app.post_project(Some(ADMIN_KEY), &project("alpha")).await;
-    let t0 = Utc::now().trunc_subsecs(6);
-    set_online(&app.pool, "alpha", t0).await;
+    let (app, t0) = alpha_online().await;
     let sweeper = StaleSweeper::new(app.pool.clone(), CatalogView::new(false), &settings(45, 90));
 
     // Blind: an hour of silence changes nothing.
@@ -151,10 +158,7 @@ async fn nothing_is_judged_while_blind_and_only_over_time_seen() {
 
 #[tokio::test]
 async fn a_heartbeat_that_lands_while_the_sweep_waits_wins() {
-    let app = spawn_app().await;
-    app.post_project(Some(ADMIN_KEY), &project("alpha")).await;
-    let t0 = Utc::now().trunc_subsecs(6);
-    set_online(&app.pool, "alpha", t0).await;
+    let (app, t0) = alpha_online().await;
     // A writer holds the row, as the flusher would mid-statement.
     let mut tx = app.pool.begin().await.unwrap();
     sqlx::query("SELECT 1 FROM projects WHERE slug = 'alpha' FOR UPDATE")
@@ -219,7 +223,7 @@ async fn the_running_sweeper_meets_deadlines_whatever_the_check_interval() {
             "{to} {late:?} after its deadline"
         );
     }
-    let text = r.app.get("/metrics", None).await.text().await.unwrap();
+    let text = r.app.get_text("/metrics", None).await;
     assert_eq!(metric_value(&text, "stale_projects_total"), 1.0);
     assert_eq!(metric_value(&text, "sweeper_leader"), 1.0);
     assert_eq!(

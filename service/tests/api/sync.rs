@@ -367,7 +367,7 @@ async fn tokens_are_cached_renewed_on_401_and_never_shown() {
     assert_eq!(env.stub.unauthorized_answers(), 1);
     // No secret in what the service shows.
     for path in ["/api/federation/drift", "/api/federation/sync/status"] {
-        let text = app.get(path, Some(ADMIN_KEY)).await.text().await.unwrap();
+        let text = app.get_text(path, Some(ADMIN_KEY)).await;
         assert!(
             !text.contains("stub-client-secret") && !text.contains("stub."),
             "{path}: {text}"
@@ -399,11 +399,8 @@ async fn a_refused_login_fails_the_target_without_echoing_the_secret() {
         "{l:?}"
     );
     let status = app
-        .get("/api/federation/sync/status", Some(ADMIN_KEY))
-        .await
-        .text()
-        .await
-        .unwrap();
+        .get_text("/api/federation/sync/status", Some(ADMIN_KEY))
+        .await;
     assert!(!status.contains("wrong-secret-value"), "{status}");
     assert!(!run.to_string().contains("wrong-secret-value"));
 }
@@ -613,7 +610,7 @@ async fn the_drift_report_lists_each_kind_and_the_fix_leaves_only_what_it_cannot
 
     // Agent keys may look, not fix.
     let res = app
-        .post_json("/api/federation/drift", Some(AGENT_KEY), &json!({}))
+        .post_empty("/api/federation/drift", Some(AGENT_KEY))
         .await;
     assert_problem(res, 403).await;
 

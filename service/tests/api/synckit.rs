@@ -109,7 +109,7 @@ pub async fn approved(app: &TestApp, code: &str) -> String {
 /// Runs one reconcile through the API; returns the run report.
 pub async fn reconcile(app: &TestApp) -> Value {
     let res = app
-        .post_json("/api/federation/drift", Some(ADMIN_KEY), &json!({}))
+        .post_empty("/api/federation/drift", Some(ADMIN_KEY))
         .await;
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
@@ -174,7 +174,7 @@ pub fn read(path: &std::path::Path) -> String {
 }
 
 pub async fn metrics_text(app: &TestApp) -> String {
-    app.get("/metrics", None).await.text().await.unwrap()
+    app.get_text("/metrics", None).await
 }
 
 /// The run report says `part` failed, with an error that mentions `words`.

@@ -10,7 +10,7 @@ use serde_json::Value;
 use service::api::auth::Role;
 use service::auth::fingerprint;
 use service::config::{AuthSettings, UiSettings};
-use service::ui::session::{Principal, Sessions, COOKIE};
+use service::ui::session::{Claims, Principal, Sessions, COOKIE};
 
 use crate::fedkit::register;
 use crate::helpers::*;
@@ -43,14 +43,16 @@ fn pair(set_cookie: &str) -> String {
     set_cookie.split(';').next().unwrap().to_owned()
 }
 
+/// Posts the sign-in form with `key`.
+async fn log_in(app: &TestApp, key: &str) -> reqwest::Response {
+    let form = [("api_key", key)];
+    let req = client().post(app.url("/ui/login")).form(&form);
+    req.send().await.unwrap()
+}
+
 /// Signs in with `key`; the `Cookie` header value to send back.
 pub async fn sign_in(app: &TestApp, key: &str) -> String {
-    let res = client()
-        .post(app.url("/ui/login"))
-        .form(&[("api_key", key)])
-        .send()
-        .await
-        .unwrap();
+    let res = log_in(app, key).await;
     assert_eq!(res.status(), 303, "sign-in with a valid key");
     assert_eq!(res.headers()[LOCATION], "/ui/hubs");
     pair(&set_cookie(res.headers()))
@@ -62,6 +64,28 @@ async fn page(app: &TestApp, path: &str, cookie: Option<&str>) -> reqwest::Respo
         req = req.header("cookie", c);
     }
     req.send().await.unwrap()
+}
+
+/// A page's HTML, whatever its status.
+async fn page_text(app: &TestApp, path: &str, cookie: &str) -> String {
+    page(app, path, Some(cookie)).await.text().await.unwrap()
+}
+
+/// The status of the spoke at `path`, read through the API.
+async fn spoke_status(app: &TestApp, path: &str) -> String {
+    let spoke = app.get_value(path, Some(ADMIN_KEY)).await;
+    spoke["status"].as_str().unwrap().to_owned()
+}
+
+/// Posts an action's form: the CSRF token and the reason.
+async fn act(
+    app: &TestApp,
+    path: &str,
+    cookie: &str,
+    csrf: &str,
+    reason: &str,
+) -> reqwest::Response {
+    post_form(app, path, cookie, &[("csrf", csrf), ("reason", reason)]).await
 }
 
 async fn post_form(
@@ -91,6 +115,17 @@ pub fn csrf_of(html: &str) -> String {
 fn assert_signed_out(res: &reqwest::Response, case: &str) {
     assert_eq!(res.status(), 303, "{case}: sent to sign in");
     assert_eq!(res.headers()[LOCATION], "/ui/login", "{case}");
+}
+
+/// A session cookie for admin `key`, as `sessions` would sign it, with its
+/// claims changed by `change`.
+fn admin_cookie(sessions: &Sessions, key: &str, change: impl FnOnce(&mut Claims)) -> String {
+    let principal = Principal::Key {
+        reference: sessions.reference(key.as_bytes()),
+    };
+    let mut claims = sessions.claims(principal, Role::Admin, fingerprint(key));
+    change(&mut claims);
+    format!("{COOKIE}={}", sessions.encode(&claims))
 }
 
 /// Sessions as a replica with these admin keys and the test's session key
@@ -123,22 +158,12 @@ async fn ui_sign_in_gives_a_signed_httponly_strict_cookie_that_holds_no_key() {
     );
 
     // A wrong key: the sign-in page again, 401, no cookie.
-    let res = client()
-        .post(app.url("/ui/login"))
-        .form(&[("api_key", "not-a-key-of-this-service")])
-        .send()
-        .await
-        .unwrap();
+    let res = log_in(&app, "not-a-key-of-this-service").await;
     assert_eq!(res.status(), 401);
     assert!(res.headers().get(SET_COOKIE).is_none());
     assert!(res.text().await.unwrap().contains("not valid"));
 
-    let res = client()
-        .post(app.url("/ui/login"))
-        .form(&[("api_key", ADMIN_KEY)])
-        .send()
-        .await
-        .unwrap();
+    let res = log_in(&app, ADMIN_KEY).await;
     assert_eq!(res.status(), 303);
     let cookie = set_cookie(res.headers());
     for flag in [
@@ -173,10 +198,7 @@ async fn ui_sign_in_gives_a_signed_httponly_strict_cookie_that_holds_no_key() {
 
     let js = page(&app, "/ui/static/ui.js", None).await;
     assert_eq!(js.status(), 200);
-    assert!(js.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/javascript"));
+    assert!(content_type(&js).starts_with("text/javascript"));
 }
 
 #[tokio::test]
@@ -203,43 +225,23 @@ async fn ui_refuses_tampered_expired_foreign_and_unconfigured_sessions() {
             ..AuthSettings::default()
         },
     );
-    let claims = foreign.claims(
-        Principal::Key {
-            reference: foreign.reference(ADMIN_KEY.as_bytes()),
-        },
-        Role::Admin,
-        fingerprint(ADMIN_KEY),
-    );
-    let forged = format!("{COOKIE}={}", foreign.encode(&claims));
+    let forged = admin_cookie(&foreign, ADMIN_KEY, |_| ());
     assert_signed_out(&page(&app, "/ui/hubs", Some(&forged)).await, "foreign key");
 
     // Signed with the right key, but expired.
     let ours = sessions_with(&[ADMIN_KEY]);
-    let mut claims = ours.claims(
-        Principal::Key {
-            reference: ours.reference(ADMIN_KEY.as_bytes()),
-        },
-        Role::Admin,
-        fingerprint(ADMIN_KEY),
-    );
-    let fresh = format!("{COOKIE}={}", ours.encode(&claims));
+    let fresh = admin_cookie(&ours, ADMIN_KEY, |_| ());
     assert_eq!(page(&app, "/ui/hubs", Some(&fresh)).await.status(), 200);
-    claims.expires = chrono::Utc::now() - chrono::Duration::seconds(1);
-    let expired = format!("{COOKIE}={}", ours.encode(&claims));
+    let expired = admin_cookie(&ours, ADMIN_KEY, |claims| {
+        claims.expires = chrono::Utc::now() - chrono::Duration::seconds(1);
+    });
     assert_signed_out(&page(&app, "/ui/hubs", Some(&expired)).await, "expired");
 
     // Signed with the right key, for a key this service no longer has
     // (removed from auth.admin_keys).
     const REMOVED: &str = "admin-key-removed-from-config-0123";
     let before_removal = sessions_with(&[ADMIN_KEY, REMOVED]);
-    let claims = before_removal.claims(
-        Principal::Key {
-            reference: before_removal.reference(REMOVED.as_bytes()),
-        },
-        Role::Admin,
-        fingerprint(REMOVED),
-    );
-    let orphan = format!("{COOKIE}={}", before_removal.encode(&claims));
+    let orphan = admin_cookie(&before_removal, REMOVED, |_| ());
     assert_signed_out(&page(&app, "/ui/hubs", Some(&orphan)).await, "removed key");
     assert_eq!(page(&app, "/ui/events", Some(&orphan)).await.status(), 303);
 }
@@ -250,74 +252,33 @@ async fn ui_actions_need_the_csrf_token_the_same_origin_and_an_admin_key() {
     let spoke = register(&app, "FRA").await;
     let id = spoke["id"].as_str().unwrap();
     let approve = format!("/ui/spokes/{id}/approve");
-    let status = |app: &TestApp| {
-        let path = format!("/api/federation/spokes/{id}");
-        let app_base = app.base.clone();
-        async move {
-            let v: Value = reqwest::Client::new()
-                .get(format!("{app_base}{path}"))
-                .header("X-API-Key", ADMIN_KEY)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            v["status"].as_str().unwrap().to_owned()
-        }
-    };
+    let spoke_path = format!("/api/federation/spokes/{id}");
 
     // An agent key sees the spokes, with no action form, and may not act.
     let agent = sign_in(&app, AGENT_KEY).await;
-    let html = page(&app, "/ui/spokes", Some(&agent))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = page_text(&app, "/ui/spokes", &agent).await;
     assert!(html.contains(id), "the pending spoke is listed");
     assert!(html.contains("Read-only"));
     assert!(!html.contains(&approve), "no action form for an agent key");
     let token = csrf_of(&html);
-    let res = post_form(
-        &app,
-        &approve,
-        &agent,
-        &[("csrf", &token), ("reason", "ok")],
-    )
-    .await;
+    let res = act(&app, &approve, &agent, &token, "ok").await;
     assert_eq!(
         res.status(),
         403,
         "an agent's POST, with its own valid token"
     );
-    assert_eq!(status(&app).await, "pending");
+    assert_eq!(spoke_status(&app, &spoke_path).await, "pending");
 
     let admin = sign_in(&app, ADMIN_KEY).await;
-    let html = page(&app, "/ui/spokes", Some(&admin))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = page_text(&app, "/ui/spokes", &admin).await;
     assert!(html.contains(&format!(r#"action="{approve}""#)));
     let token = csrf_of(&html);
     // No token; another session's token; a token but posted from elsewhere.
     let res = post_form(&app, &approve, &admin, &[("reason", "ok")]).await;
     assert_eq!(res.status(), 403, "no CSRF token");
     assert!(res.text().await.unwrap().contains("CSRF"));
-    let other = csrf_of(
-        &page(&app, "/ui/spokes", Some(&agent))
-            .await
-            .text()
-            .await
-            .unwrap(),
-    );
-    let res = post_form(
-        &app,
-        &approve,
-        &admin,
-        &[("csrf", &other), ("reason", "ok")],
-    )
-    .await;
+    let other = csrf_of(&page_text(&app, "/ui/spokes", &agent).await);
+    let res = act(&app, &approve, &admin, &other, "ok").await;
     assert_eq!(res.status(), 403, "another session's token");
     let res = client()
         .post(app.url(&approve))
@@ -328,7 +289,7 @@ async fn ui_actions_need_the_csrf_token_the_same_origin_and_an_admin_key() {
         .await
         .unwrap();
     assert_eq!(res.status(), 403, "another origin");
-    assert_eq!(status(&app).await, "pending");
+    assert_eq!(spoke_status(&app, &spoke_path).await, "pending");
     let refused: i64 =
         sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'spoke.approve'")
             .fetch_one(&app.pool)
@@ -337,18 +298,12 @@ async fn ui_actions_need_the_csrf_token_the_same_origin_and_an_admin_key() {
     assert_eq!(refused, 0);
 
     // A reason is required, as through the API.
-    let res = post_form(&app, &approve, &admin, &[("csrf", &token), ("reason", " ")]).await;
+    let res = act(&app, &approve, &admin, &token, " ").await;
     assert_eq!(res.status(), 422);
 
-    let res = post_form(
-        &app,
-        &approve,
-        &admin,
-        &[("csrf", &token), ("reason", "MoU signed")],
-    )
-    .await;
+    let res = act(&app, &approve, &admin, &token, "MoU signed").await;
     assert_eq!(res.status(), 303);
-    assert_eq!(status(&app).await, "approved");
+    assert_eq!(spoke_status(&app, &spoke_path).await, "approved");
     let (actor, detail): (String, Option<String>) = sqlx::query_as(
         "SELECT actor, detail FROM audit_log WHERE action = 'spoke.approve' AND target = $1",
     )
@@ -359,13 +314,7 @@ async fn ui_actions_need_the_csrf_token_the_same_origin_and_an_admin_key() {
     assert_eq!(actor, fingerprint(ADMIN_KEY));
     assert_eq!(detail.as_deref(), Some("MoU signed"));
     // Approving again is a conflict, as through the API.
-    let res = post_form(
-        &app,
-        &approve,
-        &admin,
-        &[("csrf", &token), ("reason", "again")],
-    )
-    .await;
+    let res = act(&app, &approve, &admin, &token, "again").await;
     assert_eq!(res.status(), 409);
 }
 
@@ -373,11 +322,7 @@ async fn ui_actions_need_the_csrf_token_the_same_origin_and_an_admin_key() {
 async fn ui_sign_out_needs_the_token_and_clears_the_cookie() {
     let app = spawn_app_yaml(&ui_yaml()).await;
     let cookie = sign_in(&app, ADMIN_KEY).await;
-    let html = page(&app, "/ui/hubs", Some(&cookie))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = page_text(&app, "/ui/hubs", &cookie).await;
     let token = csrf_of(&html);
     let res = post_form(&app, "/ui/logout", &cookie, &[]).await;
     assert_eq!(res.status(), 403, "sign-out without the token");
@@ -406,18 +351,11 @@ async fn ui_pages_render_for_an_admin_and_the_live_feed_needs_a_session() {
         let html = res.text().await.unwrap();
         assert!(html.contains(expect), "{path}: {expect}");
     }
-    let html = page(&app, "/ui/hubs?q=zzz", Some(&cookie))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = page_text(&app, "/ui/hubs?q=zzz", &cookie).await;
     assert!(!html.contains(r#"id="hub-alpha""#), "the search filters");
     let res = page(&app, "/ui/hubs/nope", Some(&cookie)).await;
     assert_eq!(res.status(), 404);
-    assert!(res.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/html"));
+    assert!(content_type(&res).starts_with("text/html"));
 
     assert_signed_out(
         &page(&app, "/ui/events", None).await,
@@ -425,10 +363,7 @@ async fn ui_pages_render_for_an_admin_and_the_live_feed_needs_a_session() {
     );
     let res = page(&app, "/ui/events", Some(&cookie)).await;
     assert_eq!(res.status(), 200);
-    assert!(res.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/event-stream"));
+    assert!(content_type(&res).starts_with("text/event-stream"));
 }
 
 #[test]
@@ -462,29 +397,17 @@ async fn ui_a_hub_token_signs_in_read_only_until_it_is_revoked() {
         .as_str()
         .unwrap()
         .to_owned();
-    let issued: Value = app
-        .client
-        .post(app.url("/api/fed/projects/alpha/credentials"))
-        .header("x-api-key", ADMIN_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let issued = app.post("/api/fed/projects/alpha/credentials", Some(ADMIN_KEY));
+    let issued: Value = issued.await.json().await.unwrap();
     let token = issued["token"].as_str().unwrap();
     let cookie = sign_in(&app, token).await;
     assert!(!cookie.contains(token));
-    let html = page(&app, "/ui/spokes", Some(&cookie))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = page_text(&app, "/ui/spokes", &cookie).await;
     assert!(html.contains("hub alpha") && html.contains("Read-only"));
     assert!(!html.contains(&format!("/ui/spokes/{id}/approve")));
     let csrf = csrf_of(&html);
     let approve = format!("/ui/spokes/{id}/approve");
-    let res = post_form(&app, &approve, &cookie, &[("csrf", &csrf), ("reason", "x")]).await;
+    let res = act(&app, &approve, &cookie, &csrf, "x").await;
     assert_eq!(res.status(), 403);
 
     // Revoked: its session ends with it.
@@ -496,12 +419,7 @@ async fn ui_a_hub_token_signs_in_read_only_until_it_is_revoked() {
         &page(&app, "/ui/hubs", Some(&cookie)).await,
         "revoked hub token",
     );
-    let res = client()
-        .post(app.url("/ui/login"))
-        .form(&[("api_key", token)])
-        .send()
-        .await
-        .unwrap();
+    let res = log_in(&app, token).await;
     assert_eq!(res.status(), 401, "a revoked token cannot sign in");
 }
 
@@ -516,11 +434,7 @@ async fn ui_shows_the_self_preservation_banner_while_the_sweeper_holds_back() {
     .await;
     let cookie = sign_in(&app, AGENT_KEY).await;
     // Just connected: sight regained less than stale_threshold ago.
-    let html = page(&app, "/ui/hubs", Some(&cookie))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = page_text(&app, "/ui/hubs", &cookie).await;
     assert!(html.contains(r#"id="self-preservation""#), "the banner");
     assert!(html.contains("Self-preservation is on"));
     assert!(html.contains("sight regained at"), "and until when");
@@ -528,11 +442,7 @@ async fn ui_shows_the_self_preservation_banner_while_the_sweeper_holds_back() {
     // Without NATS there is no sweeper to hold back: no banner.
     let plain = spawn_app_yaml(&ui_yaml()).await;
     let cookie = sign_in(&plain, AGENT_KEY).await;
-    let html = page(&plain, "/ui/hubs", Some(&cookie))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = page_text(&plain, "/ui/hubs", &cookie).await;
     assert!(!html.contains(r#"id="self-preservation""#));
 }
 

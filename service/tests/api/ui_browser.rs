@@ -119,20 +119,15 @@ async fn await_text(c: &Client, css: &str, what: &str, ok: impl Fn(&str) -> bool
     .await
 }
 
+/// The first element matching `css` (it must be there).
+async fn element(c: &Client, css: &str) -> fantoccini::elements::Element {
+    c.find(Locator::Css(css)).await.unwrap()
+}
+
 async fn sign_in(c: &Client, app: &TestApp, key: &str) {
     c.goto(&app.url("/ui/login")).await.unwrap();
-    c.find(Locator::Css("#api_key"))
-        .await
-        .unwrap()
-        .send_keys(key)
-        .await
-        .unwrap();
-    c.find(Locator::Css("#sign-in"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    element(c, "#api_key").await.send_keys(key).await.unwrap();
+    element(c, "#sign-in").await.click().await.unwrap();
     await_text(c, "h1", "the hubs page after sign-in", |t| t == "Hubs").await;
 }
 
@@ -189,14 +184,11 @@ async fn ui_browser_signs_in_watches_a_hub_go_offline_live_and_approves_a_spoke(
         (now - chrono::Duration::seconds(50)).to_rfc3339()
     ))
     .await;
-    let res = app
-        .put_json(
-            "/api/fed/projects/epsilon/maintenance",
-            Some(ADMIN_KEY),
-            &json!({"duration": "2h", "reason": "kernel upgrade, CHG-1234"}),
-        )
-        .await;
-    assert_eq!(res.status(), 200);
+    app.start_maintenance(
+        "epsilon",
+        &json!({"duration": "2h", "reason": "kernel upgrade, CHG-1234"}),
+    )
+    .await;
     let spoke = register(&app, "FRA").await;
     let id = spoke["id"].as_str().unwrap().to_owned();
 
@@ -257,17 +249,16 @@ async fn ui_browser_signs_in_watches_a_hub_go_offline_live_and_approves_a_spoke(
     c.goto(&app.url("/ui/spokes")).await.unwrap();
     screenshot(&c, "spokes-pending").await;
     let field = format!("#reason-{id}-approve");
-    c.find(Locator::Css(&field))
+    element(&c, &field)
         .await
-        .unwrap()
         .send_keys("MoU signed")
         .await
         .unwrap();
-    c.find(Locator::Css(&format!(
-        "form[action='/ui/spokes/{id}/approve'] button"
-    )))
+    element(
+        &c,
+        &format!("form[action='/ui/spokes/{id}/approve'] button"),
+    )
     .await
-    .unwrap()
     .click()
     .await
     .unwrap();
@@ -297,9 +288,8 @@ async fn ui_browser_signs_in_watches_a_hub_go_offline_live_and_approves_a_spoke(
 
     // Sign out: back to the sign-in page, and the pages need it again.
     c.goto(&app.url("/ui/hubs")).await.unwrap();
-    c.find(Locator::Css("form[action='/ui/logout'] button"))
+    element(&c, "form[action='/ui/logout'] button")
         .await
-        .unwrap()
         .click()
         .await
         .unwrap();

@@ -33,11 +33,8 @@ async fn the_watch_stream_follows_changes_from_now() {
     assert_eq!(event["type"], "federation.project.registered");
     assert_eq!(event["subject"], "alpha");
     assert_eq!(
-        app.get("/metrics", None)
+        app.get_text("/metrics", None)
             .await
-            .text()
-            .await
-            .unwrap()
             .lines()
             .find(|l| l.starts_with("event_watch_clients "))
             .unwrap(),
