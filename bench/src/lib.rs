@@ -170,6 +170,29 @@ where
     Ok(t0.elapsed())
 }
 
+/// A metric's name, how to compare its value, and the value wanted.
+pub type MetricGoal<'a> = (&'a str, fn(&f64, &f64) -> bool, f64);
+
+/// Asks `value` every 50 ms until `goal` is reached; after `limit`, an
+/// error saying it was not.
+async fn wait_goal<F, Fut>(
+    goal: MetricGoal<'_>,
+    limit: Duration,
+    mut value: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = f64>,
+{
+    let (name, reached, want) = goal;
+    let what = format!("{name} did not reach {want}");
+    wait_until(limit, Duration::from_millis(50), &what, || {
+        let v = value();
+        async move { Ok(reached(&v.await, &want)) }
+    })
+    .await
+}
+
 /// A `federation serve` process.
 pub struct Service {
     pub child: Child,
@@ -234,14 +257,10 @@ impl Service {
     pub async fn wait_metric(
         &self,
         http: &reqwest::Client,
-        (name, reached, want): (&str, fn(&f64, &f64) -> bool, f64),
+        goal: MetricGoal<'_>,
         limit: Duration,
     ) -> anyhow::Result<()> {
-        let what = format!("{name} did not reach {want}");
-        wait_until(limit, Duration::from_millis(50), &what, || async {
-            Ok(reached(&self.metric(http, name).await, &want))
-        })
-        .await
+        wait_goal(goal, limit, || self.metric(http, goal.0)).await
     }
 
     /// (current RSS, peak RSS) in KiB, from /proc.
@@ -327,14 +346,10 @@ impl Replicas {
     pub async fn wait_metric(
         &self,
         http: &reqwest::Client,
-        (name, reached, want): (&str, fn(&f64, &f64) -> bool, f64),
+        goal: MetricGoal<'_>,
         limit: Duration,
     ) -> anyhow::Result<()> {
-        let what = format!("{name} (all replicas) did not reach {want}");
-        wait_until(limit, Duration::from_millis(50), &what, || async {
-            Ok(reached(&self.metric(http, name).await, &want))
-        })
-        .await
+        wait_goal(goal, limit, || self.metric(http, goal.0)).await
     }
 
     /// (current RSS, peak RSS) in KiB, summed over the replicas.

@@ -197,6 +197,27 @@ impl Listing {
             }
         };
         let key = |t: &'a T| (t.sort_value(field), t.unique());
+        // Sorted by the unique field, the items already come in page order
+        // (reversed when descending): the cursor is found by bisection and
+        // the page is the next `limit`, with no pass comparing every item
+        // (a million hubs: a page in milliseconds, not a second).
+        if by_unique && T::SORTS[0] == field {
+            let mut rest = matching;
+            if desc {
+                rest.reverse();
+            }
+            if let Some(c) = &self.after {
+                let at = (c.k.clone(), c.u.as_str());
+                let start =
+                    rest.partition_point(|t| order(key(t), at.clone()) != Ordering::Greater);
+                rest.drain(..start);
+            }
+            let more = self.limit.is_some_and(|l| rest.len() > l);
+            if let Some(l) = self.limit {
+                rest.truncate(l);
+            }
+            return self.finish(rest, total, more);
+        }
         let mut rest: Vec<&'a T> = match &self.after {
             None => matching,
             Some(c) => {
@@ -213,17 +234,16 @@ impl Listing {
             rest.select_nth_unstable_by(l, cmp);
             rest.truncate(l);
         }
-        // The default order of the unique field is the order they came in.
-        let presorted = by_unique && T::SORTS[0] == field && !more;
-        if presorted {
-            if desc {
-                rest.reverse();
-            }
-        } else {
-            rest.sort_unstable_by(cmp);
-        }
+        rest.sort_unstable_by(cmp);
+        self.finish(rest, total, more)
+    }
+
+    /// The page of `items` (in order, at most `limit`), and the cursor after
+    /// its last item when `more` follow.
+    fn finish<'a, T: Listed>(&self, items: Vec<&'a T>, total: usize, more: bool) -> Page<'a, T> {
+        let field = self.field;
         let next = if more {
-            rest.last().map(|t| {
+            items.last().map(|t| {
                 encode(&Cursor {
                     s: self.sort_name(),
                     k: owned(t.sort_value(field)),
@@ -233,11 +253,7 @@ impl Listing {
         } else {
             None
         };
-        Page {
-            items: rest,
-            total,
-            next,
-        }
+        Page { items, total, next }
     }
 }
 

@@ -54,15 +54,21 @@ fn message(i: usize) -> (Subject, Bytes) {
     bench::heartbeat(i, 1, HubStatus::Online, "silence")
 }
 
-/// `X-Total-Count` of one REST list query.
-async fn listed(http: &reqwest::Client, service: &Service, query: &str) -> anyhow::Result<usize> {
-    let res = http
-        .get(format!("{}/api/fed/projects?{query}&limit=1", service.base))
+/// A GET with the admin key; an error unless 2xx.
+async fn get(http: &reqwest::Client, url: &str) -> anyhow::Result<reqwest::Response> {
+    Ok(http
+        .get(url)
         .header("X-API-Key", ADMIN_KEY)
         .send()
         .await?
-        .error_for_status()?;
-    let total = res
+        .error_for_status()?)
+}
+
+/// `X-Total-Count` of one REST list query.
+async fn listed(http: &reqwest::Client, service: &Service, query: &str) -> anyhow::Result<usize> {
+    let url = format!("{}/api/fed/projects?{query}&limit=1", service.base);
+    let total = get(http, &url)
+        .await?
         .headers()
         .get("x-total-count")
         .and_then(|v| v.to_str().ok())
@@ -83,12 +89,7 @@ async fn offline_hubs(http: &reqwest::Client, service: &Service) -> anyhow::Resu
         service.base
     );
     loop {
-        let res = http
-            .get(&url)
-            .header("X-API-Key", ADMIN_KEY)
-            .send()
-            .await?
-            .error_for_status()?;
+        let res = get(http, &url).await?;
         let next = res
             .headers()
             .get("link")

@@ -150,7 +150,9 @@ pub async fn list_projects(
         None => {
             database_needed(&state)?;
             let list = projects::list(&state.db, &filter).await?;
-            let page = listing.page(list.iter().collect(), true);
+            // The database orders by its collation, not byte by byte as
+            // the view and cursors do: not presorted.
+            let page = listing.page(list.iter().collect(), false);
             let items = page
                 .items
                 .iter()

@@ -180,13 +180,27 @@ impl Load {
         self.paused.store(false, Ordering::SeqCst);
     }
 
-    /// Waits until `n` beats more than `since` have been published, so
-    /// that a phase is long enough for its losses to be judged by share.
-    async fn published_past(&self, since: u64, n: u64) {
+    /// Ends a phase that began when `published` beats had been: once it
+    /// has lasted PHASE beats (long enough for its losses to be judged by
+    /// share), pauses, lets the pipeline drain and resumes. Returns the
+    /// beats published in the phase and those missing since the start;
+    /// `published` becomes the count at the pause.
+    async fn end_phase(
+        &self,
+        http: &reqwest::Client,
+        replicas: &[Replica],
+        dead: f64,
+        published: &mut u64,
+    ) -> (u64, u64) {
+        let since = *published;
         eventually(WAIT, "beats published in the phase", || async {
-            (self.published.load(Ordering::Relaxed) >= since + n).then_some(())
+            (self.published.load(Ordering::Relaxed) >= since + PHASE).then_some(())
         })
         .await;
+        *published = self.pause().await;
+        let missing = drained(http, replicas, dead, *published).await;
+        self.resume();
+        (*published - since, missing)
     }
 
     fn rounds(&self) -> u64 {
@@ -456,10 +470,9 @@ async fn under_load_losing_a_nats_node_the_leading_replica_and_postgresql_loses_
     // missing then was lost in the phase just ended. With nothing failing,
     // nothing may be missing.
     let mut dead = 0.0;
-    let published = load.pause().await;
-    let steady_loss = drained(&http, &replicas, dead, published).await;
+    let mut published = 0;
+    let (_, steady_loss) = load.end_phase(&http, &replicas, dead, &mut published).await;
     assert_eq!(steady_loss, 0, "beats lost with nothing failing");
-    load.resume();
 
     // 1. A NATS node dies and comes back.
     cluster.node_mut(0).kill().await;
@@ -469,12 +482,7 @@ async fn under_load_losing_a_nats_node_the_leading_replica_and_postgresql_loses_
     })
     .await;
     cluster.node_mut(0).restart().await;
-    let before = published;
-    load.published_past(before, PHASE).await;
-    let published = load.pause().await;
-    let node_loss = drained(&http, &replicas, dead, published).await;
-    let node_phase = published - before;
-    load.resume();
+    let (node_phase, node_loss) = load.end_phase(&http, &replicas, dead, &mut published).await;
 
     // 2. The replica leading the sweeper dies.
     let leader = eventually(WAIT, "a sweeper leader", || {
@@ -497,12 +505,7 @@ async fn under_load_losing_a_nats_node_the_leading_replica_and_postgresql_loses_
     .await;
     let relay_failover = killed_at.elapsed();
     assert_ne!(new_leader, leader);
-    let before = published;
-    load.published_past(before, PHASE).await;
-    let published = load.pause().await;
-    let leader_loss = drained(&http, &replicas, dead, published).await;
-    let leader_phase = published - before;
-    load.resume();
+    let (leader_phase, leader_loss) = load.end_phase(&http, &replicas, dead, &mut published).await;
 
     // 3. PostgreSQL restarts (every session cut).
     let churned = acknowledged.load(Ordering::Relaxed);
@@ -516,12 +519,7 @@ async fn under_load_losing_a_nats_node_the_leading_replica_and_postgresql_loses_
     for r in replicas.iter().filter(|r| r.alive()) {
         wait_ready(r.port).await;
     }
-    let before = published;
-    load.published_past(before, PHASE).await;
-    let published = load.pause().await;
-    let pg_loss = drained(&http, &replicas, dead, published).await;
-    let pg_phase = published - before;
-    load.resume();
+    let (pg_phase, pg_loss) = load.end_phase(&http, &replicas, dead, &mut published).await;
 
     // Run on for a whole round after the last fault (beats that were in
     // the dead leader's memory are lost with it; the next round replaces
