@@ -1,0 +1,1 @@
+//! Gateway side (see the crate docs).
