@@ -68,9 +68,10 @@ pub struct RuleFilter {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ResolveParams {
-    /// The tenant.
+    /// The tenant; without one, the default node (as a gateway routes a
+    /// request that names no tenant).
     #[param(schema_with = domain::tenant_schema)]
-    pub tenant: String,
+    pub tenant: Option<String>,
     /// The region the request is in, if known.
     #[param(schema_with = domain::region_schema)]
     pub region: Option<String>,
@@ -95,8 +96,15 @@ fn not_found(what: &str, id: &str) -> ApiError {
     ApiError::NotFound(format!("no routing {what} {id:?}"))
 }
 
-fn unknown_node(field: &str) -> ApiError {
-    ApiError::validation(vec![FieldError::new(field, "is not a known node")])
+/// A reference to a node that does not exist: the body is well formed,
+/// the state is not there yet (create the node first).
+fn unknown_node(node_id: &str) -> ApiError {
+    ApiError::Conflict {
+        detail: format!(
+            "no routing node {node_id:?}; create it first (PUT /api/fed/routing/nodes/{node_id})"
+        ),
+        current: None,
+    }
 }
 
 fn seal(state: &AppState) -> Option<UrlSeal> {
@@ -193,6 +201,7 @@ pub async fn get_node(
         BodyErrors,
         KeyedErrors,
         (status = 404, description = "Not a node id", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A `database_url` was given but this server has no `routing.url_key` to store it with", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn put_node(
@@ -206,7 +215,14 @@ pub async fn put_node(
         return Err(not_found("node", &node_id));
     }
     let seal = seal(&state);
-    let spec = input.check(|i| i.into_spec(&node_id, seal.is_some()))?;
+    let spec = input.check(|i| i.into_spec(&node_id))?;
+    if spec.database_url.is_some() && seal.is_none() {
+        return Err(ApiError::Conflict {
+            detail: "database_url cannot be stored: routing.url_key is not set on this server"
+                .into(),
+            current: None,
+        });
+    }
     let url = match (&spec.database_url, &seal) {
         (Some(url), Some(seal)) => Some(SealedUrl {
             sealed: seal.seal(&spec.node_id, url),
@@ -283,6 +299,16 @@ pub async fn list_rules(
     Query(filter): Query<RuleFilter>,
 ) -> ApiResult<axum::Json<Vec<RoutingRule>>> {
     caller.require(Role::Admin)?;
+    if filter
+        .tenant
+        .as_deref()
+        .is_some_and(|t| !domain::is_tenant(t))
+    {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "tenant",
+            domain::TENANT_MESSAGE,
+        )]));
+    }
     let held = held(&state).await?;
     Ok(axum::Json(
         held.rows
@@ -305,6 +331,7 @@ pub async fn list_rules(
         (status = 200, description = "Replaced", body = RoutingRule),
         BodyErrors,
         KeyedErrors,
+        (status = 409, description = "No such node", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn put_rule(
@@ -316,7 +343,7 @@ pub async fn put_rule(
     let spec = input.check(RuleInput::into_spec)?;
     let (rule, created) = store::put_rule(&state.db, &spec, &caller.actor())
         .await?
-        .map_err(|UnknownNode| unknown_node("node_id"))?;
+        .map_err(|UnknownNode| unknown_node(&spec.node_id))?;
     changed(&state).await?;
     tracing::info!(tenant = %rule.tenant_id, region = %rule.region, node = %rule.node_id, created, key = %caller.fingerprint, "routing rule set");
     let location = format!("/api/fed/routing/rules/{}", rule.id);
@@ -437,6 +464,7 @@ async fn mapping(state: &AppState, tenant_id: &str) -> ApiResult<TenantMapping> 
         BodyErrors,
         KeyedErrors,
         (status = 404, description = "Not a tenant id", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "No such node", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn put_tenant(
@@ -452,7 +480,7 @@ pub async fn put_tenant(
     let spec = input.check(|i| i.into_spec(&tenant_id))?;
     let (mapping, created) = store::put_tenant(&state.db, &spec, &caller.actor())
         .await?
-        .map_err(|UnknownNode| unknown_node("primary_node_id"))?;
+        .map_err(|UnknownNode| unknown_node(&spec.primary_node_id))?;
     changed(&state).await?;
     tracing::info!(tenant = %mapping.tenant_id, node = %mapping.primary_node_id, created, key = %caller.fingerprint, "routing tenant set");
     let location = format!("/api/fed/routing/tenants/{}", mapping.tenant_id);
@@ -532,7 +560,11 @@ pub async fn resolve(
     Query(params): Query<ResolveParams>,
 ) -> ApiResult<axum::Json<Resolution>> {
     let mut errors = Vec::new();
-    if !domain::is_tenant(&params.tenant) {
+    if params
+        .tenant
+        .as_deref()
+        .is_some_and(|t| !domain::is_tenant(t))
+    {
         errors.push(FieldError::new("tenant", domain::TENANT_MESSAGE));
     }
     if params
@@ -558,7 +590,7 @@ pub async fn resolve(
     let held = held(&state).await?;
     let live = Liveness::of(&state.view, &state.db, &held).await?;
     let d = held.table.resolve_with(
-        &params.tenant,
+        params.tenant.as_deref().unwrap_or(""),
         params.region.as_deref(),
         params.key.as_deref(),
         |n| live.status(n).usable(),

@@ -79,7 +79,22 @@ fn hub_schema() -> Object {
     rules::example(rules::slug_schema(true), "projecta")
 }
 
+// Whole numbers as JSON Schema counts them: 949.0 is one too (a number
+// that is a multiple of 1), and is taken.
+fn whole_number(min: f64, max: f64) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Number)
+        .multiple_of(Some(1.0))
+        .minimum(Some(min))
+        .maximum(Some(max))
+        .build()
+}
+
 fn weight_schema() -> Object {
+    whole_number(0.0, MAX_WEIGHT as f64)
+}
+
+fn weight_answer_schema() -> Object {
     ObjectBuilder::new()
         .schema_type(Type::Integer)
         .minimum(Some(0))
@@ -88,11 +103,15 @@ fn weight_schema() -> Object {
 }
 
 fn priority_schema() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::Integer)
-        .minimum(Some(i32::MIN))
-        .maximum(Some(i32::MAX))
-        .build()
+    whole_number(f64::from(i32::MIN), f64::from(i32::MAX))
+}
+
+/// `value` as an integer in `range`, if it is a whole number there.
+fn whole(value: f64, range: std::ops::RangeInclusive<i64>) -> Option<i64> {
+    let fits =
+        value.fract() == 0.0 && value >= *range.start() as f64 && value <= *range.end() as f64;
+    // In range and whole: the conversion is exact.
+    fits.then_some(value as i64)
 }
 
 fn database_url_schema() -> Object {
@@ -205,7 +224,7 @@ pub struct NodeInput {
     pub database_url: Option<String>,
     #[serde(default)]
     #[schema(schema_with = priority_schema)]
-    pub priority: Option<i64>,
+    pub priority: Option<f64>,
     #[serde(default)]
     pub status: Option<AdminStatus>,
     /// Free-form, stored as given.
@@ -227,8 +246,7 @@ pub struct NodeSpec {
 }
 
 impl NodeInput {
-    /// `can_seal`: whether a URL key is configured.
-    pub fn into_spec(self, node_id: &str, can_seal: bool) -> Result<NodeSpec, Vec<FieldError>> {
+    pub fn into_spec(self, node_id: &str) -> Result<NodeSpec, Vec<FieldError>> {
         let mut errors = Vec::new();
         if !is_region(&self.region) {
             errors.push(FieldError::new("region", REGION_MESSAGE));
@@ -244,17 +262,12 @@ impl NodeInput {
                     "database_url",
                     rules::postgres_url_message(),
                 ));
-            } else if !can_seal {
-                errors.push(FieldError::new(
-                    "database_url",
-                    "cannot be stored: routing.url_key is not set on the server",
-                ));
             }
         }
-        let priority = self.priority.unwrap_or(0);
-        let priority = match i32::try_from(priority) {
-            Ok(p) => p,
-            Err(_) => {
+        let range = i64::from(i32::MIN)..=i64::from(i32::MAX);
+        let priority = match whole(self.priority.unwrap_or(0.0), range) {
+            Some(p) => i32::try_from(p).unwrap_or(0),
+            None => {
                 errors.push(FieldError::new("priority", "must be a 32-bit integer"));
                 0
             }
@@ -289,7 +302,7 @@ pub struct RoutingRule {
     pub is_primary: bool,
     /// Share of the tenant's requests among rules of equal standing; 0:
     /// only a fallback (by the node's priority).
-    #[schema(schema_with = weight_schema)]
+    #[schema(schema_with = weight_answer_schema)]
     pub weight: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -322,7 +335,7 @@ pub struct RuleInput {
     /// Default 100.
     #[serde(default)]
     #[schema(schema_with = weight_schema)]
-    pub weight: Option<i64>,
+    pub weight: Option<f64>,
 }
 
 /// A checked rule.
@@ -347,13 +360,16 @@ impl RuleInput {
         if !is_node_id(&self.node_id) {
             errors.push(FieldError::new("node_id", NODE_ID_MESSAGE));
         }
-        let weight = self.weight.unwrap_or(DEFAULT_WEIGHT);
-        if !(0..=MAX_WEIGHT).contains(&weight) {
-            errors.push(FieldError::new(
-                "weight",
-                format!("must be between 0 and {MAX_WEIGHT}"),
-            ));
-        }
+        let weight = match self.weight {
+            None => DEFAULT_WEIGHT,
+            Some(w) => whole(w, 0..=MAX_WEIGHT).unwrap_or_else(|| {
+                errors.push(FieldError::new(
+                    "weight",
+                    format!("must be a whole number between 0 and {MAX_WEIGHT}"),
+                ));
+                0
+            }),
+        };
         if !errors.is_empty() {
             sort_by_field(&mut errors);
             return Err(errors);
@@ -444,8 +460,9 @@ impl TenantInput {
 /// `GET /api/fed/routing/resolve`'s answer. Never a URL.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Resolution {
-    #[schema(schema_with = tenant_schema)]
-    pub tenant: String,
+    /// Null when none was given.
+    #[schema(schema_with = nullable_tenant_schema)]
+    pub tenant: Option<String>,
     /// The region asked for, else the tenant's primary region; null when
     /// neither is known.
     #[schema(schema_with = nullable_region_schema)]
@@ -454,6 +471,19 @@ pub struct Resolution {
     pub node_region: String,
     #[schema(schema_with = reason_schema)]
     pub reason: Reason,
+}
+
+fn nullable_tenant_schema() -> Object {
+    rules::example(nullable_text(), "acme")
+}
+
+fn nullable_text() -> Object {
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::String,
+            Type::Null,
+        ]))
+        .build()
 }
 
 fn nullable_region_schema() -> Object {
@@ -503,11 +533,11 @@ mod tests {
             region: "EU".into(),
             hub: Some("Not A Slug".into()),
             database_url: Some("mysql://x".into()),
-            priority: Some(i64::MAX),
+            priority: Some(1e12),
             status: None,
             metadata: None,
         };
-        let errors = input.into_spec("n", true).err().unwrap_or_default();
+        let errors = input.into_spec("n").err().unwrap_or_default();
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["database_url", "hub", "priority", "region"]);
         let input = NodeInput {
@@ -518,7 +548,6 @@ mod tests {
             status: None,
             metadata: None,
         };
-        let errors = input.into_spec("n", false).err().unwrap_or_default();
-        assert!(errors[0].message.contains("routing.url_key"), "{errors:?}");
+        assert!(input.into_spec("n").is_ok());
     }
 }

@@ -297,6 +297,7 @@ async fn bad_input_is_refused_with_every_field_and_nothing_changes() {
     )
     .await;
     assert_eq!(error_fields(&p), ["tenant_id", "weight"], "{p}");
+    // Well formed, but the node is not there: a conflict with the state.
     let p = assert_problem(
         app.post_json(
             "/api/fed/routing/rules",
@@ -304,12 +305,18 @@ async fn bad_input_is_refused_with_every_field_and_nothing_changes() {
             &json!({"tenant_id": "t", "region": "eu", "node_id": "nope"}),
         )
         .await,
+        409,
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("\"nope\""), "{p}");
+    assert_problem(
+        app.get("/api/fed/routing/rules?tenant=", Some(ADMIN_KEY))
+            .await,
         422,
     )
     .await;
-    assert_eq!(error_fields(&p), ["node_id"], "{p}");
     let p = assert_problem(
-        app.get("/api/fed/routing/resolve?region=eu", Some(ADMIN_KEY))
+        app.get("/api/fed/routing/resolve?tenant=-x", Some(ADMIN_KEY))
             .await,
         422,
     )
@@ -343,16 +350,14 @@ async fn bad_input_is_refused_with_every_field_and_nothing_changes() {
             json!({"region": "eu", "database_url": db_url("h")}),
         )
         .await,
-        422,
+        409,
     )
     .await;
     assert!(
-        p["errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("routing.url_key"),
+        p["detail"].as_str().unwrap().contains("routing.url_key"),
         "{p}"
     );
+    assert_no_url(&p.to_string(), "a problem");
 }
 
 #[tokio::test]
@@ -469,6 +474,10 @@ async fn region_rules_then_primary_then_weight_then_priority_then_default() {
         json!({"tenant": "stranger", "region": "eu-west", "node_id": "default", "node_region": "default", "reason": "default"})
     );
     assert_no_url(&r.to_string(), "a resolution");
+    // No tenant: the default node, as a gateway routes such a request.
+    let r = resolve(&app, "region=eu-west").await;
+    assert_eq!(picked(&r), ("default", "default"));
+    assert!(r["tenant"].is_null(), "{r}");
 }
 
 /// The routing tables changed behind the service's back (psql): the
@@ -597,5 +606,109 @@ async fn a_silent_hub_is_skipped_until_it_beats_again_here_and_in_the_snapshot()
     assert_eq!(
         app.get_status("/api/fed/routing/nodes", Some(&token)).await,
         403
+    );
+}
+
+#[path = "../../../routing/examples/gateway.rs"]
+#[allow(dead_code)]
+mod gateway_example;
+
+/// `GET path` on the example gateway with `headers`: the database that
+/// answered and why.
+async fn whoami(base: &str, path: &str, tenant_header: Option<&str>) -> Option<(String, String)> {
+    let mut req = reqwest::Client::new().get(format!("{base}{path}"));
+    if let Some(t) = tenant_header {
+        req = req.header("X-Tenant-ID", t);
+    }
+    let v: Value = req.send().await.ok()?.json().await.ok()?;
+    Some((
+        v["database"].as_str()?.to_owned(),
+        v["reason"].as_str()?.to_owned(),
+    ))
+}
+
+#[tokio::test]
+async fn the_example_gateway_runs_each_tenant_on_its_node_and_reroutes_a_silent_hub() {
+    let r = rig(&format!(
+        "heartbeat:\n  degraded_after: 1s\n  stale_threshold: 2s\n  check_interval: 1s\n  min_threshold: 1s\n  max_threshold: 2s\n{}",
+        routing_yaml()
+    ))
+    .await;
+    let app = &r.app;
+    let (db_a, db_b) = (
+        testkit::TestDb::empty().await,
+        testkit::TestDb::empty().await,
+    );
+    r.online("alpha").await;
+    node(app, "node-a", "eu", Some("alpha"), 0).await;
+    node(app, "node-b", "eu", None, 0).await;
+    map(app, "acme", "node-a", "eu").await;
+    rule(app, "acme", "eu", "node-b", false, 0).await;
+    map(app, "bravo", "node-b", "eu").await;
+    testkit::eventually(Duration::from_secs(10), "the snapshot", || async {
+        (kv_snapshot(&r).await?["tenants"].as_array()?.len() == 2).then_some(())
+    })
+    .await;
+
+    // The gateway: its own URLs for the nodes, the snapshot from KV.
+    let urls =
+        gateway_example::parse_node_urls(&format!("node-a={},node-b={}", db_a.url, db_b.url));
+    let mut registry = prometheus_client::registry::Registry::default();
+    let router = ::routing::gateway::TenantRouter::new(urls, app.pool.clone(), &mut registry);
+    tokio::spawn(router.clone().follow(
+        r.client.clone(),
+        ::routing::KV_BUCKET,
+        Duration::from_secs(1),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, gateway_example::app(router)).await });
+
+    // A fresh beat: the silence is counted from here.
+    r.beat("alpha", "online").await;
+    let silent_since = std::time::Instant::now();
+    let a = (db_a.name.clone(), "primary".to_owned());
+    testkit::eventually(Duration::from_secs(10), "acme on node A", || async {
+        (whoami(&base, "/tenants/acme/whoami", None).await? == a).then_some(())
+    })
+    .await;
+    assert_eq!(
+        whoami(&base, "/whoami", Some("bravo")).await,
+        Some((db_b.name.clone(), "primary".to_owned()))
+    );
+    let default_db: String = sqlx::query_scalar("SELECT current_database()::text")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        whoami(&base, "/whoami?tenant=nobody", None).await,
+        Some((default_db, "default".to_owned()))
+    );
+
+    // alpha goes silent: within one stale threshold (2 s) and a second for
+    // the sweep and the snapshot, acme runs on node B; it beats again: back
+    // on node A.
+    let b = (db_b.name.clone(), "fallback_priority".to_owned());
+    testkit::eventually(
+        Duration::from_secs(10),
+        "acme rerouted to node B",
+        || async { (whoami(&base, "/tenants/acme/whoami", None).await? == b).then_some(()) },
+    )
+    .await;
+    let took = silent_since.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "rerouted {took:?} after the last beat"
+    );
+    r.beat("alpha", "online").await;
+    testkit::eventually(Duration::from_secs(10), "acme back on node A", || async {
+        (whoami(&base, "/tenants/acme/whoami", None).await? == a).then_some(())
+    })
+    .await;
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(
+        text.contains("routing_decisions_total{reason=\"fallback_priority\"}"),
+        "{text}"
     );
 }
