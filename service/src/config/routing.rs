@@ -76,3 +76,38 @@ impl RoutingSettings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_key_bucket_and_replicas_are_reported_together_without_the_key() {
+        let settings = RoutingSettings {
+            url_key: Some(SecretString::from("not-hex-and-secret")),
+            kv_bucket: "a.b".into(),
+            kv_replicas: 0,
+            ..Default::default()
+        };
+        let mut errors = Vec::new();
+        settings.check(&mut errors);
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "routing.url_key",
+                "routing.kv_bucket",
+                "routing.kv_replicas"
+            ]
+        );
+        assert!(errors.iter().all(|e| !e.message.contains("not-hex")));
+        let good = RoutingSettings {
+            url_key: Some(SecretString::from("ab".repeat(32))),
+            ..Default::default()
+        };
+        assert_eq!(good.url_key_bytes(), Some([0xab; 32]));
+        let mut none = Vec::new();
+        good.check(&mut none);
+        assert!(none.is_empty(), "{none:?}");
+    }
+}

@@ -245,8 +245,13 @@ pub async fn follow(view: Arc<RoutingView>, pool: PgPool, shutdown: Cancellation
     }
 }
 
+/// Listens on a connection of its own: a listener keeps its connection,
+/// which would otherwise be one fewer for requests in the shared pool.
 async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
-    let mut listener = PgListener::connect_with(pool).await?;
+    let own = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with(pool.connect_options().as_ref().clone());
+    let mut listener = PgListener::connect_with(&own).await?;
     listener.listen(CHANNEL).await?;
     Ok(listener)
 }

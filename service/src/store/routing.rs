@@ -258,8 +258,14 @@ pub async fn delete_node(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownNode;
 
-fn is_unknown_node(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_foreign_key_violation())
+/// A statement's outcome, with a reference to a missing node told apart
+/// (the only foreign keys of these tables name nodes).
+fn or_unknown_node<T>(r: Result<T, sqlx::Error>) -> Result<Result<T, UnknownNode>, sqlx::Error> {
+    match r {
+        Ok(v) => Ok(Ok(v)),
+        Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => Ok(Err(UnknownNode)),
+        Err(e) => Err(e),
+    }
 }
 
 /// Creates the rule for (tenant, region, node), or replaces it.
@@ -284,10 +290,9 @@ pub async fn put_rule(
     )
     .fetch_one(&mut *tx)
     .await;
-    let row = match row {
+    let row = match or_unknown_node(row)? {
         Ok(row) => row,
-        Err(e) if is_unknown_node(&e) => return Ok(Err(UnknownNode)),
-        Err(e) => return Err(e),
+        Err(unknown) => return Ok(Err(unknown)),
     };
     let rule = RoutingRule {
         id: row.id,
@@ -364,10 +369,9 @@ pub async fn put_tenant(
     )
     .fetch_one(&mut *tx)
     .await;
-    let row = match row {
+    let row = match or_unknown_node(row)? {
         Ok(row) => row,
-        Err(e) if is_unknown_node(&e) => return Ok(Err(UnknownNode)),
-        Err(e) => return Err(e),
+        Err(unknown) => return Ok(Err(unknown)),
     };
     let mapping = TenantMapping {
         tenant_id: row.tenant_id,

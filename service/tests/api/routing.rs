@@ -712,3 +712,85 @@ async fn the_example_gateway_runs_each_tenant_on_its_node_and_reroutes_a_silent_
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn the_cli_sets_nodes_rules_and_tenants_and_resolves() {
+    let app = spawn_app_yaml(&routing_yaml()).await;
+    let run = |args: &'static [&'static str], stdin: Option<String>| {
+        let base = app.base.clone();
+        async move {
+            let mut cmd = tokio::process::Command::from(testkit::clean_command(env!(
+                "CARGO_BIN_EXE_federation"
+            )));
+            cmd.args(args)
+                .env("FEDERATION_URL", base)
+                .env("FEDERATION_API_KEY", ADMIN_KEY)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            let mut child = cmd.spawn().unwrap();
+            let mut input = child.stdin.take().unwrap();
+            if let Some(text) = stdin {
+                use tokio::io::AsyncWriteExt;
+                input.write_all(text.as_bytes()).await.unwrap();
+            }
+            drop(input);
+            let out = child.wait_with_output().await.unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(
+                out.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            text
+        }
+    };
+    let set = run(
+        &[
+            "routing",
+            "nodes",
+            "set",
+            "eu-1",
+            "--region",
+            "eu",
+            "--priority",
+            "-3",
+            "--database-url-stdin",
+        ],
+        Some(format!("{}\n", db_url("db-eu.internal"))),
+    )
+    .await;
+    assert_eq!(set, "node eu-1 set (online)\n");
+    let nodes = run(&["routing", "nodes", "list"], None).await;
+    assert!(nodes.contains("db-eu.internal:5432"), "{nodes}");
+    assert_no_url(&nodes, "the node list");
+    run(
+        &[
+            "routing", "rules", "set", "acme", "eu", "eu-1", "--weight", "5",
+        ],
+        None,
+    )
+    .await;
+    run(
+        &[
+            "routing", "tenants", "set", "acme", "eu-1", "--region", "eu",
+        ],
+        None,
+    )
+    .await;
+    let resolved = run(&["-o", "json", "routing", "resolve", "acme"], None).await;
+    let r: Value = serde_json::from_str(&resolved).unwrap();
+    assert_eq!(picked(&r), ("eu-1", "primary"));
+    let table = run(&["routing", "resolve", "acme", "--region", "eu"], None).await;
+    assert!(
+        table.contains("eu-1 (eu)") && table.contains("region_rule"),
+        "{table}"
+    );
+    let rules = app.get_ok("/api/fed/routing/rules", Some(ADMIN_KEY)).await;
+    assert_eq!(rules[0]["weight"], 5);
+    assert_eq!(
+        app.get_ok("/api/fed/routing/nodes/eu-1", Some(ADMIN_KEY))
+            .await["priority"],
+        -3
+    );
+}
