@@ -794,3 +794,56 @@ async fn the_cli_sets_nodes_rules_and_tenants_and_resolves() {
         -3
     );
 }
+
+/// The service's own log, at its most verbose, never carries a URL it was
+/// given: not the request, not the statements, not the events.
+#[tokio::test]
+async fn no_database_url_reaches_the_log_even_at_trace() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = testkit::TestDb::create().await;
+    let port = testkit::free_port();
+    let log_path = tmp.path().join("service.log");
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    let mut child = crate::process::serve(&db.url, port)
+        .env("FEDERATION__ROUTING__URL_KEY", URL_KEY)
+        .env("FEDERATION__NATS__ENABLED", "false")
+        .env("FEDERATION__SERVER__HOST", "127.0.0.1")
+        .env("RUST_LOG", "trace")
+        // A file, not a pipe that nobody reads until the end.
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file)
+        .spawn()
+        .unwrap();
+    crate::process::wait_ready(port).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let url = db_url("db-eu.internal");
+    for body in [
+        json!({"region": "eu", "database_url": url}),
+        // Refused: a problem document, and a log line about it.
+        json!({"region": "EU", "database_url": format!("{url} ")}),
+    ] {
+        client
+            .put(format!("{base}/api/fed/routing/nodes/eu-1"))
+            .header("x-api-key", ADMIN_KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let listed = client
+        .get(format!("{base}/api/fed/routing/nodes"))
+        .header("x-api-key", ADMIN_KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(listed.contains("db-eu.internal:5432"), "{listed}");
+    crate::process::signal(child.id(), "-TERM");
+    child.wait().unwrap();
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    assert!(logs.contains("routing node set"), "the change is logged");
+    assert_no_url(&logs, "the service's log");
+}
