@@ -651,8 +651,10 @@ async fn the_example_gateway_runs_each_tenant_on_its_node_and_reroutes_a_silent_
     .await;
 
     // The gateway: its own URLs for the nodes, the snapshot from KV.
-    let urls =
-        gateway_example::parse_node_urls(&format!("node-a={},node-b={}", db_a.url, db_b.url));
+    let urls = gateway_example::parse_node_urls(&format!(
+        "node-a={},node-b={},node-x=postgres://postgres@127.0.0.1:1/gone",
+        db_a.url, db_b.url
+    ));
     let mut registry = prometheus_client::registry::Registry::default();
     let router = ::routing::gateway::TenantRouter::new(urls, app.pool.clone(), &mut registry);
     tokio::spawn(router.clone().follow(
@@ -704,6 +706,22 @@ async fn the_example_gateway_runs_each_tenant_on_its_node_and_reroutes_a_silent_
     testkit::eventually(Duration::from_secs(10), "acme back on node A", || async {
         (whoami(&base, "/tenants/acme/whoami", None).await? == a).then_some(())
     })
+    .await;
+    // A node whose database does not answer: once the gateway's health
+    // check finds it so, its tenant goes to the standby.
+    node(app, "node-x", "eu", None, 0).await;
+    map(app, "xray", "node-x", "eu").await;
+    rule(app, "xray", "eu", "node-b", false, 0).await;
+    // (The gateway learns node-x's URL from its own settings: here, none
+    // reachable.)
+    testkit::eventually(
+        Duration::from_secs(30),
+        "xray off the dead node",
+        || async {
+            let (db, reason) = whoami(&base, "/whoami?tenant=xray", None).await?;
+            (db == db_b.name && reason == "fallback_priority").then_some(())
+        },
+    )
     .await;
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
