@@ -54,6 +54,10 @@ impl Held {
 pub struct RoutingView {
     held: RwLock<Arc<Held>>,
     loaded: AtomicBool,
+    /// One reload at a time: a read that began later replaces one that
+    /// began earlier (which may have missed a change that committed between
+    /// the two), never the other way round.
+    reloading: tokio::sync::Mutex<()>,
     /// Bumped after each reload.
     changes: tokio::sync::watch::Sender<u64>,
 }
@@ -63,6 +67,7 @@ impl RoutingView {
         Arc::new(RoutingView {
             held: RwLock::new(Arc::new(Held::new(Loaded::default()))),
             loaded: AtomicBool::new(false),
+            reloading: tokio::sync::Mutex::new(()),
             changes: tokio::sync::watch::Sender::new(0),
         })
     }
@@ -87,14 +92,12 @@ impl RoutingView {
         Ok(self.current())
     }
 
-    /// Reads the routing tables; a read older than the one held is dropped.
+    /// Reads the routing tables and holds what it read.
     pub async fn reload(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
-        let rows = store::routing::load(pool).await?;
-        let fresh = Arc::new(Held::new(rows));
+        let _one = self.reloading.lock().await;
+        let fresh = Arc::new(Held::new(store::routing::load(pool).await?));
         if let Ok(mut held) = self.held.write() {
-            if !self.is_loaded() || fresh.rows.version >= held.rows.version {
-                *held = fresh;
-            }
+            *held = fresh;
         }
         self.loaded.store(true, Ordering::Release);
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
