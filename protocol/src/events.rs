@@ -27,10 +27,13 @@ pub enum EventKind {
     SpokeSuspended,
     SpokeReinstated,
     SpokeRevoked,
+    RoutingNodeChanged,
+    RoutingRuleChanged,
+    RoutingTenantChanged,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 14] = [
         EventKind::ProjectRegistered,
         EventKind::ProjectUpdated,
         EventKind::ProjectDeleted,
@@ -42,6 +45,9 @@ impl EventKind {
         EventKind::SpokeSuspended,
         EventKind::SpokeReinstated,
         EventKind::SpokeRevoked,
+        EventKind::RoutingNodeChanged,
+        EventKind::RoutingRuleChanged,
+        EventKind::RoutingTenantChanged,
     ];
 
     /// `<entity>.<change>`: the tail shared by the CloudEvents type and the subject.
@@ -58,6 +64,9 @@ impl EventKind {
             EventKind::SpokeSuspended => "spoke.suspended",
             EventKind::SpokeReinstated => "spoke.reinstated",
             EventKind::SpokeRevoked => "spoke.revoked",
+            EventKind::RoutingNodeChanged => "routing.node",
+            EventKind::RoutingRuleChanged => "routing.rule",
+            EventKind::RoutingTenantChanged => "routing.tenant",
         }
     }
 
@@ -154,6 +163,29 @@ pub struct ProjectStatusData {
     /// When the change took effect: the heartbeat's arrival, or the sweep.
     pub at: DateTime<Utc>,
     pub last_heartbeat_at: Option<DateTime<Utc>>,
+}
+
+/// Whether a routing node, rule or tenant map entry was set or deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoutingChange {
+    /// Created or replaced.
+    Set,
+    Deleted,
+}
+
+/// The `data` of a `routing.node`, `routing.rule` or `routing.tenant` event
+/// ([`EventKind::RoutingNodeChanged`] and its siblings); the event's
+/// subject is `id`. Never carries a database URL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingChangeData {
+    pub change: RoutingChange,
+    /// The node id, the rule's id, or the tenant id.
+    pub id: String,
+    /// The resource as `GET` answers it now; absent once deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<serde_json::Value>,
 }
 
 /// Whether a maintenance window began or ended.

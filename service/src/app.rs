@@ -28,6 +28,8 @@ use crate::leader::{self, Candidacy, Election};
 use crate::metrics::Metrics;
 use crate::nats::NatsConnection;
 use crate::retention::{self, Log};
+use crate::routing_view::publish::SnapshotPublisher;
+use crate::routing_view::{self, RoutingView};
 use crate::state::{App, AppState};
 use crate::store;
 use crate::supervisor::Supervisor;
@@ -48,6 +50,8 @@ pub struct Components {
     pub sync: Arc<SyncEngine>,
     pub sight: Arc<Sight>,
     pub view: Arc<CatalogView>,
+    /// Tenant routing in memory.
+    pub routing: Arc<RoutingView>,
     pub events: Arc<EventFeed>,
     /// The NATS authority, when `identity.dir` is set.
     pub authority: Option<Arc<Authority>>,
@@ -103,6 +107,7 @@ impl Components {
         );
         Ok(Components {
             view: CatalogView::new(settings.catalog.view),
+            routing: RoutingView::new(),
             sight: Arc::new(Sight::new(nats.clone())),
             settings: Arc::new(settings),
             db,
@@ -125,6 +130,7 @@ impl Components {
             db_health,
             db_gauges: Arc::default(),
             view: self.view.clone(),
+            routing: self.routing.clone(),
             sync: self.sync.clone(),
             keys: ApiKeys::new(&self.settings.auth),
             last_used: Arc::default(),
@@ -188,6 +194,26 @@ impl Components {
         workers.spawn("relay", relay.run(election, shutdown.clone()));
     }
 
+    /// Tenant routing: following the routing tables, and (with NATS)
+    /// publishing the gateways' snapshot.
+    fn spawn_routing_workers(&self, workers: &mut Supervisor, shutdown: &CancellationToken) {
+        workers.spawn(
+            "routing_follow",
+            routing_view::follow(self.routing.clone(), self.db.clone(), shutdown.clone()),
+        );
+        let Some(nats) = &self.nats else {
+            return;
+        };
+        let publisher = SnapshotPublisher {
+            view: self.routing.clone(),
+            catalog: self.view.clone(),
+            pool: self.db.clone(),
+            client: nats.client().clone(),
+            settings: self.settings.routing.clone(),
+        };
+        workers.spawn("routing_publish", publisher.run(shutdown.clone()));
+    }
+
     /// The federation sync worker: it campaigns for the SYNC lead and runs
     /// only while it holds it. A run in flight at shutdown is abandoned at
     /// its next await; its events are redelivered to the next leader.
@@ -233,6 +259,7 @@ impl Components {
             );
         }
         self.spawn_event_workers(workers, shutdown);
+        self.spawn_routing_workers(workers, shutdown);
         for (log, retention) in [
             (Log::Audit, self.settings.audit.retention),
             (Log::History, self.settings.catalog.history_retention),

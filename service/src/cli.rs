@@ -115,6 +115,10 @@ pub enum Command {
     /// A hub's planned downtime: start, stop (client).
     #[command(subcommand)]
     Maintenance(client::MaintenanceCommand),
+    /// Tenant routing: nodes, rules, tenants (list, set, delete) and
+    /// resolve (client).
+    #[command(subcommand)]
+    Routing(client::RoutingCommand),
     /// Follow federation events as they happen, one line each (client).
     ///
     /// Reads GET /api/fed/watch (server-sent events) until interrupted; a
@@ -145,6 +149,7 @@ impl Command {
             Command::Maintenance(c) => ClientCommand::Maintenance(c),
             Command::Watch(a) => ClientCommand::Watch(a),
             Command::Status => ClientCommand::Status,
+            Command::Routing(c) => ClientCommand::Routing(c),
             other => return Err(other),
         })
     }
@@ -256,6 +261,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         | Command::Projects(_)
         | Command::Spokes(_)
         | Command::Maintenance(_)
+        | Command::Routing(_)
         | Command::Watch(_)
         | Command::Status
         | Command::Completions { .. } => Ok(()),

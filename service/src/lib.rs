@@ -6,7 +6,7 @@
 //! shutdown deadline); `state` is what handlers receive; every other module
 //! owns one concern: `config`, `store` (every SQL statement, checked at
 //! compile time against `.sqlx/`), `catalog` (projects, their
-//! seeding and metrics), `catalog_view` (the catalog in memory), `spoke` (the
+//! seeding and metrics), `catalog_view` (the catalog in memory), `fed_routing` (tenant routing's nodes, rules and tenant map, and the sealing of database URLs), `routing_view` (tenant routing in memory, its resolution and the gateways' snapshot), `spoke` (the
 //! spoke registry's rules), `events`, `ingest`, `sweeper`, `leader`, `sync`
 //! (tfvars, Keycloak, links, drift), `auth`, `client` (the operator's CLI, a REST client only), `retention` (pruning the audit log and hub history), `identity` (the NATS authority), `api`, `ui` (the web UI at `/ui`, over `api`'s handlers and checks), `health`, `server`,
 //! `metrics` (the registry), and the leaves `rules`, `field_error`, `listing` (pages, sorts and cursors of the lists),
@@ -22,6 +22,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod events;
+pub mod fed_routing;
 pub mod field_error;
 pub mod health;
 pub mod identity;
@@ -33,6 +34,7 @@ pub mod log_limit;
 pub mod metrics;
 pub mod nats;
 pub mod retention;
+pub mod routing_view;
 pub mod rules;
 pub mod server;
 pub mod spoke;

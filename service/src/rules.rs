@@ -296,6 +296,14 @@ pub fn spoke_id_schema() -> Object {
 /// would be a secret in the catalog, a fragment never reaches a server).
 /// Every such string is also a URL the `url` crate parses with that host.
 pub fn url_pattern() -> String {
+    format!(
+        r"^https?://{}(/[A-Za-z0-9._~%/-]*)?(\?[A-Za-z0-9._~%/&=+:@!$,;-]*)?$",
+        host_and_port()
+    )
+}
+
+/// A host name, IPv4 address or bracketed IPv6 address, and an optional port.
+fn host_and_port() -> String {
     let label = "[A-Za-z0-9_]+(-[A-Za-z0-9_]+)*";
     let h = "[0-9A-Fa-f]{1,4}";
     let ipv6 = format!(
@@ -308,9 +316,45 @@ pub fn url_pattern() -> String {
     let octet = "(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])";
     let port =
         "(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}|0)";
+    format!(r"(({label}\.)*{last}|{octet}(\.{octet}){{3}}|\[({ipv6})\])(:{port})?")
+}
+
+/// A PostgreSQL URL as a routing node's `database_url`: `postgres://` or
+/// `postgresql://`, optional user and password (percent-encoded), a host
+/// as in [`url_pattern`], an optional port, database name and options.
+pub fn postgres_url_pattern() -> String {
+    let userinfo = "[A-Za-z0-9._~%!$&'()*+,;=-]+(:[A-Za-z0-9._~%!$&'()*+,;=-]*)?@";
     format!(
-        r"^https?://(({label}\.)*{last}|{octet}(\.{octet}){{3}}|\[({ipv6})\])(:{port})?(/[A-Za-z0-9._~%/-]*)?(\?[A-Za-z0-9._~%/&=+:@!$,;-]*)?$"
+        r"^postgres(ql)?://({userinfo})?{}(/[A-Za-z0-9._~%-]*)?(\?[A-Za-z0-9._~%&=+-]*)?$",
+        host_and_port()
     )
+}
+
+static POSTGRES_URL: LazyLock<Regex> = LazyLock::new(|| {
+    #[allow(clippy::expect_used)] // a constant pattern, tested below
+    Regex::new(&postgres_url_pattern()).expect("the PostgreSQL URL pattern compiles")
+});
+
+pub fn postgres_url_message() -> String {
+    format!(
+        "must be a postgres:// or postgresql:// URL with a host, at most {MAX_URL_LEN} characters"
+    )
+}
+
+pub fn is_postgres_url(s: &str) -> bool {
+    s.len() <= MAX_URL_LEN
+        && POSTGRES_URL.is_match(s)
+        && url::Url::parse(s).is_ok_and(|u| u.host_str().is_some())
+}
+
+/// Write-only: `writeOnly` so that no response is expected to carry it.
+pub fn postgres_url_schema() -> Object {
+    let mut schema = string(true)
+        .max_length(Some(MAX_URL_LEN))
+        .pattern(Some(postgres_url_pattern()))
+        .build();
+    schema.write_only = Some(true);
+    schema
 }
 
 static URL: LazyLock<Regex> = LazyLock::new(|| {

@@ -42,6 +42,8 @@ pub struct App {
     pub sight: Arc<Sight>,
     /// The catalog in memory, for the read routes.
     pub view: Arc<CatalogView>,
+    /// Tenant routing in memory, for resolution.
+    pub routing: Arc<crate::routing_view::RoutingView>,
     /// Follows the outbox for `/api/fed/watch` clients.
     pub events: Arc<EventFeed>,
     /// Whether the database answers, checked every second.

@@ -183,6 +183,12 @@ const HUB_ROUTES: &[(Method, &str)] = &[
     (Method::GET, "/api/fed/projects/{slug}/history"),
     (Method::PUT, "/api/fed/projects/{slug}/maintenance"),
     (Method::DELETE, "/api/fed/projects/{slug}/maintenance"),
+    // Issue 11: any valid key resolves and reads bootstrap metadata.
+    (Method::GET, "/api/fed/routing/resolve"),
+    (
+        Method::GET,
+        "/api/fed/routing/tenants/{tenant_id}/bootstrap",
+    ),
 ];
 
 /// The routes a spoke token may call at all, each about one spoke, `{id}`:

@@ -13,6 +13,7 @@ pub mod idps;
 pub mod maintenance;
 pub mod observability;
 pub mod projects;
+pub mod routing;
 pub mod shape;
 pub mod shed;
 pub mod sync;
@@ -54,6 +55,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
     tags(
         (name = "catalog", description = "Projects (hubs) and their liveness"),
         (name = "federation", description = "Spoke registry, lifecycle, federation links, public IdPs, the event watch stream, sync and drift"),
+        (name = "routing", description = "Tenant routing: federation nodes (databases served by hubs), rules, the tenant map, resolution and bootstrap metadata"),
         (name = "health", description = "Liveness, readiness, dependencies"),
         (name = "observability", description = "Metrics and this document"),
     )
@@ -117,6 +119,22 @@ fn protected(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(federation::list_links))
         .routes(routes!(audit::list_audit))
         .routes(routes!(watch::watch))
+        .routes(routes!(routing::list_nodes))
+        .routes(routes!(
+            routing::get_node,
+            routing::put_node,
+            routing::delete_node
+        ))
+        .routes(routes!(routing::list_rules, routing::put_rule))
+        .routes(routes!(routing::get_rule, routing::delete_rule))
+        .routes(routes!(routing::list_tenants))
+        .routes(routes!(
+            routing::get_tenant,
+            routing::put_tenant,
+            routing::delete_tenant
+        ))
+        .routes(routes!(routing::bootstrap))
+        .routes(routes!(routing::resolve))
         .route_layer(from_fn_with_state(
             state.db_health.clone(),
             shed::database_down,

@@ -156,6 +156,9 @@ pub struct CatalogView {
     loaded: AtomicBool,
     /// Whether [`follow`] is connected and listening right now.
     following: AtomicBool,
+    /// Bumped after every change the view takes in (tenant routing
+    /// republishes its snapshot when a node's hub changes).
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl CatalogView {
@@ -165,11 +168,12 @@ impl CatalogView {
             state: RwLock::new(State::default()),
             loaded: AtomicBool::new(false),
             following: AtomicBool::new(false),
+            changes: tokio::sync::watch::Sender::new(0),
         })
     }
 
     /// Whether reads may be served from memory.
-    fn usable(&self) -> bool {
+    pub fn usable(&self) -> bool {
         self.enabled && self.loaded.load(Ordering::Acquire)
     }
 
@@ -185,6 +189,24 @@ impl CatalogView {
 
     fn set_following(&self, on: bool) {
         self.following.store(on, Ordering::Release);
+    }
+
+    /// `f` of the project (`None`: not in the catalog), if the view is usable.
+    pub fn with_project<R>(&self, slug: &str, f: impl FnOnce(Option<&Project>) -> R) -> Option<R> {
+        if !self.usable() {
+            return None;
+        }
+        let s = self.state.read().ok()?;
+        Some(f(s.projects.get(slug).map(|e| &e.project)))
+    }
+
+    /// Wakes after each change the view takes in.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// A project's JSON, if the view is usable and has it.
@@ -257,6 +279,7 @@ impl CatalogView {
                 s.apply(p, at);
             }
         }
+        self.changed();
     }
 
     /// A project deleted by this replica (it committed).
@@ -269,6 +292,7 @@ impl CatalogView {
             s.remove(slug, now);
             s.prune_tombstones(now);
         }
+        self.changed();
     }
 
     /// After a re-read that began at `read_at` found `found` of `asked`:
@@ -296,6 +320,8 @@ impl CatalogView {
             }
         }
         s.prune_tombstones(now);
+        drop(s);
+        self.changed();
     }
 
     /// Reads every project and brings the view to it. Copies that entered
@@ -313,6 +339,7 @@ impl CatalogView {
         };
         self.reconcile(&asked, rows, read_at);
         self.loaded.store(true, Ordering::Release);
+        self.changed();
         Ok(n)
     }
 

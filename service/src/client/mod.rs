@@ -12,6 +12,7 @@ mod error;
 mod key;
 mod projects;
 mod render;
+mod routing;
 mod spokes;
 mod status;
 mod watch;
@@ -23,6 +24,7 @@ use clap::{Args, Subcommand, ValueEnum};
 pub use api::Api;
 pub use error::{ClientError, Exit};
 pub use key::ApiKey;
+pub use routing::RoutingCommand;
 
 /// The service the CLI talks to when neither `--server` nor `FEDERATION_URL`
 /// says otherwise (the quickstart's).
@@ -83,6 +85,7 @@ pub enum ClientCommand {
     Maintenance(MaintenanceCommand),
     Watch(WatchArgs),
     Status,
+    Routing(RoutingCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -224,5 +227,6 @@ async fn execute(options: ClientOptions, command: ClientCommand) -> Result<(), C
         ClientCommand::Spokes(cmd) => spokes::run(&api, out, cmd).await,
         ClientCommand::Watch(args) => watch::run(&api, out, args).await,
         ClientCommand::Status => status::run(&api, out).await,
+        ClientCommand::Routing(cmd) => routing::run(&api, out, cmd).await,
     }
 }

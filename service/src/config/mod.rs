@@ -10,10 +10,12 @@
 
 pub mod identity;
 pub mod legacy_env;
+pub mod routing;
 pub mod sync;
 pub mod ui;
 
 pub use identity::IdentitySettings;
+pub use routing::RoutingSettings;
 pub use ui::UiSettings;
 
 pub use sync::{
@@ -58,6 +60,7 @@ pub struct Settings {
     pub identity: IdentitySettings,
     pub audit: AuditSettings,
     pub ui: UiSettings,
+    pub routing: RoutingSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Validate)]
@@ -440,7 +443,7 @@ impl Settings {
 
     /// Extracts every section, then checks every rule; all problems at once.
     pub fn from_figment(fig: &Figment) -> Result<Settings, ConfigErrors> {
-        const SECTIONS: [&str; 14] = [
+        const SECTIONS: [&str; 15] = [
             "server",
             "database",
             "nats",
@@ -455,6 +458,7 @@ impl Settings {
             "identity",
             "audit",
             "ui",
+            "routing",
         ];
         let mut errors = check_root(fig, &SECTIONS);
         // A broken file stops here; unknown sections do not.
@@ -477,7 +481,7 @@ impl Settings {
         }
         let mut settings = sections!(
             server, database, nats, auth, heartbeat, catalog, log, sync, events, federation,
-            workers, identity, audit, ui
+            workers, identity, audit, ui, routing
         );
         // Derived defaults, as the original's settings imply them.
         if fig.find_value("heartbeat.degraded_after").is_err() {
@@ -500,6 +504,7 @@ impl Settings {
             || nats.creds_file.is_some();
         settings.identity.check(nats_auth, &mut rules);
         settings.ui.check(&mut rules);
+        settings.routing.check(&mut rules);
         if !nats_auth {
             if let Some(creds) = settings.identity.service_creds() {
                 settings.nats.creds_file = Some(creds);

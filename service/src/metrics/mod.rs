@@ -32,6 +32,7 @@ pub struct Metrics {
     pub events: EventMetrics,
     pub workers: crate::supervisor::WorkerMetrics,
     pub revocations: crate::identity::revocations::RevocationMetrics,
+    pub routing: crate::routing_view::RoutingMetrics,
 }
 
 impl Metrics {
@@ -53,6 +54,7 @@ impl Metrics {
         let events = EventMetrics::register(&mut registry);
         let workers = crate::supervisor::WorkerMetrics::register(&mut registry);
         let revocations = crate::identity::revocations::RevocationMetrics::register(&mut registry);
+        let routing = crate::routing_view::RoutingMetrics::register(&mut registry);
         Metrics {
             registry,
             http,
@@ -66,6 +68,7 @@ impl Metrics {
             events,
             workers,
             revocations,
+            routing,
         }
     }
 

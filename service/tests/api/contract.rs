@@ -58,7 +58,13 @@ fn contract_dir() -> PathBuf {
 async fn the_server_keeps_every_promise_of_its_openapi_document() {
     let bin = schemathesis();
     let nats = NatsServer::start().await;
-    let app = spawn_app_with(&nats_yaml(&nats.url()), Vec::new()).await;
+    // A routing.url_key, so that nodes may be given database URLs.
+    let yaml = format!(
+        "{}routing:\n  url_key: \"{}\"\n",
+        nats_yaml(&nats.url()),
+        "ab".repeat(32)
+    );
+    let app = spawn_app_with(&yaml, Vec::new()).await;
     let workdir = tempfile::tempdir().unwrap();
     let seed = std::env::var("SCHEMATHESIS_SEED").unwrap_or_else(|_| SEED.into());
     let examples =

@@ -32,6 +32,7 @@ mod process;
 mod projects;
 mod relay;
 mod replicas;
+mod routing;
 mod seeding;
 mod spoke_credentials;
 mod spokes;

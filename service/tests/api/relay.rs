@@ -325,6 +325,10 @@ fn docs_events_md_has_a_valid_example_per_type() {
                 serde_json::from_value(event.data.clone()).unwrap();
             assert_eq!(event.subject.as_deref(), Some(data.spoke.id.as_str()));
             assert_eq!(data.transition.to_status, data.spoke.status);
+        } else if event.event_type.starts_with("federation.routing.") {
+            let data: protocol::events::RoutingChangeData =
+                serde_json::from_value(event.data.clone()).unwrap();
+            assert_eq!(event.subject.as_deref(), Some(data.id.as_str()));
         } else if kind == protocol::EventKind::ProjectMaintenance {
             let data: protocol::events::ProjectMaintenanceData =
                 serde_json::from_value(event.data.clone()).unwrap();
