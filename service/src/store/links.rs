@@ -5,6 +5,7 @@
 
 use sqlx::{PgConnection, PgExecutor};
 
+use crate::conditions::{link_verdict, Condition, LinkVerdict};
 use crate::spoke::{FederationLink, LinkDirection, LinkEffect, LinkStatus, Spoke};
 
 /// Longest error message kept.
@@ -114,4 +115,24 @@ pub async fn update_status<'e>(
     )
     .fetch_optional(db)
     .await
+}
+
+/// Derives one link of an approved spoke from its `conditions`
+/// ([`link_verdict`]), in the caller's transaction; `None` when there is no
+/// such link or it is DISABLED.
+pub async fn derive(
+    conn: &mut PgConnection,
+    spoke_id: &str,
+    direction: LinkDirection,
+    conditions: &[Condition],
+) -> Result<Option<FederationLink>, sqlx::Error> {
+    let update = match link_verdict(direction, conditions) {
+        LinkVerdict::Active => LinkUpdate::Active,
+        LinkVerdict::Creating => LinkUpdate::Creating,
+        LinkVerdict::Failed { reason, message } => LinkUpdate::Failed {
+            code: reason,
+            message,
+        },
+    };
+    update_status(conn, spoke_id, direction, &update).await
 }

@@ -33,12 +33,19 @@ pub fn orphans(idps: &[IdentityProvider], wanted: impl Fn(&str) -> bool) -> Vec<
     out
 }
 
-/// The OIDC identity provider for a spoke: enabled when approved, disabled
-/// when suspended. Browser-facing endpoints come from the public IdP URL,
-/// back-channel ones from the internal URL when there is one.
-pub fn desired(spoke: &Spoke, settings: &SyncSettings) -> IdentityProvider {
-    let code = spoke.code_lower();
-    let suffix = settings.keycloak.spoke_issuer_path.replace("{code}", &code);
+/// A spoke's OIDC issuer as browsers see it (what tokens name), and the
+/// same issuer where the hub reaches it (the internal URL when there is one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issuers {
+    pub public: String,
+    pub internal: String,
+}
+
+pub fn issuers(spoke: &Spoke, settings: &SyncSettings) -> Issuers {
+    let suffix = settings
+        .keycloak
+        .spoke_issuer_path
+        .replace("{code}", &spoke.code_lower());
     let issuer_of = |url: &str| format!("{}{suffix}", url.trim_end_matches('/'));
     let public = issuer_of(&spoke.idp_public_url);
     let internal = spoke
@@ -46,6 +53,15 @@ pub fn desired(spoke: &Spoke, settings: &SyncSettings) -> IdentityProvider {
         .as_deref()
         .map(issuer_of)
         .unwrap_or_else(|| public.clone());
+    Issuers { public, internal }
+}
+
+/// The OIDC identity provider for a spoke: enabled when approved, disabled
+/// when suspended. Browser-facing endpoints come from the public IdP URL,
+/// back-channel ones from the internal URL when there is one.
+pub fn desired(spoke: &Spoke, settings: &SyncSettings) -> IdentityProvider {
+    let code = spoke.code_lower();
+    let Issuers { public, internal } = issuers(spoke, settings);
     let oidc = |base: &str, endpoint: &str| format!("{base}/protocol/openid-connect/{endpoint}");
     let kc = &settings.keycloak;
     let config: BTreeMap<String, String> = [
@@ -143,6 +159,7 @@ mod tests {
             idp_public_url: "https://fra.example/realms/fra/".into(),
             idp_internal_url: internal.map(str::to_owned),
             status: status.into(),
+            generation: 1,
             hub_status: None,
         }
     }

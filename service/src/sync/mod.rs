@@ -6,7 +6,11 @@
 //!   atomically and only when it changes, then an optional post-command;
 //! - `keycloak`: one OIDC identity provider `<code>-idp` per spoke in the hub
 //!   realm, created, updated, disabled or deleted; only IdPs marked as ours
-//!   are touched; links follow the outcome.
+//!   are touched.
+//!
+//! Each run also probes every approved spoke's IdP (OIDC discovery, issuer,
+//! JWKS), records what it saw as the spoke's conditions
+//! ([`crate::conditions`]), and derives the links from them ([`links`]).
 //!
 //! Each target has a circuit breaker in PostgreSQL and retries with backoff;
 //! the two run side by side, so one that is down never blocks the other.
@@ -20,6 +24,7 @@ pub mod keycloak;
 pub mod links;
 pub mod metrics;
 pub mod plan;
+pub mod probe;
 pub mod registry;
 pub mod status;
 pub mod tfvars;
@@ -40,6 +45,7 @@ use self::keycloak::{KeycloakClient, KeycloakError};
 use self::metrics::SyncMetrics;
 use self::plan::{IdpChange, Observation, Plan, TfvarsSide};
 use self::registry::Registry;
+use crate::conditions::{reasons, ConditionType, Observed};
 pub use crate::config::SyncSettings;
 use common::retry::Backoff;
 
@@ -192,6 +198,8 @@ pub struct SyncEngine {
     pool: PgPool,
     settings: SyncSettings,
     keycloak: Option<KeycloakClient>,
+    /// For the IdP probes (no retries: the next run looks again).
+    probe_http: reqwest::Client,
     tfvars_breaker: Breaker,
     keycloak_breaker: Breaker,
     backoff: Backoff,
@@ -206,7 +214,13 @@ impl SyncEngine {
     ) -> Result<SyncEngine, reqwest::Error> {
         let backoff = settings.retry.backoff();
         let keycloak = KeycloakClient::from_settings(&settings.keycloak, backoff)?;
+        let timeout = settings.keycloak.request_timeout;
+        let probe_http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(std::time::Duration::from_secs(5)))
+            .build()?;
         Ok(SyncEngine {
+            probe_http,
             tfvars_breaker: Breaker::new(pool.clone(), Target::Tfvars, &settings.breaker),
             keycloak_breaker: Breaker::new(pool.clone(), Target::Keycloak, &settings.breaker),
             pool,
@@ -249,10 +263,15 @@ impl SyncEngine {
         let mut lock = self.pool.begin().await?;
         crate::store::sync::advisory_xact_lock(&mut lock, RECONCILE_LOCK).await?;
         let registry = registry::load(&self.pool).await?;
-        let (tfvars, keycloak) = tokio::join!(
+        let (tfvars, keycloak, ()) = tokio::join!(
             self.timed(Target::Tfvars, trigger, self.tfvars_target(&registry)),
             self.timed(Target::Keycloak, trigger, self.keycloak_target(&registry)),
+            self.probe_idps(&registry),
         );
+        let approved_ids: Vec<String> = registry.approved().map(|s| s.id.clone()).collect();
+        if let Err(e) = links::derive(&self.pool, &approved_ids).await {
+            tracing::warn!(error = %e, "cannot derive the links from the conditions");
+        }
         let report = RunReport {
             trigger,
             approved_spokes: registry.approved().count(),
@@ -352,8 +371,18 @@ impl SyncEngine {
     async fn tfvars_target(&self, registry: &Registry) -> TargetReport {
         let mut report = TargetReport::new(Utc::now());
         let t = &self.settings.tfvars;
+        let (rendered, applied) = (
+            ConditionType::TfvarsRendered,
+            ConditionType::TerraformApplied,
+        );
         if !t.enabled {
             report.result = RunResult::Skipped;
+            let off = "sync.tfvars is off";
+            let observed = [
+                Observed::unknown(rendered, reasons::TFVARS_DISABLED, off),
+                Observed::unknown(applied, reasons::TFVARS_DISABLED, off),
+            ];
+            self.record(registry, &observed).await;
             return report;
         }
         if !self.admit(Target::Tfvars, &mut report).await {
@@ -361,8 +390,30 @@ impl SyncEngine {
         }
         let partners = tfvars::desired(registry, &self.settings);
         let outcome = self.write_tfvars(&partners, &mut report).await;
+        let observed = match &outcome {
+            Ok(command) => vec![
+                Observed::is_true(rendered, reasons::RENDERED),
+                if *command {
+                    Observed::is_true(applied, reasons::APPLIED)
+                } else {
+                    Observed::is_true(applied, reasons::NO_POST_COMMAND)
+                },
+            ],
+            Err(TfvarsFailure::Write(e)) => {
+                vec![Observed::is_false(
+                    rendered,
+                    reasons::TFVARS_WRITE_FAILED,
+                    e,
+                )]
+            }
+            Err(TfvarsFailure::PostCommand(e)) => vec![
+                Observed::is_true(rendered, reasons::RENDERED),
+                Observed::is_false(applied, reasons::POST_COMMAND_FAILED, e),
+            ],
+        };
+        self.record(registry, &observed).await;
         let failed = outcome.is_err();
-        if let Err(e) = outcome {
+        if let Err(TfvarsFailure::Write(e) | TfvarsFailure::PostCommand(e)) = outcome {
             report.result = RunResult::Failure;
             report.error = Some(e);
             report.transient = true;
@@ -371,13 +422,16 @@ impl SyncEngine {
         report
     }
 
+    /// Writes the file and runs the post-command if there is one (then
+    /// `Ok(true)`).
     async fn write_tfvars(
         &self,
         partners: &BTreeMap<String, tfvars::Partner>,
         report: &mut TargetReport,
-    ) -> Result<(), String> {
+    ) -> Result<bool, TfvarsFailure> {
         let t = &self.settings.tfvars;
-        let content = tfvars::render(partners, t.format).map_err(|e| e.to_string())?;
+        let content =
+            tfvars::render(partners, t.format).map_err(|e| TfvarsFailure::Write(e.to_string()))?;
         let path = t.path.clone();
         let written = self
             .backoff
@@ -395,7 +449,8 @@ impl SyncEngine {
                 },
                 |_| true,
             )
-            .await?;
+            .await
+            .map_err(TfvarsFailure::Write)?;
         if written {
             report.changes += 1;
             report.actions.push(format!(
@@ -405,7 +460,7 @@ impl SyncEngine {
             ));
         }
         if t.post_command.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         // Level-triggered too: a post-command that failed, or never ran
         // because the process died after the rename, runs again until it has
@@ -413,9 +468,11 @@ impl SyncEngine {
         let sha = tfvars::digest(&content);
         let done_for = status::post_command_succeeded_for(&self.pool)
             .await
-            .map_err(|e| format!("cannot read the post-command state: {e}"))?;
+            .map_err(|e| {
+                TfvarsFailure::PostCommand(format!("cannot read the post-command state: {e}"))
+            })?;
         if !written && done_for.as_deref() == Some(sha.as_str()) {
-            return Ok(());
+            return Ok(true);
         }
         let started = Utc::now();
         let outcome = tfvars::run_post_command(
@@ -435,23 +492,32 @@ impl SyncEngine {
             tracing::warn!(error = %e, "cannot record the post-command outcome");
         }
         if outcome.succeeded() {
-            Ok(())
+            Ok(true)
         } else {
-            Err(format!("post-command {}", outcome.describe()))
+            Err(TfvarsFailure::PostCommand(format!(
+                "post-command {}",
+                outcome.describe()
+            )))
         }
     }
 
     async fn keycloak_target(&self, registry: &Registry) -> TargetReport {
         let mut report = TargetReport::new(Utc::now());
+        let configured = ConditionType::IdpConfigured;
         let Some(kc) = &self.keycloak else {
             report.result = RunResult::Skipped;
+            let off = Observed::is_false(
+                configured,
+                reasons::KEYCLOAK_NOT_CONFIGURED,
+                "sync.keycloak.base_url is not set: no identity provider is made",
+            );
+            self.record(registry, std::slice::from_ref(&off)).await;
             return report;
         };
-        let approved_ids: Vec<String> = registry.approved().map(|s| s.id.clone()).collect();
         if !self.admit(Target::Keycloak, &mut report).await {
             let msg = report.error.clone().unwrap_or_default();
-            self.links_failed(&approved_ids, links::codes::CIRCUIT_OPEN, &msg)
-                .await;
+            let open = Observed::is_false(configured, links::codes::CIRCUIT_OPEN, msg);
+            self.record(registry, std::slice::from_ref(&open)).await;
             return report;
         }
         let idps = match kc.list().await {
@@ -460,8 +526,8 @@ impl SyncEngine {
                 report.result = RunResult::Failure;
                 report.error = Some(e.to_string());
                 report.transient = e.is_transient();
-                self.links_failed(&approved_ids, link_code(&e), &e.to_string())
-                    .await;
+                let down = Observed::is_false(configured, link_code(&e), e.to_string());
+                self.record(registry, std::slice::from_ref(&down)).await;
                 let target_down = e.is_target_failure();
                 self.settle(Target::Keycloak, &mut report, target_down)
                     .await;
@@ -514,20 +580,13 @@ impl SyncEngine {
             report.result = RunResult::Failure;
             report.error = Some(summarise(&errors));
         }
-        // Links: approved spokes whose IdP is in place go ACTIVE.
-        let ok: Vec<String> = approved_ids
-            .iter()
-            .filter(|id| !failed_spokes.contains_key(*id))
-            .cloned()
-            .collect();
-        if let Err(e) = links::mark_active(&self.pool, &ok).await {
-            tracing::warn!(error = %e, "cannot mark links ACTIVE");
-        }
-        let approved: std::collections::HashSet<&String> = approved_ids.iter().collect();
-        for (id, (code, msg)) in &failed_spokes {
-            if approved.contains(id) {
-                self.links_failed(std::slice::from_ref(id), code, msg).await;
-            }
+        // IdpConfigured: approved spokes whose IdP is in place are True.
+        for spoke in registry.approved() {
+            let observed = match failed_spokes.get(&spoke.id) {
+                Some((code, msg)) => Observed::is_false(configured, code, msg.clone()),
+                None => Observed::is_true(configured, reasons::IN_SYNC),
+            };
+            self.record_one(spoke, &observed).await;
         }
         self.settle(Target::Keycloak, &mut report, target_down)
             .await;
@@ -563,9 +622,33 @@ impl SyncEngine {
         }
     }
 
-    async fn links_failed(&self, spoke_ids: &[String], code: &str, message: &str) {
-        if let Err(e) = links::mark_failed(&self.pool, spoke_ids, code, message).await {
-            tracing::warn!(error = %e, "cannot mark links FAILED");
+    /// Probes every approved spoke's IdP side by side and records
+    /// `IdpReachable`.
+    async fn probe_idps(&self, registry: &Registry) {
+        futures::stream::iter(registry.approved())
+            .for_each_concurrent(KEYCLOAK_CONCURRENCY, |spoke| async move {
+                let observed = probe::probe(&self.probe_http, spoke, &self.settings).await;
+                self.record_one(spoke, &observed).await;
+            })
+            .await;
+    }
+
+    /// Records `observed` for every approved spoke of the run.
+    async fn record(&self, registry: &Registry, observed: &[Observed]) {
+        for spoke in registry.approved() {
+            for o in observed {
+                self.record_one(spoke, o).await;
+            }
+        }
+    }
+
+    /// Records one condition; a failure is logged (the next run writes it
+    /// again).
+    async fn record_one(&self, spoke: &registry::Spoke, observed: &Observed) {
+        let r =
+            crate::store::conditions::set(&self.pool, &spoke.id, spoke.generation, observed).await;
+        if let Err(e) = r {
+            tracing::warn!(spoke = %spoke.id, condition = observed.type_.as_str(), error = %e, "cannot record a condition");
         }
     }
 
@@ -666,6 +749,12 @@ impl SyncEngine {
         }
         Ok(())
     }
+}
+
+/// Why the tfvars step failed: the file, or the post-command after it.
+enum TfvarsFailure {
+    Write(String),
+    PostCommand(String),
 }
 
 fn link_code(e: &KeycloakError) -> &'static str {

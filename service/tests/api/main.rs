@@ -38,6 +38,7 @@ mod spokes;
 mod structure;
 mod sweeper;
 mod sync;
+mod sync_conditions;
 mod sync_process;
 mod sync_worker;
 mod synckit;

@@ -126,8 +126,10 @@ async fn approving_a_spoke_makes_the_worker_write_the_file_and_create_the_idp() 
     .await;
     eventually(QUICK, "the durable consumer", || consumer_info(&nats)).await;
 
-    // Approve through the API: outbox → relay → JetStream → worker.
+    // Approve through the API: outbox → relay → JetStream → worker. The
+    // spoke confirms its side (SPOKE_TO_HUB); the sync brings HUB_TO_SPOKE.
     let fra = approved(&app, "FRA").await;
+    confirm(&app, &fra).await;
     eventually(QUICK, "fra-idp to be created", || async {
         stub.idp(REALM, "fra-idp").map(|_| ())
     })
@@ -304,6 +306,7 @@ async fn the_worker_retries_by_itself_until_keycloak_is_back() {
     stub.set_failing(true);
     let app = spawn_app_yaml(&yaml).await;
     let fra = approved(&app, "FRA").await;
+    confirm(&app, &fra).await;
     // The file does not wait for Keycloak.
     eventually(QUICK, "the partner in the file", || {
         file_with(&tfvars, "  fra = {")
@@ -315,7 +318,11 @@ async fn the_worker_retries_by_itself_until_keycloak_is_back() {
             .then_some(())
     })
     .await;
-    assert!(links_all(&app, &fra, "FAILED").await);
+    // The links are derived when the run ends, a moment after the breaker.
+    eventually(QUICK, "the hub link to be FAILED", || async {
+        (hub_link(&app, &fra).await.1 == "FAILED").then_some(())
+    })
+    .await;
 
     // No event, no resync due (1h): the worker's own retry brings it back.
     stub.set_failing(false);
