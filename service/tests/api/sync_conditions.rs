@@ -214,16 +214,7 @@ async fn only_the_spokes_own_credential_confirms_it() {
         assert_problem(res, 403).await;
     }
     // DEU's own token may not confirm for FRA.
-    let deu_token = app
-        .post_value(
-            &format!("/api/federation/spokes/{deu}/credentials"),
-            Some(ADMIN_KEY),
-            &json!({}),
-        )
-        .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let deu_token = spoke_token(app, &deu).await;
     let res = app.post_json(&path, Some(&deu_token), &json!({})).await;
     let problem = assert_problem(res, 403).await;
     assert!(

@@ -80,28 +80,19 @@ pub fn registration_at(oidc: &OidcStub, code: &str) -> Value {
     )
 }
 
+/// A credential issued to the spoke (admin): its token.
+pub async fn spoke_token(app: &TestApp, id: &str) -> String {
+    let path = format!("/api/federation/spokes/{id}/credentials");
+    let issued = app.post_value(&path, Some(ADMIN_KEY), &json!({})).await;
+    issued["token"].as_str().expect("a token").to_owned()
+}
+
 /// The spoke confirms, with a credential issued to it, that it trusts the
 /// hub (`SpokeTrustsHub`); the answer.
 pub async fn confirm(app: &TestApp, id: &str) -> Value {
-    let issued = app
-        .post_json(
-            &format!("/api/federation/spokes/{id}/credentials"),
-            Some(ADMIN_KEY),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(issued.status(), 201);
-    let token = issued.json::<Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let res = app
-        .post_json(
-            &format!("/api/federation/spokes/{id}/confirm"),
-            Some(&token),
-            &json!({}),
-        )
-        .await;
+    let token = spoke_token(app, id).await;
+    let path = format!("/api/federation/spokes/{id}/confirm");
+    let res = app.post_json(&path, Some(&token), &json!({})).await;
     assert_eq!(res.status(), 200);
     res.json().await.unwrap()
 }
