@@ -18,21 +18,45 @@ pub async fn set<'e>(
     generation: i64,
     observed: &Observed,
 ) -> Result<(), sqlx::Error> {
-    let message: String = observed.message.chars().take(MAX_MESSAGE_LEN).collect();
+    set_many(db, &[(spoke_id, generation, observed)]).await
+}
+
+/// Records many observations in one statement: (spoke id, the spoke
+/// generation observed, the condition), at most one per spoke and type.
+/// Rows of spokes that are gone are skipped.
+pub async fn set_many<'e>(
+    db: impl PgExecutor<'e>,
+    rows: &[(&str, i64, &Observed)],
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = rows.iter().map(|r| r.0).collect();
+    let generations: Vec<i64> = rows.iter().map(|r| r.1).collect();
+    let types: Vec<&str> = rows.iter().map(|r| r.2.type_.as_str()).collect();
+    let statuses: Vec<&str> = rows.iter().map(|r| r.2.status.as_str()).collect();
+    let reasons: Vec<&str> = rows.iter().map(|r| r.2.reason).collect();
+    let messages: Vec<String> = rows
+        .iter()
+        .map(|r| r.2.message.chars().take(MAX_MESSAGE_LEN).collect())
+        .collect();
     sqlx::query!(
         "INSERT INTO spoke_conditions (spoke_id, type, status, reason, message, observed_generation) \
-         SELECT id, $2, $3, $4, $5, $6 FROM spokes WHERE id = $1 \
+         SELECT r.spoke_id, r.type, r.status, r.reason, r.message, r.generation \
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[]) \
+           AS r (spoke_id, type, status, reason, message, generation) \
+         JOIN spokes s ON s.id = r.spoke_id \
          ON CONFLICT (spoke_id, type) DO UPDATE SET status = EXCLUDED.status, \
            reason = EXCLUDED.reason, message = EXCLUDED.message, \
            observed_generation = EXCLUDED.observed_generation, updated_at = now(), \
            last_transition_time = CASE WHEN spoke_conditions.status = EXCLUDED.status \
              THEN spoke_conditions.last_transition_time ELSE now() END",
-        spoke_id,
-        observed.type_ as _,
-        observed.status as _,
-        observed.reason,
-        message,
-        generation,
+        &ids as &[&str],
+        &types as &[&str],
+        &statuses as &[&str],
+        &reasons as &[&str],
+        &messages,
+        &generations,
     )
     .execute(db)
     .await?;

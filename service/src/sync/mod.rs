@@ -581,13 +581,19 @@ impl SyncEngine {
             report.error = Some(summarise(&errors));
         }
         // IdpConfigured: approved spokes whose IdP is in place are True.
-        for spoke in registry.approved() {
-            let observed = match failed_spokes.get(&spoke.id) {
-                Some((code, msg)) => Observed::is_false(configured, code, msg.clone()),
-                None => Observed::is_true(configured, reasons::IN_SYNC),
-            };
-            self.record_one(spoke, &observed).await;
-        }
+        let observed: Vec<(&str, i64, Observed)> = registry
+            .approved()
+            .map(|spoke| {
+                let o = match failed_spokes.get(&spoke.id) {
+                    Some((code, msg)) => Observed::is_false(configured, code, msg.clone()),
+                    None => Observed::is_true(configured, reasons::IN_SYNC),
+                };
+                (spoke.id.as_str(), spoke.generation, o)
+            })
+            .collect();
+        let rows: Vec<(&str, i64, &Observed)> =
+            observed.iter().map(|(id, g, o)| (*id, *g, o)).collect();
+        self.record_rows(&rows).await;
         self.settle(Target::Keycloak, &mut report, target_down)
             .await;
         report
@@ -625,30 +631,37 @@ impl SyncEngine {
     /// Probes every approved spoke's IdP side by side and records
     /// `IdpReachable`.
     async fn probe_idps(&self, registry: &Registry) {
-        futures::stream::iter(registry.approved())
-            .for_each_concurrent(KEYCLOAK_CONCURRENCY, |spoke| async move {
-                let observed = probe::probe(&self.probe_http, spoke, &self.settings).await;
-                self.record_one(spoke, &observed).await;
+        // Owned spokes: a stream of borrowed ones is not provably Send.
+        let spokes: Vec<registry::Spoke> = registry.approved().cloned().collect();
+        let (http, settings) = (&self.probe_http, &self.settings);
+        let observed: Vec<(registry::Spoke, Observed)> = futures::stream::iter(spokes)
+            .map(|spoke| async move {
+                let o = probe::probe(http, &spoke, settings).await;
+                (spoke, o)
             })
+            .buffer_unordered(KEYCLOAK_CONCURRENCY)
+            .collect()
             .await;
+        let rows: Vec<(&str, i64, &Observed)> = observed
+            .iter()
+            .map(|(s, o)| (s.id.as_str(), s.generation, o))
+            .collect();
+        self.record_rows(&rows).await;
     }
 
     /// Records `observed` for every approved spoke of the run.
     async fn record(&self, registry: &Registry, observed: &[Observed]) {
-        for spoke in registry.approved() {
-            for o in observed {
-                self.record_one(spoke, o).await;
-            }
-        }
+        let rows: Vec<(&str, i64, &Observed)> = registry
+            .approved()
+            .flat_map(|s| observed.iter().map(|o| (s.id.as_str(), s.generation, o)))
+            .collect();
+        self.record_rows(&rows).await;
     }
 
-    /// Records one condition; a failure is logged (the next run writes it
-    /// again).
-    async fn record_one(&self, spoke: &registry::Spoke, observed: &Observed) {
-        let r =
-            crate::store::conditions::set(&self.pool, &spoke.id, spoke.generation, observed).await;
-        if let Err(e) = r {
-            tracing::warn!(spoke = %spoke.id, condition = observed.type_.as_str(), error = %e, "cannot record a condition");
+    /// One statement; a failure is logged (the next run writes them again).
+    async fn record_rows(&self, rows: &[(&str, i64, &Observed)]) {
+        if let Err(e) = crate::store::conditions::set_many(&self.pool, rows).await {
+            tracing::warn!(conditions = rows.len(), error = %e, "cannot record the conditions");
         }
     }
 
