@@ -5,22 +5,8 @@
 use serde_json::{json, Value};
 use testkit::oidc::OidcStub;
 
-use crate::fedkit::post_registration;
 use crate::helpers::*;
 use crate::synckit::*;
-
-/// An approved spoke whose IdP is `oidc` and whose hub is online; its id.
-async fn approved_at(app: &TestApp, oidc: &OidcStub, code: &str) -> String {
-    let res = post_registration(app, AGENT_KEY, &registration_at(oidc, code)).await;
-    assert_eq!(res.status(), 201);
-    let id = res.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    transition(app, &id, "approve").await;
-    hub_online(app, code).await;
-    id
-}
 
 async fn public_codes(app: &TestApp) -> Vec<String> {
     let idps = app.get_value("/api/idps/public", None).await;

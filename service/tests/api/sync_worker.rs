@@ -339,3 +339,28 @@ async fn the_worker_retries_by_itself_until_keycloak_is_back() {
     .unwrap();
     assert!(retries >= 1, "recovered by a retry run");
 }
+
+#[tokio::test]
+async fn an_unreachable_idp_recovers_by_itself_at_the_next_resync() {
+    let rig = worker_rig().await;
+    let yaml = rig
+        .yaml
+        .replace("resync_interval: 1h", "resync_interval: 1s");
+    let app = spawn_app_yaml(&yaml).await;
+    let oidc = testkit::oidc::OidcStub::start().await;
+    oidc.set_down(true);
+    let fra = approved_at(&app, &oidc, "FRA").await;
+    eventually(QUICK, "the hub link to fail on the probe", || async {
+        let l = hub_link(&app, &fra).await;
+        (l.1 == "FAILED" && l.3.as_deref() == Some("DISCOVERY_UNREACHABLE")).then_some(())
+    })
+    .await;
+    // The IdP comes back; nobody calls the API: a resync sees it.
+    oidc.set_down(false);
+    eventually(QUICK, "the hub link to go ACTIVE", || async {
+        (hub_link(&app, &fra).await.1 == "ACTIVE").then_some(())
+    })
+    .await;
+    let public = app.get_value("/api/idps/public", None).await;
+    assert_eq!(public[0]["spoke_id"], fra.as_str(), "{public}");
+}

@@ -80,6 +80,19 @@ pub fn registration_at(oidc: &OidcStub, code: &str) -> Value {
     )
 }
 
+/// An approved spoke whose IdP is `oidc` and whose hub is online; its id.
+pub async fn approved_at(app: &TestApp, oidc: &OidcStub, code: &str) -> String {
+    let res = post_registration(app, AGENT_KEY, &registration_at(oidc, code)).await;
+    assert_eq!(res.status(), 201);
+    let id = res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    transition(app, &id, "approve").await;
+    hub_online(app, code).await;
+    id
+}
+
 /// A credential issued to the spoke (admin): its token.
 pub async fn spoke_token(app: &TestApp, id: &str) -> String {
     let path = format!("/api/federation/spokes/{id}/credentials");
