@@ -731,6 +731,40 @@ impl SyncEngine {
         Ok(report)
     }
 
+    /// Marks the legacy IdP `<code>-idp` as managed (`federation drift
+    /// --adopt`), under the reconcile lock so no run is half-way through
+    /// it. Only the marker is written; the next reconcile does the rest.
+    pub async fn adopt(&self, code: &str) -> Result<drift::Adoption, drift::AdoptError> {
+        let code = code.to_ascii_uppercase();
+        if !protocol::is_valid_instance_code(&code) {
+            return Err(drift::AdoptError::InvalidCode(code));
+        }
+        let kc = self
+            .keycloak
+            .as_ref()
+            .ok_or(drift::AdoptError::KeycloakOff)?;
+        let alias = idp::alias(&code.to_ascii_lowercase());
+        let mut lock = self.pool.begin().await?;
+        crate::store::sync::advisory_xact_lock(&mut lock, RECONCILE_LOCK).await?;
+        let actual = kc
+            .get(&alias)
+            .await?
+            .ok_or_else(|| drift::AdoptError::NoSuchIdp(alias.clone()))?;
+        if idp::is_managed(&actual) {
+            return Ok(drift::Adoption::AlreadyManaged { alias });
+        }
+        kc.update(&idp::adopted(&actual)).await?;
+        let registry = registry::load(&self.pool).await?;
+        let spoke = registry
+            .spokes
+            .iter()
+            .find(|s| s.instance_code == code)
+            .map(|s| s.status.clone());
+        let _ = lock.rollback().await;
+        tracing::info!(alias = %alias, "adopted a legacy identity provider");
+        Ok(drift::Adoption::Adopted { alias, spoke })
+    }
+
     /// Breakers, recent runs and the post-command's last outcome.
     pub async fn status(&self, worker_enabled: bool) -> Result<status::SyncStatus, SyncError> {
         let mut breakers = Vec::new();
