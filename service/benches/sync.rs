@@ -162,7 +162,10 @@ fn main() {
             .await
             .unwrap();
         let start = Instant::now();
-        let updated = service::sync::links::derive(&pool, &ids).await.unwrap();
+        let leases = service::sync::lease::Leases::acquire(&pool, "bench", &ids, std::time::Duration::from_secs(60))
+            .await
+            .unwrap();
+        let updated = service::sync::links::derive(&pool, &ids, &leases).await.unwrap();
         println!(
             "| of which: links of {} approved spokes derived from their conditions ({updated} row updates) | {:.0} | | | |",
             ids.len(),

@@ -28,6 +28,11 @@ pub struct SyncSettings {
     /// progress acks while a run takes longer.
     #[serde(deserialize_with = "de::duration")]
     pub ack_wait: Duration,
+    /// How long a run's per-spoke lease lasts: it outlives a pause shorter
+    /// than this, and a holder that dies keeps its spokes only this long.
+    /// Longer than a run takes (runs release their leases when they end).
+    #[serde(deserialize_with = "de::duration")]
+    pub lease_ttl: Duration,
     /// Name of the secret holding the hub's client secret at a spoke's IdP;
     /// `{code}` is the lower-case instance code. Only this name is written
     /// (tfvars `client_secret_ref`, Keycloak `${vault.NAME}`), never a secret.
@@ -46,6 +51,7 @@ impl Default for SyncSettings {
             resync_interval: Duration::from_secs(300),
             debounce: Duration::from_millis(200),
             ack_wait: Duration::from_secs(60),
+            lease_ttl: Duration::from_secs(120),
             secret_ref_format: "{code}-idp-client-secret".into(),
             tfvars: TfvarsSettings::default(),
             keycloak: KeycloakSettings::default(),
@@ -228,6 +234,16 @@ impl SyncSettings {
         if self.ack_wait < Duration::from_secs(1) {
             push("sync.ack_wait", "must be at least 1s");
         }
+        if self.lease_ttl < Duration::from_secs(10) || self.lease_ttl > Duration::from_secs(3600) {
+            push("sync.lease_ttl", "must be between 10s and 1h");
+        } else if self.keycloak.base_url.is_some()
+            && self.lease_ttl < 2 * self.keycloak.request_timeout
+        {
+            push(
+                "sync.lease_ttl",
+                "must be at least twice sync.keycloak.request_timeout (a run outlives its requests)",
+            );
+        }
         if !self.secret_ref_format.contains("{code}") {
             push(
                 "sync.secret_ref_format",
@@ -375,6 +391,24 @@ mod tests {
         assert!(errors(&s).is_empty());
         s.keycloak.base_url = Some("http://user:pw@kc:8080".parse().unwrap());
         assert_eq!(errors(&s), ["sync.keycloak.base_url"]);
+    }
+
+    #[test]
+    fn the_lease_outlives_a_run_and_is_bounded() {
+        let mut s = SyncSettings {
+            lease_ttl: Duration::from_secs(5),
+            ..SyncSettings::default()
+        };
+        assert_eq!(errors(&s), ["sync.lease_ttl"]);
+        s.lease_ttl = Duration::from_secs(7200);
+        assert_eq!(errors(&s), ["sync.lease_ttl"]);
+        s.lease_ttl = Duration::from_secs(15);
+        assert!(errors(&s).is_empty());
+        s.keycloak.base_url = Some("http://kc:8080".parse().unwrap());
+        s.keycloak.client_secret = Some(SecretString::from("x"));
+        assert_eq!(errors(&s), ["sync.lease_ttl"], "under 2 x request_timeout");
+        s.lease_ttl = Duration::from_secs(20);
+        assert!(errors(&s).is_empty());
     }
 
     #[test]

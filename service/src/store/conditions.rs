@@ -18,7 +18,9 @@ pub async fn set<'e>(
     generation: i64,
     observed: &Observed,
 ) -> Result<(), sqlx::Error> {
-    set_many(db, &[(spoke_id, generation, observed)]).await
+    set_many(db, &[(spoke_id, generation, observed)])
+        .await
+        .map(drop)
 }
 
 /// Records many observations in one statement: (spoke id, the spoke
@@ -27,9 +29,29 @@ pub async fn set<'e>(
 pub async fn set_many<'e>(
     db: impl PgExecutor<'e>,
     rows: &[(&str, i64, &Observed)],
-) -> Result<(), sqlx::Error> {
+) -> Result<u64, sqlx::Error> {
+    upsert(db, rows, None).await
+}
+
+/// [`set_many`] for the reconciler: `tokens[i]` is the fencing token of the
+/// lease `rows[i]` is written under, and a row is written only while its
+/// spoke's lease still holds that token. The number of rows written.
+pub async fn set_many_fenced<'e>(
+    db: impl PgExecutor<'e>,
+    rows: &[(&str, i64, &Observed)],
+    tokens: &[i64],
+) -> Result<u64, sqlx::Error> {
+    debug_assert_eq!(rows.len(), tokens.len());
+    upsert(db, rows, Some(tokens)).await
+}
+
+async fn upsert<'e>(
+    db: impl PgExecutor<'e>,
+    rows: &[(&str, i64, &Observed)],
+    tokens: Option<&[i64]>,
+) -> Result<u64, sqlx::Error> {
     if rows.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let ids: Vec<&str> = rows.iter().map(|r| r.0).collect();
     let generations: Vec<i64> = rows.iter().map(|r| r.1).collect();
@@ -40,12 +62,16 @@ pub async fn set_many<'e>(
         .iter()
         .map(|r| r.2.message.chars().take(MAX_MESSAGE_LEN).collect())
         .collect();
-    sqlx::query!(
+    // The lease row is share-locked: an acquisition racing this statement
+    // waits for it, or this statement sees the new token and writes nothing.
+    let done = sqlx::query!(
         "INSERT INTO spoke_conditions (spoke_id, type, status, reason, message, observed_generation) \
          SELECT r.spoke_id, r.type, r.status, r.reason, r.message, r.generation \
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[]) \
-           AS r (spoke_id, type, status, reason, message, generation) \
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], \
+                     $7::bigint[]) AS r (spoke_id, type, status, reason, message, generation, token) \
          JOIN spokes s ON s.id = r.spoke_id \
+         WHERE NOT $8 OR EXISTS (SELECT 1 FROM spoke_leases l \
+             WHERE l.spoke_id = r.spoke_id AND l.token = r.token FOR SHARE) \
          ON CONFLICT (spoke_id, type) DO UPDATE SET status = EXCLUDED.status, \
            reason = EXCLUDED.reason, message = EXCLUDED.message, \
            observed_generation = EXCLUDED.observed_generation, updated_at = now(), \
@@ -57,10 +83,12 @@ pub async fn set_many<'e>(
         &reasons as &[&str],
         &messages,
         &generations,
+        tokens.unwrap_or_default(),
+        tokens.is_some(),
     )
     .execute(db)
     .await?;
-    Ok(())
+    Ok(done.rows_affected())
 }
 
 /// A spoke's conditions, in [`ConditionType::ALL`] order.

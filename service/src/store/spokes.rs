@@ -356,7 +356,15 @@ pub async fn confirm(
     );
     conditions::set(&mut *tx, id, spoke.generation, &trusted).await?;
     let now = conditions::list(&mut *tx, id).await?;
-    links::derive(&mut tx, id, crate::spoke::LinkDirection::SpokeToHub, &now).await?;
+    // The spoke's own word, not the reconciler's: no lease to fence.
+    links::derive(
+        &mut tx,
+        id,
+        crate::spoke::LinkDirection::SpokeToHub,
+        &now,
+        None,
+    )
+    .await?;
     let entry = AuditEntry::success(actor, CONFIRM_ACTION, audit::target("spoke", id));
     audit::record(&mut tx, &entry).await?;
     tx.commit().await?;

@@ -8,6 +8,7 @@
 
 use sqlx::PgPool;
 
+use super::lease::Leases;
 use crate::spoke::LinkDirection;
 use crate::store;
 
@@ -27,18 +28,28 @@ pub mod codes {
 }
 
 /// Derives both links of each of these spokes from its stored conditions,
-/// in one transaction; the number of links written.
-pub async fn derive(pool: &PgPool, spoke_ids: &[String]) -> Result<u64, sqlx::Error> {
-    if spoke_ids.is_empty() {
+/// in one transaction, each write fenced by the spoke's lease; spokes whose
+/// lease is not in `leases` are skipped. The number of links written.
+pub async fn derive(
+    pool: &PgPool,
+    spoke_ids: &[String],
+    leases: &Leases,
+) -> Result<u64, sqlx::Error> {
+    let held: Vec<(String, i64)> = spoke_ids
+        .iter()
+        .filter_map(|id| Some((id.clone(), leases.token(id)?)))
+        .collect();
+    if held.is_empty() {
         return Ok(0);
     }
-    let conditions = store::conditions::of_spokes(pool, spoke_ids).await?;
+    let ids: Vec<String> = held.iter().map(|(id, _)| id.clone()).collect();
+    let conditions = store::conditions::of_spokes(pool, &ids).await?;
     let mut tx = pool.begin().await?;
     let mut n = 0;
-    for id in spoke_ids {
+    for (id, token) in &held {
         let of = conditions.get(id).map(Vec::as_slice).unwrap_or_default();
         for direction in LinkDirection::ALL {
-            if store::links::derive(&mut tx, id, direction, of)
+            if store::links::derive(&mut tx, id, direction, of, Some(*token))
                 .await?
                 .is_some()
             {

@@ -21,6 +21,7 @@ pub mod cli;
 pub mod drift;
 pub mod idp;
 pub mod keycloak;
+pub mod lease;
 pub mod links;
 pub mod metrics;
 pub mod plan;
@@ -42,6 +43,7 @@ use utoipa::ToSchema;
 use self::breaker::{Admission, Breaker, BreakerState};
 use self::drift::DriftReport;
 use self::keycloak::{KeycloakClient, KeycloakError};
+use self::lease::Leases;
 use self::metrics::SyncMetrics;
 use self::plan::{IdpChange, Observation, Plan, TfvarsSide};
 use self::registry::Registry;
@@ -204,6 +206,8 @@ pub struct SyncEngine {
     keycloak_breaker: Breaker,
     backoff: Backoff,
     metrics: SyncMetrics,
+    /// This engine's name as a lease holder (unique per engine).
+    holder: String,
 }
 
 impl SyncEngine {
@@ -228,6 +232,7 @@ impl SyncEngine {
             keycloak,
             backoff,
             metrics,
+            holder: format!("sync-{}", uuid::Uuid::new_v4()),
         })
     }
 
@@ -263,14 +268,36 @@ impl SyncEngine {
         let mut lock = self.pool.begin().await?;
         crate::store::sync::advisory_xact_lock(&mut lock, RECONCILE_LOCK).await?;
         let registry = registry::load(&self.pool).await?;
+        // The leases of the spokes this run acts on; one another live
+        // holder has is left to it (its writes are fenced, so are ours).
+        let ids: Vec<String> = registry.spokes.iter().map(|s| s.id.clone()).collect();
+        let leases =
+            Leases::acquire(&self.pool, &self.holder, &ids, self.settings.lease_ttl).await?;
+        if leases.len() < ids.len() {
+            tracing::warn!(
+                held_elsewhere = ids.len() - leases.len(),
+                "spokes leased by another holder are left to it this run"
+            );
+        }
         let (tfvars, keycloak, ()) = tokio::join!(
-            self.timed(Target::Tfvars, trigger, self.tfvars_target(&registry)),
-            self.timed(Target::Keycloak, trigger, self.keycloak_target(&registry)),
-            self.probe_idps(&registry),
+            self.timed(
+                Target::Tfvars,
+                trigger,
+                self.tfvars_target(&registry, &leases)
+            ),
+            self.timed(
+                Target::Keycloak,
+                trigger,
+                self.keycloak_target(&registry, &leases)
+            ),
+            self.probe_idps(&registry, &leases),
         );
         let approved_ids: Vec<String> = registry.approved().map(|s| s.id.clone()).collect();
-        if let Err(e) = links::derive(&self.pool, &approved_ids).await {
+        if let Err(e) = links::derive(&self.pool, &approved_ids, &leases).await {
             tracing::warn!(error = %e, "cannot derive the links from the conditions");
+        }
+        if let Err(e) = leases.release(&self.pool).await {
+            tracing::warn!(error = %e, "cannot release the spoke leases (they expire)");
         }
         let report = RunReport {
             trigger,
@@ -368,7 +395,7 @@ impl SyncEngine {
         }
     }
 
-    async fn tfvars_target(&self, registry: &Registry) -> TargetReport {
+    async fn tfvars_target(&self, registry: &Registry, leases: &Leases) -> TargetReport {
         let mut report = TargetReport::new(Utc::now());
         let t = &self.settings.tfvars;
         let (rendered, applied) = (
@@ -382,7 +409,7 @@ impl SyncEngine {
                 Observed::unknown(rendered, reasons::TFVARS_DISABLED, off),
                 Observed::unknown(applied, reasons::TFVARS_DISABLED, off),
             ];
-            self.record(registry, &observed).await;
+            self.record(registry, leases, &observed).await;
             return report;
         }
         if !self.admit(Target::Tfvars, &mut report).await {
@@ -411,7 +438,7 @@ impl SyncEngine {
                 Observed::is_false(applied, reasons::POST_COMMAND_FAILED, e),
             ],
         };
-        self.record(registry, &observed).await;
+        self.record(registry, leases, &observed).await;
         let failed = outcome.is_err();
         if let Err(TfvarsFailure::Write(e) | TfvarsFailure::PostCommand(e)) = outcome {
             report.result = RunResult::Failure;
@@ -501,7 +528,7 @@ impl SyncEngine {
         }
     }
 
-    async fn keycloak_target(&self, registry: &Registry) -> TargetReport {
+    async fn keycloak_target(&self, registry: &Registry, leases: &Leases) -> TargetReport {
         let mut report = TargetReport::new(Utc::now());
         let configured = ConditionType::IdpConfigured;
         let Some(kc) = &self.keycloak else {
@@ -511,13 +538,15 @@ impl SyncEngine {
                 reasons::KEYCLOAK_NOT_CONFIGURED,
                 "sync.keycloak.base_url is not set: no identity provider is made",
             );
-            self.record(registry, std::slice::from_ref(&off)).await;
+            self.record(registry, leases, std::slice::from_ref(&off))
+                .await;
             return report;
         };
         if !self.admit(Target::Keycloak, &mut report).await {
             let msg = report.error.clone().unwrap_or_default();
             let open = Observed::is_false(configured, links::codes::CIRCUIT_OPEN, msg);
-            self.record(registry, std::slice::from_ref(&open)).await;
+            self.record(registry, leases, std::slice::from_ref(&open))
+                .await;
             return report;
         }
         let idps = match kc.list().await {
@@ -527,14 +556,19 @@ impl SyncEngine {
                 report.error = Some(e.to_string());
                 report.transient = e.is_transient();
                 let down = Observed::is_false(configured, link_code(&e), e.to_string());
-                self.record(registry, std::slice::from_ref(&down)).await;
+                self.record(registry, leases, std::slice::from_ref(&down))
+                    .await;
                 let target_down = e.is_target_failure();
                 self.settle(Target::Keycloak, &mut report, target_down)
                     .await;
                 return report;
             }
         };
-        let actions = plan::keycloak_actions(registry, &idps, &self.settings);
+        // Only the holder acts on a spoke; orphans belong to no spoke.
+        let actions: Vec<plan::IdpAction> = plan::keycloak_actions(registry, &idps, &self.settings)
+            .into_iter()
+            .filter(|a| a.spoke.as_ref().is_none_or(|s| leases.holds(&s.id)))
+            .collect();
         let results: Vec<(plan::IdpAction, Result<(), KeycloakError>)> =
             futures::stream::iter(actions)
                 .map(|a| async move {
@@ -593,7 +627,7 @@ impl SyncEngine {
             .collect();
         let rows: Vec<(&str, i64, &Observed)> =
             observed.iter().map(|(id, g, o)| (*id, *g, o)).collect();
-        self.record_rows(&rows).await;
+        self.record_rows(&rows, leases).await;
         self.settle(Target::Keycloak, &mut report, target_down)
             .await;
         report
@@ -630,9 +664,13 @@ impl SyncEngine {
 
     /// Probes every approved spoke's IdP side by side and records
     /// `IdpReachable`.
-    async fn probe_idps(&self, registry: &Registry) {
+    async fn probe_idps(&self, registry: &Registry, leases: &Leases) {
         // Owned spokes: a stream of borrowed ones is not provably Send.
-        let spokes: Vec<registry::Spoke> = registry.approved().cloned().collect();
+        let spokes: Vec<registry::Spoke> = registry
+            .approved()
+            .filter(|s| leases.holds(&s.id))
+            .cloned()
+            .collect();
         let (http, settings) = (&self.probe_http, &self.settings);
         let observed: Vec<(registry::Spoke, Observed)> = futures::stream::iter(spokes)
             .map(|spoke| async move {
@@ -646,22 +684,35 @@ impl SyncEngine {
             .iter()
             .map(|(s, o)| (s.id.as_str(), s.generation, o))
             .collect();
-        self.record_rows(&rows).await;
+        self.record_rows(&rows, leases).await;
     }
 
     /// Records `observed` for every approved spoke of the run.
-    async fn record(&self, registry: &Registry, observed: &[Observed]) {
+    async fn record(&self, registry: &Registry, leases: &Leases, observed: &[Observed]) {
         let rows: Vec<(&str, i64, &Observed)> = registry
             .approved()
             .flat_map(|s| observed.iter().map(|o| (s.id.as_str(), s.generation, o)))
             .collect();
-        self.record_rows(&rows).await;
+        self.record_rows(&rows, leases).await;
     }
 
-    /// One statement; a failure is logged (the next run writes them again).
-    async fn record_rows(&self, rows: &[(&str, i64, &Observed)]) {
-        if let Err(e) = crate::store::conditions::set_many(&self.pool, rows).await {
-            tracing::warn!(conditions = rows.len(), error = %e, "cannot record the conditions");
+    /// One statement, fenced by the spokes' leases (rows of spokes not
+    /// leased are dropped); a failure is logged (the next run writes them
+    /// again).
+    async fn record_rows(&self, rows: &[(&str, i64, &Observed)], leases: &Leases) {
+        let (rows, tokens): (Vec<(&str, i64, &Observed)>, Vec<i64>) = rows
+            .iter()
+            .filter_map(|r| Some((*r, leases.token(r.0)?)))
+            .unzip();
+        match crate::store::conditions::set_many_fenced(&self.pool, &rows, &tokens).await {
+            Ok(n) if n < rows.len() as u64 => tracing::warn!(
+                refused = rows.len() as u64 - n,
+                "conditions refused: their spokes' leases moved on to another holder"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(conditions = rows.len(), error = %e, "cannot record the conditions")
+            }
         }
     }
 

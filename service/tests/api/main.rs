@@ -39,6 +39,7 @@ mod structure;
 mod sweeper;
 mod sync;
 mod sync_conditions;
+mod sync_lease;
 mod sync_process;
 mod sync_worker;
 mod synckit;

@@ -602,6 +602,7 @@ async fn public_idps_are_approved_spokes_with_an_active_link_whose_hub_is_live()
             id,
             LinkDirection::HubToSpoke,
             &LinkUpdate::Active,
+            None,
         )
         .await
         .unwrap()
@@ -643,7 +644,7 @@ async fn the_sync_worker_moves_links_and_cannot_revive_a_disabled_one() {
     let hub_to_spoke = |update: LinkUpdate| {
         let (pool, id) = (app.pool.clone(), id.clone());
         async move {
-            links::update_status(&pool, &id, LinkDirection::HubToSpoke, &update)
+            links::update_status(&pool, &id, LinkDirection::HubToSpoke, &update, None)
                 .await
                 .unwrap()
                 .expect("the link")
@@ -672,7 +673,7 @@ async fn the_sync_worker_moves_links_and_cannot_revive_a_disabled_one() {
 
     act_ok(&app, &id, "suspend").await;
     for direction in LinkDirection::ALL {
-        let r = links::update_status(&app.pool, &id, direction, &LinkUpdate::Active)
+        let r = links::update_status(&app.pool, &id, direction, &LinkUpdate::Active, None)
             .await
             .unwrap();
         assert!(r.is_none(), "a DISABLED link was revived");
