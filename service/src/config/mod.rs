@@ -17,7 +17,8 @@ pub use identity::IdentitySettings;
 pub use ui::UiSettings;
 
 pub use sync::{
-    BreakerSettings, KeycloakSettings, RetrySettings, SyncSettings, TfvarsFormat, TfvarsSettings,
+    AdaptiveTimeoutSettings, BreakerSettings, KeycloakSettings, RetrySettings, SyncSettings,
+    TfvarsFormat, TfvarsSettings,
 };
 
 use std::net::IpAddr;

@@ -41,6 +41,7 @@ pub struct SyncSettings {
     pub keycloak: KeycloakSettings,
     pub breaker: BreakerSettings,
     pub retry: RetrySettings,
+    pub adaptive_timeout: AdaptiveTimeoutSettings,
 }
 
 impl Default for SyncSettings {
@@ -57,6 +58,7 @@ impl Default for SyncSettings {
             keycloak: KeycloakSettings::default(),
             breaker: BreakerSettings::default(),
             retry: RetrySettings::default(),
+            adaptive_timeout: AdaptiveTimeoutSettings::default(),
         }
     }
 }
@@ -167,6 +169,35 @@ impl Default for BreakerSettings {
         BreakerSettings {
             failure_threshold: 3,
             open_duration: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Bounds of the adaptive step timeouts (1.5 × P95 of recent successes;
+/// see `sync::timeouts`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdaptiveTimeoutSettings {
+    /// Never shorter than this.
+    #[serde(deserialize_with = "de::duration")]
+    pub min: Duration,
+    /// Never longer than this.
+    #[serde(deserialize_with = "de::duration")]
+    pub max: Duration,
+    /// Recent successful durations kept per step.
+    pub window: usize,
+    /// Successes needed before the P95 is used (until then, the step's
+    /// configured timeout, e.g. `keycloak.request_timeout`).
+    pub min_samples: usize,
+}
+
+impl Default for AdaptiveTimeoutSettings {
+    fn default() -> Self {
+        AdaptiveTimeoutSettings {
+            min: Duration::from_millis(500),
+            max: Duration::from_secs(30),
+            window: 100,
+            min_samples: 20,
         }
     }
 }
@@ -341,6 +372,28 @@ impl SyncSettings {
         if self.breaker.open_duration.is_zero() {
             push("sync.breaker.open_duration", "must be greater than zero");
         }
+        let a = &self.adaptive_timeout;
+        if a.min.is_zero() {
+            push("sync.adaptive_timeout.min", "must be greater than zero");
+        }
+        if a.max < a.min || a.max > Duration::from_secs(600) {
+            push(
+                "sync.adaptive_timeout.max",
+                "must be at least sync.adaptive_timeout.min and at most 10m",
+            );
+        }
+        if !(10..=10_000).contains(&a.window) {
+            push(
+                "sync.adaptive_timeout.window",
+                "must be between 10 and 10000",
+            );
+        }
+        if a.min_samples == 0 || a.min_samples > a.window {
+            push(
+                "sync.adaptive_timeout.min_samples",
+                "must be between 1 and sync.adaptive_timeout.window",
+            );
+        }
         let r = &self.retry;
         if r.max_attempts == 0 || r.max_attempts > 20 {
             push("sync.retry.max_attempts", "must be between 1 and 20");
@@ -409,6 +462,27 @@ mod tests {
         assert_eq!(errors(&s), ["sync.lease_ttl"], "under 2 x request_timeout");
         s.lease_ttl = Duration::from_secs(20);
         assert!(errors(&s).is_empty());
+    }
+
+    #[test]
+    fn adaptive_timeout_bounds_are_checked() {
+        let mut s = SyncSettings::default();
+        s.adaptive_timeout.min = Duration::ZERO;
+        s.adaptive_timeout.window = 5;
+        s.adaptive_timeout.min_samples = 6;
+        let mut got = errors(&s);
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                "sync.adaptive_timeout.min",
+                "sync.adaptive_timeout.min_samples",
+                "sync.adaptive_timeout.window"
+            ]
+        );
+        let mut s = SyncSettings::default();
+        s.adaptive_timeout.max = Duration::from_millis(100);
+        assert_eq!(errors(&s), ["sync.adaptive_timeout.max"]);
     }
 
     #[test]

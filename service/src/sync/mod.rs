@@ -29,6 +29,7 @@ pub mod probe;
 pub mod registry;
 pub mod status;
 pub mod tfvars;
+pub mod timeouts;
 pub mod worker;
 
 use std::collections::BTreeMap;
@@ -208,6 +209,8 @@ pub struct SyncEngine {
     metrics: SyncMetrics,
     /// This engine's name as a lease holder (unique per engine).
     holder: String,
+    /// The adaptive timeout of Keycloak requests (shared with the client).
+    keycloak_timeout: std::sync::Arc<timeouts::StepTimeout>,
 }
 
 impl SyncEngine {
@@ -217,12 +220,18 @@ impl SyncEngine {
         metrics: SyncMetrics,
     ) -> Result<SyncEngine, reqwest::Error> {
         let backoff = settings.retry.backoff();
-        let keycloak = KeycloakClient::from_settings(&settings.keycloak, backoff)?;
+        let keycloak_timeout = std::sync::Arc::new(timeouts::StepTimeout::new(
+            &settings.adaptive_timeout,
+            settings.keycloak.request_timeout,
+        ));
+        let keycloak =
+            KeycloakClient::from_settings(&settings.keycloak, backoff, keycloak_timeout.clone())?;
         let timeout = settings.keycloak.request_timeout;
         let probe_http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(std::time::Duration::from_secs(5)))
             .build()?;
+        metrics.set_step_timeout(timeouts::Step::KeycloakRequest, keycloak_timeout.current());
         Ok(SyncEngine {
             probe_http,
             tfvars_breaker: Breaker::new(pool.clone(), Target::Tfvars, &settings.breaker),
@@ -233,6 +242,7 @@ impl SyncEngine {
             backoff,
             metrics,
             holder: format!("sync-{}", uuid::Uuid::new_v4()),
+            keycloak_timeout,
         })
     }
 
@@ -299,6 +309,10 @@ impl SyncEngine {
         if let Err(e) = leases.release(&self.pool).await {
             tracing::warn!(error = %e, "cannot release the spoke leases (they expire)");
         }
+        self.metrics.set_step_timeout(
+            timeouts::Step::KeycloakRequest,
+            self.keycloak_timeout.current(),
+        );
         let report = RunReport {
             trigger,
             approved_spokes: registry.approved().count(),

@@ -748,3 +748,43 @@ async fn a_file_that_cannot_be_written_does_not_stop_keycloak() {
     assert_eq!(c["TfvarsRendered"].1, "TFVARS_WRITE_FAILED", "{c:?}");
     assert_eq!(c["TfvarsRendered"].0, "False", "{c:?}");
 }
+
+/// The `sync_step_timeout_seconds` of Keycloak requests, as scraped.
+async fn keycloak_step_timeout(app: &TestApp) -> f64 {
+    let m = metrics_text(app).await;
+    let line = m
+        .lines()
+        .find(|l| l.starts_with("sync_step_timeout_seconds{step=\"keycloak_request\"}"))
+        .unwrap_or_else(|| panic!("no step timeout in {m}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn step_timeouts_follow_the_p95_and_only_transient_failures_are_retried() {
+    let env = sync_env(
+        "  adaptive_timeout:\n    min: 10ms\n    max: 1s\n    window: 10\n    min_samples: 3\n",
+    )
+    .await;
+    let app = &env.app;
+    approved(app, "FRA").await;
+    // Before enough successes: request_timeout (2s), capped at the maximum.
+    assert_eq!(keycloak_step_timeout(app).await, 1.0);
+    env.stub.set_delay(Duration::from_millis(100));
+    reconcile(app).await; // list, create: two samples
+    assert_eq!(keycloak_step_timeout(app).await, 1.0);
+    reconcile(app).await; // list: the third
+    let t = keycloak_step_timeout(app).await;
+    assert!((0.15..0.5).contains(&t), "1.5 x P95 of ~100 ms: {t}");
+
+    // A 503 is retried with the shared backoff (max_attempts 2).
+    env.stub.set_delay(Duration::ZERO);
+    env.stub.set_failing(true);
+    let before = env.stub.admin_requests();
+    let run = reconcile(app).await;
+    assert_eq!(run["keycloak"]["result"], "failure", "{run}");
+    // The run's list and the drift report's (the POST answers both), each
+    // tried twice.
+    assert_eq!(env.stub.admin_requests() - before, 4);
+    // Failures are no samples: the timeout has not moved.
+    assert_eq!(keycloak_step_timeout(app).await, t);
+}
