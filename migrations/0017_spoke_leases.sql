@@ -7,6 +7,10 @@ CREATE TABLE spoke_leases (
     spoke_id    TEXT        PRIMARY KEY REFERENCES spokes (id) ON DELETE CASCADE,
     -- The engine instance holding it (one per process and engine).
     holder      TEXT        NOT NULL,
+    -- The PostgreSQL backend of the holder's run (the session holding the
+    -- reconcile lock): once that session is gone, its holder is dead or
+    -- cut off and the lease may be taken over before it expires.
+    holder_pid  INT,
     -- One more at each acquisition, never reused.
     token       BIGINT      NOT NULL,
     acquired_at TIMESTAMPTZ NOT NULL DEFAULT now(),

@@ -162,7 +162,7 @@ fn main() {
             .await
             .unwrap();
         let start = Instant::now();
-        let leases = service::sync::lease::Leases::acquire(&pool, "bench", &ids, std::time::Duration::from_secs(60))
+        let leases = service::sync::lease::Leases::acquire(&pool, "bench", None, &ids, std::time::Duration::from_secs(60))
             .await
             .unwrap();
         let updated = service::sync::links::derive(&pool, &ids, &leases).await.unwrap();

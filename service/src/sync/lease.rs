@@ -7,8 +7,10 @@
 //! lease, while another took the spoke over, has its late writes refused.
 //!
 //! The lease outlives a pause shorter than `sync.lease_ttl` (nobody else
-//! may take it meanwhile) and is released when the run ends; a holder that
-//! dies keeps it only until it expires.
+//! may take it meanwhile) and is released when the run ends. A holder that
+//! dies keeps it only until it expires, or until PostgreSQL has closed the
+//! session its run held the reconcile lock on, whichever comes first (a
+//! crashed process's next run need not wait out the TTL).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -22,26 +24,33 @@ pub struct Leases {
 }
 
 impl Leases {
-    /// Takes the lease of each of `spoke_ids` that is free, expired, or
-    /// already `holder`'s, for `ttl`; the others are held by a live holder
-    /// and left out. One statement.
+    /// Takes the lease of each of `spoke_ids` that is free, expired,
+    /// already `holder`'s, or whose holder's session is gone, for `ttl`; the
+    /// others are held by a live holder and left out. One statement.
+    /// `session_pid`: the backend of the session the holder's run lives on
+    /// (`pg_backend_pid()` of the reconcile lock's connection), if any.
     pub async fn acquire(
         pool: &PgPool,
         holder: &str,
+        session_pid: Option<i32>,
         spoke_ids: &[String],
         ttl: Duration,
     ) -> Result<Leases, sqlx::Error> {
         let rows = sqlx::query!(
-            "INSERT INTO spoke_leases AS l (spoke_id, holder, token, expires_at) \
-             SELECT s.id, $2, 1, now() + make_interval(secs => $3) \
+            "INSERT INTO spoke_leases AS l (spoke_id, holder, holder_pid, token, expires_at) \
+             SELECT s.id, $2, $4, 1, now() + make_interval(secs => $3) \
              FROM spokes s WHERE s.id = ANY($1) \
              ON CONFLICT (spoke_id) DO UPDATE SET holder = EXCLUDED.holder, \
-               token = l.token + 1, acquired_at = now(), expires_at = EXCLUDED.expires_at \
+               holder_pid = EXCLUDED.holder_pid, token = l.token + 1, acquired_at = now(), \
+               expires_at = EXCLUDED.expires_at \
              WHERE l.expires_at <= now() OR l.holder = EXCLUDED.holder \
+               OR (l.holder_pid IS NOT NULL \
+                   AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = l.holder_pid)) \
              RETURNING spoke_id, token",
             spoke_ids,
             holder,
             ttl.as_secs_f64(),
+            session_pid,
         )
         .fetch_all(pool)
         .await?;

@@ -281,8 +281,11 @@ impl SyncEngine {
         // The leases of the spokes this run acts on; one another live
         // holder has is left to it (its writes are fenced, so are ours).
         let ids: Vec<String> = registry.spokes.iter().map(|s| s.id.clone()).collect();
-        let leases =
-            Leases::acquire(&self.pool, &self.holder, &ids, self.settings.lease_ttl).await?;
+        let pid: i32 = sqlx::query_scalar!(r#"SELECT pg_backend_pid() AS "pid!""#)
+            .fetch_one(&mut *lock)
+            .await?;
+        let ttl = self.settings.lease_ttl;
+        let leases = Leases::acquire(&self.pool, &self.holder, Some(pid), &ids, ttl).await?;
         if leases.len() < ids.len() {
             tracing::warn!(
                 held_elsewhere = ids.len() - leases.len(),

@@ -8,6 +8,8 @@ use service::conditions::{reasons, ConditionType, Observed};
 use service::store;
 use service::sync::lease::Leases;
 use service::sync::links;
+use sqlx::Connection;
+use testkit::eventually;
 use testkit::oidc::OidcStub;
 
 use crate::helpers::*;
@@ -43,11 +45,11 @@ async fn a_stale_holders_late_writes_are_refused_by_the_fencing_token() {
     let ids = vec![fra.clone()];
 
     // A takes the lease; B, another holder, gets nothing while it is live.
-    let a = Leases::acquire(&app.pool, "holder-a", &ids, TTL)
+    let a = Leases::acquire(&app.pool, "holder-a", None, &ids, TTL)
         .await
         .unwrap();
     let token_a = a.token(&fra).expect("A holds FRA");
-    let b = Leases::acquire(&app.pool, "holder-b", &ids, TTL)
+    let b = Leases::acquire(&app.pool, "holder-b", None, &ids, TTL)
         .await
         .unwrap();
     assert!(b.is_empty(), "only one holder at a time");
@@ -61,7 +63,7 @@ async fn a_stale_holders_late_writes_are_refused_by_the_fencing_token() {
     // A is cut off past its lease; B takes over with a newer token and
     // records what it sees: the IdP is down, the link fails.
     expire(app, &fra).await;
-    let b = Leases::acquire(&app.pool, "holder-b", &ids, TTL)
+    let b = Leases::acquire(&app.pool, "holder-b", None, &ids, TTL)
         .await
         .unwrap();
     let token_b = b.token(&fra).expect("B holds FRA now");
@@ -99,7 +101,7 @@ async fn a_stale_holders_late_writes_are_refused_by_the_fencing_token() {
     // B releases at the end of its run: the next holder gets the spoke at
     // once, with a newer token still.
     b.release(&app.pool).await.unwrap();
-    let c = Leases::acquire(&app.pool, "holder-c", &ids, TTL)
+    let c = Leases::acquire(&app.pool, "holder-c", None, &ids, TTL)
         .await
         .unwrap();
     assert_eq!(c.token(&fra), Some(token_b + 1));
@@ -112,9 +114,15 @@ async fn a_run_leaves_a_spoke_leased_elsewhere_alone_until_the_lease_expires() {
     let fra = approved(app, "FRA").await;
     let gbr = approved(app, "GBR").await;
     // Another holder is busy with GBR.
-    let other = Leases::acquire(&app.pool, "elsewhere", std::slice::from_ref(&gbr), TTL)
-        .await
-        .unwrap();
+    let other = Leases::acquire(
+        &app.pool,
+        "elsewhere",
+        None,
+        std::slice::from_ref(&gbr),
+        TTL,
+    )
+    .await
+    .unwrap();
     assert!(other.holds(&gbr));
 
     reconcile(app).await;
@@ -144,4 +152,38 @@ async fn a_run_leaves_a_spoke_leased_elsewhere_alone_until_the_lease_expires() {
     reconcile(app).await;
     assert!(env.stub.idp(REALM, "gbr-idp").is_some());
     assert_eq!(conditions(app, &gbr).await["IdpConfigured"].0, "True");
+}
+
+#[tokio::test]
+async fn a_holder_whose_session_is_gone_loses_its_lease_before_it_expires() {
+    let env = sync_env("").await;
+    let app = &env.app;
+    let fra = approved(app, "FRA").await;
+    let ids = vec![fra.clone()];
+    // The holder's run lives on its own session.
+    let mut session = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut session)
+        .await
+        .unwrap();
+    let dead = Leases::acquire(&app.pool, "crashed", Some(pid), &ids, TTL)
+        .await
+        .unwrap();
+    assert!(dead.holds(&fra));
+    // While the session lives (a pause), nobody else gets the spoke.
+    let other = Leases::acquire(&app.pool, "next", None, &ids, TTL)
+        .await
+        .unwrap();
+    assert!(other.is_empty());
+    // The process dies: its session ends, the lease can be taken over at
+    // once, with a newer token.
+    session.close().await.unwrap();
+    let next = eventually(Duration::from_secs(10), "the lease taken over", || async {
+        let l = Leases::acquire(&app.pool, "next", None, &ids, TTL)
+            .await
+            .unwrap();
+        l.token(&fra)
+    })
+    .await;
+    assert_eq!(Some(next), dead.token(&fra).map(|t| t + 1));
 }
