@@ -38,6 +38,7 @@ fn registry(n: usize) -> Registry {
                     idp_public_url: format!("https://idp.{l}.example/realms/{l}"),
                     idp_internal_url: Some(format!("http://keycloak-{l}:8080/realms/{l}")),
                     status: "approved".into(),
+                    generation: 1,
                     hub_status: Some("online".into()),
                 }
             })
@@ -146,7 +147,7 @@ fn main() {
         println!("| run | time (ms) | file writes | IdP writes | result (tfvars/keycloak) |");
         println!("|---|---:|---:|---:|---|");
         let (ms, f, k, r) = timed_run(&engine).await;
-        println!("| first: create every IdP, write the file, links ACTIVE | {ms:.0} | {f} | {k} | {r} |");
+        println!("| first: create every IdP, write the file, probe every IdP, derive the links | {ms:.0} | {f} | {k} | {r} |");
         let (ms, f, k, r) = timed_run(&engine).await;
         println!("| second: nothing to change | {ms:.0} | {f} | {k} | {r} |");
         sqlx::query("UPDATE spokes SET status = 'suspended' WHERE ctid IN (SELECT ctid FROM spokes ORDER BY id LIMIT $1)")
@@ -161,9 +162,12 @@ fn main() {
             .await
             .unwrap();
         let start = Instant::now();
-        let updated = service::sync::links::mark_active(&pool, &ids).await.unwrap();
+        let leases = service::sync::lease::Leases::acquire(&pool, "bench", None, &ids, std::time::Duration::from_secs(60))
+            .await
+            .unwrap();
+        let updated = service::sync::links::derive(&pool, &ids, &leases).await.unwrap();
         println!(
-            "| of which: links of {} approved spokes marked ACTIVE ({updated} row updates) | {:.0} | | | |",
+            "| of which: links of {} approved spokes derived from their conditions ({updated} row updates) | {:.0} | | | |",
             ids.len(),
             start.elapsed().as_secs_f64() * 1000.0
         );

@@ -196,6 +196,10 @@ pub struct DriftArgs {
     /// Print the plan a reconcile would carry out; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Mark the legacy identity provider `<code>-idp` as managed by this
+    /// service first (with `--fix`, the reconcile then takes it over).
+    #[arg(long, value_name = "CODE", conflicts_with = "dry_run")]
+    pub adopt: Option<String>,
 }
 
 /// Runs a parsed command line.
@@ -267,7 +271,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         | Command::Completions { .. } => Ok(()),
         Command::Drift(args) => {
             telemetry::init(&settings.log, std::io::stderr);
-            match crate::sync::cli::drift(settings, args.json, args.fix, args.dry_run).await {
+            match crate::sync::cli::drift(settings, args.json, args.fix, args.dry_run, args.adopt)
+                .await
+            {
                 Ok(true) => Ok(()),
                 Ok(false) => return ExitCode::FAILURE,
                 Err(e) => Err(e),

@@ -20,6 +20,7 @@ pub mod catalog;
 pub mod catalog_view;
 pub mod cli;
 pub mod client;
+pub mod conditions;
 pub mod config;
 pub mod events;
 pub mod fed_routing;

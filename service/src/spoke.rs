@@ -155,6 +155,10 @@ pub struct Spoke {
     pub status: SpokeStatus,
     /// The reason given for the latest transition.
     pub status_reason: Option<String>,
+    /// The spec's generation: 1 at registration, one more for each change
+    /// of what the spoke asks for. Conditions say which one they observed.
+    #[schema(example = 1, minimum = 1)]
+    pub generation: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub status_changed_at: DateTime<Utc>,

@@ -10,6 +10,7 @@
 
 pub mod arbitrary;
 pub mod keycloak;
+pub mod oidc;
 pub mod pg;
 pub mod proxy;
 

@@ -57,7 +57,7 @@ pub struct SpokeCaller {
 
 /// What a spoke token may do, said in every refusal of one.
 pub const SPOKE_SCOPE: &str =
-    "a spoke token may only read its own spoke and refresh its own credential (NodeRestriction)";
+    "a spoke token may only read its own spoke, refresh its own credential and confirm its own links (NodeRestriction)";
 
 /// What a hub token may do, said in every refusal of one.
 pub const HUB_SCOPE: &str = "a hub token may only read the catalog, register or update its own project, put it in maintenance and refresh its own credentials (NodeRestriction)";

@@ -12,6 +12,7 @@ use utoipa::IntoParams;
 use super::auth::{Caller, Role};
 use super::error::{ApiError, ApiResult, BodyErrors, KeyedErrors, Problem, QueryErrors};
 use super::extract::{Json, Query};
+use crate::conditions::SpokeDetail;
 use crate::field_error::FieldError;
 use crate::listing::{self, Listed, Listing, SortValue};
 use crate::rules;
@@ -20,8 +21,9 @@ use crate::spoke::{
     SpokeStatus, Transition, TransitionRequest, TransitionSpec,
 };
 use crate::state::AppState;
+use crate::store::conditions;
 use crate::store::links::{self, LinkFilter};
-use crate::store::spokes::{self, Registered, TransitionOutcome};
+use crate::store::spokes::{self, Confirmed, Registered, TransitionOutcome};
 
 pub const TAG: &str = "federation";
 
@@ -172,13 +174,13 @@ pub async fn list_spokes(
     Ok((headers, axum::Json(page.items)).into_response())
 }
 
-/// One spoke (any key; a spoke token only its own).
+/// One spoke and its conditions (any key; a spoke token only its own).
 #[utoipa::path(
     get, path = "/api/federation/spokes/{id}", tag = TAG,
     params(SpokePath),
     security(("api_key" = [])),
     responses(
-        (status = 200, description = "The spoke", body = Spoke),
+        (status = 200, description = "The spoke and its conditions", body = SpokeDetail),
         KeyedErrors,
         (status = 404, description = "No such spoke", body = Problem, content_type = "application/problem+json"),
     )
@@ -187,17 +189,57 @@ pub async fn get_spoke(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> ApiResult<axum::Json<Spoke>> {
+) -> ApiResult<axum::Json<SpokeDetail>> {
     // A spoke's own token reads only its own spoke (the auth layer says so
     // too).
     caller.may_read_spoke(&id)?;
     if !is_spoke_id(&id) {
         return Err(not_found(&id));
     }
-    spokes::get(&state.db, &id)
+    // One snapshot: the spoke and its conditions as of the same moment.
+    let mut tx = crate::store::snapshot(&state.db).await?;
+    let spoke = spokes::get(&mut *tx, &id)
         .await?
-        .map(axum::Json)
-        .ok_or_else(|| not_found(&id))
+        .ok_or_else(|| not_found(&id))?;
+    let conditions = conditions::list(&mut *tx, &id).await?;
+    tx.commit().await?;
+    Ok(axum::Json(SpokeDetail { spoke, conditions }))
+}
+
+/// The spoke confirms that it trusts the hub (its own credential only):
+/// `SpokeTrustsHub` becomes True, and with it the SPOKE_TO_HUB link of an
+/// approved spoke becomes ACTIVE. Confirming again changes nothing.
+#[utoipa::path(
+    post, path = "/api/federation/spokes/{id}/confirm", tag = TAG,
+    params(SpokePath),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Confirmed: the spoke and its conditions", body = SpokeDetail),
+        KeyedErrors,
+        (status = 404, description = "No such spoke", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The spoke is revoked; `current` holds it", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn confirm_spoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<SpokeDetail>> {
+    caller.require_spoke(&id)?;
+    if !is_spoke_id(&id) {
+        return Err(not_found(&id));
+    }
+    match spokes::confirm(&state.db, &id, &caller.actor(), &caller.fingerprint).await? {
+        Confirmed::Done(spoke, conditions) => {
+            tracing::info!(spoke = %id, key = %caller.fingerprint, "spoke confirmed it trusts the hub");
+            Ok(axum::Json(SpokeDetail { spoke, conditions }))
+        }
+        Confirmed::Revoked(spoke) => Err(ApiError::Conflict {
+            detail: format!("spoke {id} is revoked: it confirms nothing"),
+            current: serde_json::to_value(&spoke).ok(),
+        }),
+        Confirmed::NotFound => Err(not_found(&id)),
+    }
 }
 
 /// A spoke's transition log, oldest first (registration included).

@@ -71,7 +71,7 @@ impl Modify for SecurityAddon {
             "api_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 "X-API-Key",
-                "An admin or agent key (several may be valid at once for rotation), a per-hub token (`fedhub_...`) that may only read the catalog, register or update its own project and refresh its own credentials, or a per-spoke token (`fedspoke_...`) that may only read its own spoke and refresh its own credential",
+                "An admin or agent key (several may be valid at once for rotation), a per-hub token (`fedhub_...`) that may only read the catalog, register or update its own project and refresh its own credentials, or a per-spoke token (`fedspoke_...`) that may only read its own spoke, refresh its own credential and confirm its own links",
             ))),
         );
     }
@@ -104,6 +104,7 @@ fn protected(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(federation::register_spoke))
         .routes(routes!(federation::list_spokes))
         .routes(routes!(federation::get_spoke))
+        .routes(routes!(federation::confirm_spoke))
         .routes(routes!(federation::spoke_history))
         .routes(routes!(federation::approve_spoke))
         .routes(routes!(federation::suspend_spoke))

@@ -73,7 +73,10 @@ pub async fn run(api: &Api, out: Format, cmd: SpokesCommand) -> Result<(), Clien
             let id = resolve(api, &spoke).await?;
             let spoke = api.get(&spoke_path(&id, &[]), &[]).await?;
             match out {
-                Format::Table => render::out(&describe(&spoke)),
+                Format::Table => {
+                    render::out(&describe(&spoke))?;
+                    print_conditions(&spoke)
+                }
                 _ => render::print_document(out, &spoke),
             }
         }
@@ -159,9 +162,38 @@ fn describe(sp: &Value) -> String {
             "cert fingerprint",
             render::or(sp, "cert_fingerprint", "-").to_owned(),
         ),
+        ("generation", sp["generation"].to_string()),
         ("registered", short_time(time(sp, "created_at"))),
         ("updated", short_time(time(sp, "updated_at"))),
     ])
+}
+
+/// The spoke's conditions, one a line, as `kubectl describe` shows them.
+fn print_conditions(sp: &Value) -> Result<(), ClientError> {
+    let Some(conditions) = sp["conditions"].as_array() else {
+        return Ok(());
+    };
+    let now = Utc::now();
+    let mut t = table(&[
+        "condition",
+        "status",
+        "reason",
+        "since",
+        "generation",
+        "message",
+    ]);
+    for c in conditions {
+        t.add_row(vec![
+            s(c, "type").to_owned(),
+            s(c, "status").to_owned(),
+            s(c, "reason").to_owned(),
+            ago(time(c, "last_transition_time"), now, "-"),
+            c["observed_generation"].to_string(),
+            render::clip(s(c, "message"), 80),
+        ]);
+    }
+    render::out("\n")?;
+    render::print_table(t)
 }
 
 fn print_history(history: &Value) -> Result<(), ClientError> {

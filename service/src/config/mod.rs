@@ -19,7 +19,8 @@ pub use routing::RoutingSettings;
 pub use ui::UiSettings;
 
 pub use sync::{
-    BreakerSettings, KeycloakSettings, RetrySettings, SyncSettings, TfvarsFormat, TfvarsSettings,
+    AdaptiveTimeoutSettings, BreakerSettings, KeycloakSettings, RetrySettings, SyncSettings,
+    TfvarsFormat, TfvarsSettings,
 };
 
 use std::net::IpAddr;

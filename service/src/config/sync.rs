@@ -28,6 +28,11 @@ pub struct SyncSettings {
     /// progress acks while a run takes longer.
     #[serde(deserialize_with = "de::duration")]
     pub ack_wait: Duration,
+    /// How long a run's per-spoke lease lasts: it outlives a pause shorter
+    /// than this, and a holder that dies keeps its spokes only this long.
+    /// Longer than a run takes (runs release their leases when they end).
+    #[serde(deserialize_with = "de::duration")]
+    pub lease_ttl: Duration,
     /// Name of the secret holding the hub's client secret at a spoke's IdP;
     /// `{code}` is the lower-case instance code. Only this name is written
     /// (tfvars `client_secret_ref`, Keycloak `${vault.NAME}`), never a secret.
@@ -36,6 +41,7 @@ pub struct SyncSettings {
     pub keycloak: KeycloakSettings,
     pub breaker: BreakerSettings,
     pub retry: RetrySettings,
+    pub adaptive_timeout: AdaptiveTimeoutSettings,
 }
 
 impl Default for SyncSettings {
@@ -46,11 +52,13 @@ impl Default for SyncSettings {
             resync_interval: Duration::from_secs(300),
             debounce: Duration::from_millis(200),
             ack_wait: Duration::from_secs(60),
+            lease_ttl: Duration::from_secs(120),
             secret_ref_format: "{code}-idp-client-secret".into(),
             tfvars: TfvarsSettings::default(),
             keycloak: KeycloakSettings::default(),
             breaker: BreakerSettings::default(),
             retry: RetrySettings::default(),
+            adaptive_timeout: AdaptiveTimeoutSettings::default(),
         }
     }
 }
@@ -165,6 +173,35 @@ impl Default for BreakerSettings {
     }
 }
 
+/// Bounds of the adaptive step timeouts (1.5 × P95 of recent successes;
+/// see `sync::timeouts`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdaptiveTimeoutSettings {
+    /// Never shorter than this.
+    #[serde(deserialize_with = "de::duration")]
+    pub min: Duration,
+    /// Never longer than this.
+    #[serde(deserialize_with = "de::duration")]
+    pub max: Duration,
+    /// Recent successful durations kept per step.
+    pub window: usize,
+    /// Successes needed before the P95 is used (until then, the step's
+    /// configured timeout, e.g. `keycloak.request_timeout`).
+    pub min_samples: usize,
+}
+
+impl Default for AdaptiveTimeoutSettings {
+    fn default() -> Self {
+        AdaptiveTimeoutSettings {
+            min: Duration::from_millis(500),
+            max: Duration::from_secs(30),
+            window: 100,
+            min_samples: 20,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetrySettings {
@@ -227,6 +264,16 @@ impl SyncSettings {
         }
         if self.ack_wait < Duration::from_secs(1) {
             push("sync.ack_wait", "must be at least 1s");
+        }
+        if self.lease_ttl < Duration::from_secs(10) || self.lease_ttl > Duration::from_secs(3600) {
+            push("sync.lease_ttl", "must be between 10s and 1h");
+        } else if self.keycloak.base_url.is_some()
+            && self.lease_ttl < 2 * self.keycloak.request_timeout
+        {
+            push(
+                "sync.lease_ttl",
+                "must be at least twice sync.keycloak.request_timeout (a run outlives its requests)",
+            );
         }
         if !self.secret_ref_format.contains("{code}") {
             push(
@@ -325,6 +372,28 @@ impl SyncSettings {
         if self.breaker.open_duration.is_zero() {
             push("sync.breaker.open_duration", "must be greater than zero");
         }
+        let a = &self.adaptive_timeout;
+        if a.min.is_zero() {
+            push("sync.adaptive_timeout.min", "must be greater than zero");
+        }
+        if a.max < a.min || a.max > Duration::from_secs(600) {
+            push(
+                "sync.adaptive_timeout.max",
+                "must be at least sync.adaptive_timeout.min and at most 10m",
+            );
+        }
+        if !(10..=10_000).contains(&a.window) {
+            push(
+                "sync.adaptive_timeout.window",
+                "must be between 10 and 10000",
+            );
+        }
+        if a.min_samples == 0 || a.min_samples > a.window {
+            push(
+                "sync.adaptive_timeout.min_samples",
+                "must be between 1 and sync.adaptive_timeout.window",
+            );
+        }
         let r = &self.retry;
         if r.max_attempts == 0 || r.max_attempts > 20 {
             push("sync.retry.max_attempts", "must be between 1 and 20");
@@ -375,6 +444,45 @@ mod tests {
         assert!(errors(&s).is_empty());
         s.keycloak.base_url = Some("http://user:pw@kc:8080".parse().unwrap());
         assert_eq!(errors(&s), ["sync.keycloak.base_url"]);
+    }
+
+    #[test]
+    fn the_lease_outlives_a_run_and_is_bounded() {
+        let mut s = SyncSettings {
+            lease_ttl: Duration::from_secs(5),
+            ..SyncSettings::default()
+        };
+        assert_eq!(errors(&s), ["sync.lease_ttl"]);
+        s.lease_ttl = Duration::from_secs(7200);
+        assert_eq!(errors(&s), ["sync.lease_ttl"]);
+        s.lease_ttl = Duration::from_secs(15);
+        assert!(errors(&s).is_empty());
+        s.keycloak.base_url = Some("http://kc:8080".parse().unwrap());
+        s.keycloak.client_secret = Some(SecretString::from("x"));
+        assert_eq!(errors(&s), ["sync.lease_ttl"], "under 2 x request_timeout");
+        s.lease_ttl = Duration::from_secs(20);
+        assert!(errors(&s).is_empty());
+    }
+
+    #[test]
+    fn adaptive_timeout_bounds_are_checked() {
+        let mut s = SyncSettings::default();
+        s.adaptive_timeout.min = Duration::ZERO;
+        s.adaptive_timeout.window = 5;
+        s.adaptive_timeout.min_samples = 6;
+        let mut got = errors(&s);
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                "sync.adaptive_timeout.min",
+                "sync.adaptive_timeout.min_samples",
+                "sync.adaptive_timeout.window"
+            ]
+        );
+        let mut s = SyncSettings::default();
+        s.adaptive_timeout.max = Duration::from_millis(100);
+        assert_eq!(errors(&s), ["sync.adaptive_timeout.max"]);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use sqlx::{PgConnection, PgExecutor};
 
+use crate::conditions::{link_verdict, Condition, LinkVerdict};
 use crate::spoke::{FederationLink, LinkDirection, LinkEffect, LinkStatus, Spoke};
 
 /// Longest error message kept.
@@ -84,15 +85,17 @@ pub enum LinkUpdate {
     Failed { code: String, message: String },
 }
 
-/// Records the sync worker's view of one link. A DISABLED link (its spoke
-/// was suspended or revoked meanwhile) is left alone, so a sync that raced
-/// a suspension cannot bring it back: `None` then, or if there is no such
-/// link.
+/// Records the sync worker's view of one link, under the spoke's lease
+/// fencing token `token` (`None`: a write outside the reconciler). A DISABLED link (its spoke was suspended or
+/// revoked meanwhile) is left alone, so a sync that raced a suspension
+/// cannot bring it back: `None` then, if there is no such link, or if the
+/// lease has moved on to a newer token.
 pub async fn update_status<'e>(
     db: impl PgExecutor<'e>,
     spoke_id: &str,
     direction: LinkDirection,
     update: &LinkUpdate,
+    token: Option<i64>,
 ) -> Result<Option<FederationLink>, sqlx::Error> {
     let (status, code, message): (LinkStatus, Option<&str>, Option<String>) = match update {
         LinkUpdate::Creating => (LinkStatus::Creating, None, None),
@@ -111,7 +114,30 @@ pub async fn update_status<'e>(
         status as _,
         code,
         message,
+        token,
     )
     .fetch_optional(db)
     .await
+}
+
+/// Derives one link of an approved spoke from its `conditions`
+/// ([`link_verdict`]), in the caller's transaction, fenced by `token` as
+/// [`update_status`]; `None` when there is no such link, it is DISABLED, or
+/// the lease moved on.
+pub async fn derive(
+    conn: &mut PgConnection,
+    spoke_id: &str,
+    direction: LinkDirection,
+    conditions: &[Condition],
+    token: Option<i64>,
+) -> Result<Option<FederationLink>, sqlx::Error> {
+    let update = match link_verdict(direction, conditions) {
+        LinkVerdict::Active => LinkUpdate::Active,
+        LinkVerdict::Creating => LinkUpdate::Creating,
+        LinkVerdict::Failed { reason, message } => LinkUpdate::Failed {
+            code: reason,
+            message,
+        },
+    };
+    update_status(conn, spoke_id, direction, &update, token).await
 }

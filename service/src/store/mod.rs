@@ -2,6 +2,7 @@
 //! group.
 
 pub mod audit;
+pub mod conditions;
 pub mod credentials;
 pub mod enrollments;
 pub mod history;

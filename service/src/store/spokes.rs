@@ -7,8 +7,9 @@ use sqlx::{PgConnection, PgExecutor, PgPool};
 
 use super::audit::{self, Actor, AuditEntry};
 use super::credentials::{self, CredentialKind};
-use super::{links, outbox};
+use super::{conditions, links, outbox};
 use crate::catalog::ProjectStatus;
+use crate::conditions::{reasons, ConditionType, Observed};
 use crate::spoke::{
     new_spoke_id, PublicIdp, Spoke, SpokeEventData, SpokeSpec, SpokeStatus, Transition,
     TransitionSpec,
@@ -86,6 +87,7 @@ pub async fn register(
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(spoke) = inserted {
+            init_conditions(&mut tx, &spoke).await?;
             let transition = insert_transition(
                 &mut tx,
                 &spoke.id,
@@ -192,6 +194,8 @@ pub async fn transition_in(
     )
     .await?;
     links::apply(conn, &spoke, spec.action.link_effect(), hub_code).await?;
+    let approved = Observed::approved(to, &spec.reason);
+    conditions::set(&mut *conn, id, spoke.generation, &approved).await?;
     let data = SpokeEventData { spoke, transition };
     outbox::enqueue(conn, spec.action.event(), Some(id), &data).await?;
     let entry =
@@ -212,6 +216,23 @@ pub async fn transition_in(
         }
     }
     Ok(TransitionOutcome::Done(data))
+}
+
+/// A new spoke's conditions: not approved, nothing observed yet.
+async fn init_conditions(conn: &mut PgConnection, spoke: &Spoke) -> Result<(), sqlx::Error> {
+    for t in ConditionType::ALL {
+        let observed = match t {
+            ConditionType::Approved => Observed::approved(spoke.status, ""),
+            ConditionType::SpokeTrustsHub => Observed::unknown(
+                t,
+                reasons::AWAITING_SPOKE_CONFIRMATION,
+                "the spoke has not confirmed that it trusts the hub",
+            ),
+            _ => Observed::unknown(t, reasons::NOT_OBSERVED, "not observed yet"),
+        };
+        conditions::set(&mut *conn, &spoke.id, spoke.generation, &observed).await?;
+    }
+    Ok(())
 }
 
 async fn insert_transition(
@@ -289,10 +310,63 @@ pub async fn history(pool: &PgPool, id: &str) -> Result<Option<Vec<Transition>>,
     Ok(Some(rows))
 }
 
-/// The IdPs a login page should offer: approved spokes whose hub (the
-/// catalog project `lower(instance_code)`) is known and not offline.
+/// The IdPs a login page should offer: approved spokes whose HUB_TO_SPOKE
+/// link is ACTIVE and whose hub (the catalog project `lower(instance_code)`)
+/// is known and not offline.
 pub async fn public_idps<'e>(db: impl PgExecutor<'e>) -> Result<Vec<PublicIdp>, sqlx::Error> {
     sqlx::query_file_as!(PublicIdp, "src/store/sql/public_idps.sql")
         .fetch_all(db)
         .await
+}
+
+/// Audit action of a spoke's confirmation.
+pub const CONFIRM_ACTION: &str = "spoke.confirm";
+
+/// What a confirmation did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Confirmed {
+    /// `SpokeTrustsHub` is True; the spoke and its conditions now.
+    Done(Spoke, Vec<crate::conditions::Condition>),
+    /// A revoked spoke confirms nothing.
+    Revoked(Spoke),
+    NotFound,
+}
+
+/// The spoke says it trusts the hub (with its own credential, `credential`
+/// its fingerprint): `SpokeTrustsHub` becomes True and the SPOKE_TO_HUB link
+/// is derived again, with an audit row, in one transaction.
+pub async fn confirm(
+    pool: &PgPool,
+    id: &str,
+    actor: &Actor,
+    credential: &str,
+) -> Result<Confirmed, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let Some(spoke) = get_for_update(&mut tx, id).await? else {
+        return Ok(Confirmed::NotFound);
+    };
+    if spoke.status == SpokeStatus::Revoked {
+        return Ok(Confirmed::Revoked(spoke));
+    }
+    let trusted = Observed::new(
+        ConditionType::SpokeTrustsHub,
+        crate::conditions::ConditionStatus::True,
+        reasons::CONFIRMED_BY_SPOKE,
+        format!("confirmed with the spoke's credential {credential}"),
+    );
+    conditions::set(&mut *tx, id, spoke.generation, &trusted).await?;
+    let now = conditions::list(&mut *tx, id).await?;
+    // The spoke's own word, not the reconciler's: no lease to fence.
+    links::derive(
+        &mut tx,
+        id,
+        crate::spoke::LinkDirection::SpokeToHub,
+        &now,
+        None,
+    )
+    .await?;
+    let entry = AuditEntry::success(actor, CONFIRM_ACTION, audit::target("spoke", id));
+    audit::record(&mut tx, &entry).await?;
+    tx.commit().await?;
+    Ok(Confirmed::Done(spoke, now))
 }

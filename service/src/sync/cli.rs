@@ -52,10 +52,18 @@ pub async fn drift(
     json: bool,
     fix: bool,
     dry_run: bool,
+    adopt: Option<String>,
 ) -> anyhow::Result<bool> {
     let cancel = CancellationToken::new();
     tokio::spawn(common::signal::cancel_on_signal(cancel.clone()));
     let engine = engine(&settings, &cancel).await?;
+    let adoption = match adopt {
+        Some(code) => Some(engine.adopt(&code).await.context("adopting")?),
+        None => None,
+    };
+    if let (Some(a), false) = (&adoption, json) {
+        print!("{}", a.text());
+    }
     if dry_run {
         let plan = engine.plan().await?;
         if json {
@@ -72,9 +80,11 @@ pub async fn drift(
     };
     let report = engine.drift().await?;
     if json {
-        let value = match &run {
-            Some(run) => serde_json::json!({"run": run, "drift": report}),
-            None => serde_json::to_value(&report)?,
+        let value = match (&adoption, &run) {
+            (None, None) => serde_json::to_value(&report)?,
+            (adopted, run) => {
+                serde_json::json!({"adopted": adopted, "run": run, "drift": report})
+            }
         };
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {

@@ -28,10 +28,14 @@ pub enum DriftKind {
     TfvarsFileMissing,
     /// An approved spoke's hub is offline or unknown to the catalog.
     HubOffline,
+    /// An identity provider named like a partner (`<code>-idp`) that this
+    /// service does not manage and no spoke claims: a legacy partner,
+    /// left alone until adopted (`federation drift --adopt CODE`).
+    UnmanagedPartnerIdp,
 }
 
 impl DriftKind {
-    pub const ALL: [DriftKind; 7] = [
+    pub const ALL: [DriftKind; 8] = [
         DriftKind::SpokeWithoutIdp,
         DriftKind::OrphanIdp,
         DriftKind::IdpEnabledForSuspendedSpoke,
@@ -39,6 +43,7 @@ impl DriftKind {
         DriftKind::TfvarsEntryDiffers,
         DriftKind::TfvarsFileMissing,
         DriftKind::HubOffline,
+        DriftKind::UnmanagedPartnerIdp,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,12 +55,13 @@ impl DriftKind {
             DriftKind::TfvarsEntryDiffers => "tfvars_entry_differs",
             DriftKind::TfvarsFileMissing => "tfvars_file_missing",
             DriftKind::HubOffline => "hub_offline",
+            DriftKind::UnmanagedPartnerIdp => "unmanaged_partner_idp",
         }
     }
 
     /// Kinds a reconcile can fix (the others need a person or a hub).
     pub fn fixable(self) -> bool {
-        !matches!(self, DriftKind::HubOffline)
+        !matches!(self, DriftKind::HubOffline | DriftKind::UnmanagedPartnerIdp)
     }
 
     fn source(self) -> Source {
@@ -63,7 +69,8 @@ impl DriftKind {
             DriftKind::SpokeWithoutIdp
             | DriftKind::OrphanIdp
             | DriftKind::IdpEnabledForSuspendedSpoke
-            | DriftKind::IdpDiffers => Source::Keycloak,
+            | DriftKind::IdpDiffers
+            | DriftKind::UnmanagedPartnerIdp => Source::Keycloak,
             DriftKind::TfvarsEntryDiffers | DriftKind::TfvarsFileMissing => Source::Tfvars,
             DriftKind::HubOffline => Source::Registry,
         }
@@ -201,6 +208,17 @@ pub fn report(obs: &Observation, settings: &SyncSettings) -> DriftReport {
                     ),
                 });
             }
+            for legacy in idp::unmanaged_partners(idps, |alias| wanted.contains(alias)) {
+                items.push(DriftItem {
+                    kind: DriftKind::UnmanagedPartnerIdp,
+                    subject: legacy.alias.clone(),
+                    detail: format!(
+                        "{} is not managed by this service and no spoke claims it: left alone; `federation drift --adopt {}` manages it",
+                        legacy.alias,
+                        idp::partner_code(&legacy.alias).unwrap_or_default()
+                    ),
+                });
+            }
         }
     }
 
@@ -274,6 +292,55 @@ pub fn report(obs: &Observation, settings: &SyncSettings) -> DriftReport {
         items,
         unchecked,
     }
+}
+
+/// What `federation drift --adopt CODE` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Adoption {
+    /// The IdP now carries the managed marker. `spoke`: the status of the
+    /// approved or suspended spoke it belongs to, if any (without one, the
+    /// next reconcile deletes it as an orphan).
+    Adopted {
+        alias: String,
+        spoke: Option<String>,
+    },
+    /// It was managed already: nothing written.
+    AlreadyManaged { alias: String },
+}
+
+impl Adoption {
+    pub fn text(&self) -> String {
+        match self {
+            Adoption::Adopted {
+                alias,
+                spoke: Some(status),
+            } => format!(
+                "adopted {alias}: now managed; the next reconcile brings it to the registry ({status} spoke)\n"
+            ),
+            Adoption::Adopted { alias, spoke: None } => format!(
+                "adopted {alias}: now managed; no approved or suspended spoke claims it, so the next reconcile deletes it\n"
+            ),
+            Adoption::AlreadyManaged { alias } => {
+                format!("{alias} is already managed: nothing to do\n")
+            }
+        }
+    }
+}
+
+/// Why an adoption was refused; nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum AdoptError {
+    #[error("{0:?} is not an instance code (three letters)")]
+    InvalidCode(String),
+    #[error("Keycloak is not configured (sync.keycloak)")]
+    KeycloakOff,
+    #[error("there is no identity provider {0} in the hub realm")]
+    NoSuchIdp(String),
+    #[error(transparent)]
+    Keycloak(#[from] super::keycloak::KeycloakError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
 }
 
 fn differing_fields(want: &serde_json::Value, have: &serde_json::Value) -> Vec<String> {

@@ -33,12 +33,50 @@ pub fn orphans(idps: &[IdentityProvider], wanted: impl Fn(&str) -> bool) -> Vec<
     out
 }
 
-/// The OIDC identity provider for a spoke: enabled when approved, disabled
-/// when suspended. Browser-facing endpoints come from the public IdP URL,
-/// back-channel ones from the internal URL when there is one.
-pub fn desired(spoke: &Spoke, settings: &SyncSettings) -> IdentityProvider {
-    let code = spoke.code_lower();
-    let suffix = settings.keycloak.spoke_issuer_path.replace("{code}", &code);
+/// The instance code (upper case) of an alias named like a partner's
+/// (`<code>-idp`, the code three letters), `None` for any other alias.
+pub fn partner_code(alias: &str) -> Option<String> {
+    let code = alias.strip_suffix("-idp")?.to_ascii_uppercase();
+    protocol::is_valid_instance_code(&code).then_some(code)
+}
+
+/// The identity providers named like a partner's that this service does not
+/// manage and whose alias is not `wanted` (legacy partners), by alias.
+pub fn unmanaged_partners(
+    idps: &[IdentityProvider],
+    wanted: impl Fn(&str) -> bool,
+) -> Vec<&IdentityProvider> {
+    let mut out: Vec<_> = idps
+        .iter()
+        .filter(|i| !is_managed(i) && partner_code(&i.alias).is_some() && !wanted(&i.alias))
+        .collect();
+    out.sort_by(|a, b| a.alias.cmp(&b.alias));
+    out
+}
+
+/// The same identity provider marked as managed by this service (what
+/// adopting a legacy partner writes); the next reconcile brings the rest to
+/// the registry, or deletes it when no spoke claims it.
+pub fn adopted(actual: &IdentityProvider) -> IdentityProvider {
+    let mut out = actual.clone();
+    out.config
+        .insert(MANAGED_BY_KEY.to_owned(), MANAGED_BY_VALUE.to_owned());
+    out
+}
+
+/// A spoke's OIDC issuer as browsers see it (what tokens name), and the
+/// same issuer where the hub reaches it (the internal URL when there is one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issuers {
+    pub public: String,
+    pub internal: String,
+}
+
+pub fn issuers(spoke: &Spoke, settings: &SyncSettings) -> Issuers {
+    let suffix = settings
+        .keycloak
+        .spoke_issuer_path
+        .replace("{code}", &spoke.code_lower());
     let issuer_of = |url: &str| format!("{}{suffix}", url.trim_end_matches('/'));
     let public = issuer_of(&spoke.idp_public_url);
     let internal = spoke
@@ -46,6 +84,15 @@ pub fn desired(spoke: &Spoke, settings: &SyncSettings) -> IdentityProvider {
         .as_deref()
         .map(issuer_of)
         .unwrap_or_else(|| public.clone());
+    Issuers { public, internal }
+}
+
+/// The OIDC identity provider for a spoke: enabled when approved, disabled
+/// when suspended. Browser-facing endpoints come from the public IdP URL,
+/// back-channel ones from the internal URL when there is one.
+pub fn desired(spoke: &Spoke, settings: &SyncSettings) -> IdentityProvider {
+    let code = spoke.code_lower();
+    let Issuers { public, internal } = issuers(spoke, settings);
     let oidc = |base: &str, endpoint: &str| format!("{base}/protocol/openid-connect/{endpoint}");
     let kc = &settings.keycloak;
     let config: BTreeMap<String, String> = [
@@ -143,6 +190,7 @@ mod tests {
             idp_public_url: "https://fra.example/realms/fra/".into(),
             idp_internal_url: internal.map(str::to_owned),
             status: status.into(),
+            generation: 1,
             hub_status: None,
         }
     }
@@ -206,6 +254,31 @@ mod tests {
             no_internal.config["tokenUrl"],
             "https://fra.example/realms/fra/protocol/openid-connect/token"
         );
+    }
+
+    #[test]
+    fn partner_aliases_are_a_code_and_idp() {
+        assert_eq!(partner_code("fra-idp").as_deref(), Some("FRA"));
+        for other in [
+            "google", "fr-idp", "fran-idp", "fra-idp2", "fr1-idp", "-idp",
+        ] {
+            assert_eq!(partner_code(other), None, "{other}");
+        }
+        let s = SyncSettings::default();
+        let managed = desired(&spoke("approved", None), &s);
+        let mut legacy = managed.clone();
+        legacy.alias = "gbr-idp".into();
+        legacy.config.remove(MANAGED_BY_KEY);
+        let mut hand_made = legacy.clone();
+        hand_made.alias = "google".into();
+        let mut claimed = legacy.clone();
+        claimed.alias = "deu-idp".into();
+        let idps = [managed, legacy.clone(), hand_made, claimed];
+        let found = unmanaged_partners(&idps, |a| a == "deu-idp");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].alias, "gbr-idp");
+        assert!(is_managed(&adopted(&legacy)));
+        assert!(!is_managed(&legacy));
     }
 
     #[test]

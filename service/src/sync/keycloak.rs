@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use super::timeouts::StepTimeout;
 use crate::config::KeycloakSettings;
 use common::retry::Backoff;
 
@@ -121,6 +122,8 @@ pub struct KeycloakClient {
     login: Login,
     token: Mutex<Option<CachedToken>>,
     backoff: Backoff,
+    /// Each Admin API attempt's timeout, learnt from the successful ones.
+    timeout: std::sync::Arc<StepTimeout>,
 }
 
 impl std::fmt::Debug for KeycloakClient {
@@ -155,6 +158,7 @@ impl KeycloakClient {
     pub fn from_settings(
         settings: &KeycloakSettings,
         backoff: Backoff,
+        timeout: std::sync::Arc<StepTimeout>,
     ) -> Result<Option<KeycloakClient>, reqwest::Error> {
         let Some(base) = &settings.base_url else {
             return Ok(None);
@@ -191,6 +195,7 @@ impl KeycloakClient {
             login,
             token: Mutex::new(None),
             backoff,
+            timeout,
         }))
     }
 
@@ -326,14 +331,26 @@ impl KeycloakClient {
             let mut req = self
                 .http
                 .request(method.clone(), url)
+                .timeout(self.timeout.current())
                 .bearer_auth(token.expose_secret());
             if let Some(b) = body {
                 req = req.json(b);
             }
+            let started = Instant::now();
             let res = req.send().await.map_err(|e| unreachable(op, &e))?;
             let status = res.status();
             let headers = res.headers().clone();
             let bytes = res.bytes().await.map_err(|e| unreachable(op, &e))?;
+            // Transient: retried by `call` with the shared backoff; a 4xx is
+            // the caller's to judge and never retried.
+            if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+                return Err(KeycloakError::Status {
+                    op,
+                    status: status.as_u16(),
+                    detail: excerpt(&bytes),
+                });
+            }
+            self.timeout.record_success(started.elapsed());
             if status == StatusCode::UNAUTHORIZED && !force_login {
                 tracing::debug!(op, "Keycloak answered 401; logging in again");
                 force_login = true;

@@ -1,16 +1,19 @@
-//! What a Keycloak reconcile means for `federation_links`: a spoke whose
-//! identity provider is in place has its links ACTIVE (verified now, errors
-//! cleared, retry count reset); one whose IdP could not be put in place has
-//! them FAILED with an error code, a message and one more retry counted.
-//! DISABLED links (suspended or revoked spokes) are never touched here.
+//! The federation links follow their spoke's conditions
+//! ([`crate::conditions::link_verdict`]): HUB_TO_SPOKE is ACTIVE only with
+//! `IdpConfigured` and `IdpReachable` True, SPOKE_TO_HUB only with
+//! `SpokeTrustsHub` True; a False one makes the link FAILED with that
+//! condition's reason as its error code and one more retry counted; else it
+//! is CREATING. DISABLED links (suspended or revoked spokes) are never
+//! touched here.
 
 use sqlx::PgPool;
 
+use super::lease::Leases;
 use crate::spoke::LinkDirection;
 use crate::store;
-use crate::store::links::LinkUpdate;
 
-/// Error codes written to `federation_links.last_error_code`.
+/// Failure reasons the Keycloak step gives `IdpConfigured` (and so the
+/// links' `last_error_code`).
 pub mod codes {
     /// Keycloak did not answer (connection, timeout, 5xx) after retries.
     pub const KEYCLOAK_UNREACHABLE: &str = "KEYCLOAK_UNREACHABLE";
@@ -24,40 +27,29 @@ pub mod codes {
     pub const CIRCUIT_OPEN: &str = "CIRCUIT_OPEN";
 }
 
-/// Marks both links of these spokes ACTIVE (verified now), in one
-/// transaction, through the registry's link store.
-pub async fn mark_active(pool: &PgPool, spoke_ids: &[String]) -> Result<u64, sqlx::Error> {
-    update(pool, spoke_ids, &LinkUpdate::Active).await
-}
-
-/// Marks both links of these spokes FAILED with `code` and `message`,
-/// counting one more retry.
-pub async fn mark_failed(
+/// Derives both links of each of these spokes from its stored conditions,
+/// in one transaction, each write fenced by the spoke's lease; spokes whose
+/// lease is not in `leases` are skipped. The number of links written.
+pub async fn derive(
     pool: &PgPool,
     spoke_ids: &[String],
-    code: &str,
-    message: &str,
+    leases: &Leases,
 ) -> Result<u64, sqlx::Error> {
-    let failed = LinkUpdate::Failed {
-        code: code.to_owned(),
-        message: message.to_owned(),
-    };
-    update(pool, spoke_ids, &failed).await
-}
-
-async fn update(
-    pool: &PgPool,
-    spoke_ids: &[String],
-    change: &LinkUpdate,
-) -> Result<u64, sqlx::Error> {
-    if spoke_ids.is_empty() {
+    let held: Vec<(String, i64)> = spoke_ids
+        .iter()
+        .filter_map(|id| Some((id.clone(), leases.token(id)?)))
+        .collect();
+    if held.is_empty() {
         return Ok(0);
     }
+    let ids: Vec<String> = held.iter().map(|(id, _)| id.clone()).collect();
+    let conditions = store::conditions::of_spokes(pool, &ids).await?;
     let mut tx = pool.begin().await?;
     let mut n = 0;
-    for id in spoke_ids {
+    for (id, token) in &held {
+        let of = conditions.get(id).map(Vec::as_slice).unwrap_or_default();
         for direction in LinkDirection::ALL {
-            if store::links::update_status(&mut *tx, id, direction, change)
+            if store::links::derive(&mut tx, id, direction, of, Some(*token))
                 .await?
                 .is_some()
             {

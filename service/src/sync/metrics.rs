@@ -8,7 +8,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use std::sync::atomic::AtomicU64;
+
 use super::drift::DriftKind;
+use super::timeouts::Step;
 use super::Target;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -46,6 +49,11 @@ pub struct RunLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabels {
+    pub step: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: &'static str,
 }
@@ -68,6 +76,8 @@ crate::instrument::metrics! {
         pub drift_items: Family<KindLabels, Gauge> = "federation_drift_items",
         /// 1 while this replica runs the sync worker
         pub leader: Gauge = "sync_leader",
+        /// Timeout given to each attempt of a sync step: 1.5 x the P95 of its recent successes, within sync.adaptive_timeout
+        pub step_timeout: Family<StepLabels, Gauge<f64, AtomicU64>> = "sync_step_timeout_seconds",
     }
 }
 
@@ -81,6 +91,7 @@ impl SyncMetrics {
             breaker_state,
             drift_items,
             leader,
+            step_timeout,
         } = Self::register(registry);
         for t in Target::ALL {
             for result in [ResultValue::success, ResultValue::failure] {
@@ -109,7 +120,16 @@ impl SyncMetrics {
             breaker_state,
             drift_items,
             leader,
+            step_timeout,
         }
+    }
+
+    pub fn set_step_timeout(&self, step: Step, timeout: std::time::Duration) {
+        self.step_timeout
+            .get_or_create(&StepLabels {
+                step: step.as_str(),
+            })
+            .set(timeout.as_secs_f64());
     }
 
     pub fn set_breaker(&self, target: Target, value: i64) {

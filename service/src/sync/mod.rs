@@ -6,7 +6,11 @@
 //!   atomically and only when it changes, then an optional post-command;
 //! - `keycloak`: one OIDC identity provider `<code>-idp` per spoke in the hub
 //!   realm, created, updated, disabled or deleted; only IdPs marked as ours
-//!   are touched; links follow the outcome.
+//!   are touched.
+//!
+//! Each run also probes every approved spoke's IdP (OIDC discovery, issuer,
+//! JWKS), records what it saw as the spoke's conditions
+//! ([`crate::conditions`]), and derives the links from them ([`links`]).
 //!
 //! Each target has a circuit breaker in PostgreSQL and retries with backoff;
 //! the two run side by side, so one that is down never blocks the other.
@@ -17,12 +21,15 @@ pub mod cli;
 pub mod drift;
 pub mod idp;
 pub mod keycloak;
+pub mod lease;
 pub mod links;
 pub mod metrics;
 pub mod plan;
+pub mod probe;
 pub mod registry;
 pub mod status;
 pub mod tfvars;
+pub mod timeouts;
 pub mod worker;
 
 use std::collections::BTreeMap;
@@ -37,9 +44,11 @@ use utoipa::ToSchema;
 use self::breaker::{Admission, Breaker, BreakerState};
 use self::drift::DriftReport;
 use self::keycloak::{KeycloakClient, KeycloakError};
+use self::lease::Leases;
 use self::metrics::SyncMetrics;
 use self::plan::{IdpChange, Observation, Plan, TfvarsSide};
 use self::registry::Registry;
+use crate::conditions::{reasons, ConditionType, Observed};
 pub use crate::config::SyncSettings;
 use common::retry::Backoff;
 
@@ -192,10 +201,16 @@ pub struct SyncEngine {
     pool: PgPool,
     settings: SyncSettings,
     keycloak: Option<KeycloakClient>,
+    /// For the IdP probes (no retries: the next run looks again).
+    probe_http: reqwest::Client,
     tfvars_breaker: Breaker,
     keycloak_breaker: Breaker,
     backoff: Backoff,
     metrics: SyncMetrics,
+    /// This engine's name as a lease holder (unique per engine).
+    holder: String,
+    /// The adaptive timeout of Keycloak requests (shared with the client).
+    keycloak_timeout: std::sync::Arc<timeouts::StepTimeout>,
 }
 
 impl SyncEngine {
@@ -205,8 +220,20 @@ impl SyncEngine {
         metrics: SyncMetrics,
     ) -> Result<SyncEngine, reqwest::Error> {
         let backoff = settings.retry.backoff();
-        let keycloak = KeycloakClient::from_settings(&settings.keycloak, backoff)?;
+        let keycloak_timeout = std::sync::Arc::new(timeouts::StepTimeout::new(
+            &settings.adaptive_timeout,
+            settings.keycloak.request_timeout,
+        ));
+        let keycloak =
+            KeycloakClient::from_settings(&settings.keycloak, backoff, keycloak_timeout.clone())?;
+        let timeout = settings.keycloak.request_timeout;
+        let probe_http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(std::time::Duration::from_secs(5)))
+            .build()?;
+        metrics.set_step_timeout(timeouts::Step::KeycloakRequest, keycloak_timeout.current());
         Ok(SyncEngine {
+            probe_http,
             tfvars_breaker: Breaker::new(pool.clone(), Target::Tfvars, &settings.breaker),
             keycloak_breaker: Breaker::new(pool.clone(), Target::Keycloak, &settings.breaker),
             pool,
@@ -214,6 +241,8 @@ impl SyncEngine {
             keycloak,
             backoff,
             metrics,
+            holder: format!("sync-{}", uuid::Uuid::new_v4()),
+            keycloak_timeout,
         })
     }
 
@@ -249,9 +278,43 @@ impl SyncEngine {
         let mut lock = self.pool.begin().await?;
         crate::store::sync::advisory_xact_lock(&mut lock, RECONCILE_LOCK).await?;
         let registry = registry::load(&self.pool).await?;
-        let (tfvars, keycloak) = tokio::join!(
-            self.timed(Target::Tfvars, trigger, self.tfvars_target(&registry)),
-            self.timed(Target::Keycloak, trigger, self.keycloak_target(&registry)),
+        // The leases of the spokes this run acts on; one another live
+        // holder has is left to it (its writes are fenced, so are ours).
+        let ids: Vec<String> = registry.spokes.iter().map(|s| s.id.clone()).collect();
+        let pid: i32 = sqlx::query_scalar!(r#"SELECT pg_backend_pid() AS "pid!""#)
+            .fetch_one(&mut *lock)
+            .await?;
+        let ttl = self.settings.lease_ttl;
+        let leases = Leases::acquire(&self.pool, &self.holder, Some(pid), &ids, ttl).await?;
+        if leases.len() < ids.len() {
+            tracing::warn!(
+                held_elsewhere = ids.len() - leases.len(),
+                "spokes leased by another holder are left to it this run"
+            );
+        }
+        let (tfvars, keycloak, ()) = tokio::join!(
+            self.timed(
+                Target::Tfvars,
+                trigger,
+                self.tfvars_target(&registry, &leases)
+            ),
+            self.timed(
+                Target::Keycloak,
+                trigger,
+                self.keycloak_target(&registry, &leases)
+            ),
+            self.probe_idps(&registry, &leases),
+        );
+        let approved_ids: Vec<String> = registry.approved().map(|s| s.id.clone()).collect();
+        if let Err(e) = links::derive(&self.pool, &approved_ids, &leases).await {
+            tracing::warn!(error = %e, "cannot derive the links from the conditions");
+        }
+        if let Err(e) = leases.release(&self.pool).await {
+            tracing::warn!(error = %e, "cannot release the spoke leases (they expire)");
+        }
+        self.metrics.set_step_timeout(
+            timeouts::Step::KeycloakRequest,
+            self.keycloak_timeout.current(),
         );
         let report = RunReport {
             trigger,
@@ -349,11 +412,21 @@ impl SyncEngine {
         }
     }
 
-    async fn tfvars_target(&self, registry: &Registry) -> TargetReport {
+    async fn tfvars_target(&self, registry: &Registry, leases: &Leases) -> TargetReport {
         let mut report = TargetReport::new(Utc::now());
         let t = &self.settings.tfvars;
+        let (rendered, applied) = (
+            ConditionType::TfvarsRendered,
+            ConditionType::TerraformApplied,
+        );
         if !t.enabled {
             report.result = RunResult::Skipped;
+            let off = "sync.tfvars is off";
+            let observed = [
+                Observed::unknown(rendered, reasons::TFVARS_DISABLED, off),
+                Observed::unknown(applied, reasons::TFVARS_DISABLED, off),
+            ];
+            self.record(registry, leases, &observed).await;
             return report;
         }
         if !self.admit(Target::Tfvars, &mut report).await {
@@ -361,8 +434,30 @@ impl SyncEngine {
         }
         let partners = tfvars::desired(registry, &self.settings);
         let outcome = self.write_tfvars(&partners, &mut report).await;
+        let observed = match &outcome {
+            Ok(command) => vec![
+                Observed::is_true(rendered, reasons::RENDERED),
+                if *command {
+                    Observed::is_true(applied, reasons::APPLIED)
+                } else {
+                    Observed::is_true(applied, reasons::NO_POST_COMMAND)
+                },
+            ],
+            Err(TfvarsFailure::Write(e)) => {
+                vec![Observed::is_false(
+                    rendered,
+                    reasons::TFVARS_WRITE_FAILED,
+                    e,
+                )]
+            }
+            Err(TfvarsFailure::PostCommand(e)) => vec![
+                Observed::is_true(rendered, reasons::RENDERED),
+                Observed::is_false(applied, reasons::POST_COMMAND_FAILED, e),
+            ],
+        };
+        self.record(registry, leases, &observed).await;
         let failed = outcome.is_err();
-        if let Err(e) = outcome {
+        if let Err(TfvarsFailure::Write(e) | TfvarsFailure::PostCommand(e)) = outcome {
             report.result = RunResult::Failure;
             report.error = Some(e);
             report.transient = true;
@@ -371,13 +466,16 @@ impl SyncEngine {
         report
     }
 
+    /// Writes the file and runs the post-command if there is one (then
+    /// `Ok(true)`).
     async fn write_tfvars(
         &self,
         partners: &BTreeMap<String, tfvars::Partner>,
         report: &mut TargetReport,
-    ) -> Result<(), String> {
+    ) -> Result<bool, TfvarsFailure> {
         let t = &self.settings.tfvars;
-        let content = tfvars::render(partners, t.format).map_err(|e| e.to_string())?;
+        let content =
+            tfvars::render(partners, t.format).map_err(|e| TfvarsFailure::Write(e.to_string()))?;
         let path = t.path.clone();
         let written = self
             .backoff
@@ -395,7 +493,8 @@ impl SyncEngine {
                 },
                 |_| true,
             )
-            .await?;
+            .await
+            .map_err(TfvarsFailure::Write)?;
         if written {
             report.changes += 1;
             report.actions.push(format!(
@@ -405,7 +504,7 @@ impl SyncEngine {
             ));
         }
         if t.post_command.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         // Level-triggered too: a post-command that failed, or never ran
         // because the process died after the rename, runs again until it has
@@ -413,9 +512,11 @@ impl SyncEngine {
         let sha = tfvars::digest(&content);
         let done_for = status::post_command_succeeded_for(&self.pool)
             .await
-            .map_err(|e| format!("cannot read the post-command state: {e}"))?;
+            .map_err(|e| {
+                TfvarsFailure::PostCommand(format!("cannot read the post-command state: {e}"))
+            })?;
         if !written && done_for.as_deref() == Some(sha.as_str()) {
-            return Ok(());
+            return Ok(true);
         }
         let started = Utc::now();
         let outcome = tfvars::run_post_command(
@@ -435,22 +536,33 @@ impl SyncEngine {
             tracing::warn!(error = %e, "cannot record the post-command outcome");
         }
         if outcome.succeeded() {
-            Ok(())
+            Ok(true)
         } else {
-            Err(format!("post-command {}", outcome.describe()))
+            Err(TfvarsFailure::PostCommand(format!(
+                "post-command {}",
+                outcome.describe()
+            )))
         }
     }
 
-    async fn keycloak_target(&self, registry: &Registry) -> TargetReport {
+    async fn keycloak_target(&self, registry: &Registry, leases: &Leases) -> TargetReport {
         let mut report = TargetReport::new(Utc::now());
+        let configured = ConditionType::IdpConfigured;
         let Some(kc) = &self.keycloak else {
             report.result = RunResult::Skipped;
+            let off = Observed::is_false(
+                configured,
+                reasons::KEYCLOAK_NOT_CONFIGURED,
+                "sync.keycloak.base_url is not set: no identity provider is made",
+            );
+            self.record(registry, leases, std::slice::from_ref(&off))
+                .await;
             return report;
         };
-        let approved_ids: Vec<String> = registry.approved().map(|s| s.id.clone()).collect();
         if !self.admit(Target::Keycloak, &mut report).await {
             let msg = report.error.clone().unwrap_or_default();
-            self.links_failed(&approved_ids, links::codes::CIRCUIT_OPEN, &msg)
+            let open = Observed::is_false(configured, links::codes::CIRCUIT_OPEN, msg);
+            self.record(registry, leases, std::slice::from_ref(&open))
                 .await;
             return report;
         }
@@ -460,7 +572,8 @@ impl SyncEngine {
                 report.result = RunResult::Failure;
                 report.error = Some(e.to_string());
                 report.transient = e.is_transient();
-                self.links_failed(&approved_ids, link_code(&e), &e.to_string())
+                let down = Observed::is_false(configured, link_code(&e), e.to_string());
+                self.record(registry, leases, std::slice::from_ref(&down))
                     .await;
                 let target_down = e.is_target_failure();
                 self.settle(Target::Keycloak, &mut report, target_down)
@@ -468,7 +581,11 @@ impl SyncEngine {
                 return report;
             }
         };
-        let actions = plan::keycloak_actions(registry, &idps, &self.settings);
+        // Only the holder acts on a spoke; orphans belong to no spoke.
+        let actions: Vec<plan::IdpAction> = plan::keycloak_actions(registry, &idps, &self.settings)
+            .into_iter()
+            .filter(|a| a.spoke.as_ref().is_none_or(|s| leases.holds(&s.id)))
+            .collect();
         let results: Vec<(plan::IdpAction, Result<(), KeycloakError>)> =
             futures::stream::iter(actions)
                 .map(|a| async move {
@@ -514,21 +631,20 @@ impl SyncEngine {
             report.result = RunResult::Failure;
             report.error = Some(summarise(&errors));
         }
-        // Links: approved spokes whose IdP is in place go ACTIVE.
-        let ok: Vec<String> = approved_ids
-            .iter()
-            .filter(|id| !failed_spokes.contains_key(*id))
-            .cloned()
+        // IdpConfigured: approved spokes whose IdP is in place are True.
+        let observed: Vec<(&str, i64, Observed)> = registry
+            .approved()
+            .map(|spoke| {
+                let o = match failed_spokes.get(&spoke.id) {
+                    Some((code, msg)) => Observed::is_false(configured, code, msg.clone()),
+                    None => Observed::is_true(configured, reasons::IN_SYNC),
+                };
+                (spoke.id.as_str(), spoke.generation, o)
+            })
             .collect();
-        if let Err(e) = links::mark_active(&self.pool, &ok).await {
-            tracing::warn!(error = %e, "cannot mark links ACTIVE");
-        }
-        let approved: std::collections::HashSet<&String> = approved_ids.iter().collect();
-        for (id, (code, msg)) in &failed_spokes {
-            if approved.contains(id) {
-                self.links_failed(std::slice::from_ref(id), code, msg).await;
-            }
-        }
+        let rows: Vec<(&str, i64, &Observed)> =
+            observed.iter().map(|(id, g, o)| (*id, *g, o)).collect();
+        self.record_rows(&rows, leases).await;
         self.settle(Target::Keycloak, &mut report, target_down)
             .await;
         report
@@ -563,9 +679,57 @@ impl SyncEngine {
         }
     }
 
-    async fn links_failed(&self, spoke_ids: &[String], code: &str, message: &str) {
-        if let Err(e) = links::mark_failed(&self.pool, spoke_ids, code, message).await {
-            tracing::warn!(error = %e, "cannot mark links FAILED");
+    /// Probes every approved spoke's IdP side by side and records
+    /// `IdpReachable`.
+    async fn probe_idps(&self, registry: &Registry, leases: &Leases) {
+        // Owned spokes: a stream of borrowed ones is not provably Send.
+        let spokes: Vec<registry::Spoke> = registry
+            .approved()
+            .filter(|s| leases.holds(&s.id))
+            .cloned()
+            .collect();
+        let (http, settings) = (&self.probe_http, &self.settings);
+        let observed: Vec<(registry::Spoke, Observed)> = futures::stream::iter(spokes)
+            .map(|spoke| async move {
+                let o = probe::probe(http, &spoke, settings).await;
+                (spoke, o)
+            })
+            .buffer_unordered(KEYCLOAK_CONCURRENCY)
+            .collect()
+            .await;
+        let rows: Vec<(&str, i64, &Observed)> = observed
+            .iter()
+            .map(|(s, o)| (s.id.as_str(), s.generation, o))
+            .collect();
+        self.record_rows(&rows, leases).await;
+    }
+
+    /// Records `observed` for every approved spoke of the run.
+    async fn record(&self, registry: &Registry, leases: &Leases, observed: &[Observed]) {
+        let rows: Vec<(&str, i64, &Observed)> = registry
+            .approved()
+            .flat_map(|s| observed.iter().map(|o| (s.id.as_str(), s.generation, o)))
+            .collect();
+        self.record_rows(&rows, leases).await;
+    }
+
+    /// One statement, fenced by the spokes' leases (rows of spokes not
+    /// leased are dropped); a failure is logged (the next run writes them
+    /// again).
+    async fn record_rows(&self, rows: &[(&str, i64, &Observed)], leases: &Leases) {
+        let (rows, tokens): (Vec<(&str, i64, &Observed)>, Vec<i64>) = rows
+            .iter()
+            .filter_map(|r| Some((*r, leases.token(r.0)?)))
+            .unzip();
+        match crate::store::conditions::set_many_fenced(&self.pool, &rows, &tokens).await {
+            Ok(n) if n < rows.len() as u64 => tracing::warn!(
+                refused = rows.len() as u64 - n,
+                "conditions refused: their spokes' leases moved on to another holder"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(conditions = rows.len(), error = %e, "cannot record the conditions")
+            }
         }
     }
 
@@ -635,6 +799,40 @@ impl SyncEngine {
         Ok(report)
     }
 
+    /// Marks the legacy IdP `<code>-idp` as managed (`federation drift
+    /// --adopt`), under the reconcile lock so no run is half-way through
+    /// it. Only the marker is written; the next reconcile does the rest.
+    pub async fn adopt(&self, code: &str) -> Result<drift::Adoption, drift::AdoptError> {
+        let code = code.to_ascii_uppercase();
+        if !protocol::is_valid_instance_code(&code) {
+            return Err(drift::AdoptError::InvalidCode(code));
+        }
+        let kc = self
+            .keycloak
+            .as_ref()
+            .ok_or(drift::AdoptError::KeycloakOff)?;
+        let alias = idp::alias(&code.to_ascii_lowercase());
+        let mut lock = self.pool.begin().await?;
+        crate::store::sync::advisory_xact_lock(&mut lock, RECONCILE_LOCK).await?;
+        let actual = kc
+            .get(&alias)
+            .await?
+            .ok_or_else(|| drift::AdoptError::NoSuchIdp(alias.clone()))?;
+        if idp::is_managed(&actual) {
+            return Ok(drift::Adoption::AlreadyManaged { alias });
+        }
+        kc.update(&idp::adopted(&actual)).await?;
+        let registry = registry::load(&self.pool).await?;
+        let spoke = registry
+            .spokes
+            .iter()
+            .find(|s| s.instance_code == code)
+            .map(|s| s.status.clone());
+        let _ = lock.rollback().await;
+        tracing::info!(alias = %alias, "adopted a legacy identity provider");
+        Ok(drift::Adoption::Adopted { alias, spoke })
+    }
+
     /// Breakers, recent runs and the post-command's last outcome.
     pub async fn status(&self, worker_enabled: bool) -> Result<status::SyncStatus, SyncError> {
         let mut breakers = Vec::new();
@@ -666,6 +864,12 @@ impl SyncEngine {
         }
         Ok(())
     }
+}
+
+/// Why the tfvars step failed: the file, or the post-command after it.
+enum TfvarsFailure {
+    Write(String),
+    PostCommand(String),
 }
 
 fn link_code(e: &KeycloakError) -> &'static str {

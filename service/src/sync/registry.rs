@@ -18,6 +18,8 @@ pub struct Spoke {
     pub idp_public_url: String,
     pub idp_internal_url: Option<String>,
     pub status: String,
+    /// The spoke generation this snapshot holds (conditions observe it).
+    pub generation: i64,
     /// The hub's liveness from the catalog (project slug = lower-case code):
     /// `online`, `degraded`, `offline`, or `None` when there is no project.
     pub hub_status: Option<String>,
@@ -65,6 +67,7 @@ pub async fn load(pool: &PgPool) -> Result<Registry, sqlx::Error> {
             spokes.push(Spoke {
                 hub_status: None,
                 status: s.status.as_str().to_owned(),
+                generation: s.generation,
                 id: s.id,
                 instance_code: s.instance_code,
                 name: s.name,

@@ -439,6 +439,7 @@ mod tests {
             ),
             idp_internal_url: internal.map(str::to_owned),
             status: status.into(),
+            generation: 1,
             hub_status: Some("online".into()),
         }
     }

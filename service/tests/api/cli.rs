@@ -155,6 +155,37 @@ async fn json_output_is_the_rest_answer_for_the_same_request() {
 }
 
 #[tokio::test]
+async fn a_spoke_shows_its_conditions() {
+    let app = app_with_hubs().await;
+    spoke_in(&app, "FRA", "approved").await;
+    let run = cli(&app, &["spokes", "get", "FRA"]).await;
+    assert_eq!(run.code, 0, "{}", run.err);
+    assert!(run.out.contains("generation:"), "{}", run.out);
+    let header = run
+        .out
+        .lines()
+        .find(|l| l.starts_with("CONDITION"))
+        .unwrap_or_else(|| panic!("{}", run.out));
+    for column in ["STATUS", "REASON", "SINCE", "GENERATION", "MESSAGE"] {
+        assert!(header.contains(column), "{header}");
+    }
+    let approved = run.out.lines().find(|l| l.starts_with("Approved")).unwrap();
+    let words: Vec<&str> = approved.split_whitespace().collect();
+    assert_eq!(&words[..3], ["Approved", "True", "APPROVED"], "{approved}");
+    let trusts = run
+        .out
+        .lines()
+        .find(|l| l.starts_with("SpokeTrustsHub"))
+        .unwrap();
+    let words: Vec<&str> = trusts.split_whitespace().collect();
+    assert_eq!(
+        &words[1..3],
+        ["Unknown", "AWAITING_SPOKE_CONFIRMATION"],
+        "{trusts}"
+    );
+}
+
+#[tokio::test]
 async fn tables_are_readable() {
     let app = app_with_hubs().await;
     let run = cli(&app, &["projects", "list"]).await;

@@ -39,6 +39,8 @@ mod spokes;
 mod structure;
 mod sweeper;
 mod sync;
+mod sync_conditions;
+mod sync_lease;
 mod sync_process;
 mod sync_worker;
 mod synckit;

@@ -24,6 +24,7 @@ async fn the_document_covers_every_route_with_its_errors() {
         ("/api/federation/spokes", "get"),
         ("/api/federation/spokes/{id}", "get"),
         ("/api/federation/spokes/{id}/history", "get"),
+        ("/api/federation/spokes/{id}/confirm", "post"),
         ("/api/federation/spokes/{id}/approve", "post"),
         ("/api/federation/spokes/{id}/suspend", "post"),
         ("/api/federation/spokes/{id}/reinstate", "post"),

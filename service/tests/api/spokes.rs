@@ -45,8 +45,12 @@ async fn a_registration_lands_pending_and_registering_again_returns_it() {
     assert_eq!(deu["cert_fingerprint"], Value::Null);
     assert_eq!(deu["contact"], Value::Null);
 
-    let got: Value = app.get_value(&location, Some(AGENT_KEY)).await;
+    // The same spoke, with its conditions (not approved, nothing observed).
+    let mut got: Value = app.get_value(&location, Some(AGENT_KEY)).await;
+    let conditions = got.as_object_mut().unwrap().remove("conditions").unwrap();
     assert_eq!(got, spoke);
+    assert_eq!(conditions.as_array().unwrap().len(), 6, "{conditions}");
+    assert_eq!(conditions[0]["reason"], "AWAITING_APPROVAL", "{conditions}");
     let history: Value = app
         .get_value(&format!("{location}/history"), Some(AGENT_KEY))
         .await;
@@ -578,19 +582,33 @@ async fn a_failed_transaction_emits_nothing_and_changes_nothing() {
 }
 
 #[tokio::test]
-async fn public_idps_are_approved_spokes_whose_hub_is_live() {
+async fn public_idps_are_approved_spokes_with_an_active_link_whose_hub_is_live() {
     let app = spawn_app().await;
-    // Approved, hub online: shown.
+    // Approved, HUB_TO_SPOKE ACTIVE (as the sync sets it), hub online: shown.
     let fra = spoke_in(&app, "FRA", "approved").await;
-    // Approved, hub degraded: shown.
-    spoke_in(&app, "NLD", "approved").await;
-    // Approved, hub offline: hidden. Approved, no hub project: hidden.
-    spoke_in(&app, "DEU", "approved").await;
-    spoke_in(&app, "GBR", "approved").await;
+    // Approved, ACTIVE, hub degraded: shown.
+    let nld = spoke_in(&app, "NLD", "approved").await;
+    // Approved, ACTIVE, hub offline: hidden. No hub project: hidden.
+    let deu = spoke_in(&app, "DEU", "approved").await;
+    let gbr = spoke_in(&app, "GBR", "approved").await;
+    // Approved, hub online, but the link not ACTIVE (IdP not verified): hidden.
+    spoke_in(&app, "ESP", "approved").await;
+    for id in [&fra, &nld, &deu, &gbr] {
+        links::update_status(
+            &app.pool,
+            id,
+            LinkDirection::HubToSpoke,
+            &LinkUpdate::Active,
+            None,
+        )
+        .await
+        .unwrap()
+        .expect("the link");
+    }
     // Live hubs, but pending / suspended spokes: hidden.
     spoke_in(&app, "BEL", "pending").await;
     spoke_in(&app, "ITA", "suspended").await;
-    app.create_projects(&["fra", "nld", "deu", "bel", "ita"])
+    app.create_projects(&["fra", "nld", "deu", "esp", "bel", "ita"])
         .await;
     app.sql(
         "UPDATE projects SET status = CASE slug WHEN 'nld' THEN 'degraded' WHEN 'deu' THEN 'offline' ELSE 'online' END",
@@ -622,7 +640,7 @@ async fn the_sync_worker_moves_links_and_cannot_revive_a_disabled_one() {
     let hub_to_spoke = |update: LinkUpdate| {
         let (pool, id) = (app.pool.clone(), id.clone());
         async move {
-            links::update_status(&pool, &id, LinkDirection::HubToSpoke, &update)
+            links::update_status(&pool, &id, LinkDirection::HubToSpoke, &update, None)
                 .await
                 .unwrap()
                 .expect("the link")
@@ -651,7 +669,7 @@ async fn the_sync_worker_moves_links_and_cannot_revive_a_disabled_one() {
 
     act_ok(&app, &id, "suspend").await;
     for direction in LinkDirection::ALL {
-        let r = links::update_status(&app.pool, &id, direction, &LinkUpdate::Active)
+        let r = links::update_status(&app.pool, &id, direction, &LinkUpdate::Active, None)
             .await
             .unwrap();
         assert!(r.is_none(), "a DISABLED link was revived");

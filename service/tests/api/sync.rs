@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use testkit::eventually;
+use testkit::oidc::OidcStub;
 
 use crate::helpers::*;
 use crate::synckit::*;
@@ -34,10 +35,11 @@ async fn first_sync_creates_exactly_the_idps_and_the_file_and_a_second_changes_n
     assert_eq!(fra_idp["enabled"], true);
     assert_eq!(fra_idp["displayName"], "FRA Instance");
     let c = &fra_idp["config"];
-    let public = "https://idp.fra.example/realms/fra";
-    let internal = "http://keycloak-fra:8080/realms/fra/protocol/openid-connect";
+    let oidc = OidcStub::shared();
+    let public = format!("{}/realms/fra", oidc.public_url());
+    let internal = format!("{}/realms/fra/protocol/openid-connect", oidc.url());
     for (key, want) in [
-        ("issuer", public.to_owned()),
+        ("issuer", public.clone()),
         (
             "authorizationUrl",
             format!("{public}/protocol/openid-connect/auth"),
@@ -71,26 +73,45 @@ async fn first_sync_creates_exactly_the_idps_and_the_file_and_a_second_changes_n
         "pending spokes are not partners:\n{text}"
     );
     assert!(text.contains("instance_code = \"FRA\""), "{text}");
+    assert!(text.contains(&format!("idp_url = \"{public}\"")), "{text}");
     assert!(
-        text.contains("idp_url = \"https://idp.fra.example/realms/fra\""),
-        "{text}"
-    );
-    assert!(
-        text.contains("idp_internal_url = \"http://keycloak-fra:8080/realms/fra\""),
+        text.contains(&format!("idp_internal_url = \"{}/realms/fra\"", oidc.url())),
         "{text}"
     );
     assert!(text.contains("enabled = true"), "{text}");
     assert!(!text.contains("stub-client-secret"), "{text}");
 
-    // Links: ACTIVE and verified.
+    // HUB_TO_SPOKE: ACTIVE and verified (IdP configured and reachable);
+    // SPOKE_TO_HUB waits for the spoke's confirmation; then ACTIVE too.
     for id in [&fra, &gbr] {
-        for l in links(app, id).await {
-            assert_eq!(
-                (l.1.as_str(), l.2, l.3.as_deref(), l.4),
-                ("ACTIVE", 0, None, true),
-                "{l:?}"
-            );
+        let c = conditions(app, id).await;
+        for (t, reason) in [
+            ("Approved", "APPROVED"),
+            ("TfvarsRendered", "RENDERED"),
+            ("TerraformApplied", "NO_POST_COMMAND"),
+            ("IdpConfigured", "IN_SYNC"),
+            ("IdpReachable", "DISCOVERED"),
+        ] {
+            assert_eq!(c[t], ("True".into(), reason.into()), "{t}: {c:?}");
         }
+        assert_eq!(
+            c["SpokeTrustsHub"],
+            ("Unknown".into(), "AWAITING_SPOKE_CONFIRMATION".into())
+        );
+        let l = links(app, id).await;
+        let got: Vec<_> = l
+            .iter()
+            .map(|l| (l.0.as_str(), l.1.as_str(), l.2, l.3.as_deref(), l.4))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("HUB_TO_SPOKE", "ACTIVE", 0, None, true),
+                ("SPOKE_TO_HUB", "CREATING", 0, None, false)
+            ]
+        );
+        confirm(app, id).await;
+        assert!(links_all(app, id, "ACTIVE").await);
     }
 
     // A second run changes nothing: no Keycloak write, no file rewrite.
@@ -120,6 +141,7 @@ async fn suspend_revoke_and_reinstate_round_trip() {
     let (env, fra) = synced_env("FRA").await;
     let app = &env.app;
     let internal_id = env.stub.idp(REALM, "fra-idp").unwrap()["internalId"].clone();
+    confirm(app, &fra).await;
 
     // Suspended: the IdP is disabled (not deleted), the partner leaves the file.
     transition(app, &fra, "suspend").await;
@@ -139,7 +161,8 @@ async fn suspend_revoke_and_reinstate_round_trip() {
         "the sync leaves DISABLED links alone"
     );
 
-    // Reinstated: enabled again, back in the file, links ACTIVE.
+    // Reinstated: enabled again, back in the file, links ACTIVE (the
+    // spoke's confirmation outlives the suspension).
     transition(app, &fra, "reinstate").await;
     reconcile(app).await;
     assert_eq!(env.stub.idp(REALM, "fra-idp").unwrap()["enabled"], true);
@@ -185,6 +208,8 @@ async fn hand_made_identity_providers_survive() {
     );
     let fra = approved(app, "FRA").await;
     let gbr = approved(app, "GBR").await;
+    confirm(app, &fra).await;
+    confirm(app, &gbr).await;
     let run = reconcile(app).await;
 
     assert_eq!(idp_aliases(&env), ["fra-idp", "gbr-idp", "google"]);
@@ -197,7 +222,8 @@ async fn hand_made_identity_providers_survive() {
         env.stub.idp(REALM, "gbr-idp").unwrap()["config"]["issuer"],
         "https://by-hand"
     );
-    // GBR cannot get its IdP: reported, its links FAILED; FRA is fine.
+    // GBR cannot get its IdP: reported, its HUB_TO_SPOKE link FAILED; FRA
+    // is fine.
     assert_eq!(run["keycloak"]["result"], "failure", "{run}");
     assert!(links_all(app, &fra, "ACTIVE").await);
     assert_links_failed(app, &gbr, "IDP_ALIAS_TAKEN").await;
@@ -237,16 +263,15 @@ async fn keycloak_down_opens_the_breaker_without_blocking_tfvars_and_recovery_cl
     // The file is written all the same.
     assert_eq!(run["tfvars"]["result"], "success", "{run}");
     assert!(read(&env.tfvars).contains("  fra = {"));
-    let l = links(app, &fra).await;
+    let l = hub_link(app, &fra).await;
     assert!(
-        l.iter()
-            .all(|x| x.1 == "FAILED" && x.2 == 1 && x.3.as_deref() == Some("KEYCLOAK_UNREACHABLE")),
+        l.1 == "FAILED" && l.2 == 1 && l.3.as_deref() == Some("KEYCLOAK_UNREACHABLE"),
         "{l:?}"
     );
 
     let run = reconcile(app).await;
     assert_eq!(run["keycloak"]["breaker"], "open", "{run}");
-    assert!(links(app, &fra).await.iter().all(|x| x.2 == 2));
+    assert_eq!(hub_link(app, &fra).await.2, 2);
     assert!(metrics_text(app)
         .await
         .contains("circuit_breaker_state{target=\"keycloak\"} 1"));
@@ -271,12 +296,8 @@ async fn keycloak_down_opens_the_breaker_without_blocking_tfvars_and_recovery_cl
     .await;
     assert_eq!(run["keycloak"]["breaker"], "closed", "{run}");
     assert!(env.stub.idp(REALM, "fra-idp").is_some());
-    let l = links(app, &fra).await;
-    assert!(
-        l.iter()
-            .all(|x| x.1 == "ACTIVE" && x.2 == 0 && x.3.is_none() && x.4),
-        "{l:?}"
-    );
+    let l = hub_link(app, &fra).await;
+    assert!(l.1 == "ACTIVE" && l.2 == 0 && l.3.is_none() && l.4, "{l:?}");
     let m = metrics_text(app).await;
     assert!(
         m.contains("circuit_breaker_state{target=\"keycloak\"} 0"),
@@ -392,12 +413,7 @@ async fn a_refused_login_fails_the_target_without_echoing_the_secret() {
         err.contains("401") && err.contains("unauthorized_client"),
         "{err}"
     );
-    let l = links(&app, &fra).await;
-    assert!(
-        l.iter()
-            .all(|x| x.3.as_deref() == Some("KEYCLOAK_AUTH_FAILED")),
-        "{l:?}"
-    );
+    assert_links_failed(&app, &fra, "KEYCLOAK_AUTH_FAILED").await;
     let status = app
         .get_text("/api/federation/sync/status", Some(ADMIN_KEY))
         .await;
@@ -724,5 +740,48 @@ async fn a_file_that_cannot_be_written_does_not_stop_keycloak() {
     assert_failed(&run, "tfvars", "not-a-dir");
     assert_eq!(run["keycloak"]["result"], "success", "{run}");
     assert!(stub.idp(REALM, "fra-idp").is_some());
-    assert!(links_all(&app, &fra, "ACTIVE").await);
+    assert_eq!(hub_link(&app, &fra).await.1, "ACTIVE");
+    let c = conditions(&app, &fra).await;
+    assert_eq!(c["TfvarsRendered"].1, "TFVARS_WRITE_FAILED", "{c:?}");
+    assert_eq!(c["TfvarsRendered"].0, "False", "{c:?}");
+}
+
+/// The `sync_step_timeout_seconds` of Keycloak requests, as scraped.
+async fn keycloak_step_timeout(app: &TestApp) -> f64 {
+    let m = metrics_text(app).await;
+    let line = m
+        .lines()
+        .find(|l| l.starts_with("sync_step_timeout_seconds{step=\"keycloak_request\"}"))
+        .unwrap_or_else(|| panic!("no step timeout in {m}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn step_timeouts_follow_the_p95_and_only_transient_failures_are_retried() {
+    let env = sync_env(
+        "  adaptive_timeout:\n    min: 10ms\n    max: 1s\n    window: 10\n    min_samples: 3\n",
+    )
+    .await;
+    let app = &env.app;
+    approved(app, "FRA").await;
+    // Before enough successes: request_timeout (2s), capped at the maximum.
+    assert_eq!(keycloak_step_timeout(app).await, 1.0);
+    env.stub.set_delay(Duration::from_millis(100));
+    reconcile(app).await; // list, create: two samples
+    assert_eq!(keycloak_step_timeout(app).await, 1.0);
+    reconcile(app).await; // list: the third
+    let t = keycloak_step_timeout(app).await;
+    assert!((0.15..0.5).contains(&t), "1.5 x P95 of ~100 ms: {t}");
+
+    // A 503 is retried with the shared backoff (max_attempts 2).
+    env.stub.set_delay(Duration::ZERO);
+    env.stub.set_failing(true);
+    let before = env.stub.admin_requests();
+    let run = reconcile(app).await;
+    assert_eq!(run["keycloak"]["result"], "failure", "{run}");
+    // The run's list and the drift report's (the POST answers both), each
+    // tried twice.
+    assert_eq!(env.stub.admin_requests() - before, 4);
+    // Failures are no samples: the timeout has not moved.
+    assert_eq!(keycloak_step_timeout(app).await, t);
 }

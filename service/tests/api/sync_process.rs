@@ -165,3 +165,115 @@ async fn drift_command_exit_status_json_fix_and_dry_run() {
     );
     assert!(!out.contains("stub-client-secret"), "{out}");
 }
+
+#[tokio::test]
+async fn legacy_partner_idps_are_reported_and_left_alone_until_adopted() {
+    let env = sync_env("").await;
+    let app = &env.app;
+    approved_live(app, "FRA").await;
+    // Legacy partners made by hand: no spoke claims ALB or AUT; DEU is
+    // approved but its alias is taken. `google` is no partner at all.
+    for (alias, issuer) in [
+        ("alb-idp", "https://alb.legacy"),
+        ("aut-idp", "https://aut.legacy"),
+        ("deu-idp", "https://deu.legacy"),
+        ("google", "https://google"),
+    ] {
+        env.stub.insert_idp(
+            REALM,
+            serde_json::json!({"alias": alias, "providerId": "oidc", "enabled": true,
+                               "config": {"issuer": issuer}}),
+        );
+    }
+    approved_live(app, "DEU").await;
+    let config = write_config(&env);
+
+    // Each legacy partner on its own line, the taken alias as before.
+    let (code, out, err) = run(&mut federation(&config, &["drift", "--fix"])).await;
+    assert_eq!(code, Some(1), "{out}{err}");
+    let legacy: Vec<&str> = out
+        .lines()
+        .filter(|l| l.trim_start().starts_with("unmanaged_partner_idp"))
+        .collect();
+    assert_eq!(legacy.len(), 2, "{out}");
+    assert!(legacy[0].contains("alb-idp") && legacy[0].contains("--adopt ALB"));
+    assert!(legacy[1].contains("aut-idp"), "{out}");
+    assert!(out.contains("spoke_without_idp") && out.contains("DEU"));
+    // The fix wrote only FRA's IdP: the unmanaged ones are untouched.
+    let written: Vec<String> = env.stub.writes().into_iter().map(|w| w.alias).collect();
+    assert_eq!(written, ["fra-idp"]);
+    for (alias, issuer) in [
+        ("alb-idp", "https://alb.legacy"),
+        ("deu-idp", "https://deu.legacy"),
+    ] {
+        assert_eq!(
+            env.stub.idp(REALM, alias).unwrap()["config"]["issuer"],
+            issuer
+        );
+    }
+
+    // Adopting DEU: the marker alone; the fix then takes it over.
+    env.stub.clear_writes();
+    let (code, out, err) = run(&mut federation(
+        &config,
+        &["drift", "--adopt", "deu", "--json"],
+    ))
+    .await;
+    assert_eq!(code, Some(1), "{out}{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["adopted"]["outcome"], "adopted", "{v}");
+    assert_eq!(v["adopted"]["spoke"], "approved");
+    assert_eq!(v["drift"]["counts"]["unmanaged_partner_idp"], 2);
+    let deu = env.stub.idp(REALM, "deu-idp").unwrap();
+    assert_eq!(deu["config"]["federation.managedBy"], "federation-sync");
+    assert_eq!(deu["config"]["issuer"], "https://deu.legacy");
+    let (code, out, err) = run(&mut federation(&config, &["drift", "--fix"])).await;
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.contains("updated deu-idp"), "{out}");
+    assert_ne!(
+        env.stub.idp(REALM, "deu-idp").unwrap()["config"]["issuer"],
+        "https://deu.legacy"
+    );
+    assert!(!out.contains("spoke_without_idp"), "{out}");
+
+    // Adopting ALB, which no spoke claims: the fix deletes it, AUT stays.
+    let (code, out, err) = run(&mut federation(
+        &config,
+        &["drift", "--adopt", "ALB", "--fix"],
+    ))
+    .await;
+    assert!(
+        out.contains("adopted alb-idp") && out.contains("deletes it"),
+        "{out}{err}"
+    );
+    assert!(out.contains("deleted alb-idp"), "{out}");
+    assert_eq!(code, Some(1), "AUT is still there: {out}");
+    assert!(env.stub.idp(REALM, "alb-idp").is_none());
+    assert_eq!(
+        env.stub.idp(REALM, "aut-idp").unwrap()["config"]["issuer"],
+        "https://aut.legacy"
+    );
+    assert!(env.stub.idp(REALM, "google").is_some());
+    let writes = env.stub.writes();
+    assert!(
+        writes
+            .iter()
+            .all(|w| w.alias != "aut-idp" && w.alias != "google"),
+        "{writes:?}"
+    );
+
+    // Adopting again is a no-op; a bad code or a missing IdP is refused.
+    env.stub.clear_writes();
+    let (_, out, _) = run(&mut federation(&config, &["drift", "--adopt", "DEU"])).await;
+    assert!(out.contains("deu-idp is already managed"), "{out}");
+    assert!(env.stub.writes().is_empty());
+    for (bad, says) in [
+        ("FR1", "not an instance code"),
+        ("BEL", "no identity provider bel-idp"),
+    ] {
+        let (code, out, err) = run(&mut federation(&config, &["drift", "--adopt", bad])).await;
+        assert_eq!(code, Some(1), "{out}{err}");
+        assert!(err.contains(says), "{err}");
+    }
+    assert!(env.stub.writes().is_empty());
+}

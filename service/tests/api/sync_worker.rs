@@ -126,8 +126,10 @@ async fn approving_a_spoke_makes_the_worker_write_the_file_and_create_the_idp() 
     .await;
     eventually(QUICK, "the durable consumer", || consumer_info(&nats)).await;
 
-    // Approve through the API: outbox → relay → JetStream → worker.
+    // Approve through the API: outbox → relay → JetStream → worker. The
+    // spoke confirms its side (SPOKE_TO_HUB); the sync brings HUB_TO_SPOKE.
     let fra = approved(&app, "FRA").await;
+    confirm(&app, &fra).await;
     eventually(QUICK, "fra-idp to be created", || async {
         stub.idp(REALM, "fra-idp").map(|_| ())
     })
@@ -304,6 +306,7 @@ async fn the_worker_retries_by_itself_until_keycloak_is_back() {
     stub.set_failing(true);
     let app = spawn_app_yaml(&yaml).await;
     let fra = approved(&app, "FRA").await;
+    confirm(&app, &fra).await;
     // The file does not wait for Keycloak.
     eventually(QUICK, "the partner in the file", || {
         file_with(&tfvars, "  fra = {")
@@ -315,7 +318,11 @@ async fn the_worker_retries_by_itself_until_keycloak_is_back() {
             .then_some(())
     })
     .await;
-    assert!(links_all(&app, &fra, "FAILED").await);
+    // The links are derived when the run ends, a moment after the breaker.
+    eventually(QUICK, "the hub link to be FAILED", || async {
+        (hub_link(&app, &fra).await.1 == "FAILED").then_some(())
+    })
+    .await;
 
     // No event, no resync due (1h): the worker's own retry brings it back.
     stub.set_failing(false);
@@ -331,4 +338,29 @@ async fn the_worker_retries_by_itself_until_keycloak_is_back() {
     .await
     .unwrap();
     assert!(retries >= 1, "recovered by a retry run");
+}
+
+#[tokio::test]
+async fn an_unreachable_idp_recovers_by_itself_at_the_next_resync() {
+    let rig = worker_rig().await;
+    let yaml = rig
+        .yaml
+        .replace("resync_interval: 1h", "resync_interval: 1s");
+    let app = spawn_app_yaml(&yaml).await;
+    let oidc = testkit::oidc::OidcStub::start().await;
+    oidc.set_down(true);
+    let fra = approved_at(&app, &oidc, "FRA").await;
+    eventually(QUICK, "the hub link to fail on the probe", || async {
+        let l = hub_link(&app, &fra).await;
+        (l.1 == "FAILED" && l.3.as_deref() == Some("DISCOVERY_UNREACHABLE")).then_some(())
+    })
+    .await;
+    // The IdP comes back; nobody calls the API: a resync sees it.
+    oidc.set_down(false);
+    eventually(QUICK, "the hub link to go ACTIVE", || async {
+        (hub_link(&app, &fra).await.1 == "ACTIVE").then_some(())
+    })
+    .await;
+    let public = app.get_value("/api/idps/public", None).await;
+    assert_eq!(public[0]["spoke_id"], fra.as_str(), "{public}");
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use testkit::keycloak::{KeycloakStub, StubConfig};
+use testkit::oidc::OidcStub;
 
 use crate::fedkit::{post_registration, registration_with};
 use crate::helpers::*;
@@ -62,13 +63,70 @@ pub async fn sync_env_with(extra: &str, more: &str) -> SyncEnv {
     }
 }
 
+/// A registration whose IdP is the process's healthy OIDC stub: public
+/// `http://localhost:<port>/realms/<code>`, internal
+/// `http://127.0.0.1:<port>/realms/<code>` (so `IdpReachable` becomes True).
 pub fn registration(code: &str) -> Value {
+    registration_at(OidcStub::shared(), code)
+}
+
+/// A registration whose IdP is `oidc`, realm `<lower code>`.
+pub fn registration_at(oidc: &OidcStub, code: &str) -> Value {
     let lower = code.to_lowercase();
     registration_with(
         code,
-        &format!("https://idp.{lower}.example/realms/{lower}"),
-        &format!("http://keycloak-{lower}:8080/realms/{lower}"),
+        &format!("{}/realms/{lower}", oidc.public_url()),
+        &format!("{}/realms/{lower}", oidc.url()),
     )
+}
+
+/// An approved spoke whose IdP is `oidc` and whose hub is online; its id.
+pub async fn approved_at(app: &TestApp, oidc: &OidcStub, code: &str) -> String {
+    let res = post_registration(app, AGENT_KEY, &registration_at(oidc, code)).await;
+    assert_eq!(res.status(), 201);
+    let id = res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    transition(app, &id, "approve").await;
+    hub_online(app, code).await;
+    id
+}
+
+/// A credential issued to the spoke (admin): its token.
+pub async fn spoke_token(app: &TestApp, id: &str) -> String {
+    let path = format!("/api/federation/spokes/{id}/credentials");
+    let issued = app.post_value(&path, Some(ADMIN_KEY), &json!({})).await;
+    issued["token"].as_str().expect("a token").to_owned()
+}
+
+/// The spoke confirms, with a credential issued to it, that it trusts the
+/// hub (`SpokeTrustsHub`); the answer.
+pub async fn confirm(app: &TestApp, id: &str) -> Value {
+    let token = spoke_token(app, id).await;
+    let path = format!("/api/federation/spokes/{id}/confirm");
+    let res = app.post_json(&path, Some(&token), &json!({})).await;
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+/// A spoke's conditions by type: (status, reason).
+pub async fn conditions(
+    app: &TestApp,
+    id: &str,
+) -> std::collections::BTreeMap<String, (String, String)> {
+    let spoke = app
+        .get_value(&format!("/api/federation/spokes/{id}"), Some(ADMIN_KEY))
+        .await;
+    spoke["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let s = |k: &str| c[k].as_str().unwrap().to_owned();
+            (s("type"), (s("status"), s("reason")))
+        })
+        .collect()
 }
 
 /// Registers a spoke through the API; returns its id.
@@ -184,14 +242,28 @@ pub fn assert_failed(run: &Value, part: &str, words: &str) {
     assert!(error.contains(words), "{run}");
 }
 
-/// Every link of the spoke is FAILED with this error code.
+/// The spoke's HUB_TO_SPOKE link is FAILED with this error code (the failing
+/// condition's reason); SPOKE_TO_HUB, which does not need the IdP, is not.
 pub async fn assert_links_failed(app: &TestApp, spoke_id: &str, code: &str) {
     let l = links(app, spoke_id).await;
     assert!(
-        l.iter()
-            .all(|x| x.1 == "FAILED" && x.3.as_deref() == Some(code)),
+        l[0].0 == "HUB_TO_SPOKE" && l[0].1 == "FAILED" && l[0].3.as_deref() == Some(code),
         "{l:?}"
     );
+    assert_ne!(
+        l[1].1, "FAILED",
+        "SPOKE_TO_HUB does not need the IdP: {l:?}"
+    );
+}
+
+/// The spoke's HUB_TO_SPOKE link, as [`links`] gives it.
+pub async fn hub_link(
+    app: &TestApp,
+    spoke_id: &str,
+) -> (String, String, i32, Option<String>, bool) {
+    let l = links(app, spoke_id).await;
+    assert_eq!(l[0].0, "HUB_TO_SPOKE", "{l:?}");
+    l[0].clone()
 }
 
 /// The sync status (read with `key`) and its Keycloak breaker.

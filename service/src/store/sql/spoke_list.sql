@@ -1,5 +1,5 @@
 -- Spokes, all or those of one status, by instance code then age.
 SELECT id, instance_code, name, base_url, idp_public_url, idp_internal_url, contact, cert_fingerprint,
-       status AS "status: SpokeStatus", status_reason, created_at, updated_at, status_changed_at
+       status AS "status: SpokeStatus", status_reason, generation, created_at, updated_at, status_changed_at
 FROM spokes WHERE ($1::text IS NULL OR status = $1)
 ORDER BY instance_code, created_at, id

@@ -1,0 +1,293 @@
+//! Per-spoke status conditions (issue 12), in the Kubernetes style: each
+//! says one thing about a spoke's onboarding, True, False or Unknown, with a
+//! reason, a message, when its status last changed and which spoke
+//! generation it observed. The registry writes `Approved` and
+//! `SpokeTrustsHub`; the sync writes the others each run (level-triggered).
+//! The federation links are derived from them ([`link_verdict`]).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::spoke::{LinkDirection, Spoke, SpokeStatus};
+
+/// What a condition is about, in the order onboarding reaches them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, sqlx::Type)]
+#[sqlx(type_name = "text")]
+pub enum ConditionType {
+    /// An admin approved the spoke (False while pending, suspended, revoked).
+    Approved,
+    /// The spoke is in `hub.auto.tfvars` as written last.
+    TfvarsRendered,
+    /// The post-command (e.g. `terraform apply`) succeeded for that content.
+    TerraformApplied,
+    /// The managed `<code>-idp` in the hub realm matches the registry.
+    IdpConfigured,
+    /// The spoke's OIDC discovery document was fetched, its issuer is the
+    /// registered one, and its JWKS answered.
+    IdpReachable,
+    /// The spoke confirmed, with its own credential, that it trusts the hub.
+    SpokeTrustsHub,
+}
+
+impl ConditionType {
+    pub const ALL: [ConditionType; 6] = [
+        ConditionType::Approved,
+        ConditionType::TfvarsRendered,
+        ConditionType::TerraformApplied,
+        ConditionType::IdpConfigured,
+        ConditionType::IdpReachable,
+        ConditionType::SpokeTrustsHub,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionType::Approved => "Approved",
+            ConditionType::TfvarsRendered => "TfvarsRendered",
+            ConditionType::TerraformApplied => "TerraformApplied",
+            ConditionType::IdpConfigured => "IdpConfigured",
+            ConditionType::IdpReachable => "IdpReachable",
+            ConditionType::SpokeTrustsHub => "SpokeTrustsHub",
+        }
+    }
+
+    /// The conditions a link in `direction` needs True to be ACTIVE.
+    pub fn required_by(direction: LinkDirection) -> &'static [ConditionType] {
+        match direction {
+            LinkDirection::HubToSpoke => {
+                &[ConditionType::IdpConfigured, ConditionType::IdpReachable]
+            }
+            LinkDirection::SpokeToHub => &[ConditionType::SpokeTrustsHub],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, sqlx::Type)]
+#[sqlx(type_name = "text")]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+impl ConditionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionStatus::True => "True",
+            ConditionStatus::False => "False",
+            ConditionStatus::Unknown => "Unknown",
+        }
+    }
+}
+
+/// Reasons (SCREAMING_SNAKE_CASE, like the link error codes, which the
+/// failure reasons share) that are not link error codes.
+pub mod reasons {
+    pub const NOT_OBSERVED: &str = "NOT_OBSERVED";
+    pub const AWAITING_APPROVAL: &str = "AWAITING_APPROVAL";
+    pub const APPROVED: &str = "APPROVED";
+    pub const SUSPENDED: &str = "SUSPENDED";
+    pub const REVOKED: &str = "REVOKED";
+    pub const RENDERED: &str = "RENDERED";
+    pub const TFVARS_WRITE_FAILED: &str = "TFVARS_WRITE_FAILED";
+    pub const TFVARS_DISABLED: &str = "TFVARS_DISABLED";
+    pub const APPLIED: &str = "APPLIED";
+    pub const NO_POST_COMMAND: &str = "NO_POST_COMMAND";
+    pub const POST_COMMAND_FAILED: &str = "POST_COMMAND_FAILED";
+    pub const IN_SYNC: &str = "IN_SYNC";
+    pub const KEYCLOAK_NOT_CONFIGURED: &str = "KEYCLOAK_NOT_CONFIGURED";
+    pub const DISCOVERED: &str = "DISCOVERED";
+    pub const DISCOVERY_UNREACHABLE: &str = "DISCOVERY_UNREACHABLE";
+    pub const DISCOVERY_INVALID: &str = "DISCOVERY_INVALID";
+    pub const ISSUER_MISMATCH: &str = "ISSUER_MISMATCH";
+    pub const JWKS_UNREACHABLE: &str = "JWKS_UNREACHABLE";
+    pub const AWAITING_SPOKE_CONFIRMATION: &str = "AWAITING_SPOKE_CONFIRMATION";
+    pub const CONFIRMED_BY_SPOKE: &str = "CONFIRMED_BY_SPOKE";
+}
+
+/// One condition of a spoke, as stored and served.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: ConditionType,
+    pub status: ConditionStatus,
+    /// Why, in one word (SCREAMING_SNAKE_CASE).
+    #[schema(example = "IN_SYNC")]
+    pub reason: String,
+    /// Details for a human; empty when the reason says it all.
+    pub message: String,
+    /// When `status` last changed.
+    pub last_transition_time: DateTime<Utc>,
+    /// The spoke generation this was observed against.
+    #[schema(minimum = 1)]
+    pub observed_generation: i64,
+}
+
+/// A condition to record (the time and generation come from the store).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub type_: ConditionType,
+    pub status: ConditionStatus,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Observed {
+    pub fn new(
+        type_: ConditionType,
+        status: ConditionStatus,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Observed {
+        Observed {
+            type_,
+            status,
+            reason,
+            message: message.into(),
+        }
+    }
+
+    pub fn is_true(type_: ConditionType, reason: &'static str) -> Observed {
+        Observed::new(type_, ConditionStatus::True, reason, "")
+    }
+
+    pub fn is_false(
+        type_: ConditionType,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Observed {
+        Observed::new(type_, ConditionStatus::False, reason, message)
+    }
+
+    pub fn unknown(
+        type_: ConditionType,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Observed {
+        Observed::new(type_, ConditionStatus::Unknown, reason, message)
+    }
+
+    /// `Approved` for a spoke in `status`.
+    pub fn approved(status: SpokeStatus, message: &str) -> Observed {
+        let t = ConditionType::Approved;
+        match status {
+            SpokeStatus::Approved => {
+                Observed::new(t, ConditionStatus::True, reasons::APPROVED, message)
+            }
+            SpokeStatus::Pending => Observed::is_false(t, reasons::AWAITING_APPROVAL, message),
+            SpokeStatus::Suspended => Observed::is_false(t, reasons::SUSPENDED, message),
+            SpokeStatus::Revoked => Observed::is_false(t, reasons::REVOKED, message),
+        }
+    }
+}
+
+/// One spoke with its conditions (`GET /api/federation/spokes/{id}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SpokeDetail {
+    #[serde(flatten)]
+    pub spoke: Spoke,
+    /// Where its onboarding stands, one condition per type, in onboarding
+    /// order: Approved, TfvarsRendered, TerraformApplied, IdpConfigured,
+    /// IdpReachable, SpokeTrustsHub.
+    pub conditions: Vec<Condition>,
+}
+
+/// What a link should be, from its spoke's conditions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkVerdict {
+    /// Every condition it needs is True.
+    Active,
+    /// One it needs is False: its reason and message.
+    Failed { reason: String, message: String },
+    /// None is False, some are not known yet.
+    Creating,
+}
+
+/// The link in `direction` of an approved spoke with `conditions`: ACTIVE
+/// when every condition it needs is True, FAILED with the first False one's
+/// reason, else CREATING (a missing condition is Unknown).
+pub fn link_verdict(direction: LinkDirection, conditions: &[Condition]) -> LinkVerdict {
+    let mut all_true = true;
+    for needed in ConditionType::required_by(direction) {
+        match conditions.iter().find(|c| c.type_ == *needed) {
+            Some(c) if c.status == ConditionStatus::True => {}
+            Some(c) if c.status == ConditionStatus::False => {
+                let message = if c.message.is_empty() {
+                    format!("{} is False", needed.as_str())
+                } else {
+                    format!("{}: {}", needed.as_str(), c.message)
+                };
+                return LinkVerdict::Failed {
+                    reason: c.reason.clone(),
+                    message,
+                };
+            }
+            _ => all_true = false,
+        }
+    }
+    if all_true {
+        LinkVerdict::Active
+    } else {
+        LinkVerdict::Creating
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cond(type_: ConditionType, status: ConditionStatus, reason: &str) -> Condition {
+        Condition {
+            type_,
+            status,
+            reason: reason.into(),
+            message: String::new(),
+            last_transition_time: Utc::now(),
+            observed_generation: 1,
+        }
+    }
+
+    #[test]
+    fn links_need_every_condition_true() {
+        use ConditionStatus::*;
+        use ConditionType::*;
+        let h2s = LinkDirection::HubToSpoke;
+        let s2h = LinkDirection::SpokeToHub;
+        let ok = [
+            cond(IdpConfigured, True, "IN_SYNC"),
+            cond(IdpReachable, True, "DISCOVERED"),
+        ];
+        assert_eq!(link_verdict(h2s, &ok), LinkVerdict::Active);
+        assert_eq!(link_verdict(s2h, &ok), LinkVerdict::Creating);
+        assert_eq!(link_verdict(h2s, &ok[..1]), LinkVerdict::Creating);
+        let down = [
+            cond(IdpConfigured, True, "IN_SYNC"),
+            cond(IdpReachable, False, "DISCOVERY_UNREACHABLE"),
+        ];
+        match link_verdict(h2s, &down) {
+            LinkVerdict::Failed { reason, message } => {
+                assert_eq!(reason, "DISCOVERY_UNREACHABLE");
+                assert!(message.starts_with("IdpReachable"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let trusted = [cond(SpokeTrustsHub, True, "CONFIRMED_BY_SPOKE")];
+        assert_eq!(link_verdict(s2h, &trusted), LinkVerdict::Active);
+        assert_eq!(
+            link_verdict(s2h, &[cond(SpokeTrustsHub, Unknown, "X")]),
+            LinkVerdict::Creating
+        );
+    }
+
+    #[test]
+    fn approved_follows_the_status() {
+        for s in SpokeStatus::ALL {
+            let o = Observed::approved(s, "");
+            assert_eq!(
+                o.status == ConditionStatus::True,
+                s == SpokeStatus::Approved,
+                "{s:?}"
+            );
+        }
+    }
+}
