@@ -3,15 +3,32 @@
 //! `app` composes: it builds the `Components` once, the HTTP state and the
 //! workers of `serve` and `federation sync` from them, and runs the workers
 //! under a `supervisor` (one span each, a failure stops the service, one
-//! shutdown deadline); `state` is what handlers receive; every other module
-//! owns one concern: `config`, `store` (every SQL statement, checked at
-//! compile time against `.sqlx/`), `catalog` (projects, their
-//! seeding and metrics), `catalog_view` (the catalog in memory), `fed_routing` (tenant routing's nodes, rules and tenant map, and the sealing of database URLs), `routing_view` (tenant routing in memory, its resolution and the gateways' snapshot), `spoke` (the
-//! spoke registry's rules), `events`, `ingest`, `sweeper`, `leader`, `sync`
-//! (tfvars, Keycloak, links, drift), `auth`, `client` (the operator's CLI, a REST client only), `retention` (pruning the audit log and hub history), `identity` (the NATS authority), `api`, `ui` (the web UI at `/ui`, over `api`'s handlers and checks), `health`, `server`,
-//! `metrics` (the registry), and the leaves `rules`, `field_error`, `listing` (pages, sorts and cursors of the lists),
-//! `instrument`, `log_limit`, `telemetry`, `supervisor`. No module reaches back into one
-//! that depends on it (`tests/api/structure.rs` checks).
+//! shutdown deadline); `state` is what handlers receive. Every other module
+//! owns one concern:
+//!
+//! - `config`: settings, every error at once; `cli`: the command line
+//! - `store`: every SQL statement, checked at compile time against `.sqlx/`
+//! - `catalog`: projects, their seeding and metrics; `catalog_view`: the
+//!   catalog in memory
+//! - `spoke`: the spoke registry's rules; `conditions`: per-spoke status
+//!   conditions and the links derived from them
+//! - `fed_routing`: tenant routing's nodes, rules and tenant map, database
+//!   URLs sealed at rest; `routing_view`: routing in memory, resolution and
+//!   the gateways' snapshot
+//! - `events`: outbox, relay, watch feed; `ingest`: heartbeats; `sweeper`:
+//!   liveness; `leader`: one leader among replicas; `retention`: pruning
+//! - `sync`: tfvars, Keycloak, probes, leases, links, drift
+//! - `auth`: API keys; `identity`: the NATS authority; `nats`: the NATS
+//!   connection
+//! - `api`: the REST API; `ui`: the web UI at `/ui`, over `api`'s handlers;
+//!   `client`: the operator's CLI, a REST client only
+//! - `health`, `server` (the accept loop), `metrics` (the registry),
+//!   `telemetry` (logs)
+//! - leaves: `rules`, `field_error`, `listing` (pages, sorts and cursors),
+//!   `instrument`, `log_limit`, `supervisor`
+//!
+//! No module reaches back into one that depends on it
+//! (`tests/api/structure.rs` checks).
 
 pub mod api;
 pub mod app;
