@@ -22,6 +22,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY .cargo .cargo
 COPY protocol protocol
 COPY common common
+COPY routing routing
 COPY service service
 COPY hub-agent hub-agent
 COPY testkit testkit
