@@ -57,13 +57,7 @@ impl IdentitySettings {
     }
 
     pub(super) fn check(&self, nats_auth_configured: bool, errors: &mut Vec<ConfigError>) {
-        let mut push = |path: &str, message: String| {
-            errors.push(ConfigError {
-                path: path.to_owned(),
-                message,
-                origin: None,
-            })
-        };
+        let mut push = |path: &str, message: String| errors.push(ConfigError::new(path, message));
         for (path, ttl) in [
             ("identity.hub_creds_ttl", self.hub_creds_ttl),
             ("identity.spoke_token_ttl", self.spoke_token_ttl),

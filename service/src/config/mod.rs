@@ -516,13 +516,7 @@ impl Settings {
 
     /// Semantic rules, beyond what the types say.
     fn check(&self, errors: &mut Vec<ConfigError>) {
-        let mut push = |path: &str, message: String| {
-            errors.push(ConfigError {
-                path: path.to_owned(),
-                message,
-                origin: None,
-            })
-        };
+        let mut push = |path: &str, message: String| errors.push(ConfigError::new(path, message));
         for (name, result) in [
             ("server", self.server.validate()),
             ("database", self.database.validate()),

@@ -45,13 +45,7 @@ impl RoutingSettings {
     }
 
     pub(super) fn check(&self, errors: &mut Vec<ConfigError>) {
-        let mut push = |path: &str, message: String| {
-            errors.push(ConfigError {
-                path: path.to_owned(),
-                message,
-                origin: None,
-            })
-        };
+        let mut push = |path: &str, message: String| errors.push(ConfigError::new(path, message));
         if self.url_key.is_some() && self.url_key_bytes().is_none() {
             push(
                 "routing.url_key",

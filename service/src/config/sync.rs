@@ -237,13 +237,7 @@ impl Default for RetrySettings {
 impl SyncSettings {
     /// Semantic rules of the section.
     pub(super) fn check(&self, errors: &mut Vec<ConfigError>) {
-        let mut push = |path: &str, message: &str| {
-            errors.push(ConfigError {
-                path: path.to_owned(),
-                message: message.to_owned(),
-                origin: None,
-            })
-        };
+        let mut push = |path: &str, message: &str| errors.push(ConfigError::new(path, message));
         let name_ok = |s: &str| {
             !s.is_empty()
                 && s.len() <= 64

@@ -43,13 +43,7 @@ impl Default for UiSettings {
 
 impl UiSettings {
     pub(super) fn check(&self, errors: &mut Vec<ConfigError>) {
-        let mut push = |path: &str, message: String| {
-            errors.push(ConfigError {
-                path: path.to_owned(),
-                message,
-                origin: None,
-            })
-        };
+        let mut push = |path: &str, message: String| errors.push(ConfigError::new(path, message));
         if let Some(key) = &self.session_key {
             if key.expose_secret().len() < MIN_SESSION_KEY_LEN {
                 push(
