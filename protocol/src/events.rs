@@ -27,13 +27,15 @@ pub enum EventKind {
     SpokeSuspended,
     SpokeReinstated,
     SpokeRevoked,
+    /// A spoke revision (update in place) was proposed, decided or rolled out.
+    SpokeRevision,
     RoutingNodeChanged,
     RoutingRuleChanged,
     RoutingTenantChanged,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 15] = [
         EventKind::ProjectRegistered,
         EventKind::ProjectUpdated,
         EventKind::ProjectDeleted,
@@ -45,6 +47,7 @@ impl EventKind {
         EventKind::SpokeSuspended,
         EventKind::SpokeReinstated,
         EventKind::SpokeRevoked,
+        EventKind::SpokeRevision,
         EventKind::RoutingNodeChanged,
         EventKind::RoutingRuleChanged,
         EventKind::RoutingTenantChanged,
@@ -64,6 +67,7 @@ impl EventKind {
             EventKind::SpokeSuspended => "spoke.suspended",
             EventKind::SpokeReinstated => "spoke.reinstated",
             EventKind::SpokeRevoked => "spoke.revoked",
+            EventKind::SpokeRevision => "spoke.revision",
             EventKind::RoutingNodeChanged => "routing.node",
             EventKind::RoutingRuleChanged => "routing.rule",
             EventKind::RoutingTenantChanged => "routing.tenant",

@@ -43,6 +43,7 @@ fn registry(n: usize) -> Registry {
                 }
             })
             .collect(),
+        revoked: Vec::new(),
     }
 }
 

@@ -103,6 +103,17 @@ pub mod reasons {
     pub const JWKS_UNREACHABLE: &str = "JWKS_UNREACHABLE";
     pub const AWAITING_SPOKE_CONFIRMATION: &str = "AWAITING_SPOKE_CONFIRMATION";
     pub const CONFIRMED_BY_SPOKE: &str = "CONFIRMED_BY_SPOKE";
+    // A withdrawal's steps (suspend, revoke), undone in reverse order.
+    /// `IdpConfigured` of a suspended spoke: its IdP is disabled.
+    pub const IDP_DISABLED: &str = "IDP_DISABLED";
+    /// `IdpConfigured` of a revoked spoke: its IdP is deleted.
+    pub const IDP_REMOVED: &str = "IDP_REMOVED";
+    /// `IdpReachable` (no longer probed), `TfvarsRendered` (out of the file
+    /// or rendered disabled) and `TerraformApplied` (that applied).
+    pub const WITHDRAWN: &str = "WITHDRAWN";
+    /// `TfvarsRendered` of a withdrawn spoke whose IdP could not be undone
+    /// yet: its entry stays, as it was, until then.
+    pub const KEPT_UNTIL_IDP_UNDONE: &str = "KEPT_UNTIL_IDP_UNDONE";
 }
 
 /// One condition of a spoke, as stored and served.
@@ -121,6 +132,24 @@ pub struct Condition {
     /// The spoke generation this was observed against.
     #[schema(minimum = 1)]
     pub observed_generation: i64,
+}
+
+/// One recorded change of a spoke's condition: a step its onboarding took
+/// (True), failed (False) or undid (a withdrawal's reasons), in order
+/// (`GET /api/federation/spokes/{id}/steps`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Step {
+    /// Increasing: the order the steps happened in.
+    pub id: i64,
+    #[serde(rename = "type")]
+    pub type_: ConditionType,
+    pub status: ConditionStatus,
+    #[schema(example = "IDP_REMOVED")]
+    pub reason: String,
+    pub message: String,
+    #[schema(minimum = 1)]
+    pub observed_generation: i64,
+    pub at: DateTime<Utc>,
 }
 
 /// A condition to record (the time and generation come from the store).
@@ -190,6 +219,90 @@ pub struct SpokeDetail {
     /// order: Approved, TfvarsRendered, TerraformApplied, IdpConfigured,
     /// IdpReachable, SpokeTrustsHub.
     pub conditions: Vec<Condition>,
+    /// The conditions summed up: where the onboarding is, or where it
+    /// stopped.
+    pub onboarding: Onboarding,
+    /// Its latest revision (update in place), whatever its state; `null`
+    /// when it never asked for one.
+    pub revision: Option<crate::revision::Revision>,
+}
+
+/// Where a spoke's onboarding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnboardingState {
+    /// Pending: nothing is done before an admin approves.
+    AwaitingApproval,
+    /// Approved; a step is not known to be done yet (none failed).
+    InProgress,
+    /// Approved; a step failed: `step` is where it stopped. The reconciler
+    /// tries again by itself; `POST .../retry` tries now.
+    Failed,
+    /// Every step is done: both links can be ACTIVE.
+    Complete,
+    /// Suspended or revoked: the steps are undone, IdP first.
+    Withdrawn,
+}
+
+/// The conditions summed up (`onboarding` of the spoke detail).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Onboarding {
+    pub state: OnboardingState,
+    /// The first step, in onboarding order, that is not done: where it
+    /// stands or stopped. `null` when complete or withdrawn.
+    pub step: Option<ConditionType>,
+    /// That step's reason and message.
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    /// Failed attempts on its links since they were last ACTIVE (the
+    /// larger of the two).
+    pub retries: i32,
+}
+
+/// Reasons of an Unknown condition whose step does not apply (the target
+/// is off): it does not hold the onboarding up.
+const NOT_APPLICABLE: [&str; 1] = [reasons::TFVARS_DISABLED];
+
+/// Sums up the conditions of a spoke in `status` whose links have failed
+/// `retries` times.
+pub fn onboarding(status: SpokeStatus, conditions: &[Condition], retries: i32) -> Onboarding {
+    let at = |state, c: Option<&Condition>| Onboarding {
+        state,
+        step: c.map(|c| c.type_),
+        reason: c.map(|c| c.reason.clone()),
+        message: c.map(|c| c.message.clone()),
+        retries,
+    };
+    let approved = conditions
+        .iter()
+        .find(|c| c.type_ == ConditionType::Approved);
+    match status {
+        SpokeStatus::Pending => return at(OnboardingState::AwaitingApproval, approved),
+        SpokeStatus::Suspended | SpokeStatus::Revoked => {
+            return Onboarding {
+                step: None,
+                ..at(OnboardingState::Withdrawn, approved)
+            }
+        }
+        SpokeStatus::Approved => {}
+    }
+    let ordered = ConditionType::ALL
+        .iter()
+        .filter_map(|t| conditions.iter().find(|c| c.type_ == *t));
+    let mut waiting = None;
+    for c in ordered {
+        match c.status {
+            ConditionStatus::False => return at(OnboardingState::Failed, Some(c)),
+            ConditionStatus::Unknown if !NOT_APPLICABLE.contains(&c.reason.as_str()) => {
+                waiting = waiting.or(Some(c));
+            }
+            _ => {}
+        }
+    }
+    match waiting {
+        Some(c) => at(OnboardingState::InProgress, Some(c)),
+        None => at(OnboardingState::Complete, None),
+    }
 }
 
 /// What a link should be, from its spoke's conditions.
@@ -277,6 +390,56 @@ mod tests {
             link_verdict(s2h, &[cond(SpokeTrustsHub, Unknown, "X")]),
             LinkVerdict::Creating
         );
+    }
+
+    #[test]
+    fn onboarding_stops_at_the_first_step_not_done() {
+        use ConditionStatus::*;
+        use ConditionType::*;
+        let all = |overrides: &[(ConditionType, ConditionStatus, &str)]| {
+            ConditionType::ALL
+                .iter()
+                .map(|t| match overrides.iter().find(|o| o.0 == *t) {
+                    Some((t, s, r)) => cond(*t, *s, r),
+                    None => cond(*t, True, "OK"),
+                })
+                .collect::<Vec<_>>()
+        };
+        let o = onboarding(SpokeStatus::Approved, &all(&[]), 0);
+        assert_eq!((o.state, o.step), (OnboardingState::Complete, None));
+        // A False step wins over an earlier Unknown one.
+        let c = all(&[
+            (TerraformApplied, Unknown, "NOT_OBSERVED"),
+            (IdpReachable, False, "DISCOVERY_UNREACHABLE"),
+        ]);
+        let o = onboarding(SpokeStatus::Approved, &c, 3);
+        assert_eq!(
+            (o.state, o.step, o.reason.as_deref(), o.retries),
+            (
+                OnboardingState::Failed,
+                Some(IdpReachable),
+                Some("DISCOVERY_UNREACHABLE"),
+                3
+            )
+        );
+        let c = all(&[(TfvarsRendered, Unknown, "TFVARS_DISABLED")]);
+        assert_eq!(
+            onboarding(SpokeStatus::Approved, &c, 0).state,
+            OnboardingState::Complete,
+            "a target that is off holds nothing up"
+        );
+        let c = all(&[(SpokeTrustsHub, Unknown, "AWAITING_SPOKE_CONFIRMATION")]);
+        let o = onboarding(SpokeStatus::Approved, &c, 0);
+        assert_eq!(
+            (o.state, o.step),
+            (OnboardingState::InProgress, Some(SpokeTrustsHub))
+        );
+        assert_eq!(
+            onboarding(SpokeStatus::Pending, &c, 0).state,
+            OnboardingState::AwaitingApproval
+        );
+        let o = onboarding(SpokeStatus::Revoked, &c, 0);
+        assert_eq!((o.state, o.step), (OnboardingState::Withdrawn, None));
     }
 
     #[test]

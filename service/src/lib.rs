@@ -10,14 +10,15 @@
 //! - `store`: every SQL statement, checked at compile time against `.sqlx/`
 //! - `catalog`: projects, their seeding and metrics; `catalog_view`: the
 //!   catalog in memory
-//! - `spoke`: the spoke registry's rules; `conditions`: per-spoke status
-//!   conditions and the links derived from them
+//! - `spoke`: the spoke registry's rules; `revision`: a spoke's update in
+//!   place; `conditions`: per-spoke status conditions, the onboarding's
+//!   progress and the links derived from them
 //! - `fed_routing`: tenant routing's nodes, rules and tenant map, database
 //!   URLs sealed at rest; `routing_view`: routing in memory, resolution and
 //!   the gateways' snapshot
 //! - `events`: outbox, relay, watch feed; `ingest`: heartbeats; `sweeper`:
 //!   liveness; `leader`: one leader among replicas; `retention`: pruning
-//! - `sync`: tfvars, Keycloak, probes, leases, links, drift
+//! - `sync`: tfvars, Keycloak, probes, leases, links, rollouts, drift
 //! - `auth`: API keys; `identity`: the NATS authority; `nats`: the NATS
 //!   connection
 //! - `api`: the REST API; `ui`: the web UI at `/ui`, over `api`'s handlers;
@@ -52,6 +53,7 @@ pub mod log_limit;
 pub mod metrics;
 pub mod nats;
 pub mod retention;
+pub mod revision;
 pub mod routing_view;
 pub mod rules;
 pub mod server;

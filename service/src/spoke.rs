@@ -226,6 +226,16 @@ rules::example_schemas! {
     operator_schema => OPERATOR.schema(true), "alice";
 }
 
+/// The registration's fields in the order differences are named.
+const SPEC_FIELDS: [&str; 6] = [
+    "name",
+    "base_url",
+    "idp_public_url",
+    "idp_internal_url",
+    "contact",
+    "cert_fingerprint",
+];
+
 /// A validated registration, ready to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpokeSpec {
@@ -252,26 +262,21 @@ impl SpokeSpec {
 
     /// The attributes that differ from `spoke`'s, by field name.
     pub fn differences(&self, spoke: &Spoke) -> Vec<&'static str> {
-        [
-            ("name", self.name != spoke.name),
-            ("base_url", self.base_url != spoke.base_url),
-            (
-                "idp_public_url",
-                self.idp_public_url != spoke.idp_public_url,
-            ),
-            (
-                "idp_internal_url",
-                self.idp_internal_url != spoke.idp_internal_url,
-            ),
-            ("contact", self.contact != spoke.contact),
-            (
-                "cert_fingerprint",
-                self.cert_fingerprint != spoke.cert_fingerprint,
-            ),
-        ]
-        .into_iter()
-        .filter_map(|(field, differs)| differs.then_some(field))
-        .collect()
+        let mine = Endpoints {
+            base_url: self.base_url.clone(),
+            idp_public_url: self.idp_public_url.clone(),
+            idp_internal_url: self.idp_internal_url.clone(),
+            cert_fingerprint: self.cert_fingerprint.clone(),
+        };
+        let mut fields = mine.differences(&Endpoints::of(spoke));
+        if self.name != spoke.name {
+            fields.push("name");
+        }
+        if self.contact != spoke.contact {
+            fields.push("contact");
+        }
+        fields.sort_by_key(|f| SPEC_FIELDS.iter().position(|x| x == f));
+        fields
     }
 }
 
@@ -302,6 +307,45 @@ impl SpokeRegistration {
         if !NAME.accepts(&self.name) {
             errors.push(FieldError::new("name", NAME.message()));
         }
+        let endpoints = Endpoints {
+            base_url: self.base_url,
+            idp_public_url: self.idp_public_url,
+            idp_internal_url: self.idp_internal_url,
+            cert_fingerprint: self.cert_fingerprint,
+        }
+        .check(&mut errors);
+        let contact = optional_text(CONTACT, self.contact, "contact", &mut errors);
+        if !errors.is_empty() {
+            crate::field_error::sort_by_field(&mut errors);
+            return Err(errors);
+        }
+        Ok(SpokeSpec {
+            instance_code: self.instance_code,
+            name: self.name.trim().to_owned(),
+            base_url: endpoints.base_url,
+            idp_public_url: endpoints.idp_public_url,
+            idp_internal_url: endpoints.idp_internal_url,
+            contact,
+            cert_fingerprint: endpoints.cert_fingerprint,
+        })
+    }
+}
+
+/// What a spoke may change in place (issue 12, update in place): where its
+/// application and IdP are, and its certificate. The rest of a spoke
+/// (code, name, contact) is its identity or paperwork.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    pub base_url: String,
+    pub idp_public_url: String,
+    pub idp_internal_url: Option<String>,
+    pub cert_fingerprint: Option<String>,
+}
+
+impl Endpoints {
+    /// The same, checked: every broken rule is added to `errors`; the
+    /// fingerprint normalised (blank is none).
+    pub fn check(self, errors: &mut Vec<FieldError>) -> Endpoints {
         for (field, value) in [
             ("base_url", Some(&self.base_url)),
             ("idp_public_url", Some(&self.idp_public_url)),
@@ -311,33 +355,52 @@ impl SpokeRegistration {
                 errors.push(FieldError::new(field, rules::url_message()));
             }
         }
-        let contact = optional_text(CONTACT, self.contact, "contact", &mut errors);
-        let fingerprint = match self.cert_fingerprint.as_deref().map(str::trim) {
+        let cert_fingerprint = match self.cert_fingerprint.as_deref().map(str::trim) {
             None | Some("") => None,
-            Some(raw) => match normalize_fingerprint(raw) {
-                Some(fp) => Some(fp),
-                None => {
-                    errors.push(FieldError::new(
-                        "cert_fingerprint",
-                        "must be a SHA-256 fingerprint: 64 hex digits, optionally in colon-separated pairs",
-                    ));
-                    None
-                }
-            },
+            Some(raw) => normalize_fingerprint(raw).or_else(|| {
+                errors.push(FieldError::new(
+                    "cert_fingerprint",
+                    "must be a SHA-256 fingerprint: 64 hex digits, optionally in colon-separated pairs",
+                ));
+                None
+            }),
         };
-        if !errors.is_empty() {
-            crate::field_error::sort_by_field(&mut errors);
-            return Err(errors);
+        Endpoints {
+            cert_fingerprint,
+            ..self
         }
-        Ok(SpokeSpec {
-            instance_code: self.instance_code,
-            name: self.name.trim().to_owned(),
-            base_url: self.base_url,
-            idp_public_url: self.idp_public_url,
-            idp_internal_url: self.idp_internal_url,
-            contact,
-            cert_fingerprint: fingerprint,
-        })
+    }
+
+    /// A spoke's current endpoints.
+    pub fn of(spoke: &Spoke) -> Endpoints {
+        Endpoints {
+            base_url: spoke.base_url.clone(),
+            idp_public_url: spoke.idp_public_url.clone(),
+            idp_internal_url: spoke.idp_internal_url.clone(),
+            cert_fingerprint: spoke.cert_fingerprint.clone(),
+        }
+    }
+
+    /// The fields that differ from `other`'s, by name.
+    pub fn differences(&self, other: &Endpoints) -> Vec<&'static str> {
+        [
+            ("base_url", self.base_url != other.base_url),
+            (
+                "idp_public_url",
+                self.idp_public_url != other.idp_public_url,
+            ),
+            (
+                "idp_internal_url",
+                self.idp_internal_url != other.idp_internal_url,
+            ),
+            (
+                "cert_fingerprint",
+                self.cert_fingerprint != other.cert_fingerprint,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(field, differs)| differs.then_some(field))
+        .collect()
     }
 }
 

@@ -57,7 +57,7 @@ pub struct SpokeCaller {
 
 /// What a spoke token may do, said in every refusal of one.
 pub const SPOKE_SCOPE: &str =
-    "a spoke token may only read its own spoke, refresh its own credential and confirm its own links (NodeRestriction)";
+    "a spoke token may only read its own spoke, refresh its own credential, confirm its own links and ask for its own new endpoints (NodeRestriction)";
 
 /// What a hub token may do, said in every refusal of one.
 pub const HUB_SCOPE: &str = "a hub token may only read the catalog, register or update its own project, put it in maintenance and refresh its own credentials (NodeRestriction)";
@@ -199,8 +199,10 @@ const SPOKE_ROUTES: &[(Method, &str)] = &[
         Method::POST,
         "/api/federation/spokes/{id}/credentials/refresh",
     ),
-    // Issue 12: a spoke confirms its own links with its own credential.
+    // Issue 12: a spoke confirms its own links with its own credential,
+    // and asks for new endpoints (update in place).
     (Method::POST, "/api/federation/spokes/{id}/confirm"),
+    (Method::POST, "/api/federation/spokes/{id}/revision"),
 ];
 
 /// The path parameter all of [`SPOKE_ROUTES`] name their spoke by.

@@ -15,15 +15,18 @@ use super::extract::{Json, Query};
 use crate::conditions::SpokeDetail;
 use crate::field_error::FieldError;
 use crate::listing::{self, Listed, Listing, SortValue};
+use crate::revision::RevisionRequest;
 use crate::rules;
 use crate::spoke::{
     is_spoke_id, FederationLink, LinkStatus, Spoke, SpokeAction, SpokeEventData, SpokeRegistration,
     SpokeStatus, Transition, TransitionRequest, TransitionSpec,
 };
 use crate::state::AppState;
-use crate::store::conditions;
+use crate::store::audit::AuditEntry;
 use crate::store::links::{self, LinkFilter};
+use crate::store::revisions::{self, Decided, Proposed};
 use crate::store::spokes::{self, Confirmed, Registered, TransitionOutcome};
+use crate::sync::Trigger;
 
 pub const TAG: &str = "federation";
 
@@ -196,14 +199,18 @@ pub async fn get_spoke(
     if !is_spoke_id(&id) {
         return Err(not_found(&id));
     }
-    // One snapshot: the spoke and its conditions as of the same moment.
+    detail(&state, &id).await.map(axum::Json)
+}
+
+/// The spoke's detail as of one snapshot: the spoke, its conditions, its
+/// links' retries and its latest revision at the same moment.
+async fn detail(state: &AppState, id: &str) -> ApiResult<SpokeDetail> {
     let mut tx = crate::store::snapshot(&state.db).await?;
-    let spoke = spokes::get(&mut *tx, &id)
+    let detail = spokes::detail(&mut tx, id)
         .await?
-        .ok_or_else(|| not_found(&id))?;
-    let conditions = conditions::list(&mut *tx, &id).await?;
+        .ok_or_else(|| not_found(id))?;
     tx.commit().await?;
-    Ok(axum::Json(SpokeDetail { spoke, conditions }))
+    Ok(detail)
 }
 
 /// The spoke confirms that it trusts the hub (its own credential only):
@@ -230,14 +237,11 @@ pub async fn confirm_spoke(
         return Err(not_found(&id));
     }
     match spokes::confirm(&state.db, &id, &caller.actor(), &caller.fingerprint).await? {
-        Confirmed::Done(spoke, conditions) => {
+        Confirmed::Done(detail) => {
             tracing::info!(spoke = %id, key = %caller.fingerprint, "spoke confirmed it trusts the hub");
-            Ok(axum::Json(SpokeDetail { spoke, conditions }))
+            Ok(axum::Json(*detail))
         }
-        Confirmed::Revoked(spoke) => Err(ApiError::Conflict {
-            detail: format!("spoke {id} is revoked: it confirms nothing"),
-            current: serde_json::to_value(&spoke).ok(),
-        }),
+        Confirmed::Revoked(spoke) => Err(revoked(&spoke, "it confirms nothing")),
         Confirmed::NotFound => Err(not_found(&id)),
     }
 }
@@ -265,6 +269,39 @@ pub async fn spoke_history(
         .await?
         .map(axum::Json)
         .ok_or_else(|| not_found(&id))
+}
+
+/// The most recent steps served by `GET .../steps`.
+pub const MAX_STEPS: i64 = 500;
+
+/// A spoke's onboarding record, oldest first: every change of its
+/// conditions, so the steps taken, failed and (after a suspension or
+/// revocation) undone, in the order they happened; the 500 most recent.
+#[utoipa::path(
+    get, path = "/api/federation/spokes/{id}/steps", tag = TAG,
+    params(SpokePath),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The spoke's steps, oldest first", body = [crate::conditions::Step]),
+        KeyedErrors,
+        (status = 404, description = "No such spoke", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn spoke_steps(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Vec<crate::conditions::Step>>> {
+    if !is_spoke_id(&id) {
+        return Err(not_found(&id));
+    }
+    let mut tx = crate::store::snapshot(&state.db).await?;
+    if spokes::get(&mut *tx, &id).await?.is_none() {
+        return Err(not_found(&id));
+    }
+    let steps = crate::store::conditions::steps(&mut *tx, &id, MAX_STEPS).await?;
+    tx.commit().await?;
+    Ok(axum::Json(steps))
 }
 
 async fn act(
@@ -387,6 +424,182 @@ action_route!(
     "Revoke a spoke for good (admin): its links become DISABLED; it may register again as a new record.",
     "The spoke is already revoked; `current` holds it"
 );
+
+/// Ask for new endpoints (update in place): base URL, IdP URLs,
+/// certificate fingerprint. The spoke's own token, or an admin key. The
+/// change waits as a pending revision for an admin while the approved
+/// configuration stays live; a newer request supersedes it.
+#[utoipa::path(
+    post, path = "/api/federation/spokes/{id}/revision", tag = TAG,
+    params(SpokePath),
+    request_body = RevisionRequest,
+    security(("api_key" = [])),
+    responses(
+        (status = 202, description = "A revision waits for an admin: the spoke, its conditions and the revision", body = SpokeDetail),
+        (status = 200, description = "These are the live endpoints: nothing to change (an open revision is superseded)", body = SpokeDetail),
+        BodyErrors,
+        KeyedErrors,
+        (status = 404, description = "No such spoke", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The spoke is revoked; `current` holds it", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn propose_revision(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    input: Json<RevisionRequest>,
+) -> ApiResult<Response> {
+    if caller.spoke.is_some() {
+        caller.require_spoke(&id)?;
+    } else {
+        caller.require(Role::Admin)?;
+    }
+    if !is_spoke_id(&id) {
+        return Err(not_found(&id));
+    }
+    let wanted = input.check(RevisionRequest::into_endpoints)?;
+    let status = match revisions::propose(&state.db, &id, &wanted, &caller.actor()).await? {
+        Proposed::Created(r) => {
+            tracing::info!(spoke = %id, revision = r.id, key = %caller.fingerprint, "spoke revision proposed, pending approval");
+            StatusCode::ACCEPTED
+        }
+        Proposed::Unchanged(_) => StatusCode::OK,
+        Proposed::Revoked(spoke) => return Err(revoked(&spoke, "it changes nothing")),
+        Proposed::NotFound => return Err(not_found(&id)),
+    };
+    Ok((status, axum::Json(detail(&state, &id).await?)).into_response())
+}
+
+async fn decide(
+    state: AppState,
+    caller: Caller,
+    id: String,
+    approve: bool,
+    request: Json<TransitionRequest>,
+) -> ApiResult<axum::Json<SpokeDetail>> {
+    caller.require(Role::Admin)?;
+    // The lifecycle action is only a label here: the checks are the same.
+    let spec = request.check(|r| r.into_spec(SpokeAction::Approve, &caller.fingerprint))?;
+    if !is_spoke_id(&id) {
+        return Err(not_found(&id));
+    }
+    let actor = caller.actor();
+    match revisions::decide(&state.db, &id, approve, &spec.reason, &spec.actor, &actor).await? {
+        Decided::Done(r, _) => {
+            tracing::info!(spoke = %id, revision = r.id, state = r.state.as_str(), actor = %spec.actor, key = %caller.fingerprint, "spoke revision decided");
+            detail(&state, &id).await.map(axum::Json)
+        }
+        Decided::NothingPending(spoke) => Err(ApiError::Conflict {
+            detail: format!("spoke {id} has no revision waiting for a decision"),
+            current: serde_json::to_value(&spoke).ok(),
+        }),
+        Decided::NotFound => Err(not_found(&id)),
+    }
+}
+
+macro_rules! decision_route {
+    ($fn:ident, $approve:expr, $path:literal, $summary:literal) => {
+        #[doc = $summary]
+        #[utoipa::path(
+            post, path = $path, tag = TAG,
+            params(SpokePath),
+            request_body = TransitionRequest,
+            security(("api_key" = [])),
+            responses(
+                (status = 200, description = "Decided: the spoke, its conditions and the revision", body = SpokeDetail),
+                BodyErrors,
+                KeyedErrors,
+                (status = 404, description = "No such spoke", body = Problem, content_type = "application/problem+json"),
+                (status = 409, description = "No revision of the spoke waits for a decision; `current` holds the spoke", body = Problem, content_type = "application/problem+json"),
+            )
+        )]
+        pub async fn $fn(
+            State(state): State<AppState>,
+            caller: Caller,
+            Path(id): Path<String>,
+            request: Json<TransitionRequest>,
+        ) -> ApiResult<axum::Json<SpokeDetail>> {
+            decide(state, caller, id, $approve, request).await
+        }
+    };
+}
+
+decision_route!(
+    approve_revision,
+    true,
+    "/api/federation/spokes/{id}/revision/approve",
+    "Approve a spoke's pending revision (admin). An approved spoke's revision rolls out once the reconciler has verified the new IdP (discovery, issuer, JWKS); the managed IdP is updated in place, never deleted, so logins go on. A pending or suspended spoke's applies at once."
+);
+decision_route!(
+    reject_revision,
+    false,
+    "/api/federation/spokes/{id}/revision/reject",
+    "Reject a spoke's pending revision (admin): the approved configuration stays."
+);
+
+/// Audit action of a retry.
+pub const RETRY_ACTION: &str = "spoke.retry";
+
+/// Retry an approved spoke's onboarding now (admin): one reconcile run,
+/// then the spoke as it left it (`onboarding` says where it stands or
+/// stopped). The reconciler also retries by itself, with backoff.
+#[utoipa::path(
+    post, path = "/api/federation/spokes/{id}/retry", tag = TAG,
+    params(SpokePath),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The run is done: the spoke, its conditions and where its onboarding stands", body = SpokeDetail),
+        KeyedErrors,
+        (status = 404, description = "No such spoke", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The spoke is not approved: nothing to retry; `current` holds it", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn retry_spoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<SpokeDetail>> {
+    caller.require(Role::Admin)?;
+    if !is_spoke_id(&id) {
+        return Err(not_found(&id));
+    }
+    let spoke = spokes::get(&state.db, &id)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
+    let target = crate::store::audit::target("spoke", &id);
+    let actor = caller.actor();
+    let mut conn = state.db.acquire().await?;
+    if spoke.status != SpokeStatus::Approved {
+        let why = format!("the spoke is {}", spoke.status.as_str());
+        let entry = AuditEntry::refused(&actor, RETRY_ACTION, target, &why);
+        crate::store::audit::record(&mut conn, &entry).await?;
+        return Err(ApiError::Conflict {
+            detail: format!(
+                "spoke {id} is {}: only an approved spoke's onboarding is retried",
+                spoke.status.as_str()
+            ),
+            current: serde_json::to_value(&spoke).ok(),
+        });
+    }
+    // The run spans many transactions and outside systems: its audit row
+    // records the request, before it runs.
+    crate::store::audit::record(
+        &mut conn,
+        &AuditEntry::success(&actor, RETRY_ACTION, target),
+    )
+    .await?;
+    drop(conn);
+    tracing::info!(spoke = %id, key = %caller.fingerprint, "onboarding retry requested");
+    state.sync.reconcile(Trigger::Manual).await?;
+    detail(&state, &id).await.map(axum::Json)
+}
+
+fn revoked(spoke: &Spoke, what: &str) -> ApiError {
+    ApiError::Conflict {
+        detail: format!("spoke {} is revoked: {what}", spoke.id),
+        current: serde_json::to_value(spoke).ok(),
+    }
+}
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

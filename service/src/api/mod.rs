@@ -71,7 +71,7 @@ impl Modify for SecurityAddon {
             "api_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 "X-API-Key",
-                "An admin or agent key (several may be valid at once for rotation), a per-hub token (`fedhub_...`) that may only read the catalog, register or update its own project and refresh its own credentials, or a per-spoke token (`fedspoke_...`) that may only read its own spoke, refresh its own credential and confirm its own links",
+                "An admin or agent key (several may be valid at once for rotation), a per-hub token (`fedhub_...`) that may only read the catalog, register or update its own project and refresh its own credentials, or a per-spoke token (`fedspoke_...`) that may only read its own spoke, refresh its own credential, confirm its own links and ask for its own new endpoints",
             ))),
         );
     }
@@ -106,10 +106,15 @@ fn protected(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(federation::get_spoke))
         .routes(routes!(federation::confirm_spoke))
         .routes(routes!(federation::spoke_history))
+        .routes(routes!(federation::spoke_steps))
         .routes(routes!(federation::approve_spoke))
         .routes(routes!(federation::suspend_spoke))
         .routes(routes!(federation::reinstate_spoke))
         .routes(routes!(federation::revoke_spoke))
+        .routes(routes!(federation::propose_revision))
+        .routes(routes!(federation::approve_revision))
+        .routes(routes!(federation::reject_revision))
+        .routes(routes!(federation::retry_spoke))
         .routes(routes!(
             credentials::issue_spoke_credential,
             credentials::list_spoke_credentials,

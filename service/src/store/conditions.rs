@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use sqlx::PgExecutor;
 
-use crate::conditions::{Condition, ConditionStatus, ConditionType, Observed};
+use crate::conditions::{Condition, ConditionStatus, ConditionType, Observed, Step};
 
 /// Longest message kept.
 pub const MAX_MESSAGE_LEN: usize = 2000;
@@ -132,4 +132,25 @@ pub async fn of_spokes<'e>(
         list.sort_by_key(|c| ConditionType::ALL.iter().position(|t| *t == c.type_));
     }
     Ok(out)
+}
+
+/// A spoke's recorded steps (every change of its conditions), oldest
+/// first, at most the `limit` most recent.
+pub async fn steps<'e>(
+    db: impl PgExecutor<'e>,
+    spoke_id: &str,
+    limit: i64,
+) -> Result<Vec<Step>, sqlx::Error> {
+    let mut steps = sqlx::query_as!(
+        Step,
+        r#"SELECT id, type AS "type_: ConditionType", status AS "status: ConditionStatus",
+                  reason, message, observed_generation, at
+           FROM spoke_steps WHERE spoke_id = $1 ORDER BY id DESC LIMIT $2"#,
+        spoke_id,
+        limit,
+    )
+    .fetch_all(db)
+    .await?;
+    steps.reverse();
+    Ok(steps)
 }

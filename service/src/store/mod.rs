@@ -11,6 +11,7 @@ pub mod liveness;
 pub mod maintenance;
 pub mod outbox;
 pub mod projects;
+pub mod revisions;
 pub mod routing;
 pub mod spokes;
 pub mod sync;

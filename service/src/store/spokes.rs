@@ -9,7 +9,7 @@ use super::audit::{self, Actor, AuditEntry};
 use super::credentials::{self, CredentialKind};
 use super::{conditions, links, outbox};
 use crate::catalog::ProjectStatus;
-use crate::conditions::{reasons, ConditionType, Observed};
+use crate::conditions::{reasons, ConditionType, Observed, SpokeDetail};
 use crate::spoke::{
     new_spoke_id, PublicIdp, Spoke, SpokeEventData, SpokeSpec, SpokeStatus, Transition,
     TransitionSpec,
@@ -201,9 +201,11 @@ pub async fn transition_in(
     let entry =
         AuditEntry::success(actor, &action, audit::target("spoke", id)).with_detail(&spec.reason);
     audit::record(conn, &entry).await?;
-    // A revoked spoke's credentials go with it, in this transaction (a
-    // suspended spoke's stay, refused while it is suspended).
+    // A revoked spoke's credentials and open revision go with it, in this
+    // transaction (a suspended spoke's stay, refused while it is suspended).
     if to == SpokeStatus::Revoked {
+        super::revisions::supersede_open(conn, id, crate::revision::RevisionState::Withdrawn)
+            .await?;
         let revoked = credentials::revoke_all_of(&mut *conn, CredentialKind::Spoke, id).await?;
         if revoked > 0 {
             let entry = AuditEntry::success(
@@ -293,6 +295,15 @@ pub async fn list<'e>(
     .await
 }
 
+/// Revoked spokes with a step of their onboarding still done (one of
+/// TfvarsRendered, TerraformApplied, IdpConfigured True): the reconciler
+/// undoes it.
+pub async fn being_withdrawn<'e>(db: impl PgExecutor<'e>) -> Result<Vec<Spoke>, sqlx::Error> {
+    sqlx::query_file_as!(Spoke, "src/store/sql/spoke_being_withdrawn.sql")
+        .fetch_all(db)
+        .await
+}
+
 /// A spoke's transition log, oldest first; `None` if there is no such spoke.
 pub async fn history(pool: &PgPool, id: &str) -> Result<Option<Vec<Transition>>, sqlx::Error> {
     if get(pool, id).await?.is_none() {
@@ -319,6 +330,29 @@ pub async fn public_idps<'e>(db: impl PgExecutor<'e>) -> Result<Vec<PublicIdp>, 
         .await
 }
 
+/// A spoke with its conditions, its onboarding summed up and its latest
+/// revision, read on `conn` (a snapshot transaction gives one moment).
+pub async fn detail(conn: &mut PgConnection, id: &str) -> Result<Option<SpokeDetail>, sqlx::Error> {
+    let Some(spoke) = get(&mut *conn, id).await? else {
+        return Ok(None);
+    };
+    let conditions = conditions::list(&mut *conn, id).await?;
+    let retries = sqlx::query_scalar!(
+        r#"SELECT coalesce(max(retry_count), 0) AS "retries!" FROM federation_links WHERE spoke_id = $1"#,
+        id
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let revision = super::revisions::latest(&mut *conn, id).await?;
+    let onboarding = crate::conditions::onboarding(spoke.status, &conditions, retries);
+    Ok(Some(SpokeDetail {
+        spoke,
+        conditions,
+        onboarding,
+        revision,
+    }))
+}
+
 /// Audit action of a spoke's confirmation.
 pub const CONFIRM_ACTION: &str = "spoke.confirm";
 
@@ -326,9 +360,9 @@ pub const CONFIRM_ACTION: &str = "spoke.confirm";
 #[derive(Debug, Clone, PartialEq)]
 pub enum Confirmed {
     /// `SpokeTrustsHub` is True; the spoke and its conditions now.
-    Done(Spoke, Vec<crate::conditions::Condition>),
+    Done(Box<SpokeDetail>),
     /// A revoked spoke confirms nothing.
-    Revoked(Spoke),
+    Revoked(Box<Spoke>),
     NotFound,
 }
 
@@ -346,7 +380,7 @@ pub async fn confirm(
         return Ok(Confirmed::NotFound);
     };
     if spoke.status == SpokeStatus::Revoked {
-        return Ok(Confirmed::Revoked(spoke));
+        return Ok(Confirmed::Revoked(Box::new(spoke)));
     }
     let trusted = Observed::new(
         ConditionType::SpokeTrustsHub,
@@ -367,6 +401,7 @@ pub async fn confirm(
     .await?;
     let entry = AuditEntry::success(actor, CONFIRM_ACTION, audit::target("spoke", id));
     audit::record(&mut tx, &entry).await?;
+    let detail = detail(&mut tx, id).await?.ok_or(sqlx::Error::RowNotFound)?;
     tx.commit().await?;
-    Ok(Confirmed::Done(spoke, now))
+    Ok(Confirmed::Done(Box::new(detail)))
 }

@@ -11,6 +11,10 @@
 //! Each run also probes every approved spoke's IdP (OIDC discovery, issuer,
 //! JWKS), records what it saw as the spoke's conditions
 //! ([`crate::conditions`]), and derives the links from them ([`links`]).
+//! A run starts by rolling in approved revisions whose new IdP answers
+//! ([`rollout`]). A withdrawn (suspended, revoked) spoke's steps are
+//! undone in reverse order: its IdP first, then its tfvars entry (which
+//! waits for that), then the post-command.
 //!
 //! Each target has a circuit breaker in PostgreSQL and retries with backoff;
 //! the two run side by side, so one that is down never blocks the other.
@@ -27,12 +31,13 @@ pub mod metrics;
 pub mod plan;
 pub mod probe;
 pub mod registry;
+pub mod rollout;
 pub mod status;
 pub mod tfvars;
 pub mod timeouts;
 pub mod worker;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -58,7 +63,7 @@ use common::retry::Backoff;
 pub const RECONCILE_LOCK: i64 = 0x6665_6472_6563_6f6e; // "fedrecon"
 
 /// Identity provider requests in flight at once during a run.
-const KEYCLOAK_CONCURRENCY: usize = 8;
+pub(crate) const KEYCLOAK_CONCURRENCY: usize = 8;
 
 /// A sync target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
@@ -148,12 +153,17 @@ pub struct TargetReport {
     /// event or resync.
     #[serde(skip)]
     pub transient: bool,
+    /// Lower-case codes of withdrawn spokes whose undo in this target
+    /// failed (the next target keeps their steps: reverse order).
+    #[serde(skip)]
+    pub undo_failed: BTreeSet<String>,
 }
 
 impl TargetReport {
     fn new(started_at: DateTime<Utc>) -> Self {
         TargetReport {
             transient: false,
+            undo_failed: BTreeSet::new(),
             result: RunResult::Success,
             changes: 0,
             actions: Vec::new(),
@@ -211,6 +221,9 @@ pub struct SyncEngine {
     holder: String,
     /// The adaptive timeout of Keycloak requests (shared with the client).
     keycloak_timeout: std::sync::Arc<timeouts::StepTimeout>,
+    /// The adaptive timeouts of IdP probe requests and of the post-command.
+    probe_timeout: timeouts::StepTimeout,
+    post_command_timeout: timeouts::StepTimeout,
 }
 
 impl SyncEngine {
@@ -231,8 +244,12 @@ impl SyncEngine {
             .timeout(timeout)
             .connect_timeout(timeout.min(std::time::Duration::from_secs(5)))
             .build()?;
-        metrics.set_step_timeout(timeouts::Step::KeycloakRequest, keycloak_timeout.current());
-        Ok(SyncEngine {
+        let adaptive = &settings.adaptive_timeout;
+        let probe_timeout = timeouts::StepTimeout::new(adaptive, timeout);
+        let command_limit = settings.tfvars.post_command_timeout;
+        let post_command_timeout =
+            timeouts::StepTimeout::with_max(adaptive, command_limit, command_limit);
+        let engine = SyncEngine {
             probe_http,
             tfvars_breaker: Breaker::new(pool.clone(), Target::Tfvars, &settings.breaker),
             keycloak_breaker: Breaker::new(pool.clone(), Target::Keycloak, &settings.breaker),
@@ -243,7 +260,23 @@ impl SyncEngine {
             metrics,
             holder: format!("sync-{}", uuid::Uuid::new_v4()),
             keycloak_timeout,
-        })
+            probe_timeout,
+            post_command_timeout,
+        };
+        engine.publish_step_timeouts();
+        Ok(engine)
+    }
+
+    /// `sync_step_timeout_seconds` for every step, as they stand.
+    fn publish_step_timeouts(&self) {
+        use timeouts::Step;
+        for (step, t) in [
+            (Step::KeycloakRequest, &*self.keycloak_timeout),
+            (Step::IdpProbe, &self.probe_timeout),
+            (Step::PostCommand, &self.post_command_timeout),
+        ] {
+            self.metrics.set_step_timeout(step, t.current());
+        }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -280,7 +313,7 @@ impl SyncEngine {
         let registry = registry::load(&self.pool).await?;
         // The leases of the spokes this run acts on; one another live
         // holder has is left to it (its writes are fenced, so are ours).
-        let ids: Vec<String> = registry.spokes.iter().map(|s| s.id.clone()).collect();
+        let ids: Vec<String> = registry.all().map(|s| s.id.clone()).collect();
         let pid: i32 = sqlx::query_scalar!(r#"SELECT pg_backend_pid() AS "pid!""#)
             .fetch_one(&mut *lock)
             .await?;
@@ -292,17 +325,28 @@ impl SyncEngine {
                 "spokes leased by another holder are left to it this run"
             );
         }
+        // Approved revisions whose new IdP answers roll in first, so this
+        // very run renders and configures them.
+        let registry = if self.roll_out_revisions(&registry, &leases).await {
+            registry::load(&self.pool).await?
+        } else {
+            registry
+        };
+        // Side by side, except that a withdrawn spoke's tfvars entry waits
+        // for Keycloak's undo of its IdP (reverse order).
+        let (undo_tx, undo_rx) = tokio::sync::oneshot::channel();
+        let keycloak_then_tell = async {
+            let report = self.keycloak_target(&registry, &leases).await;
+            let _ = undo_tx.send(report.undo_failed.clone());
+            report
+        };
         let (tfvars, keycloak, ()) = tokio::join!(
             self.timed(
                 Target::Tfvars,
                 trigger,
-                self.tfvars_target(&registry, &leases)
+                self.tfvars_target(&registry, &leases, undo_rx)
             ),
-            self.timed(
-                Target::Keycloak,
-                trigger,
-                self.keycloak_target(&registry, &leases)
-            ),
+            self.timed(Target::Keycloak, trigger, keycloak_then_tell),
             self.probe_idps(&registry, &leases),
         );
         let approved_ids: Vec<String> = registry.approved().map(|s| s.id.clone()).collect();
@@ -312,10 +356,7 @@ impl SyncEngine {
         if let Err(e) = leases.release(&self.pool).await {
             tracing::warn!(error = %e, "cannot release the spoke leases (they expire)");
         }
-        self.metrics.set_step_timeout(
-            timeouts::Step::KeycloakRequest,
-            self.keycloak_timeout.current(),
-        );
+        self.publish_step_timeouts();
         let report = RunReport {
             trigger,
             approved_spokes: registry.approved().count(),
@@ -412,7 +453,12 @@ impl SyncEngine {
         }
     }
 
-    async fn tfvars_target(&self, registry: &Registry, leases: &Leases) -> TargetReport {
+    async fn tfvars_target(
+        &self,
+        registry: &Registry,
+        leases: &Leases,
+        undo_failed: tokio::sync::oneshot::Receiver<BTreeSet<String>>,
+    ) -> TargetReport {
         let mut report = TargetReport::new(Utc::now());
         let t = &self.settings.tfvars;
         let (rendered, applied) = (
@@ -426,36 +472,74 @@ impl SyncEngine {
                 Observed::unknown(rendered, reasons::TFVARS_DISABLED, off),
                 Observed::unknown(applied, reasons::TFVARS_DISABLED, off),
             ];
-            self.record(registry, leases, &observed).await;
+            let every = registry.approved().chain(registry.withdrawn());
+            self.record_for(every, leases, &observed).await;
             return report;
         }
         if !self.admit(Target::Tfvars, &mut report).await {
             return report;
         }
-        let partners = tfvars::desired(registry, &self.settings);
+        let mut partners = tfvars::desired(registry, &self.settings);
+        let kept = self.keep_undone(&mut partners, registry, undo_failed).await;
         let outcome = self.write_tfvars(&partners, &mut report).await;
-        let observed = match &outcome {
-            Ok(command) => vec![
-                Observed::is_true(rendered, reasons::RENDERED),
-                if *command {
-                    Observed::is_true(applied, reasons::APPLIED)
+        let (observed, withdrawal) = match &outcome {
+            Ok(command) => {
+                let (reason, undone) = if *command {
+                    (reasons::APPLIED, "the post-command applied its withdrawal")
                 } else {
-                    Observed::is_true(applied, reasons::NO_POST_COMMAND)
-                },
-            ],
-            Err(TfvarsFailure::Write(e)) => {
-                vec![Observed::is_false(
-                    rendered,
-                    reasons::TFVARS_WRITE_FAILED,
-                    e,
-                )]
+                    (
+                        reasons::NO_POST_COMMAND,
+                        "no post-command to apply its withdrawal",
+                    )
+                };
+                (
+                    vec![
+                        Observed::is_true(rendered, reasons::RENDERED),
+                        Observed::is_true(applied, reason),
+                    ],
+                    vec![
+                        Observed::is_false(
+                            rendered,
+                            reasons::WITHDRAWN,
+                            "out of the tfvars file, or rendered disabled",
+                        ),
+                        Observed::is_false(applied, reasons::WITHDRAWN, undone),
+                    ],
+                )
             }
-            Err(TfvarsFailure::PostCommand(e)) => vec![
-                Observed::is_true(rendered, reasons::RENDERED),
-                Observed::is_false(applied, reasons::POST_COMMAND_FAILED, e),
-            ],
+            Err(TfvarsFailure::Write(e)) => {
+                let failed = Observed::is_false(rendered, reasons::TFVARS_WRITE_FAILED, e);
+                (vec![failed.clone()], vec![failed])
+            }
+            Err(TfvarsFailure::PostCommand(e)) => {
+                let failed = Observed::is_false(applied, reasons::POST_COMMAND_FAILED, e);
+                (
+                    vec![
+                        Observed::is_true(rendered, reasons::RENDERED),
+                        failed.clone(),
+                    ],
+                    vec![
+                        Observed::is_false(rendered, reasons::WITHDRAWN, "out of the tfvars file"),
+                        failed,
+                    ],
+                )
+            }
         };
         self.record(registry, leases, &observed).await;
+        // Withdrawn spokes: undone here only once their IdP is (reverse
+        // order); until then their entry stays as it was.
+        let is_kept = |s: &&registry::Spoke| kept.contains(&s.code_lower());
+        let gone = registry.withdrawn().filter(|s| !is_kept(s));
+        self.record_for(gone, leases, &withdrawal).await;
+        let keep = Observed::new(
+            rendered,
+            crate::conditions::ConditionStatus::True,
+            reasons::KEPT_UNTIL_IDP_UNDONE,
+            "kept in the file as it was until its identity provider is disabled or deleted",
+        );
+        let held = registry.withdrawn().filter(is_kept);
+        self.record_for(held, leases, std::slice::from_ref(&keep))
+            .await;
         let failed = outcome.is_err();
         if let Err(TfvarsFailure::Write(e) | TfvarsFailure::PostCommand(e)) = outcome {
             report.result = RunResult::Failure;
@@ -464,6 +548,55 @@ impl SyncEngine {
         }
         self.settle(Target::Tfvars, &mut report, failed).await;
         report
+    }
+
+    /// Keeps in `partners`, as the file has them now, the entries of the
+    /// withdrawn spokes this write would change whose IdP Keycloak could
+    /// not undo (it says which through `undo_failed`, awaited only when
+    /// there is such an entry: otherwise the file never waits for
+    /// Keycloak); the codes kept. A live spoke's entry is never replaced.
+    async fn keep_undone(
+        &self,
+        partners: &mut BTreeMap<String, tfvars::Partner>,
+        registry: &Registry,
+        undo_failed: tokio::sync::oneshot::Receiver<BTreeSet<String>>,
+    ) -> BTreeSet<String> {
+        let live: BTreeSet<String> = registry.approved().map(|s| s.code_lower()).collect();
+        let withdrawn: BTreeSet<String> = registry
+            .withdrawn()
+            .map(|s| s.code_lower())
+            .filter(|c| !live.contains(c))
+            .collect();
+        if withdrawn.is_empty() {
+            return BTreeSet::new();
+        }
+        let t = &self.settings.tfvars;
+        let (path, format) = (t.path.clone(), t.format);
+        let current = match tokio::task::spawn_blocking(move || tfvars::read(&path, format)).await {
+            Ok(Ok(Some(current))) => current,
+            _ => return BTreeSet::new(),
+        };
+        let changing: BTreeMap<String, tfvars::Partner> = withdrawn
+            .into_iter()
+            .filter_map(|code| {
+                let entry = serde_json::from_value(current.get(&code)?.clone()).ok()?;
+                (partners.get(&code) != Some(&entry)).then_some((code, entry))
+            })
+            .collect();
+        if changing.is_empty() {
+            return BTreeSet::new();
+        }
+        let failed = undo_failed
+            .await
+            .unwrap_or_else(|_| changing.keys().cloned().collect());
+        let mut kept = BTreeSet::new();
+        for (code, entry) in changing {
+            if failed.contains(&code) {
+                partners.insert(code.clone(), entry);
+                kept.insert(code);
+            }
+        }
+        kept
     }
 
     /// Writes the file and runs the post-command if there is one (then
@@ -519,13 +652,17 @@ impl SyncEngine {
             return Ok(true);
         }
         let started = Utc::now();
+        let clock = Instant::now();
         let outcome = tfvars::run_post_command(
             &t.post_command,
             &path,
             partners.len(),
-            t.post_command_timeout,
+            self.post_command_timeout.current(),
         )
         .await;
+        if outcome.succeeded() {
+            self.post_command_timeout.record_success(clock.elapsed());
+        }
         let command = t.post_command.join(" ");
         report
             .actions
@@ -555,14 +692,15 @@ impl SyncEngine {
                 reasons::KEYCLOAK_NOT_CONFIGURED,
                 "sync.keycloak.base_url is not set: no identity provider is made",
             );
-            self.record(registry, leases, std::slice::from_ref(&off))
+            let every = registry.approved().chain(registry.withdrawn());
+            self.record_for(every, leases, std::slice::from_ref(&off))
                 .await;
             return report;
         };
         if !self.admit(Target::Keycloak, &mut report).await {
             let msg = report.error.clone().unwrap_or_default();
             let open = Observed::is_false(configured, links::codes::CIRCUIT_OPEN, msg);
-            self.record(registry, leases, std::slice::from_ref(&open))
+            self.record_not_done(registry, leases, &open, &mut report)
                 .await;
             return report;
         }
@@ -573,7 +711,7 @@ impl SyncEngine {
                 report.error = Some(e.to_string());
                 report.transient = e.is_transient();
                 let down = Observed::is_false(configured, link_code(&e), e.to_string());
-                self.record(registry, leases, std::slice::from_ref(&down))
+                self.record_not_done(registry, leases, &down, &mut report)
                     .await;
                 let target_down = e.is_target_failure();
                 self.settle(Target::Keycloak, &mut report, target_down)
@@ -596,20 +734,21 @@ impl SyncEngine {
                 .collect()
                 .await;
 
-        let mut failed_spokes: BTreeMap<String, (&'static str, String)> = BTreeMap::new();
+        // Failures by alias, and so by the spoke of that code (a revoked
+        // spoke's IdP is an orphan's delete).
+        let mut failed: BTreeMap<String, (&'static str, String)> = BTreeMap::new();
         let mut errors = Vec::new();
         let mut target_down = false;
         for (action, result) in &results {
             let what = describe(&action.change);
+            let alias = action.change.alias().to_owned();
             match (result, &action.change) {
                 (Ok(()), IdpChange::Blocked { alias, .. }) => {
                     let msg = format!(
                         "identity provider {alias} exists and is not managed by this service; left alone"
                     );
                     errors.push(msg.clone());
-                    if let Some(s) = &action.spoke {
-                        failed_spokes.insert(s.id.clone(), (links::codes::IDP_ALIAS_TAKEN, msg));
-                    }
+                    failed.insert(alias.clone(), (links::codes::IDP_ALIAS_TAKEN, msg));
                 }
                 (Ok(()), _) => {
                     report.changes += 1;
@@ -620,9 +759,7 @@ impl SyncEngine {
                     report.transient |= e.is_transient();
                     let msg = format!("{what}: {e}");
                     errors.push(msg.clone());
-                    if let Some(s) = &action.spoke {
-                        failed_spokes.insert(s.id.clone(), (link_code(e), msg));
-                    }
+                    failed.insert(alias, (link_code(e), msg));
                 }
             }
         }
@@ -631,23 +768,63 @@ impl SyncEngine {
             report.result = RunResult::Failure;
             report.error = Some(summarise(&errors));
         }
-        // IdpConfigured: approved spokes whose IdP is in place are True.
-        let observed: Vec<(&str, i64, Observed)> = registry
+        let failure = |s: &registry::Spoke| failed.get(&idp::alias(&s.code_lower())).cloned();
+        // IdpConfigured: approved spokes whose IdP is in place are True;
+        // withdrawn ones whose IdP is disabled or deleted are False with
+        // the undo's reason (an unmanaged IdP of that alias is not ours to
+        // undo).
+        let mut observed: Vec<(&str, i64, Observed)> = registry
             .approved()
             .map(|spoke| {
-                let o = match failed_spokes.get(&spoke.id) {
-                    Some((code, msg)) => Observed::is_false(configured, code, msg.clone()),
+                let o = match failure(spoke) {
+                    Some((code, msg)) => Observed::is_false(configured, code, msg),
                     None => Observed::is_true(configured, reasons::IN_SYNC),
                 };
                 (spoke.id.as_str(), spoke.generation, o)
             })
             .collect();
+        for spoke in registry.withdrawn() {
+            let o = match failure(spoke) {
+                Some((code, msg)) if code != links::codes::IDP_ALIAS_TAKEN => {
+                    report.undo_failed.insert(spoke.code_lower());
+                    Observed::is_false(configured, code, msg)
+                }
+                _ if spoke.is_suspended() => Observed::is_false(
+                    configured,
+                    reasons::IDP_DISABLED,
+                    "the spoke is suspended: its identity provider is disabled",
+                ),
+                _ => Observed::is_false(
+                    configured,
+                    reasons::IDP_REMOVED,
+                    "the spoke is revoked: its identity provider is deleted",
+                ),
+            };
+            observed.push((spoke.id.as_str(), spoke.generation, o));
+        }
         let rows: Vec<(&str, i64, &Observed)> =
             observed.iter().map(|(id, g, o)| (*id, *g, o)).collect();
         self.record_rows(&rows, leases).await;
         self.settle(Target::Keycloak, &mut report, target_down)
             .await;
         report
+    }
+
+    /// Keycloak could not be worked on: `observed` for every approved and
+    /// withdrawn spoke, and no withdrawn spoke's IdP is undone.
+    async fn record_not_done(
+        &self,
+        registry: &Registry,
+        leases: &Leases,
+        observed: &Observed,
+        report: &mut TargetReport,
+    ) {
+        report
+            .undo_failed
+            .extend(registry.withdrawn().map(|s| s.code_lower()));
+        let every = registry.approved().chain(registry.withdrawn());
+        self.record_for(every, leases, std::slice::from_ref(observed))
+            .await;
     }
 
     async fn apply(
@@ -688,10 +865,10 @@ impl SyncEngine {
             .filter(|s| leases.holds(&s.id))
             .cloned()
             .collect();
-        let (http, settings) = (&self.probe_http, &self.settings);
+        let (http, settings, timeout) = (&self.probe_http, &self.settings, &self.probe_timeout);
         let observed: Vec<(registry::Spoke, Observed)> = futures::stream::iter(spokes)
             .map(|spoke| async move {
-                let o = probe::probe(http, &spoke, settings).await;
+                let o = probe::probe(http, &spoke, settings, timeout).await;
                 (spoke, o)
             })
             .buffer_unordered(KEYCLOAK_CONCURRENCY)
@@ -702,12 +879,32 @@ impl SyncEngine {
             .map(|(s, o)| (s.id.as_str(), s.generation, o))
             .collect();
         self.record_rows(&rows, leases).await;
+        let withdrawn = Observed::unknown(
+            ConditionType::IdpReachable,
+            reasons::WITHDRAWN,
+            "not probed: the spoke is suspended or revoked",
+        );
+        self.record_for(
+            registry.withdrawn(),
+            leases,
+            std::slice::from_ref(&withdrawn),
+        )
+        .await;
     }
 
     /// Records `observed` for every approved spoke of the run.
     async fn record(&self, registry: &Registry, leases: &Leases, observed: &[Observed]) {
-        let rows: Vec<(&str, i64, &Observed)> = registry
-            .approved()
+        self.record_for(registry.approved(), leases, observed).await;
+    }
+
+    /// Records `observed` for each of `spokes`.
+    async fn record_for<'a>(
+        &self,
+        spokes: impl Iterator<Item = &'a registry::Spoke>,
+        leases: &Leases,
+        observed: &[Observed],
+    ) {
+        let rows: Vec<(&str, i64, &Observed)> = spokes
             .flat_map(|s| observed.iter().map(|o| (s.id.as_str(), s.generation, o)))
             .collect();
         self.record_rows(&rows, leases).await;

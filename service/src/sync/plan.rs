@@ -65,6 +65,18 @@ pub enum IdpChange {
     Blocked { alias: String, spoke_id: String },
 }
 
+impl IdpChange {
+    /// The alias it is about.
+    pub fn alias(&self) -> &str {
+        match self {
+            IdpChange::Create { alias, .. }
+            | IdpChange::Update { alias, .. }
+            | IdpChange::Delete { alias }
+            | IdpChange::Blocked { alias, .. } => alias,
+        }
+    }
+}
+
 /// The plan for Keycloak.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct KeycloakPlan {

@@ -2,12 +2,14 @@
 //! It fetches the OIDC discovery document from where the hub reaches the
 //! spoke (`<internal issuer>/.well-known/openid-configuration`), checks that
 //! it names the registered public issuer (what the spoke's tokens carry),
-//! then fetches the JWKS the managed IdP is configured with.
+//! then fetches the JWKS the managed IdP is configured with. Each request
+//! has the adaptive timeout of the `idp_probe` step ([`StepTimeout`]).
 
 use serde::Deserialize;
 
 use super::idp;
 use super::registry::Spoke;
+use super::timeouts::StepTimeout;
 use crate::conditions::{reasons, ConditionType, Observed};
 use crate::config::SyncSettings;
 
@@ -33,9 +35,14 @@ pub fn discovery_url(spoke: &Spoke, settings: &SyncSettings) -> String {
 }
 
 /// Probes `spoke`'s IdP once; the `IdpReachable` condition it supports.
-pub async fn probe(http: &reqwest::Client, spoke: &Spoke, settings: &SyncSettings) -> Observed {
+pub async fn probe(
+    http: &reqwest::Client,
+    spoke: &Spoke,
+    settings: &SyncSettings,
+    timeout: &StepTimeout,
+) -> Observed {
     let url = discovery_url(spoke, settings);
-    let doc: Discovery = match get_json(http, &url).await {
+    let doc: Discovery = match get_json(http, &url, timeout).await {
         Ok(doc) => doc,
         Err(GetError::Unreachable(e)) => {
             return Observed::is_false(TYPE, reasons::DISCOVERY_UNREACHABLE, e)
@@ -64,7 +71,7 @@ pub async fn probe(http: &reqwest::Client, spoke: &Spoke, settings: &SyncSetting
     }
     let desired = idp::desired(spoke, settings);
     let jwks_url = desired.config.get("jwksUrl").cloned().unwrap_or_default();
-    match get_json::<Jwks>(http, &jwks_url).await {
+    match get_json::<Jwks>(http, &jwks_url, timeout).await {
         Ok(jwks) => Observed::new(
             TYPE,
             crate::conditions::ConditionStatus::True,
@@ -87,22 +94,32 @@ enum GetError {
 async fn get_json<T: serde::de::DeserializeOwned>(
     http: &reqwest::Client,
     url: &str,
+    timeout: &StepTimeout,
 ) -> Result<T, GetError> {
-    let res = http
-        .get(url)
-        .header(reqwest::header::ACCEPT, "application/json")
-        .send()
-        .await
-        .map_err(|e| GetError::Unreachable(format!("GET {url}: {}", without_url(e))))?;
-    let status = res.status();
-    if !status.is_success() {
-        return Err(GetError::Unreachable(format!("GET {url}: HTTP {status}")));
-    }
-    res.json::<T>().await.map_err(|e| {
-        GetError::Invalid(format!(
-            "GET {url}: not the expected JSON: {}",
-            without_url(e)
-        ))
+    let limit = timeout.current();
+    let attempt = async {
+        let res = http
+            .get(url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| GetError::Unreachable(format!("GET {url}: {}", without_url(e))))?;
+        let status = res.status();
+        if !status.is_success() {
+            return Err(GetError::Unreachable(format!("GET {url}: HTTP {status}")));
+        }
+        res.json::<T>().await.map_err(|e| {
+            GetError::Invalid(format!(
+                "GET {url}: not the expected JSON: {}",
+                without_url(e)
+            ))
+        })
+    };
+    timeout.run(attempt).await.unwrap_or_else(|| {
+        Err(GetError::Unreachable(format!(
+            "GET {url}: timed out after {} ms",
+            limit.as_millis()
+        )))
     })
 }
 

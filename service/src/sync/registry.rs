@@ -44,15 +44,34 @@ impl Spoke {
     }
 }
 
-/// Every approved or suspended spoke, ordered by instance code.
+/// Every approved or suspended spoke, ordered by instance code, and the
+/// revoked ones whose onboarding is still being undone.
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     pub spokes: Vec<Spoke>,
+    /// Revoked spokes with a step still done (a condition of theirs among
+    /// TfvarsRendered, TerraformApplied, IdpConfigured is True): the run
+    /// undoes it, IdP first. Not rendered, not given an IdP.
+    pub revoked: Vec<Spoke>,
 }
 
 impl Registry {
     pub fn approved(&self) -> impl Iterator<Item = &Spoke> {
         self.spokes.iter().filter(|s| s.is_approved())
+    }
+
+    /// The spokes whose steps are undone: suspended, and revoked ones
+    /// still being torn down.
+    pub fn withdrawn(&self) -> impl Iterator<Item = &Spoke> {
+        self.spokes
+            .iter()
+            .filter(|s| s.is_suspended())
+            .chain(&self.revoked)
+    }
+
+    /// Every spoke a run acts on (and leases).
+    pub fn all(&self) -> impl Iterator<Item = &Spoke> {
+        self.spokes.iter().chain(&self.revoked)
     }
 }
 
@@ -63,19 +82,18 @@ pub async fn load(pool: &PgPool) -> Result<Registry, sqlx::Error> {
     let mut tx = store::snapshot(pool).await?;
     let mut spokes = Vec::new();
     for status in [SpokeStatus::Approved, SpokeStatus::Suspended] {
-        for s in store::spokes::list(&mut *tx, Some(status)).await? {
-            spokes.push(Spoke {
-                hub_status: None,
-                status: s.status.as_str().to_owned(),
-                generation: s.generation,
-                id: s.id,
-                instance_code: s.instance_code,
-                name: s.name,
-                idp_public_url: s.idp_public_url,
-                idp_internal_url: s.idp_internal_url,
-            });
-        }
+        spokes.extend(
+            store::spokes::list(&mut *tx, Some(status))
+                .await?
+                .into_iter()
+                .map(Spoke::from),
+        );
     }
+    let mut revoked: Vec<Spoke> = store::spokes::being_withdrawn(&mut *tx)
+        .await?
+        .into_iter()
+        .map(Spoke::from)
+        .collect();
     // Hub liveness: the catalog project whose slug is the lower-case code.
     let slugs: Vec<String> = spokes.iter().map(Spoke::code_lower).collect();
     let live: HashMap<String, String> = store::projects::statuses_of(&mut *tx, &slugs)
@@ -87,6 +105,23 @@ pub async fn load(pool: &PgPool) -> Result<Registry, sqlx::Error> {
     for s in &mut spokes {
         s.hub_status = live.get(&s.code_lower()).cloned();
     }
-    spokes.sort_by(|a, b| (&a.instance_code, &a.id).cmp(&(&b.instance_code, &b.id)));
-    Ok(Registry { spokes })
+    for list in [&mut spokes, &mut revoked] {
+        list.sort_by(|a, b| (&a.instance_code, &a.id).cmp(&(&b.instance_code, &b.id)));
+    }
+    Ok(Registry { spokes, revoked })
+}
+
+impl From<crate::spoke::Spoke> for Spoke {
+    fn from(s: crate::spoke::Spoke) -> Spoke {
+        Spoke {
+            hub_status: None,
+            status: s.status.as_str().to_owned(),
+            generation: s.generation,
+            id: s.id,
+            instance_code: s.instance_code,
+            name: s.name,
+            idp_public_url: s.idp_public_url,
+            idp_internal_url: s.idp_internal_url,
+        }
+    }
 }

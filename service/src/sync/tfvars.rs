@@ -451,6 +451,7 @@ mod tests {
                 spoke("DEU", "suspended", None),
                 spoke("FRA", "approved", Some("http://fra-kc:8080/realms/fra")),
             ],
+            revoked: Vec::new(),
         }
     }
 

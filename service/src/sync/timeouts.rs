@@ -17,14 +17,21 @@ use crate::config::AdaptiveTimeoutSettings;
 pub enum Step {
     /// One Keycloak Admin API request (one attempt).
     KeycloakRequest,
+    /// One request of an IdP probe (the discovery document, the JWKS).
+    IdpProbe,
+    /// The tfvars post-command (e.g. `terraform apply`); bounded above by
+    /// `sync.tfvars.post_command_timeout`, not `adaptive_timeout.max`.
+    PostCommand,
 }
 
 impl Step {
-    pub const ALL: [Step; 1] = [Step::KeycloakRequest];
+    pub const ALL: [Step; 3] = [Step::KeycloakRequest, Step::IdpProbe, Step::PostCommand];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Step::KeycloakRequest => "keycloak_request",
+            Step::IdpProbe => "idp_probe",
+            Step::PostCommand => "post_command",
         }
     }
 }
@@ -45,6 +52,34 @@ impl StepTimeout {
             initial,
             samples: Mutex::new(VecDeque::with_capacity(settings.window)),
         }
+    }
+
+    /// The same, bounded above by `max` instead of `settings.max` (a step
+    /// with its own configured ceiling, such as the post-command's).
+    pub fn with_max(
+        settings: &AdaptiveTimeoutSettings,
+        initial: Duration,
+        max: Duration,
+    ) -> StepTimeout {
+        let bounded = AdaptiveTimeoutSettings {
+            max: max.max(settings.min),
+            ..settings.clone()
+        };
+        StepTimeout::new(&bounded, initial)
+    }
+
+    /// Runs `attempt` within the current timeout; a success is a sample.
+    /// `None` when it ran out of time.
+    pub async fn run<T, E>(
+        &self,
+        attempt: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Option<Result<T, E>> {
+        let started = std::time::Instant::now();
+        let outcome = tokio::time::timeout(self.current(), attempt).await.ok()?;
+        if outcome.is_ok() {
+            self.record_success(started.elapsed());
+        }
+        Some(outcome)
     }
 
     /// The timeout to give the next attempt.

@@ -42,6 +42,7 @@ mod sync;
 mod sync_conditions;
 mod sync_lease;
 mod sync_process;
+mod sync_revisions;
 mod sync_worker;
 mod synckit;
 mod ui;

@@ -320,7 +320,14 @@ fn docs_events_md_has_a_valid_example_per_type() {
             .unwrap_or_else(|| panic!("unknown type {}", event.event_type));
         assert_eq!(event.specversion, "1.0");
         uuid::Uuid::parse_str(&event.id).unwrap();
-        if event.event_type.starts_with("federation.spoke.") {
+        if kind == protocol::EventKind::SpokeRevision {
+            let data: service::revision::RevisionEventData =
+                serde_json::from_value(event.data.clone()).unwrap();
+            assert_eq!(
+                event.subject.as_deref(),
+                Some(data.revision.spoke_id.as_str())
+            );
+        } else if event.event_type.starts_with("federation.spoke.") {
             let data: service::spoke::SpokeEventData =
                 serde_json::from_value(event.data.clone()).unwrap();
             assert_eq!(event.subject.as_deref(), Some(data.spoke.id.as_str()));

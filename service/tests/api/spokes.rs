@@ -48,7 +48,11 @@ async fn a_registration_lands_pending_and_registering_again_returns_it() {
     // The same spoke, with its conditions (not approved, nothing observed).
     let mut got: Value = app.get_value(&location, Some(AGENT_KEY)).await;
     let conditions = got.as_object_mut().unwrap().remove("conditions").unwrap();
+    let onboarding = got.as_object_mut().unwrap().remove("onboarding").unwrap();
+    let revision = got.as_object_mut().unwrap().remove("revision").unwrap();
     assert_eq!(got, spoke);
+    assert_eq!(onboarding["state"], "awaiting_approval", "{onboarding}");
+    assert_eq!(revision, Value::Null);
     assert_eq!(conditions.as_array().unwrap().len(), 6, "{conditions}");
     assert_eq!(conditions[0]["reason"], "AWAITING_APPROVAL", "{conditions}");
     let history: Value = app
