@@ -108,7 +108,7 @@ pub enum Command {
     #[command(subcommand)]
     Projects(client::ProjectsCommand),
     /// Partner spokes: list, get, approve, suspend, reinstate, revoke,
-    /// history (client). A spoke is named by its instance code (FRA: the
+    /// history, steps, retry, approve-revision, reject-revision (client). A spoke is named by its instance code (FRA: the
     /// live spoke of that code) or its id.
     #[command(subcommand)]
     Spokes(client::SpokesCommand),

@@ -154,6 +154,23 @@ pub enum SpokesCommand {
         /// Instance code (FRA) or spoke id (spoke-fra-ee18ad42).
         spoke: String,
     },
+    /// The onboarding's record: every change of the spoke's conditions,
+    /// oldest first (steps taken, failed, undone).
+    Steps {
+        /// Instance code (FRA) or spoke id (spoke-fra-ee18ad42).
+        spoke: String,
+    },
+    /// Run the sync now for an approved spoke whose onboarding failed, and
+    /// show where it stands (admin key).
+    Retry {
+        /// Instance code (FRA) or spoke id (spoke-fra-ee18ad42).
+        spoke: String,
+    },
+    /// Approve the spoke's pending revision (update in place): it rolls
+    /// out once its new IdP answers (admin key).
+    ApproveRevision(TransitionArgs),
+    /// Reject the spoke's pending revision (admin key).
+    RejectRevision(TransitionArgs),
 }
 
 #[derive(Debug, Args)]

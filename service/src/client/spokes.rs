@@ -72,13 +72,7 @@ pub async fn run(api: &Api, out: Format, cmd: SpokesCommand) -> Result<(), Clien
         SpokesCommand::Get { spoke } => {
             let id = resolve(api, &spoke).await?;
             let spoke = api.get(&spoke_path(&id, &[]), &[]).await?;
-            match out {
-                Format::Table => {
-                    render::out(&describe(&spoke))?;
-                    print_conditions(&spoke)
-                }
-                _ => render::print_document(out, &spoke),
-            }
+            show(out, &spoke)
         }
         SpokesCommand::History { spoke } => {
             let id = resolve(api, &spoke).await?;
@@ -88,11 +82,55 @@ pub async fn run(api: &Api, out: Format, cmd: SpokesCommand) -> Result<(), Clien
                 _ => render::print_document(out, &history),
             }
         }
+        SpokesCommand::Steps { spoke } => {
+            let id = resolve(api, &spoke).await?;
+            let steps = api.get(&spoke_path(&id, &["steps"]), &[]).await?;
+            match out {
+                Format::Table => print_steps(&steps),
+                _ => render::print_document(out, &steps),
+            }
+        }
+        SpokesCommand::Retry { spoke } => {
+            let id = resolve(api, &spoke).await?;
+            let path = spoke_path(&id, &["retry"]);
+            let spoke = api.send_json(Method::POST, &path, &json!({})).await?;
+            show(out, &spoke)
+        }
+        SpokesCommand::ApproveRevision(args) => decide(api, out, "approve", args).await,
+        SpokesCommand::RejectRevision(args) => decide(api, out, "reject", args).await,
         SpokesCommand::Approve(args) => transition(api, out, "approve", args).await,
         SpokesCommand::Suspend(args) => transition(api, out, "suspend", args).await,
         SpokesCommand::Reinstate(args) => transition(api, out, "reinstate", args).await,
         SpokesCommand::Revoke(args) => transition(api, out, "revoke", args).await,
     }
+}
+
+/// A spoke's detail: its fields, where its onboarding stands, its latest
+/// revision and its conditions.
+fn show(out: Format, spoke: &Value) -> Result<(), ClientError> {
+    match out {
+        Format::Table => {
+            render::out(&describe(spoke))?;
+            print_conditions(spoke)
+        }
+        _ => render::print_document(out, spoke),
+    }
+}
+
+async fn decide(
+    api: &Api,
+    out: Format,
+    decision: &str,
+    args: TransitionArgs,
+) -> Result<(), ClientError> {
+    let id = resolve(api, &args.spoke).await?;
+    let mut body = json!({"reason": args.reason});
+    if let Some(operator) = args.operator {
+        body["operator"] = json!(operator);
+    }
+    let path = spoke_path(&id, &["revision", decision]);
+    let spoke = api.send_json(Method::POST, &path, &body).await?;
+    show(out, &spoke)
 }
 
 async fn transition(
@@ -163,9 +201,40 @@ fn describe(sp: &Value) -> String {
             render::or(sp, "cert_fingerprint", "-").to_owned(),
         ),
         ("generation", sp["generation"].to_string()),
+        ("onboarding", onboarding(&sp["onboarding"])),
+        ("revision", revision(&sp["revision"])),
         ("registered", short_time(time(sp, "created_at"))),
         ("updated", short_time(time(sp, "updated_at"))),
     ])
+}
+
+/// `failed at IdpReachable (DISCOVERY_UNREACHABLE, 3 retries)`.
+fn onboarding(o: &Value) -> String {
+    let state = render::or(o, "state", "-").replace('_', " ");
+    match o["step"].as_str() {
+        Some(step) => format!(
+            "{state} at {step} ({}, {} retries)",
+            render::or(o, "reason", "-"),
+            o["retries"]
+        ),
+        None => state,
+    }
+}
+
+/// `3 approved: held, DISCOVERY_UNREACHABLE after 2 attempts`.
+fn revision(r: &Value) -> String {
+    if r.is_null() {
+        return "-".into();
+    }
+    let mut line = format!("{} {}", r["id"], s(r, "state"));
+    if s(r, "state") == "approved" && r["rollout_attempts"].as_i64().unwrap_or(0) > 0 {
+        line.push_str(&format!(
+            ": held, {} after {} attempts",
+            render::or(r, "last_error_code", "-"),
+            r["rollout_attempts"]
+        ));
+    }
+    line
 }
 
 /// The spoke's conditions, one a line, as `kubectl describe` shows them.
@@ -193,6 +262,28 @@ fn print_conditions(sp: &Value) -> Result<(), ClientError> {
         ]);
     }
     render::out("\n")?;
+    render::print_table(t)
+}
+
+fn print_steps(steps: &Value) -> Result<(), ClientError> {
+    let mut t = table(&[
+        "at",
+        "condition",
+        "status",
+        "reason",
+        "generation",
+        "message",
+    ]);
+    for e in steps.as_array().into_iter().flatten() {
+        t.add_row(vec![
+            short_time(time(e, "at")),
+            s(e, "type").to_owned(),
+            s(e, "status").to_owned(),
+            s(e, "reason").to_owned(),
+            e["observed_generation"].to_string(),
+            render::clip(s(e, "message"), 60),
+        ]);
+    }
     render::print_table(t)
 }
 

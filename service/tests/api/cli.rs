@@ -186,6 +186,47 @@ async fn a_spoke_shows_its_conditions() {
 }
 
 #[tokio::test]
+async fn a_spokes_revision_steps_and_retry_from_the_cli() {
+    let app = app_with_hubs().await;
+    let fra = spoke_in(&app, "FRA", "suspended").await;
+    let revision = json!({
+        "base_url": "https://fra2.example",
+        "idp_public_url": "https://idp2.fra.example/realms/fra",
+    });
+    let path = format!("/api/federation/spokes/{fra}/revision");
+    let res = app.post_json(&path, Some(ADMIN_KEY), &revision).await;
+    assert_eq!(res.status(), 202);
+    let run = cli(&app, &["spokes", "get", "FRA"]).await;
+    assert!(
+        run.out.contains("revision:") && run.out.contains("pending"),
+        "{}",
+        run.out
+    );
+    let onboarding = run.out.lines().find(|l| l.starts_with("onboarding:"));
+    assert!(
+        onboarding.is_some_and(|l| l.ends_with("withdrawn")),
+        "{}",
+        run.out
+    );
+    // A suspended spoke has nothing live: approval applies it at once.
+    let run = cli(
+        &app,
+        &["spokes", "approve-revision", "FRA", "--reason", "moved"],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.err);
+    assert!(run.out.contains("rolled_out"), "{}", run.out);
+    assert!(run.out.contains("https://fra2.example"), "{}", run.out);
+    let run = cli(&app, &["spokes", "reject-revision", "FRA", "--reason", "x"]).await;
+    assert_eq!(run.code, 5, "nothing pending: a conflict, {}", run.err);
+    let run = cli(&app, &["spokes", "steps", "FRA"]).await;
+    assert_eq!(run.code, 0, "{}", run.err);
+    assert!(run.out.contains("REVISION_ROLLED_OUT"), "{}", run.out);
+    let run = cli(&app, &["spokes", "retry", "FRA"]).await;
+    assert_eq!(run.code, 5, "a suspended spoke is not retried: {}", run.err);
+}
+
+#[tokio::test]
 async fn tables_are_readable() {
     let app = app_with_hubs().await;
     let run = cli(&app, &["projects", "list"]).await;
