@@ -9,8 +9,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::field_error::FieldError;
-use crate::rules;
 use crate::spoke::Endpoints;
 
 /// Where a revision is.
@@ -41,47 +39,6 @@ impl RevisionState {
             RevisionState::Rejected => "rejected",
             RevisionState::Superseded => "superseded",
             RevisionState::Withdrawn => "withdrawn",
-        }
-    }
-}
-
-/// The body of `POST /api/federation/spokes/{id}/revision`: the spoke's
-/// endpoints as they should be (all of them; what is left out is cleared
-/// when optional).
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RevisionRequest {
-    /// The spoke's application, http(s).
-    #[schema(example = "https://fra2.example:3010")]
-    pub base_url: String,
-    /// The IdP URL browsers are sent to, http(s).
-    #[schema(example = "https://idp2.fra.example:8453")]
-    pub idp_public_url: String,
-    /// The IdP URL the hub uses inside the network, http(s).
-    #[serde(default)]
-    pub idp_internal_url: Option<String>,
-    /// SHA-256 of the spoke's (new) certificate, as at registration.
-    #[serde(default)]
-    #[schema(schema_with = rules::fingerprint_schema)]
-    pub cert_fingerprint: Option<String>,
-}
-
-impl RevisionRequest {
-    /// Checks every rule and reports every broken one.
-    pub fn into_endpoints(self) -> Result<Endpoints, Vec<FieldError>> {
-        let mut errors = Vec::new();
-        let endpoints = Endpoints {
-            base_url: self.base_url,
-            idp_public_url: self.idp_public_url,
-            idp_internal_url: self.idp_internal_url,
-            cert_fingerprint: self.cert_fingerprint,
-        }
-        .check(&mut errors);
-        if errors.is_empty() {
-            Ok(endpoints)
-        } else {
-            crate::field_error::sort_by_field(&mut errors);
-            Err(errors)
         }
     }
 }
@@ -140,26 +97,26 @@ mod tests {
 
     #[test]
     fn a_revision_is_checked_like_a_registration() {
-        let bad = RevisionRequest {
+        let bad = Endpoints {
             base_url: "ftp://x".into(),
             idp_public_url: "https://idp.example".into(),
             idp_internal_url: Some("nope".into()),
             cert_fingerprint: Some("abc".into()),
         };
         let fields: Vec<String> = bad
-            .into_endpoints()
+            .checked()
             .unwrap_err()
             .into_iter()
             .map(|e| e.field)
             .collect();
         assert_eq!(fields, ["base_url", "cert_fingerprint", "idp_internal_url"]);
-        let ok = RevisionRequest {
+        let ok = Endpoints {
             base_url: "https://fra.example".into(),
             idp_public_url: "https://idp.fra.example".into(),
             idp_internal_url: None,
             cert_fingerprint: Some(format!(" {} ", "AB".repeat(32))),
         }
-        .into_endpoints()
+        .checked()
         .unwrap();
         assert_eq!(ok.cert_fingerprint, Some("ab".repeat(32)));
     }

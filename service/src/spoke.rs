@@ -242,16 +242,11 @@ pub struct SpokeSpec {
     /// ISO 3166-1 alpha-3, upper case.
     pub instance_code: String,
     pub name: String,
-    /// The spoke's application URL.
-    pub base_url: String,
-    /// Where browsers reach the spoke's IdP.
-    pub idp_public_url: String,
-    /// Where the hub's Keycloak reaches it, when not the public URL.
-    pub idp_internal_url: Option<String>,
     /// Trimmed; blank became `None`.
     pub contact: Option<String>,
-    /// 64 lower-case hex digits.
-    pub cert_fingerprint: Option<String>,
+    /// Where its application and IdP are, and its certificate (the
+    /// fingerprint as 64 lower-case hex digits).
+    pub endpoints: Endpoints,
 }
 
 impl SpokeSpec {
@@ -262,13 +257,7 @@ impl SpokeSpec {
 
     /// The attributes that differ from `spoke`'s, by field name.
     pub fn differences(&self, spoke: &Spoke) -> Vec<&'static str> {
-        let mine = Endpoints {
-            base_url: self.base_url.clone(),
-            idp_public_url: self.idp_public_url.clone(),
-            idp_internal_url: self.idp_internal_url.clone(),
-            cert_fingerprint: self.cert_fingerprint.clone(),
-        };
-        let mut fields = mine.differences(&Endpoints::of(spoke));
+        let mut fields = self.endpoints.differences(&Endpoints::of(spoke));
         if self.name != spoke.name {
             fields.push("name");
         }
@@ -322,27 +311,49 @@ impl SpokeRegistration {
         Ok(SpokeSpec {
             instance_code: self.instance_code,
             name: self.name.trim().to_owned(),
-            base_url: endpoints.base_url,
-            idp_public_url: endpoints.idp_public_url,
-            idp_internal_url: endpoints.idp_internal_url,
             contact,
-            cert_fingerprint: endpoints.cert_fingerprint,
+            endpoints,
         })
     }
 }
 
 /// What a spoke may change in place (issue 12, update in place): where its
 /// application and IdP are, and its certificate. The rest of a spoke
-/// (code, name, contact) is its identity or paperwork.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// (code, name, contact) is its identity or paperwork. Also the body of
+/// `POST /api/federation/spokes/{id}/revision`: the whole set, as it
+/// should be (an optional field left out is cleared).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Endpoints {
+    /// The spoke's application, http(s).
+    #[schema(schema_with = base_url_schema)]
     pub base_url: String,
+    /// The IdP URL browsers are sent to, http(s).
+    #[schema(schema_with = idp_public_url_schema)]
     pub idp_public_url: String,
+    /// The IdP URL the hub uses inside the network, http(s).
+    #[serde(default)]
+    #[schema(schema_with = idp_internal_url_schema)]
     pub idp_internal_url: Option<String>,
+    /// SHA-256 of the spoke's certificate, as at registration.
+    #[serde(default)]
+    #[schema(schema_with = rules::fingerprint_schema)]
     pub cert_fingerprint: Option<String>,
 }
 
 impl Endpoints {
+    /// The same, checked, or every broken rule.
+    pub fn checked(self) -> Result<Endpoints, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let endpoints = self.check(&mut errors);
+        if errors.is_empty() {
+            Ok(endpoints)
+        } else {
+            crate::field_error::sort_by_field(&mut errors);
+            Err(errors)
+        }
+    }
+
     /// The same, checked: every broken rule is added to `errors`; the
     /// fingerprint normalised (blank is none).
     pub fn check(self, errors: &mut Vec<FieldError>) -> Endpoints {
@@ -659,7 +670,7 @@ mod tests {
         assert_eq!(spec.name, "FRA Instance");
         assert_eq!(spec.contact, None);
         assert_eq!(
-            spec.cert_fingerprint.as_deref(),
+            spec.endpoints.cert_fingerprint.as_deref(),
             Some("abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789")
         );
     }

@@ -15,11 +15,10 @@ use super::extract::{Json, Query};
 use crate::conditions::SpokeDetail;
 use crate::field_error::FieldError;
 use crate::listing::{self, Listed, Listing, SortValue};
-use crate::revision::RevisionRequest;
 use crate::rules;
 use crate::spoke::{
-    is_spoke_id, FederationLink, LinkStatus, Spoke, SpokeAction, SpokeEventData, SpokeRegistration,
-    SpokeStatus, Transition, TransitionRequest, TransitionSpec,
+    is_spoke_id, Endpoints, FederationLink, LinkStatus, Spoke, SpokeAction, SpokeEventData,
+    SpokeRegistration, SpokeStatus, Transition, TransitionRequest, TransitionSpec,
 };
 use crate::state::AppState;
 use crate::store::audit::AuditEntry;
@@ -369,8 +368,11 @@ fn allowed_from(status: SpokeStatus) -> String {
     }
 }
 
-macro_rules! action_route {
-    ($fn:ident, $action:expr, $path:literal, $summary:literal, $from:literal) => {
+/// A `POST` route on one spoke whose body is a reason (and an operator),
+/// answered with `$body`: a lifecycle action, or a decision on a revision.
+macro_rules! reasoned_route {
+    ($fn:ident, $path:literal, $summary:literal, $done:literal, $body:ident, $conflict:literal,
+     $handler:ident($arg:expr)) => {
         #[doc = $summary]
         #[utoipa::path(
             post, path = $path, tag = TAG,
@@ -378,11 +380,11 @@ macro_rules! action_route {
             request_body = TransitionRequest,
             security(("api_key" = [])),
             responses(
-                (status = 200, description = "Done: the spoke's new state and the transition", body = SpokeEventData),
+                (status = 200, description = $done, body = $body),
                 BodyErrors,
                 KeyedErrors,
                 (status = 404, description = "No such spoke", body = Problem, content_type = "application/problem+json"),
-                (status = 409, description = $from, body = Problem, content_type = "application/problem+json"),
+                (status = 409, description = $conflict, body = Problem, content_type = "application/problem+json"),
             )
         )]
         pub async fn $fn(
@@ -390,9 +392,23 @@ macro_rules! action_route {
             caller: Caller,
             Path(id): Path<String>,
             request: Json<TransitionRequest>,
-        ) -> ApiResult<axum::Json<SpokeEventData>> {
-            act(state, caller, id, $action, request).await
+        ) -> ApiResult<axum::Json<$body>> {
+            $handler(state, caller, id, $arg, request).await
         }
+    };
+}
+
+macro_rules! action_route {
+    ($fn:ident, $action:expr, $path:literal, $summary:literal, $from:literal) => {
+        reasoned_route!(
+            $fn,
+            $path,
+            $summary,
+            "Done: the spoke's new state and the transition",
+            SpokeEventData,
+            $from,
+            act($action)
+        );
     };
 }
 
@@ -432,7 +448,7 @@ action_route!(
 #[utoipa::path(
     post, path = "/api/federation/spokes/{id}/revision", tag = TAG,
     params(SpokePath),
-    request_body = RevisionRequest,
+    request_body = Endpoints,
     security(("api_key" = [])),
     responses(
         (status = 202, description = "A revision waits for an admin: the spoke, its conditions and the revision", body = SpokeDetail),
@@ -447,7 +463,7 @@ pub async fn propose_revision(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    input: Json<RevisionRequest>,
+    input: Json<Endpoints>,
 ) -> ApiResult<Response> {
     if caller.spoke.is_some() {
         caller.require_spoke(&id)?;
@@ -457,7 +473,7 @@ pub async fn propose_revision(
     if !is_spoke_id(&id) {
         return Err(not_found(&id));
     }
-    let wanted = input.check(RevisionRequest::into_endpoints)?;
+    let wanted = input.check(Endpoints::checked)?;
     let status = match revisions::propose(&state.db, &id, &wanted, &caller.actor()).await? {
         Proposed::Created(r) => {
             tracing::info!(spoke = %id, revision = r.id, key = %caller.fingerprint, "spoke revision proposed, pending approval");
@@ -499,28 +515,15 @@ async fn decide(
 
 macro_rules! decision_route {
     ($fn:ident, $approve:expr, $path:literal, $summary:literal) => {
-        #[doc = $summary]
-        #[utoipa::path(
-            post, path = $path, tag = TAG,
-            params(SpokePath),
-            request_body = TransitionRequest,
-            security(("api_key" = [])),
-            responses(
-                (status = 200, description = "Decided: the spoke, its conditions and the revision", body = SpokeDetail),
-                BodyErrors,
-                KeyedErrors,
-                (status = 404, description = "No such spoke", body = Problem, content_type = "application/problem+json"),
-                (status = 409, description = "No revision of the spoke waits for a decision; `current` holds the spoke", body = Problem, content_type = "application/problem+json"),
-            )
-        )]
-        pub async fn $fn(
-            State(state): State<AppState>,
-            caller: Caller,
-            Path(id): Path<String>,
-            request: Json<TransitionRequest>,
-        ) -> ApiResult<axum::Json<SpokeDetail>> {
-            decide(state, caller, id, $approve, request).await
-        }
+        reasoned_route!(
+            $fn,
+            $path,
+            $summary,
+            "Decided: the spoke, its conditions and the revision",
+            SpokeDetail,
+            "No revision of the spoke waits for a decision; `current` holds the spoke",
+            decide($approve)
+        );
     };
 }
 

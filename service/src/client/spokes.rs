@@ -74,22 +74,8 @@ pub async fn run(api: &Api, out: Format, cmd: SpokesCommand) -> Result<(), Clien
             let spoke = api.get(&spoke_path(&id, &[]), &[]).await?;
             show(out, &spoke)
         }
-        SpokesCommand::History { spoke } => {
-            let id = resolve(api, &spoke).await?;
-            let history = api.get(&spoke_path(&id, &["history"]), &[]).await?;
-            match out {
-                Format::Table => print_history(&history),
-                _ => render::print_document(out, &history),
-            }
-        }
-        SpokesCommand::Steps { spoke } => {
-            let id = resolve(api, &spoke).await?;
-            let steps = api.get(&spoke_path(&id, &["steps"]), &[]).await?;
-            match out {
-                Format::Table => print_steps(&steps),
-                _ => render::print_document(out, &steps),
-            }
-        }
+        SpokesCommand::History { spoke } => log(api, out, &spoke, "history", print_history).await,
+        SpokesCommand::Steps { spoke } => log(api, out, &spoke, "steps", print_steps).await,
         SpokesCommand::Retry { spoke } => {
             let id = resolve(api, &spoke).await?;
             let path = spoke_path(&id, &["retry"]);
@@ -105,6 +91,22 @@ pub async fn run(api: &Api, out: Format, cmd: SpokesCommand) -> Result<(), Clien
     }
 }
 
+/// One of a spoke's logs (`history`, `steps`), as a table or a document.
+async fn log(
+    api: &Api,
+    out: Format,
+    spoke: &str,
+    which: &str,
+    table: fn(&Value) -> Result<(), ClientError>,
+) -> Result<(), ClientError> {
+    let id = resolve(api, spoke).await?;
+    let entries = api.get(&spoke_path(&id, &[which]), &[]).await?;
+    match out {
+        Format::Table => table(&entries),
+        _ => render::print_document(out, &entries),
+    }
+}
+
 /// A spoke's detail: its fields, where its onboarding stands, its latest
 /// revision and its conditions.
 fn show(out: Format, spoke: &Value) -> Result<(), ClientError> {
@@ -117,17 +119,23 @@ fn show(out: Format, spoke: &Value) -> Result<(), ClientError> {
     }
 }
 
+/// The spoke `args` names, and the body giving its reason and operator.
+async fn reasoned(api: &Api, args: TransitionArgs) -> Result<(String, Value), ClientError> {
+    let id = resolve(api, &args.spoke).await?;
+    let mut body = json!({"reason": args.reason});
+    if let Some(operator) = args.operator {
+        body["operator"] = json!(operator);
+    }
+    Ok((id, body))
+}
+
 async fn decide(
     api: &Api,
     out: Format,
     decision: &str,
     args: TransitionArgs,
 ) -> Result<(), ClientError> {
-    let id = resolve(api, &args.spoke).await?;
-    let mut body = json!({"reason": args.reason});
-    if let Some(operator) = args.operator {
-        body["operator"] = json!(operator);
-    }
+    let (id, body) = reasoned(api, args).await?;
     let path = spoke_path(&id, &["revision", decision]);
     let spoke = api.send_json(Method::POST, &path, &body).await?;
     show(out, &spoke)
@@ -139,11 +147,7 @@ async fn transition(
     action: &str,
     args: TransitionArgs,
 ) -> Result<(), ClientError> {
-    let id = resolve(api, &args.spoke).await?;
-    let mut body = json!({"reason": args.reason});
-    if let Some(operator) = args.operator {
-        body["operator"] = json!(operator);
-    }
+    let (id, body) = reasoned(api, args).await?;
     let done = api
         .send_json(Method::POST, &spoke_path(&id, &[action]), &body)
         .await?;

@@ -78,11 +78,11 @@ pub async fn register(
             new_spoke_id(&spec.instance_code),
             spec.instance_code,
             spec.name,
-            spec.base_url,
-            spec.idp_public_url,
-            spec.idp_internal_url,
+            spec.endpoints.base_url,
+            spec.endpoints.idp_public_url,
+            spec.endpoints.idp_internal_url,
             spec.contact,
-            spec.cert_fingerprint,
+            spec.endpoints.cert_fingerprint,
         )
         .fetch_optional(&mut *tx)
         .await?;

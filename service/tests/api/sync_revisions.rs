@@ -58,6 +58,15 @@ async fn count(app: &TestApp, sql: &str, id: &str) -> i64 {
         .unwrap()
 }
 
+/// The states of the spoke's revisions, oldest first.
+async fn revision_states(app: &TestApp, id: &str) -> Vec<String> {
+    sqlx::query_scalar("SELECT state FROM spoke_revisions WHERE spoke_id = $1 ORDER BY id")
+        .bind(id)
+        .fetch_all(&app.pool)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn update_in_place_keeps_the_old_idp_until_approved_and_verified() {
     let env = sync_env("").await;
@@ -181,13 +190,7 @@ async fn a_newer_revision_supersedes_a_rejected_one_changes_nothing() {
     second_body["base_url"] = json!("https://fra3.example");
     let second = app.post_value(&path, Some(ADMIN_KEY), &second_body).await;
     assert_ne!(first["revision"]["id"], second["revision"]["id"]);
-    let states: Vec<String> =
-        sqlx::query_scalar("SELECT state FROM spoke_revisions WHERE spoke_id = $1 ORDER BY id")
-            .bind(&fra)
-            .fetch_all(&app.pool)
-            .await
-            .unwrap();
-    assert_eq!(states, ["superseded", "pending"]);
+    assert_eq!(revision_states(app, &fra).await, ["superseded", "pending"]);
 
     assert_eq!(decide(app, &fra, "reject").await.status(), 200);
     let after = detail(app, &fra).await;
@@ -215,14 +218,8 @@ async fn a_newer_revision_supersedes_a_rejected_one_changes_nothing() {
     app.post_value(&path, Some(ADMIN_KEY), &moved_to(&other))
         .await;
     transition(app, &fra, "revoke").await;
-    let states: Vec<String> = sqlx::query_scalar(
-        "SELECT state FROM spoke_revisions WHERE spoke_id = $1 ORDER BY id DESC LIMIT 1",
-    )
-    .bind(&fra)
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
-    assert_eq!(states, ["withdrawn"]);
+    let states = revision_states(app, &fra).await;
+    assert_eq!(states.last().map(String::as_str), Some("withdrawn"));
     let res = app
         .post_json(&path, Some(ADMIN_KEY), &moved_to(&other))
         .await;
