@@ -134,6 +134,25 @@ mod tests {
     }
 
     #[test]
+    fn a_step_with_its_own_ceiling_is_bounded_by_it() {
+        let ten_minutes = Duration::from_secs(600);
+        let t = StepTimeout::with_max(&settings(), ten_minutes, ten_minutes);
+        assert_eq!(
+            t.current(),
+            ten_minutes,
+            "above settings.max: its own ceiling"
+        );
+        for _ in 0..5 {
+            t.record_success(Duration::from_secs(100));
+        }
+        assert_eq!(t.current(), Duration::from_secs(150));
+        for _ in 0..5 {
+            t.record_success(Duration::from_secs(1000));
+        }
+        assert_eq!(t.current(), ten_minutes);
+    }
+
+    #[test]
     fn the_p95_is_by_nearest_rank() {
         let hundred: Vec<Duration> = (1..=100).map(ms).collect();
         assert_eq!(p95(hundred), ms(95));
