@@ -119,25 +119,29 @@ fn show(out: Format, spoke: &Value) -> Result<(), ClientError> {
     }
 }
 
-/// The spoke `args` names, and the body giving its reason and operator.
-async fn reasoned(api: &Api, args: TransitionArgs) -> Result<(String, Value), ClientError> {
+/// POSTs to the spoke `args` names, at `tail`, its reason and operator.
+async fn post_reasoned(
+    api: &Api,
+    args: TransitionArgs,
+    tail: &[&str],
+) -> Result<Value, ClientError> {
     let id = resolve(api, &args.spoke).await?;
     let mut body = json!({"reason": args.reason});
     if let Some(operator) = args.operator {
         body["operator"] = json!(operator);
     }
-    Ok((id, body))
+    api.send_json(Method::POST, &spoke_path(&id, tail), &body)
+        .await
 }
 
+/// An admin's decision on the spoke's pending revision.
 async fn decide(
     api: &Api,
     out: Format,
     decision: &str,
     args: TransitionArgs,
 ) -> Result<(), ClientError> {
-    let (id, body) = reasoned(api, args).await?;
-    let path = spoke_path(&id, &["revision", decision]);
-    let spoke = api.send_json(Method::POST, &path, &body).await?;
+    let spoke = post_reasoned(api, args, &["revision", decision]).await?;
     show(out, &spoke)
 }
 
@@ -147,10 +151,7 @@ async fn transition(
     action: &str,
     args: TransitionArgs,
 ) -> Result<(), ClientError> {
-    let (id, body) = reasoned(api, args).await?;
-    let done = api
-        .send_json(Method::POST, &spoke_path(&id, &[action]), &body)
-        .await?;
+    let done = post_reasoned(api, args, &[action]).await?;
     match out {
         Format::Table => {
             let t = &done["transition"];

@@ -85,43 +85,36 @@ impl SyncMetrics {
     /// Registers them, every target, result and drift kind present from the
     /// start.
     pub fn new(registry: &mut Registry) -> Self {
-        let Self {
-            runs,
-            duration,
-            breaker_state,
-            drift_items,
-            leader,
-            step_timeout,
-        } = Self::register(registry);
+        let metrics = Self::register(registry);
         for t in Target::ALL {
             for result in [ResultValue::success, ResultValue::failure] {
                 // Present from the start, at zero.
-                let _ = runs
+                let _ = metrics
+                    .runs
                     .get_or_create(&RunLabels {
                         target: t.into(),
                         result,
                     })
                     .get();
             }
-            breaker_state
+            metrics
+                .breaker_state
                 .get_or_create(&TargetLabels { target: t.into() })
                 .set(0);
             // Exported (empty) before the first run, so dashboards find it.
-            drop(duration.get_or_create(&TargetLabels { target: t.into() }));
+            drop(
+                metrics
+                    .duration
+                    .get_or_create(&TargetLabels { target: t.into() }),
+            );
         }
         for k in DriftKind::ALL {
-            drift_items
+            metrics
+                .drift_items
                 .get_or_create(&KindLabels { kind: k.as_str() })
                 .set(0);
         }
-        SyncMetrics {
-            runs,
-            duration,
-            breaker_state,
-            drift_items,
-            leader,
-            step_timeout,
-        }
+        metrics
     }
 
     pub fn set_step_timeout(&self, step: Step, timeout: std::time::Duration) {
