@@ -218,9 +218,9 @@ fn onboarding(o: &Value) -> String {
     let state = render::or(o, "state", "-").replace('_', " ");
     match o["step"].as_str() {
         Some(step) => format!(
-            "{state} at {step} ({}, {} retries)",
+            "{state} at {step} ({}, {})",
             render::or(o, "reason", "-"),
-            o["retries"]
+            counted(&o["retries"], "retry", "retries")
         ),
         None => state,
     }
@@ -234,12 +234,20 @@ fn revision(r: &Value) -> String {
     let mut line = format!("{} {}", r["id"], s(r, "state"));
     if s(r, "state") == "approved" && r["rollout_attempts"].as_i64().unwrap_or(0) > 0 {
         line.push_str(&format!(
-            ": held, {} after {} attempts",
+            ": held, {} after {}",
             render::or(r, "last_error_code", "-"),
-            r["rollout_attempts"]
+            counted(&r["rollout_attempts"], "attempt", "attempts")
         ));
     }
     line
+}
+
+/// `1 retry`, `3 retries`.
+fn counted(n: &Value, one: &str, many: &str) -> String {
+    match n.as_i64().unwrap_or(0) {
+        1 => format!("1 {one}"),
+        n => format!("{n} {many}"),
+    }
 }
 
 /// The spoke's conditions, one a line, as `kubectl describe` shows them.

@@ -230,7 +230,10 @@ async fn a_newer_revision_supersedes_a_rejected_one_changes_nothing() {
         &fra,
     )
     .await;
-    assert_eq!(audited, 7, "four proposals, one refused, a rejection, a refused approval");
+    assert_eq!(
+        audited, 7,
+        "four proposals, one refused, a rejection, a refused approval"
+    );
 }
 
 #[tokio::test]
