@@ -784,6 +784,11 @@ impl SyncEngine {
             })
             .collect();
         for spoke in registry.withdrawn() {
+            if !leases.holds(&spoke.id) {
+                // Another holder's: not known to be undone by this run.
+                report.undo_failed.insert(spoke.code_lower());
+                continue;
+            }
             let o = match failure(spoke) {
                 Some((code, msg)) if code != links::codes::IDP_ALIAS_TAKEN => {
                     report.undo_failed.insert(spoke.code_lower());
