@@ -114,6 +114,12 @@ pub mod reasons {
     /// `TfvarsRendered` of a withdrawn spoke whose IdP could not be undone
     /// yet: its entry stays, as it was, until then.
     pub const KEPT_UNTIL_IDP_UNDONE: &str = "KEPT_UNTIL_IDP_UNDONE";
+    // Update in place, on `Approved` (an approved spoke stays True).
+    /// A revision is approved and rolls out once its new IdP answers (the
+    /// message says why it is held, if it is).
+    pub const REVISION_ROLLING_OUT: &str = "REVISION_ROLLING_OUT";
+    /// The latest revision is live at the condition's generation.
+    pub const REVISION_ROLLED_OUT: &str = "REVISION_ROLLED_OUT";
 }
 
 /// One condition of a spoke, as stored and served.

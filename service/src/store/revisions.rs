@@ -8,7 +8,7 @@ use sqlx::{PgConnection, PgExecutor, PgPool};
 
 use super::audit::{self, Actor, AuditEntry};
 use super::{conditions, outbox, spokes};
-use crate::conditions::{ConditionStatus, ConditionType, Observed};
+use crate::conditions::{reasons, ConditionStatus, ConditionType, Observed};
 use crate::revision::{Revision, RevisionEventData, RevisionState};
 use crate::spoke::{Endpoints, Spoke, SpokeStatus};
 
@@ -19,9 +19,6 @@ pub mod actions {
     pub const REJECT: &str = "spoke.revision.reject";
     pub const ROLL_OUT: &str = "spoke.revision.rollout";
 }
-
-/// The reason `Approved` gives when a revision rolled out.
-pub const ROLLED_OUT_REASON: &str = "REVISION_ROLLED_OUT";
 
 /// What a proposal did.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,7 +51,16 @@ pub async fn propose(
         tx.commit().await?;
         return Ok(Proposed::Revoked(spoke));
     }
-    supersede_open(&mut tx, id, RevisionState::Superseded).await?;
+    if supersede_open(&mut tx, id, RevisionState::Superseded).await? > 0 {
+        // An approved one may have been rolling out: it no longer is.
+        let rolling = conditions::list(&mut *tx, id).await?.into_iter().any(|c| {
+            c.type_ == ConditionType::Approved && c.reason == reasons::REVISION_ROLLING_OUT
+        });
+        if rolling {
+            let back = Observed::approved(spoke.status, "the revision rolling out was superseded");
+            conditions::set(&mut *tx, id, spoke.generation, &back).await?;
+        }
+    }
     let changes = wanted.differences(&Endpoints::of(&spoke));
     if changes.is_empty() {
         let entry = AuditEntry::success(actor, actions::PROPOSE, target)
@@ -149,6 +155,18 @@ pub async fn decide(
     .await?;
     let entry = AuditEntry::success(actor, action, target).with_detail(reason);
     audit::record(&mut tx, &entry).await?;
+    if state == RevisionState::Approved {
+        let message = format!(
+            "revision {rev_id} approved by {decided_by}: it rolls out once its new identity provider answers"
+        );
+        let rolling = Observed::new(
+            ConditionType::Approved,
+            ConditionStatus::True,
+            reasons::REVISION_ROLLING_OUT,
+            message,
+        );
+        conditions::set(&mut *tx, id, spoke.generation, &rolling).await?;
+    }
     let (revision, spoke) = if state == RevisionState::RolledOut {
         roll_out(&mut tx, rev_id, actor).await?
     } else {
@@ -321,7 +339,12 @@ async fn roll_out(
     } else {
         ConditionStatus::False
     };
-    let approved = Observed::new(ConditionType::Approved, status, ROLLED_OUT_REASON, message);
+    let approved = Observed::new(
+        ConditionType::Approved,
+        status,
+        reasons::REVISION_ROLLED_OUT,
+        message,
+    );
     conditions::set(&mut *conn, &spoke.id, spoke.generation, &approved).await?;
     announce(conn, &revision, before.as_ref().unwrap_or(&spoke)).await?;
     let detail = format!("revision {} → generation {}", revision.id, spoke.generation);

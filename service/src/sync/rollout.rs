@@ -12,7 +12,7 @@ use futures::StreamExt;
 use super::lease::Leases;
 use super::registry::{Registry, Spoke};
 use super::{probe, SyncEngine, KEYCLOAK_CONCURRENCY};
-use crate::conditions::ConditionStatus;
+use crate::conditions::{reasons, ConditionStatus, ConditionType, Observed};
 use crate::revision::{Revision, RevisionState};
 use crate::store::revisions;
 
@@ -76,6 +76,19 @@ impl SyncEngine {
             if let Err(e) = held.await {
                 tracing::warn!(spoke = %spoke_id, error = %e, "cannot record the held rollout");
             }
+            let message = format!(
+                "revision {id} held: its new identity provider does not answer ({}: {}); \
+                 the approved configuration stays live",
+                seen.reason, seen.message
+            );
+            let rolling = Observed::new(
+                ConditionType::Approved,
+                ConditionStatus::True,
+                reasons::REVISION_ROLLING_OUT,
+                message,
+            );
+            self.record_rows(&[(spoke_id, next.generation, &rolling)], leases)
+                .await;
             return false;
         }
         match revisions::roll_out_fenced(pool, id, spoke_id, token).await {

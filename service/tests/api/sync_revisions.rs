@@ -124,6 +124,21 @@ async fn update_in_place_keeps_the_old_idp_until_approved_and_verified() {
         "{held}"
     );
     assert_eq!(rev["decided_by"], "alice");
+    let approved = &held["conditions"][0];
+    assert_eq!(
+        (&approved["type"], &approved["status"], &approved["reason"]),
+        (
+            &json!("Approved"),
+            &json!("True"),
+            &json!("REVISION_ROLLING_OUT")
+        ),
+        "the conditions show the rollout: {held}"
+    );
+    let why = approved["message"].as_str().unwrap();
+    assert!(
+        why.contains("held") && why.contains("DISCOVERY_UNREACHABLE"),
+        "{why}"
+    );
     assert_eq!(held["generation"], 1);
     assert!(idp_points_at(&env, &old), "the old IdP stays configured");
     assert_eq!(hub_link(app, &fra).await.1, "ACTIVE", "no gap");
@@ -158,6 +173,7 @@ async fn update_in_place_keeps_the_old_idp_until_approved_and_verified() {
         }
     }
     assert_eq!(done["onboarding"]["state"], "complete", "{done}");
+    assert_eq!(done["conditions"][0]["reason"], "REVISION_ROLLED_OUT");
     assert_eq!(hub_link(app, &fra).await.1, "ACTIVE");
     assert_eq!(
         public_idp_urls(app).await,
