@@ -19,7 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 use protocol::naming::is_valid_slug;
 
 use super::auth::{Caller, Role};
-use super::error::{ApiError, ApiResult, KeyedErrors, Problem};
+use super::error::{ApiError, ApiResult, Problem};
 use super::federation::SpokePath;
 use super::projects::SlugPath;
 use crate::auth::{fingerprint_of_digest, token_digest, CredentialKind};
@@ -173,10 +173,8 @@ fn nats_creds_for(
 #[utoipa::path(
     post, path = "/api/fed/projects/{slug}/credentials", tag = TAG,
     params(SlugPath),
-    security(("api_key" = [])),
     responses(
         (status = 201, description = "Issued; the secrets are in this answer only", body = IssuedCredential),
-        KeyedErrors,
         (status = 404, description = "Not a valid slug", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -327,10 +325,8 @@ fn no_store(body: impl Serialize) -> Response {
 #[utoipa::path(
     get, path = "/api/fed/projects/{slug}/credentials", tag = TAG,
     params(SlugPath),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "Newest first, revoked ones included", body = [CredentialInfo]),
-        KeyedErrors,
         (status = 404, description = "Not a valid slug", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -351,10 +347,8 @@ pub async fn list_credentials(
 #[utoipa::path(
     delete, path = "/api/fed/projects/{slug}/credentials/{fingerprint}", tag = TAG,
     params(CredentialPath),
-    security(("api_key" = [])),
     responses(
         (status = 204, description = "Revoked, or revoked already"),
-        KeyedErrors,
         (status = 404, description = "No such credential", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -412,10 +406,8 @@ async fn revoke_one(
 #[utoipa::path(
     delete, path = "/api/fed/projects/{slug}/credentials", tag = TAG,
     params(SlugPath),
-    security(("api_key" = [])),
     responses(
         (status = 204, description = "Every credential of the hub revoked (none is fine)"),
-        KeyedErrors,
         (status = 404, description = "Not a valid slug", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -466,10 +458,8 @@ async fn revoke_every(
 #[utoipa::path(
     post, path = "/api/fed/projects/{slug}/credentials/refresh", tag = TAG,
     params(SlugPath),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "Refreshed; the new NATS credentials are in this answer only", body = RefreshedCredential),
-        KeyedErrors,
     )
 )]
 pub async fn refresh_credential(
@@ -532,10 +522,8 @@ async fn refresh_row(
 #[utoipa::path(
     post, path = "/api/federation/spokes/{id}/credentials", tag = super::federation::TAG,
     params(SpokePath),
-    security(("api_key" = [])),
     responses(
         (status = 201, description = "Issued; the token is in this answer only", body = IssuedSpokeCredential),
-        KeyedErrors,
         (status = 404, description = "No such spoke", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The spoke is revoked; `current` holds it", body = Problem, content_type = "application/problem+json"),
     )
@@ -577,10 +565,8 @@ pub async fn issue_spoke_credential(
 #[utoipa::path(
     get, path = "/api/federation/spokes/{id}/credentials", tag = super::federation::TAG,
     params(SpokePath),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "Newest first, revoked ones included", body = [CredentialInfo]),
-        KeyedErrors,
         (status = 404, description = "No such spoke", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -601,10 +587,8 @@ pub async fn list_spoke_credentials(
 #[utoipa::path(
     delete, path = "/api/federation/spokes/{id}/credentials/{fingerprint}", tag = super::federation::TAG,
     params(SpokeCredentialPath),
-    security(("api_key" = [])),
     responses(
         (status = 204, description = "Revoked, or revoked already"),
-        KeyedErrors,
         (status = 404, description = "No such credential", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -630,10 +614,8 @@ pub async fn revoke_spoke_credential(
 #[utoipa::path(
     delete, path = "/api/federation/spokes/{id}/credentials", tag = super::federation::TAG,
     params(SpokePath),
-    security(("api_key" = [])),
     responses(
         (status = 204, description = "Every credential of the spoke revoked (none is fine)"),
-        KeyedErrors,
         (status = 404, description = "No such spoke", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -655,10 +637,8 @@ pub async fn revoke_all_spoke_credentials(
 #[utoipa::path(
     post, path = "/api/federation/spokes/{id}/credentials/refresh", tag = super::federation::TAG,
     params(SpokePath),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "Refreshed: the token's new expiry", body = RefreshedSpokeCredential),
-        KeyedErrors,
     )
 )]
 pub async fn refresh_spoke_credential(

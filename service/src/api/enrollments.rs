@@ -19,7 +19,7 @@ use protocol::naming::is_valid_slug;
 
 use super::auth::{Caller, Role};
 use super::credentials::{expiry_after, expose, no_such_slug, IssuedCredential, Issuing};
-use super::error::{ApiError, ApiResult, BodyErrors, KeyedErrors, Problem};
+use super::error::{ApiError, ApiResult, BodyErrors, Problem};
 use super::extract::Json;
 use super::projects::SlugPath;
 use crate::auth::{
@@ -62,10 +62,8 @@ static REFUSALS: LazyLock<Mutex<LogLimiter<&'static str>>> =
 #[utoipa::path(
     post, path = "/api/fed/projects/{slug}/enrollments", tag = TAG,
     params(SlugPath),
-    security(("api_key" = [])),
     responses(
         (status = 201, description = "Made; the join token is in this answer only", body = JoinToken),
-        KeyedErrors,
         (status = 404, description = "Not a valid slug", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use protocol::naming::is_valid_slug;
 
 use super::auth::Caller;
-use super::error::{ApiError, ApiResult, KeyedErrors, Problem, QueryErrors};
+use super::error::{ApiError, ApiResult, Problem, QueryErrors};
 use super::extract::Query;
 use super::projects::{not_found, SlugPath};
 use crate::rules::{self, Paging};
@@ -45,10 +45,8 @@ pub struct HistoryPage {
 #[utoipa::path(
     get, path = "/api/fed/projects/{slug}/history", tag = TAG,
     params(SlugPath, HistoryParams),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "One page of the hub's history, newest first", body = HistoryPage),
-        KeyedErrors,
         (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
         QueryErrors,
     )

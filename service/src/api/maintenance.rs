@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use protocol::naming::is_valid_slug;
 
 use super::auth::{Caller, Role};
-use super::error::{ApiResult, BodyErrors, KeyedErrors, Problem};
+use super::error::{ApiResult, BodyErrors, Problem};
 use super::extract::Json;
 use super::projects::not_found;
 use super::projects::SlugPath;
@@ -185,11 +185,9 @@ fn authorize(caller: &Caller, slug: &str) -> ApiResult<()> {
     put, path = "/api/fed/projects/{slug}/maintenance", tag = TAG,
     params(SlugPath),
     request_body = MaintenanceRequest,
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "In maintenance: the project, with its window", body = Project),
         BodyErrors,
-        KeyedErrors,
         (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -222,10 +220,8 @@ pub async fn start_maintenance(
 #[utoipa::path(
     delete, path = "/api/fed/projects/{slug}/maintenance", tag = TAG,
     params(SlugPath),
-    security(("api_key" = [])),
     responses(
         (status = 204, description = "The window ended, or there was none"),
-        KeyedErrors,
         (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
     )
 )]

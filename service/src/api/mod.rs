@@ -77,9 +77,11 @@ impl Modify for SecurityAddon {
     }
 }
 
-/// Routes that need an API key, and the OpenAPI paths they document.
+/// Routes that need an API key, and the OpenAPI paths they document: each
+/// operation is documented here as needing `api_key` and as answering
+/// [`error::KeyedErrors`], not by each route.
 fn protected(state: &AppState) -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+    let mut router = OpenApiRouter::new()
         .routes(routes!(projects::list_projects, projects::register_project))
         .routes(routes!(
             projects::get_project,
@@ -135,12 +137,46 @@ fn protected(state: &AppState) -> OpenApiRouter<AppState> {
             routing::delete_tenant
         ))
         .routes(routes!(routing::bootstrap))
-        .routes(routes!(routing::resolve))
+        .routes(routes!(routing::resolve));
+    document_api_key(router.get_openapi_mut());
+    router
         .route_layer(from_fn_with_state(
             state.db_health.clone(),
             shed::database_down,
         ))
         .route_layer(from_fn_with_state(state.clone(), auth::require_api_key))
+}
+
+/// Marks every operation of `doc` as needing the `api_key` scheme and as
+/// answering what [`error::KeyedErrors`] lists (what a route documents
+/// itself is kept).
+fn document_api_key(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::security::SecurityRequirement;
+    use utoipa::IntoResponses;
+    let keyed = error::KeyedErrors::responses();
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for op in operations.into_iter().flatten() {
+            op.security.get_or_insert_with(|| {
+                vec![SecurityRequirement::new("api_key", Vec::<String>::new())]
+            });
+            for (status, response) in &keyed {
+                let responses = &mut op.responses.responses;
+                responses
+                    .entry(status.clone())
+                    .or_insert_with(|| response.clone());
+            }
+        }
+    }
 }
 
 /// Routes anyone may call.

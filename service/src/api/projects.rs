@@ -12,7 +12,7 @@ use utoipa::IntoParams;
 use protocol::naming::is_valid_slug;
 
 use super::auth::{Caller, Role};
-use super::error::{ApiError, ApiResult, BodyErrors, KeyedErrors, Problem, QueryErrors};
+use super::error::{ApiError, ApiResult, BodyErrors, Problem, QueryErrors};
 use super::extract::{Json, Query};
 use crate::catalog;
 use crate::catalog::{Project, ProjectInput, ProjectStatus, ProjectUpdate};
@@ -103,14 +103,12 @@ fn slug_param_schema() -> utoipa::openapi::schema::Object {
 #[utoipa::path(
     get, path = "/api/fed/projects", tag = TAG,
     params(ListParams),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "The matching projects (one page with `limit`)", body = [Project],
          headers(
             ("X-Total-Count" = u64, description = "Projects matching the filters, in all pages"),
             ("Link" = String, description = "`<URL>; rel=\"next\"`: the next page, when there is one"),
          )),
-        KeyedErrors,
         QueryErrors,
     )
 )]
@@ -175,12 +173,10 @@ pub async fn list_projects(
 #[utoipa::path(
     post, path = "/api/fed/projects", tag = TAG,
     request_body = ProjectInput,
-    security(("api_key" = [])),
     responses(
         (status = 201, description = "Registered", body = Project, headers(("Location" = String, description = "URL of the project"))),
         (status = 200, description = "Updated, or already so", body = Project),
         BodyErrors,
-        KeyedErrors,
     )
 )]
 pub async fn register_project(
@@ -217,10 +213,8 @@ pub async fn register_project(
 #[utoipa::path(
     get, path = "/api/fed/projects/{slug}", tag = TAG,
     params(SlugPath),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "The project", body = Project),
-        KeyedErrors,
         (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -254,11 +248,9 @@ pub async fn get_project(
     put, path = "/api/fed/projects/{slug}", tag = TAG,
     params(SlugPath),
     request_body = ProjectUpdate,
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "Updated, or already so", body = Project),
         BodyErrors,
-        KeyedErrors,
         (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -288,10 +280,8 @@ pub async fn replace_project(
 #[utoipa::path(
     delete, path = "/api/fed/projects/{slug}", tag = TAG,
     params(SlugPath),
-    security(("api_key" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        KeyedErrors,
         (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -12,7 +12,7 @@ use utoipa::IntoParams;
 use uuid::Uuid;
 
 use super::auth::{Caller, Role};
-use super::error::{ApiError, ApiResult, BodyErrors, KeyedErrors, Problem, QueryErrors};
+use super::error::{ApiError, ApiResult, BodyErrors, Problem, QueryErrors};
 use super::extract::{Json, Query};
 use crate::fed_routing::seal::{self, UrlSeal};
 use crate::fed_routing::{
@@ -138,10 +138,8 @@ async fn changed(state: &AppState) -> ApiResult<()> {
 /// Every node, by id, with its effective status.
 #[utoipa::path(
     get, path = "/api/fed/routing/nodes", tag = TAG,
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "Every node (the `default` node included)", body = [RoutingNode]),
-        KeyedErrors,
     )
 )]
 pub async fn list_nodes(
@@ -164,10 +162,8 @@ pub async fn list_nodes(
 #[utoipa::path(
     get, path = "/api/fed/routing/nodes/{node_id}", tag = TAG,
     params(NodePath),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "The node", body = RoutingNode),
-        KeyedErrors,
         (status = 404, description = "No such node", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -194,12 +190,10 @@ pub async fn get_node(
     put, path = "/api/fed/routing/nodes/{node_id}", tag = TAG,
     params(NodePath),
     request_body = NodeInput,
-    security(("api_key" = [])),
     responses(
         (status = 201, description = "Created", body = RoutingNode, headers(("Location" = String, description = "URL of the node"))),
         (status = 200, description = "Replaced", body = RoutingNode),
         BodyErrors,
-        KeyedErrors,
         (status = 404, description = "Not a node id", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A `database_url` was given but this server has no `routing.url_key` to store it with", body = Problem, content_type = "application/problem+json"),
     )
@@ -245,10 +239,8 @@ pub async fn put_node(
 #[utoipa::path(
     delete, path = "/api/fed/routing/nodes/{node_id}", tag = TAG,
     params(NodePath),
-    security(("api_key" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        KeyedErrors,
         (status = 404, description = "No such node", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The default node, or a node still in use", body = Problem, content_type = "application/problem+json"),
     )
@@ -286,11 +278,9 @@ pub async fn delete_node(
 #[utoipa::path(
     get, path = "/api/fed/routing/rules", tag = TAG,
     params(RuleFilter),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "The rules", body = [RoutingRule]),
         QueryErrors,
-        KeyedErrors,
     )
 )]
 pub async fn list_rules(
@@ -325,12 +315,10 @@ pub async fn list_rules(
 #[utoipa::path(
     post, path = "/api/fed/routing/rules", tag = TAG,
     request_body = RuleInput,
-    security(("api_key" = [])),
     responses(
         (status = 201, description = "Created", body = RoutingRule, headers(("Location" = String, description = "URL of the rule"))),
         (status = 200, description = "Replaced", body = RoutingRule),
         BodyErrors,
-        KeyedErrors,
         (status = 409, description = "No such node", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -354,10 +342,8 @@ pub async fn put_rule(
 #[utoipa::path(
     get, path = "/api/fed/routing/rules/{id}", tag = TAG,
     params(RulePath),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "The rule", body = RoutingRule),
-        KeyedErrors,
         (status = 404, description = "No such rule", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -382,10 +368,8 @@ pub async fn get_rule(
 #[utoipa::path(
     delete, path = "/api/fed/routing/rules/{id}", tag = TAG,
     params(RulePath),
-    security(("api_key" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        KeyedErrors,
         (status = 404, description = "No such rule", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -407,10 +391,8 @@ pub async fn delete_rule(
 /// The tenant map: every tenant's primary node.
 #[utoipa::path(
     get, path = "/api/fed/routing/tenants", tag = TAG,
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "The tenant map, by tenant", body = [TenantMapping]),
-        KeyedErrors,
     )
 )]
 pub async fn list_tenants(
@@ -425,10 +407,8 @@ pub async fn list_tenants(
 #[utoipa::path(
     get, path = "/api/fed/routing/tenants/{tenant_id}", tag = TAG,
     params(TenantPath),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "The tenant's primary node", body = TenantMapping),
-        KeyedErrors,
         (status = 404, description = "The tenant is not in the map", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -457,12 +437,10 @@ async fn mapping(state: &AppState, tenant_id: &str) -> ApiResult<TenantMapping> 
     put, path = "/api/fed/routing/tenants/{tenant_id}", tag = TAG,
     params(TenantPath),
     request_body = TenantInput,
-    security(("api_key" = [])),
     responses(
         (status = 201, description = "Added to the map", body = TenantMapping, headers(("Location" = String, description = "URL of the entry"))),
         (status = 200, description = "Replaced", body = TenantMapping),
         BodyErrors,
-        KeyedErrors,
         (status = 404, description = "Not a tenant id", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "No such node", body = Problem, content_type = "application/problem+json"),
     )
@@ -492,10 +470,8 @@ pub async fn put_tenant(
 #[utoipa::path(
     delete, path = "/api/fed/routing/tenants/{tenant_id}", tag = TAG,
     params(TenantPath),
-    security(("api_key" = [])),
     responses(
         (status = 204, description = "Removed"),
-        KeyedErrors,
         (status = 404, description = "The tenant is not in the map", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -521,10 +497,8 @@ pub async fn delete_tenant(
 #[utoipa::path(
     get, path = "/api/fed/routing/tenants/{tenant_id}/bootstrap", tag = TAG,
     params(TenantPath),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "`federation` as the kit's metadata.json carries it", body = BootstrapMetadata),
-        KeyedErrors,
         (status = 404, description = "The tenant is not in the map", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -548,11 +522,9 @@ pub async fn bootstrap(
 #[utoipa::path(
     get, path = "/api/fed/routing/resolve", tag = TAG,
     params(ResolveParams),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "The node", body = Resolution),
         QueryErrors,
-        KeyedErrors,
     )
 )]
 pub async fn resolve(
