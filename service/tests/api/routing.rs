@@ -436,38 +436,17 @@ async fn region_rules_then_primary_then_weight_then_priority_then_default() {
         picked(&resolve(&app, "tenant=acme&region=ap-south").await),
         ("eu-1", "primary")
     );
-    // The primary disabled: the weighted rules.
-    put_node(
-        &app,
-        "eu-1",
-        json!({"region": "eu-west", "status": "disabled"}),
-    )
-    .await;
-    assert_eq!(
-        picked(&resolve(&app, "tenant=acme").await),
-        ("us-1", "weighted")
-    );
-    // And those too: the standby (weight 0) by priority.
-    put_node(
-        &app,
-        "us-1",
-        json!({"region": "us-east", "status": "disabled"}),
-    )
-    .await;
-    assert_eq!(
-        picked(&resolve(&app, "tenant=acme").await),
-        ("standby", "fallback_priority")
-    );
-    put_node(
-        &app,
-        "standby",
-        json!({"region": "eu-west", "status": "disabled"}),
-    )
-    .await;
-    assert_eq!(
-        picked(&resolve(&app, "tenant=acme").await),
-        ("default", "default")
-    );
+    // Nodes disabled one after another: the primary, then the weighted
+    // rules (the standby, of weight 0, by priority), then the standby.
+    for (disabled, region, then) in [
+        ("eu-1", "eu-west", ("us-1", "weighted")),
+        ("us-1", "us-east", ("standby", "fallback_priority")),
+        ("standby", "eu-west", ("default", "default")),
+    ] {
+        let body = json!({"region": region, "status": "disabled"});
+        put_node(&app, disabled, body).await;
+        assert_eq!(picked(&resolve(&app, "tenant=acme").await), then);
+    }
     let r = resolve(&app, "tenant=stranger&region=eu-west").await;
     assert_eq!(
         r,
