@@ -33,10 +33,7 @@ fn row(actor: &str, action: &str, target: &str, outcome: &str) -> (String, Strin
 
 /// Every column of every audit row, as text.
 async fn audit_table_text(app: &TestApp) -> String {
-    let rows: Vec<String> = sqlx::query_scalar("SELECT audit_log::text FROM audit_log")
-        .fetch_all(&app.pool)
-        .await
-        .unwrap();
+    let rows: Vec<String> = app.column("SELECT audit_log::text FROM audit_log").await;
     rows.join("\n")
 }
 
@@ -307,10 +304,7 @@ async fn pruning_deletes_only_rows_past_the_retention_one_replica_at_a_time() {
             .unwrap(),
         Some(2)
     );
-    let targets: Vec<String> = sqlx::query_scalar("SELECT target FROM audit_log ORDER BY id")
-        .fetch_all(&app.pool)
-        .await
-        .unwrap();
+    let targets: Vec<String> = app.column("SELECT target FROM audit_log ORDER BY id").await;
     assert_eq!(targets, ["project:alpha", "project:kept"]);
 }
 

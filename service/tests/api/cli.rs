@@ -489,10 +489,8 @@ async fn next_line(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildS
 }
 
 async fn latest_event_id(app: &TestApp) -> String {
-    sqlx::query_scalar("SELECT id::text FROM outbox ORDER BY xid DESC, seq DESC LIMIT 1")
-        .fetch_one(&app.pool)
+    app.value("SELECT id::text FROM outbox ORDER BY xid DESC, seq DESC LIMIT 1")
         .await
-        .unwrap()
 }
 
 #[tokio::test]

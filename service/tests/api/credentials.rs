@@ -181,11 +181,9 @@ async fn a_hub_token_may_read_the_catalog_and_change_only_its_own_project() {
     assert!(refreshed["nats_creds"].is_null());
     assert!(refreshed.get("token").is_none(), "{refreshed}");
     // Audited as the hub itself.
-    let by: Vec<String> =
-        sqlx::query_scalar("SELECT actor FROM audit_log WHERE action = 'credential.refresh'")
-            .fetch_all(&app.pool)
-            .await
-            .unwrap();
+    let by: Vec<String> = app
+        .column("SELECT actor FROM audit_log WHERE action = 'credential.refresh'")
+        .await;
     assert_eq!(by, ["hub:alpha"]);
 }
 
@@ -199,11 +197,9 @@ async fn credentials_are_kept_as_digests_listed_without_secrets_and_revoked() {
     let token2 = second["token"].as_str().unwrap();
 
     // Only digests in the table.
-    let rows: Vec<String> =
-        sqlx::query_scalar("SELECT row_to_json(c)::text FROM hub_credentials c")
-            .fetch_all(&app.pool)
-            .await
-            .unwrap();
+    let rows: Vec<String> = app
+        .column("SELECT row_to_json(c)::text FROM hub_credentials c")
+        .await;
     assert_eq!(rows.len(), 2);
     let dump = rows.join("\n");
     for t in [token, token2] {
@@ -302,12 +298,9 @@ async fn credentials_are_kept_as_digests_listed_without_secrets_and_revoked() {
 
     // Each change is in the audit log, named by the admin key's fingerprint
     // (the 404 revocation changed nothing and wrote nothing).
-    let actions: Vec<(String, String)> = sqlx::query_as(
-        "SELECT action, actor FROM audit_log WHERE action LIKE 'credential.%' ORDER BY id",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+    let actions: Vec<(String, String)> = app
+        .rows("SELECT action, actor FROM audit_log WHERE action LIKE 'credential.%' ORDER BY id")
+        .await;
     let admin = service::auth::fingerprint(ADMIN_KEY);
     let names: Vec<&str> = actions.iter().map(|(a, _)| a.as_str()).collect();
     assert_eq!(

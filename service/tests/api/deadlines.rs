@@ -233,10 +233,7 @@ async fn hubs_offline_longer_than_deregister_after_are_removed_with_an_event_and
         ["gone"],
         "in maintenance, offline more recently and never heard from: kept"
     );
-    let slugs: Vec<String> = sqlx::query_scalar("SELECT slug FROM projects ORDER BY slug")
-        .fetch_all(&app.pool)
-        .await
-        .unwrap();
+    let slugs: Vec<String> = app.column("SELECT slug FROM projects ORDER BY slug").await;
     assert_eq!(slugs, ["back", "never", "resting"]);
     // The app's view follows the deletion.
     testkit::eventually(Duration::from_secs(10), "the view to drop gone", || async {
@@ -247,12 +244,7 @@ async fn hubs_offline_longer_than_deregister_after_are_removed_with_an_event_and
     })
     .await;
 
-    let events: Vec<(String, Value)> = sqlx::query_as(
-        "SELECT ce_subject, data FROM outbox WHERE event_type = 'federation.project.deregistered'",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+    let events: Vec<(String, Value)> = app.rows("SELECT ce_subject, data FROM outbox WHERE event_type = 'federation.project.deregistered'").await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].0, "gone");
     assert_eq!(events[0].1["slug"], "gone");

@@ -330,11 +330,9 @@ async fn writes_are_monotonic_so_replicas_can_share_the_work() {
     let out = apply_batch(&app.pool, &[older], false).await.unwrap();
     assert_eq!((out.hubs(), out.messages), (1, 1));
     assert!(out.transitions.is_empty());
-    let (status, last): (String, chrono::DateTime<Utc>) =
-        sqlx::query_as("SELECT status, last_heartbeat_at FROM projects WHERE slug = 'alpha'")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+    let (status, last): (String, chrono::DateTime<Utc>) = app
+        .row("SELECT status, last_heartbeat_at FROM projects WHERE slug = 'alpha'")
+        .await;
     assert_eq!(status, "degraded");
     assert_eq!(last, now);
     // Replaying the same batch is idempotent.

@@ -395,11 +395,52 @@ impl TestApp {
     }
 
     pub async fn outbox_types(&self) -> Vec<String> {
-        sqlx::query_scalar("SELECT event_type FROM outbox ORDER BY seq")
+        self.column("SELECT event_type FROM outbox ORDER BY seq")
+            .await
+    }
+
+    /// Every row `query` answers, each as `T` (a tuple of its columns).
+    pub async fn rows<T>(&self, query: &str) -> Vec<T>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+    {
+        sqlx::query_as(query)
             .fetch_all(&self.pool)
             .await
-            .expect("outbox")
+            .unwrap_or_else(|e| panic!("{query}: {e}"))
     }
+
+    /// The one column of every row `query` answers.
+    pub async fn column<T>(&self, query: &str) -> Vec<T>
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+    {
+        sqlx::query_scalar(query)
+            .fetch_all(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{query}: {e}"))
+    }
+
+    /// The first row `query` answers (there must be one).
+    pub async fn row<T>(&self, query: &str) -> T
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+    {
+        first(query, self.rows(query).await)
+    }
+
+    /// The first row's one value (there must be one).
+    pub async fn value<T>(&self, query: &str) -> T
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+    {
+        first(query, self.column(query).await)
+    }
+}
+
+fn first<T>(query: &str, rows: Vec<T>) -> T {
+    let no_row = || panic!("{query}: no row");
+    rows.into_iter().next().unwrap_or_else(no_row)
 }
 
 pub fn project(slug: &str) -> Value {

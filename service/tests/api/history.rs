@@ -133,13 +133,12 @@ async fn history_pages_by_before_without_gaps_or_repeats() {
          FROM generate_series(1, 25) g, projects p ORDER BY g, p.slug",
     )
     .await;
-    let expected: Vec<i64> = sqlx::query_scalar(
-        "SELECT t.id FROM project_transitions t JOIN projects p ON p.id = t.project_id
+    let expected: Vec<i64> = app
+        .column(
+            "SELECT t.id FROM project_transitions t JOIN projects p ON p.id = t.project_id
          WHERE p.slug = 'alpha' ORDER BY t.id DESC",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+        )
+        .await;
     assert_eq!(expected.len(), 25);
 
     let mut seen = Vec::new();

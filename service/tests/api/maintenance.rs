@@ -32,12 +32,7 @@ fn time(v: &Value) -> DateTime<Utc> {
 }
 
 async fn maintenance_events(app: &TestApp) -> Vec<ProjectMaintenanceData> {
-    let data: Vec<Value> = sqlx::query_scalar(
-        "SELECT data FROM outbox WHERE event_type = 'federation.project.maintenance' ORDER BY seq",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+    let data: Vec<Value> = app.column("SELECT data FROM outbox WHERE event_type = 'federation.project.maintenance' ORDER BY seq").await;
     data.into_iter()
         .map(|d| serde_json::from_value(d).unwrap())
         .collect()
@@ -189,20 +184,12 @@ async fn start_and_stop_show_the_window_and_leave_transitions_events_and_audit_r
     );
     assert!(events.iter().all(|e| e.slug == "alpha" && e.by == admin));
     assert_eq!(events[2].ended_by.as_deref(), Some(admin.as_str()));
-    let subjects: Vec<Option<String>> = sqlx::query_scalar(
-        "SELECT ce_subject FROM outbox WHERE event_type = 'federation.project.maintenance'",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+    let subjects: Vec<Option<String>> = app
+        .column("SELECT ce_subject FROM outbox WHERE event_type = 'federation.project.maintenance'")
+        .await;
     assert!(subjects.iter().all(|s| s.as_deref() == Some("alpha")));
 
-    let audit: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT actor, action, target FROM audit_log WHERE action LIKE 'project.maintenance%' ORDER BY id",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+    let audit: Vec<(String, String, String)> = app.rows("SELECT actor, action, target FROM audit_log WHERE action LIKE 'project.maintenance%' ORDER BY id").await;
     let start = (
         admin.clone(),
         "project.maintenance.start".to_owned(),

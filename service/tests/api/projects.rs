@@ -284,12 +284,9 @@ async fn delete_removes_and_emits_an_event() {
             "federation.project.deleted"
         ]
     );
-    let data: Value = sqlx::query_scalar(
-        "SELECT data FROM outbox WHERE event_type = 'federation.project.deleted'",
-    )
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
+    let data: Value = app
+        .value("SELECT data FROM outbox WHERE event_type = 'federation.project.deleted'")
+        .await;
     assert_eq!(data["slug"], "alpha");
 }
 

@@ -178,12 +178,7 @@ async fn nodes_rules_and_tenants_change_with_audit_and_events_and_never_show_a_u
     let nodes = app.get_ok("/api/fed/routing/nodes", Some(ADMIN_KEY)).await;
     assert_eq!(strings(&nodes, "node_id"), ["default"]);
 
-    let actions: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT action, target, outcome FROM audit_log WHERE action LIKE 'routing.%' ORDER BY id",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+    let actions: Vec<(String, String, String)> = app.rows("SELECT action, target, outcome FROM audit_log WHERE action LIKE 'routing.%' ORDER BY id").await;
     let actions: Vec<(&str, &str, &str)> = actions
         .iter()
         .map(|(a, t, o)| (a.as_str(), t.as_str(), o.as_str()))
@@ -203,12 +198,7 @@ async fn nodes_rules_and_tenants_change_with_audit_and_events_and_never_show_a_u
             ("routing.node.delete", "routing_node:eu-1", "success"),
         ]
     );
-    let events: Vec<(String, Value)> = sqlx::query_as(
-        "SELECT event_type, data FROM outbox WHERE event_type LIKE 'federation.routing.%' ORDER BY seq",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+    let events: Vec<(String, Value)> = app.rows("SELECT event_type, data FROM outbox WHERE event_type LIKE 'federation.routing.%' ORDER BY seq").await;
     let kinds: Vec<String> = events
         .iter()
         .map(|(t, d)| format!("{t} {}", d["change"].as_str().unwrap()))
@@ -230,13 +220,8 @@ async fn nodes_rules_and_tenants_change_with_audit_and_events_and_never_show_a_u
     for (_, data) in &events {
         assert_no_url(&data.to_string(), "an event");
     }
-    let stored: Vec<String> = sqlx::query_scalar(
-        "SELECT row_to_json(a)::text FROM audit_log a UNION ALL \
-         SELECT encode(database_url_sealed, 'escape') FROM federation_nodes WHERE database_url_sealed IS NOT NULL",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+    let stored: Vec<String> = app.column("SELECT row_to_json(a)::text FROM audit_log a UNION ALL \
+         SELECT encode(database_url_sealed, 'escape') FROM federation_nodes WHERE database_url_sealed IS NOT NULL").await;
     for row in stored {
         assert_no_url(&row, "a stored row");
     }
@@ -246,18 +231,13 @@ async fn nodes_rules_and_tenants_change_with_audit_and_events_and_never_show_a_u
 async fn a_sealed_url_is_not_plain_text_in_the_table_and_opens_with_the_key() {
     let app = spawn_app_yaml(&routing_yaml()).await;
     node(&app, "n1", "eu", None, 0).await;
-    let sealed: Vec<u8> =
-        sqlx::query_scalar("SELECT database_url_sealed FROM federation_nodes WHERE node_id = 'n1'")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+    let sealed: Vec<u8> = app
+        .value("SELECT database_url_sealed FROM federation_nodes WHERE node_id = 'n1'")
+        .await;
     assert_no_url(&String::from_utf8_lossy(&sealed), "the sealed column");
-    let text: String = sqlx::query_scalar(
-        "SELECT row_to_json(n)::text FROM federation_nodes n WHERE node_id = 'n1'",
-    )
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
+    let text: String = app
+        .value("SELECT row_to_json(n)::text FROM federation_nodes n WHERE node_id = 'n1'")
+        .await;
     assert_no_url(&text, "the node's row");
     let mut key = [0u8; 32];
     key.copy_from_slice(&hex::decode(URL_KEY).unwrap());
@@ -657,10 +637,7 @@ async fn the_example_gateway_runs_each_tenant_on_its_node_and_reroutes_a_silent_
         whoami(&base, "/whoami", Some("bravo")).await,
         Some((db_b.name.clone(), "primary".to_owned()))
     );
-    let default_db: String = sqlx::query_scalar("SELECT current_database()::text")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let default_db: String = app.value("SELECT current_database()::text").await;
     assert_eq!(
         whoami(&base, "/whoami?tenant=nobody", None).await,
         Some((default_db, "default".to_owned()))

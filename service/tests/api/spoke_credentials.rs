@@ -149,12 +149,7 @@ async fn a_spoke_token_reads_only_its_own_spoke_and_refreshes_only_itself() {
     assert_problem(app.post_empty(&credentials, Some(AGENT_KEY)).await, 403).await;
 
     // The audit log: issued by the admin key, refreshed by the spoke.
-    let rows: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT action, actor, target FROM audit_log WHERE action LIKE 'credential.%' ORDER BY id",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+    let rows: Vec<(String, String, String)> = app.rows("SELECT action, actor, target FROM audit_log WHERE action LIKE 'credential.%' ORDER BY id").await;
     let fp = issued["fingerprint"].as_str().unwrap();
     let admin = service::auth::fingerprint(ADMIN_KEY);
     let target = format!("spoke_credential:{id}/{fp}");
