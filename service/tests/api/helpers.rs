@@ -1,6 +1,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use chrono::{DateTime, SubsecRound, Utc};
 use figment::providers::Format;
 use figment::Figment;
 use serde_json::Value;
@@ -93,6 +94,14 @@ pub async fn spawn_app() -> TestApp {
 }
 
 /// A service with `extra_yaml` and no seeds.
+/// A service with the hubs `slugs` registered, and the time after that to
+/// the microsecond (as PostgreSQL keeps it), to date heartbeats from.
+pub async fn spawn_with_hubs(slugs: &[&str]) -> (TestApp, DateTime<Utc>) {
+    let app = spawn_app().await;
+    app.create_projects(slugs).await;
+    (app, Utc::now().trunc_subsecs(6))
+}
+
 pub async fn spawn_app_yaml(extra_yaml: &str) -> TestApp {
     spawn_app_with(extra_yaml, Vec::new()).await
 }

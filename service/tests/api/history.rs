@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use service::auth::fingerprint;
 use service::catalog_view::CatalogView;
@@ -66,10 +66,8 @@ fn entry(from: &str, to: &str, cause: &str, actor: &str) -> (String, String, Str
 
 #[tokio::test]
 async fn history_lists_each_transition_with_its_cause_newest_first() {
-    let app = spawn_app().await;
-    app.create_project(&project("alpha")).await;
-    app.create_project(&project("beta")).await;
-    let t0 = Utc::now().trunc_subsecs(6) - secs(600);
+    let (app, now) = spawn_with_hubs(&["alpha", "beta"]).await;
+    let t0 = now - secs(600);
     let sweeper = sweeper_of(&app.pool, 45, 90);
     let sight = Some(t0 - secs(3600));
 

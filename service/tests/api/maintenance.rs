@@ -40,10 +40,7 @@ async fn maintenance_events(app: &TestApp) -> Vec<ProjectMaintenanceData> {
 
 #[tokio::test]
 async fn a_hub_in_maintenance_stays_as_it_was_and_is_judged_from_the_end_of_the_window() {
-    let app = spawn_app().await;
-    app.create_project(&project("alpha")).await;
-    app.create_project(&project("beta")).await;
-    let t0 = Utc::now().trunc_subsecs(6);
+    let (app, t0) = spawn_with_hubs(&["alpha", "beta"]).await;
     beat_at(&app.pool, "alpha", "online", t0).await;
     beat_at(&app.pool, "beta", "online", t0).await;
     let body = app
@@ -300,9 +297,8 @@ async fn hubs_in_maintenance_are_counted_for_metrics() {
 
 #[tokio::test]
 async fn a_window_stopped_early_judges_silence_from_the_stop() {
-    let app = spawn_app().await;
-    app.create_project(&project("alpha")).await;
-    let t0 = Utc::now().trunc_subsecs(6) - secs(3600);
+    let (app, now) = spawn_with_hubs(&["alpha"]).await;
+    let t0 = now - secs(3600);
     beat_at(&app.pool, "alpha", "online", t0).await;
     let ok = json!({"duration": "2h", "reason": "upgrade"});
     assert_eq!(app.put_json(PATH, Some(ADMIN_KEY), &ok).await.status(), 200);
