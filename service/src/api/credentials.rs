@@ -337,7 +337,7 @@ pub async fn list_credentials(
 
 /// Refuses a caller that is not an admin, and a subject that cannot have
 /// credentials: not a valid slug, or no registered spoke.
-async fn require_admin_over(
+pub(super) async fn require_admin_over(
     state: &AppState,
     caller: &Caller,
     (kind, subject): (CredentialKind, &str),
@@ -674,7 +674,9 @@ pub async fn refresh_spoke_credential(
     Ok(no_store(body))
 }
 
-fn wake_revocations(state: &AppState) {
+/// Tells the revocation pusher (when the service is the NATS authority)
+/// that a hub credential was revoked.
+pub(super) fn wake_revocations(state: &AppState) {
     if let Some(revocations) = &state.revocations {
         revocations.wake();
     }

@@ -12,13 +12,10 @@ use utoipa::openapi::schema::{
 };
 use utoipa::ToSchema;
 
-use protocol::naming::is_valid_slug;
-
 use super::auth::{Caller, Role};
 use super::error::{ApiResult, BodyErrors, Problem};
 use super::extract::Json;
-use super::projects::not_found;
-use super::projects::SlugPath;
+use super::projects::{check_slug, not_found, SlugPath};
 use crate::catalog::Project;
 use crate::field_error::FieldError;
 use crate::rules::{self, Text};
@@ -198,9 +195,7 @@ pub async fn start_maintenance(
     request: Json<MaintenanceRequest>,
 ) -> ApiResult<axum::Json<Project>> {
     authorize(&caller, &slug)?;
-    if !is_valid_slug(&slug) {
-        return Err(not_found(&slug));
-    }
+    check_slug(&slug)?;
     // An unknown project is 404 whatever the body says.
     if history::project_id(&state.db, &slug).await?.is_none() {
         return Err(not_found(&slug));
@@ -231,9 +226,7 @@ pub async fn stop_maintenance(
     Path(slug): Path<String>,
 ) -> ApiResult<StatusCode> {
     authorize(&caller, &slug)?;
-    if !is_valid_slug(&slug) {
-        return Err(not_found(&slug));
-    }
+    check_slug(&slug)?;
     match maintenance::stop(&state.db, &slug, &caller.actor()).await? {
         Stopped::Ended(project) => {
             state.view.apply([*project]);

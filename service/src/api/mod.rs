@@ -24,7 +24,7 @@ use std::sync::Arc;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -350,4 +350,18 @@ async fn problem_for_bare_errors(
     );
     std::mem::swap(fresh.headers_mut(), &mut parts.headers);
     fresh
+}
+
+/// 201 with `Location` when `created`, else 200; the body as JSON either way.
+fn created_or_not<T: serde::Serialize>(created: bool, location: String, body: T) -> Response {
+    if created {
+        (
+            StatusCode::CREATED,
+            [(header::LOCATION, location)],
+            axum::Json(body),
+        )
+            .into_response()
+    } else {
+        axum::Json(body).into_response()
+    }
 }

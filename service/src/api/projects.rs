@@ -194,12 +194,7 @@ pub async fn register_project(
         Upserted::Created(p) => {
             tracing::info!(slug = %p.slug, key = %caller.fingerprint, "project registered");
             let location = format!("/api/fed/projects/{}", p.slug);
-            (
-                StatusCode::CREATED,
-                [(header::LOCATION, location)],
-                axum::Json(p),
-            )
-                .into_response()
+            super::created_or_not(true, location, p)
         }
         Upserted::Updated(p) => {
             tracing::info!(slug = %p.slug, key = %caller.fingerprint, "project updated");
@@ -223,9 +218,7 @@ pub async fn get_project(
     _caller: Caller,
     Path(slug): Path<String>,
 ) -> ApiResult<Response> {
-    if !is_valid_slug(&slug) {
-        return Err(not_found(&slug));
-    }
+    check_slug(&slug)?;
     let body = match state.view.get(&slug) {
         Some(body) => body,
         None => {
@@ -261,9 +254,7 @@ pub async fn replace_project(
     update: Json<ProjectUpdate>,
 ) -> ApiResult<axum::Json<Project>> {
     caller.require_project(&slug)?;
-    if !is_valid_slug(&slug) {
-        return Err(not_found(&slug));
-    }
+    check_slug(&slug)?;
     let spec = update.check(|u| u.for_slug(&slug).and_then(ProjectInput::into_spec))?;
     let outcome = projects::update(&state.db, &spec, &caller.actor())
         .await?
@@ -291,18 +282,14 @@ pub async fn delete_project(
     Path(slug): Path<String>,
 ) -> ApiResult<StatusCode> {
     caller.require(Role::Admin)?;
-    if !is_valid_slug(&slug) {
-        return Err(not_found(&slug));
-    }
+    check_slug(&slug)?;
     let deleted = projects::delete(&state.db, &slug, &caller.actor())
         .await?
         .ok_or_else(|| not_found(&slug))?;
     state.view.remove(&deleted.project.slug);
     tracing::info!(slug = %deleted.project.slug, key = %caller.fingerprint, revoked_credentials = deleted.revoked_credentials, "project deleted");
     if deleted.revoked_credentials > 0 {
-        if let Some(revocations) = &state.revocations {
-            revocations.wake();
-        }
+        super::credentials::wake_revocations(&state);
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -325,4 +312,13 @@ fn json_response(body: Bytes) -> Response {
 /// A project route's 404.
 pub(super) fn not_found(slug: &str) -> ApiError {
     ApiError::NotFound(format!("no project with slug {slug:?}"))
+}
+
+/// A project route's `{slug}`: a 404 if no project can have it.
+pub(super) fn check_slug(slug: &str) -> ApiResult<()> {
+    if is_valid_slug(slug) {
+        Ok(())
+    } else {
+        Err(not_found(slug))
+    }
 }

@@ -4,14 +4,15 @@
 //! database URL.
 
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use utoipa::IntoParams;
 use uuid::Uuid;
 
 use super::auth::{Caller, Role};
+use super::created_or_not;
 use super::error::{ApiError, ApiResult, BodyErrors, Problem, QueryErrors};
 use super::extract::{Json, Query};
 use crate::fed_routing::seal::{self, UrlSeal};
@@ -109,19 +110,6 @@ fn unknown_node(node_id: &str) -> ApiError {
 
 fn seal(state: &AppState) -> Option<UrlSeal> {
     state.settings.routing.url_key_bytes().map(UrlSeal::new)
-}
-
-fn created_or_not<T: Serialize>(created: bool, location: String, body: T) -> Response {
-    if created {
-        (
-            StatusCode::CREATED,
-            [(header::LOCATION, location)],
-            axum::Json(body),
-        )
-            .into_response()
-    } else {
-        axum::Json(body).into_response()
-    }
 }
 
 /// The routing tables held by this replica, read through once if needed.
