@@ -65,11 +65,7 @@ fn time_schema() -> Object {
 }
 
 fn duration_text_schema() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .min_length(Some(1))
-        .max_length(Some(100))
-        .build()
+    rules::nonempty_string(100).build()
 }
 
 /// A checked request.

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
-use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
+use utoipa::openapi::schema::Object;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
@@ -86,11 +86,7 @@ pub struct ResolveParams {
 const MAX_KEY: usize = 256;
 
 fn key_schema() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .min_length(Some(1))
-        .max_length(Some(MAX_KEY))
-        .build()
+    crate::rules::nonempty_string(MAX_KEY).build()
 }
 
 fn not_found(what: &str, id: &str) -> ApiError {
