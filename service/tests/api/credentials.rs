@@ -207,12 +207,12 @@ async fn credentials_are_kept_as_digests_listed_without_secrets_and_revoked() {
         assert!(!dump.contains(&t["fedhub_".len()..]), "a token is stored");
     }
     let digest: Vec<u8> = Sha256::digest(token.as_bytes()).to_vec();
-    let found: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM hub_credentials WHERE token_hash = $1")
-            .bind(&digest)
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+    let found: i64 = app
+        .value_of(
+            "SELECT count(*) FROM hub_credentials WHERE token_hash = $1",
+            &digest,
+        )
+        .await;
     assert_eq!(found, 1);
 
     // A use is recorded; the list shows fingerprints and times, no secret.

@@ -445,6 +445,19 @@ impl TestApp {
     {
         first(query, self.column(query).await)
     }
+
+    /// The one value `query` answers with `$1` bound to `arg`.
+    pub async fn value_of<'q, T, A>(&self, query: &'q str, arg: A) -> T
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+        A: 'q + sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send,
+    {
+        sqlx::query_scalar(query)
+            .bind(arg)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{query}: {e}"))
+    }
 }
 
 fn first<T>(query: &str, rows: Vec<T>) -> T {

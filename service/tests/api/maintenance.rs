@@ -18,11 +18,8 @@ fn secs(s: i64) -> chrono::Duration {
 }
 
 async fn status(app: &TestApp, slug: &str) -> String {
-    sqlx::query_scalar("SELECT status FROM projects WHERE slug = $1")
-        .bind(slug)
-        .fetch_one(&app.pool)
+    app.value_of("SELECT status FROM projects WHERE slug = $1", slug)
         .await
-        .unwrap()
 }
 
 fn time(v: &Value) -> DateTime<Utc> {

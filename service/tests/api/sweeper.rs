@@ -262,16 +262,14 @@ async fn a_nats_outage_marks_nobody_offline_and_says_so() {
     // Back: after a full threshold of sight with no heartbeat, the outage is real.
     r.nats.restart().await;
     r.wait_status("alpha", "offline").await;
-    let at: DateTime<Utc> =
-        sqlx::query_scalar("SELECT at FROM project_transitions WHERE to_status = 'offline'")
-            .fetch_one(&r.app.pool)
-            .await
-            .unwrap();
-    let last: DateTime<Utc> =
-        sqlx::query_scalar("SELECT last_heartbeat_at FROM projects WHERE slug = 'alpha'")
-            .fetch_one(&r.app.pool)
-            .await
-            .unwrap();
+    let at: DateTime<Utc> = r
+        .app
+        .value("SELECT at FROM project_transitions WHERE to_status = 'offline'")
+        .await;
+    let last: DateTime<Utc> = r
+        .app
+        .value("SELECT last_heartbeat_at FROM projects WHERE slug = 'alpha'")
+        .await;
     assert!(
         at - last >= secs(8),
         "offline {:?} after the last heartbeat: judged during the outage",
