@@ -167,7 +167,7 @@ async fn a_spoke_shows_its_conditions() {
         .find(|l| l.starts_with("CONDITION"))
         .unwrap_or_else(|| panic!("{}", run.out));
     for column in ["STATUS", "REASON", "SINCE", "GENERATION", "MESSAGE"] {
-        assert!(header.contains(column), "{header}");
+        assert_contains(header, column);
     }
     let approved = run.out.lines().find(|l| l.starts_with("Approved")).unwrap();
     let words: Vec<&str> = approved.split_whitespace().collect();

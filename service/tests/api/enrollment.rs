@@ -240,15 +240,15 @@ async fn enrollment_with_identity_answers_nats_credentials_and_logs_no_secret() 
         .as_str()
         .expect("NATS creds")
         .to_owned();
-    assert!(creds.contains("BEGIN NATS USER JWT"), "{creds}");
+    assert_contains(&creds, "BEGIN NATS USER JWT");
     assert_eq!(enroll(&api, &join).await.status(), 401);
     // The hub token refreshes its NATS credentials.
     let refresh = "/api/fed/projects/alpha/credentials/refresh";
     assert_eq!(api.post(refresh, Some(&token)).await.status(), 200);
 
     let logs = crate::process::stop_logged(svc.child, log_path).await;
-    assert!(logs.contains("hub enrolled"), "{logs}");
-    assert!(logs.contains("refused an enrollment"), "{logs}");
+    assert_contains(&logs, "hub enrolled");
+    assert_contains(&logs, "refused an enrollment");
     assert!(
         !logs.to_lowercase().contains("authorization violation"),
         "the anonymous probe's expected refusal was logged as an error: {logs}"

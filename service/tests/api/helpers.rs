@@ -465,6 +465,12 @@ fn first<T>(query: &str, rows: Vec<T>) -> T {
     rows.into_iter().next().unwrap_or_else(no_row)
 }
 
+/// Asserts that `text` contains `needle`, showing `text` if not.
+#[track_caller]
+pub fn assert_contains(text: &str, needle: &str) {
+    assert!(text.contains(needle), "{text}");
+}
+
 pub fn project(slug: &str) -> Value {
     serde_json::json!({
         "project_slug": slug,

@@ -389,10 +389,7 @@ async fn weights_share_ten_thousand_keys_within_chi_square_bounds_and_keys_stick
         );
     }
     let metrics = app.get("/metrics", None).await.text().await.unwrap();
-    assert!(
-        metrics.contains("routing_resolutions_total{reason=\"weighted\"}"),
-        "{metrics}"
-    );
+    assert_contains(&metrics, "routing_resolutions_total{reason=\"weighted\"}");
 }
 
 #[tokio::test]
@@ -681,9 +678,9 @@ async fn the_example_gateway_runs_each_tenant_on_its_node_and_reroutes_a_silent_
     .await;
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-    assert!(
-        text.contains("routing_decisions_total{reason=\"fallback_priority\"}"),
-        "{text}"
+    assert_contains(
+        &text,
+        "routing_decisions_total{reason=\"fallback_priority\"}",
     );
 }
 
@@ -736,7 +733,7 @@ async fn the_cli_sets_nodes_rules_and_tenants_and_resolves() {
     .await;
     assert_eq!(set, "node eu-1 set (online)\n");
     let nodes = run(&["routing", "nodes", "list"], None).await;
-    assert!(nodes.contains("db-eu.internal:5432"), "{nodes}");
+    assert_contains(&nodes, "db-eu.internal:5432");
     assert_no_url(&nodes, "the node list");
     run(
         &[
@@ -814,7 +811,7 @@ async fn no_database_url_reaches_the_log_even_at_trace() {
         .text()
         .await
         .unwrap();
-    assert!(listed.contains("db-eu.internal:5432"), "{listed}");
+    assert_contains(&listed, "db-eu.internal:5432");
     crate::process::signal(child.id(), "-TERM");
     child.wait().unwrap();
     let logs = std::fs::read_to_string(&log_path).unwrap();

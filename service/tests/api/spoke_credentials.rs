@@ -334,7 +334,7 @@ async fn spoke_tokens_are_kept_as_digests_and_never_logged() {
     pool.close().await;
 
     let logs = crate::process::stop_logged(child, &log_path).await;
-    assert!(logs.contains("spoke credential issued"), "{logs}");
+    assert_contains(&logs, "spoke credential issued");
     for token in &tokens {
         assert!(
             !logs.contains(token.as_str()),
