@@ -2,6 +2,7 @@
 //! throwaway database and a private nats-server, reading its metrics and
 //! memory, and summarising latencies.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -173,6 +174,23 @@ where
 /// A metric's name, how to compare its value, and the value wanted.
 pub type MetricGoal<'a> = (&'a str, fn(&f64, &f64) -> bool, f64);
 
+/// Where `/metrics` is read: one service, or the sum over replicas.
+pub trait Metrics {
+    /// One sample value from `/metrics` (0 when absent).
+    fn metric(&self, http: &reqwest::Client, name: &str) -> impl Future<Output = f64>;
+
+    /// Waits until `reached(value, want)` holds for the metric `name`,
+    /// asking every 50 ms; after `limit`, an error saying it did not.
+    fn wait_metric(
+        &self,
+        http: &reqwest::Client,
+        goal: MetricGoal<'_>,
+        limit: Duration,
+    ) -> impl Future<Output = anyhow::Result<()>> {
+        wait_goal(goal, limit, move || self.metric(http, goal.0))
+    }
+}
+
 /// Asks `value` every 50 ms until `goal` is reached; after `limit`, an
 /// error saying it was not.
 async fn wait_goal<F, Fut>(
@@ -239,30 +257,6 @@ impl Service {
         testkit::wait_ok(&url, Duration::from_secs(60), "the service to be ready").await;
     }
 
-    /// One sample value from `/metrics` (0 when absent).
-    pub async fn metric(&self, http: &reqwest::Client, name: &str) -> f64 {
-        let Ok(r) = http.get(format!("{}/metrics", self.base)).send().await else {
-            return 0.0;
-        };
-        let text = r.text().await.unwrap_or_default();
-        text.lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
-    }
-
-    /// Waits until `reached(value, want)` holds for the metric `name`,
-    /// asking every 50 ms; after `limit`, an error saying it did not.
-    pub async fn wait_metric(
-        &self,
-        http: &reqwest::Client,
-        goal: MetricGoal<'_>,
-        limit: Duration,
-    ) -> anyhow::Result<()> {
-        wait_goal(goal, limit, || self.metric(http, goal.0)).await
-    }
-
     /// (current RSS, peak RSS) in KiB, from /proc.
     pub fn memory_kib(&self) -> (u64, u64) {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
@@ -281,6 +275,20 @@ impl Service {
     pub fn stop(mut self) {
         testkit::signal(self.child.id(), "-TERM");
         let _ = self.child.wait();
+    }
+}
+
+impl Metrics for Service {
+    async fn metric(&self, http: &reqwest::Client, name: &str) -> f64 {
+        let Ok(r) = http.get(format!("{}/metrics", self.base)).send().await else {
+            return 0.0;
+        };
+        let text = r.text().await.unwrap_or_default();
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
     }
 }
 
@@ -333,25 +341,6 @@ impl Replicas {
         }
     }
 
-    /// The sum of one sample over every replica.
-    pub async fn metric(&self, http: &reqwest::Client, name: &str) -> f64 {
-        let mut sum = 0.0;
-        for s in &self.0 {
-            sum += s.metric(http, name).await;
-        }
-        sum
-    }
-
-    /// [`Service::wait_metric`] on the sum over every replica.
-    pub async fn wait_metric(
-        &self,
-        http: &reqwest::Client,
-        goal: MetricGoal<'_>,
-        limit: Duration,
-    ) -> anyhow::Result<()> {
-        wait_goal(goal, limit, || self.metric(http, goal.0)).await
-    }
-
     /// (current RSS, peak RSS) in KiB, summed over the replicas.
     pub fn memory_kib(&self) -> (u64, u64) {
         self.0
@@ -364,5 +353,16 @@ impl Replicas {
         for s in self.0 {
             s.stop();
         }
+    }
+}
+
+/// The sum of one sample over every replica.
+impl Metrics for Replicas {
+    async fn metric(&self, http: &reqwest::Client, name: &str) -> f64 {
+        let mut sum = 0.0;
+        for s in &self.0 {
+            sum += s.metric(http, name).await;
+        }
+        sum
     }
 }

@@ -309,6 +309,14 @@ mod tests {
         assert_eq!(got, paths, "{e}");
     }
 
+    /// A join token (in `field`) without `catalog.url` is refused: there is
+    /// nowhere to exchange it. With it, the settings load, no API key needed.
+    fn needs_the_catalog(jail: &mut Jail, field: &str) -> AgentSettings {
+        assert_refused(&[field]);
+        jail.set_env("HUB_AGENT__CATALOG__URL", "http://fed:8001");
+        AgentSettings::load(&Sources::none()).unwrap()
+    }
+
     #[test]
     fn env_and_original_variables_configure_the_agent() {
         Jail::expect_with(|jail| {
@@ -360,12 +368,9 @@ mod tests {
     fn a_join_token_stands_in_for_the_api_key_and_needs_the_catalog() {
         Jail::expect_with(|jail| {
             alpha_with_state(jail);
-            // A join token without catalog.url: nowhere to exchange it.
             jail.set_env("HUB_AGENT__JOIN_TOKEN", "fedjoin_x");
-            assert_refused(&["join_token"]);
-            // With it, no API key is needed; the token is not shown.
-            jail.set_env("HUB_AGENT__CATALOG__URL", "http://fed:8001");
-            let s = AgentSettings::load(&Sources::none()).unwrap();
+            let s = needs_the_catalog(jail, "join_token");
+            // The token is not shown.
             assert_eq!(s.hub.state_dir, PathBuf::from("state"));
             assert!(!format!("{s:?}").contains("fedjoin_x"));
             // --join-token alone does it too.
@@ -396,12 +401,9 @@ mod tests {
         Jail::expect_with(|jail| {
             alpha_with_state(jail);
             jail.set_env("HUB_AGENT__JOIN_TOKEN_FILE", "state/join-token");
-            // Without catalog.url there is nowhere to exchange it.
-            assert_refused(&["join_token_file"]);
-            // With it, no API key is needed; the file is read at start, not
-            // now, so it may be written after the settings are checked.
-            jail.set_env("HUB_AGENT__CATALOG__URL", "http://fed:8001");
-            let s = AgentSettings::load(&Sources::none()).unwrap();
+            // The file is read at start, not now, so it may be written after
+            // the settings are checked.
+            let s = needs_the_catalog(jail, "join_token_file");
             assert_eq!(
                 s.hub.join_token_file.as_deref(),
                 Some(Path::new("state/join-token"))

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
 use crate::field_error::{sort_by_field, FieldError};
-use crate::rules::Paging;
+use crate::rules::{self, Paging};
 
 /// `limit`: 1 to 1000; absent, the whole list (as the original served it).
 pub const PAGES: Paging = Paging {
@@ -326,18 +326,11 @@ pub fn limit_schema() -> Object {
 }
 
 pub fn cursor_schema() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .min_length(Some(1))
-        .max_length(Some(MAX_CURSOR_LEN))
-        .build()
+    rules::nonempty_string(MAX_CURSOR_LEN).build()
 }
 
 pub fn q_schema() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .min_length(Some(1))
-        .max_length(Some(MAX_Q_LEN))
+    rules::nonempty_string(MAX_Q_LEN)
         .pattern(Some(r"^[^\x00-\x1f\x7f-\x9f]+$"))
         .build()
 }

@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool};
+use chrono::Utc;
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::store;
@@ -19,14 +19,7 @@ pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Most rows deleted by one statement.
 const PRUNE_CHUNK: i64 = 10_000;
 
-/// A log with a retention.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Log {
-    /// `audit_log`, kept for `audit.retention`.
-    Audit,
-    /// `project_transitions`, kept for `catalog.history_retention`.
-    History,
-}
+pub use crate::store::Log;
 
 impl Log {
     /// The supervised worker that prunes it.
@@ -49,19 +42,6 @@ impl Log {
         match self {
             Log::Audit => crate::leader::AUDIT_PRUNE_KEY,
             Log::History => crate::leader::HISTORY_PRUNE_KEY,
-        }
-    }
-
-    /// Deletes up to `limit` rows older than `cutoff`.
-    async fn prune_chunk(
-        self,
-        conn: &mut PgConnection,
-        cutoff: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<u64, sqlx::Error> {
-        match self {
-            Log::Audit => store::audit::prune(conn, cutoff, limit).await,
-            Log::History => store::history::prune(conn, cutoff, limit).await,
         }
     }
 }
@@ -87,7 +67,7 @@ pub async fn prune_expired(
     }
     let mut total = 0;
     loop {
-        let n = log.prune_chunk(&mut tx, cutoff, PRUNE_CHUNK).await?;
+        let n = store::prune_log(&mut tx, log, cutoff, PRUNE_CHUNK).await?;
         total += n;
         if n < PRUNE_CHUNK as u64 {
             break;

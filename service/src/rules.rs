@@ -138,9 +138,7 @@ impl Label {
     }
 
     pub fn schema(&self) -> Object {
-        string(false)
-            .min_length(Some(1))
-            .max_length(Some(self.max))
+        nonempty_string(self.max)
             .pattern(Some(self.pattern()))
             .build()
     }
@@ -438,6 +436,11 @@ pub fn list_schema(items: Object, max: usize, nullable: bool) -> Array {
         .items(items)
         .max_items(Some(max))
         .build()
+}
+
+/// A string of 1 to `max` characters.
+pub fn nonempty_string(max: usize) -> ObjectBuilder {
+    string(false).min_length(Some(1)).max_length(Some(max))
 }
 
 fn string(nullable: bool) -> ObjectBuilder {

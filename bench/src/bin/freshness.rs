@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::Subject;
-use bench::{ms, percentiles, Service, ADMIN_KEY};
+use bench::{ms, percentiles, Metrics, Service, ADMIN_KEY};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use clap::Parser;

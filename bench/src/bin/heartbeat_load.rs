@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::Subject;
-use bench::{ms, percentiles, Replicas};
+use bench::{ms, percentiles, Metrics, Replicas};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use clap::Parser;

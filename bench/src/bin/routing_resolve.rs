@@ -103,37 +103,48 @@ fn library(args: &Args) -> f64 {
     n as f64 / t0.elapsed().as_secs_f64()
 }
 
+/// Inserts `rows` (a JSON array of objects) into `table` in one statement:
+/// the `columns` (`name type, ...`), from the fields of the same names.
+async fn insert_rows(
+    pool: &sqlx::PgPool,
+    table: &str,
+    columns: &str,
+    rows: serde_json::Value,
+) -> anyhow::Result<()> {
+    let names: Vec<&str> = columns
+        .split(',')
+        .filter_map(|c| c.split_whitespace().next())
+        .collect();
+    let names = names.join(", ");
+    let sql = format!(
+        "INSERT INTO {table} ({names}) SELECT {names} FROM jsonb_to_recordset($1) AS r({columns})"
+    );
+    sqlx::query(&sql).bind(rows).execute(pool).await?;
+    Ok(())
+}
+
 async fn service(args: &Args) -> anyhow::Result<f64> {
     let db = testkit::TestDb::create().await;
     let pool = sqlx::PgPool::connect(&db.url).await?;
     let snap = snapshot(args);
-    for n in &snap.nodes {
-        sqlx::query("INSERT INTO federation_nodes (node_id, region) VALUES ($1, $2)")
-            .bind(&n.node_id)
-            .bind(&n.region)
-            .execute(&pool)
-            .await?;
-    }
-    for r in &snap.rules {
-        sqlx::query(
-            "INSERT INTO federation_routing (tenant_id, region, node_id, weight) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(&r.tenant_id)
-        .bind(&r.region)
-        .bind(&r.node_id)
-        .bind(r.weight as i32)
-        .execute(&pool)
-        .await?;
-    }
-    for t in &snap.tenants {
-        sqlx::query(
-            "INSERT INTO tenant_federation_map (tenant_id, primary_node_id, primary_region) VALUES ($1, $2, $3)",
-        )
-        .bind(&t.tenant_id)
-        .bind(&t.primary_node_id)
-        .bind(&t.primary_region)
-        .execute(&pool)
-        .await?;
+    let tables = [
+        ("federation_nodes", "node_id text, region text"),
+        (
+            "federation_routing",
+            "tenant_id text, region text, node_id text, weight int",
+        ),
+        (
+            "tenant_federation_map",
+            "tenant_id text, primary_node_id text, primary_region text",
+        ),
+    ];
+    let rows = [
+        serde_json::to_value(&snap.nodes)?,
+        serde_json::to_value(&snap.rules)?,
+        serde_json::to_value(&snap.tenants)?,
+    ];
+    for ((table, columns), rows) in tables.into_iter().zip(rows) {
+        insert_rows(&pool, table, columns, rows).await?;
     }
     let svc = Service::start(
         &args.service,

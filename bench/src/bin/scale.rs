@@ -193,18 +193,14 @@ async fn one(n: usize, args: &Args) -> anyhow::Result<()> {
     // Every hub beat just now (hubs that said an interval have deadlines of
     // their own, under a minute): a bulk refresh of this throwaway
     // database, without the change notifications nobody listens to.
-    sqlx::query("ALTER TABLE projects DISABLE TRIGGER projects_updated")
-        .execute(&pool)
-        .await?;
-    sqlx::query("UPDATE projects SET last_heartbeat_at = now()")
-        .execute(&pool)
-        .await?;
-    sqlx::query("ALTER TABLE projects ENABLE TRIGGER projects_updated")
-        .execute(&pool)
-        .await?;
-    sqlx::query("VACUUM ANALYZE projects")
-        .execute(&pool)
-        .await?;
+    for statement in [
+        "ALTER TABLE projects DISABLE TRIGGER projects_updated",
+        "UPDATE projects SET last_heartbeat_at = now()",
+        "ALTER TABLE projects ENABLE TRIGGER projects_updated",
+        "VACUUM ANALYZE projects",
+    ] {
+        sqlx::query(statement).execute(&pool).await?;
+    }
     let sweeper = StaleSweeper::new(pool.clone(), Arc::clone(&view), &settings);
     let sight = Some(now - chrono::Duration::days(1));
     let (p50, max, _) = timed(args.runs, || {

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use bench::{Service, ADMIN_KEY};
+use bench::{Metrics, Service, ADMIN_KEY};
 use clap::Parser;
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

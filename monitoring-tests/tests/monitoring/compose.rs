@@ -110,11 +110,7 @@ fn resolved(extra: &[(&str, &str)]) -> Value {
     let mut env = secrets_set();
     env.extend_from_slice(extra);
     let out = compose_config(&env, None);
-    assert!(
-        out.status.success(),
-        "docker-compose config failed\n{}",
-        describe(&out)
-    );
+    assert_succeeded(&out, "docker-compose config failed");
     yaml(
         &String::from_utf8_lossy(&out.stdout),
         "docker-compose config output",
@@ -373,15 +369,7 @@ fn services_are_built_and_configured_as_documented() {
         ("prometheus", "/prometheus"),
         ("grafana", "/var/lib/grafana"),
     ] {
-        let vols = volumes(service(&stack, name));
-        let (source, _) = vols
-            .iter()
-            .find(|(_, t)| t == target)
-            .unwrap_or_else(|| panic!("{name}: nothing mounted at {target}"));
-        assert!(
-            !source.starts_with('/'),
-            "{name}: {target} should be a named volume, is {source}"
-        );
+        named_volume(&stack, name, target);
     }
     for (name, svc) in stack["services"].as_object().expect("services") {
         for (source, target) in volumes(svc) {
@@ -583,11 +571,21 @@ fn the_env_example_holds_no_working_secret() {
     }
     std::fs::write(&filled, text).expect("write .env");
     let out = compose_config(&[], Some(&filled));
+    assert_succeeded(&out, "a filled-in .env.example does not work");
+}
+
+/// The named volume service `name` of `stack` mounts at `target` (a host
+/// path there fails the test).
+fn named_volume(stack: &Value, name: &str, target: &str) -> String {
+    let (source, _) = volumes(service(stack, name))
+        .into_iter()
+        .find(|(_, t)| t == target)
+        .unwrap_or_else(|| panic!("{name}: nothing mounted at {target}"));
     assert!(
-        out.status.success(),
-        "a filled-in .env.example does not work\n{}",
-        describe(&out)
+        !source.starts_with('/'),
+        "{name}: {target} should be a named volume, is {source}"
     );
+    source
 }
 
 /// The NATS authority lives in one named volume, mounted at the same path
@@ -600,17 +598,7 @@ fn the_env_example_holds_no_working_secret() {
 fn the_nats_authority_and_each_agents_identity_live_in_named_volumes() {
     let stack = resolved(&[]);
     let services = stack["services"].as_object().expect("services");
-    let mounted = |name: &str, target: &str| -> String {
-        let (source, _) = volumes(service(&stack, name))
-            .into_iter()
-            .find(|(_, t)| t == target)
-            .unwrap_or_else(|| panic!("{name}: nothing mounted at {target}"));
-        assert!(
-            !source.starts_with('/'),
-            "{name}: {target} should be a named volume, is {source}"
-        );
-        source
-    };
+    let mounted = |name: &str, target: &str| named_volume(&stack, name, target);
     let users_of = |volume: &str| -> BTreeSet<&str> {
         services
             .iter()
@@ -873,7 +861,7 @@ async fn the_service_and_the_agents_accept_the_environment_the_stack_gives_them(
             .output()
             .await
             .expect("nats-init");
-        assert!(out.status.success(), "nats-init\n{}", describe(&out));
+        assert_succeeded(&out, "nats-init");
         for (name, binary, args, cwd) in [
             ("federation", federation_bin(), "check-config", repo_root()),
             (
@@ -894,10 +882,9 @@ async fn the_service_and_the_agents_accept_the_environment_the_stack_gives_them(
                 .output()
                 .await
                 .expect("run");
-            assert!(
-                out.status.success(),
-                "{name} refuses its compose environment ({extra:?})\n{}",
-                describe(&out)
+            assert_succeeded(
+                &out,
+                format_args!("{name} refuses its compose environment ({extra:?})"),
             );
             if name.starts_with("agent-") {
                 let text = String::from_utf8_lossy(&out.stdout);
@@ -977,11 +964,7 @@ async fn the_stack_runs_its_identity_wiring_for_real() {
             .output()
             .await
             .expect("nats-init");
-        assert!(
-            out.status.success(),
-            "nats-init ({run})\n{}",
-            describe(&out)
-        );
+        assert_succeeded(&out, format_args!("nats-init ({run})"));
         if run == "second" {
             let text = String::from_utf8_lossy(&out.stdout);
             assert!(text.contains("nothing changed"), "{text}");
@@ -1024,14 +1007,9 @@ async fn the_stack_runs_its_identity_wiring_for_real() {
         &args,
         image_dir.path(),
     );
-    let _nats = Server::start(
-        "nats-server",
-        nats_cmd,
-        (tempfile::tempdir().expect("temp dir"), http_port),
-        "/healthz",
-        Duration::from_secs(30),
-    )
-    .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let limit = Duration::from_secs(30);
+    let _nats = Server::start("nats-server", nats_cmd, (dir, http_port), "/healthz", limit).await;
     let nats_url = format!("nats://127.0.0.1:{port}");
     hosts.address("nats://nats:4222", &nats_url);
     // Only credentials the service issued connect.
@@ -1061,14 +1039,9 @@ async fn the_stack_runs_its_identity_wiring_for_real() {
         .env("DATABASE_URL", &db.url)
         .env("FEDERATION__SERVER__PORT", fed_port.to_string())
         .env("FEDERATION__SERVER__HOST", "127.0.0.1");
-    let _federation = Server::start(
-        "federation",
-        fed_cmd,
-        (tempfile::tempdir().expect("temp dir"), fed_port),
-        "/ready",
-        Duration::from_secs(60),
-    )
-    .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let limit = Duration::from_secs(60);
+    let _federation = Server::start("federation", fed_cmd, (dir, fed_port), "/ready", limit).await;
     // The resolver and JetStream stores the conf names are in the volume.
     assert!(identity.join("jwt").is_dir() && identity.join("jetstream").is_dir());
 
@@ -1079,7 +1052,7 @@ async fn the_stack_runs_its_identity_wiring_for_real() {
         assert_eq!(entry, ["sh", "-c"], "{job}");
         let mut script = hosts.script(&stack, job, image_dir.path());
         let out = script.output().await.expect("enroll job");
-        assert!(out.status.success(), "{job}\n{}", describe(&out));
+        assert_succeeded(&out, job);
         let file = hosts.state_dir(&stack, agent).join("join-token");
         let token = std::fs::read_to_string(&file).expect("the job left a join token");
         assert!(token.starts_with("fedjoin_"), "{job}: not a join token");
@@ -1132,7 +1105,7 @@ async fn the_stack_runs_its_identity_wiring_for_real() {
         // A second run of the job (every `up` runs it) enrolls nothing.
         let mut script = hosts.script(&stack, job, image_dir.path());
         let out = script.output().await.expect("enroll job");
-        assert!(out.status.success(), "{job} (again)\n{}", describe(&out));
+        assert_succeeded(&out, format_args!("{job} (again)"));
         assert!(
             String::from_utf8_lossy(&out.stdout).contains("enrolled already"),
             "{}",
@@ -1176,11 +1149,7 @@ async fn the_cluster_override_forms_a_three_node_jetstream_cluster_in_operator_m
         &secrets_set(),
         None,
     );
-    assert!(
-        out.status.success(),
-        "docker-compose config failed\n{}",
-        describe(&out)
-    );
+    assert_succeeded(&out, "docker-compose config failed");
     let stack = yaml(&String::from_utf8_lossy(&out.stdout), "the cluster stack");
 
     let mut own_volumes = BTreeSet::new();
@@ -1241,7 +1210,7 @@ async fn the_cluster_override_forms_a_three_node_jetstream_cluster_in_operator_m
         .arg(&identity)
         .output()
         .expect("nats-init");
-    assert!(init.status.success(), "nats-init\n{}", describe(&init));
+    assert_succeeded(&init, "nats-init");
     let client_ports: Vec<u16> = CLUSTER_NODES.iter().map(|_| testkit::free_port()).collect();
     let route_ports: Vec<u16> = CLUSTER_NODES.iter().map(|_| testkit::free_port()).collect();
     let mut servers = Vec::new();
@@ -1279,18 +1248,12 @@ async fn the_cluster_override_forms_a_three_node_jetstream_cluster_in_operator_m
         ]);
         let mut cmd = tokio::process::Command::new(testkit::nats_server_bin());
         cmd.args(&args);
-        servers.push(
-            Server::start(
-                node,
-                cmd,
-                (tempfile::tempdir().expect("temp dir"), http_port),
-                // Not /healthz: it answers 503 until JetStream's cluster
-                // has formed, which needs the nodes started after this one.
-                "/varz",
-                Duration::from_secs(30),
-            )
-            .await,
-        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let limit = Duration::from_secs(30);
+        // Not /healthz: it answers 503 until JetStream's cluster has formed,
+        // which needs the nodes started after this one.
+        let server = Server::start(node, cmd, (dir, http_port), "/varz", limit);
+        servers.push(server.await);
     }
     // The service's own user keeps a stream in three copies, one per node.
     let client = async_nats::ConnectOptions::with_credentials_file(identity.join("service.creds"))

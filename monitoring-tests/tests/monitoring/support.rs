@@ -188,14 +188,16 @@ pub fn describe(output: &Output) -> String {
     )
 }
 
+/// Asserts that a command exited successfully; if not, `what` and its
+/// output say why.
+pub fn assert_succeeded(output: &Output, what: impl std::fmt::Display) {
+    assert!(output.status.success(), "{what}\n{}", describe(output));
+}
+
 /// Runs a command and fails the test unless it succeeds.
 pub fn run_ok(cmd: &mut Command) -> Output {
     let output = run(cmd);
-    assert!(
-        output.status.success(),
-        "{cmd:?} failed\n{}",
-        describe(&output)
-    );
+    assert_succeeded(&output, format_args!("{cmd:?} failed"));
     output
 }
 

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Caller, Role};
-use super::error::{ApiError, ApiResult, KeyedErrors, QueryErrors};
+use super::error::{ApiError, ApiResult, QueryErrors};
 use super::extract::Query;
 use crate::field_error::FieldError;
 use crate::rules::{self, Label, Paging};
@@ -55,10 +55,8 @@ pub struct AuditPage {
 #[utoipa::path(
     get, path = "/api/fed/audit", tag = TAG,
     params(AuditParams),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "One page of the audit log, newest first", body = AuditPage),
-        KeyedErrors,
         QueryErrors,
     )
 )]

@@ -19,7 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 use protocol::naming::is_valid_slug;
 
 use super::auth::{Caller, Role};
-use super::error::{ApiError, ApiResult, KeyedErrors, Problem};
+use super::error::{ApiError, ApiResult, Problem};
 use super::federation::SpokePath;
 use super::projects::SlugPath;
 use crate::auth::{fingerprint_of_digest, token_digest, CredentialKind};
@@ -173,10 +173,8 @@ fn nats_creds_for(
 #[utoipa::path(
     post, path = "/api/fed/projects/{slug}/credentials", tag = TAG,
     params(SlugPath),
-    security(("api_key" = [])),
     responses(
         (status = 201, description = "Issued; the secrets are in this answer only", body = IssuedCredential),
-        KeyedErrors,
         (status = 404, description = "Not a valid slug", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -185,10 +183,7 @@ pub async fn issue_credential(
     caller: Caller,
     Path(slug): Path<String>,
 ) -> ApiResult<Response> {
-    caller.require(Role::Admin)?;
-    if !is_valid_slug(&slug) {
-        return Err(no_such_slug(&slug));
-    }
+    require_admin_over(&state, &caller, (CredentialKind::Hub, &slug)).await?;
     let actor = caller.actor();
     let mut tx = state.db.begin().await?;
     let issued = Issuing::new().store(&state, &mut tx, &slug, &actor).await?;
@@ -327,10 +322,8 @@ fn no_store(body: impl Serialize) -> Response {
 #[utoipa::path(
     get, path = "/api/fed/projects/{slug}/credentials", tag = TAG,
     params(SlugPath),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "Newest first, revoked ones included", body = [CredentialInfo]),
-        KeyedErrors,
         (status = 404, description = "Not a valid slug", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -339,11 +332,45 @@ pub async fn list_credentials(
     caller: Caller,
     Path(slug): Path<String>,
 ) -> ApiResult<axum::Json<Vec<CredentialInfo>>> {
+    list_of(&state, &caller, (CredentialKind::Hub, &slug)).await
+}
+
+/// Refuses a caller that is not an admin, and a subject that cannot have
+/// credentials: not a valid slug, or no registered spoke.
+pub(super) async fn require_admin_over(
+    state: &AppState,
+    caller: &Caller,
+    (kind, subject): (CredentialKind, &str),
+) -> ApiResult<()> {
     caller.require(Role::Admin)?;
-    if !is_valid_slug(&slug) {
-        return Err(no_such_slug(&slug));
+    match kind {
+        CredentialKind::Hub if !is_valid_slug(subject) => Err(no_such_slug(subject)),
+        CredentialKind::Spoke
+            if !is_spoke_id(subject) || spokes::get(&state.db, subject).await?.is_none() =>
+        {
+            Err(no_such_spoke(subject))
+        }
+        _ => Ok(()),
     }
-    Ok(axum::Json(credentials::list(&state.db, &slug).await?))
+}
+
+/// What owns credentials of `kind`, as audit targets and messages name it.
+fn owner(kind: CredentialKind) -> &'static str {
+    match kind {
+        CredentialKind::Hub => "project",
+        CredentialKind::Spoke => "spoke",
+    }
+}
+
+/// The credentials of `kind` for `subject` (admin), newest first.
+async fn list_of(
+    state: &AppState,
+    caller: &Caller,
+    (kind, subject): (CredentialKind, &str),
+) -> ApiResult<axum::Json<Vec<CredentialInfo>>> {
+    require_admin_over(state, caller, (kind, subject)).await?;
+    let list = credentials::list_of(&state.db, kind, subject).await?;
+    Ok(axum::Json(list))
 }
 
 /// Revoke one credential (admin): its token is refused at once, its NATS
@@ -351,10 +378,8 @@ pub async fn list_credentials(
 #[utoipa::path(
     delete, path = "/api/fed/projects/{slug}/credentials/{fingerprint}", tag = TAG,
     params(CredentialPath),
-    security(("api_key" = [])),
     responses(
         (status = 204, description = "Revoked, or revoked already"),
-        KeyedErrors,
         (status = 404, description = "No such credential", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -363,30 +388,35 @@ pub async fn revoke_credential(
     caller: Caller,
     Path(path): Path<CredentialPath>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Role::Admin)?;
-    let missing = ApiError::NotFound(format!(
-        "no credential {:?} for project {:?}",
-        path.fingerprint, path.slug
-    ));
-    if !is_valid_slug(&path.slug) {
-        return Err(missing);
-    }
     let subject = (CredentialKind::Hub, path.slug.as_str());
-    revoke_one(&state, &caller, subject, &path.fingerprint, missing).await
+    revoke_one(&state, &caller, subject, &path.fingerprint).await
 }
 
-/// Revokes one credential of `kind` for `subject`, with its audit row, in
-/// one transaction; `missing` if there is none by that fingerprint.
+/// Revokes one credential of `kind` for `subject` (admin), with its audit
+/// row, in one transaction; 404 if there is none by that fingerprint.
 async fn revoke_one(
     state: &AppState,
     caller: &Caller,
     (kind, subject): (CredentialKind, &str),
     fingerprint: &str,
-    missing: ApiError,
 ) -> ApiResult<StatusCode> {
+    caller.require(Role::Admin)?;
+    let missing = || {
+        let owner = owner(kind);
+        ApiError::NotFound(format!(
+            "no credential {fingerprint:?} for {owner} {subject:?}"
+        ))
+    };
+    let well_formed = match kind {
+        CredentialKind::Hub => is_valid_slug(subject),
+        CredentialKind::Spoke => is_spoke_id(subject),
+    };
+    if !well_formed {
+        return Err(missing());
+    }
     let mut tx = state.db.begin().await?;
     let Some(revoked) = credentials::revoke_of(&mut *tx, kind, subject, fingerprint).await? else {
-        return Err(missing);
+        return Err(missing());
     };
     if revoked {
         let target = audit_target(kind, subject, fingerprint);
@@ -412,10 +442,8 @@ async fn revoke_one(
 #[utoipa::path(
     delete, path = "/api/fed/projects/{slug}/credentials", tag = TAG,
     params(SlugPath),
-    security(("api_key" = [])),
     responses(
         (status = 204, description = "Every credential of the hub revoked (none is fine)"),
-        KeyedErrors,
         (status = 404, description = "Not a valid slug", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -424,22 +452,18 @@ pub async fn revoke_all_credentials(
     caller: Caller,
     Path(slug): Path<String>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Role::Admin)?;
-    if !is_valid_slug(&slug) {
-        return Err(no_such_slug(&slug));
-    }
-    let target = audit::target("project", &slug);
-    revoke_every(&state, &caller, (CredentialKind::Hub, &slug), target).await
+    revoke_every(&state, &caller, (CredentialKind::Hub, &slug)).await
 }
 
-/// Revokes every credential of `kind` for `subject`, with one audit row
-/// (on `target`) if any was.
+/// Revokes every credential of `kind` for `subject` (admin), with one
+/// audit row (on the project or spoke) if any was.
 async fn revoke_every(
     state: &AppState,
     caller: &Caller,
     (kind, subject): (CredentialKind, &str),
-    target: String,
 ) -> ApiResult<StatusCode> {
+    require_admin_over(state, caller, (kind, subject)).await?;
+    let target = audit::target(owner(kind), subject);
     let mut tx = state.db.begin().await?;
     let revoked = credentials::revoke_all_of(&mut *tx, kind, subject).await?;
     if revoked > 0 {
@@ -466,10 +490,8 @@ async fn revoke_every(
 #[utoipa::path(
     post, path = "/api/fed/projects/{slug}/credentials/refresh", tag = TAG,
     params(SlugPath),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "Refreshed; the new NATS credentials are in this answer only", body = RefreshedCredential),
-        KeyedErrors,
     )
 )]
 pub async fn refresh_credential(
@@ -532,10 +554,8 @@ async fn refresh_row(
 #[utoipa::path(
     post, path = "/api/federation/spokes/{id}/credentials", tag = super::federation::TAG,
     params(SpokePath),
-    security(("api_key" = [])),
     responses(
         (status = 201, description = "Issued; the token is in this answer only", body = IssuedSpokeCredential),
-        KeyedErrors,
         (status = 404, description = "No such spoke", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The spoke is revoked; `current` holds it", body = Problem, content_type = "application/problem+json"),
     )
@@ -577,10 +597,8 @@ pub async fn issue_spoke_credential(
 #[utoipa::path(
     get, path = "/api/federation/spokes/{id}/credentials", tag = super::federation::TAG,
     params(SpokePath),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "Newest first, revoked ones included", body = [CredentialInfo]),
-        KeyedErrors,
         (status = 404, description = "No such spoke", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -589,22 +607,15 @@ pub async fn list_spoke_credentials(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Vec<CredentialInfo>>> {
-    caller.require(Role::Admin)?;
-    if !is_spoke_id(&id) || spokes::get(&state.db, &id).await?.is_none() {
-        return Err(no_such_spoke(&id));
-    }
-    let list = credentials::list_of(&state.db, CredentialKind::Spoke, &id).await?;
-    Ok(axum::Json(list))
+    list_of(&state, &caller, (CredentialKind::Spoke, &id)).await
 }
 
 /// Revoke one credential of a spoke (admin): its token is refused at once.
 #[utoipa::path(
     delete, path = "/api/federation/spokes/{id}/credentials/{fingerprint}", tag = super::federation::TAG,
     params(SpokeCredentialPath),
-    security(("api_key" = [])),
     responses(
         (status = 204, description = "Revoked, or revoked already"),
-        KeyedErrors,
         (status = 404, description = "No such credential", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -613,16 +624,8 @@ pub async fn revoke_spoke_credential(
     caller: Caller,
     Path(path): Path<SpokeCredentialPath>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Role::Admin)?;
-    let missing = ApiError::NotFound(format!(
-        "no credential {:?} for spoke {:?}",
-        path.fingerprint, path.id
-    ));
-    if !is_spoke_id(&path.id) {
-        return Err(missing);
-    }
     let subject = (CredentialKind::Spoke, path.id.as_str());
-    revoke_one(&state, &caller, subject, &path.fingerprint, missing).await
+    revoke_one(&state, &caller, subject, &path.fingerprint).await
 }
 
 /// Revoke every credential of a spoke (admin). Revoking the spoke does
@@ -630,10 +633,8 @@ pub async fn revoke_spoke_credential(
 #[utoipa::path(
     delete, path = "/api/federation/spokes/{id}/credentials", tag = super::federation::TAG,
     params(SpokePath),
-    security(("api_key" = [])),
     responses(
         (status = 204, description = "Every credential of the spoke revoked (none is fine)"),
-        KeyedErrors,
         (status = 404, description = "No such spoke", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -642,12 +643,7 @@ pub async fn revoke_all_spoke_credentials(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Role::Admin)?;
-    if !is_spoke_id(&id) || spokes::get(&state.db, &id).await?.is_none() {
-        return Err(no_such_spoke(&id));
-    }
-    let target = audit::target("spoke", &id);
-    revoke_every(&state, &caller, (CredentialKind::Spoke, &id), target).await
+    revoke_every(&state, &caller, (CredentialKind::Spoke, &id)).await
 }
 
 /// Refresh the calling spoke's credential (its own token only): a new
@@ -655,10 +651,8 @@ pub async fn revoke_all_spoke_credentials(
 #[utoipa::path(
     post, path = "/api/federation/spokes/{id}/credentials/refresh", tag = super::federation::TAG,
     params(SpokePath),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "Refreshed: the token's new expiry", body = RefreshedSpokeCredential),
-        KeyedErrors,
     )
 )]
 pub async fn refresh_spoke_credential(
@@ -680,7 +674,9 @@ pub async fn refresh_spoke_credential(
     Ok(no_store(body))
 }
 
-fn wake_revocations(state: &AppState) {
+/// Tells the revocation pusher (when the service is the NATS authority)
+/// that a hub credential was revoked.
+pub(super) fn wake_revocations(state: &AppState) {
     if let Some(revocations) = &state.revocations {
         revocations.wake();
     }

@@ -15,15 +15,14 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use protocol::naming::is_valid_slug;
-
-use super::auth::{Caller, Role};
-use super::credentials::{expiry_after, expose, no_such_slug, IssuedCredential, Issuing};
-use super::error::{ApiError, ApiResult, BodyErrors, KeyedErrors, Problem};
+use super::auth::Caller;
+use super::credentials::{expiry_after, expose, require_admin_over, IssuedCredential, Issuing};
+use super::error::{ApiError, ApiResult, BodyErrors, Problem};
 use super::extract::Json;
 use super::projects::SlugPath;
 use crate::auth::{
-    fingerprint_of_digest, may_log, new_join_token, token_digest, FAILURE_LINES, FAILURE_WINDOW,
+    fingerprint_of_digest, may_log, new_join_token, token_digest, CredentialKind, FAILURE_LINES,
+    FAILURE_WINDOW,
 };
 use crate::log_limit::LogLimiter;
 use crate::state::AppState;
@@ -62,10 +61,8 @@ static REFUSALS: LazyLock<Mutex<LogLimiter<&'static str>>> =
 #[utoipa::path(
     post, path = "/api/fed/projects/{slug}/enrollments", tag = TAG,
     params(SlugPath),
-    security(("api_key" = [])),
     responses(
         (status = 201, description = "Made; the join token is in this answer only", body = JoinToken),
-        KeyedErrors,
         (status = 404, description = "Not a valid slug", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -74,10 +71,7 @@ pub async fn create_enrollment(
     caller: Caller,
     Path(slug): Path<String>,
 ) -> ApiResult<Response> {
-    caller.require(Role::Admin)?;
-    if !is_valid_slug(&slug) {
-        return Err(no_such_slug(&slug));
-    }
+    require_admin_over(&state, &caller, (CredentialKind::Hub, &slug)).await?;
     let join_token = new_join_token();
     let digest = token_digest(join_token.expose_secret().as_bytes());
     let fingerprint = fingerprint_of_digest(&digest);

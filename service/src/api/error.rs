@@ -64,7 +64,8 @@ impl IntoResponse for Problem {
 }
 
 /// What every route behind an API key may answer besides its own outcomes;
-/// named once in each route's OpenAPI `responses`.
+/// added to each such route's OpenAPI `responses` where the routes are
+/// listed (`api::protected`).
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)] // documentation only: handlers answer with ApiError
 pub enum KeyedErrors {

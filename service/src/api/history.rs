@@ -5,12 +5,10 @@ use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use protocol::naming::is_valid_slug;
-
 use super::auth::Caller;
-use super::error::{ApiError, ApiResult, KeyedErrors, Problem, QueryErrors};
+use super::error::{ApiError, ApiResult, Problem, QueryErrors};
 use super::extract::Query;
-use super::projects::{not_found, SlugPath};
+use super::projects::{check_slug, not_found, SlugPath};
 use crate::rules::{self, Paging};
 use crate::state::AppState;
 use crate::store::history::{self, ProjectTransition};
@@ -45,10 +43,8 @@ pub struct HistoryPage {
 #[utoipa::path(
     get, path = "/api/fed/projects/{slug}/history", tag = TAG,
     params(SlugPath, HistoryParams),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "One page of the hub's history, newest first", body = HistoryPage),
-        KeyedErrors,
         (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
         QueryErrors,
     )
@@ -62,9 +58,7 @@ pub async fn project_history(
     let limit = rules::LOG_PAGES
         .check(params.limit, params.before)
         .map_err(ApiError::validation)?;
-    if !is_valid_slug(&slug) {
-        return Err(not_found(&slug));
-    }
+    check_slug(&slug)?;
     let Some(id) = history::project_id(&state.db, &slug).await? else {
         return Err(not_found(&slug));
     };

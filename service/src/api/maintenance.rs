@@ -12,13 +12,10 @@ use utoipa::openapi::schema::{
 };
 use utoipa::ToSchema;
 
-use protocol::naming::is_valid_slug;
-
 use super::auth::{Caller, Role};
-use super::error::{ApiResult, BodyErrors, KeyedErrors, Problem};
+use super::error::{ApiResult, BodyErrors, Problem};
 use super::extract::Json;
-use super::projects::not_found;
-use super::projects::SlugPath;
+use super::projects::{check_slug, not_found, SlugPath};
 use crate::catalog::Project;
 use crate::field_error::FieldError;
 use crate::rules::{self, Text};
@@ -68,11 +65,7 @@ fn time_schema() -> Object {
 }
 
 fn duration_text_schema() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .min_length(Some(1))
-        .max_length(Some(100))
-        .build()
+    rules::nonempty_string(100).build()
 }
 
 /// A checked request.
@@ -185,11 +178,9 @@ fn authorize(caller: &Caller, slug: &str) -> ApiResult<()> {
     put, path = "/api/fed/projects/{slug}/maintenance", tag = TAG,
     params(SlugPath),
     request_body = MaintenanceRequest,
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "In maintenance: the project, with its window", body = Project),
         BodyErrors,
-        KeyedErrors,
         (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -200,9 +191,7 @@ pub async fn start_maintenance(
     request: Json<MaintenanceRequest>,
 ) -> ApiResult<axum::Json<Project>> {
     authorize(&caller, &slug)?;
-    if !is_valid_slug(&slug) {
-        return Err(not_found(&slug));
-    }
+    check_slug(&slug)?;
     // An unknown project is 404 whatever the body says.
     if history::project_id(&state.db, &slug).await?.is_none() {
         return Err(not_found(&slug));
@@ -222,10 +211,8 @@ pub async fn start_maintenance(
 #[utoipa::path(
     delete, path = "/api/fed/projects/{slug}/maintenance", tag = TAG,
     params(SlugPath),
-    security(("api_key" = [])),
     responses(
         (status = 204, description = "The window ended, or there was none"),
-        KeyedErrors,
         (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -235,9 +222,7 @@ pub async fn stop_maintenance(
     Path(slug): Path<String>,
 ) -> ApiResult<StatusCode> {
     authorize(&caller, &slug)?;
-    if !is_valid_slug(&slug) {
-        return Err(not_found(&slug));
-    }
+    check_slug(&slug)?;
     match maintenance::stop(&state.db, &slug, &caller.actor()).await? {
         Stopped::Ended(project) => {
             state.view.apply([*project]);

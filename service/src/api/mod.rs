@@ -24,7 +24,7 @@ use std::sync::Arc;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -77,9 +77,11 @@ impl Modify for SecurityAddon {
     }
 }
 
-/// Routes that need an API key, and the OpenAPI paths they document.
+/// Routes that need an API key, and the OpenAPI paths they document: each
+/// operation is documented here as needing `api_key` and as answering
+/// [`error::KeyedErrors`], not by each route.
 fn protected(state: &AppState) -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+    let mut router = OpenApiRouter::new()
         .routes(routes!(projects::list_projects, projects::register_project))
         .routes(routes!(
             projects::get_project,
@@ -140,12 +142,46 @@ fn protected(state: &AppState) -> OpenApiRouter<AppState> {
             routing::delete_tenant
         ))
         .routes(routes!(routing::bootstrap))
-        .routes(routes!(routing::resolve))
+        .routes(routes!(routing::resolve));
+    document_api_key(router.get_openapi_mut());
+    router
         .route_layer(from_fn_with_state(
             state.db_health.clone(),
             shed::database_down,
         ))
         .route_layer(from_fn_with_state(state.clone(), auth::require_api_key))
+}
+
+/// Marks every operation of `doc` as needing the `api_key` scheme and as
+/// answering what [`error::KeyedErrors`] lists (what a route documents
+/// itself is kept).
+fn document_api_key(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::security::SecurityRequirement;
+    use utoipa::IntoResponses;
+    let keyed = error::KeyedErrors::responses();
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for op in operations.into_iter().flatten() {
+            op.security.get_or_insert_with(|| {
+                vec![SecurityRequirement::new("api_key", Vec::<String>::new())]
+            });
+            for (status, response) in &keyed {
+                let responses = &mut op.responses.responses;
+                responses
+                    .entry(status.clone())
+                    .or_insert_with(|| response.clone());
+            }
+        }
+    }
 }
 
 /// Routes anyone may call.
@@ -319,4 +355,18 @@ async fn problem_for_bare_errors(
     );
     std::mem::swap(fresh.headers_mut(), &mut parts.headers);
     fresh
+}
+
+/// 201 with `Location` when `created`, else 200; the body as JSON either way.
+fn created_or_not<T: serde::Serialize>(created: bool, location: String, body: T) -> Response {
+    if created {
+        (
+            StatusCode::CREATED,
+            [(header::LOCATION, location)],
+            axum::Json(body),
+        )
+            .into_response()
+    } else {
+        axum::Json(body).into_response()
+    }
 }

@@ -12,7 +12,7 @@ use utoipa::IntoParams;
 use protocol::naming::is_valid_slug;
 
 use super::auth::{Caller, Role};
-use super::error::{ApiError, ApiResult, BodyErrors, KeyedErrors, Problem, QueryErrors};
+use super::error::{ApiError, ApiResult, BodyErrors, Problem, QueryErrors};
 use super::extract::{Json, Query};
 use crate::catalog;
 use crate::catalog::{Project, ProjectInput, ProjectStatus, ProjectUpdate};
@@ -103,14 +103,12 @@ fn slug_param_schema() -> utoipa::openapi::schema::Object {
 #[utoipa::path(
     get, path = "/api/fed/projects", tag = TAG,
     params(ListParams),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "The matching projects (one page with `limit`)", body = [Project],
          headers(
             ("X-Total-Count" = u64, description = "Projects matching the filters, in all pages"),
             ("Link" = String, description = "`<URL>; rel=\"next\"`: the next page, when there is one"),
          )),
-        KeyedErrors,
         QueryErrors,
     )
 )]
@@ -175,12 +173,10 @@ pub async fn list_projects(
 #[utoipa::path(
     post, path = "/api/fed/projects", tag = TAG,
     request_body = ProjectInput,
-    security(("api_key" = [])),
     responses(
         (status = 201, description = "Registered", body = Project, headers(("Location" = String, description = "URL of the project"))),
         (status = 200, description = "Updated, or already so", body = Project),
         BodyErrors,
-        KeyedErrors,
     )
 )]
 pub async fn register_project(
@@ -198,12 +194,7 @@ pub async fn register_project(
         Upserted::Created(p) => {
             tracing::info!(slug = %p.slug, key = %caller.fingerprint, "project registered");
             let location = format!("/api/fed/projects/{}", p.slug);
-            (
-                StatusCode::CREATED,
-                [(header::LOCATION, location)],
-                axum::Json(p),
-            )
-                .into_response()
+            super::created_or_not(true, location, p)
         }
         Upserted::Updated(p) => {
             tracing::info!(slug = %p.slug, key = %caller.fingerprint, "project updated");
@@ -217,10 +208,8 @@ pub async fn register_project(
 #[utoipa::path(
     get, path = "/api/fed/projects/{slug}", tag = TAG,
     params(SlugPath),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "The project", body = Project),
-        KeyedErrors,
         (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -229,9 +218,7 @@ pub async fn get_project(
     _caller: Caller,
     Path(slug): Path<String>,
 ) -> ApiResult<Response> {
-    if !is_valid_slug(&slug) {
-        return Err(not_found(&slug));
-    }
+    check_slug(&slug)?;
     let body = match state.view.get(&slug) {
         Some(body) => body,
         None => {
@@ -254,11 +241,9 @@ pub async fn get_project(
     put, path = "/api/fed/projects/{slug}", tag = TAG,
     params(SlugPath),
     request_body = ProjectUpdate,
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "Updated, or already so", body = Project),
         BodyErrors,
-        KeyedErrors,
         (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -269,9 +254,7 @@ pub async fn replace_project(
     update: Json<ProjectUpdate>,
 ) -> ApiResult<axum::Json<Project>> {
     caller.require_project(&slug)?;
-    if !is_valid_slug(&slug) {
-        return Err(not_found(&slug));
-    }
+    check_slug(&slug)?;
     let spec = update.check(|u| u.for_slug(&slug).and_then(ProjectInput::into_spec))?;
     let outcome = projects::update(&state.db, &spec, &caller.actor())
         .await?
@@ -288,10 +271,8 @@ pub async fn replace_project(
 #[utoipa::path(
     delete, path = "/api/fed/projects/{slug}", tag = TAG,
     params(SlugPath),
-    security(("api_key" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        KeyedErrors,
         (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -301,18 +282,14 @@ pub async fn delete_project(
     Path(slug): Path<String>,
 ) -> ApiResult<StatusCode> {
     caller.require(Role::Admin)?;
-    if !is_valid_slug(&slug) {
-        return Err(not_found(&slug));
-    }
+    check_slug(&slug)?;
     let deleted = projects::delete(&state.db, &slug, &caller.actor())
         .await?
         .ok_or_else(|| not_found(&slug))?;
     state.view.remove(&deleted.project.slug);
     tracing::info!(slug = %deleted.project.slug, key = %caller.fingerprint, revoked_credentials = deleted.revoked_credentials, "project deleted");
     if deleted.revoked_credentials > 0 {
-        if let Some(revocations) = &state.revocations {
-            revocations.wake();
-        }
+        super::credentials::wake_revocations(&state);
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -335,4 +312,13 @@ fn json_response(body: Bytes) -> Response {
 /// A project route's 404.
 pub(super) fn not_found(slug: &str) -> ApiError {
     ApiError::NotFound(format!("no project with slug {slug:?}"))
+}
+
+/// A project route's `{slug}`: a 404 if no project can have it.
+pub(super) fn check_slug(slug: &str) -> ApiResult<()> {
+    if is_valid_slug(slug) {
+        Ok(())
+    } else {
+        Err(not_found(slug))
+    }
 }

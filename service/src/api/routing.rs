@@ -4,15 +4,16 @@
 //! database URL.
 
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
-use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use utoipa::openapi::schema::Object;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
 use super::auth::{Caller, Role};
-use super::error::{ApiError, ApiResult, BodyErrors, KeyedErrors, Problem, QueryErrors};
+use super::created_or_not;
+use super::error::{ApiError, ApiResult, BodyErrors, Problem, QueryErrors};
 use super::extract::{Json, Query};
 use crate::fed_routing::seal::{self, UrlSeal};
 use crate::fed_routing::{
@@ -85,11 +86,7 @@ pub struct ResolveParams {
 const MAX_KEY: usize = 256;
 
 fn key_schema() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .min_length(Some(1))
-        .max_length(Some(MAX_KEY))
-        .build()
+    crate::rules::nonempty_string(MAX_KEY).build()
 }
 
 fn not_found(what: &str, id: &str) -> ApiError {
@@ -111,19 +108,6 @@ fn seal(state: &AppState) -> Option<UrlSeal> {
     state.settings.routing.url_key_bytes().map(UrlSeal::new)
 }
 
-fn created_or_not<T: Serialize>(created: bool, location: String, body: T) -> Response {
-    if created {
-        (
-            StatusCode::CREATED,
-            [(header::LOCATION, location)],
-            axum::Json(body),
-        )
-            .into_response()
-    } else {
-        axum::Json(body).into_response()
-    }
-}
-
 /// The routing tables held by this replica, read through once if needed.
 async fn held(state: &AppState) -> ApiResult<std::sync::Arc<Held>> {
     Ok(state.routing.read(&state.db).await?)
@@ -138,10 +122,8 @@ async fn changed(state: &AppState) -> ApiResult<()> {
 /// Every node, by id, with its effective status.
 #[utoipa::path(
     get, path = "/api/fed/routing/nodes", tag = TAG,
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "Every node (the `default` node included)", body = [RoutingNode]),
-        KeyedErrors,
     )
 )]
 pub async fn list_nodes(
@@ -164,10 +146,8 @@ pub async fn list_nodes(
 #[utoipa::path(
     get, path = "/api/fed/routing/nodes/{node_id}", tag = TAG,
     params(NodePath),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "The node", body = RoutingNode),
-        KeyedErrors,
         (status = 404, description = "No such node", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -194,12 +174,10 @@ pub async fn get_node(
     put, path = "/api/fed/routing/nodes/{node_id}", tag = TAG,
     params(NodePath),
     request_body = NodeInput,
-    security(("api_key" = [])),
     responses(
         (status = 201, description = "Created", body = RoutingNode, headers(("Location" = String, description = "URL of the node"))),
         (status = 200, description = "Replaced", body = RoutingNode),
         BodyErrors,
-        KeyedErrors,
         (status = 404, description = "Not a node id", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A `database_url` was given but this server has no `routing.url_key` to store it with", body = Problem, content_type = "application/problem+json"),
     )
@@ -245,10 +223,8 @@ pub async fn put_node(
 #[utoipa::path(
     delete, path = "/api/fed/routing/nodes/{node_id}", tag = TAG,
     params(NodePath),
-    security(("api_key" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        KeyedErrors,
         (status = 404, description = "No such node", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The default node, or a node still in use", body = Problem, content_type = "application/problem+json"),
     )
@@ -286,11 +262,9 @@ pub async fn delete_node(
 #[utoipa::path(
     get, path = "/api/fed/routing/rules", tag = TAG,
     params(RuleFilter),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "The rules", body = [RoutingRule]),
         QueryErrors,
-        KeyedErrors,
     )
 )]
 pub async fn list_rules(
@@ -325,12 +299,10 @@ pub async fn list_rules(
 #[utoipa::path(
     post, path = "/api/fed/routing/rules", tag = TAG,
     request_body = RuleInput,
-    security(("api_key" = [])),
     responses(
         (status = 201, description = "Created", body = RoutingRule, headers(("Location" = String, description = "URL of the rule"))),
         (status = 200, description = "Replaced", body = RoutingRule),
         BodyErrors,
-        KeyedErrors,
         (status = 409, description = "No such node", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -354,10 +326,8 @@ pub async fn put_rule(
 #[utoipa::path(
     get, path = "/api/fed/routing/rules/{id}", tag = TAG,
     params(RulePath),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "The rule", body = RoutingRule),
-        KeyedErrors,
         (status = 404, description = "No such rule", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -382,10 +352,8 @@ pub async fn get_rule(
 #[utoipa::path(
     delete, path = "/api/fed/routing/rules/{id}", tag = TAG,
     params(RulePath),
-    security(("api_key" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        KeyedErrors,
         (status = 404, description = "No such rule", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -407,10 +375,8 @@ pub async fn delete_rule(
 /// The tenant map: every tenant's primary node.
 #[utoipa::path(
     get, path = "/api/fed/routing/tenants", tag = TAG,
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "The tenant map, by tenant", body = [TenantMapping]),
-        KeyedErrors,
     )
 )]
 pub async fn list_tenants(
@@ -425,10 +391,8 @@ pub async fn list_tenants(
 #[utoipa::path(
     get, path = "/api/fed/routing/tenants/{tenant_id}", tag = TAG,
     params(TenantPath),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "The tenant's primary node", body = TenantMapping),
-        KeyedErrors,
         (status = 404, description = "The tenant is not in the map", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -457,12 +421,10 @@ async fn mapping(state: &AppState, tenant_id: &str) -> ApiResult<TenantMapping> 
     put, path = "/api/fed/routing/tenants/{tenant_id}", tag = TAG,
     params(TenantPath),
     request_body = TenantInput,
-    security(("api_key" = [])),
     responses(
         (status = 201, description = "Added to the map", body = TenantMapping, headers(("Location" = String, description = "URL of the entry"))),
         (status = 200, description = "Replaced", body = TenantMapping),
         BodyErrors,
-        KeyedErrors,
         (status = 404, description = "Not a tenant id", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "No such node", body = Problem, content_type = "application/problem+json"),
     )
@@ -492,10 +454,8 @@ pub async fn put_tenant(
 #[utoipa::path(
     delete, path = "/api/fed/routing/tenants/{tenant_id}", tag = TAG,
     params(TenantPath),
-    security(("api_key" = [])),
     responses(
         (status = 204, description = "Removed"),
-        KeyedErrors,
         (status = 404, description = "The tenant is not in the map", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -521,10 +481,8 @@ pub async fn delete_tenant(
 #[utoipa::path(
     get, path = "/api/fed/routing/tenants/{tenant_id}/bootstrap", tag = TAG,
     params(TenantPath),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "`federation` as the kit's metadata.json carries it", body = BootstrapMetadata),
-        KeyedErrors,
         (status = 404, description = "The tenant is not in the map", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -548,11 +506,9 @@ pub async fn bootstrap(
 #[utoipa::path(
     get, path = "/api/fed/routing/resolve", tag = TAG,
     params(ResolveParams),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "The node", body = Resolution),
         QueryErrors,
-        KeyedErrors,
     )
 )]
 pub async fn resolve(

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Caller, Role};
-use super::error::{ApiError, ApiResult, KeyedErrors, QueryErrors};
+use super::error::{ApiError, ApiResult, QueryErrors};
 use super::extract::Query;
 use crate::state::AppState;
 use crate::store::audit::{self, AuditEntry};
@@ -28,10 +28,8 @@ impl From<SyncError> for ApiError {
 /// Drift between the registry, Keycloak, the tfvars file and hub liveness.
 #[utoipa::path(
     get, path = "/api/federation/drift", tag = TAG,
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "The drift report; `clean` is true when there is none and every configured side was checked", body = DriftReport),
-        KeyedErrors,
     )
 )]
 pub async fn get_drift(
@@ -73,10 +71,8 @@ pub const RECONCILE_ACTION: &str = "sync.reconcile";
 #[utoipa::path(
     post, path = "/api/federation/drift", tag = TAG,
     params(FixParams),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "The plan (dry run), or the run and the drift left after it", body = FixOutcome),
-        KeyedErrors,
         QueryErrors,
     )
 )]
@@ -120,10 +116,8 @@ pub async fn fix_drift(
 /// post-command's last exit status and output tail.
 #[utoipa::path(
     get, path = "/api/federation/sync/status", tag = TAG,
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "Sync status", body = SyncStatus),
-        KeyedErrors,
     )
 )]
 pub async fn sync_status(

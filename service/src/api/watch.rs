@@ -13,7 +13,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::auth::Caller;
-use super::error::{ApiError, ApiResult, KeyedErrors, Problem};
+use super::error::{ApiError, ApiResult, Problem};
 use super::extract::Query;
 use crate::field_error::FieldError;
 use crate::state::AppState;
@@ -68,10 +68,8 @@ pub struct WatchMessage {
 #[utoipa::path(
     get, path = "/api/fed/watch", tag = TAG,
     params(WatchParams, ResumeHeader),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "An endless text/event-stream of `id: <event id>` / `data: <CloudEvent JSON>` messages", content_type = "text/event-stream", body = WatchMessage),
-        KeyedErrors,
         (status = 410, description = "The Last-Event-ID is not in the outbox (pruned after the retention period, or never issued): reconnect without it", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Last-Event-ID is not an event id", body = Problem, content_type = "application/problem+json"),
     )

@@ -670,13 +670,7 @@ impl Settings {
             );
         }
 
-        let stream_ok = !ev.stream.is_empty()
-            && ev.stream.len() <= 255
-            && ev
-                .stream
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if !stream_ok {
+        if !is_nats_name(&ev.stream, 255) {
             push(
                 "events.stream",
                 "must be 1 to 255 letters, digits, '_' or '-'".into(),
@@ -720,6 +714,15 @@ impl Settings {
         }
         self.sync.check(errors);
     }
+}
+
+/// A JetStream stream or KV bucket name: 1 to `max` ASCII letters, digits,
+/// `_` or `-`.
+fn is_nats_name(name: &str, max: usize) -> bool {
+    (1..=max).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 #[cfg(test)]

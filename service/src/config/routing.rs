@@ -53,13 +53,7 @@ impl RoutingSettings {
                     .into(),
             );
         }
-        let bucket_ok = !self.kv_bucket.is_empty()
-            && self.kv_bucket.len() <= 64
-            && self
-                .kv_bucket
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if !bucket_ok {
+        if !super::is_nats_name(&self.kv_bucket, 64) {
             push(
                 "routing.kv_bucket",
                 "must be 1 to 64 letters, digits, `_` or `-` (a NATS KV bucket name)".into(),

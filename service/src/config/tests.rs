@@ -109,12 +109,16 @@ fn file_then_legacy_env_then_our_env() {
         assert_eq!(s.log.level, "debug");
 
         // The original's variables override the file.
-        jail.set_env("FEDERATION_PORT", "9100");
-        jail.set_env("HEARTBEAT_STALE_THRESHOLD_SECONDS", "150");
-        jail.set_env("HEARTBEAT_STALE_CHECK_INTERVAL_SECONDS", "15");
-        jail.set_env("LOG_LEVEL", "WARNING");
-        jail.set_env("DATABASE_URL", "postgres://u:p@db:5432/fed");
-        jail.set_env("NATS_URL", "nats://nats:4222");
+        for (name, value) in [
+            ("FEDERATION_PORT", "9100"),
+            ("HEARTBEAT_STALE_THRESHOLD_SECONDS", "150"),
+            ("HEARTBEAT_STALE_CHECK_INTERVAL_SECONDS", "15"),
+            ("LOG_LEVEL", "WARNING"),
+            ("DATABASE_URL", "postgres://u:p@db:5432/fed"),
+            ("NATS_URL", "nats://nats:4222"),
+        ] {
+            jail.set_env(name, value);
+        }
         let s = load_in(jail, Some("f.yaml")).unwrap();
         assert_eq!(s.server.port, 9100);
         assert_eq!(s.heartbeat.stale_threshold, Duration::from_secs(150));

@@ -176,19 +176,3 @@ pub async fn list<'e>(
     .fetch_all(db)
     .await
 }
-
-/// Deletes up to `limit` rows recorded before `cutoff`; how many.
-pub async fn prune<'e>(
-    db: impl PgExecutor<'e>,
-    cutoff: DateTime<Utc>,
-    limit: i64,
-) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query!(
-        "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE at < $1 LIMIT $2)",
-        cutoff,
-        limit,
-    )
-    .execute(db)
-    .await?
-    .rows_affected())
-}

@@ -156,3 +156,35 @@ pub async fn pending_migrations_on(conn: &mut sqlx::PgConnection) -> Result<usiz
         .filter(|m| !applied.contains(&m.version))
         .count())
 }
+
+/// A log with a retention ([`crate::retention`] prunes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Log {
+    /// `audit_log`, kept for `audit.retention`.
+    Audit,
+    /// `project_transitions`, kept for `catalog.history_retention`.
+    History,
+}
+
+/// Deletes up to `limit` rows of `log` recorded before `cutoff`; how many.
+pub async fn prune_log(
+    conn: &mut sqlx::PgConnection,
+    log: Log,
+    cutoff: chrono::DateTime<chrono::Utc>,
+    limit: i64,
+) -> Result<u64, sqlx::Error> {
+    let statement = match log {
+        Log::Audit => sqlx::query!(
+            "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE at < $1 LIMIT $2)",
+            cutoff,
+            limit,
+        ),
+        Log::History => sqlx::query!(
+            "DELETE FROM project_transitions WHERE id IN
+           (SELECT id FROM project_transitions WHERE at < $1 LIMIT $2)",
+            cutoff,
+            limit,
+        ),
+    };
+    Ok(statement.execute(conn).await?.rows_affected())
+}

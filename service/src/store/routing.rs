@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use protocol::events::{RoutingChange, RoutingChangeData};
 use protocol::EventKind;
 use serde::Serialize;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use super::audit::{self, Actor, AuditEntry};
@@ -175,14 +175,13 @@ pub async fn put_node(
         updated_at: row.updated_at,
     });
     let detail = url.map(|u| format!("database {} ({})", u.host, u.fingerprint));
-    record(
-        &mut tx,
+    commit_change(
+        tx,
         Change::set(EventKind::RoutingNodeChanged, &node.node_id, &node),
         actor,
         detail.as_deref(),
     )
     .await?;
-    tx.commit().await?;
     Ok((node, created))
 }
 
@@ -219,8 +218,7 @@ pub async fn delete_node(
     if node_id == DEFAULT_NODE {
         let reason = "the default node cannot be deleted";
         let entry = AuditEntry::refused(actor, "routing.node.delete", target, reason);
-        audit::record(&mut tx, &entry).await?;
-        tx.commit().await?;
+        commit_refusal(tx, entry).await?;
         return Ok(NodeDeletion::Default);
     }
     let uses = sqlx::query!(
@@ -233,8 +231,7 @@ pub async fn delete_node(
     if uses.rules > 0 || uses.tenants > 0 {
         let reason = "rules or tenants still route to it";
         let entry = AuditEntry::refused(actor, "routing.node.delete", target, reason);
-        audit::record(&mut tx, &entry).await?;
-        tx.commit().await?;
+        commit_refusal(tx, entry).await?;
         return Ok(NodeDeletion::InUse {
             rules: uses.rules,
             tenants: uses.tenants,
@@ -243,14 +240,13 @@ pub async fn delete_node(
     sqlx::query!("DELETE FROM federation_nodes WHERE node_id = $1", node_id)
         .execute(&mut *tx)
         .await?;
-    record(
-        &mut tx,
+    commit_change(
+        tx,
         Change::deleted(EventKind::RoutingNodeChanged, node_id),
         actor,
         None,
     )
     .await?;
-    tx.commit().await?;
     Ok(NodeDeletion::Deleted)
 }
 
@@ -290,9 +286,8 @@ pub async fn put_rule(
     )
     .fetch_one(&mut *tx)
     .await;
-    let row = match or_unknown_node(row)? {
-        Ok(row) => row,
-        Err(unknown) => return Ok(Err(unknown)),
+    let Ok(row) = or_unknown_node(row)? else {
+        return Ok(Err(UnknownNode));
     };
     let rule = RoutingRule {
         id: row.id,
@@ -305,14 +300,13 @@ pub async fn put_rule(
         updated_at: row.updated_at,
     };
     let id = rule.id.to_string();
-    record(
-        &mut tx,
+    commit_change(
+        tx,
         Change::set(EventKind::RoutingRuleChanged, &id, &rule),
         actor,
         None,
     )
     .await?;
-    tx.commit().await?;
     Ok(Ok((rule, row.created)))
 }
 
@@ -333,14 +327,13 @@ pub async fn delete_rule(
     .await?;
     if rule.is_some() {
         let id = id.to_string();
-        record(
-            &mut tx,
+        commit_change(
+            tx,
             Change::deleted(EventKind::RoutingRuleChanged, &id),
             actor,
             None,
         )
         .await?;
-        tx.commit().await?;
     }
     Ok(rule)
 }
@@ -369,9 +362,8 @@ pub async fn put_tenant(
     )
     .fetch_one(&mut *tx)
     .await;
-    let row = match or_unknown_node(row)? {
-        Ok(row) => row,
-        Err(unknown) => return Ok(Err(unknown)),
+    let Ok(row) = or_unknown_node(row)? else {
+        return Ok(Err(UnknownNode));
     };
     let mapping = TenantMapping {
         tenant_id: row.tenant_id,
@@ -381,8 +373,8 @@ pub async fn put_tenant(
         created_at: row.created_at,
         updated_at: row.updated_at,
     };
-    record(
-        &mut tx,
+    commit_change(
+        tx,
         Change::set(
             EventKind::RoutingTenantChanged,
             &mapping.tenant_id,
@@ -392,7 +384,6 @@ pub async fn put_tenant(
         None,
     )
     .await?;
-    tx.commit().await?;
     Ok(Ok((mapping, row.created)))
 }
 
@@ -412,14 +403,13 @@ pub async fn delete_tenant(
     .fetch_optional(&mut *tx)
     .await?;
     if mapping.is_some() {
-        record(
-            &mut tx,
+        commit_change(
+            tx,
             Change::deleted(EventKind::RoutingTenantChanged, tenant_id),
             actor,
             None,
         )
         .await?;
-        tx.commit().await?;
     }
     Ok(mapping)
 }
@@ -459,8 +449,10 @@ impl Change {
     }
 }
 
-async fn record(
-    conn: &mut PgConnection,
+/// Records `change` in `tx` (its event and its audit row, with `detail`)
+/// and commits.
+async fn commit_change(
+    mut tx: Transaction<'_, Postgres>,
     change: Change,
     actor: &Actor,
     detail: Option<&str>,
@@ -477,10 +469,20 @@ async fn record(
         (_, RoutingChange::Set) => ("routing.tenant.set", "routing_tenant"),
         (_, RoutingChange::Deleted) => ("routing.tenant.delete", "routing_tenant"),
     };
-    outbox::enqueue(conn, change.kind, Some(&change.data.id), &change.data).await?;
+    outbox::enqueue(&mut tx, change.kind, Some(&change.data.id), &change.data).await?;
     let mut entry = AuditEntry::success(actor, action, audit::target(kind, &change.data.id));
     if let Some(d) = detail {
         entry = entry.with_detail(d);
     }
-    audit::record(conn, &entry).await
+    audit::record(&mut tx, &entry).await?;
+    tx.commit().await
+}
+
+/// Records a refused change in `tx` (its audit row) and commits.
+async fn commit_refusal(
+    mut tx: Transaction<'_, Postgres>,
+    entry: AuditEntry<'_>,
+) -> Result<(), sqlx::Error> {
+    audit::record(&mut tx, &entry).await?;
+    tx.commit().await
 }

@@ -143,6 +143,11 @@ pub fn login(error: Option<&str>) -> Markup {
     }
 }
 
+/// A table's head: a column header a name.
+fn column_heads<'a>(names: impl IntoIterator<Item = &'a str>) -> Markup {
+    html! { thead { tr { @for name in names { th scope="col" { (name) } } } } }
+}
+
 fn status_badge(status: ProjectStatus) -> Markup {
     let s = status.as_str();
     let symbol = match status {
@@ -222,16 +227,7 @@ pub fn hubs(
         p id="hub-count" { (projects.len()) " hub" @if projects.len() != 1 { "s" } }
         table id="hubs" {
             caption.sr-only { "Hubs, their liveness and maintenance" }
-            thead {
-                tr {
-                    th scope="col" { "Hub" }
-                    th scope="col" { "Status" }
-                    th scope="col" { "Last seen" }
-                    th scope="col" { "Interval" }
-                    th scope="col" { "Tags" }
-                    th scope="col" { "Maintenance" }
-                }
-            }
+            (column_heads(["Hub", "Status", "Last seen", "Interval", "Tags", "Maintenance"]))
             tbody {
                 @for p in projects {
                     tr id={ "hub-" (p.slug) } data-slug=(p.slug) {
@@ -321,18 +317,10 @@ fn action_form(chrome: &Chrome, s: &Spoke, action: SpokeAction) -> Markup {
 }
 
 fn spoke_rows(chrome: &Chrome, spokes: &[&Spoke]) -> Markup {
+    let actions = chrome.admin.then_some("Actions");
     html! {
         table.spokes {
-            thead {
-                tr {
-                    th scope="col" { "Spoke" }
-                    th scope="col" { "Status" }
-                    th scope="col" { "Reason" }
-                    th scope="col" { "Changed" }
-                    th scope="col" { "IdP" }
-                    @if chrome.admin { th scope="col" { "Actions" } }
-                }
-            }
+            (column_heads(["Spoke", "Status", "Reason", "Changed", "IdP"].into_iter().chain(actions)))
             tbody {
                 @for s in spokes {
                     tr id=(s.id) data-spoke=(s.id) {
@@ -391,10 +379,7 @@ pub fn federation(
             h2 id="links-h" { "Federation links (" (links.len()) ")" }
             @if links.is_empty() { p { "No links: links appear when a spoke is approved." } } @else {
                 table id="links" {
-                    thead { tr {
-                        th scope="col" { "Spoke" } th scope="col" { "Direction" } th scope="col" { "Status" }
-                        th scope="col" { "Retries" } th scope="col" { "Last error" } th scope="col" { "Verified" }
-                    } }
+                    (column_heads(["Spoke", "Direction", "Status", "Retries", "Last error", "Verified"]))
                     tbody {
                         @for l in links {
                             tr {
@@ -414,10 +399,7 @@ pub fn federation(
             h2 id="breakers-h" { "Sync circuit breakers" }
             p { "Sync worker on this replica: " strong { @if status.worker_enabled { "enabled" } @else { "disabled" } } }
             table id="breakers" {
-                thead { tr {
-                    th scope="col" { "Target" } th scope="col" { "State" } th scope="col" { "Failures in a row" }
-                    th scope="col" { "Retry at" } th scope="col" { "Last error" }
-                } }
+                (column_heads(["Target", "State", "Failures in a row", "Retry at", "Last error"]))
                 tbody {
                     @for b in &status.breakers {
                         tr {
@@ -440,7 +422,7 @@ pub fn federation(
             }
             @if !drift.items.is_empty() {
                 table id="drift" {
-                    thead { tr { th scope="col" { "Kind" } th scope="col" { "Subject" } th scope="col" { "Detail" } } }
+                    (column_heads(["Kind", "Subject", "Detail"]))
                     tbody {
                         @for i in &drift.items {
                             tr { td { (name(&i.kind)) } th scope="row" { (i.subject) } td { (i.detail) } }

@@ -33,10 +33,7 @@ fn row(actor: &str, action: &str, target: &str, outcome: &str) -> (String, Strin
 
 /// Every column of every audit row, as text.
 async fn audit_table_text(app: &TestApp) -> String {
-    let rows: Vec<String> = sqlx::query_scalar("SELECT audit_log::text FROM audit_log")
-        .fetch_all(&app.pool)
-        .await
-        .unwrap();
+    let rows: Vec<String> = app.column("SELECT audit_log::text FROM audit_log").await;
     rows.join("\n")
 }
 
@@ -307,10 +304,7 @@ async fn pruning_deletes_only_rows_past_the_retention_one_replica_at_a_time() {
             .unwrap(),
         Some(2)
     );
-    let targets: Vec<String> = sqlx::query_scalar("SELECT target FROM audit_log ORDER BY id")
-        .fetch_all(&app.pool)
-        .await
-        .unwrap();
+    let targets: Vec<String> = app.column("SELECT target FROM audit_log ORDER BY id").await;
     assert_eq!(targets, ["project:alpha", "project:kept"]);
 }
 
@@ -500,11 +494,8 @@ fn check_config_shows_the_switch_and_the_retention_and_lists_their_errors_togeth
         ("FEDERATION__AUDIT__RETENTION", "30d"),
     ]);
     assert_eq!(code, Some(0), "{err}");
-    assert!(
-        out.contains("(refused: auth.allow_shared_agent_keys is false)"),
-        "{out}"
-    );
-    assert!(out.contains("audit log:        kept 30days"), "{out}");
+    assert_contains(&out, "(refused: auth.allow_shared_agent_keys is false)");
+    assert_contains(&out, "audit log:        kept 30days");
     assert!(!out.contains(AGENT_KEY) && !err.contains(AGENT_KEY));
 
     let (code, out, err) = run(&[

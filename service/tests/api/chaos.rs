@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use testkit::{eventually, NatsCluster, PgServer};
 use tokio_util::sync::CancellationToken;
 
-use crate::fedkit::spoke_body;
+use crate::fedkit::{pull_each, spoke_body};
 use crate::helpers::*;
 use crate::process::{federation, serve_quiet, signal, wait_ready};
 
@@ -617,18 +617,13 @@ async fn under_load_losing_a_nats_node_the_leading_replica_and_postgresql_loses_
         .await
         .unwrap();
     let mut delivered: Vec<(String, String, String)> = Vec::new();
-    use futures::StreamExt;
-    while delivered.len() < outbox.len() {
-        let mut batch = consumer
-            .fetch()
-            .max_messages(500)
-            .expires(Duration::from_secs(2))
-            .messages()
-            .await
-            .unwrap();
-        let before = delivered.len();
-        while let Some(m) = batch.next().await {
-            let m = m.unwrap();
+    let batches = (500, Duration::from_secs(2));
+    pull_each(
+        &consumer,
+        outbox.len(),
+        batches,
+        "the durable consumer",
+        |m| {
             let info = m.info().unwrap();
             assert_eq!(
                 info.delivered, 1,
@@ -640,13 +635,10 @@ async fn under_load_losing_a_nats_node_the_leading_replica_and_postgresql_loses_
                 event["subject"].as_str().unwrap_or_default().to_owned(),
                 event["type"].as_str().unwrap().to_owned(),
             ));
-            m.ack().await.unwrap();
-        }
-        assert!(
-            delivered.len() > before,
-            "the durable consumer stopped delivering"
-        );
-    }
+            async move { m.ack().await.unwrap() }
+        },
+    )
+    .await;
     let ids: Vec<&str> = delivered.iter().map(|(id, _, _)| id.as_str()).collect();
     assert_eq!(ids, outbox.iter().map(String::as_str).collect::<Vec<_>>());
     let position: HashMap<(&str, &str), usize> = delivered

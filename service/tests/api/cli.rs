@@ -167,7 +167,7 @@ async fn a_spoke_shows_its_conditions() {
         .find(|l| l.starts_with("CONDITION"))
         .unwrap_or_else(|| panic!("{}", run.out));
     for column in ["STATUS", "REASON", "SINCE", "GENERATION", "MESSAGE"] {
-        assert!(header.contains(column), "{header}");
+        assert_contains(header, column);
     }
     let approved = run.out.lines().find(|l| l.starts_with("Approved")).unwrap();
     let words: Vec<&str> = approved.split_whitespace().collect();
@@ -530,10 +530,8 @@ async fn next_line(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildS
 }
 
 async fn latest_event_id(app: &TestApp) -> String {
-    sqlx::query_scalar("SELECT id::text FROM outbox ORDER BY xid DESC, seq DESC LIMIT 1")
-        .fetch_one(&app.pool)
+    app.value("SELECT id::text FROM outbox ORDER BY xid DESC, seq DESC LIMIT 1")
         .await
-        .unwrap()
 }
 
 #[tokio::test]

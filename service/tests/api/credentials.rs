@@ -181,11 +181,9 @@ async fn a_hub_token_may_read_the_catalog_and_change_only_its_own_project() {
     assert!(refreshed["nats_creds"].is_null());
     assert!(refreshed.get("token").is_none(), "{refreshed}");
     // Audited as the hub itself.
-    let by: Vec<String> =
-        sqlx::query_scalar("SELECT actor FROM audit_log WHERE action = 'credential.refresh'")
-            .fetch_all(&app.pool)
-            .await
-            .unwrap();
+    let by: Vec<String> = app
+        .column("SELECT actor FROM audit_log WHERE action = 'credential.refresh'")
+        .await;
     assert_eq!(by, ["hub:alpha"]);
 }
 
@@ -199,11 +197,9 @@ async fn credentials_are_kept_as_digests_listed_without_secrets_and_revoked() {
     let token2 = second["token"].as_str().unwrap();
 
     // Only digests in the table.
-    let rows: Vec<String> =
-        sqlx::query_scalar("SELECT row_to_json(c)::text FROM hub_credentials c")
-            .fetch_all(&app.pool)
-            .await
-            .unwrap();
+    let rows: Vec<String> = app
+        .column("SELECT row_to_json(c)::text FROM hub_credentials c")
+        .await;
     assert_eq!(rows.len(), 2);
     let dump = rows.join("\n");
     for t in [token, token2] {
@@ -211,12 +207,12 @@ async fn credentials_are_kept_as_digests_listed_without_secrets_and_revoked() {
         assert!(!dump.contains(&t["fedhub_".len()..]), "a token is stored");
     }
     let digest: Vec<u8> = Sha256::digest(token.as_bytes()).to_vec();
-    let found: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM hub_credentials WHERE token_hash = $1")
-            .bind(&digest)
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+    let found: i64 = app
+        .value_of(
+            "SELECT count(*) FROM hub_credentials WHERE token_hash = $1",
+            &digest,
+        )
+        .await;
     assert_eq!(found, 1);
 
     // A use is recorded; the list shows fingerprints and times, no secret.
@@ -302,12 +298,9 @@ async fn credentials_are_kept_as_digests_listed_without_secrets_and_revoked() {
 
     // Each change is in the audit log, named by the admin key's fingerprint
     // (the 404 revocation changed nothing and wrote nothing).
-    let actions: Vec<(String, String)> = sqlx::query_as(
-        "SELECT action, actor FROM audit_log WHERE action LIKE 'credential.%' ORDER BY id",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+    let actions: Vec<(String, String)> = app
+        .rows("SELECT action, actor FROM audit_log WHERE action LIKE 'credential.%' ORDER BY id")
+        .await;
     let admin = service::auth::fingerprint(ADMIN_KEY);
     let names: Vec<&str> = actions.iter().map(|(a, _)| a.as_str()).collect();
     assert_eq!(
@@ -426,10 +419,7 @@ async fn a_revoked_hub_loses_rest_at_once_and_nats_within_five_seconds_and_no_se
         "the preload carries the new account JWT"
     );
     let metrics = api.get_text("/metrics", None).await;
-    assert!(
-        metrics.contains("identity_revocation_pushes_total 1"),
-        "{metrics}"
-    );
+    assert_contains(&metrics, "identity_revocation_pushes_total 1");
 
     // A server started afresh from the conf (an empty resolver store: only
     // the preload) refuses the revoked users and admits others.
@@ -483,11 +473,8 @@ async fn a_revoked_hub_loses_rest_at_once_and_nats_within_five_seconds_and_no_se
         .get_text("/api/fed/projects/alpha/credentials", Some(ADMIN_KEY))
         .await;
     let logs = stop_logged(child, log_path).await;
-    assert!(logs.contains("hub credential revoked"), "{logs}");
-    assert!(
-        logs.contains("federation account updated on NATS"),
-        "{logs}"
-    );
+    assert_contains(&logs, "hub credential revoked");
+    assert_contains(&logs, "federation account updated on NATS");
     for s in &secrets {
         assert!(!list.contains(s.as_str()), "a secret in the list");
         assert!(!logs.contains(s.as_str()), "a secret appears in the logs");

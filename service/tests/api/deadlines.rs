@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use service::catalog_view::CatalogView;
 use service::config::HeartbeatSettings;
@@ -99,10 +99,7 @@ async fn a_hub_beating_every_second_goes_offline_after_three_while_the_others_ke
 
 #[tokio::test]
 async fn each_hub_is_judged_by_its_interval_clamped_to_the_bounds() {
-    let app = spawn_app().await;
-    app.create_projects(&["plain", "quick", "slow", "ten"])
-        .await;
-    let t0 = Utc::now().trunc_subsecs(6);
+    let (app, t0) = spawn_with_hubs(&["plain", "quick", "slow", "ten"]).await;
     beat(&app.pool, "plain", None, t0).await;
     beat(&app.pool, "quick", Some(1), t0).await;
     beat(&app.pool, "slow", Some(10_000), t0).await;
@@ -160,10 +157,7 @@ async fn each_hub_is_judged_by_its_interval_clamped_to_the_bounds() {
 
 #[tokio::test]
 async fn sight_regained_recently_holds_back_only_the_hubs_whose_deadline_it_covers() {
-    let app = spawn_app().await;
-    app.create_project(&project("quick")).await;
-    app.create_project(&project("plain")).await;
-    let t0 = Utc::now().trunc_subsecs(6);
+    let (app, t0) = spawn_with_hubs(&["quick", "plain"]).await;
     beat(&app.pool, "quick", Some(1), t0).await;
     beat(&app.pool, "plain", None, t0).await;
     let sweeper = sweeper(&app.pool, HeartbeatSettings::default());
@@ -188,10 +182,7 @@ async fn audit_rows(app: &TestApp, action: &str) -> Vec<(String, String, Option<
 
 #[tokio::test]
 async fn hubs_offline_longer_than_deregister_after_are_removed_with_an_event_and_an_audit_row() {
-    let app = spawn_app().await;
-    app.create_projects(&["gone", "resting", "back", "never"])
-        .await;
-    let t0 = Utc::now().trunc_subsecs(6);
+    let (app, t0) = spawn_with_hubs(&["gone", "resting", "back", "never"]).await;
     for slug in ["gone", "resting", "back"] {
         beat(&app.pool, slug, Some(30), t0).await;
     }
@@ -233,10 +224,7 @@ async fn hubs_offline_longer_than_deregister_after_are_removed_with_an_event_and
         ["gone"],
         "in maintenance, offline more recently and never heard from: kept"
     );
-    let slugs: Vec<String> = sqlx::query_scalar("SELECT slug FROM projects ORDER BY slug")
-        .fetch_all(&app.pool)
-        .await
-        .unwrap();
+    let slugs: Vec<String> = app.column("SELECT slug FROM projects ORDER BY slug").await;
     assert_eq!(slugs, ["back", "never", "resting"]);
     // The app's view follows the deletion.
     testkit::eventually(Duration::from_secs(10), "the view to drop gone", || async {
@@ -247,12 +235,7 @@ async fn hubs_offline_longer_than_deregister_after_are_removed_with_an_event_and
     })
     .await;
 
-    let events: Vec<(String, Value)> = sqlx::query_as(
-        "SELECT ce_subject, data FROM outbox WHERE event_type = 'federation.project.deregistered'",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+    let events: Vec<(String, Value)> = app.rows("SELECT ce_subject, data FROM outbox WHERE event_type = 'federation.project.deregistered'").await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].0, "gone");
     assert_eq!(events[0].1["slug"], "gone");
@@ -272,9 +255,7 @@ async fn hubs_offline_longer_than_deregister_after_are_removed_with_an_event_and
 
 #[tokio::test]
 async fn without_deregister_after_offline_hubs_stay() {
-    let app = spawn_app().await;
-    app.create_project(&project("gone")).await;
-    let t0 = Utc::now().trunc_subsecs(6);
+    let (app, t0) = spawn_with_hubs(&["gone"]).await;
     beat(&app.pool, "gone", None, t0).await;
     let sweeper = sweeper(&app.pool, HeartbeatSettings::default());
     let sight = Some(t0 - secs(86_400));

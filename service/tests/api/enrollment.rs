@@ -36,21 +36,17 @@ async fn enroll(api: &Api, join_token: &str) -> reqwest::Response {
 }
 
 async fn audit_rows(app: &TestApp) -> Vec<(String, String, String, String)> {
-    sqlx::query_as(
+    app.rows(
         "SELECT actor, action, target, outcome FROM audit_log
          WHERE action LIKE 'enrollment.%' ORDER BY id",
     )
-    .fetch_all(&app.pool)
     .await
-    .unwrap()
 }
 
 async fn dump(app: &TestApp, table: &str) -> String {
-    let rows: Vec<String> =
-        sqlx::query_scalar(&format!("SELECT row_to_json(t)::text FROM {table} t"))
-            .fetch_all(&app.pool)
-            .await
-            .unwrap();
+    let rows: Vec<String> = app
+        .column(&format!("SELECT row_to_json(t)::text FROM {table} t"))
+        .await;
     rows.join("\n")
 }
 
@@ -137,17 +133,13 @@ async fn a_join_token_is_exchanged_once_for_a_hub_credential_and_refusals_are_au
         outcomes[2],
         ("enrollment", "enrollment.exchange", fp.as_str(), "refused")
     );
-    let issue: (String, String) =
-        sqlx::query_as("SELECT actor, outcome FROM audit_log WHERE action = 'credential.issue'")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+    let issue: (String, String) = app
+        .row("SELECT actor, outcome FROM audit_log WHERE action = 'credential.issue'")
+        .await;
     assert_eq!(issue, ("enrollment".to_owned(), "success".to_owned()));
-    let detail: Vec<Option<String>> =
-        sqlx::query_scalar("SELECT detail FROM audit_log WHERE outcome = 'refused' ORDER BY id")
-            .fetch_all(&app.pool)
-            .await
-            .unwrap();
+    let detail: Vec<Option<String>> = app
+        .column("SELECT detail FROM audit_log WHERE outcome = 'refused' ORDER BY id")
+        .await;
     assert_eq!(detail, vec![Some("join token already used".to_owned())]);
 
     // Only digests in the database, nowhere the join token or the hub token.
@@ -162,12 +154,12 @@ async fn a_join_token_is_exchanged_once_for_a_hub_credential_and_refusals_are_au
         assert!(!everything.contains(body), "a secret is stored");
     }
     let digest = Sha256::digest(join.as_bytes()).to_vec();
-    let used: bool =
-        sqlx::query_scalar("SELECT used_at IS NOT NULL FROM join_tokens WHERE token_hash = $1")
-            .bind(&digest)
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+    let used: bool = app
+        .value_of(
+            "SELECT used_at IS NOT NULL FROM join_tokens WHERE token_hash = $1",
+            &digest,
+        )
+        .await;
     assert!(used);
 }
 
@@ -179,12 +171,9 @@ async fn an_expired_join_token_is_refused_and_audited() {
         .await;
     assert_problem(enroll(&app, &join).await, 401).await;
     assert_eq!(app.count("hub_credentials").await, 0);
-    let (outcome, detail): (String, Option<String>) = sqlx::query_as(
-        "SELECT outcome, detail FROM audit_log WHERE action = 'enrollment.exchange'",
-    )
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
+    let (outcome, detail): (String, Option<String>) = app
+        .row("SELECT outcome, detail FROM audit_log WHERE action = 'enrollment.exchange'")
+        .await;
     assert_eq!(outcome, "refused");
     assert_eq!(detail.as_deref(), Some("join token expired"));
 }
@@ -251,15 +240,15 @@ async fn enrollment_with_identity_answers_nats_credentials_and_logs_no_secret() 
         .as_str()
         .expect("NATS creds")
         .to_owned();
-    assert!(creds.contains("BEGIN NATS USER JWT"), "{creds}");
+    assert_contains(&creds, "BEGIN NATS USER JWT");
     assert_eq!(enroll(&api, &join).await.status(), 401);
     // The hub token refreshes its NATS credentials.
     let refresh = "/api/fed/projects/alpha/credentials/refresh";
     assert_eq!(api.post(refresh, Some(&token)).await.status(), 200);
 
     let logs = crate::process::stop_logged(svc.child, log_path).await;
-    assert!(logs.contains("hub enrolled"), "{logs}");
-    assert!(logs.contains("refused an enrollment"), "{logs}");
+    assert_contains(&logs, "hub enrolled");
+    assert_contains(&logs, "refused an enrollment");
     assert!(
         !logs.to_lowercase().contains("authorization violation"),
         "the anonymous probe's expected refusal was logged as an error: {logs}"

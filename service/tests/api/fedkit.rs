@@ -147,7 +147,6 @@ pub async fn jetstream(url: &str) -> async_nats::jetstream::Context {
 /// JetStream pull consumer.
 pub async fn stream_events(js: &async_nats::jetstream::Context) -> Vec<StreamEvent> {
     use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
-    use futures::StreamExt;
     let stream = js.get_stream("FEDERATION_EVENTS").await.unwrap();
     let total = stream_len(js).await as usize;
     let consumer = stream
@@ -159,33 +158,60 @@ pub async fn stream_events(js: &async_nats::jetstream::Context) -> Vec<StreamEve
         .await
         .unwrap();
     let mut out = Vec::with_capacity(total);
-    while out.len() < total {
+    let batches = (1000, Duration::from_secs(1));
+    pull_each(&consumer, total, batches, "the consumer", |m| {
+        let msg_id = m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Msg-Id"))
+            .map(|v| v.as_str().to_owned())
+            .unwrap_or_default();
+        out.push(StreamEvent {
+            msg_id,
+            subject: m.subject.to_string(),
+            event: serde_json::from_slice(&m.payload).unwrap(),
+        });
+        async {}
+    })
+    .await;
+    out
+}
+
+/// Pulls `want` messages from `consumer`, in batches of up to `max` that
+/// each wait up to `expires`, handing each to `each` in order; a batch that
+/// brings none fails the test (`who` names the consumer).
+pub async fn pull_each<F, Fut>(
+    consumer: &PullConsumer,
+    want: usize,
+    (max, expires): (usize, Duration),
+    who: &str,
+    mut each: F,
+) where
+    F: FnMut(async_nats::jetstream::Message) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    use futures::StreamExt;
+    let mut got = 0;
+    while got < want {
         let mut batch = consumer
             .fetch()
-            .max_messages(1000)
-            .expires(Duration::from_secs(1))
+            .max_messages(max)
+            .expires(expires)
             .messages()
             .await
             .unwrap();
-        let before = out.len();
+        let before = got;
         while let Some(m) = batch.next().await {
-            let m = m.unwrap();
-            let msg_id = m
-                .headers
-                .as_ref()
-                .and_then(|h| h.get("Nats-Msg-Id"))
-                .map(|v| v.as_str().to_owned())
-                .unwrap_or_default();
-            out.push(StreamEvent {
-                msg_id,
-                subject: m.subject.to_string(),
-                event: serde_json::from_slice(&m.payload).unwrap(),
-            });
+            each(m.unwrap()).await;
+            got += 1;
         }
-        assert!(out.len() > before, "the consumer stopped delivering");
+        assert!(got > before, "{who} stopped delivering");
     }
-    out
 }
+
+/// A JetStream pull consumer.
+pub type PullConsumer =
+    async_nats::jetstream::consumer::Consumer<async_nats::jetstream::consumer::pull::Config>;
 
 /// `GET path` (the watch route) with the agent key and `Last-Event-ID`.
 pub async fn watch_resuming(app: &TestApp, path: &str, last_event_id: &str) -> reqwest::Response {

@@ -124,7 +124,7 @@ async fn start_up_gives_up_after_its_timeout_with_a_clear_error() {
         .expect("start-up must give up")
         .unwrap_err();
     let text = format!("{err:#}");
-    assert!(text.contains("database unreachable"), "{text}");
+    assert_contains(&text, "database unreachable");
     assert!(!text.contains("hunter2"), "{text}");
 }
 

@@ -176,7 +176,7 @@ async fn a_flusher_that_cannot_write_takes_the_service_out_of_ready_until_it_can
             .then_some(reasons)
     })
     .await;
-    assert!(reasons.contains("agent_version"), "{reasons}");
+    assert_contains(&reasons, "agent_version");
     assert!(r.metric("heartbeat_flush_errors_total").await >= 1.0);
     assert_eq!(
         r.metric("heartbeat_rejected_total{reason=\"db_rejected\"}")

@@ -116,21 +116,18 @@ async fn a_heartbeat_makes_a_registered_hub_online_with_its_details() {
     r.wait_metric("heartbeat_total", 1.0).await;
 
     // The change is recorded with its time, and announced.
-    let (from, to, cause): (String, String, String) =
-        sqlx::query_as("SELECT from_status, to_status, cause FROM project_transitions")
-            .fetch_one(&r.app.pool)
-            .await
-            .unwrap();
+    let (from, to, cause): (String, String, String) = r
+        .app
+        .row("SELECT from_status, to_status, cause FROM project_transitions")
+        .await;
     assert_eq!(
         (from.as_str(), to.as_str(), cause.as_str()),
         ("offline", "online", "heartbeat")
     );
-    let data: Value = sqlx::query_scalar(
-        "SELECT data FROM outbox WHERE event_type = 'federation.project.status'",
-    )
-    .fetch_one(&r.app.pool)
-    .await
-    .unwrap();
+    let data: Value = r
+        .app
+        .value("SELECT data FROM outbox WHERE event_type = 'federation.project.status'")
+        .await;
     assert_eq!(data["slug"], "alpha");
     assert_eq!(data["to"], "online");
     let typed: protocol::events::ProjectStatusData = serde_json::from_value(data.clone()).unwrap();
@@ -216,12 +213,7 @@ async fn every_rejection_reason_is_counted_and_writes_nothing() {
         .await;
     }
     assert_eq!(r.metric("heartbeat_total").await, 0.0);
-    let touched: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM projects WHERE last_heartbeat_at IS NOT NULL OR status <> 'offline'",
-    )
-    .fetch_one(&r.app.pool)
-    .await
-    .unwrap();
+    let touched: i64 = r.app.value("SELECT count(*) FROM projects WHERE last_heartbeat_at IS NOT NULL OR status <> 'offline'").await;
     assert_eq!(touched, 0, "a rejected heartbeat touched a project");
     assert_eq!(r.app.count("projects WHERE slug = 'gamma'").await, 0);
     assert!(r
@@ -330,11 +322,9 @@ async fn writes_are_monotonic_so_replicas_can_share_the_work() {
     let out = apply_batch(&app.pool, &[older], false).await.unwrap();
     assert_eq!((out.hubs(), out.messages), (1, 1));
     assert!(out.transitions.is_empty());
-    let (status, last): (String, chrono::DateTime<Utc>) =
-        sqlx::query_as("SELECT status, last_heartbeat_at FROM projects WHERE slug = 'alpha'")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+    let (status, last): (String, chrono::DateTime<Utc>) = app
+        .row("SELECT status, last_heartbeat_at FROM projects WHERE slug = 'alpha'")
+        .await;
     assert_eq!(status, "degraded");
     assert_eq!(last, now);
     // Replaying the same batch is idempotent.

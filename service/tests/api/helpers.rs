@@ -1,6 +1,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use chrono::{DateTime, SubsecRound, Utc};
 use figment::providers::Format;
 use figment::Figment;
 use serde_json::Value;
@@ -93,6 +94,14 @@ pub async fn spawn_app() -> TestApp {
 }
 
 /// A service with `extra_yaml` and no seeds.
+/// A service with the hubs `slugs` registered, and the time after that to
+/// the microsecond (as PostgreSQL keeps it), to date heartbeats from.
+pub async fn spawn_with_hubs(slugs: &[&str]) -> (TestApp, DateTime<Utc>) {
+    let app = spawn_app().await;
+    app.create_projects(slugs).await;
+    (app, Utc::now().trunc_subsecs(6))
+}
+
 pub async fn spawn_app_yaml(extra_yaml: &str) -> TestApp {
     spawn_app_with(extra_yaml, Vec::new()).await
 }
@@ -395,11 +404,71 @@ impl TestApp {
     }
 
     pub async fn outbox_types(&self) -> Vec<String> {
-        sqlx::query_scalar("SELECT event_type FROM outbox ORDER BY seq")
+        self.column("SELECT event_type FROM outbox ORDER BY seq")
+            .await
+    }
+
+    /// Every row `query` answers, each as `T` (a tuple of its columns).
+    pub async fn rows<T>(&self, query: &str) -> Vec<T>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+    {
+        sqlx::query_as(query)
             .fetch_all(&self.pool)
             .await
-            .expect("outbox")
+            .unwrap_or_else(|e| panic!("{query}: {e}"))
     }
+
+    /// The one column of every row `query` answers.
+    pub async fn column<T>(&self, query: &str) -> Vec<T>
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+    {
+        sqlx::query_scalar(query)
+            .fetch_all(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{query}: {e}"))
+    }
+
+    /// The first row `query` answers (there must be one).
+    pub async fn row<T>(&self, query: &str) -> T
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+    {
+        first(query, self.rows(query).await)
+    }
+
+    /// The first row's one value (there must be one).
+    pub async fn value<T>(&self, query: &str) -> T
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+    {
+        first(query, self.column(query).await)
+    }
+
+    /// The one value `query` answers with `$1` bound to `arg`.
+    pub async fn value_of<'q, T, A>(&self, query: &'q str, arg: A) -> T
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+        A: 'q + sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send,
+    {
+        sqlx::query_scalar(query)
+            .bind(arg)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{query}: {e}"))
+    }
+}
+
+fn first<T>(query: &str, rows: Vec<T>) -> T {
+    let no_row = || panic!("{query}: no row");
+    rows.into_iter().next().unwrap_or_else(no_row)
+}
+
+/// Asserts that `text` contains `needle`, showing `text` if not.
+#[track_caller]
+pub fn assert_contains(text: &str, needle: &str) {
+    assert!(text.contains(needle), "{text}");
 }
 
 pub fn project(slug: &str) -> Value {

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use service::auth::fingerprint;
 use service::catalog_view::CatalogView;
@@ -60,16 +60,20 @@ fn entries(page: &Value) -> Vec<(String, String, String, String)> {
         .collect()
 }
 
+/// A hub's history, as `key` reads it.
+async fn history(app: &TestApp, slug: &str, key: &str) -> Value {
+    let path = format!("/api/fed/projects/{slug}/history");
+    app.get_ok(&path, Some(key)).await
+}
+
 fn entry(from: &str, to: &str, cause: &str, actor: &str) -> (String, String, String, String) {
     (from.into(), to.into(), cause.into(), actor.into())
 }
 
 #[tokio::test]
 async fn history_lists_each_transition_with_its_cause_newest_first() {
-    let app = spawn_app().await;
-    app.create_project(&project("alpha")).await;
-    app.create_project(&project("beta")).await;
-    let t0 = Utc::now().trunc_subsecs(6) - secs(600);
+    let (app, now) = spawn_with_hubs(&["alpha", "beta"]).await;
+    let t0 = now - secs(600);
     let sweeper = sweeper_of(&app.pool, 45, 90);
     let sight = Some(t0 - secs(3600));
 
@@ -86,9 +90,7 @@ async fn history_lists_each_transition_with_its_cause_newest_first() {
     )
     .await;
 
-    let page = app
-        .get_ok("/api/fed/projects/alpha/history", Some(AGENT_KEY))
-        .await;
+    let page = history(&app, "alpha", AGENT_KEY).await;
     let admin = fingerprint(ADMIN_KEY);
     assert_eq!(
         entries(&page),
@@ -109,9 +111,7 @@ async fn history_lists_each_transition_with_its_cause_newest_first() {
         .contains("kernel upgrade"));
     assert_eq!(page["next_before"], Value::Null, "one page holds it all");
     // beta's transitions are beta's.
-    let beta = app
-        .get_ok("/api/fed/projects/beta/history", Some(ADMIN_KEY))
-        .await;
+    let beta = history(&app, "beta", ADMIN_KEY).await;
     assert_eq!(
         entries(&beta),
         [
@@ -133,13 +133,12 @@ async fn history_pages_by_before_without_gaps_or_repeats() {
          FROM generate_series(1, 25) g, projects p ORDER BY g, p.slug",
     )
     .await;
-    let expected: Vec<i64> = sqlx::query_scalar(
-        "SELECT t.id FROM project_transitions t JOIN projects p ON p.id = t.project_id
+    let expected: Vec<i64> = app
+        .column(
+            "SELECT t.id FROM project_transitions t JOIN projects p ON p.id = t.project_id
          WHERE p.slug = 'alpha' ORDER BY t.id DESC",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+        )
+        .await;
     assert_eq!(expected.len(), 25);
 
     let mut seen = Vec::new();
@@ -169,9 +168,7 @@ async fn history_pages_by_before_without_gaps_or_repeats() {
     assert_eq!(seen.iter().collect::<BTreeSet<_>>().len(), 25);
 
     // The default page is 100.
-    let all = app
-        .get_ok("/api/fed/projects/alpha/history", Some(ADMIN_KEY))
-        .await;
+    let all = history(&app, "alpha", ADMIN_KEY).await;
     assert_eq!(all["transitions"].as_array().unwrap().len(), 25);
 }
 
@@ -242,9 +239,7 @@ async fn history_older_than_the_retention_is_pruned() {
     .await
     .unwrap();
     assert_eq!(pruned, Some(1));
-    let page = app
-        .get_ok("/api/fed/projects/alpha/history", Some(ADMIN_KEY))
-        .await;
+    let page = history(&app, "alpha", ADMIN_KEY).await;
     assert_eq!(
         entries(&page),
         [entry("degraded", "offline", "sweeper", "-")]
@@ -257,10 +252,7 @@ async fn an_agent_saying_offline_over_nats_is_recorded_as_its_shutdown() {
     rig.online("alpha").await;
     rig.beat("alpha", "offline").await;
     rig.wait_status("alpha", "offline").await;
-    let page = rig
-        .app
-        .get_ok("/api/fed/projects/alpha/history", Some(AGENT_KEY))
-        .await;
+    let page = history(&rig.app, "alpha", AGENT_KEY).await;
     assert_eq!(
         entries(&page),
         [

@@ -149,7 +149,7 @@ async fn nats_init_is_idempotent_private_and_prints_no_secret() {
 
     let (ok, out, err) = federation(&["nats-init", "--dir", dir_s]);
     assert!(ok, "{out}{err}");
-    assert!(out.contains("initialised"), "{out}");
+    assert_contains(&out, "initialised");
     let first = snapshot(&dir);
     for (path, (_, mode)) in &first {
         let want = if path.is_dir() { 0o700 } else { 0o600 };
@@ -176,7 +176,7 @@ async fn nats_init_is_idempotent_private_and_prints_no_secret() {
     // Again: nothing changes, and it says so.
     let (ok, out, err) = federation(&["nats-init", "--dir", dir_s]);
     assert!(ok, "{out}{err}");
-    assert!(out.contains("nothing changed"), "{out}");
+    assert_contains(&out, "nothing changed");
     assert_eq!(snapshot(&dir), first);
 
     // A hub's creds: written 0600, the seed only in the file.
@@ -193,7 +193,7 @@ async fn nats_init_is_idempotent_private_and_prints_no_secret() {
         creds_path.to_str().unwrap(),
     ]);
     assert!(ok, "{out}{err}");
-    assert!(err.contains("hub.presence.alpha"), "{err}");
+    assert_contains(&err, "hub.presence.alpha");
     let mode = std::fs::metadata(&creds_path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let text = std::fs::read_to_string(&creds_path).unwrap();
@@ -210,13 +210,13 @@ async fn nats_init_is_idempotent_private_and_prints_no_secret() {
     assert!(ok, "{err}");
     assert!(out.starts_with("-----BEGIN NATS USER JWT-----"), "{out}");
     let seed = out.lines().find(|l| l.starts_with("SU")).expect("a seed");
-    assert!(err.contains("hub.presence.beta"), "{err}");
+    assert_contains(&err, "hub.presence.beta");
     assert!(!err.contains(seed), "the seed went to stderr");
 
     // Bad input: a clear error, nothing written.
     let (ok, _, err) = federation(&["nats-creds", "--dir", dir_s, "--slug", "Not A Slug"]);
     assert!(!ok);
-    assert!(err.contains("not a valid project slug"), "{err}");
+    assert_contains(&err, "not a valid project slug");
     assert_eq!(snapshot(&dir), first);
 
     // A seed file others can read is refused, not silently used.
@@ -227,7 +227,7 @@ async fn nats_init_is_idempotent_private_and_prints_no_secret() {
     .unwrap();
     let (ok, _, err) = federation(&["nats-init", "--dir", dir_s]);
     assert!(!ok);
-    assert!(err.contains("chmod 600"), "{err}");
+    assert_contains(&err, "chmod 600");
     assert!(secrets.iter().all(|s| !err.contains(s.as_str())));
 
     // A lost key is not silently replaced by a new authority.
@@ -447,9 +447,9 @@ async fn identity_settings_are_checked() {
     ))
     .unwrap_err()
     .to_string();
-    assert!(err.contains("identity.dir"), "{err}");
-    assert!(err.contains("nats-init"), "{err}");
-    assert!(err.contains("identity.hub_creds_ttl"), "{err}");
+    assert_contains(&err, "identity.dir");
+    assert_contains(&err, "nats-init");
+    assert_contains(&err, "identity.hub_creds_ttl");
 
     identity::init(tmp.path()).unwrap();
     let both = load(&format!(
@@ -458,10 +458,7 @@ async fn identity_settings_are_checked() {
     ))
     .unwrap_err()
     .to_string();
-    assert!(
-        both.contains("supplies the service's NATS credentials"),
-        "{both}"
-    );
+    assert_contains(&both, "supplies the service's NATS credentials");
 
     let settings = load(&format!(
         "nats:\n  url: nats://127.0.0.1:4222\nidentity:\n  dir: \"{}\"\n  hub_creds_ttl: 7d\n",
@@ -522,8 +519,8 @@ async fn serve_with_identity_logs_no_seed() {
     .await;
 
     let logs = crate::process::stop_cleanly(child, "-TERM").await;
-    assert!(logs.contains("NATS authority"), "{logs}");
-    assert!(logs.contains("connected to NATS"), "{logs}");
+    assert_contains(&logs, "NATS authority");
+    assert_contains(&logs, "connected to NATS");
     for s in secrets.iter().chain([&hub_seed]) {
         assert!(!logs.contains(s.as_str()), "a seed appears in the logs");
     }

@@ -18,11 +18,8 @@ fn secs(s: i64) -> chrono::Duration {
 }
 
 async fn status(app: &TestApp, slug: &str) -> String {
-    sqlx::query_scalar("SELECT status FROM projects WHERE slug = $1")
-        .bind(slug)
-        .fetch_one(&app.pool)
+    app.value_of("SELECT status FROM projects WHERE slug = $1", slug)
         .await
-        .unwrap()
 }
 
 fn time(v: &Value) -> DateTime<Utc> {
@@ -32,12 +29,7 @@ fn time(v: &Value) -> DateTime<Utc> {
 }
 
 async fn maintenance_events(app: &TestApp) -> Vec<ProjectMaintenanceData> {
-    let data: Vec<Value> = sqlx::query_scalar(
-        "SELECT data FROM outbox WHERE event_type = 'federation.project.maintenance' ORDER BY seq",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+    let data: Vec<Value> = app.column("SELECT data FROM outbox WHERE event_type = 'federation.project.maintenance' ORDER BY seq").await;
     data.into_iter()
         .map(|d| serde_json::from_value(d).unwrap())
         .collect()
@@ -45,10 +37,7 @@ async fn maintenance_events(app: &TestApp) -> Vec<ProjectMaintenanceData> {
 
 #[tokio::test]
 async fn a_hub_in_maintenance_stays_as_it_was_and_is_judged_from_the_end_of_the_window() {
-    let app = spawn_app().await;
-    app.create_project(&project("alpha")).await;
-    app.create_project(&project("beta")).await;
-    let t0 = Utc::now().trunc_subsecs(6);
+    let (app, t0) = spawn_with_hubs(&["alpha", "beta"]).await;
     beat_at(&app.pool, "alpha", "online", t0).await;
     beat_at(&app.pool, "beta", "online", t0).await;
     let body = app
@@ -189,20 +178,12 @@ async fn start_and_stop_show_the_window_and_leave_transitions_events_and_audit_r
     );
     assert!(events.iter().all(|e| e.slug == "alpha" && e.by == admin));
     assert_eq!(events[2].ended_by.as_deref(), Some(admin.as_str()));
-    let subjects: Vec<Option<String>> = sqlx::query_scalar(
-        "SELECT ce_subject FROM outbox WHERE event_type = 'federation.project.maintenance'",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+    let subjects: Vec<Option<String>> = app
+        .column("SELECT ce_subject FROM outbox WHERE event_type = 'federation.project.maintenance'")
+        .await;
     assert!(subjects.iter().all(|s| s.as_deref() == Some("alpha")));
 
-    let audit: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT actor, action, target FROM audit_log WHERE action LIKE 'project.maintenance%' ORDER BY id",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+    let audit: Vec<(String, String, String)> = app.rows("SELECT actor, action, target FROM audit_log WHERE action LIKE 'project.maintenance%' ORDER BY id").await;
     let start = (
         admin.clone(),
         "project.maintenance.start".to_owned(),
@@ -313,9 +294,8 @@ async fn hubs_in_maintenance_are_counted_for_metrics() {
 
 #[tokio::test]
 async fn a_window_stopped_early_judges_silence_from_the_stop() {
-    let app = spawn_app().await;
-    app.create_project(&project("alpha")).await;
-    let t0 = Utc::now().trunc_subsecs(6) - secs(3600);
+    let (app, now) = spawn_with_hubs(&["alpha"]).await;
+    let t0 = now - secs(3600);
     beat_at(&app.pool, "alpha", "online", t0).await;
     let ok = json!({"duration": "2h", "reason": "upgrade"});
     assert_eq!(app.put_json(PATH, Some(ADMIN_KEY), &ok).await.status(), 200);

@@ -27,12 +27,9 @@ async fn the_documented_metric_names_are_exported() {
         });
         assert!(exported, "{name} missing:\n{text}");
     }
-    assert!(
-        text.contains(&format!(
-            "build_info{{version=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION")
-        )),
-        "{text}"
+    assert_contains(
+        &text,
+        &format!("build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")),
     );
     assert!(text.trim_end().ends_with("# EOF"));
 }

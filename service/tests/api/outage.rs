@@ -111,21 +111,15 @@ async fn with_the_database_cut_off_every_route_answers_promptly() {
     let (app, proxy) = spawn_behind_proxy().await;
     app.create_project(&project("alpha")).await;
     let metrics = app.get_text("/metrics", None).await;
-    assert!(
-        metrics.contains("catalog_projects_by_status{status=\"offline\"} 1"),
-        "{metrics}"
-    );
+    assert_contains(&metrics, "catalog_projects_by_status{status=\"offline\"} 1");
 
     proxy.set(Line::Cut);
     wait_database(&app, "disconnected").await;
     everything_answers_promptly(&app).await;
     let metrics = app.get_text("/metrics", None).await;
-    assert!(metrics.contains("\ndatabase_up 0\n"), "{metrics}");
+    assert_contains(&metrics, "\ndatabase_up 0\n");
     // The gauges read from the database keep their last values.
-    assert!(
-        metrics.contains("catalog_projects_by_status{status=\"offline\"} 1"),
-        "{metrics}"
-    );
+    assert_contains(&metrics, "catalog_projects_by_status{status=\"offline\"} 1");
 
     proxy.set(Line::Open);
     testkit::eventually(WAIT, "ready again", || async {
@@ -134,7 +128,7 @@ async fn with_the_database_cut_off_every_route_answers_promptly() {
     .await;
     app.create_project(&project("beta")).await;
     let metrics = app.get_text("/metrics", None).await;
-    assert!(metrics.contains("\ndatabase_up 1\n"), "{metrics}");
+    assert_contains(&metrics, "\ndatabase_up 1\n");
 }
 
 #[tokio::test]

@@ -115,7 +115,7 @@ fn help_explains_each_command() {
     }
     let (code, out, _) = output(&mut federation(&["serve", "--help"]));
     assert_eq!(code, 0);
-    assert!(out.contains("SIGTERM"), "{out}");
+    assert_contains(&out, "SIGTERM");
 }
 
 #[test]
@@ -128,12 +128,9 @@ fn check_config_accepts_a_valid_setup_and_prints_no_secret() {
     );
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("configuration OK"), "{out}");
-    assert!(out.contains("postgres://db:5432/fed"), "{out}");
-    assert!(out.contains("nats://nats:4222"), "{out}");
-    assert!(
-        out.contains(&service::auth::fingerprint(ADMIN_KEY)),
-        "{out}"
-    );
+    assert_contains(&out, "postgres://db:5432/fed");
+    assert_contains(&out, "nats://nats:4222");
+    assert_contains(&out, &service::auth::fingerprint(ADMIN_KEY));
     for secret in [ADMIN_KEY, "db-secret-pw", "nats-secret-pw", "natsuser"] {
         assert!(
             !out.contains(secret) && !err.contains(secret),
@@ -154,8 +151,8 @@ fn check_config_lists_every_error_and_exits_2() {
     );
     assert_eq!(code, 2, "{out}{err}");
     assert!(out.is_empty());
-    assert!(err.contains("server.port"), "{err}");
-    assert!(err.contains("`FEDERATION_PORT`"), "{err}");
+    assert_contains(&err, "server.port");
+    assert_contains(&err, "`FEDERATION_PORT`");
     // The port error stops only its own section: the rest is still checked.
     for path in [
         "database.max_connections",
@@ -183,16 +180,11 @@ fn check_config_locates_errors_in_the_projects_file() {
     );
     assert_eq!(code, 2, "{err}");
     let name = file.display().to_string();
-    assert!(
-        err.contains(&format!(
-            "{name}:5:19: projects[1].project_slug: duplicate slug"
-        )),
-        "{err}"
+    assert_contains(
+        &err,
+        &format!("{name}:5:19: projects[1].project_slug: duplicate slug"),
     );
-    assert!(
-        err.contains(&format!("{name}:7:14: projects[1].hub_url:")),
-        "{err}"
-    );
+    assert_contains(&err, &format!("{name}:7:14: projects[1].hub_url:"));
 }
 
 #[test]
@@ -202,7 +194,7 @@ fn a_missing_config_file_named_on_the_command_line_is_an_error() {
             .env("FEDERATION_API_KEYS", ADMIN_KEY),
     );
     assert_eq!(code, 2);
-    assert!(err.contains("/nonexistent/federation.yaml"), "{err}");
+    assert_contains(&err, "/nonexistent/federation.yaml");
 }
 
 #[tokio::test]
@@ -221,7 +213,7 @@ async fn migrate_applies_then_finds_nothing_to_do() {
                 .env("FEDERATION__NATS__ENABLED", "false"),
         );
         assert_eq!(code, 0, "{err}");
-        assert!(out.contains(&expected), "{out}");
+        assert_contains(&out, &expected);
     }
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
         .fetch_one(&sqlx::PgPool::connect(&db.url).await.unwrap())
@@ -246,7 +238,7 @@ fn serve_exits_1_when_the_database_never_answers() {
             .env("LOG_LEVEL", "info"),
     );
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("database unreachable"), "{err}");
+    assert_contains(&err, "database unreachable");
     assert!(!err.contains("pw-never-shown"), "{err}");
 }
 
@@ -365,8 +357,8 @@ async fn serve_logs_no_key_material_and_stops_cleanly_on_sigterm() {
         logs.contains(&service::auth::fingerprint(wrong)),
         "the rejected key's fingerprint is logged"
     );
-    assert!(logs.contains("SIGTERM received"), "{logs}");
-    assert!(logs.contains("stopped"), "{logs}");
+    assert_contains(&logs, "SIGTERM received");
+    assert_contains(&logs, "stopped");
     // JSON lines when not on a terminal.
     let first = logs.lines().next().unwrap();
     assert!(

@@ -210,11 +210,10 @@ async fn nats_restarting_under_load_marks_no_hub_offline_and_ingestion_resumes()
     tokio::time::sleep(Duration::from_secs(3)).await;
     // Hubs may be briefly `degraded` after sight returns while their own
     // clients reconnect (thresholds here are 1 s / 2 s); never `offline`.
-    let offline: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM project_transitions WHERE to_status = 'offline'")
-            .fetch_one(&r.app.pool)
-            .await
-            .unwrap();
+    let offline: i64 = r
+        .app
+        .value("SELECT count(*) FROM project_transitions WHERE to_status = 'offline'")
+        .await;
     assert_eq!(
         offline, 0,
         "a hub was marked offline because of the broker outage"

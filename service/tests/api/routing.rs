@@ -178,12 +178,7 @@ async fn nodes_rules_and_tenants_change_with_audit_and_events_and_never_show_a_u
     let nodes = app.get_ok("/api/fed/routing/nodes", Some(ADMIN_KEY)).await;
     assert_eq!(strings(&nodes, "node_id"), ["default"]);
 
-    let actions: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT action, target, outcome FROM audit_log WHERE action LIKE 'routing.%' ORDER BY id",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+    let actions: Vec<(String, String, String)> = app.rows("SELECT action, target, outcome FROM audit_log WHERE action LIKE 'routing.%' ORDER BY id").await;
     let actions: Vec<(&str, &str, &str)> = actions
         .iter()
         .map(|(a, t, o)| (a.as_str(), t.as_str(), o.as_str()))
@@ -203,12 +198,7 @@ async fn nodes_rules_and_tenants_change_with_audit_and_events_and_never_show_a_u
             ("routing.node.delete", "routing_node:eu-1", "success"),
         ]
     );
-    let events: Vec<(String, Value)> = sqlx::query_as(
-        "SELECT event_type, data FROM outbox WHERE event_type LIKE 'federation.routing.%' ORDER BY seq",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+    let events: Vec<(String, Value)> = app.rows("SELECT event_type, data FROM outbox WHERE event_type LIKE 'federation.routing.%' ORDER BY seq").await;
     let kinds: Vec<String> = events
         .iter()
         .map(|(t, d)| format!("{t} {}", d["change"].as_str().unwrap()))
@@ -230,13 +220,8 @@ async fn nodes_rules_and_tenants_change_with_audit_and_events_and_never_show_a_u
     for (_, data) in &events {
         assert_no_url(&data.to_string(), "an event");
     }
-    let stored: Vec<String> = sqlx::query_scalar(
-        "SELECT row_to_json(a)::text FROM audit_log a UNION ALL \
-         SELECT encode(database_url_sealed, 'escape') FROM federation_nodes WHERE database_url_sealed IS NOT NULL",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+    let stored: Vec<String> = app.column("SELECT row_to_json(a)::text FROM audit_log a UNION ALL \
+         SELECT encode(database_url_sealed, 'escape') FROM federation_nodes WHERE database_url_sealed IS NOT NULL").await;
     for row in stored {
         assert_no_url(&row, "a stored row");
     }
@@ -246,18 +231,13 @@ async fn nodes_rules_and_tenants_change_with_audit_and_events_and_never_show_a_u
 async fn a_sealed_url_is_not_plain_text_in_the_table_and_opens_with_the_key() {
     let app = spawn_app_yaml(&routing_yaml()).await;
     node(&app, "n1", "eu", None, 0).await;
-    let sealed: Vec<u8> =
-        sqlx::query_scalar("SELECT database_url_sealed FROM federation_nodes WHERE node_id = 'n1'")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+    let sealed: Vec<u8> = app
+        .value("SELECT database_url_sealed FROM federation_nodes WHERE node_id = 'n1'")
+        .await;
     assert_no_url(&String::from_utf8_lossy(&sealed), "the sealed column");
-    let text: String = sqlx::query_scalar(
-        "SELECT row_to_json(n)::text FROM federation_nodes n WHERE node_id = 'n1'",
-    )
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
+    let text: String = app
+        .value("SELECT row_to_json(n)::text FROM federation_nodes n WHERE node_id = 'n1'")
+        .await;
     assert_no_url(&text, "the node's row");
     let mut key = [0u8; 32];
     key.copy_from_slice(&hex::decode(URL_KEY).unwrap());
@@ -409,10 +389,7 @@ async fn weights_share_ten_thousand_keys_within_chi_square_bounds_and_keys_stick
         );
     }
     let metrics = app.get("/metrics", None).await.text().await.unwrap();
-    assert!(
-        metrics.contains("routing_resolutions_total{reason=\"weighted\"}"),
-        "{metrics}"
-    );
+    assert_contains(&metrics, "routing_resolutions_total{reason=\"weighted\"}");
 }
 
 #[tokio::test]
@@ -436,38 +413,17 @@ async fn region_rules_then_primary_then_weight_then_priority_then_default() {
         picked(&resolve(&app, "tenant=acme&region=ap-south").await),
         ("eu-1", "primary")
     );
-    // The primary disabled: the weighted rules.
-    put_node(
-        &app,
-        "eu-1",
-        json!({"region": "eu-west", "status": "disabled"}),
-    )
-    .await;
-    assert_eq!(
-        picked(&resolve(&app, "tenant=acme").await),
-        ("us-1", "weighted")
-    );
-    // And those too: the standby (weight 0) by priority.
-    put_node(
-        &app,
-        "us-1",
-        json!({"region": "us-east", "status": "disabled"}),
-    )
-    .await;
-    assert_eq!(
-        picked(&resolve(&app, "tenant=acme").await),
-        ("standby", "fallback_priority")
-    );
-    put_node(
-        &app,
-        "standby",
-        json!({"region": "eu-west", "status": "disabled"}),
-    )
-    .await;
-    assert_eq!(
-        picked(&resolve(&app, "tenant=acme").await),
-        ("default", "default")
-    );
+    // Nodes disabled one after another: the primary, then the weighted
+    // rules (the standby, of weight 0, by priority), then the standby.
+    for (disabled, region, then) in [
+        ("eu-1", "eu-west", ("us-1", "weighted")),
+        ("us-1", "us-east", ("standby", "fallback_priority")),
+        ("standby", "eu-west", ("default", "default")),
+    ] {
+        let body = json!({"region": region, "status": "disabled"});
+        put_node(&app, disabled, body).await;
+        assert_eq!(picked(&resolve(&app, "tenant=acme").await), then);
+    }
     let r = resolve(&app, "tenant=stranger&region=eu-west").await;
     assert_eq!(
         r,
@@ -678,10 +634,7 @@ async fn the_example_gateway_runs_each_tenant_on_its_node_and_reroutes_a_silent_
         whoami(&base, "/whoami", Some("bravo")).await,
         Some((db_b.name.clone(), "primary".to_owned()))
     );
-    let default_db: String = sqlx::query_scalar("SELECT current_database()::text")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let default_db: String = app.value("SELECT current_database()::text").await;
     assert_eq!(
         whoami(&base, "/whoami?tenant=nobody", None).await,
         Some((default_db, "default".to_owned()))
@@ -725,9 +678,9 @@ async fn the_example_gateway_runs_each_tenant_on_its_node_and_reroutes_a_silent_
     .await;
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-    assert!(
-        text.contains("routing_decisions_total{reason=\"fallback_priority\"}"),
-        "{text}"
+    assert_contains(
+        &text,
+        "routing_decisions_total{reason=\"fallback_priority\"}",
     );
 }
 
@@ -780,7 +733,7 @@ async fn the_cli_sets_nodes_rules_and_tenants_and_resolves() {
     .await;
     assert_eq!(set, "node eu-1 set (online)\n");
     let nodes = run(&["routing", "nodes", "list"], None).await;
-    assert!(nodes.contains("db-eu.internal:5432"), "{nodes}");
+    assert_contains(&nodes, "db-eu.internal:5432");
     assert_no_url(&nodes, "the node list");
     run(
         &[
@@ -858,7 +811,7 @@ async fn no_database_url_reaches_the_log_even_at_trace() {
         .text()
         .await
         .unwrap();
-    assert!(listed.contains("db-eu.internal:5432"), "{listed}");
+    assert_contains(&listed, "db-eu.internal:5432");
     crate::process::signal(child.id(), "-TERM");
     child.wait().unwrap();
     let logs = std::fs::read_to_string(&log_path).unwrap();

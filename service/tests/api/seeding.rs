@@ -11,22 +11,18 @@ async fn the_example_projects_file_seeds_the_catalog_idempotently() {
     let list: Value = app.get_value("/api/fed/projects", Some(ADMIN_KEY)).await;
     let slugs = strings(&list, "slug");
     assert_eq!(slugs, ["commandcenter", "projecta"]);
-    let before: Vec<(String, chrono::DateTime<chrono::Utc>)> =
-        sqlx::query_as("SELECT slug, updated_at FROM projects ORDER BY slug")
-            .fetch_all(&app.pool)
-            .await
-            .unwrap();
+    let before: Vec<(String, chrono::DateTime<chrono::Utc>)> = app
+        .rows("SELECT slug, updated_at FROM projects ORDER BY slug")
+        .await;
     assert_eq!(app.outbox_types().await.len(), 2);
 
     // Restart on the same database with the same file: nothing changes.
     let (db, result) = app.stop().await;
     result.unwrap();
     let app = spawn_on(db, "", specs.clone()).await;
-    let after: Vec<(String, chrono::DateTime<chrono::Utc>)> =
-        sqlx::query_as("SELECT slug, updated_at FROM projects ORDER BY slug")
-            .fetch_all(&app.pool)
-            .await
-            .unwrap();
+    let after: Vec<(String, chrono::DateTime<chrono::Utc>)> = app
+        .rows("SELECT slug, updated_at FROM projects ORDER BY slug")
+        .await;
     assert_eq!(before, after);
     assert_eq!(
         app.outbox_types().await.len(),

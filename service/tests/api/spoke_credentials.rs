@@ -149,12 +149,7 @@ async fn a_spoke_token_reads_only_its_own_spoke_and_refreshes_only_itself() {
     assert_problem(app.post_empty(&credentials, Some(AGENT_KEY)).await, 403).await;
 
     // The audit log: issued by the admin key, refreshed by the spoke.
-    let rows: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT action, actor, target FROM audit_log WHERE action LIKE 'credential.%' ORDER BY id",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+    let rows: Vec<(String, String, String)> = app.rows("SELECT action, actor, target FROM audit_log WHERE action LIKE 'credential.%' ORDER BY id").await;
     let fp = issued["fingerprint"].as_str().unwrap();
     let admin = service::auth::fingerprint(ADMIN_KEY);
     let target = format!("spoke_credential:{id}/{fp}");
@@ -219,13 +214,12 @@ async fn revoking_the_spoke_revokes_its_credentials_at_once_and_a_suspension_ref
     assert_eq!(xids[0].0, "spoke.revoke");
     assert_eq!(xids[1].0, "credential.revoke_all");
     assert_eq!(xids[0].1, xids[1].1, "not one transaction: {xids:?}");
-    let revoked_in: String = sqlx::query_scalar(
-        "SELECT xmin::text FROM hub_credentials WHERE kind = 'spoke' AND token_hash = $1",
-    )
-    .bind(Sha256::digest(token2.as_bytes()).to_vec())
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
+    let revoked_in: String = app
+        .value_of(
+            "SELECT xmin::text FROM hub_credentials WHERE kind = 'spoke' AND token_hash = $1",
+            Sha256::digest(token2.as_bytes()).to_vec(),
+        )
+        .await;
     assert_eq!(revoked_in, xids[0].1);
 
     // A revoked spoke gets no new credential; an unknown one is 404.
@@ -340,7 +334,7 @@ async fn spoke_tokens_are_kept_as_digests_and_never_logged() {
     pool.close().await;
 
     let logs = crate::process::stop_logged(child, &log_path).await;
-    assert!(logs.contains("spoke credential issued"), "{logs}");
+    assert_contains(&logs, "spoke credential issued");
     for token in &tokens {
         assert!(
             !logs.contains(token.as_str()),

@@ -88,12 +88,7 @@ async fn silence_degrades_then_takes_offline_at_the_deadlines() {
     assert_eq!(out.offline, ["beta"]);
     assert_eq!(out.next_deadline, None);
 
-    let rows: Vec<(String, String, String, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT p.slug, t.to_status, t.cause, t.at FROM project_transitions t JOIN projects p ON p.id = t.project_id ORDER BY p.slug, t.id",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+    let rows: Vec<(String, String, String, DateTime<Utc>)> = app.rows("SELECT p.slug, t.to_status, t.cause, t.at FROM project_transitions t JOIN projects p ON p.id = t.project_id ORDER BY p.slug, t.id").await;
     let summary: Vec<_> = rows
         .iter()
         .map(|r| (r.0.as_str(), r.1.as_str(), r.2.as_str()))
@@ -115,12 +110,11 @@ async fn silence_degrades_then_takes_offline_at_the_deadlines() {
         .await,
         4
     );
-    let data: Vec<serde_json::Value> = sqlx::query_scalar(
-        "SELECT data FROM outbox WHERE event_type = 'federation.project.status' ORDER BY seq",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+    let data: Vec<serde_json::Value> = app
+        .column(
+            "SELECT data FROM outbox WHERE event_type = 'federation.project.status' ORDER BY seq",
+        )
+        .await;
     let typed: Vec<protocol::events::ProjectStatusData> = data
         .into_iter()
         .map(|d| serde_json::from_value(d).unwrap())
@@ -176,12 +170,9 @@ async fn a_heartbeat_that_lands_while_the_sweep_waits_wins() {
         Duration::from_secs(10),
         "the sweep to wait on the row lock",
         || async {
-            let waiting: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
-            )
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+            let waiting: i64 = app
+                .value("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+                .await;
             (waiting > 0).then_some(())
         },
     )
@@ -271,16 +262,14 @@ async fn a_nats_outage_marks_nobody_offline_and_says_so() {
     // Back: after a full threshold of sight with no heartbeat, the outage is real.
     r.nats.restart().await;
     r.wait_status("alpha", "offline").await;
-    let at: DateTime<Utc> =
-        sqlx::query_scalar("SELECT at FROM project_transitions WHERE to_status = 'offline'")
-            .fetch_one(&r.app.pool)
-            .await
-            .unwrap();
-    let last: DateTime<Utc> =
-        sqlx::query_scalar("SELECT last_heartbeat_at FROM projects WHERE slug = 'alpha'")
-            .fetch_one(&r.app.pool)
-            .await
-            .unwrap();
+    let at: DateTime<Utc> = r
+        .app
+        .value("SELECT at FROM project_transitions WHERE to_status = 'offline'")
+        .await;
+    let last: DateTime<Utc> = r
+        .app
+        .value("SELECT last_heartbeat_at FROM projects WHERE slug = 'alpha'")
+        .await;
     assert!(
         at - last >= secs(8),
         "offline {:?} after the last heartbeat: judged during the outage",

@@ -290,11 +290,9 @@ async fn ui_actions_need_the_csrf_token_the_same_origin_and_an_admin_key() {
         .unwrap();
     assert_eq!(res.status(), 403, "another origin");
     assert_eq!(spoke_status(&app, &spoke_path).await, "pending");
-    let refused: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'spoke.approve'")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+    let refused: i64 = app
+        .value("SELECT count(*) FROM audit_log WHERE action = 'spoke.approve'")
+        .await;
     assert_eq!(refused, 0);
 
     // A reason is required, as through the API.

@@ -236,13 +236,13 @@ async fn ui_browser_signs_in_watches_a_hub_go_offline_live_and_approves_a_spoke(
         .unwrap();
     assert_eq!(same_page, json!(true), "updated in place, without a reload");
     let live = await_text(&c, "#live", "the announcement", |t| !t.is_empty()).await;
-    assert!(live.contains("offline"), "{live}");
+    assert_contains(&live, "offline");
     screenshot(&c, "hubs-live-offline").await;
 
     // The hub's page: its history timeline.
     c.goto(&app.url("/ui/hubs/alpha")).await.unwrap();
     let history = await_text(&c, "#history", "alpha's history", |t| t.contains("sweeper")).await;
-    assert!(history.contains("offline"), "{history}");
+    assert_contains(&history, "offline");
     screenshot(&c, "hub").await;
 
     // Approve the pending spoke through its form.
@@ -267,13 +267,12 @@ async fn ui_browser_signs_in_watches_a_hub_go_offline_live_and_approves_a_spoke(
     })
     .await;
     assert_eq!(spoke_status(&app, &id).await, "approved");
-    let actor: String = sqlx::query_scalar(
-        "SELECT actor FROM audit_log WHERE action = 'spoke.approve' AND target = $1 AND outcome = 'success'",
-    )
-    .bind(format!("spoke:{id}"))
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
+    let actor: String = app
+        .value_of(
+            "SELECT actor FROM audit_log WHERE action = 'spoke.approve' AND target = $1 AND outcome = 'success'",
+            format!("spoke:{id}"),
+        )
+        .await;
     assert_eq!(actor, fingerprint(ADMIN_KEY));
     screenshot(&c, "spokes").await;
 
@@ -313,7 +312,7 @@ async fn ui_browser_shows_no_actions_to_an_agent_key_and_refuses_its_posts() {
     let forms = c.find_all(Locator::Css("form.action")).await.unwrap();
     assert!(forms.is_empty(), "no action form for an agent key");
     let note = await_text(&c, "p.note", "the read-only note", |t| !t.is_empty()).await;
-    assert!(note.contains("Read-only"), "{note}");
+    assert_contains(&note, "Read-only");
     screenshot(&c, "spokes-read-only").await;
 
     // A forged POST with the session's own CSRF token: still 403.

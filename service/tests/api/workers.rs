@@ -24,29 +24,20 @@ async fn a_worker_that_panics_makes_the_service_unready_and_stop_with_an_error()
     let handle = tokio::spawn(app.run_until_stopped());
     wait_ready(port).await;
     let metrics = state.metrics.encode();
-    assert!(
-        metrics.contains("worker_up{worker=\"watch_tail\"} 1"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("worker_up{worker=\"database_monitor\"} 1"),
-        "{metrics}"
-    );
+    assert_contains(&metrics, "worker_up{worker=\"watch_tail\"} 1");
+    assert_contains(&metrics, "worker_up{worker=\"database_monitor\"} 1");
 
     let result = tokio::time::timeout(Duration::from_secs(30), handle)
         .await
         .expect("the service stops by itself")
         .unwrap();
     let error = format!("{:#}", result.expect_err("stops with an error"));
-    assert!(
-        error.contains("worker watch_tail panicked: injected failure (test)"),
-        "{error}"
+    assert_contains(
+        &error,
+        "worker watch_tail panicked: injected failure (test)",
     );
     let metrics = state.metrics.encode();
-    assert!(
-        metrics.contains("worker_up{worker=\"watch_tail\"} 0"),
-        "{metrics}"
-    );
+    assert_contains(&metrics, "worker_up{worker=\"watch_tail\"} 0");
     let (code, report) = service::api::health::ready(State(state)).await;
     assert_eq!(code, 503);
     assert_eq!(
@@ -78,9 +69,9 @@ async fn serve_logs_the_failed_worker_by_name_and_exits_1() {
     let line: serde_json::Value = serde_json::from_str(line).unwrap();
     assert_eq!(line["level"], "ERROR", "{line}");
     assert_eq!(line["worker"], "catalog_follow", "{line}");
-    assert!(
-        logs.contains("error: worker catalog_follow panicked: injected failure (test)"),
-        "{logs}"
+    assert_contains(
+        &logs,
+        "error: worker catalog_follow panicked: injected failure (test)",
     );
 }
 
@@ -107,8 +98,8 @@ async fn federation_sync_runs_the_supervised_worker_until_sigterm() {
     })
     .await;
     let logs = stop_cleanly(child, "-TERM").await;
-    assert!(logs.contains("sync worker leading"), "{logs}");
-    assert!(logs.contains("sync worker stopped"), "{logs}");
+    assert_contains(&logs, "sync worker leading");
+    assert_contains(&logs, "sync worker stopped");
     assert!(
         !logs.contains("background worker stopped while serving"),
         "{logs}"
