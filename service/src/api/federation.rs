@@ -4,13 +4,13 @@
 use std::borrow::Cow;
 
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode, Uri};
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::auth::{Caller, Role};
-use super::error::{ApiError, ApiResult, BodyErrors, KeyedErrors, Problem, QueryErrors};
+use super::error::{ApiError, ApiResult, BodyErrors, Problem, QueryErrors};
 use super::extract::{Json, Query};
 use crate::conditions::SpokeDetail;
 use crate::field_error::FieldError;
@@ -43,12 +43,10 @@ pub struct SpokePath {
 #[utoipa::path(
     post, path = "/api/federation/register", tag = TAG,
     request_body = SpokeRegistration,
-    security(("api_key" = [])),
     responses(
         (status = 201, description = "Registered, pending approval", body = Spoke, headers(("Location" = String, description = "URL of the spoke"))),
         (status = 200, description = "Already registered with these attributes: the same record", body = Spoke),
         BodyErrors,
-        KeyedErrors,
         (status = 409, description = "A live spoke of this instance code is registered with other attributes; `current` holds it", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -64,12 +62,7 @@ pub async fn register_spoke(
         Registered::Created(s) => {
             tracing::info!(spoke = %s.id, code = %s.instance_code, key = %caller.fingerprint, "spoke registered, pending approval");
             let location = format!("/api/federation/spokes/{}", s.id);
-            Ok((
-                StatusCode::CREATED,
-                [(header::LOCATION, location)],
-                axum::Json(s),
-            )
-                .into_response())
+            Ok(super::created_or_not(true, location, s))
         }
         Registered::Existing(s) => Ok(axum::Json(s).into_response()),
         Registered::Conflict { existing, fields } => Err(ApiError::Conflict {
@@ -139,14 +132,12 @@ impl Listed for Spoke {
 #[utoipa::path(
     get, path = "/api/federation/spokes", tag = TAG,
     params(SpokeListParams),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "The matching spokes (one page with `limit`)", body = [Spoke],
          headers(
             ("X-Total-Count" = u64, description = "Spokes matching the filters, in all pages"),
             ("Link" = String, description = "`<URL>; rel=\"next\"`: the next page, when there is one"),
          )),
-        KeyedErrors,
         QueryErrors,
     )
 )]
@@ -180,10 +171,8 @@ pub async fn list_spokes(
 #[utoipa::path(
     get, path = "/api/federation/spokes/{id}", tag = TAG,
     params(SpokePath),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "The spoke and its conditions", body = SpokeDetail),
-        KeyedErrors,
         (status = 404, description = "No such spoke", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -218,10 +207,8 @@ async fn detail(state: &AppState, id: &str) -> ApiResult<SpokeDetail> {
 #[utoipa::path(
     post, path = "/api/federation/spokes/{id}/confirm", tag = TAG,
     params(SpokePath),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "Confirmed: the spoke and its conditions", body = SpokeDetail),
-        KeyedErrors,
         (status = 404, description = "No such spoke", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The spoke is revoked; `current` holds it", body = Problem, content_type = "application/problem+json"),
     )
@@ -249,10 +236,8 @@ pub async fn confirm_spoke(
 #[utoipa::path(
     get, path = "/api/federation/spokes/{id}/history", tag = TAG,
     params(SpokePath),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "Every state change of the spoke", body = [Transition]),
-        KeyedErrors,
         (status = 404, description = "No such spoke", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -279,10 +264,8 @@ pub const MAX_STEPS: i64 = 500;
 #[utoipa::path(
     get, path = "/api/federation/spokes/{id}/steps", tag = TAG,
     params(SpokePath),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "The spoke's steps, oldest first", body = [crate::conditions::Step]),
-        KeyedErrors,
         (status = 404, description = "No such spoke", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -378,11 +361,9 @@ macro_rules! reasoned_route {
             post, path = $path, tag = TAG,
             params(SpokePath),
             request_body = TransitionRequest,
-            security(("api_key" = [])),
             responses(
                 (status = 200, description = $done, body = $body),
                 BodyErrors,
-                KeyedErrors,
                 (status = 404, description = "No such spoke", body = Problem, content_type = "application/problem+json"),
                 (status = 409, description = $conflict, body = Problem, content_type = "application/problem+json"),
             )
@@ -449,12 +430,10 @@ action_route!(
     post, path = "/api/federation/spokes/{id}/revision", tag = TAG,
     params(SpokePath),
     request_body = Endpoints,
-    security(("api_key" = [])),
     responses(
         (status = 202, description = "A revision waits for an admin: the spoke, its conditions and the revision", body = SpokeDetail),
         (status = 200, description = "These are the live endpoints: nothing to change (an open revision is superseded)", body = SpokeDetail),
         BodyErrors,
-        KeyedErrors,
         (status = 404, description = "No such spoke", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The spoke is revoked; `current` holds it", body = Problem, content_type = "application/problem+json"),
     )
@@ -549,10 +528,8 @@ pub const RETRY_ACTION: &str = "spoke.retry";
 #[utoipa::path(
     post, path = "/api/federation/spokes/{id}/retry", tag = TAG,
     params(SpokePath),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "The run is done: the spoke, its conditions and where its onboarding stands", body = SpokeDetail),
-        KeyedErrors,
         (status = 404, description = "No such spoke", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The spoke is not approved: nothing to retry; `current` holds it", body = Problem, content_type = "application/problem+json"),
     )
@@ -619,10 +596,8 @@ pub struct LinkListParams {
 #[utoipa::path(
     get, path = "/api/federation/links", tag = TAG,
     params(LinkListParams),
-    security(("api_key" = [])),
     responses(
         (status = 200, description = "The matching links, by spoke then direction", body = [FederationLink]),
-        KeyedErrors,
         QueryErrors,
     )
 )]
