@@ -50,21 +50,10 @@ async fn public_idp_urls(app: &TestApp) -> Vec<String> {
         .collect()
 }
 
-async fn count(app: &TestApp, sql: &str, id: &str) -> i64 {
-    sqlx::query_scalar(sql)
-        .bind(id)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap()
-}
-
 /// The states of the spoke's revisions, oldest first.
 async fn revision_states(app: &TestApp, id: &str) -> Vec<String> {
-    sqlx::query_scalar("SELECT state FROM spoke_revisions WHERE spoke_id = $1 ORDER BY id")
-        .bind(id)
-        .fetch_all(&app.pool)
-        .await
-        .unwrap()
+    let sql = format!("SELECT state FROM spoke_revisions WHERE spoke_id = '{id}' ORDER BY id");
+    app.column(&sql).await
 }
 
 #[tokio::test]
@@ -182,12 +171,9 @@ async fn update_in_place_keeps_the_old_idp_until_approved_and_verified() {
     let text = std::fs::read_to_string(&env.tfvars).unwrap();
     assert!(text.contains(&new.url()), "{text}");
     // Each move was announced.
-    let events = count(
-        app,
-        "SELECT count(*) FROM outbox WHERE event_type = 'federation.spoke.revision' AND ce_subject = $1",
-        &fra,
-    )
-    .await;
+    let sql = "SELECT count(*) FROM outbox \
+               WHERE event_type = 'federation.spoke.revision' AND ce_subject = $1";
+    let events: i64 = app.value_of(sql, &fra).await;
     assert_eq!(events, 3, "proposed, approved, rolled out");
 }
 
@@ -240,12 +226,9 @@ async fn a_newer_revision_supersedes_a_rejected_one_changes_nothing() {
         .post_json(&path, Some(ADMIN_KEY), &moved_to(&other))
         .await;
     assert_problem(res, 409).await;
-    let audited = count(
-        app,
-        "SELECT count(*) FROM audit_log WHERE action LIKE 'spoke.revision.%' AND target = 'spoke:' || $1",
-        &fra,
-    )
-    .await;
+    let sql = "SELECT count(*) FROM audit_log \
+               WHERE action LIKE 'spoke.revision.%' AND target = 'spoke:' || $1";
+    let audited: i64 = app.value_of(sql, &fra).await;
     assert_eq!(
         audited, 7,
         "four proposals, one refused, a rejection, a refused approval"
@@ -348,12 +331,9 @@ async fn a_failed_onboarding_says_where_it_stopped_and_a_retry_runs_now() {
     );
     let confirmed = confirm(app, &fra).await;
     assert_eq!(confirmed["onboarding"]["state"], "complete", "{confirmed}");
-    let audited = count(
-        app,
-        "SELECT count(*) FROM audit_log WHERE action = 'spoke.retry' AND target = 'spoke:' || $1",
-        &fra,
-    )
-    .await;
+    let sql =
+        "SELECT count(*) FROM audit_log WHERE action = 'spoke.retry' AND target = 'spoke:' || $1";
+    let audited: i64 = app.value_of(sql, &fra).await;
     assert_eq!(audited, 2);
 
     // A spoke that is not approved has nothing to retry.
