@@ -1,5 +1,6 @@
-// `sqlx::migrate!` embeds migrations/ at compile time; rebuild when a file
-// there changes or appears, so the template name follows the migrations.
+// `sqlx::migrate!` embeds ../migrations at compile time; without this, a
+// new migration file would not rebuild the crate (sqlx's documented
+// build script, `sqlx migrate build-script`).
 fn main() {
     println!("cargo:rerun-if-changed=../migrations");
 }

@@ -349,3 +349,42 @@ async fn a_failed_onboarding_says_where_it_stopped_and_a_retry_runs_now() {
         assert!(metrics.contains(&line), "{line}");
     }
 }
+
+#[tokio::test]
+async fn the_onboarding_record_keeps_the_last_thousand_steps_of_a_spoke() {
+    let env = sync_env("").await;
+    let app = &env.app;
+    let fra = approved(app, "FRA").await;
+    let deu = approved(app, "DEU").await;
+    let before: i64 = app
+        .value_of("SELECT count(*) FROM spoke_steps WHERE spoke_id = $1", &deu)
+        .await;
+    // An IdP that flaps 1,200 times.
+    let flap = "UPDATE spoke_conditions SET status = CASE status WHEN 'True' THEN 'False' ELSE 'True' END \
+                WHERE spoke_id = $1 AND type = 'IdpReachable'";
+    for _ in 0..1200 {
+        sqlx::query(flap)
+            .bind(&fra)
+            .execute(&app.pool)
+            .await
+            .unwrap();
+    }
+    let kept: Vec<i64> = app
+        .column(&format!(
+            "SELECT id FROM spoke_steps WHERE spoke_id = '{fra}' ORDER BY id"
+        ))
+        .await;
+    assert_eq!(kept.len(), 1000);
+    let newest: i64 = app
+        .value_of("SELECT max(id) FROM spoke_steps WHERE spoke_id = $1", &fra)
+        .await;
+    assert_eq!(kept.last(), Some(&newest), "the newest are kept");
+    let served = app
+        .get_value(&spoke_path(&fra, "/steps"), Some(ADMIN_KEY))
+        .await;
+    assert_eq!(served.as_array().unwrap().len(), 500);
+    let after: i64 = app
+        .value_of("SELECT count(*) FROM spoke_steps WHERE spoke_id = $1", &deu)
+        .await;
+    assert_eq!(after, before, "another spoke's record is untouched");
+}
