@@ -334,17 +334,17 @@ async fn roll_out(
         "revision {} rolled out as generation {}",
         revision.id, spoke.generation
     );
-    let status = if spoke.status == SpokeStatus::Approved {
-        ConditionStatus::True
+    // A spoke not approved keeps saying why (pending, suspended).
+    let approved = if spoke.status == SpokeStatus::Approved {
+        Observed::new(
+            ConditionType::Approved,
+            ConditionStatus::True,
+            reasons::REVISION_ROLLED_OUT,
+            message,
+        )
     } else {
-        ConditionStatus::False
+        Observed::approved(spoke.status, &message)
     };
-    let approved = Observed::new(
-        ConditionType::Approved,
-        status,
-        reasons::REVISION_ROLLED_OUT,
-        message,
-    );
     conditions::set(&mut *conn, &spoke.id, spoke.generation, &approved).await?;
     announce(conn, &revision, before.as_ref().unwrap_or(&spoke)).await?;
     let detail = format!("revision {} → generation {}", revision.id, spoke.generation);

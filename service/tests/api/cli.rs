@@ -221,7 +221,15 @@ async fn a_spokes_revision_steps_and_retry_from_the_cli() {
     assert_eq!(run.code, 5, "nothing pending: a conflict, {}", run.err);
     let run = cli(&app, &["spokes", "steps", "FRA"]).await;
     assert_eq!(run.code, 0, "{}", run.err);
-    assert!(run.out.contains("REVISION_ROLLED_OUT"), "{}", run.out);
+    let rolled = run
+        .out
+        .lines()
+        .find(|l| l.contains("rolled out as generation 2"));
+    assert!(
+        rolled.is_some_and(|l| l.contains("Approved") && l.contains("SUSPENDED")),
+        "a suspended spoke's Approved keeps saying why: {}",
+        run.out
+    );
     let run = cli(&app, &["spokes", "retry", "FRA"]).await;
     assert_eq!(run.code, 5, "a suspended spoke is not retried: {}", run.err);
 }
