@@ -136,10 +136,6 @@ pub struct SpokeCredentialPath {
     pub fingerprint: String,
 }
 
-fn no_such_spoke(id: &str) -> ApiError {
-    ApiError::NotFound(format!("no spoke with id {id:?}"))
-}
-
 /// When a token of `ttl` issued now expires.
 pub(super) fn expiry_after(ttl: std::time::Duration) -> ApiResult<(i64, DateTime<Utc>)> {
     let expires = jwt::now().saturating_add(ttl.as_secs() as i64);
@@ -348,7 +344,7 @@ pub(super) async fn require_admin_over(
         CredentialKind::Spoke
             if !is_spoke_id(subject) || spokes::get(&state.db, subject).await?.is_none() =>
         {
-            Err(no_such_spoke(subject))
+            Err(super::federation::not_found(subject))
         }
         _ => Ok(()),
     }
@@ -567,14 +563,14 @@ pub async fn issue_spoke_credential(
 ) -> ApiResult<Response> {
     caller.require(Role::Admin)?;
     if !is_spoke_id(&id) {
-        return Err(no_such_spoke(&id));
+        return Err(super::federation::not_found(&id));
     }
     let mut tx = state.db.begin().await?;
     // Locked: a concurrent revocation of the spoke waits, then revokes
     // this credential too.
     let spoke = spokes::get_for_update(&mut tx, &id)
         .await?
-        .ok_or_else(|| no_such_spoke(&id))?;
+        .ok_or_else(|| super::federation::not_found(&id))?;
     if spoke.status == SpokeStatus::Revoked {
         return Err(ApiError::Conflict {
             detail: format!(

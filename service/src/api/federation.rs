@@ -548,11 +548,10 @@ pub async fn retry_spoke(
         .ok_or_else(|| not_found(&id))?;
     let target = crate::store::audit::target("spoke", &id);
     let actor = caller.actor();
-    let mut conn = state.db.acquire().await?;
     if spoke.status != SpokeStatus::Approved {
         let why = format!("the spoke is {}", spoke.status.as_str());
         let entry = AuditEntry::refused(&actor, RETRY_ACTION, target, &why);
-        crate::store::audit::record(&mut conn, &entry).await?;
+        crate::store::audit::record_alone(&state.db, &entry).await?;
         return Err(ApiError::Conflict {
             detail: format!(
                 "spoke {id} is {}: only an approved spoke's onboarding is retried",
@@ -561,14 +560,9 @@ pub async fn retry_spoke(
             current: serde_json::to_value(&spoke).ok(),
         });
     }
-    // The run spans many transactions and outside systems: its audit row
-    // records the request, before it runs.
-    crate::store::audit::record(
-        &mut conn,
-        &AuditEntry::success(&actor, RETRY_ACTION, target),
-    )
-    .await?;
-    drop(conn);
+    // Audited before it runs: the run spans many transactions.
+    let entry = AuditEntry::success(&actor, RETRY_ACTION, target);
+    crate::store::audit::record_alone(&state.db, &entry).await?;
     tracing::info!(spoke = %id, key = %caller.fingerprint, "onboarding retry requested");
     state.sync.reconcile(Trigger::Manual).await?;
     detail(&state, &id).await.map(axum::Json)
@@ -621,6 +615,7 @@ pub async fn list_links(
     Ok(axum::Json(links::list(&state.db, &filter).await?))
 }
 
-fn not_found(id: &str) -> ApiError {
+/// 404 for a spoke id that names no spoke.
+pub(super) fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("no spoke with id {id:?}"))
 }

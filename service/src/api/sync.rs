@@ -91,17 +91,10 @@ pub async fn fix_drift(
         }));
     }
     tracing::info!(key = %caller.fingerprint, "reconcile requested through the API");
-    // The reconcile spans many transactions and outside systems: its audit
-    // row records the request, before it runs.
-    let mut conn = state.db.acquire().await?;
-    let actor = caller.actor();
-    let entry = AuditEntry::success(
-        &actor,
-        RECONCILE_ACTION,
-        audit::target("sync", "federation"),
-    );
-    audit::record(&mut conn, &entry).await?;
-    drop(conn);
+    // Audited before it runs: the run spans many transactions.
+    let (actor, target) = (caller.actor(), audit::target("sync", "federation"));
+    let entry = AuditEntry::success(&actor, RECONCILE_ACTION, target);
+    audit::record_alone(&state.db, &entry).await?;
     let run = state.sync.reconcile(Trigger::Manual).await?;
     let drift = state.sync.drift().await?;
     Ok(axum::Json(FixOutcome {

@@ -130,6 +130,13 @@ pub async fn record_success(
     record(conn, &AuditEntry::success(actor, action, target)).await
 }
 
+/// Records `entry` on its own, committed at once: for a request whose work
+/// spans many transactions and outside systems (a reconcile run), audited
+/// before it starts.
+pub async fn record_alone(pool: &sqlx::PgPool, entry: &AuditEntry<'_>) -> Result<(), sqlx::Error> {
+    record(&mut *pool.acquire().await?, entry).await
+}
+
 /// Records `entry` in the caller's transaction.
 pub async fn record(conn: &mut PgConnection, entry: &AuditEntry<'_>) -> Result<(), sqlx::Error> {
     sqlx::query!(

@@ -9,12 +9,7 @@ use crate::helpers::*;
 use crate::synckit::*;
 
 async fn public_codes(app: &TestApp) -> Vec<String> {
-    let idps = app.get_value("/api/idps/public", None).await;
-    idps.as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["instance_code"].as_str().unwrap().to_owned())
-        .collect()
+    public_idps(app, "instance_code").await
 }
 
 fn condition<'a>(spoke: &'a Value, type_: &str) -> &'a Value {

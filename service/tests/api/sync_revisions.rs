@@ -42,12 +42,7 @@ fn idp_points_at(env: &SyncEnv, oidc: &OidcStub) -> bool {
 }
 
 async fn public_idp_urls(app: &TestApp) -> Vec<String> {
-    let idps = app.get_value("/api/idps/public", None).await;
-    idps.as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["idp_url"].as_str().unwrap().to_owned())
-        .collect()
+    public_idps(app, "idp_url").await
 }
 
 /// The states of the spoke's revisions, oldest first.

@@ -296,3 +296,13 @@ pub async fn reconcile_skipped(app: &TestApp, stub: &KeycloakStub) -> Value {
 }
 
 pub const QUICK: Duration = Duration::from_secs(20);
+
+/// One field of each IdP `GET /api/idps/public` offers, in its order.
+pub async fn public_idps(app: &TestApp, field: &str) -> Vec<String> {
+    let idps = app.get_value("/api/idps/public", None).await;
+    idps.as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i[field].as_str().unwrap().to_owned())
+        .collect()
+}
